@@ -1,14 +1,40 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! # order-confirmation
+//!
+//! Sends every paid order its confirmation mail exactly once, and never leaves an order silently
+//! unconfirmed. Orders arrive as SQS messages (a high-priority and a normal queue); this crate is
+//! the Lambda function that consumes them, mails through Amazon SES v2 and keeps each order's
+//! state in Aurora PostgreSQL through the RDS Data API.
+//!
+//! ## How a batch flows
+//!
+//! ```text
+//! SqsEvent ─► decode ─► claim (ledger, 1 call) ─► render + send (mailer, concurrent, high first)
+//!                                                      │
+//! SqsBatchResponse ◄─ respond ◄─ record (ledger, 1 call, fenced by claim token) ◄─┘
+//! ```
+//!
+//! - [`decode`] turns a body into an [`order::Order`] or a [`decode::Rejection`] (pure; also
+//!   reads the legacy Python-literal format through the data-only grammar in [`pylit`]).
+//! - [`render`] produces the subject, text and HTML parts from `templates/` (pure).
+//! - [`ledger`] is the idempotency store and order state: [`ledger::Ledger`] with a SQLite
+//!   implementation for local runs.
+//! - [`mailer`] delivers: [`mailer::Mailer`] with an `.eml` outbox for local runs.
+//! - [`pipeline`] runs the steps and builds the batch response; [`error`] classifies failures
+//!   once (transient, permanent, fatal); [`rate`] keeps a send-rate reserve for high priority.
+//! - [`config`], [`app`], [`cli`] and [`logging`] are the edges: settings, wiring, the command
+//!   line and log set-up. The binary in `src/bin/` only calls into them.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod ledger;
+pub mod logging;
+pub mod mailer;
+pub mod order;
+pub mod pipeline;
+pub mod pylit;
+pub mod rate;
+pub mod render;
+pub mod stats;

@@ -1,0 +1,295 @@
+//! Configuration: typed, read once at start-up from flags and environment variables (flags win),
+//! validated, and printable with secrets masked (`order-confirmation config`). A missing or wrong
+//! setting is an error that names the setting; nothing falls back silently in Lambda.
+
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where order state is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum LedgerChoice {
+    /// Embedded SQLite file (local runs).
+    Sqlite { path: PathBuf },
+    /// Aurora PostgreSQL through the RDS Data API (production).
+    DataApi,
+}
+
+/// Where mail goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum MailerChoice {
+    /// `.eml` files in a directory (local runs).
+    Outbox { dir: PathBuf },
+    /// Amazon SES v2 (production).
+    Ses,
+}
+
+pub const DEFAULT_LEDGER: &str = "sqlite:.local/ledger.db";
+pub const DEFAULT_MAILER: &str = "outbox:.local/outbox";
+
+fn parse_ledger(s: &str) -> Result<LedgerChoice, String> {
+    match s.split_once(':') {
+        _ if s == "data-api" => Ok(LedgerChoice::DataApi),
+        Some(("sqlite", path)) if !path.is_empty() => Ok(LedgerChoice::Sqlite { path: path.into() }),
+        _ => Err(format!("{s:?} is not a ledger: use data-api or sqlite:<path>")),
+    }
+}
+
+fn parse_mailer(s: &str) -> Result<MailerChoice, String> {
+    match s.split_once(':') {
+        _ if s == "ses" => Ok(MailerChoice::Ses),
+        Some(("outbox", dir)) if !dir.is_empty() => Ok(MailerChoice::Outbox { dir: dir.into() }),
+        _ => Err(format!("{s:?} is not a mailer: use ses or outbox:<dir>")),
+    }
+}
+
+/// Every setting, as flags with environment fallbacks. Shared by all subcommands and by the
+/// Lambda entry (which has no flags, so only the environment applies there).
+#[derive(Debug, Clone, Args, Default)]
+pub struct Settings {
+    /// Ledger backend: `data-api` or `sqlite:<path>` [default locally: sqlite:.local/ledger.db;
+    /// required in Lambda]
+    #[arg(long, env = "LEDGER", global = true)]
+    pub ledger: Option<String>,
+    /// Mail backend: `ses` or `outbox:<dir>` [default locally: outbox:.local/outbox; required in Lambda]
+    #[arg(long, env = "MAILER", global = true)]
+    pub mailer: Option<String>,
+    /// Aurora cluster ARN (data-api ledger).
+    #[arg(long, env = "DB_CLUSTER_ARN", global = true, hide_env_values = true)]
+    pub db_cluster_arn: Option<String>,
+    /// Secrets Manager ARN of the database credentials (data-api ledger).
+    #[arg(long, env = "DB_SECRET_ARN", global = true, hide_env_values = true)]
+    pub db_secret_arn: Option<String>,
+    /// Database name (data-api ledger).
+    #[arg(long, env = "DB_NAME", global = true)]
+    pub db_name: Option<String>,
+    /// From address of the confirmations (required for ses; outbox default orders@example.com).
+    #[arg(long, env = "SENDER_ADDRESS", global = true)]
+    pub sender_address: Option<String>,
+    /// SES configuration set for event publishing (optional).
+    #[arg(long, env = "SES_CONFIGURATION_SET", global = true)]
+    pub ses_configuration_set: Option<String>,
+    /// This instance's share of the SES send quota, in mails per second (unset: unlimited).
+    #[arg(long, env = "SES_MAX_SEND_RATE", global = true)]
+    pub ses_max_send_rate: Option<f64>,
+    /// Share of the send rate kept for high-priority orders, 0.0-0.9 [default: 0.2]
+    #[arg(long, env = "HIGH_PRIORITY_RESERVE", global = true)]
+    pub high_priority_reserve: Option<f64>,
+    /// Sends in flight at once per invocation [default: 16]
+    #[arg(long, env = "SEND_CONCURRENCY", global = true)]
+    pub send_concurrency: Option<usize>,
+    /// No send starts with less than this many seconds left in the invocation [default: 5]
+    #[arg(long, env = "SAFETY_MARGIN_SECONDS", global = true)]
+    pub safety_margin_seconds: Option<u64>,
+    /// Invocation time budget for runs outside Lambda (`invoke`, `consume`) [default: 60]
+    #[arg(long, env = "INVOCATION_TIMEOUT_SECONDS", global = true)]
+    pub invocation_timeout_seconds: Option<u64>,
+}
+
+/// Where the process runs: decides which settings are required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A developer's machine: embedded defaults allowed.
+    Local,
+    /// The Lambda runtime: LEDGER and MAILER must be set explicitly.
+    Lambda,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub ledger: LedgerChoice,
+    pub mailer: MailerChoice,
+    pub data_api: Option<DataApiConfig>,
+    pub sender_address: String,
+    pub ses_configuration_set: Option<String>,
+    pub ses_max_send_rate: Option<f64>,
+    pub high_priority_reserve: f64,
+    pub send_concurrency: usize,
+    #[serde(with = "secs")]
+    pub safety_margin: Duration,
+    #[serde(with = "secs")]
+    pub invocation_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DataApiConfig {
+    pub cluster_arn: String,
+    /// Printed masked: the ARN names the secret, which is worth not spreading.
+    #[serde(serialize_with = "masked")]
+    pub secret_arn: String,
+    pub database: String,
+}
+
+fn masked<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
+    let tail: String = value.chars().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+    s.serialize_str(&format!("****{tail}"))
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// A configuration problem, naming the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {setting} {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { setting, problem: problem.into() }
+}
+
+fn required(setting: &'static str, value: &Option<String>, why: &str) -> Result<String, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v.to_owned()),
+        _ => Err(err(setting, format!("is not set ({why})"))),
+    }
+}
+
+impl Settings {
+    /// Settings from the environment alone (the Lambda entry has no flags).
+    pub fn from_env() -> Self {
+        #[derive(clap::Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        use clap::Parser;
+        EnvOnly::try_parse_from(["order-confirmation"]).map(|e| e.settings).unwrap_or_default()
+    }
+
+    pub fn validate(&self, mode: Mode) -> Result<Config, ConfigError> {
+        let pick = |setting: &'static str, value: &Option<String>, default: &str| -> Result<String, ConfigError> {
+            match (value.as_deref().map(str::trim).filter(|v| !v.is_empty()), mode) {
+                (Some(v), _) => Ok(v.to_owned()),
+                (None, Mode::Local) => Ok(default.to_owned()),
+                (None, Mode::Lambda) => Err(err(
+                    setting,
+                    "is not set: in Lambda it must be given explicitly (there is no local default in production)",
+                )),
+            }
+        };
+        let ledger = parse_ledger(&pick("LEDGER", &self.ledger, DEFAULT_LEDGER)?).map_err(|p| err("LEDGER", p))?;
+        let mailer = parse_mailer(&pick("MAILER", &self.mailer, DEFAULT_MAILER)?).map_err(|p| err("MAILER", p))?;
+
+        let data_api = match ledger {
+            LedgerChoice::DataApi => Some(DataApiConfig {
+                cluster_arn: required("DB_CLUSTER_ARN", &self.db_cluster_arn, "the data-api ledger needs it")?,
+                secret_arn: required("DB_SECRET_ARN", &self.db_secret_arn, "the data-api ledger needs it")?,
+                database: required("DB_NAME", &self.db_name, "the data-api ledger needs it")?,
+            }),
+            LedgerChoice::Sqlite { .. } => None,
+        };
+        for (setting, value) in [("DB_CLUSTER_ARN", &self.db_cluster_arn), ("DB_SECRET_ARN", &self.db_secret_arn)] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                if !v.starts_with("arn:") {
+                    return Err(err(setting, "must be an ARN (arn:aws:...)"));
+                }
+            }
+        }
+
+        let sender_address = match mailer {
+            MailerChoice::Ses => {
+                required("SENDER_ADDRESS", &self.sender_address, "the ses mailer needs a verified From address")?
+            }
+            MailerChoice::Outbox { .. } => {
+                self.sender_address.clone().unwrap_or_else(|| "orders@example.com".to_owned())
+            }
+        };
+        crate::order::CustomerEmail::parse(&sender_address)
+            .map_err(|e| err("SENDER_ADDRESS", format!("is not a valid address: {}", e.rule)))?;
+
+        let ses_max_send_rate = match self.ses_max_send_rate {
+            Some(r) if !(r.is_finite() && r > 0.0) => {
+                return Err(err("SES_MAX_SEND_RATE", "must be a positive number"));
+            }
+            other => other,
+        };
+        let high_priority_reserve = self.high_priority_reserve.unwrap_or(0.2);
+        if !(0.0..=0.9).contains(&high_priority_reserve) {
+            return Err(err("HIGH_PRIORITY_RESERVE", "must be between 0.0 and 0.9"));
+        }
+        let send_concurrency = self.send_concurrency.unwrap_or(16);
+        if !(1..=256).contains(&send_concurrency) {
+            return Err(err("SEND_CONCURRENCY", "must be between 1 and 256"));
+        }
+        let invocation_timeout = Duration::from_secs(self.invocation_timeout_seconds.unwrap_or(60));
+        let safety_margin = Duration::from_secs(self.safety_margin_seconds.unwrap_or(5));
+        if safety_margin >= invocation_timeout {
+            return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
+        }
+        Ok(Config {
+            ledger,
+            mailer,
+            data_api,
+            sender_address,
+            ses_configuration_set: self.ses_configuration_set.clone().filter(|s| !s.is_empty()),
+            ses_max_send_rate,
+            high_priority_reserve,
+            send_concurrency,
+            safety_margin,
+            invocation_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_mode_uses_the_embedded_defaults() {
+        let c = Settings::default().validate(Mode::Local).unwrap();
+        assert_eq!(c.ledger, LedgerChoice::Sqlite { path: ".local/ledger.db".into() });
+        assert_eq!(c.mailer, MailerChoice::Outbox { dir: ".local/outbox".into() });
+    }
+
+    #[test]
+    fn lambda_mode_requires_ledger_and_mailer_by_name() {
+        let e = Settings::default().validate(Mode::Lambda).unwrap_err();
+        assert_eq!(e.setting, "LEDGER");
+        let s = Settings { ledger: Some("data-api".into()), ..Default::default() };
+        assert_eq!(s.validate(Mode::Lambda).unwrap_err().setting, "MAILER");
+    }
+
+    #[test]
+    fn data_api_and_ses_require_their_settings() {
+        let mut s = Settings { ledger: Some("data-api".into()), mailer: Some("ses".into()), ..Default::default() };
+        assert_eq!(
+            s.validate(Mode::Lambda).unwrap_err().to_string(),
+            "configuration: DB_CLUSTER_ARN is not set (the data-api ledger needs it)"
+        );
+        s.db_cluster_arn = Some("arn:aws:rds:us-east-1:1:cluster:c".into());
+        s.db_secret_arn = Some("arn:aws:secretsmanager:us-east-1:1:secret:s".into());
+        s.db_name = Some("orders".into());
+        assert_eq!(s.validate(Mode::Lambda).unwrap_err().setting, "SENDER_ADDRESS");
+        s.sender_address = Some("orders@shop.example.com".into());
+        let c = s.validate(Mode::Lambda).unwrap();
+        let printed = serde_json::to_string(&c).unwrap();
+        assert!(!printed.contains("secretsmanager"), "{printed}");
+    }
+
+    #[test]
+    fn wrong_values_name_the_setting() {
+        let cases = [
+            (Settings { ledger: Some("postgres".into()), ..Default::default() }, "LEDGER"),
+            (Settings { mailer: Some("smtp:x".into()), ..Default::default() }, "MAILER"),
+            (Settings { ses_max_send_rate: Some(0.0), ..Default::default() }, "SES_MAX_SEND_RATE"),
+            (Settings { high_priority_reserve: Some(1.5), ..Default::default() }, "HIGH_PRIORITY_RESERVE"),
+            (Settings { send_concurrency: Some(0), ..Default::default() }, "SEND_CONCURRENCY"),
+            (Settings { sender_address: Some("nope".into()), ..Default::default() }, "SENDER_ADDRESS"),
+            (Settings { db_secret_arn: Some("secret".into()), ..Default::default() }, "DB_SECRET_ARN"),
+        ];
+        for (s, setting) in cases {
+            assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);
+        }
+    }
+}

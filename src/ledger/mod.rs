@@ -1,0 +1,197 @@
+//! The ledger: one row per order, the single source of truth for "was this order confirmed"
+//! (DESIGN §3). It makes redelivery safe (claim before send) and keeps a stale invocation from
+//! overwriting a newer one (record only where the claim token still matches).
+//!
+//! Two implementations honour the same contract and run the same contract tests:
+//! [`sqlite::SqliteLedger`], the embedded default for local runs, and
+//! [`data_api::DataApiLedger`], Aurora PostgreSQL through the RDS Data API in production.
+
+pub mod sqlite;
+
+use crate::error::BackendError;
+use crate::order::{OrderId, Priority};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Row status values, as stored.
+pub mod status {
+    /// Leased by an invocation that is sending it now (or died while doing so: see `lease_until`).
+    pub const SENDING: &str = "sending";
+    /// Terminal: SES accepted the mail.
+    pub const SENT: &str = "sent";
+    /// Retryable: the last attempt failed transiently, was deferred, or never started.
+    pub const FAILED: &str = "failed";
+    /// Terminal: the mail provider refused this message for good; `last_error` says why.
+    pub const REJECTED: &str = "rejected";
+    /// Terminal for automation: reconciliation gave up after its attempt bound; a person decides.
+    pub const ABANDONED: &str = "abandoned";
+    pub const ALL: [&str; 5] = [SENDING, SENT, FAILED, REJECTED, ABANDONED];
+}
+
+/// One order to claim: what the ledger needs to recognise it and to re-send it later.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub order_id: OrderId,
+    pub payload_sha256: String,
+    pub priority: Priority,
+    /// Canonical JSON of the order (see [`crate::order::Order::canonical_json`]).
+    pub payload: String,
+}
+
+/// What the claim step decided for one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This invocation holds the lease and must send, then record with this token.
+    Claimed { token: Uuid },
+    /// Already confirmed: acknowledge, do not mail again.
+    AlreadySent,
+    /// Another invocation holds a live lease: retry later.
+    InFlight,
+    /// The same `order_id` was seen with a different payload: never mail, report.
+    Conflict,
+    /// Refused for good earlier (by the mail provider or by reconciliation's bound).
+    Terminal { status: String, reason: String },
+}
+
+/// The result of one send attempt, written by the record step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent {
+        message_id: String,
+    },
+    /// Transient failure: the order is retryable.
+    Failed {
+        error: String,
+    },
+    /// Permanent failure: the provider will never accept this mail.
+    Rejected {
+        reason: String,
+    },
+    /// Not attempted (deferred by the rate limiter, out of time, or stopped after a fatal error):
+    /// the lease is released so the next delivery can claim at once.
+    Released {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub order_id: OrderId,
+    pub token: Uuid,
+    pub outcome: Outcome,
+}
+
+/// The state of one order, without personal data: what `order-confirmation status` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderState {
+    pub order_id: String,
+    pub status: String,
+    pub priority: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub ses_message_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sent_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub lease_until: Option<OffsetDateTime>,
+}
+
+/// Statistics for one priority (DESIGN §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct PriorityStats {
+    pub priority: String,
+    /// Rows per status; every status is present, zero when none.
+    pub by_status: BTreeMap<String, u64>,
+    /// Orders not yet confirmed and still expected to be (`sending` + `failed`).
+    pub pending: u64,
+    pub oldest_unsent_age_seconds: Option<f64>,
+    pub sent_last_hour: u64,
+    /// Time from first sight to SES acceptance, over orders sent in the last 24 hours.
+    pub time_to_confirm_seconds: Percentiles,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of a sorted sample.
+    pub fn from_sorted(sorted: &[f64]) -> Self {
+        let rank = |p: f64| -> Option<f64> {
+            if sorted.is_empty() {
+                return None;
+            }
+            let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+            Some(sorted[idx])
+        };
+        Self { p50: rank(0.50), p95: rank(0.95), p99: rank(0.99) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LedgerStats {
+    pub priorities: Vec<PriorityStats>,
+}
+
+/// The ledger contract. Claim and record take the whole batch so a backend can do each in one
+/// round trip; results come back in input order.
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync {
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> Result<(), BackendError>;
+
+    /// Inserts or takes over each order unless it is terminal or leased by someone else.
+    async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError>;
+
+    /// Writes outcomes, each only where its claim token still matches. Returns, per recording,
+    /// whether it was applied (false: the lease was lost to another invocation).
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
+
+    async fn stats(&self) -> Result<LedgerStats, BackendError>;
+
+    async fn order_state(&self, order_id: &OrderId) -> Result<Option<OrderState>, BackendError>;
+}
+
+/// Turns raw per-priority numbers into the reported shape, filling absent statuses with zero.
+pub(crate) fn priority_stats(
+    priority: Priority,
+    counts: &BTreeMap<String, u64>,
+    oldest_unsent_age_seconds: Option<f64>,
+    sent_last_hour: u64,
+    sorted_ttc: &[f64],
+) -> PriorityStats {
+    let by_status: BTreeMap<String, u64> =
+        status::ALL.iter().map(|s| ((*s).to_owned(), counts.get(*s).copied().unwrap_or(0))).collect();
+    PriorityStats {
+        priority: priority.as_str().to_owned(),
+        pending: by_status[status::SENDING] + by_status[status::FAILED],
+        by_status,
+        oldest_unsent_age_seconds,
+        sent_last_hour,
+        time_to_confirm_seconds: Percentiles::from_sorted(sorted_ttc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let p = Percentiles::from_sorted(&v);
+        assert_eq!((p.p50, p.p95, p.p99), (Some(50.0), Some(95.0), Some(99.0)));
+        assert_eq!(Percentiles::from_sorted(&[]).p50, None);
+        assert_eq!(Percentiles::from_sorted(&[3.0]).p99, Some(3.0));
+    }
+}

@@ -1,0 +1,275 @@
+//! The ledger on SQLite: the embedded default, so `make run` needs no server. One connection
+//! behind a mutex, each batch in one `BEGIN IMMEDIATE` transaction, which gives the same
+//! atomicity the PostgreSQL statement has. Blocking calls run on tokio's blocking pool.
+
+use super::{Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Recording, priority_stats, status};
+use crate::error::BackendError;
+use crate::order::{OrderId, Priority};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Migrations, in order; applied once each, tracked in `schema_migrations`.
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_order_confirmations", include_str!("../../migrations/sqlite/0001_order_confirmations.sql"))];
+
+pub struct SqliteLedger {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed) the database file and its parent directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, BackendError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BackendError::fatal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(&path)
+            .map_err(|e| BackendError::fatal(format!("cannot open SQLite ledger {}: {e}", path.display())))?;
+        // WAL lets `stats` read while an invocation writes; busy_timeout makes concurrent local
+        // processes (two `invoke`s at once) wait instead of failing.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_error)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql_error)?;
+        Ok(Self { path, conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock poisons it; the connection itself is still sound
+            // (SQLite rolled the transaction back), so keep using it.
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| BackendError::transient(format!("SQLite task failed: {e}")))?
+    }
+}
+
+fn sql_error(e: rusqlite::Error) -> BackendError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => BackendError::transient(format!("SQLite busy: {e}")),
+        _ => BackendError::fatal(format!("SQLite: {e}")),
+    }
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[async_trait::async_trait]
+impl Ledger for SqliteLedger {
+    async fn migrate(&self) -> Result<(), BackendError> {
+        self.with_conn(|conn| {
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            )
+            .map_err(sql_error)?;
+            for (version, sql) in MIGRATIONS {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+                let applied: bool = tx
+                    .query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [version], |r| {
+                        r.get(0)
+                    })
+                    .map_err(sql_error)?;
+                if !applied {
+                    tx.execute_batch(sql).map_err(sql_error)?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+                        params![version, now_ms()],
+                    )
+                    .map_err(sql_error)?;
+                }
+                tx.commit().map_err(sql_error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        let orders = orders.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let lease_until = now + lease.as_millis() as i64;
+            let mut claims = Vec::with_capacity(orders.len());
+            for o in &orders {
+                let existing: Option<(String, String, Option<i64>, Option<String>)> = tx
+                    .query_row(
+                        "SELECT payload_sha256, status, lease_until, last_error FROM order_confirmations WHERE order_id = ?1",
+                        [o.order_id.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                let token = Uuid::new_v4();
+                let claim = match existing {
+                    None => {
+                        tx.execute(
+                            "INSERT INTO order_confirmations (order_id, payload_sha256, priority, payload, status, \
+                             claim_token, lease_until, attempts, first_seen_at, updated_at) \
+                             VALUES (?1, ?2, ?3, ?4, 'sending', ?5, ?6, 1, ?7, ?7)",
+                            params![
+                                o.order_id.as_str(),
+                                o.payload_sha256,
+                                o.priority.as_str(),
+                                o.payload,
+                                token.to_string(),
+                                lease_until,
+                                now
+                            ],
+                        )
+                        .map_err(sql_error)?;
+                        Claim::Claimed { token }
+                    }
+                    Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
+                    Some((_, st, _, _)) if st == status::SENT => Claim::AlreadySent,
+                    Some((_, st, _, reason)) if st == status::REJECTED || st == status::ABANDONED => {
+                        Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
+                    }
+                    Some((_, st, Some(until), _)) if st == status::SENDING && until > now => Claim::InFlight,
+                    Some(_) => {
+                        tx.execute(
+                            "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
+                             attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
+                            params![o.order_id.as_str(), token.to_string(), lease_until, now],
+                        )
+                        .map_err(sql_error)?;
+                        Claim::Claimed { token }
+                    }
+                };
+                claims.push(claim);
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+        let recordings = recordings.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let mut applied = Vec::with_capacity(recordings.len());
+            for r in &recordings {
+                let (new_status, message_id, error, sent_at): (&str, Option<&str>, Option<&str>, Option<i64>) =
+                    match &r.outcome {
+                        Outcome::Sent { message_id } => (status::SENT, Some(message_id), None, Some(now)),
+                        Outcome::Failed { error } => (status::FAILED, None, Some(error), None),
+                        Outcome::Rejected { reason } => (status::REJECTED, None, Some(reason), None),
+                        Outcome::Released { reason } => (status::FAILED, None, Some(reason), None),
+                    };
+                let n = tx
+                    .execute(
+                        "UPDATE order_confirmations SET status = ?3, ses_message_id = COALESCE(?4, ses_message_id), \
+                         last_error = ?5, sent_at = COALESCE(?6, sent_at), claim_token = NULL, lease_until = NULL, \
+                         updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
+                        params![r.order_id.as_str(), r.token.to_string(), new_status, message_id, error, sent_at, now],
+                    )
+                    .map_err(sql_error)?;
+                applied.push(n == 1);
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<LedgerStats, BackendError> {
+        self.with_conn(|conn| {
+            let now = now_ms();
+            let mut priorities = Vec::new();
+            for p in Priority::ALL {
+                let mut counts = BTreeMap::new();
+                let mut stmt = conn
+                    .prepare_cached("SELECT status, COUNT(*) FROM order_confirmations WHERE priority = ?1 GROUP BY status")
+                    .map_err(sql_error)?;
+                let rows = stmt
+                    .query_map([p.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .map_err(sql_error)?;
+                for row in rows {
+                    let (s, n) = row.map_err(sql_error)?;
+                    counts.insert(s, n as u64);
+                }
+                let oldest: Option<i64> = conn
+                    .query_row(
+                        "SELECT MIN(first_seen_at) FROM order_confirmations WHERE priority = ?1 AND status IN ('sending', 'failed')",
+                        [p.as_str()],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql_error)?;
+                let sent_last_hour: i64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM order_confirmations WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2",
+                        params![p.as_str(), now - 3_600_000],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql_error)?;
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT sent_at - first_seen_at FROM order_confirmations \
+                         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2 ORDER BY 1",
+                    )
+                    .map_err(sql_error)?;
+                let ttc: Vec<f64> = stmt
+                    .query_map(params![p.as_str(), now - 86_400_000], |r| r.get::<_, i64>(0))
+                    .map_err(sql_error)?
+                    .map(|r| r.map(|ms| ms as f64 / 1000.0))
+                    .collect::<Result<_, _>>()
+                    .map_err(sql_error)?;
+                let oldest_age = oldest.map(|t| (now - t) as f64 / 1000.0);
+                priorities.push(priority_stats(p, &counts, oldest_age, sent_last_hour as u64, &ttc));
+            }
+            Ok(LedgerStats { priorities })
+        })
+        .await
+    }
+
+    async fn order_state(&self, order_id: &OrderId) -> Result<Option<OrderState>, BackendError> {
+        let id = order_id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT order_id, status, priority, attempts, last_error, ses_message_id, first_seen_at, updated_at, \
+                 sent_at, lease_until FROM order_confirmations WHERE order_id = ?1",
+                [id],
+                |r| {
+                    Ok(OrderState {
+                        order_id: r.get(0)?,
+                        status: r.get(1)?,
+                        priority: r.get(2)?,
+                        attempts: r.get(3)?,
+                        last_error: r.get(4)?,
+                        ses_message_id: r.get(5)?,
+                        first_seen_at: from_ms(r.get(6)?),
+                        updated_at: from_ms(r.get(7)?),
+                        sent_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
+                        lease_until: r.get::<_, Option<i64>>(9)?.map(from_ms),
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql_error)
+        })
+        .await
+    }
+}

@@ -1,0 +1,263 @@
+//! A strict reader for Python literals, the format the legacy producer still sends because the old
+//! consumer parsed bodies with `eval`. It accepts only data: dicts with string keys, lists,
+//! tuples, strings, integers, floats, `True`, `False` and `None`. There are no names, calls,
+//! operators or attribute access in the grammar, so a body like `__import__('os').system(...)` is
+//! a parse error, never an action. Nesting is bounded so a hostile body cannot exhaust the stack.
+
+use serde_json::{Map, Number, Value};
+
+/// Deepest nesting accepted; real orders are three levels deep.
+pub const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyLiteralError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for PyLiteralError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.message, self.offset)
+    }
+}
+
+/// Parses one Python literal occupying the whole input (surrounding whitespace allowed).
+pub fn parse(input: &str) -> Result<Value, PyLiteralError> {
+    let mut p = Parser { src: input.as_bytes(), text: input, pos: 0 };
+    let value = p.value(0)?;
+    p.skip_ws();
+    if p.pos != p.src.len() {
+        return Err(p.error("unexpected text after the literal"));
+    }
+    Ok(value)
+}
+
+struct Parser<'a> {
+    src: &'a [u8],
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn error(&self, message: &str) -> PyLiteralError {
+        PyLiteralError { offset: self.pos, message: message.to_owned() }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, PyLiteralError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error("nested too deeply"));
+        }
+        self.skip_ws();
+        match self.peek() {
+            Some(b'{') => self.dict(depth),
+            Some(b'[') => self.sequence(depth, b']'),
+            Some(b'(') => self.sequence(depth, b')'),
+            Some(b'\'' | b'"') => self.string().map(Value::String),
+            Some(b'-' | b'+' | b'0'..=b'9' | b'.') => self.number(),
+            Some(c) if c.is_ascii_alphabetic() || c == b'_' => self.keyword(),
+            Some(_) => Err(self.error("unexpected character")),
+            None => Err(self.error("unexpected end of input")),
+        }
+    }
+
+    fn dict(&mut self, depth: usize) -> Result<Value, PyLiteralError> {
+        self.pos += 1;
+        let mut map = Map::new();
+        loop {
+            self.skip_ws();
+            if self.peek() == Some(b'}') {
+                self.pos += 1;
+                return Ok(Value::Object(map));
+            }
+            if !matches!(self.peek(), Some(b'\'' | b'"')) {
+                return Err(self.error("dict keys must be strings"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.error("expected ':' after a dict key"));
+            }
+            self.pos += 1;
+            let value = self.value(depth + 1)?;
+            map.insert(key, value);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {}
+                _ => return Err(self.error("expected ',' or '}' in a dict")),
+            }
+        }
+    }
+
+    fn sequence(&mut self, depth: usize, close: u8) -> Result<Value, PyLiteralError> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.peek() == Some(close) {
+                self.pos += 1;
+                return Ok(Value::Array(items));
+            }
+            items.push(self.value(depth + 1)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(c) if c == close => {}
+                _ => return Err(self.error("expected ',' or the closing bracket")),
+            }
+        }
+    }
+
+    fn keyword(&mut self) -> Result<Value, PyLiteralError> {
+        let start = self.pos;
+        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'_') {
+            self.pos += 1;
+        }
+        match &self.text[start..self.pos] {
+            "True" => Ok(Value::Bool(true)),
+            "False" => Ok(Value::Bool(false)),
+            "None" => Ok(Value::Null),
+            _ => {
+                self.pos = start;
+                Err(self.error("names and expressions are not literals"))
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Value, PyLiteralError> {
+        let start = self.pos;
+        if matches!(self.peek(), Some(b'-' | b'+')) {
+            self.pos += 1;
+        }
+        while matches!(self.peek(), Some(b'0'..=b'9' | b'.' | b'e' | b'E' | b'_'))
+            || (matches!(self.peek(), Some(b'-' | b'+')) && matches!(self.src[self.pos - 1], b'e' | b'E'))
+        {
+            self.pos += 1;
+        }
+        let raw: String = self.text[start..self.pos].chars().filter(|c| *c != '_').collect();
+        let raw = raw.strip_prefix('+').unwrap_or(&raw);
+        if let Ok(i) = raw.parse::<i64>() {
+            return Ok(Value::Number(i.into()));
+        }
+        match raw.parse::<f64>().ok().and_then(Number::from_f64) {
+            Some(n) if raw.chars().any(|c| c.is_ascii_digit()) => Ok(Value::Number(n)),
+            _ => {
+                self.pos = start;
+                Err(self.error("not a number literal"))
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, PyLiteralError> {
+        let quote = self.src[self.pos];
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let Some(c) = self.text[self.pos..].chars().next() else {
+                return Err(self.error("unterminated string"));
+            };
+            match c {
+                c if c as u32 == quote as u32 => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                '\n' => return Err(self.error("newline inside a string")),
+                '\\' => {
+                    self.pos += 1;
+                    out.push(self.escape()?);
+                }
+                c => {
+                    out.push(c);
+                    self.pos += c.len_utf8();
+                }
+            }
+        }
+    }
+
+    fn escape(&mut self) -> Result<char, PyLiteralError> {
+        let Some(c) = self.peek() else {
+            return Err(self.error("unterminated escape"));
+        };
+        self.pos += 1;
+        let simple = match c {
+            b'\\' => Some('\\'),
+            b'\'' => Some('\''),
+            b'"' => Some('"'),
+            b'n' => Some('\n'),
+            b'r' => Some('\r'),
+            b't' => Some('\t'),
+            b'0' => Some('\0'),
+            _ => None,
+        };
+        if let Some(ch) = simple {
+            return Ok(ch);
+        }
+        let digits = match c {
+            b'x' => 2,
+            b'u' => 4,
+            b'U' => 8,
+            _ => {
+                self.pos -= 1;
+                return Err(self.error("unknown escape"));
+            }
+        };
+        let hex = self.text.get(self.pos..self.pos + digits).ok_or_else(|| self.error("short escape"))?;
+        let code = u32::from_str_radix(hex, 16).map_err(|_| self.error("bad hex escape"))?;
+        self.pos += digits;
+        char::from_u32(code).ok_or_else(|| self.error("escape is not a character"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_the_legacy_producer_format() {
+        let v = parse(
+            "{'order_id': 'A1', 'gift': True, 'note': None, 'n': -3, 'x': 1.5, 'tags': ['a', \"b\"], 't': (1, 2,)}",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"order_id": "A1", "gift": true, "note": null, "n": -3, "x": 1.5, "tags": ["a", "b"], "t": [1, 2]})
+        );
+    }
+
+    #[test]
+    fn decodes_escapes() {
+        assert_eq!(parse(r"'it\'s \x41\u00e9\n'").unwrap(), json!("it's Aé\n"));
+    }
+
+    #[test]
+    fn refuses_code() {
+        for src in [
+            "__import__('os').system('rm -rf /')",
+            "{'a': open('/etc/passwd').read()}",
+            "{'a': 1 + 2}",
+            "{'a': [x for x in range(3)]}",
+            "{'a': lambda: 1}",
+            "{1: 'non-string key'}",
+            "{'a': 1} or exit()",
+        ] {
+            assert!(parse(src).is_err(), "{src}");
+        }
+    }
+
+    #[test]
+    fn bounds_nesting() {
+        let deep = "[".repeat(100_000);
+        assert_eq!(parse(&deep).unwrap_err().message, "nested too deeply");
+    }
+}

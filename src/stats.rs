@@ -1,0 +1,67 @@
+//! Human-readable rendering of statistics and order state (the JSON forms are the serde ones).
+
+use crate::ledger::{LedgerStats, OrderState, status};
+use std::fmt::Write;
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"))
+}
+
+pub fn render_table(stats: &LedgerStats) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>13} {:>8} {:>9} {:>9} {:>9}",
+        "priority",
+        "sent",
+        "sending",
+        "failed",
+        "rejected",
+        "abandoned",
+        "pending",
+        "oldest_unsent",
+        "sent_1h",
+        "ttc_p50",
+        "ttc_p95",
+        "ttc_p99"
+    );
+    for p in &stats.priorities {
+        let n = |s: &str| p.by_status.get(s).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{:<8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>13} {:>8} {:>9} {:>9} {:>9}",
+            p.priority,
+            n(status::SENT),
+            n(status::SENDING),
+            n(status::FAILED),
+            n(status::REJECTED),
+            n(status::ABANDONED),
+            p.pending,
+            secs(p.oldest_unsent_age_seconds),
+            p.sent_last_hour,
+            secs(p.time_to_confirm_seconds.p50),
+            secs(p.time_to_confirm_seconds.p95),
+            secs(p.time_to_confirm_seconds.p99),
+        );
+    }
+    out
+}
+
+pub fn render_order(s: &OrderState) -> String {
+    let mut out = String::new();
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let time = |t: Option<time::OffsetDateTime>| {
+        t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_else(|| "-".to_owned())
+    };
+    let _ = writeln!(out, "order_id:       {}", s.order_id);
+    let _ = writeln!(out, "status:         {}", s.status);
+    let _ = writeln!(out, "priority:       {}", s.priority);
+    let _ = writeln!(out, "attempts:       {}", s.attempts);
+    let _ = writeln!(out, "last_error:     {}", opt(&s.last_error));
+    let _ = writeln!(out, "ses_message_id: {}", opt(&s.ses_message_id));
+    let _ = writeln!(out, "first_seen_at:  {}", time(Some(s.first_seen_at)));
+    let _ = writeln!(out, "updated_at:     {}", time(Some(s.updated_at)));
+    let _ = writeln!(out, "sent_at:        {}", time(s.sent_at));
+    let _ = writeln!(out, "lease_until:    {}", time(s.lease_until));
+    out
+}
