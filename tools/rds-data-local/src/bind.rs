@@ -44,11 +44,7 @@ impl Bind {
 }
 
 impl ToSql for Bind {
-    fn to_sql(
-        &self,
-        _ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Bind::Null => return Ok(IsNull::Yes),
             Bind::Text(s, _) => out.extend_from_slice(s.as_bytes()),
@@ -96,16 +92,12 @@ pub fn parse_parameters(v: Option<&Value>) -> Result<Vec<NamedBind>, ApiError> {
     if v.is_null() {
         return Ok(Vec::new());
     }
-    let arr = v
-        .as_array()
-        .ok_or_else(|| ser("parameters must be a list of SqlParameter"))?;
+    let arr = v.as_array().ok_or_else(|| ser("parameters must be a list of SqlParameter"))?;
     arr.iter().map(parse_parameter).collect()
 }
 
 fn parse_parameter(p: &Value) -> Result<NamedBind, ApiError> {
-    let obj = p
-        .as_object()
-        .ok_or_else(|| ser("each parameter must be a SqlParameter object"))?;
+    let obj = p.as_object().ok_or_else(|| ser("each parameter must be a SqlParameter object"))?;
     let name = match obj.get("name") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => return Err(bad("Parameter name must be specified")),
@@ -125,50 +117,32 @@ fn parse_parameter(p: &Value) -> Result<NamedBind, ApiError> {
 }
 
 fn parse_field(name: &str, f: &Value, hint: Option<&str>) -> Result<Bind, ApiError> {
-    let obj = f
-        .as_object()
-        .ok_or_else(|| ser("SqlParameter.value must be a Field object"))?;
+    let obj = f.as_object().ok_or_else(|| ser("SqlParameter.value must be a Field object"))?;
     // A union carries exactly one member; SDKs never send nulls for the unset ones, but tolerate
     // them the way smithy servers do.
     let set: Vec<(&String, &Value)> = obj.iter().filter(|(_, v)| !v.is_null()).collect();
     if set.len() != 1 {
-        return Err(bad(format!(
-            "Parameter \"{name}\": a Field must have exactly one member set"
-        )));
+        return Err(bad(format!("Parameter \"{name}\": a Field must have exactly one member set")));
     }
     let (member, v) = set[0];
     match member.as_str() {
         "isNull" => match v {
             Value::Bool(true) => Ok(Bind::Null),
-            Value::Bool(false) => Err(bad(format!(
-                "Parameter \"{name}\": isNull must be true when it is set"
-            ))),
+            Value::Bool(false) => Err(bad(format!("Parameter \"{name}\": isNull must be true when it is set"))),
             _ => Err(ser("Field.isNull must be a boolean")),
         },
-        "booleanValue" => v
-            .as_bool()
-            .map(Bind::Bool)
-            .ok_or_else(|| ser("Field.booleanValue must be a boolean")),
-        "longValue" => v
-            .as_i64()
-            .map(Bind::Long)
-            .ok_or_else(|| ser("Field.longValue must be a 64-bit integer")),
-        "doubleValue" => parse_double(v)
-            .map(Bind::Double)
-            .ok_or_else(|| ser("Field.doubleValue must be a number")),
+        "booleanValue" => v.as_bool().map(Bind::Bool).ok_or_else(|| ser("Field.booleanValue must be a boolean")),
+        "longValue" => v.as_i64().map(Bind::Long).ok_or_else(|| ser("Field.longValue must be a 64-bit integer")),
+        "doubleValue" => parse_double(v).map(Bind::Double).ok_or_else(|| ser("Field.doubleValue must be a number")),
         "blobValue" => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| ser("Field.blobValue must be a base64 string"))?;
+            let s = v.as_str().ok_or_else(|| ser("Field.blobValue must be a base64 string"))?;
             base64::engine::general_purpose::STANDARD
                 .decode(s)
                 .map(Bind::Bytes)
                 .map_err(|_| ser("Field.blobValue must be valid base64"))
         }
         "stringValue" => {
-            let s = v
-                .as_str()
-                .ok_or_else(|| ser("Field.stringValue must be a string"))?;
+            let s = v.as_str().ok_or_else(|| ser("Field.stringValue must be a string"))?;
             string_with_hint(s, hint)
         }
         // The API reference: "Array parameters are not supported."
@@ -208,9 +182,7 @@ fn valid_time(s: &str) -> bool {
         None => (s, None),
     };
     let p: Vec<&str> = hms.split(':').collect();
-    p.len() == 3
-        && p.iter().all(|x| all_digits(x, 2, 2))
-        && frac.is_none_or(|f| all_digits(f, 1, 9))
+    p.len() == 3 && p.iter().all(|x| all_digits(x, 2, 2)) && frac.is_none_or(|f| all_digits(f, 1, 9))
 }
 
 fn valid_decimal(s: &str) -> bool {
@@ -224,9 +196,7 @@ fn valid_decimal(s: &str) -> bool {
         None => (mant, None),
     };
     let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
-    let mant_ok = digits(int)
-        && frac.is_none_or(digits)
-        && !(int.is_empty() && frac.is_none_or(str::is_empty));
+    let mant_ok = digits(int) && frac.is_none_or(digits) && !(int.is_empty() && frac.is_none_or(str::is_empty));
     let exp_ok = exp.is_none_or(|e| {
         let e = e.strip_prefix(['+', '-']).unwrap_or(e);
         !e.is_empty() && digits(e)
@@ -261,9 +231,7 @@ fn string_with_hint(s: &str, hint: Option<&str>) -> Result<Bind, ApiError> {
             Type::TIME
         }
         Some("TIMESTAMP") => {
-            let ok = s
-                .split_once(' ')
-                .is_some_and(|(d, t)| valid_date(d) && valid_time(t));
+            let ok = s.split_once(' ').is_some_and(|(d, t)| valid_date(d) && valid_time(t));
             if !ok {
                 return Err(cannot_parse());
             }

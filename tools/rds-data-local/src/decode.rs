@@ -18,10 +18,7 @@ use crate::error::ApiError;
 pub struct Raw<'a>(pub Option<&'a [u8]>);
 
 impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(
-        _ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Raw(Some(raw)))
     }
 
@@ -64,10 +61,7 @@ pub struct ResultOptions {
 }
 
 fn unsupported(ty: &Type) -> ApiError {
-    ApiError::UnsupportedResult(format!(
-        "The result contains the unsupported data type {}.",
-        ty.name()
-    ))
+    ApiError::UnsupportedResult(format!("The result contains the unsupported data type {}.", ty.name()))
 }
 
 fn malformed(ty: &Type) -> ApiError {
@@ -111,11 +105,7 @@ pub fn decode(ty: &Type, raw: Option<&[u8]>, opts: ResultOptions) -> Result<Cell
         return text(ty, b);
     }
     let long = |v: i64| {
-        if opts.long_as_string {
-            Cell::Str(v.to_string())
-        } else {
-            Cell::Long(v)
-        }
+        if opts.long_as_string { Cell::Str(v.to_string()) } else { Cell::Long(v) }
     };
     let cell = match *ty {
         Type::BOOL => Cell::Bool(*b.first().ok_or_else(|| malformed(ty))? != 0),
@@ -164,14 +154,7 @@ pub fn decode(ty: &Type, raw: Option<&[u8]>, opts: ResultOptions) -> Result<Cell
                 return Err(malformed(ty));
             }
             let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-            Cell::Str(format!(
-                "{}-{}-{}-{}-{}",
-                &h[0..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            ))
+            Cell::Str(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
         }
         Type::BYTEA => Cell::Blob(b.to_vec()),
         Type::DATE => Cell::Str(format_date(be_i32(b, 0).ok_or_else(|| malformed(ty))?)),
@@ -181,9 +164,7 @@ pub fn decode(ty: &Type, raw: Option<&[u8]>, opts: ResultOptions) -> Result<Cell
             let zone = be_i32(b, 8).ok_or_else(|| malformed(ty))?;
             Cell::Str(format!("{}{}", format_time(t), format_offset(-zone)))
         }
-        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
-            Cell::Str(format_timestamp(be_i64(b, 0).ok_or_else(|| malformed(ty))?))
-        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => Cell::Str(format_timestamp(be_i64(b, 0).ok_or_else(|| malformed(ty))?)),
         Type::INTERVAL => {
             let us = be_i64(b, 0).ok_or_else(|| malformed(ty))?;
             let days = be_i32(b, 8).ok_or_else(|| malformed(ty))?;
@@ -204,17 +185,13 @@ pub fn decode(ty: &Type, raw: Option<&[u8]>, opts: ResultOptions) -> Result<Cell
 }
 
 fn text(ty: &Type, b: &[u8]) -> Result<Cell, ApiError> {
-    String::from_utf8(b.to_vec())
-        .map(Cell::Str)
-        .map_err(|_| malformed(ty))
+    String::from_utf8(b.to_vec()).map(Cell::Str).map_err(|_| malformed(ty))
 }
 
 fn decode_array(ty: &Type, elem: &Type, b: &[u8], opts: ResultOptions) -> Result<Cell, ApiError> {
     let ndim = be_i32(b, 0).ok_or_else(|| malformed(ty))?;
     if ndim > 1 {
-        return Err(ApiError::UnsupportedResult(
-            "Multidimensional arrays are not supported.".into(),
-        ));
+        return Err(ApiError::UnsupportedResult("Multidimensional arrays are not supported.".into()));
     }
     let mut cells = Vec::new();
     if ndim == 1 {
@@ -360,13 +337,7 @@ pub fn numeric_to_string(b: &[u8]) -> Option<String> {
     for i in 0..ndigits {
         digits.push(be_i16(b, 8 + 2 * i)?);
     }
-    let digit = |i: i32| -> i16 {
-        if i >= 0 && (i as usize) < digits.len() {
-            digits[i as usize]
-        } else {
-            0
-        }
-    };
+    let digit = |i: i32| -> i16 { if i >= 0 && (i as usize) < digits.len() { digits[i as usize] } else { 0 } };
     let mut s = String::new();
     if sign == 0x4000 {
         s.push('-');
@@ -416,11 +387,7 @@ const PG_EPOCH_DAYS: i64 = 10_957;
 /// (date text, " BC" suffix or "") for days since 2000-01-01.
 fn date_parts(days: i64) -> (String, &'static str) {
     let (y, m, d) = civil_from_days(days + PG_EPOCH_DAYS);
-    if y <= 0 {
-        (format!("{:04}-{m:02}-{d:02}", 1 - y), " BC")
-    } else {
-        (format!("{y:04}-{m:02}-{d:02}"), "")
-    }
+    if y <= 0 { (format!("{:04}-{m:02}-{d:02}", 1 - y), " BC") } else { (format!("{y:04}-{m:02}-{d:02}"), "") }
 }
 
 pub fn format_date(days: i32) -> String {
@@ -525,11 +492,7 @@ fn format_inet(b: &[u8], is_cidr_type: bool) -> Option<String> {
         }
         _ => return None,
     };
-    if is_cidr_type || bits != max {
-        Some(format!("{text}/{bits}"))
-    } else {
-        Some(text)
-    }
+    if is_cidr_type || bits != max { Some(format!("{text}/{bits}")) } else { Some(text) }
 }
 
 /// Catalog facts about a result column that comes straight from a table column.
@@ -547,16 +510,16 @@ pub fn jdbc_type(ty: &Type) -> i32 {
         return 2003; // ARRAY
     }
     match *ty {
-        Type::BOOL => -7,               // BIT (PgJDBC reports bool as BIT)
-        Type::INT2 => 5,                // SMALLINT
-        Type::INT4 => 4,                // INTEGER
-        Type::INT8 | Type::OID => -5,   // BIGINT
-        Type::FLOAT4 => 7,              // REAL
-        Type::FLOAT8 | Type::MONEY => 8, // DOUBLE
-        Type::NUMERIC => 2,             // NUMERIC
+        Type::BOOL => -7,                              // BIT (PgJDBC reports bool as BIT)
+        Type::INT2 => 5,                               // SMALLINT
+        Type::INT4 => 4,                               // INTEGER
+        Type::INT8 | Type::OID => -5,                  // BIGINT
+        Type::FLOAT4 => 7,                             // REAL
+        Type::FLOAT8 | Type::MONEY => 8,               // DOUBLE
+        Type::NUMERIC => 2,                            // NUMERIC
         Type::TEXT | Type::VARCHAR | Type::NAME => 12, // VARCHAR
-        Type::BPCHAR | Type::CHAR => 1, // CHAR
-        Type::BYTEA => -2,              // BINARY
+        Type::BPCHAR | Type::CHAR => 1,                // CHAR
+        Type::BYTEA => -2,                             // BINARY
         Type::DATE => 91,
         Type::TIME | Type::TIMETZ => 92,
         Type::TIMESTAMP | Type::TIMESTAMPTZ => 93,
@@ -634,10 +597,7 @@ fn is_case_sensitive(ty: &Type) -> bool {
 }
 
 /// One `ColumnMetadata` structure.
-pub fn column_metadata(
-    col: &tokio_postgres::Column,
-    table: Option<&TableColumnInfo>,
-) -> Value {
+pub fn column_metadata(col: &tokio_postgres::Column, table: Option<&TableColumnInfo>) -> Value {
     let ty = col.type_();
     let (precision, scale) = precision_scale(ty, col.type_modifier());
     // java.sql.ResultSetMetaData: columnNoNulls = 0, columnNullable = 1, unknown = 2.

@@ -57,9 +57,9 @@ impl ApiError {
             | ApiError::StatementTimeout(_)
             | ApiError::UnsupportedResult(_)
             | ApiError::Serialization(_) => StatusCode::BAD_REQUEST,
-            ApiError::DatabaseNotFound(_)
-            | ApiError::TransactionNotFound(_)
-            | ApiError::UnknownOperation(_) => StatusCode::NOT_FOUND,
+            ApiError::DatabaseNotFound(_) | ApiError::TransactionNotFound(_) | ApiError::UnknownOperation(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::DatabaseUnavailable => StatusCode::GATEWAY_TIMEOUT,
             ApiError::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,9 +78,7 @@ impl ApiError {
             | ApiError::Serialization(m)
             | ApiError::UnknownOperation(m) => Some(m),
             // The model gives these two shapes no members at all.
-            ApiError::DatabaseUnavailable
-            | ApiError::InternalServerError
-            | ApiError::ServiceUnavailable => None,
+            ApiError::DatabaseUnavailable | ApiError::InternalServerError | ApiError::ServiceUnavailable => None,
         }
     }
 
@@ -127,8 +125,7 @@ impl IntoResponse for ApiError {
             None => json!({}),
         };
         let mut resp = (self.status(), axum::Json(body)).into_response();
-        resp.headers_mut()
-            .insert("x-amzn-ErrorType", HeaderValue::from_static(self.code()));
+        resp.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static(self.code()));
         resp
     }
 }

@@ -106,10 +106,8 @@ impl FaultState {
     }
 
     fn snapshot(&self) -> Value {
-        let remaining = self
-            .resuming_until
-            .map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64)
-            .unwrap_or(0);
+        let remaining =
+            self.resuming_until.map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64).unwrap_or(0);
         json!({
             "latency_ms": self.latency_ms,
             "error_rate": self.error_rate,
@@ -200,28 +198,17 @@ async fn apply_faults(state: &AppState, arn: Option<&str>) -> Result<(), ApiErro
         return Err(ApiError::InternalServerError);
     }
     if f.error_rate > 0.0 && rand::random::<f64>() < f.error_rate {
-        return Err(if rand::random::<bool>() {
-            ApiError::InternalServerError
-        } else {
-            ApiError::ServiceUnavailable
-        });
+        return Err(if rand::random::<bool>() { ApiError::InternalServerError } else { ApiError::ServiceUnavailable });
     }
     Ok(())
 }
 
 async fn handle(state: &AppState, op: &'static str, body: &[u8]) -> Result<Value, ApiError> {
     let parsed: Result<Value, _> = serde_json::from_slice(if body.is_empty() { b"{}" } else { body });
-    let arn = parsed
-        .as_ref()
-        .ok()
-        .and_then(|v| v.get("resourceArn"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let arn = parsed.as_ref().ok().and_then(|v| v.get("resourceArn")).and_then(Value::as_str).map(str::to_owned);
     apply_faults(state, arn.as_deref()).await?;
     if body.len() > MAX_REQUEST_BYTES {
-        return Err(ApiError::BadRequest(
-            "Request size exceeds the 4 MiB limit of the Data API".into(),
-        ));
+        return Err(ApiError::BadRequest("Request size exceeds the 4 MiB limit of the Data API".into()));
     }
     let v = parsed.map_err(|e| ApiError::Serialization(format!("Malformed request body: {e}")))?;
     let Value::Object(obj) = v else {
@@ -251,9 +238,7 @@ async fn handle(state: &AppState, op: &'static str, body: &[u8]) -> Result<Value
             input::common(&obj)?;
             db.rollback(&input::required_str(&obj, "transactionId")?).await
         }
-        _ => Err(ApiError::BadRequest(
-            "ExecuteSql is deprecated and not supported; use ExecuteStatement".into(),
-        )),
+        _ => Err(ApiError::BadRequest("ExecuteSql is deprecated and not supported; use ExecuteStatement".into())),
     }
 }
 
@@ -265,8 +250,7 @@ async fn get_faults(State(state): State<AppState>) -> Response {
 async fn set_faults(State(state): State<AppState>, body: Bytes) -> Response {
     let parsed: Result<Map<String, Value>, _> = serde_json::from_slice(&body);
     let Ok(obj) = parsed else {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": "body must be a JSON object"})))
-            .into_response();
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": "body must be a JSON object"}))).into_response();
     };
     let mut f = lock(&state.faults);
     let num = |k: &str| obj.get(k).and_then(Value::as_u64);
@@ -312,11 +296,7 @@ async fn reset_stats(State(state): State<AppState>) -> Response {
 fn build_state(config: Config) -> anyhow::Result<AppState> {
     let mut faults = FaultState::default();
     faults.set(&config.faults);
-    Ok(Arc::new(AppInner {
-        db: Db::new(config)?,
-        faults: Mutex::new(faults),
-        stats: Mutex::new(BTreeMap::new()),
-    }))
+    Ok(Arc::new(AppInner { db: Db::new(config)?, faults: Mutex::new(faults), stats: Mutex::new(BTreeMap::new()) }))
 }
 
 /// Serves the Data API on `listener` until `shutdown` resolves.
@@ -328,8 +308,8 @@ pub async fn serve_with_shutdown(
     let state = build_state(config)?;
     let reaper_state = state.clone();
     let reaper = tokio::spawn(async move {
-        let tick = (reaper_state.db.config.transaction_timeout / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let tick =
+            (reaper_state.db.config.transaction_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             tokio::time::sleep(tick).await;
             reaper_state.db.expire_idle_transactions().await;
@@ -337,9 +317,7 @@ pub async fn serve_with_shutdown(
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "rds-data-local listening");
-    let res = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let res = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     reaper.abort();
     res.map_err(Into::into)
 }
@@ -392,19 +370,13 @@ impl Drop for Server {
 pub async fn spawn_on(listener: TcpListener, config: Config) -> anyhow::Result<Server> {
     let addr = listener.local_addr()?;
     // Fail here, not in the background task, on a bad URL.
-    let _: tokio_postgres::Config = config
-        .database_url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
+    let _: tokio_postgres::Config =
+        config.database_url.parse().map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(serve_with_shutdown(listener, config, async move {
         let _ = rx.await;
     }));
-    Ok(Server {
-        addr,
-        shutdown: Some(tx),
-        handle: Some(handle),
-    })
+    Ok(Server { addr, shutdown: Some(tx), handle: Some(handle) })
 }
 
 /// Starts a server on `127.0.0.1:0` (a free port) in the background.

@@ -91,10 +91,8 @@ struct Outcome {
 
 impl Db {
     pub fn new(config: Config) -> anyhow::Result<Db> {
-        let mut pg: tokio_postgres::Config = config
-            .database_url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid --database-url: {e}"))?;
+        let mut pg: tokio_postgres::Config =
+            config.database_url.parse().map_err(|e| anyhow::anyhow!("invalid --database-url: {e}"))?;
         // Aurora's Data API sessions run in UTC (it documents timestamptz results in UTC);
         // pinning the session makes now()::text and timestamp<->timestamptz casts agree.
         pg.options("-c TimeZone=UTC");
@@ -104,33 +102,18 @@ impl Db {
             .map(str::to_owned)
             .or_else(|| pg.get_user().map(str::to_owned))
             .unwrap_or_else(|| "postgres".to_owned());
-        Ok(Db {
-            config,
-            pg,
-            default_db,
-            pools: Mutex::new(HashMap::new()),
-            txs: Mutex::new(HashMap::new()),
-        })
+        Ok(Db { config, pg, default_db, pools: Mutex::new(HashMap::new()), txs: Mutex::new(HashMap::new()) })
     }
 
     fn pool(&self, database: Option<&str>) -> Result<Pool, ApiError> {
-        let name = database
-            .filter(|d| !d.is_empty())
-            .unwrap_or(&self.default_db)
-            .to_owned();
+        let name = database.filter(|d| !d.is_empty()).unwrap_or(&self.default_db).to_owned();
         let mut pools = lock(&self.pools);
         if let Some(p) = pools.get(&name) {
             return Ok(p.clone());
         }
         let mut cfg = self.pg.clone();
         cfg.dbname(&name);
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
             .max_size(self.config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -225,13 +208,8 @@ impl Db {
         }
         let binds = bind_map(&input.params);
         // Every placeholder must have a value before anything reaches the database.
-        let values: Vec<Vec<Bind>> = stmts
-            .iter()
-            .map(|s| values_for(s, &binds))
-            .collect::<Result<_, _>>()?;
-        let conn = self
-            .conn(input.transaction_id.as_deref(), input.database.as_deref())
-            .await?;
+        let values: Vec<Vec<Bind>> = stmts.iter().map(|s| values_for(s, &binds)).collect::<Result<_, _>>()?;
+        let conn = self.conn(input.transaction_id.as_deref(), input.database.as_deref()).await?;
         let opts = input.result_opts;
         let include_metadata = input.include_metadata && !input.format_json;
         let format_json = input.format_json;
@@ -264,16 +242,9 @@ impl Db {
         let mut sets: Vec<Vec<Vec<Bind>>> = Vec::with_capacity(input.parameter_sets.len());
         for set in &input.parameter_sets {
             let binds = bind_map(set);
-            sets.push(
-                stmts
-                    .iter()
-                    .map(|s| values_for(s, &binds))
-                    .collect::<Result<_, _>>()?,
-            );
+            sets.push(stmts.iter().map(|s| values_for(s, &binds)).collect::<Result<_, _>>()?);
         }
-        let conn = self
-            .conn(input.transaction_id.as_deref(), input.database.as_deref())
-            .await?;
+        let conn = self.conn(input.transaction_id.as_deref(), input.database.as_deref()).await?;
         let n = sets.len();
         self.run_with_timeout(conn, false, move |conn| async move {
             let res = batch_on(&conn, &stmts, &sets).await;
@@ -286,21 +257,10 @@ impl Db {
 
     pub async fn begin(&self, database: Option<&str>) -> Result<Value, ApiError> {
         let client = self.connect(database).await?;
-        client
-            .simple_query("BEGIN")
-            .await
-            .map_err(|e| ApiError::from_pg(&e))?;
+        client.simple_query("BEGIN").await.map_err(|e| ApiError::from_pg(&e))?;
         // Real ids are long opaque strings; keep them opaque and unguessable here too.
-        let id = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let entry = TxEntry {
-            client,
-            last_used: Instant::now(),
-            done: false,
-        };
+        let id = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let entry = TxEntry { client, last_used: Instant::now(), done: false };
         lock(&self.txs).insert(id.clone(), Arc::new(tokio::sync::Mutex::new(entry)));
         tracing::debug!(transaction_id = %id, "transaction started");
         Ok(json!({ "transactionId": id }))
@@ -333,31 +293,21 @@ impl Db {
             }
             return Err(ApiError::from_pg(&e));
         }
-        guard
-            .client
-            .simple_query("COMMIT")
-            .await
-            .map_err(|e| ApiError::from_pg(&e))?;
+        guard.client.simple_query("COMMIT").await.map_err(|e| ApiError::from_pg(&e))?;
         Ok(json!({ "transactionStatus": "Transaction Committed" }))
     }
 
     pub async fn rollback(&self, id: &str) -> Result<Value, ApiError> {
         let guard = self.finish(id).await?;
-        guard
-            .client
-            .simple_query("ROLLBACK")
-            .await
-            .map_err(|e| ApiError::from_pg(&e))?;
+        guard.client.simple_query("ROLLBACK").await.map_err(|e| ApiError::from_pg(&e))?;
         Ok(json!({ "transactionStatus": "Rollback Complete" }))
     }
 
     /// Rolls back transactions idle for longer than the configured timeout (AWS: 3 minutes).
     pub async fn expire_idle_transactions(&self) {
         let timeout = self.config.transaction_timeout;
-        let candidates: Vec<(String, Arc<tokio::sync::Mutex<TxEntry>>)> = lock(&self.txs)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let candidates: Vec<(String, Arc<tokio::sync::Mutex<TxEntry>>)> =
+            lock(&self.txs).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (id, entry) in candidates {
             // A transaction whose lock is held has a call in flight, so it is not idle.
             let Ok(mut g) = entry.try_lock_owned() else { continue };
@@ -380,44 +330,40 @@ fn values_for(stmt: &Rewritten, binds: &HashMap<&str, &Bind>) -> Result<Vec<Bind
     stmt.names
         .iter()
         .map(|n| {
-            binds.get(n.as_str()).map(|b| (*b).clone()).ok_or_else(|| {
-                ApiError::BadRequest(format!("No value specified for parameter: {n}"))
-            })
+            binds
+                .get(n.as_str())
+                .map(|b| (*b).clone())
+                .ok_or_else(|| ApiError::BadRequest(format!("No value specified for parameter: {n}")))
         })
         .collect()
 }
 
-async fn run_one(client: &Client, sql: &str, values: &[Bind], cache: Option<&mut HashMap<Vec<u32>, Statement>>) -> Result<Outcome, ApiError> {
+async fn run_one(
+    client: &Client,
+    sql: &str,
+    values: &[Bind],
+    cache: Option<&mut HashMap<Vec<u32>, Statement>>,
+) -> Result<Outcome, ApiError> {
     let types: Vec<_> = values.iter().map(Bind::declared_type).collect();
     let key: Vec<u32> = types.iter().map(|t| t.oid()).collect();
     let statement = match cache.as_ref().and_then(|c| c.get(&key)) {
         Some(s) => s.clone(),
         None => {
-            let s = client
-                .prepare_typed(sql, &types)
-                .await
-                .map_err(|e| ApiError::from_pg(&e))?;
+            let s = client.prepare_typed(sql, &types).await.map_err(|e| ApiError::from_pg(&e))?;
             if let Some(c) = cache {
                 c.insert(key, s.clone());
             }
             s
         }
     };
-    let stream = client
-        .query_raw(&statement, values.iter())
-        .await
-        .map_err(|e| ApiError::from_pg(&e))?;
+    let stream = client.query_raw(&statement, values.iter()).await.map_err(|e| ApiError::from_pg(&e))?;
     pin_mut!(stream);
     let mut rows = Vec::new();
     while let Some(row) = stream.next().await {
         rows.push(row.map_err(|e| ApiError::from_pg(&e))?);
     }
     let affected = stream.rows_affected().unwrap_or(0);
-    Ok(Outcome {
-        statement,
-        rows,
-        affected,
-    })
+    Ok(Outcome { statement, rows, affected })
 }
 
 /// Runs `body` atomically: inside the caller's transaction as is, otherwise wrapped in
@@ -431,19 +377,13 @@ async fn atomically<T>(
     let client = conn.client();
     let wrap = wrap && !conn.in_transaction();
     if wrap {
-        client
-            .simple_query("BEGIN")
-            .await
-            .map_err(|e| ApiError::from_pg(&e))?;
+        client.simple_query("BEGIN").await.map_err(|e| ApiError::from_pg(&e))?;
     }
     let res = body.await;
     if wrap {
         match &res {
             Ok(_) => {
-                client
-                    .simple_query("COMMIT")
-                    .await
-                    .map_err(|e| ApiError::from_pg(&e))?;
+                client.simple_query("COMMIT").await.map_err(|e| ApiError::from_pg(&e))?;
             }
             Err(_) => {
                 let _ = client.simple_query("ROLLBACK").await;
@@ -478,9 +418,7 @@ async fn batch_on(conn: &Conn, stmts: &[Rewritten], sets: &[Vec<Vec<Bind>>]) -> 
                 let out = run_one(client, &s.sql, v, Some(cache)).await?;
                 if !out.statement.columns().is_empty() {
                     // PgJDBC's executeBatch refuses statements that produce rows.
-                    return Err(ApiError::DatabaseError(
-                        "A result was returned when none was expected.".into(),
-                    ));
+                    return Err(ApiError::DatabaseError("A result was returned when none was expected.".into()));
                 }
             }
         }
@@ -506,11 +444,7 @@ async fn table_info(client: &Client, out: &Outcome) -> Vec<Option<TableColumnInf
                 .await
                 .ok()
                 .flatten()
-                .map(|r| TableColumnInfo {
-                    table_name: r.get(0),
-                    not_null: r.get(1),
-                    auto_increment: r.get(2),
-                }),
+                .map(|r| TableColumnInfo { table_name: r.get(0), not_null: r.get(1), auto_increment: r.get(2) }),
             _ => None,
         };
         infos.push(info);
@@ -575,18 +509,13 @@ async fn build_execute_response(
         resp.insert("formattedRecords".into(), Value::String(s));
         return Ok(Value::Object(resp));
     }
-    let records: Vec<Value> = decoded
-        .iter()
-        .map(|cells| Value::Array(cells.iter().map(decode::field_json).collect()))
-        .collect();
+    let records: Vec<Value> =
+        decoded.iter().map(|cells| Value::Array(cells.iter().map(decode::field_json).collect())).collect();
     resp.insert("records".into(), Value::Array(records));
     if include_metadata {
         let infos = table_info(client, &out).await;
-        let meta: Vec<Value> = columns
-            .iter()
-            .zip(&infos)
-            .map(|(c, i)| decode::column_metadata(c, i.as_ref()))
-            .collect();
+        let meta: Vec<Value> =
+            columns.iter().zip(&infos).map(|(c, i)| decode::column_metadata(c, i.as_ref())).collect();
         resp.insert("columnMetadata".into(), Value::Array(meta));
     }
     Ok(Value::Object(resp))
@@ -639,20 +568,15 @@ pub mod input {
             None | Some("NONE") => false,
             Some("JSON") => true,
             Some(other) => {
-                return Err(ApiError::Serialization(format!(
-                    "formatRecordsAs must be NONE or JSON, not {other}"
-                )));
+                return Err(ApiError::Serialization(format!("formatRecordsAs must be NONE or JSON, not {other}")));
             }
         };
         let mut result_opts = ResultOptions::default();
         if let Some(o) = obj.get("resultSetOptions").filter(|v| !v.is_null()) {
-            let o = o
-                .as_object()
-                .ok_or_else(|| ApiError::Serialization("resultSetOptions must be an object".into()))?;
-            result_opts.decimal_as_number =
-                optional_str(o, "decimalReturnType")?.as_deref() == Some("DOUBLE_OR_LONG");
-            result_opts.long_as_string =
-                optional_str(o, "longReturnType")?.as_deref() == Some("STRING");
+            let o =
+                o.as_object().ok_or_else(|| ApiError::Serialization("resultSetOptions must be an object".into()))?;
+            result_opts.decimal_as_number = optional_str(o, "decimalReturnType")?.as_deref() == Some("DOUBLE_OR_LONG");
+            result_opts.long_as_string = optional_str(o, "longReturnType")?.as_deref() == Some("STRING");
         }
         Ok(ExecInput {
             sql,
@@ -671,14 +595,9 @@ pub mod input {
         let sql = required_str(obj, "sql")?;
         let sets = match obj.get("parameterSets") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|s| parse_parameters(Some(s)))
-                .collect::<Result<_, _>>()?,
+            Some(Value::Array(a)) => a.iter().map(|s| parse_parameters(Some(s))).collect::<Result<_, _>>()?,
             Some(_) => {
-                return Err(ApiError::Serialization(
-                    "parameterSets must be a list of lists".into(),
-                ));
+                return Err(ApiError::Serialization("parameterSets must be a list of lists".into()));
             }
         };
         Ok(BatchInput {

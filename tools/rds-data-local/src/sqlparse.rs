@@ -66,11 +66,7 @@ pub fn rewrite(sql: &str) -> Vec<Rewritten> {
             continue;
         }
         // Escape string E'...': backslash escapes the next char. The E must start a token.
-        if (c == 'e' || c == 'E')
-            && i + 1 < n
-            && chars[i + 1] == '\''
-            && (i == 0 || !is_ident_char(chars[i - 1]))
-        {
+        if (c == 'e' || c == 'E') && i + 1 < n && chars[i + 1] == '\'' && (i == 0 || !is_ident_char(chars[i - 1])) {
             has_code = true;
             cur.push(c);
             cur.push('\'');
@@ -120,9 +116,7 @@ pub fn rewrite(sql: &str) -> Vec<Rewritten> {
             while j < n && chars[j] != '$' && is_ident_char(chars[j]) {
                 j += 1;
             }
-            let tag_ok = j < n
-                && chars[j] == '$'
-                && (j == i + 1 || is_ident_start(chars[i + 1]));
+            let tag_ok = j < n && chars[j] == '$' && (j == i + 1 || is_ident_start(chars[i + 1]));
             if tag_ok {
                 has_code = true;
                 let tag: String = chars[i..=j].iter().collect();
@@ -172,10 +166,7 @@ pub fn rewrite(sql: &str) -> Vec<Rewritten> {
         }
         if c == ';' {
             if has_code {
-                out.push(Rewritten {
-                    sql: std::mem::take(&mut cur),
-                    names: std::mem::take(&mut names),
-                });
+                out.push(Rewritten { sql: std::mem::take(&mut cur), names: std::mem::take(&mut names) });
             } else {
                 cur.clear();
             }
@@ -223,10 +214,8 @@ mod tests {
 
     #[test]
     fn placeholders_inside_literals_comments_identifiers_and_casts_are_left_alone() {
-        let r = one(
-            "SELECT ':x', E'\\':y', $$ :z $$, $t$ :w $t$, \"a:b\", x::jsonb, \
-             CAST(:p AS jsonb) -- :c\n /* :d /* :e */ */ ",
-        );
+        let r = one("SELECT ':x', E'\\':y', $$ :z $$, $t$ :w $t$, \"a:b\", x::jsonb, \
+             CAST(:p AS jsonb) -- :c\n /* :d /* :e */ */ ");
         assert_eq!(r.names, vec!["p"]);
         assert!(r.sql.contains("CAST($1 AS jsonb)"));
         assert!(r.sql.contains("x::jsonb"));
