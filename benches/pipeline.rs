@@ -1,0 +1,90 @@
+//! CPU cost per record: decode + render alone, and the whole pipeline with in-process backends
+//! (SQLite ledger in a temporary directory, a mailer that accepts without I/O), for batch sizes
+//! 1, 10 and 100. Results and the machine are recorded in BENCHMARKS.md.
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use order_confirmation::error::BackendError;
+use order_confirmation::ledger::Ledger;
+use order_confirmation::ledger::sqlite::SqliteLedger;
+use order_confirmation::mailer::Mailer;
+use order_confirmation::order::Order;
+use order_confirmation::pipeline::{Pipeline, PipelineSettings};
+use order_confirmation::render::{Mail, render};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+fn body(id: u64) -> String {
+    serde_json::json!({
+        "order_id": format!("BENCH-{id}"),
+        "customer_email": format!("customer{id}@example.com"),
+        "customer_name": "Jane Q. Customer",
+        "priority": if id % 5 == 0 { "high" } else { "normal" },
+        "total": "42.50", "currency": "EUR",
+        "items": [{"name": "Coffee mug", "quantity": 2, "price": "12.50"}, {"name": "Beans", "quantity": 1, "price": "17.50"}],
+        "fulfillment": {"center": "DC-Rotterdam", "estimated_delivery": "2026-12-02"}
+    })
+    .to_string()
+}
+
+/// Accepts every mail without I/O, so the pipeline's own cost is what is measured.
+struct NullMailer;
+
+#[async_trait::async_trait]
+impl Mailer for NullMailer {
+    async fn send(&self, order: &Order, _mail: &Mail) -> Result<String, BackendError> {
+        Ok(order.order_id.to_string())
+    }
+}
+
+fn decode_render(c: &mut Criterion) {
+    let text = body(1);
+    let mut g = c.benchmark_group("per_record");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("decode", |b| b.iter(|| order_confirmation::decode::decode(black_box(&text)).unwrap()));
+    let order = order_confirmation::decode::decode(&text).unwrap().order;
+    g.bench_function("render", |b| b.iter(|| render(black_box(&order)).unwrap()));
+    g.bench_function("decode_and_render", |b| {
+        b.iter(|| render(&order_confirmation::decode::decode(black_box(&text)).unwrap().order).unwrap())
+    });
+    g.finish();
+}
+
+fn pipeline(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(SqliteLedger::open(dir.path().join("bench.db")).unwrap());
+    rt.block_on(ledger.migrate()).unwrap();
+    let p = Pipeline::new(ledger, Arc::new(NullMailer), None, PipelineSettings::default());
+    let next = AtomicU64::new(0);
+    let mut g = c.benchmark_group("pipeline_sqlite");
+    g.measurement_time(Duration::from_secs(8));
+    for size in [1u64, 10, 100] {
+        g.throughput(Throughput::Elements(size));
+        g.bench_function(format!("batch_{size}"), |b| {
+            b.iter_batched(
+                || {
+                    let mut e = SqsEvent::default();
+                    e.records = (0..size)
+                        .map(|_| {
+                            let id = next.fetch_add(1, Ordering::Relaxed);
+                            let mut m = SqsMessage::default();
+                            m.message_id = Some(format!("m-{id}"));
+                            m.body = Some(body(id));
+                            m
+                        })
+                        .collect();
+                    e
+                },
+                |e| rt.block_on(p.handle(&e, tokio::time::Instant::now() + Duration::from_secs(60))),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode_render, pipeline);
+criterion_main!(benches);

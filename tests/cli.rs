@@ -1,0 +1,144 @@
+//! The `order-confirmation` binary as a user runs it: `invoke`, `stats`, `status`, `migrate`,
+//! `config`, `--help`, and what its logs may never contain.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("LEDGER")
+        .env_remove("MAILER")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("LEDGER", format!("sqlite:{}", dir.join("ledger.db").display()))
+        .env("MAILER", format!("outbox:{}", dir.join("outbox").display()));
+    c
+}
+
+fn run(c: &mut Command) -> (Output, String, String) {
+    let out = c.output().expect("run binary");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+fn outbox_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("outbox")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn invoke_twice_mails_once_and_reports_the_same_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, first, stderr) = run(bin(dir.path()).arg("invoke"));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        first.trim(),
+        r#"{"batchItemFailures":[{"itemIdentifier":"b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11"},{"itemIdentifier":"c3f4e5d6-1111-4a2b-9c3d-4e5f60718293"}]}"#
+    );
+    assert!(stderr.contains("6 records: 2 rejected, 4 sent"), "{stderr}");
+    assert_eq!(outbox_count(dir.path()), 4);
+
+    let (_, second, stderr) = run(bin(dir.path()).args(["invoke", "events/sqs-batch.json"]));
+    assert_eq!(second, first);
+    assert!(stderr.contains("6 records: 4 duplicate, 2 rejected"), "{stderr}");
+    assert_eq!(outbox_count(dir.path()), 4, "no new mail on the second run");
+}
+
+#[test]
+fn logs_never_contain_customer_addresses_or_names() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["text", "json"] {
+        let mut c = bin(dir.path());
+        c.args(["invoke", "events/sqs-bad-input.json"]).env("RUST_LOG", "debug");
+        if format == "json" {
+            c.env("AWS_LAMBDA_LOG_FORMAT", "JSON");
+        }
+        let (_, stdout, stderr) = run(&mut c);
+        let (_, _, stderr2) = run(bin(dir.path()).args(["invoke", "events/sqs-batch.json"]).env("RUST_LOG", "debug"));
+        for secret in ["jane.doe@example.com", "Jane Doe", "kenji@example.jp", "山田", "li.wei@", "Li Wei", "victim@example.com", "good@example.com", "a@example.com"] {
+            assert!(!stderr.contains(secret) && !stdout.contains(secret) && !stderr2.contains(secret), "{format} log leaks {secret}");
+        }
+        assert!(stderr.contains("bad-12-crlf-name"), "the log does name the record");
+    }
+}
+
+#[test]
+fn json_logs_carry_message_id_order_id_priority_and_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, stderr) = run(bin(dir.path()).arg("invoke").env("AWS_LAMBDA_LOG_FORMAT", "JSON"));
+    let line = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["order_id"] == "ORD-1002")
+        .expect("a JSON line about ORD-1002");
+    assert_eq!(line["message_id"], "2e1424d4-f796-459a-8184-9c92662be6da");
+    assert_eq!(line["priority"], "high");
+    assert_eq!(line["outcome"], "sent");
+}
+
+#[test]
+fn stats_and_status_read_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    let (out, stdout, _) = run(bin(dir.path()).args(["stats", "--json"]));
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let high = v["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == "high").unwrap();
+    assert_eq!(high["by_status"]["sent"], 2);
+    assert_eq!(high["pending"], 0);
+    let (_, table, _) = run(bin(dir.path()).arg("stats"));
+    assert!(table.starts_with("priority"), "{table}");
+
+    let (out, stdout, _) = run(bin(dir.path()).args(["status", "ORD-1002"]));
+    assert!(out.status.success());
+    assert!(stdout.contains("status:         sent"), "{stdout}");
+    assert!(!stdout.contains("kenji"), "no personal data");
+    let (out, _, stderr) = run(bin(dir.path()).args(["status", "ORD-404"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr.contains("not in the ledger"));
+}
+
+#[test]
+fn flags_win_over_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("flag-ledger.db");
+    let (_, stdout, _) = run(bin(dir.path()).args(["config", "--ledger", &format!("sqlite:{}", other.display())]));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["ledger"]["path"], other.display().to_string());
+    assert_eq!(v["mailer"]["dir"], dir.path().join("outbox").display().to_string());
+}
+
+#[test]
+fn a_wrong_setting_fails_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).arg("invoke").env("LEDGER", "mysql://x"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("LEDGER"), "{stderr}");
+}
+
+#[test]
+fn a_batch_with_an_unnamed_failing_record_fails_the_invocation_instead_of_reporting_an_empty_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/sqs-no-message-id.json"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout.trim(), r#"{"batchItemFailures":[]}"#);
+    assert!(stderr.contains("have no messageId"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in [vec!["--help"], vec!["invoke", "--help"], vec!["stats", "--help"], vec!["status", "--help"], vec!["migrate", "--help"], vec!["config", "--help"]] {
+        let (out, stdout, _) = run(bin(dir.path()).args(&sub));
+        assert!(out.status.success(), "{sub:?}");
+        assert!(stdout.contains("Usage: order-confirmation"), "{sub:?}: {stdout}");
+    }
+}
+
+#[test]
+fn migrate_creates_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).arg("migrate"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(dir.path().join("ledger.db").exists());
+}

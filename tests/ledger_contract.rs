@@ -1,0 +1,201 @@
+//! The ledger contract (DESIGN §3), one suite run against every implementation.
+
+mod support;
+
+use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, status};
+use order_confirmation::order::{OrderId, Priority};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn req(id: &str, sha: &str, priority: Priority) -> ClaimRequest {
+    ClaimRequest {
+        order_id: OrderId::parse(id).unwrap(),
+        payload_sha256: sha.to_owned(),
+        priority,
+        payload: format!("{{\"order_id\":\"{id}\"}}"),
+    }
+}
+
+fn token(c: &Claim) -> uuid::Uuid {
+    match c {
+        Claim::Claimed { token } => *token,
+        other => panic!("expected Claimed, got {other:?}"),
+    }
+}
+
+fn rec(id: &str, token: uuid::Uuid, outcome: Outcome) -> Recording {
+    Recording { order_id: OrderId::parse(id).unwrap(), token, outcome }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+pub async fn new_order_is_claimed_then_sent_then_acknowledged(l: Arc<dyn Ledger>) {
+    let c = l.claim(&[req("A1", "h1", Priority::High)], LEASE).await.unwrap();
+    let t = token(&c[0]);
+    let state = l.order_state(&OrderId::parse("A1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((state.status.as_str(), state.attempts), (status::SENDING, 1));
+    assert!(state.lease_until.is_some());
+    let applied = l.record(&[rec("A1", t, Outcome::Sent { message_id: "m-1".into() })]).await.unwrap();
+    assert_eq!(applied, vec![true]);
+    let state = l.order_state(&OrderId::parse("A1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.status, status::SENT);
+    assert_eq!(state.ses_message_id.as_deref(), Some("m-1"));
+    assert!(state.sent_at.is_some() && state.lease_until.is_none());
+    let again = l.claim(&[req("A1", "h1", Priority::High)], LEASE).await.unwrap();
+    assert_eq!(again, vec![Claim::AlreadySent]);
+}
+
+pub async fn live_lease_is_in_flight_and_expired_lease_is_taken_over(l: Arc<dyn Ledger>) {
+    let first = l.claim(&[req("B1", "h", Priority::Normal)], LEASE).await.unwrap();
+    token(&first[0]);
+    assert_eq!(l.claim(&[req("B1", "h", Priority::Normal)], LEASE).await.unwrap(), vec![Claim::InFlight]);
+
+    let short = l.claim(&[req("B2", "h", Priority::Normal)], Duration::ZERO).await.unwrap();
+    let stale = token(&short[0]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = token(&l.claim(&[req("B2", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    assert_ne!(stale, newer);
+    let state = l.order_state(&OrderId::parse("B2").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.attempts, 2);
+}
+
+pub async fn stale_claim_token_cannot_overwrite_a_newer_claim(l: Arc<dyn Ledger>) {
+    let stale = token(&l.claim(&[req("C1", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = token(&l.claim(&[req("C1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let applied = l.record(&[rec("C1", stale, Outcome::Failed { error: "late".into() })]).await.unwrap();
+    assert_eq!(applied, vec![false], "the stale invocation's write is fenced off");
+    let state = l.order_state(&OrderId::parse("C1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.status, status::SENDING, "the newer claim still holds the row");
+    assert_eq!(l.record(&[rec("C1", newer, Outcome::Sent { message_id: "m".into() })]).await.unwrap(), vec![true]);
+    let applied = l.record(&[rec("C1", stale, Outcome::Sent { message_id: "stale".into() })]).await.unwrap();
+    assert_eq!(applied, vec![false]);
+    let state = l.order_state(&OrderId::parse("C1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.ses_message_id.as_deref(), Some("m"));
+}
+
+pub async fn different_payload_for_a_known_order_is_a_conflict(l: Arc<dyn Ledger>) {
+    token(&l.claim(&[req("D1", "h1", Priority::Normal)], LEASE).await.unwrap()[0]);
+    assert_eq!(l.claim(&[req("D1", "h2", Priority::Normal)], LEASE).await.unwrap(), vec![Claim::Conflict]);
+}
+
+pub async fn failed_and_released_orders_are_claimable_again_at_once(l: Arc<dyn Ledger>) {
+    let c = l.claim(&[req("E1", "h", Priority::Normal), req("E2", "h", Priority::High)], LEASE).await.unwrap();
+    let (t1, t2) = (token(&c[0]), token(&c[1]));
+    let applied = l
+        .record(&[
+            rec("E1", t1, Outcome::Failed { error: "throttled".into() }),
+            rec("E2", t2, Outcome::Released { reason: "deferred".into() }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, true]);
+    let state = l.order_state(&OrderId::parse("E1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((state.status.as_str(), state.last_error.as_deref()), (status::FAILED, Some("throttled")));
+    let again = l.claim(&[req("E1", "h", Priority::Normal), req("E2", "h", Priority::High)], LEASE).await.unwrap();
+    token(&again[0]);
+    token(&again[1]);
+}
+
+pub async fn rejected_orders_stay_terminal_with_their_reason(l: Arc<dyn Ledger>) {
+    let t = token(&l.claim(&[req("F1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    l.record(&[rec("F1", t, Outcome::Rejected { reason: "MessageRejected: bad address".into() })]).await.unwrap();
+    let again = l.claim(&[req("F1", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert_eq!(
+        again,
+        vec![Claim::Terminal { status: status::REJECTED.into(), reason: "MessageRejected: bad address".into() }]
+    );
+}
+
+pub async fn batch_results_come_back_in_input_order(l: Arc<dyn Ledger>) {
+    token(&l.claim(&[req("G2", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let ids: Vec<String> = (0..50).map(|i| format!("G{i:03}")).collect();
+    let mut reqs: Vec<ClaimRequest> = ids.iter().map(|id| req(id, "h", Priority::Normal)).collect();
+    reqs.insert(7, req("G2", "h", Priority::Normal));
+    let claims = l.claim(&reqs, LEASE).await.unwrap();
+    assert_eq!(claims.len(), 51);
+    assert_eq!(claims[7], Claim::InFlight);
+    let recs: Vec<Recording> = reqs
+        .iter()
+        .zip(&claims)
+        .filter_map(|(r, c)| match c {
+            Claim::Claimed { token } => Some(Recording {
+                order_id: r.order_id.clone(),
+                token: *token,
+                outcome: Outcome::Sent { message_id: format!("m-{}", r.order_id) },
+            }),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(l.record(&recs).await.unwrap(), vec![true; 50]);
+    let s = l.order_state(&OrderId::parse("G042").unwrap()).await.unwrap().unwrap();
+    assert_eq!(s.ses_message_id.as_deref(), Some("m-G042"));
+}
+
+pub async fn stats_count_by_priority_and_status(l: Arc<dyn Ledger>) {
+    let c = l
+        .claim(
+            &[req("H1", "h", Priority::High), req("H2", "h", Priority::High), req("N1", "h", Priority::Normal)],
+            LEASE,
+        )
+        .await
+        .unwrap();
+    l.record(&[rec("H1", token(&c[0]), Outcome::Sent { message_id: "m".into() })]).await.unwrap();
+    let s = l.stats().await.unwrap();
+    let high = s.priorities.iter().find(|p| p.priority == "high").unwrap();
+    let normal = s.priorities.iter().find(|p| p.priority == "normal").unwrap();
+    assert_eq!((high.by_status["sent"], high.by_status["sending"], high.pending, high.sent_last_hour), (1, 1, 1, 1));
+    assert_eq!((normal.by_status["sending"], normal.pending, normal.sent_last_hour), (1, 1, 0));
+    assert!(high.oldest_unsent_age_seconds.is_some());
+    assert!(high.time_to_confirm_seconds.p50.is_some());
+    assert!(normal.time_to_confirm_seconds.p50.is_none());
+    assert_eq!(high.by_status.len(), status::ALL.len());
+}
+
+pub async fn unknown_order_has_no_state(l: Arc<dyn Ledger>) {
+    assert!(l.order_state(&OrderId::parse("nope").unwrap()).await.unwrap().is_none());
+}
+
+pub async fn migrate_is_idempotent(l: Arc<dyn Ledger>) {
+    l.migrate().await.unwrap();
+    l.migrate().await.unwrap();
+}
+
+/// Generates one `#[tokio::test]` per contract case for a backend constructor.
+#[macro_export]
+macro_rules! ledger_contract_tests {
+    ($make:path) => {
+        $crate::ledger_contract_tests!(@each $make;
+            new_order_is_claimed_then_sent_then_acknowledged,
+            live_lease_is_in_flight_and_expired_lease_is_taken_over,
+            stale_claim_token_cannot_overwrite_a_newer_claim,
+            different_payload_for_a_known_order_is_a_conflict,
+            failed_and_released_orders_are_claimable_again_at_once,
+            rejected_orders_stay_terminal_with_their_reason,
+            batch_results_come_back_in_input_order,
+            stats_count_by_priority_and_status,
+            unknown_order_has_no_state,
+            migrate_is_idempotent);
+    };
+    (@each $make:path; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (_guard, ledger) = $make().await;
+                super::$case(ledger).await;
+            }
+        )*
+    };
+}
+
+mod sqlite {
+    use super::*;
+
+    async fn make() -> (support::LocalBackends, Arc<dyn Ledger>) {
+        let b = support::LocalBackends::new().await;
+        let l: Arc<dyn Ledger> = b.ledger.clone();
+        (b, l)
+    }
+
+    ledger_contract_tests!(make);
+}

@@ -1,0 +1,359 @@
+//! The batch pipeline's invariants (DESIGN §4), on the real SQLite ledger and outbox, with
+//! scripted faults where a real backend cannot produce one on demand.
+
+mod support;
+
+use order_confirmation::error::BackendError;
+use order_confirmation::ledger::Ledger;
+use order_confirmation::ledger::status;
+use order_confirmation::mailer::Mailer;
+use order_confirmation::order::OrderId;
+use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::*;
+
+fn failures(report: &BatchReport) -> Vec<String> {
+    report.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+}
+
+/// Every record is acknowledged xor reported; identifiers are the batch's own, non-empty, once each.
+fn assert_response_invariants(event: &aws_lambda_events::sqs::SqsEvent, report: &BatchReport) {
+    let ids: HashSet<String> = event.records.iter().filter_map(|r| r.message_id.clone()).collect();
+    let reported = failures(report);
+    let unique: HashSet<&String> = reported.iter().collect();
+    assert_eq!(unique.len(), reported.len(), "no identifier twice");
+    for id in &reported {
+        assert!(!id.is_empty(), "never an empty identifier");
+        assert!(ids.contains(id), "identifier {id} is not in the batch");
+    }
+    assert_eq!(report.records.len(), event.records.len());
+    for r in &report.records {
+        if let Some(id) = &r.message_id {
+            assert_eq!(reported.contains(id), !r.outcome.is_success(), "{id}: acknowledged xor reported");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sample_event_sends_valid_orders_and_reports_the_bad_ones() {
+    let b = LocalBackends::new().await;
+    let text = std::fs::read_to_string("events/sqs-batch.json").unwrap();
+    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
+    assert_response_invariants(&event, &report);
+    assert_eq!(
+        failures(&report),
+        vec!["b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11", "c3f4e5d6-1111-4a2b-9c3d-4e5f60718293"]
+    );
+    for id in ["ORD-1001", "ORD-1002", "ORD-1005", "ORD-1006"] {
+        assert_eq!(b.mails_for(id), 1, "{id} mailed once");
+    }
+    let counters = report.counters();
+    let total_legacy: u64 = counters.values().map(|c| c.legacy_payload_format).sum();
+    let total_vendor: u64 = counters.values().map(|c| c.vendor_field_invalid).sum();
+    assert_eq!((total_legacy, total_vendor), (1, 2));
+}
+
+#[tokio::test]
+async fn redelivery_of_a_sent_batch_mails_nothing_and_reports_the_same_failures() {
+    let b = LocalBackends::new().await;
+    let text = std::fs::read_to_string("events/sqs-batch.json").unwrap();
+    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let p = b.pipeline(b.outbox.clone());
+    let first = p.handle(&event, deadline(30)).await;
+    let mails = b.outbox_files();
+    let second = p.handle(&event, deadline(30)).await;
+    assert_eq!(b.outbox_files(), mails, "no new mail on redelivery");
+    assert_eq!(failures(&first), failures(&second));
+    assert!(second.records.iter().filter(|r| r.order_id.is_some()).all(|r| r.outcome == RecordOutcome::AlreadySent));
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_a_specific_reason_and_spares_its_neighbours() {
+    let b = LocalBackends::new().await;
+    let text = std::fs::read_to_string("events/sqs-bad-input.json").unwrap();
+    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
+    assert_response_invariants(&event, &report);
+    let reason = |suffix: &str| -> String {
+        let r = report.records.iter().find(|r| r.message_id.as_deref().unwrap().ends_with(suffix)).unwrap();
+        match &r.outcome {
+            RecordOutcome::Rejected { reason } => reason.clone(),
+            other => format!("{other:?}"),
+        }
+    };
+    assert_eq!(reason("not-json"), "body is neither JSON nor a Python dict literal: expected ident at line 1 column 2");
+    assert_eq!(reason("array"), "body is a JSON array; an order must be a JSON object");
+    assert_eq!(reason("string"), "body is a JSON string; an order must be a JSON object");
+    assert_eq!(reason("empty"), "body is empty");
+    assert!(reason("python-code").starts_with("body is neither JSON nor a Python dict literal"));
+    assert_eq!(reason("deep"), "body is nested too deeply to be an order");
+    assert_eq!(reason("null-email"), "customer_email: is null");
+    assert_eq!(reason("numeric-id"), "order_id: must be a string, got number");
+    assert_eq!(reason("spaced-id"), "order_id: contains a space; only A-Z a-z 0-9 . _ : - are allowed");
+    assert_eq!(reason("long-id"), "order_id: is 65 characters; at most 64 allowed");
+    assert_eq!(reason("two-ats"), "customer_email: has more than one @");
+    assert_eq!(reason("no-at"), "customer_email: has no @");
+    assert_eq!(reason("crlf-name"), "customer_name: contains the control character CR");
+    assert_eq!(reason("schema-2"), "schema_version: 2 is not supported (this service knows 1)");
+    assert!(matches!(report.records.last().unwrap().outcome, RecordOutcome::Sent { .. }));
+    assert_eq!(failures(&report).len(), event.records.len() - 1);
+    assert_eq!(b.outbox_files().len(), 1, "only the good neighbour was mailed");
+    assert!(!std::path::Path::new("/tmp/pwned").exists());
+}
+
+#[tokio::test]
+async fn oversized_body_is_rejected_without_being_parsed() {
+    let b = LocalBackends::new().await;
+    let huge = format!("{{\"order_id\":\"X\",\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
+    let event = event(vec![record("m-big", &huge), record("m-ok", &order_body("OK-1", "normal"))]);
+    let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
+    assert_eq!(failures(&report), vec!["m-big"]);
+    assert!(matches!(&report.records[0].outcome, RecordOutcome::Rejected { reason } if reason.contains("the limit is 262144")));
+}
+
+#[tokio::test]
+async fn duplicate_in_batch_shares_the_first_fate_and_a_changed_payload_is_a_conflict() {
+    let b = LocalBackends::new().await;
+    let text = std::fs::read_to_string("events/sqs-duplicates.json").unwrap();
+    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
+    assert_response_invariants(&event, &report);
+    assert!(matches!(report.records[0].outcome, RecordOutcome::Sent { .. }));
+    assert_eq!(report.records[1].outcome, RecordOutcome::AlreadySent);
+    assert!(matches!(report.records[2].outcome, RecordOutcome::Conflict { .. }));
+    assert_eq!(b.mails_for("ORD-2001"), 1);
+
+    // Later, the same order id with a different payload is a conflict too, and is never mailed.
+    let later = event_of(&[("m-later", &order_body("ORD-2001", "high"))]);
+    let report = b.pipeline(b.outbox.clone()).handle(&later, deadline(30)).await;
+    assert_eq!(failures(&report), vec!["m-later"]);
+    assert!(matches!(report.records[0].outcome, RecordOutcome::Conflict { .. }));
+    assert_eq!(b.mails_for("ORD-2001"), 1);
+}
+
+fn event_of(records: &[(&str, &str)]) -> aws_lambda_events::sqs::SqsEvent {
+    event(records.iter().map(|(id, body)| record(id, body)).collect())
+}
+
+#[tokio::test]
+async fn a_panic_while_sending_one_record_fails_that_record_only() {
+    let b = LocalBackends::new().await;
+    let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("P-2", Fault::Panic));
+    let e = event_of(&[
+        ("m1", &order_body("P-1", "normal")),
+        ("m2", &order_body("P-2", "normal")),
+        ("m3", &order_body("P-3", "high")),
+    ]);
+    let report = b.pipeline(mailer.clone()).handle(&e, deadline(30)).await;
+    assert_response_invariants(&e, &report);
+    assert_eq!(failures(&report), vec!["m2"]);
+    assert!(matches!(&report.records[1].outcome, RecordOutcome::Transient { reason } if reason.contains("panic while sending: scripted panic for P-2")));
+    let state = b.ledger.order_state(&OrderId::parse("P-2").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.status, status::FAILED, "the panicked order is retryable, not stuck in sending");
+
+    mailer.clear();
+    let again = b.pipeline(mailer).handle(&e, deadline(30)).await;
+    assert!(failures(&again).is_empty());
+    assert_eq!((b.mails_for("P-1"), b.mails_for("P-2"), b.mails_for("P-3")), (1, 1, 1));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_each_order_is_mailed_exactly_once() {
+    let b = LocalBackends::new().await;
+    let throttled = BackendError::transient("TooManyRequestsException: Maximum sending rate exceeded");
+    let mailer = Arc::new(
+        ScriptedMailer::new(b.outbox.clone())
+            .fault("T-1", Fault::FailTimes(2, throttled.clone()))
+            .fault("T-3", Fault::FailTimes(1, throttled)),
+    );
+    let ids: Vec<String> = (1..=4).map(|i| format!("T-{i}")).collect();
+    let bodies: Vec<String> = ids.iter().map(|id| order_body(id, "normal")).collect();
+    let mut pending: Vec<usize> = (0..4).collect();
+    let p = b.pipeline(mailer.clone());
+    let mut deliveries = 0;
+    while !pending.is_empty() {
+        deliveries += 1;
+        assert!(deliveries <= 5, "converges within maxReceiveCount");
+        let e = event(pending.iter().map(|&i| record(&format!("m{i}"), &bodies[i])).collect());
+        let report = p.handle(&e, deadline(30)).await;
+        assert_response_invariants(&e, &report);
+        let failed: HashSet<String> = failures(&report).into_iter().collect();
+        pending.retain(|i| failed.contains(&format!("m{i}")));
+    }
+    assert_eq!(deliveries, 3);
+    for id in &ids {
+        assert_eq!(b.mails_for(id), 1, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn permanent_mail_rejection_is_terminal_and_reported() {
+    let b = LocalBackends::new().await;
+    let mailer = Arc::new(
+        ScriptedMailer::new(b.outbox.clone())
+            .fault("R-1", Fault::Fail(BackendError::permanent("MessageRejected: Email address is not verified: r-1@example.com"))),
+    );
+    let e = event_of(&[("m1", &order_body("R-1", "normal")), ("m2", &order_body("R-2", "normal"))]);
+    let report = b.pipeline(mailer.clone()).handle(&e, deadline(30)).await;
+    assert_eq!(failures(&report), vec!["m1"]);
+    let state = b.ledger.order_state(&OrderId::parse("R-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.status, status::REJECTED);
+    assert_eq!(state.last_error.as_deref(), Some("MessageRejected: Email address is not verified: ***@example.com"));
+    // Redelivered, it is still reported (on its way to the DLQ) and never re-sent.
+    let again = b.pipeline(mailer.clone()).handle(&e, deadline(30)).await;
+    assert_eq!(failures(&again), vec!["m1"]);
+    assert_eq!(mailer.attempts.load(Ordering::SeqCst), 2, "R-1 once, R-2 once");
+}
+
+#[tokio::test]
+async fn a_fatal_mailer_error_stops_further_sends_in_the_invocation() {
+    let b = LocalBackends::new().await;
+    let mailer = Arc::new(
+        ScriptedMailer::new(b.outbox.clone()).fault("F-1", Fault::Fail(BackendError::fatal("SendingPausedException"))),
+    );
+    let bodies: Vec<(String, String)> =
+        (1..=6).map(|i| (format!("m{i}"), order_body(&format!("F-{i}"), "normal"))).collect();
+    let e = event(bodies.iter().map(|(id, b)| record(id, b)).collect());
+    let settings = PipelineSettings { concurrency: 1, ..PipelineSettings::default() };
+    let p = Pipeline::new(b.ledger.clone(), mailer.clone(), None, settings);
+    let report = p.handle(&e, deadline(30)).await;
+    assert_response_invariants(&e, &report);
+    assert_eq!(mailer.attempts.load(Ordering::SeqCst), 1, "no send after the fatal error");
+    assert_eq!(failures(&report).len(), 6, "everything retried later");
+    assert!(report.records.iter().all(|r| r.outcome.failure_class() == Some(order_confirmation::error::ErrorClass::Transient)));
+}
+
+#[tokio::test]
+async fn high_priority_orders_are_sent_first() {
+    let b = LocalBackends::new().await;
+    let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()));
+    let e = event_of(&[
+        ("m1", &order_body("N-1", "normal")),
+        ("m2", &order_body("H-1", "high")),
+        ("m3", &order_body("N-2", "normal")),
+        ("m4", &order_body("H-2", "high")),
+    ]);
+    let settings = PipelineSettings { concurrency: 1, ..PipelineSettings::default() };
+    Pipeline::new(b.ledger.clone(), mailer.clone(), None, settings).handle(&e, deadline(30)).await;
+    assert_eq!(*mailer.order_of_attempts.lock().unwrap(), vec!["H-1", "H-2", "N-1", "N-2"]);
+}
+
+#[tokio::test]
+async fn no_send_starts_inside_the_safety_margin_and_the_order_is_released() {
+    let b = LocalBackends::new().await;
+    let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()));
+    let e = event_of(&[("m1", &order_body("D-1", "normal"))]);
+    let report = b.pipeline(mailer.clone()).handle(&e, deadline(2)).await;
+    assert!(matches!(report.records[0].outcome, RecordOutcome::Deferred { .. }));
+    assert_eq!(mailer.attempts.load(Ordering::SeqCst), 0);
+    let state = b.ledger.order_state(&OrderId::parse("D-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.status, status::FAILED, "lease released so the next delivery can claim it");
+}
+
+#[tokio::test]
+async fn ledger_down_after_the_send_acknowledges_and_counts_the_unrecorded_mail() {
+    let b = LocalBackends::new().await;
+    let ledger: Arc<dyn Ledger> = Arc::new(RecordFailsLedger(b.ledger.clone()));
+    let p = Pipeline::new(ledger, b.outbox.clone(), None, PipelineSettings::default());
+    let e = event_of(&[("m1", &order_body("U-1", "normal"))]);
+    let report = p.handle(&e, deadline(30)).await;
+    assert!(failures(&report).is_empty(), "the mail went out: at least once wins");
+    assert!(report.records[0].unrecorded_send);
+    assert_eq!(report.counters().values().map(|c| c.unrecorded_send).sum::<u64>(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_record_without_message_id_is_never_an_empty_identifier() {
+    let b = LocalBackends::new().await;
+    let text = std::fs::read_to_string("events/sqs-no-message-id.json").unwrap();
+    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    assert!(event.records[1].message_id.is_none());
+    let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
+    assert_response_invariants(&event, &report);
+    assert!(failures(&report).is_empty());
+    assert_eq!(report.unidentifiable_failures(), 1, "the caller must fail the invocation instead");
+    assert_eq!(b.mails_for("ORD-3001"), 1, "the neighbour is still confirmed, and acknowledged on redelivery");
+}
+
+#[tokio::test]
+async fn a_slow_send_does_not_hold_up_the_others_beyond_the_concurrency_bound() {
+    let b = LocalBackends::new().await;
+    let mailer =
+        Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("S-1", Fault::Delay(Duration::from_millis(300))));
+    let e = event((1..=10).map(|i| record(&format!("m{i}"), &order_body(&format!("S-{i}"), "normal"))).collect());
+    let report = b.pipeline(mailer.clone() as Arc<dyn Mailer>).handle(&e, deadline(30)).await;
+    assert!(failures(&report).is_empty());
+    assert_eq!(b.outbox_files().len(), 10);
+}
+
+/// The shape of a generated record body.
+#[derive(Debug, Clone)]
+enum Body {
+    Valid(u8, bool),
+    Garbage(String),
+    MissingEmail(u8),
+}
+
+fn body_strategy() -> impl Strategy<Value = Body> {
+    prop_oneof![
+        (0u8..8, any::<bool>()).prop_map(|(id, high)| Body::Valid(id, high)),
+        ".{0,40}".prop_map(Body::Garbage),
+        (0u8..8).prop_map(Body::MissingEmail),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// For any mix of valid, invalid and repeated orders and transient faults, every record is
+    /// acknowledged xor reported with its own id, nothing is mailed twice, and every valid order
+    /// is mailed once redelivery has run its course.
+    #[test]
+    fn batches_keep_every_invariant(bodies in prop::collection::vec(body_strategy(), 1..20), flaky in prop::collection::vec(0u8..8, 0..3)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let b = LocalBackends::new().await;
+            let mut mailer = ScriptedMailer::new(b.outbox.clone());
+            for id in &flaky {
+                mailer = mailer.fault(&format!("Q-{id}"), Fault::FailTimes(1, BackendError::transient("throttled")));
+            }
+            let p = b.pipeline(Arc::new(mailer));
+            let texts: Vec<String> = bodies.iter().map(|body| match body {
+                Body::Valid(id, high) => order_body(&format!("Q-{id}"), if *high { "high" } else { "normal" }),
+                Body::Garbage(s) => s.clone(),
+                Body::MissingEmail(id) => serde_json::json!({"order_id": format!("Z-{id}"), "customer_name": "Z"}).to_string(),
+            }).collect();
+            let mut pending: Vec<usize> = (0..texts.len()).collect();
+            for _ in 0..5 {
+                if pending.is_empty() { break; }
+                let e = event(pending.iter().map(|&i| record(&format!("m{i}"), &texts[i])).collect());
+                let report = p.handle(&e, deadline(30)).await;
+                assert_response_invariants(&e, &report);
+                let failed: HashSet<String> = failures(&report).into_iter().collect();
+                pending.retain(|i| failed.contains(&format!("m{i}")));
+            }
+            let mut valid_ids: HashSet<String> = HashSet::new();
+            for body in &bodies {
+                if let Body::Valid(id, _) = body { valid_ids.insert(format!("Q-{id}")); }
+            }
+            for id in &valid_ids {
+                // A Q-id seen first as high and later as normal is a conflict: mailed once anyway.
+                assert_eq!(b.mails_for(id), 1, "{} mailed exactly once", id);
+            }
+            // Whatever is still pending is only what can never succeed: bad input or conflicts.
+            for i in pending {
+                let is_valid = matches!(bodies[i], Body::Valid(..));
+                if is_valid {
+                    let e = event(vec![record("probe", &texts[i])]);
+                    let r = p.handle(&e, deadline(30)).await;
+                    assert!(matches!(r.records[0].outcome, RecordOutcome::Conflict { .. }), "{:?}", r.records[0].outcome);
+                }
+            }
+        });
+    }
+}

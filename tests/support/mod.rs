@@ -1,0 +1,175 @@
+//! Shared test harness: event builders, local backends in temporary directories, and the few
+//! hand-written fakes that inject faults the real backends cannot produce on demand.
+#![allow(dead_code)]
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use order_confirmation::error::BackendError;
+use order_confirmation::ledger::sqlite::SqliteLedger;
+use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording};
+use order_confirmation::mailer::Mailer;
+use order_confirmation::mailer::outbox::OutboxMailer;
+use order_confirmation::order::{Order, OrderId};
+use order_confirmation::pipeline::{Pipeline, PipelineSettings};
+use order_confirmation::render::Mail;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const ARN: &str = "arn:aws:sqs:us-east-1:123456789012:order-confirmation-normal";
+
+/// One SQS record as Lambda delivers it.
+pub fn record(message_id: &str, body: &str) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(message_id.to_owned()).filter(|s| !s.is_empty());
+    m.receipt_handle = Some(format!("rh-{message_id}"));
+    m.body = Some(body.to_owned());
+    m.attributes.insert("ApproximateReceiveCount".into(), "1".into());
+    m.event_source = Some("aws:sqs".into());
+    m.event_source_arn = Some(ARN.into());
+    m.aws_region = Some("us-east-1".into());
+    m
+}
+
+pub fn event(records: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = records;
+    e
+}
+
+/// A valid order body.
+pub fn order_body(order_id: &str, priority: &str) -> String {
+    serde_json::json!({
+        "order_id": order_id,
+        "customer_email": format!("{}@example.com", order_id.to_lowercase()),
+        "customer_name": format!("Customer {order_id}"),
+        "priority": priority,
+    })
+    .to_string()
+}
+
+/// SQLite ledger and outbox in a fresh temporary directory.
+pub struct LocalBackends {
+    pub dir: tempfile::TempDir,
+    pub ledger: Arc<SqliteLedger>,
+    pub outbox: Arc<OutboxMailer>,
+}
+
+impl LocalBackends {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = Arc::new(SqliteLedger::open(dir.path().join("ledger.db")).expect("open ledger"));
+        ledger.migrate().await.expect("migrate");
+        let outbox = Arc::new(OutboxMailer::new(dir.path().join("outbox"), "orders@example.com").expect("outbox"));
+        Self { dir, ledger, outbox }
+    }
+
+    /// Files in the outbox whose name mentions `order_id`.
+    pub fn mails_for(&self, order_id: &str) -> usize {
+        self.outbox_files().iter().filter(|n| n.contains(&format!("-{order_id}-"))).count()
+    }
+
+    pub fn outbox_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.outbox.dir())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    pub fn pipeline(&self, mailer: Arc<dyn Mailer>) -> Pipeline {
+        Pipeline::new(self.ledger.clone(), mailer, None, PipelineSettings::default())
+    }
+}
+
+pub fn deadline(secs: u64) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(secs)
+}
+
+/// What the scripted mailer does for one order id.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Panic,
+    Fail(BackendError),
+    /// Fail the first `n` attempts, then deliver.
+    FailTimes(usize, BackendError),
+    Delay(Duration),
+}
+
+/// Delivers through an inner mailer unless a fault is scripted for the order; counts attempts.
+pub struct ScriptedMailer {
+    inner: Arc<dyn Mailer>,
+    faults: Mutex<HashMap<String, Fault>>,
+    pub attempts: AtomicUsize,
+    pub order_of_attempts: Mutex<Vec<String>>,
+}
+
+impl ScriptedMailer {
+    pub fn new(inner: Arc<dyn Mailer>) -> Self {
+        Self {
+            inner,
+            faults: Mutex::new(HashMap::new()),
+            attempts: AtomicUsize::new(0),
+            order_of_attempts: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn fault(self, order_id: &str, fault: Fault) -> Self {
+        self.faults.lock().unwrap().insert(order_id.to_owned(), fault);
+        self
+    }
+
+    pub fn clear(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+}
+
+#[async_trait::async_trait]
+impl Mailer for ScriptedMailer {
+    async fn send(&self, order: &Order, mail: &Mail) -> Result<String, BackendError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        self.order_of_attempts.lock().unwrap().push(order.order_id.to_string());
+        let fault = {
+            let mut faults = self.faults.lock().unwrap();
+            match faults.get_mut(order.order_id.as_str()) {
+                Some(Fault::FailTimes(n, e)) if *n > 0 => {
+                    *n -= 1;
+                    Some(Fault::Fail(e.clone()))
+                }
+                Some(Fault::FailTimes(..)) => None,
+                other => other.cloned(),
+            }
+        };
+        match fault {
+            Some(Fault::Panic) => panic!("scripted panic for {}", order.order_id),
+            Some(Fault::Fail(e)) => Err(e),
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                self.inner.send(order, mail).await
+            }
+            Some(Fault::FailTimes(..)) | None => self.inner.send(order, mail).await,
+        }
+    }
+}
+
+/// A ledger whose record step fails (the ledger became unreachable after SES accepted).
+pub struct RecordFailsLedger(pub Arc<dyn Ledger>);
+
+#[async_trait::async_trait]
+impl Ledger for RecordFailsLedger {
+    async fn migrate(&self) -> Result<(), BackendError> {
+        self.0.migrate().await
+    }
+    async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        self.0.claim(orders, lease).await
+    }
+    async fn record(&self, _: &[Recording]) -> Result<Vec<bool>, BackendError> {
+        Err(BackendError::transient("connection reset by peer"))
+    }
+    async fn stats(&self) -> Result<LedgerStats, BackendError> {
+        self.0.stats().await
+    }
+    async fn order_state(&self, id: &OrderId) -> Result<Option<OrderState>, BackendError> {
+        self.0.order_state(id).await
+    }
+}
