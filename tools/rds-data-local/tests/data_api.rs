@@ -677,3 +677,30 @@ async fn ledger_pattern_jsonb_to_recordset_with_one_json_text_parameter() {
     assert_eq!(again.records()[0][3], Field::LongValue(2));
     assert_eq!(e.stats().await["ExecuteStatement"], 2, "one round trip per batch");
 }
+
+#[tokio::test]
+async fn faults_set_at_start_up_apply_from_the_first_request_and_show_at_get_faults() {
+    let e = env_with(|c| {
+        c.faults.resuming_for_ms = 400;
+        c.faults.latency_ms = 50;
+    })
+    .await;
+    let (_, _, body) = e.http("GET", "/_faults", "").await;
+    let f: serde_json::Value = serde_json::from_str(&body).expect("faults JSON");
+    assert_eq!(f["latency_ms"], 50);
+    let err = e.exec("SELECT 1").send().await.expect_err("resuming").into_service_error();
+    assert!(matches!(err, ExecuteStatementError::DatabaseResumingException(_)), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    e.run("SELECT 1").await;
+}
+
+#[tokio::test]
+async fn multiple_statements_in_one_call_run_atomically_and_report_the_first_result() {
+    let e = env().await;
+    let out = e.run("CREATE TABLE ms (v int); INSERT INTO ms VALUES (1), (2); SELECT 99").await;
+    assert_eq!(out.number_of_records_updated(), 0);
+    let err = e.exec("INSERT INTO ms VALUES (3); SELECT 1/0").send().await;
+    assert!(err.is_err());
+    let count = e.run("SELECT count(*) FROM ms").await;
+    assert_eq!(row(&count), vec![Field::LongValue(2)], "the failed call left nothing behind");
+}
