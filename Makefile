@@ -21,9 +21,14 @@ run: ## Build and run the handler on events/sqs-batch.json with the embedded loc
 	@cargo build --quiet --bin order-confirmation
 	$(BIN) invoke events/sqs-batch.json
 
-test: ## Run every test (starts its own PostgreSQL and local services)
+test: node_modules/.installed ## Run every test (starts its own PostgreSQL and local services)
 	cargo build --workspace --all-targets
 	scripts/with-postgres $(TEST_CMD)
+
+# aws-ses-v2-local, the SES v2 emulator the tests start; pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
 
 bench: ## Criterion benchmarks; see BENCHMARKS.md
 	cargo bench --bench pipeline

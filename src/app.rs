@@ -1,11 +1,14 @@
 //! Wiring: turns a validated [`Config`] into backends and a [`Pipeline`]. Clients are built once
 //! here and shared by every invocation.
 
+use crate::aws;
 use crate::config::{Config, LedgerChoice, MailerChoice};
 use crate::ledger::Ledger;
+use crate::ledger::data_api::{DataApiLedger, DataApiTarget};
 use crate::ledger::sqlite::SqliteLedger;
 use crate::mailer::Mailer;
 use crate::mailer::outbox::OutboxMailer;
+use crate::mailer::ses::SesMailer;
 use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::rate::SendRateLimiter;
 use anyhow::Context;
@@ -19,7 +22,19 @@ pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>> {
             ledger.migrate().await.context("migrating the SQLite ledger")?;
             Arc::new(ledger)
         }
-        LedgerChoice::DataApi => anyhow::bail!("LEDGER=data-api: the Data API ledger is not built into this version"),
+        LedgerChoice::DataApi => {
+            let target =
+                config.data_api.clone().context("LEDGER=data-api needs DB_CLUSTER_ARN, DB_SECRET_ARN, DB_NAME")?;
+            let client = aws::rds_data_client(aws::sdk_config().await);
+            Arc::new(DataApiLedger::new(
+                client,
+                DataApiTarget {
+                    cluster_arn: target.cluster_arn,
+                    secret_arn: target.secret_arn,
+                    database: target.database,
+                },
+            ))
+        }
     })
 }
 
@@ -29,7 +44,11 @@ pub async fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
             OutboxMailer::new(dir, config.sender_address.clone())
                 .with_context(|| format!("MAILER=outbox:{}", dir.display()))?,
         ),
-        MailerChoice::Ses => anyhow::bail!("MAILER=ses: the SES mailer is not built into this version"),
+        MailerChoice::Ses => Arc::new(SesMailer::new(
+            aws::sesv2_client(aws::sdk_config().await),
+            config.sender_address.clone(),
+            config.ses_configuration_set.clone(),
+        )),
     })
 }
 

@@ -189,10 +189,10 @@ impl Settings {
             LedgerChoice::Sqlite { .. } => None,
         };
         for (setting, value) in [("DB_CLUSTER_ARN", &self.db_cluster_arn), ("DB_SECRET_ARN", &self.db_secret_arn)] {
-            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-                if !v.starts_with("arn:") {
-                    return Err(err(setting, "must be an ARN (arn:aws:...)"));
-                }
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty())
+                && !v.starts_with("arn:")
+            {
+                return Err(err(setting, "must be an ARN (arn:aws:...)"));
             }
         }
 

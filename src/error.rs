@@ -96,3 +96,162 @@ mod tests {
         assert_eq!(e.to_string(), "permanent error: MessageRejected: ***@example.com");
     }
 }
+
+/// The AWS services whose errors this service classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    DataApi,
+    Ses,
+    Sqs,
+}
+
+/// Classifies an AWS service error by its error code (the `x-amzn-ErrorType` / `__type` the SDK
+/// parses) and HTTP status. This is the one place where AWS errors get their class.
+pub fn classify_aws(service: Service, code: Option<&str>, status: Option<u16>, message: &str) -> ErrorClass {
+    use ErrorClass::*;
+    let code = code.unwrap_or("");
+    match (service, code) {
+        // Throttling and capacity, any service: retry later.
+        (
+            _,
+            "ThrottlingException"
+            | "TooManyRequestsException"
+            | "Throttling"
+            | "RequestTimeout"
+            | "RequestTimeoutException",
+        ) => Transient,
+        // Aurora Serverless waking up, a statement cut off, the endpoint briefly unavailable.
+        (
+            Service::DataApi,
+            "DatabaseResumingException"
+            | "StatementTimeoutException"
+            | "ServiceUnavailableError"
+            | "InternalServerErrorException"
+            | "DatabaseUnavailableException"
+            | "TransactionNotFoundException",
+        ) => Transient,
+        // A SQL error is transient only when PostgreSQL says retrying can help: serialization
+        // failure, deadlock, query cancelled, connection trouble.
+        (Service::DataApi, "DatabaseErrorException") => {
+            let retryable = ["SQLState: 40001", "SQLState: 40P01", "SQLState: 57014", "SQLState: 08"];
+            if retryable.iter().any(|s| message.contains(s)) { Transient } else { Fatal }
+        }
+        // Misconfiguration: no retry of any message can succeed until a person acts.
+        (
+            Service::DataApi,
+            "BadRequestException"
+            | "ForbiddenException"
+            | "AccessDeniedException"
+            | "DatabaseNotFoundException"
+            | "SecretsErrorException"
+            | "HttpEndpointNotEnabledException"
+            | "UnsupportedResultException",
+        ) => Fatal,
+        // SES: the daily quota resets; wait for it.
+        (Service::Ses, "LimitExceededException") => Transient,
+        // SES refuses this mail for good (bad recipient, content rejected).
+        (Service::Ses, "MessageRejected" | "BadRequestException") => Permanent,
+        // SES cannot send anything now: stop this invocation, page a person.
+        (
+            Service::Ses,
+            "AccountSuspendedException"
+            | "SendingPausedException"
+            | "MailFromDomainNotVerifiedException"
+            | "NotFoundException"
+            | "AccessDeniedException",
+        ) => Fatal,
+        _ => match status {
+            Some(s) if s >= 500 => Transient,
+            Some(403 | 401) => Fatal,
+            Some(_) => Fatal,
+            // No response at all: timeout, connection reset, DNS. The request may not have
+            // arrived; retrying is right.
+            None => Transient,
+        },
+    }
+}
+
+/// Turns an AWS SDK error into a classified [`BackendError`].
+pub fn from_sdk<E, R>(
+    service: Service,
+    operation: &str,
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> BackendError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let (code, status, message) = match err {
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status();
+            (e.err().code().map(str::to_owned), Some(status), e.err().message().unwrap_or_default().to_owned())
+        }
+        SdkError::ResponseError(e) => (None, Some(e.raw().status()), "unparseable response".to_owned()),
+        SdkError::TimeoutError(_) => (None, None, "timed out".to_owned()),
+        SdkError::DispatchFailure(e) => (None, None, format!("dispatch failure: {e:?}")),
+        other => (None, None, aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
+    };
+    let class = classify_aws(service, code.as_deref(), status, &message);
+    let code_text = code.as_deref().unwrap_or("no error code");
+    BackendError::new(class, format!("{operation}: {code_text}: {message}"))
+}
+
+/// The HTTP status of a raw SDK response.
+pub trait HttpStatus {
+    fn status(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn data_api_errors() {
+        let c = |code, status| classify_aws(Service::DataApi, Some(code), Some(status), "");
+        assert_eq!(c("DatabaseResumingException", 400), ErrorClass::Transient);
+        assert_eq!(c("StatementTimeoutException", 400), ErrorClass::Transient);
+        assert_eq!(c("ServiceUnavailableError", 503), ErrorClass::Transient);
+        assert_eq!(c("InternalServerErrorException", 500), ErrorClass::Transient);
+        assert_eq!(c("BadRequestException", 400), ErrorClass::Fatal);
+        assert_eq!(c("ForbiddenException", 403), ErrorClass::Fatal);
+        assert_eq!(
+            classify_aws(
+                Service::DataApi,
+                Some("DatabaseErrorException"),
+                Some(400),
+                "ERROR: deadlock; SQLState: 40P01"
+            ),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            classify_aws(
+                Service::DataApi,
+                Some("DatabaseErrorException"),
+                Some(400),
+                "ERROR: relation missing; SQLState: 42P01"
+            ),
+            ErrorClass::Fatal
+        );
+        assert_eq!(classify_aws(Service::DataApi, None, None, "timed out"), ErrorClass::Transient);
+        assert_eq!(classify_aws(Service::DataApi, None, Some(502), ""), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn ses_errors() {
+        let c = |code, status| classify_aws(Service::Ses, Some(code), Some(status), "");
+        assert_eq!(c("TooManyRequestsException", 429), ErrorClass::Transient);
+        assert_eq!(c("LimitExceededException", 400), ErrorClass::Transient);
+        assert_eq!(c("MessageRejected", 400), ErrorClass::Permanent);
+        assert_eq!(c("BadRequestException", 400), ErrorClass::Permanent);
+        assert_eq!(c("AccountSuspendedException", 400), ErrorClass::Fatal);
+        assert_eq!(c("SendingPausedException", 400), ErrorClass::Fatal);
+        assert_eq!(c("InternalFailure", 500), ErrorClass::Transient);
+    }
+}

@@ -25,10 +25,12 @@
 //!   line and log set-up. The binary in `src/bin/` only calls into them.
 
 pub mod app;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod lambda;
 pub mod ledger;
 pub mod logging;
 pub mod mailer;

@@ -162,12 +162,12 @@ impl BatchReport {
         let mut seen = std::collections::HashSet::new();
         let mut response = SqsBatchResponse::default();
         for r in &self.records {
-            if let (false, Some(id)) = (r.outcome.is_success(), r.message_id.as_deref().filter(|id| !id.is_empty())) {
-                if seen.insert(id) {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id.to_owned();
-                    response.batch_item_failures.push(failure);
-                }
+            if let (false, Some(id)) = (r.outcome.is_success(), r.message_id.as_deref().filter(|id| !id.is_empty()))
+                && seen.insert(id)
+            {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id.to_owned();
+                response.batch_item_failures.push(failure);
             }
         }
         response
@@ -447,10 +447,10 @@ impl Pipeline {
         if Instant::now() >= stop_sending_at {
             return Outcome::Released { reason: "not sent: too little time left in this invocation".to_owned() };
         }
-        if let Some(limiter) = &self.limiter {
-            if !limiter.acquire(order.priority, stop_sending_at).await {
-                return Outcome::Released { reason: "not sent: no send slot before the deadline".to_owned() };
-            }
+        if let Some(limiter) = &self.limiter
+            && !limiter.acquire(order.priority, stop_sending_at).await
+        {
+            return Outcome::Released { reason: "not sent: no send slot before the deadline".to_owned() };
         }
         if fatal.load(Ordering::Relaxed) {
             return Outcome::Released { reason: "not sent: sending stopped after a fatal error".to_owned() };

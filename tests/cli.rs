@@ -55,8 +55,21 @@ fn logs_never_contain_customer_addresses_or_names() {
         }
         let (_, stdout, stderr) = run(&mut c);
         let (_, _, stderr2) = run(bin(dir.path()).args(["invoke", "events/sqs-batch.json"]).env("RUST_LOG", "debug"));
-        for secret in ["jane.doe@example.com", "Jane Doe", "kenji@example.jp", "山田", "li.wei@", "Li Wei", "victim@example.com", "good@example.com", "a@example.com"] {
-            assert!(!stderr.contains(secret) && !stdout.contains(secret) && !stderr2.contains(secret), "{format} log leaks {secret}");
+        for secret in [
+            "jane.doe@example.com",
+            "Jane Doe",
+            "kenji@example.jp",
+            "山田",
+            "li.wei@",
+            "Li Wei",
+            "victim@example.com",
+            "good@example.com",
+            "a@example.com",
+        ] {
+            assert!(
+                !stderr.contains(secret) && !stdout.contains(secret) && !stderr2.contains(secret),
+                "{format} log leaks {secret}"
+            );
         }
         assert!(stderr.contains("bad-12-crlf-name"), "the log does name the record");
     }
@@ -128,7 +141,14 @@ fn a_batch_with_an_unnamed_failing_record_fails_the_invocation_instead_of_report
 #[test]
 fn every_subcommand_has_help() {
     let dir = tempfile::tempdir().unwrap();
-    for sub in [vec!["--help"], vec!["invoke", "--help"], vec!["stats", "--help"], vec!["status", "--help"], vec!["migrate", "--help"], vec!["config", "--help"]] {
+    for sub in [
+        vec!["--help"],
+        vec!["invoke", "--help"],
+        vec!["stats", "--help"],
+        vec!["status", "--help"],
+        vec!["migrate", "--help"],
+        vec!["config", "--help"],
+    ] {
         let (out, stdout, _) = run(bin(dir.path()).args(&sub));
         assert!(out.status.success(), "{sub:?}");
         assert!(stdout.contains("Usage: order-confirmation"), "{sub:?}: {stdout}");

@@ -199,3 +199,16 @@ mod sqlite {
 
     ledger_contract_tests!(make);
 }
+
+mod data_api {
+    use super::*;
+
+    /// The Data API ledger over the real SDK, against rds-data-local in front of PostgreSQL.
+    async fn make() -> (support::services::Services, Arc<dyn Ledger>) {
+        let s = support::services::Services::start().await;
+        let l: Arc<dyn Ledger> = s.ledger().await;
+        (s, l)
+    }
+
+    ledger_contract_tests!(make);
+}

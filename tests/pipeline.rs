@@ -45,10 +45,7 @@ async fn sample_event_sends_valid_orders_and_reports_the_bad_ones() {
     let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
     let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
     assert_response_invariants(&event, &report);
-    assert_eq!(
-        failures(&report),
-        vec!["b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11", "c3f4e5d6-1111-4a2b-9c3d-4e5f60718293"]
-    );
+    assert_eq!(failures(&report), vec!["b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11", "c3f4e5d6-1111-4a2b-9c3d-4e5f60718293"]);
     for id in ["ORD-1001", "ORD-1002", "ORD-1005", "ORD-1006"] {
         assert_eq!(b.mails_for(id), 1, "{id} mailed once");
     }
@@ -113,7 +110,9 @@ async fn oversized_body_is_rejected_without_being_parsed() {
     let event = event(vec![record("m-big", &huge), record("m-ok", &order_body("OK-1", "normal"))]);
     let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
     assert_eq!(failures(&report), vec!["m-big"]);
-    assert!(matches!(&report.records[0].outcome, RecordOutcome::Rejected { reason } if reason.contains("the limit is 262144")));
+    assert!(
+        matches!(&report.records[0].outcome, RecordOutcome::Rejected { reason } if reason.contains("the limit is 262144"))
+    );
 }
 
 #[tokio::test]
@@ -152,7 +151,9 @@ async fn a_panic_while_sending_one_record_fails_that_record_only() {
     let report = b.pipeline(mailer.clone()).handle(&e, deadline(30)).await;
     assert_response_invariants(&e, &report);
     assert_eq!(failures(&report), vec!["m2"]);
-    assert!(matches!(&report.records[1].outcome, RecordOutcome::Transient { reason } if reason.contains("panic while sending: scripted panic for P-2")));
+    assert!(
+        matches!(&report.records[1].outcome, RecordOutcome::Transient { reason } if reason.contains("panic while sending: scripted panic for P-2"))
+    );
     let state = b.ledger.order_state(&OrderId::parse("P-2").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.status, status::FAILED, "the panicked order is retryable, not stuck in sending");
 
@@ -194,10 +195,10 @@ async fn transient_failures_are_retried_until_each_order_is_mailed_exactly_once(
 #[tokio::test]
 async fn permanent_mail_rejection_is_terminal_and_reported() {
     let b = LocalBackends::new().await;
-    let mailer = Arc::new(
-        ScriptedMailer::new(b.outbox.clone())
-            .fault("R-1", Fault::Fail(BackendError::permanent("MessageRejected: Email address is not verified: r-1@example.com"))),
-    );
+    let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()).fault(
+        "R-1",
+        Fault::Fail(BackendError::permanent("MessageRejected: Email address is not verified: r-1@example.com")),
+    ));
     let e = event_of(&[("m1", &order_body("R-1", "normal")), ("m2", &order_body("R-2", "normal"))]);
     let report = b.pipeline(mailer.clone()).handle(&e, deadline(30)).await;
     assert_eq!(failures(&report), vec!["m1"]);
@@ -225,7 +226,12 @@ async fn a_fatal_mailer_error_stops_further_sends_in_the_invocation() {
     assert_response_invariants(&e, &report);
     assert_eq!(mailer.attempts.load(Ordering::SeqCst), 1, "no send after the fatal error");
     assert_eq!(failures(&report).len(), 6, "everything retried later");
-    assert!(report.records.iter().all(|r| r.outcome.failure_class() == Some(order_confirmation::error::ErrorClass::Transient)));
+    assert!(
+        report
+            .records
+            .iter()
+            .all(|r| r.outcome.failure_class() == Some(order_confirmation::error::ErrorClass::Transient))
+    );
 }
 
 #[tokio::test]
@@ -283,8 +289,7 @@ async fn a_failed_record_without_message_id_is_never_an_empty_identifier() {
 #[tokio::test]
 async fn a_slow_send_does_not_hold_up_the_others_beyond_the_concurrency_bound() {
     let b = LocalBackends::new().await;
-    let mailer =
-        Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("S-1", Fault::Delay(Duration::from_millis(300))));
+    let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("S-1", Fault::Delay(Duration::from_millis(300))));
     let e = event((1..=10).map(|i| record(&format!("m{i}"), &order_body(&format!("S-{i}"), "normal"))).collect());
     let report = b.pipeline(mailer.clone() as Arc<dyn Mailer>).handle(&e, deadline(30)).await;
     assert!(failures(&report).is_empty());

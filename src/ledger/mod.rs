@@ -6,6 +6,7 @@
 //! [`sqlite::SqliteLedger`], the embedded default for local runs, and
 //! [`data_api::DataApiLedger`], Aurora PostgreSQL through the RDS Data API in production.
 
+pub mod data_api;
 pub mod sqlite;
 
 use crate::error::BackendError;

@@ -3,6 +3,7 @@
 //! classifies its own errors (DESIGN §5), so the pipeline only sees [`BackendError`]s.
 
 pub mod outbox;
+pub mod ses;
 
 use crate::error::BackendError;
 use crate::order::Order;

@@ -1,6 +1,10 @@
-//! Shared test harness: event builders, local backends in temporary directories, and the few
+//! Shared test harness: event builders, local backends in temporary directories, the real local
+//! services (`services`, `faults`), and the few
 //! hand-written fakes that inject faults the real backends cannot produce on demand.
 #![allow(dead_code)]
+
+pub mod faults;
+pub mod services;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use order_confirmation::error::BackendError;

@@ -1,0 +1,75 @@
+//! AWS SDK clients, built once per process and shared by every invocation. Endpoints come from
+//! the SDK's standard settings, so tests point the real clients at local emulators with
+//! `AWS_ENDPOINT_URL_RDS_DATA`, `AWS_ENDPOINT_URL_SESV2` and `AWS_ENDPOINT_URL_SQS`.
+//!
+//! Retries inside one call are the SDK's (standard mode: exponential backoff with jitter, a retry
+//! quota); SQS redelivery does the retries across invocations.
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_runtime::retries::classifiers::AwsErrorCodeClassifier;
+use std::time::Duration;
+
+/// Shared SDK settings: region and credentials from the environment, bounded connect time.
+/// Loaded once per process (credential resolution is not free) and reused by every client.
+pub async fn sdk_config() -> &'static SdkConfig {
+    static CONFIG: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
+    CONFIG
+        .get_or_init(|| async {
+            aws_config::defaults(BehaviorVersion::latest())
+                .retry_config(RetryConfig::standard().with_max_attempts(3))
+                .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(3)).build())
+                .load()
+                .await
+        })
+        .await
+}
+
+/// Errors the Data API model does not mark retryable but that are: Aurora Serverless answers
+/// `DatabaseResumingException` for the seconds it takes to wake, and the SDK should wait it out.
+const DATA_API_TRANSIENT: &[&str] =
+    &["DatabaseResumingException", "StatementTimeoutException", "RequestTimeout", "RequestTimeoutException"];
+
+/// Data API client: more attempts and a longer backoff than the default, enough to ride out an
+/// Aurora Serverless resume (seconds) inside one invocation.
+pub fn rds_data_client(sdk: &SdkConfig) -> aws_sdk_rdsdata::Client {
+    use aws_sdk_rdsdata::operation::{
+        begin_transaction::BeginTransactionError, execute_statement::ExecuteStatementError,
+    };
+    let config = aws_sdk_rdsdata::config::Builder::from(sdk)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(6)
+                .with_initial_backoff(Duration::from_millis(500))
+                .with_max_backoff(Duration::from_secs(5)),
+        )
+        // The Data API's own statement limit is 45 s; an attempt that outlives it is lost.
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(50))
+                .build(),
+        )
+        .retry_classifier(
+            AwsErrorCodeClassifier::<ExecuteStatementError>::builder().transient_errors(DATA_API_TRANSIENT).build(),
+        )
+        .retry_classifier(
+            AwsErrorCodeClassifier::<BeginTransactionError>::builder().transient_errors(DATA_API_TRANSIENT).build(),
+        )
+        .build();
+    aws_sdk_rdsdata::Client::from_conf(config)
+}
+
+/// SES v2 client: one attempt is bounded so a hung connection cannot eat the invocation.
+pub fn sesv2_client(sdk: &SdkConfig) -> aws_sdk_sesv2::Client {
+    let config = aws_sdk_sesv2::config::Builder::from(sdk)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}

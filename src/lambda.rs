@@ -1,0 +1,59 @@
+//! The Lambda entry: with `AWS_LAMBDA_RUNTIME_API` set, the binary serves the Lambda runtime API.
+//! Configuration is read and validated once, before the first poll; a missing setting stops
+//! start-up with a message naming it (Lambda reports it as an init error). Backends and AWS
+//! clients are built once and shared by every invocation.
+
+use crate::app;
+use crate::config::{Mode, Settings};
+use crate::pipeline::Pipeline;
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Starts the runtime loop. Returns only on a start-up error or when the runtime API goes away.
+pub async fn run() -> Result<(), Error> {
+    let config =
+        Settings::from_env().validate(Mode::Lambda).inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
+    tracing::info!(ledger = ?config.ledger, mailer = ?config.mailer, "configuration loaded");
+    let pipeline =
+        Arc::new(app::build_pipeline(&config).await.inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let pipeline = Arc::clone(&pipeline);
+        async move { handle(&pipeline, event).await }
+    }))
+    .await
+}
+
+/// The deadline Lambda gives this invocation, on tokio's clock.
+fn deadline(ctx: &lambda_runtime::Context) -> Instant {
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let remaining = (i128::from(ctx.deadline) - now_ms).max(0) as u64;
+    Instant::now() + Duration::from_millis(remaining)
+}
+
+async fn handle(pipeline: &Pipeline, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, Error> {
+    let (payload, ctx) = event.into_parts();
+    let deadline = deadline(&ctx);
+    if payload.get("Records").is_some() {
+        let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
+        let report = pipeline.handle(&event, deadline).await;
+        tracing::info!(request_id = %ctx.request_id, summary = %report.summary(), "batch done");
+        let unnamed = report.unidentifiable_failures();
+        if unnamed > 0 {
+            // An empty itemIdentifier would fail the batch anyway; failing explicitly says why.
+            // Redelivery is safe: the ledger acknowledges what this invocation already sent.
+            return Err(format!(
+                "{unnamed} failed record(s) have no messageId; failing the invocation so the batch is retried"
+            )
+            .into());
+        }
+        return Ok(serde_json::to_value(report.response())?);
+    }
+    Err(format!(
+        "unsupported event: expected an SQS event (with Records), got keys {:?}",
+        payload.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+    )
+    .into())
+}

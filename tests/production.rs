@@ -1,0 +1,232 @@
+//! The production backends (Data API ledger, SES v2 mailer) through the real AWS SDK clients over
+//! HTTP, against rds-data-local in front of PostgreSQL and aws-ses-v2-local behind a fault
+//! injector.
+
+mod support;
+
+use aws_lambda_events::sqs::SqsEvent;
+use order_confirmation::ledger::{Ledger, status};
+use order_confirmation::order::OrderId;
+use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
+use std::sync::Arc;
+use std::time::Duration;
+use support::faults::{Action, Rule};
+use support::services::Services;
+use support::*;
+
+fn failures(report: &BatchReport) -> Vec<String> {
+    report.response().batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+}
+
+async fn pipeline(s: &Services) -> Pipeline {
+    Pipeline::new(s.ledger().await, s.mailer().await, None, PipelineSettings::default())
+}
+
+fn sample_event() -> SqsEvent {
+    serde_json::from_str(&std::fs::read_to_string("events/sqs-batch.json").unwrap()).unwrap()
+}
+
+fn email_of(order_id: &str) -> String {
+    format!("{}@example.com", order_id.to_lowercase())
+}
+
+#[tokio::test]
+async fn sample_batch_is_mailed_through_ses_and_recorded_in_the_data_api_ledger() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    let report = p.handle(&sample_event(), deadline(30)).await;
+    assert_eq!(failures(&report), vec!["b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11", "c3f4e5d6-1111-4a2b-9c3d-4e5f60718293"]);
+    let mails = s.sent_mails().await;
+    assert_eq!(mails.len(), 4);
+    let jane = mails.iter().find(|m| m["destination"]["to"][0] == "jane.doe@example.com").expect("mail to Jane");
+    assert_eq!(jane["from"], support::services::SENDER);
+    assert_eq!(jane["subject"], "Your order ORD-1001 is confirmed");
+    let text = jane["body"]["text"].as_str().unwrap();
+    assert!(text.starts_with("Hi Jane Doe,") && text.contains("  - 2 x Coffee mug (12.50 EUR each)"), "{text}");
+    let html = jane["body"]["html"].as_str().unwrap();
+    assert!(html.contains("<td>Coffee mug</td>") && html.contains("Total: <strong>42.50 EUR</strong>"), "{html}");
+    let ana = mails.iter().find(|m| m["destination"]["to"][0] == "ana@example.pt").unwrap();
+    assert!(ana["body"]["html"].as_str().unwrap().contains("Ana &lt;b&gt;Silva&lt;&#x2f;b&gt;"));
+
+    // What the SDK sent: a priority tag and the configuration set, and no personal data in tags.
+    let request = s.ses_proxy.requests().into_iter().find(|r| r.contains("ORD-1002")).unwrap();
+    let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+    assert_eq!(request["EmailTags"], serde_json::json!([{"Name": "priority", "Value": "high"}]));
+    assert_eq!(request["ConfigurationSetName"], "order-confirmations");
+    assert_eq!(request["Destination"]["ToAddresses"], serde_json::json!(["kenji@example.jp"]));
+
+    // The ledger holds the SES message id of each mail.
+    let ledger = s.ledger().await;
+    for m in &mails {
+        let subject = m["subject"].as_str().unwrap();
+        let order_id = subject.trim_start_matches("Your order ").trim_end_matches(" is confirmed");
+        let state = ledger.order_state(&OrderId::parse(order_id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(state.status, status::SENT);
+        assert_eq!(state.ses_message_id.as_deref(), m["messageId"].as_str());
+    }
+
+    // A second delivery of the same batch sends nothing and reports the same failures.
+    let again = p.handle(&sample_event(), deadline(30)).await;
+    assert_eq!(failures(&again), failures(&report));
+    assert_eq!(s.sent_mails().await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_batch_of_100_orders_costs_exactly_two_data_api_requests() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    let e = event((0..100).map(|i| record(&format!("m{i}"), &order_body(&format!("B-{i:03}"), "normal"))).collect());
+    s.reset_data_api_stats().await;
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty());
+    let stats = s.data_api_stats().await;
+    assert_eq!(stats["ExecuteStatement"], 2, "one claim and one record: {stats}");
+    assert_eq!(stats["BatchExecuteStatement"], 0);
+    assert_eq!(stats["BeginTransaction"], 0);
+    assert_eq!(s.sent_mails().await.len(), 100);
+}
+
+#[tokio::test]
+async fn throttled_ses_fails_only_the_affected_records_and_the_next_delivery_mails_each_once() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    // Always throttled, whatever the SDK retries: the record must fail, not hang.
+    s.ses_proxy.add(Rule::matching("t-2@example.com", Action::Throttle));
+    s.ses_proxy.add(Rule::matching("t-4@example.com", Action::Throttle));
+    let e = event((1..=5).map(|i| record(&format!("m{i}"), &order_body(&format!("T-{i}"), "normal"))).collect());
+    let report = p.handle(&e, deadline(60)).await;
+    assert_eq!(failures(&report), vec!["m2", "m4"]);
+    assert!(
+        matches!(&report.records[1].outcome, RecordOutcome::Transient { reason } if reason.contains("TooManyRequestsException"))
+    );
+    let ledger = s.ledger().await;
+    let state = ledger.order_state(&OrderId::parse("T-2").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.status, status::FAILED, "retryable");
+    let (faulted, _) = s.ses_proxy.counts();
+    assert!(faulted > 2, "the SDK retried the throttled calls itself ({faulted} faulted)");
+
+    s.ses_proxy.clear();
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty());
+    for i in 1..=5 {
+        assert_eq!(s.mails_to(&email_of(&format!("T-{i}"))).await, 1, "T-{i} mailed exactly once");
+    }
+}
+
+#[tokio::test]
+async fn a_throttle_the_sdk_rides_out_needs_no_redelivery() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    s.ses_proxy.add(Rule::matching("r-1@example.com", Action::Throttle).times(1));
+    s.ses_proxy.add(Rule::matching("r-2@example.com", Action::ServerError).times(1));
+    let e = event_of(&[("m1", "R-1"), ("m2", "R-2")]);
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty(), "{:?}", report.records);
+    assert_eq!(s.sent_mails().await.len(), 2);
+}
+
+fn event_of(pairs: &[(&str, &str)]) -> SqsEvent {
+    event(pairs.iter().map(|(m, id)| record(m, &order_body(id, "normal"))).collect())
+}
+
+#[tokio::test]
+async fn message_rejected_marks_the_order_rejected_with_its_reason_and_reports_it() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    s.ses_proxy.add(Rule::matching(
+        "x-1@example.com",
+        Action::Reject("Email address is not verified. The following identities failed the check in region US-EAST-1: x-1@example.com".into()),
+    ));
+    let e = event_of(&[("m1", "X-1"), ("m2", "X-2")]);
+    let report = p.handle(&e, deadline(30)).await;
+    assert_eq!(failures(&report), vec!["m1"]);
+    let state = s.ledger().await.order_state(&OrderId::parse("X-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(state.status, status::REJECTED);
+    let reason = state.last_error.unwrap();
+    assert!(reason.starts_with("SendEmail: MessageRejected: Email address is not verified"), "{reason}");
+    assert!(!reason.contains("x-1@"), "the address is redacted: {reason}");
+    assert_eq!(s.mails_to("x-2@example.com").await, 1);
+}
+
+#[tokio::test]
+async fn sending_paused_stops_all_further_sends_in_the_invocation() {
+    let s = Services::start().await;
+    let p = Pipeline::new(
+        s.ledger().await,
+        s.mailer().await,
+        None,
+        PipelineSettings { concurrency: 1, ..PipelineSettings::default() },
+    );
+    s.ses_proxy.add(Rule::always(Action::SendingPaused).times(1));
+    let e = event((1..=5).map(|i| record(&format!("m{i}"), &order_body(&format!("P-{i}"), "normal"))).collect());
+    let report = p.handle(&e, deadline(30)).await;
+    assert_eq!(failures(&report).len(), 5, "the rest fail as transient");
+    assert_eq!(s.ses_proxy.requests().len(), 1, "no SES call after SendingPaused");
+    assert!(s.sent_mails().await.is_empty());
+    let report = p.handle(&e, deadline(30)).await;
+    assert!(failures(&report).is_empty(), "sending resumed: all mailed on redelivery");
+    assert_eq!(s.sent_mails().await.len(), 5);
+}
+
+#[tokio::test]
+async fn a_database_resuming_for_a_few_seconds_is_ridden_out_by_the_sdk() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    s.data_api_faults(serde_json::json!({"resuming_for_ms": 2500})).await;
+    let e = event_of(&[("m1", "W-1"), ("m2", "W-2")]);
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty(), "{:?}", report.records);
+    assert_eq!(s.sent_mails().await.len(), 2);
+    let stats = s.data_api_stats().await;
+    assert!(stats["ExecuteStatement"].as_u64().unwrap() > 2, "the SDK retried: {stats}");
+}
+
+#[tokio::test]
+async fn a_database_that_stays_down_fails_the_batch_cleanly_as_transient_and_marks_nothing_sent() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    s.data_api_faults(serde_json::json!({"resuming_for_ms": 60_000})).await;
+    let e = event_of(&[("m1", "Y-1"), ("m2", "Y-2")]);
+    let report = p.handle(&e, deadline(60)).await;
+    assert_eq!(failures(&report), vec!["m1", "m2"]);
+    assert!(report.records.iter().all(
+        |r| matches!(&r.outcome, RecordOutcome::Transient { reason } if reason.contains("DatabaseResumingException"))
+    ));
+    assert!(s.sent_mails().await.is_empty(), "nothing is sent without a claim");
+    s.data_api_faults(serde_json::json!({"resuming_for_ms": 0})).await;
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty());
+    assert_eq!(s.sent_mails().await.len(), 2);
+}
+
+#[tokio::test]
+async fn two_concurrent_invocations_on_overlapping_batches_never_mail_an_order_twice() {
+    let s = Services::start().await;
+    let a = Arc::new(pipeline(&s).await);
+    let b = Arc::new(pipeline(&s).await);
+    // Slow SES so the two invocations overlap while holding their leases.
+    s.ses_proxy.add(Rule::always(Action::Delay(Duration::from_millis(150))));
+    let first = event((0..30).map(|i| record(&format!("a{i}"), &order_body(&format!("C-{i}"), "normal"))).collect());
+    let second = event((15..45).map(|i| record(&format!("b{i}"), &order_body(&format!("C-{i}"), "normal"))).collect());
+    let (ra, rb) = tokio::join!(a.handle(&first, deadline(60)), b.handle(&second, deadline(60)));
+    let mut pending: Vec<String> = failures(&ra).into_iter().chain(failures(&rb)).collect();
+    // What was in flight elsewhere comes back on redelivery and is acknowledged, not re-mailed.
+    let mut rounds = 0;
+    while !pending.is_empty() && rounds < 5 {
+        rounds += 1;
+        let e = event(
+            pending
+                .iter()
+                .map(|m| {
+                    let i: usize = m[1..].parse().unwrap();
+                    record(m, &order_body(&format!("C-{i}"), "normal"))
+                })
+                .collect(),
+        );
+        pending = failures(&a.handle(&e, deadline(60)).await);
+    }
+    assert!(pending.is_empty());
+    for i in 0..45 {
+        assert_eq!(s.mails_to(&email_of(&format!("C-{i}"))).await, 1, "C-{i}");
+    }
+}

@@ -1,0 +1,183 @@
+//! An HTTP fault injector in front of a real service: it forwards every request unchanged unless
+//! a rule matches, and then answers with the fault instead (or delays the forward). The faults
+//! have the exact shape AWS uses (restJson1: status, `x-amzn-ErrorType` header, JSON `message`),
+//! so the real SDK parses and retries them as it would in production.
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// 429 TooManyRequestsException, as SES answers above the sending rate.
+    Throttle,
+    /// 500 with no error type: a server fault the SDK retries.
+    ServerError,
+    /// 400 MessageRejected with this message.
+    Reject(String),
+    /// 400 SendingPausedException: the account cannot send.
+    SendingPaused,
+    /// Forward after this delay.
+    Delay(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Applies when the request body contains this text (None: every request).
+    pub body_contains: Option<String>,
+    pub action: Action,
+    /// How many more times the rule fires (None: always).
+    pub remaining: Option<usize>,
+}
+
+impl Rule {
+    pub fn always(action: Action) -> Self {
+        Self { body_contains: None, action, remaining: None }
+    }
+    pub fn matching(text: &str, action: Action) -> Self {
+        Self { body_contains: Some(text.to_owned()), action, remaining: None }
+    }
+    pub fn times(mut self, n: usize) -> Self {
+        self.remaining = Some(n);
+        self
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    rules: Vec<Rule>,
+    /// Bodies of every request seen, for assertions on what the SDK sent.
+    requests: Vec<String>,
+    faulted: usize,
+    forwarded: usize,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    shared: Arc<Mutex<Shared>>,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+}
+
+pub struct FaultProxy {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let proxy = Proxy {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            shared: Arc::clone(&shared),
+            client: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        };
+        let app = axum::Router::new().fallback(handle).with_state(proxy);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fault proxy");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, shared, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn add(&self, rule: Rule) {
+        self.shared.lock().unwrap().rules.push(rule);
+    }
+
+    pub fn clear(&self) {
+        self.shared.lock().unwrap().rules.clear();
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.lock().unwrap().requests.clone()
+    }
+
+    /// (faulted, forwarded) request counts.
+    pub fn counts(&self) -> (usize, usize) {
+        let s = self.shared.lock().unwrap();
+        (s.faulted, s.forwarded)
+    }
+}
+
+fn aws_error(status: u16, error_type: Option<&str>, message: &str) -> Response {
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-amzn-requestid", uuid::Uuid::new_v4().to_string());
+    if let Some(t) = error_type {
+        b = b.header("x-amzn-errortype", t);
+    }
+    b.body(Body::from(serde_json::json!({ "message": message }).to_string())).expect("response")
+}
+
+async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let action = {
+        let mut s = proxy.shared.lock().unwrap();
+        s.requests.push(text.clone());
+        let hit = s
+            .rules
+            .iter_mut()
+            .find(|r| r.remaining != Some(0) && r.body_contains.as_deref().is_none_or(|needle| text.contains(needle)));
+        let action = hit.map(|r| {
+            if let Some(n) = r.remaining.as_mut() {
+                *n -= 1;
+            }
+            r.action.clone()
+        });
+        match &action {
+            Some(Action::Delay(_)) | None => s.forwarded += 1,
+            Some(_) => s.faulted += 1,
+        }
+        action
+    };
+    match action {
+        Some(Action::Throttle) => {
+            return aws_error(429, Some("TooManyRequestsException"), "Maximum sending rate exceeded.");
+        }
+        Some(Action::ServerError) => return aws_error(500, None, "Internal failure"),
+        Some(Action::Reject(message)) => return aws_error(400, Some("MessageRejected"), &message),
+        Some(Action::SendingPaused) => {
+            return aws_error(400, Some("SendingPausedException"), "Sending is paused for this account.");
+        }
+        Some(Action::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let uri = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut forward = hyper::Request::builder().method(parts.method).uri(uri);
+    for (k, v) in &parts.headers {
+        if k != "host" {
+            forward = forward.header(k, v);
+        }
+    }
+    let forward = match forward.body(Body::from(bytes)) {
+        Ok(f) => f,
+        Err(e) => return aws_error(500, None, &format!("fault proxy: {e}")),
+    };
+    match proxy.client.request(forward).await {
+        Ok(res) => {
+            let (parts, body) = res.into_parts();
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(e) => aws_error(502, None, &format!("fault proxy: upstream unreachable: {e}")),
+    }
+}

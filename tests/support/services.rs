@@ -1,0 +1,195 @@
+//! The real local services, started per test on free ports and stopped on drop: a database of its
+//! own on the throw-away PostgreSQL (`scripts/with-postgres` exports `DATABASE_URL`), the
+//! project's Data API emulator in front of it, `aws-ses-v2-local` (npm, installed by the
+//! Makefile), and an HTTP fault injector in front of SES for the faults the emulator cannot
+//! produce. The real AWS SDK clients talk to all of them over HTTP.
+#![allow(dead_code)]
+
+use super::faults::FaultProxy;
+use aws_config::{BehaviorVersion, SdkConfig};
+use order_confirmation::ledger::Ledger;
+use order_confirmation::ledger::data_api::{DataApiLedger, DataApiTarget};
+use order_confirmation::mailer::ses::SesMailer;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const CLUSTER_ARN: &str = "arn:aws:rds:us-east-1:123456789012:cluster:orders";
+pub const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:orders-db-AbCdEf";
+pub const SENDER: &str = "orders@shop.example.com";
+
+/// A fresh database on the test run's PostgreSQL. Returns (name, URL).
+pub async fn fresh_database() -> (String, String) {
+    let base = std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set: run the tests with `make test` (or `scripts/with-postgres cargo nextest run`), \
+         which starts a throw-away PostgreSQL",
+    );
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await.expect("connect to DATABASE_URL");
+    tokio::spawn(conn);
+    let name = format!("oc_{}", uuid::Uuid::new_v4().simple());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL ends with /<database>");
+    (name.clone(), format!("{prefix}/{name}"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// `aws-ses-v2-local` as a child process; killed on drop.
+pub struct SesLocal {
+    child: tokio::process::Child,
+    pub url: String,
+}
+
+impl SesLocal {
+    pub async fn start() -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let cli = root.join("node_modules/aws-ses-v2-local/dist/cli.js");
+        assert!(cli.exists(), "{} is missing: `make test` installs it (npm ci)", cli.display());
+        let port = free_port();
+        let child = tokio::process::Command::new("node")
+            .arg(&cli)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start aws-ses-v2-local (node)");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if http_get(&format!("{url}/health-check")).await.is_ok_and(|(s, _)| s == 200) {
+                return Self { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aws-ses-v2-local did not come up on {url}");
+    }
+}
+
+/// A plain HTTP request with hyper (no SDK): status and body.
+pub async fn http_request(method: &str, url: &str, body: Option<String>) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| e.to_string())?;
+    let res = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+pub async fn http_get(url: &str) -> Result<(u16, String), String> {
+    http_request("GET", url, None).await
+}
+
+/// Everything a production-backend test needs.
+pub struct Services {
+    pub database: String,
+    pub database_url: String,
+    pub data_api: rds_data_local::Server,
+    pub ses: SesLocal,
+    pub ses_proxy: FaultProxy,
+}
+
+impl Services {
+    pub async fn start() -> Self {
+        let (database, database_url) = fresh_database().await;
+        let data_api = rds_data_local::spawn(rds_data_local::Config::new(database_url.clone()))
+            .await
+            .expect("start rds-data-local");
+        let ses = SesLocal::start().await;
+        let ses_proxy = FaultProxy::start(&ses.url).await;
+        Self { database, database_url, data_api, ses, ses_proxy }
+    }
+
+    pub fn data_api_url(&self) -> String {
+        self.data_api.endpoint_url()
+    }
+
+    /// SES as the service sees it: through the fault injector.
+    pub fn ses_url(&self) -> String {
+        self.ses_proxy.url()
+    }
+
+    async fn sdk(&self, endpoint: String) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sesv2::config::Credentials::new("test", "test", None, None, "tests"))
+            .endpoint_url(endpoint)
+            .load()
+            .await
+    }
+
+    /// The production Data API ledger, built by the production client builder, migrated.
+    pub async fn ledger(&self) -> Arc<DataApiLedger> {
+        let client = order_confirmation::aws::rds_data_client(&self.sdk(self.data_api_url()).await);
+        let ledger = Arc::new(DataApiLedger::new(
+            client,
+            DataApiTarget {
+                cluster_arn: CLUSTER_ARN.into(),
+                secret_arn: SECRET_ARN.into(),
+                database: self.database.clone(),
+            },
+        ));
+        ledger.migrate().await.expect("migrate through the Data API");
+        ledger
+    }
+
+    pub async fn mailer(&self) -> Arc<SesMailer> {
+        let client = order_confirmation::aws::sesv2_client(&self.sdk(self.ses_url()).await);
+        Arc::new(SesMailer::new(client, SENDER, Some("order-confirmations".into())))
+    }
+
+    /// Data API requests by operation, counted by the emulator.
+    pub async fn data_api_stats(&self) -> serde_json::Value {
+        let (_, body) = http_get(&format!("{}/_stats", self.data_api_url())).await.expect("stats");
+        serde_json::from_str(&body).expect("stats JSON")
+    }
+
+    pub async fn reset_data_api_stats(&self) {
+        http_request("POST", &format!("{}/_stats/reset", self.data_api_url()), None).await.expect("reset stats");
+    }
+
+    pub async fn data_api_faults(&self, faults: serde_json::Value) {
+        let (status, body) =
+            http_request("POST", &format!("{}/_faults", self.data_api_url()), Some(faults.to_string()))
+                .await
+                .expect("faults");
+        assert!(status < 300, "setting faults failed: {body}");
+    }
+
+    /// Mails accepted by the SES emulator.
+    pub async fn sent_mails(&self) -> Vec<serde_json::Value> {
+        let (_, body) = http_get(&format!("{}/store", self.ses.url)).await.expect("SES store");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("store JSON");
+        v["emails"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn mails_to(&self, address: &str) -> usize {
+        self.sent_mails().await.iter().filter(|m| m["destination"]["to"][0] == address).count()
+    }
+
+    /// Environment for a child process using the production backends against these services.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LEDGER", "data-api".into()),
+            ("MAILER", "ses".into()),
+            ("DB_CLUSTER_ARN", CLUSTER_ARN.into()),
+            ("DB_SECRET_ARN", SECRET_ARN.into()),
+            ("DB_NAME", self.database.clone()),
+            ("SENDER_ADDRESS", SENDER.into()),
+            ("AWS_ENDPOINT_URL_RDS_DATA", self.data_api_url()),
+            ("AWS_ENDPOINT_URL_SESV2", self.ses_url()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
