@@ -12,7 +12,16 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test bench fmt clippy clean-local
+.PHONY: help run test bench fmt clippy clean-local venv build build-OrderConfirmationFunction lint deploy
+
+# Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
+VENV := .venv
+VENV_BIN := $(CURDIR)/$(VENV)/bin
+# cargo-lambda finds zig through the first python3 on PATH: the venv's, which has ziglang.
+WITH_VENV := PATH="$(VENV_BIN):$$PATH" SAM_CLI_TELEMETRY=0
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+# Region for the offline template checks only (sam validate needs one); deploys use samconfig.toml.
+LINT_REGION := us-east-1
 
 help: ## List the targets
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,3 +50,41 @@ clippy: ## Lint the code
 
 clean-local: ## Forget local state (.local/: SQLite ledger and outbox)
 	rm -rf .local
+
+venv: $(VENV)/.installed ## Install the pinned Python tools into .venv (cargo-lambda, zig, SAM CLI, cfn-lint, moto)
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV_BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+build: $(VENV)/.installed ## Build the arm64 Lambda package: target/lambda/order-confirmation/bootstrap.zip
+	rustup target list --installed | grep -qx $(LAMBDA_TARGET) || rustup target add $(LAMBDA_TARGET)
+	$(WITH_VENV) cargo lambda build --release --arm64 --bin order-confirmation --output-format zip
+
+# Run by `sam build` (BuildMethod: makefile), which sets ARTIFACTS_DIR. Always arm64, like the
+# template, except when LAMBDA_ARCH_FALLBACK=native is set (tests/template.rs does) and the arm64
+# Rust target cannot be installed: then this local check builds x86_64 and says so in one line.
+build-OrderConfirmationFunction: $(VENV)/.installed
+	@test -n "$${ARTIFACTS_DIR:-}" || { echo "ARTIFACTS_DIR is not set: sam build runs this target" >&2; exit 1; }
+	@arch=--arm64; \
+	if ! rustup target list --installed 2>/dev/null | grep -qx $(LAMBDA_TARGET) \
+	  && ! timeout 300 rustup target add $(LAMBDA_TARGET) >/dev/null 2>&1; then \
+	  if [ "$${LAMBDA_ARCH_FALLBACK:-}" != native ]; then \
+	    echo "the $(LAMBDA_TARGET) Rust target cannot be installed (rustup target add failed)" >&2; exit 1; fi; \
+	  arch=--x86-64; \
+	  echo "note: $(LAMBDA_TARGET) cannot be installed here; building x86_64 instead for this local check"; \
+	fi; \
+	$(WITH_VENV) cargo lambda build --release $$arch --bin order-confirmation
+	cp target/lambda/order-confirmation/bootstrap "$$ARTIFACTS_DIR/"
+
+lint: $(VENV)/.installed ## Check template.yaml: cfn-lint + serverless rules, sam validate --lint, cfn-lint of the SAM translation
+	$(VENV_BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	$(WITH_VENV) sam validate --lint --region $(LINT_REGION)
+	@mkdir -p .aws-sam
+	$(VENV_BIN)/python3 scripts/sam-translate template.yaml .aws-sam/translated.json
+	$(VENV_BIN)/cfn-lint .aws-sam/translated.json
+
+deploy: $(VENV)/.installed ## sam build + sam deploy with samconfig.toml (run `sam deploy --guided` once first)
+	$(WITH_VENV) sam build --build-in-source
+	$(WITH_VENV) sam deploy
