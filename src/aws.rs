@@ -44,11 +44,13 @@ pub fn rds_data_client(sdk: &SdkConfig) -> aws_sdk_rdsdata::Client {
                 .with_initial_backoff(Duration::from_millis(500))
                 .with_max_backoff(Duration::from_secs(5)),
         )
-        // The Data API's own statement limit is 45 s; an attempt that outlives it is lost.
+        // The ledger's statements take milliseconds; an attempt that hangs for 15 s is a network
+        // problem worth retrying, and the whole call must end well inside an invocation.
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(50))
+                .operation_attempt_timeout(Duration::from_secs(15))
+                .operation_timeout(Duration::from_secs(40))
                 .build(),
         )
         .retry_classifier(

@@ -230,3 +230,37 @@ async fn two_concurrent_invocations_on_overlapping_batches_never_mail_an_order_t
         assert_eq!(s.mails_to(&email_of(&format!("C-{i}"))).await, 1, "C-{i}");
     }
 }
+
+#[tokio::test]
+async fn the_binary_runs_on_the_production_backends_through_the_standard_endpoint_variables() {
+    let s = Services::start().await;
+    // tokio's Command, so the in-process emulators keep serving while the child runs.
+    let run = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR")).args(args).env_remove("AWS_LAMBDA_RUNTIME_API");
+        for (k, v) in s.env() {
+            c.env(k, v);
+        }
+        async move { c.output().await.expect("run binary") }
+    };
+    let out = run(&["migrate"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["invoke", "events/sqs-batch.json"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11"), "{stdout}");
+    assert_eq!(s.sent_mails().await.len(), 4);
+    let out = run(&["status", "ORD-1002", "--json"]).await;
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["status"], "sent");
+    assert!(state["ses_message_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let out = run(&["stats", "--json"]).await;
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let normal = stats["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == "normal").unwrap().clone();
+    assert_eq!(normal["by_status"]["sent"], 2);
+    assert!(normal["time_to_confirm_seconds"]["p50"].is_number());
+    let out = run(&["config"]).await;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("\"kind\": \"data-api\"") && !printed.contains(SECRET_ARN_TAIL), "{printed}");
+}
+
+const SECRET_ARN_TAIL: &str = "secret:orders-db";
