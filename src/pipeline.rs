@@ -128,6 +128,10 @@ pub struct RecordReport {
     /// the mail being accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_to_confirm_seconds: Option<f64>,
+    /// The order was taken over from an invocation whose lease expired; if this one mails it,
+    /// the customer may get a second confirmation (counted as `possible_duplicate`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub after_expired_lease: bool,
     #[serde(skip)]
     enqueued_at_ms: Option<i64>,
 }
@@ -148,6 +152,8 @@ pub struct Counters {
     pub legacy_payload_format: u64,
     /// Mails accepted whose `sent` record could not be written (ledger down or lease lost).
     pub unrecorded_send: u64,
+    /// Mails sent after taking over an expired lease: the previous holder may have mailed too.
+    pub possible_duplicate: u64,
 }
 
 /// The result of one batch: per-record reports and the Lambda response.
@@ -203,6 +209,9 @@ impl BatchReport {
             }
             if r.unrecorded_send {
                 c.unrecorded_send += 1;
+            }
+            if r.after_expired_lease && matches!(r.outcome, RecordOutcome::Sent { .. }) {
+                c.possible_duplicate += 1;
             }
             for n in &r.notes {
                 if n.starts_with("vendor field") {
@@ -329,7 +338,8 @@ impl Pipeline {
             Ok(claims) if claims.len() == unique.len() => {
                 for (&i, claim) in unique.iter().zip(claims) {
                     reports[i].outcome = match claim {
-                        Claim::Claimed { token } => {
+                        Claim::Claimed { token, after_expired_lease } => {
+                            reports[i].after_expired_lease = after_expired_lease;
                             to_send.push((i, token));
                             continue;
                         }
@@ -483,6 +493,7 @@ fn blank_report(record: &SqsMessage) -> RecordReport {
         notes: Vec::new(),
         unrecorded_send: false,
         time_to_confirm_seconds: None,
+        after_expired_lease: false,
         enqueued_at_ms: record.attributes.get("SentTimestamp").and_then(|v| v.parse().ok()),
     }
 }

@@ -18,7 +18,7 @@ pub fn req(id: &str, sha: &str, priority: Priority) -> ClaimRequest {
 
 fn token(c: &Claim) -> uuid::Uuid {
     match c {
-        Claim::Claimed { token } => *token,
+        Claim::Claimed { token, .. } => *token,
         other => panic!("expected Claimed, got {other:?}"),
     }
 }
@@ -119,7 +119,7 @@ pub async fn batch_results_come_back_in_input_order(l: Arc<dyn Ledger>) {
         .iter()
         .zip(&claims)
         .filter_map(|(r, c)| match c {
-            Claim::Claimed { token } => Some(Recording {
+            Claim::Claimed { token, .. } => Some(Recording {
                 order_id: r.order_id.clone(),
                 token: *token,
                 outcome: Outcome::Sent { message_id: format!("m-{}", r.order_id) },
@@ -156,6 +156,59 @@ pub async fn unknown_order_has_no_state(l: Arc<dyn Ledger>) {
     assert!(l.order_state(&OrderId::parse("nope").unwrap()).await.unwrap().is_none());
 }
 
+pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: Arc<dyn Ledger>) {
+    let c = l
+        .claim(
+            &[req("S1", "h", Priority::Normal), req("S2", "h", Priority::High), req("S3", "h", Priority::Normal)],
+            LEASE,
+        )
+        .await
+        .unwrap();
+    l.record(&[
+        rec("S2", token(&c[1]), Outcome::Failed { error: "throttled".into() }),
+        rec("S3", token(&c[2]), Outcome::Sent { message_id: "m".into() }),
+    ])
+    .await
+    .unwrap();
+    l.claim(&[req("S4", "h", Priority::Normal)], Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // S1 holds a live lease, S3 is sent: neither is stuck. S4's lease expired; S2 failed.
+    let stuck = l.stuck(Duration::ZERO, 10).await.unwrap();
+    let ids: Vec<&str> = stuck.iter().map(|s| s.order_id.as_str()).collect();
+    assert_eq!(ids, vec!["S2", "S4"]);
+    let payload: serde_json::Value = serde_json::from_str(&stuck[0].payload).unwrap();
+    assert_eq!(payload, serde_json::json!({"order_id": "S2"}), "the stored payload, to re-send from");
+    assert!(
+        l.stuck(Duration::from_secs(3600), 10).await.unwrap().iter().all(|s| s.order_id != "S2"),
+        "failed too recently"
+    );
+
+    // Taking over S4's expired lease is flagged: the dead holder may have mailed it.
+    let again = l.claim(&[req("S4", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(matches!(again[0], Claim::Claimed { after_expired_lease: true, .. }));
+    let fresh = l.claim(&[req("S5", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(matches!(fresh[0], Claim::Claimed { after_expired_lease: false, .. }));
+
+    let n = l
+        .abandon(&[OrderId::parse("S2").unwrap(), OrderId::parse("S1").unwrap()], "gave up after 10 attempts")
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "only S2: S1 is leased");
+    let state = l.order_state(&OrderId::parse("S2").unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (state.status.as_str(), state.last_error.as_deref()),
+        (status::ABANDONED, Some("gave up after 10 attempts"))
+    );
+    assert!(
+        matches!(&l.claim(&[req("S2", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Terminal { status, .. } if status == status::ABANDONED)
+    );
+
+    let u = l.unconfirmed(Duration::ZERO).await.unwrap();
+    assert_eq!(u.count, 4, "S1, S2 (abandoned), S4, S5; S3 is sent");
+    assert!(u.oldest_seconds > 0.0);
+    assert_eq!(l.unconfirmed(Duration::from_secs(3600)).await.unwrap().count, 0);
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn Ledger>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -175,6 +228,7 @@ macro_rules! ledger_contract_tests {
             batch_results_come_back_in_input_order,
             stats_count_by_priority_and_status,
             unknown_order_has_no_state,
+            expired_leases_and_old_failures_are_stuck_and_can_be_abandoned,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {

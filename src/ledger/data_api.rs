@@ -5,7 +5,10 @@
 //! with `jsonb_to_recordset(CAST(:batch AS jsonb))`. Each statement is atomic on its own, so no
 //! Data API transaction is needed on the hot path.
 
-use super::{Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Recording, priority_stats, status};
+use super::{
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Recording, StuckOrder, Unconfirmed, priority_stats,
+    status,
+};
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
 use aws_sdk_rdsdata::Client;
@@ -16,8 +19,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Migrations, in order. Each file's statements are separated by a line ending in `;`.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_order_confirmations", include_str!("../../migrations/postgres/0001_order_confirmations.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_order_confirmations", include_str!("../../migrations/postgres/0001_order_confirmations.sql")),
+    ("0002_order_confirmation_status", include_str!("../../migrations/postgres/0002_order_confirmation_status.sql")),
+];
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
 /// payload and is `failed` or `sending` with an expired lease. The outer query reports, per input
@@ -82,6 +87,24 @@ SELECT priority,
     CAST(percentile_disc(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - first_seen_at))
         FILTER (WHERE status = 'sent' AND sent_at >= now() - interval '24 hours') AS double precision)
 FROM order_confirmations GROUP BY priority";
+
+const STUCK_SQL: &str = "\
+SELECT order_id, status, attempts, CAST(payload AS text) FROM order_confirmations
+WHERE (status = 'sending' AND lease_until <= now())
+   OR (status = 'failed' AND updated_at <= now() - make_interval(secs => CAST(:failed_ms AS double precision) / 1000))
+ORDER BY first_seen_at LIMIT :limit";
+
+const ABANDON_SQL: &str = "\
+UPDATE order_confirmations SET status = 'abandoned', last_error = :reason, claim_token = NULL, lease_until = NULL,
+    updated_at = now()
+WHERE order_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))
+  AND (status = 'failed' OR (status = 'sending' AND lease_until <= now()))";
+
+const UNCONFIRMED_SQL: &str = "\
+SELECT count(*), COALESCE(CAST(EXTRACT(EPOCH FROM now() - min(first_seen_at)) AS double precision), 0)
+FROM order_confirmations
+WHERE status IN ('sending', 'failed', 'abandoned')
+  AND first_seen_at <= now() - make_interval(secs => CAST(:grace_ms AS double precision) / 1000)";
 
 const ORDER_STATE_SQL: &str = "\
 SELECT order_id, status, priority, attempts, last_error, ses_message_id,
@@ -296,7 +319,11 @@ impl Ledger for DataApiLedger {
             .map(|row| {
                 if let Some(token) = field_str(row.get(1)) {
                     let token = uuid::Uuid::parse_str(&token).map_err(|_| shape_error("claim token"))?;
-                    return Ok(Claim::Claimed { token });
+                    let previous = field_str(row.get(2));
+                    return Ok(Claim::Claimed {
+                        token,
+                        after_expired_lease: previous.as_deref() == Some(status::SENDING),
+                    });
                 }
                 let previous = field_str(row.get(2));
                 let same_payload = field_bool(row.get(3));
@@ -385,6 +412,58 @@ impl Ledger for DataApiLedger {
             lease_until: ms(9),
         }))
     }
+
+    async fn stuck(&self, failed_for: Duration, limit: usize) -> Result<Vec<StuckOrder>, BackendError> {
+        let rows = self
+            .execute(
+                "stuck",
+                STUCK_SQL,
+                vec![long("failed_ms", failed_for.as_millis() as i64), long("limit", limit as i64)],
+                None,
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StuckOrder {
+                    order_id: field_str(row.first()).ok_or_else(|| shape_error("stuck"))?,
+                    status: field_str(row.get(1)).ok_or_else(|| shape_error("stuck"))?,
+                    attempts: field_i64(row.get(2)).unwrap_or(0),
+                    payload: field_str(row.get(3)).ok_or_else(|| shape_error("stuck"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn abandon(&self, order_ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
+        if order_ids.is_empty() {
+            return Ok(0);
+        }
+        let ids = serde_json::Value::from(order_ids.iter().map(|i| i.as_str()).collect::<Vec<_>>()).to_string();
+        let out = self
+            .client
+            .execute_statement()
+            .resource_arn(&self.target.cluster_arn)
+            .secret_arn(&self.target.secret_arn)
+            .database(&self.target.database)
+            .sql(ABANDON_SQL)
+            .parameters(text("ids", ids))
+            .parameters(text("reason", reason))
+            .send()
+            .await
+            .map_err(|e| from_sdk(Service::DataApi, "abandon", &e))?;
+        Ok(out.number_of_records_updated.max(0) as u64)
+    }
+
+    async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
+        let rows = self
+            .execute("unconfirmed", UNCONFIRMED_SQL, vec![long("grace_ms", grace.as_millis() as i64)], None)
+            .await?;
+        let row = rows.first().ok_or_else(|| shape_error("unconfirmed"))?;
+        Ok(Unconfirmed {
+            count: field_i64(row.first()).unwrap_or(0).max(0) as u64,
+            oldest_seconds: field_f64(row.get(1)).unwrap_or(0.0),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +472,7 @@ mod tests {
     fn migration_files_split_into_statements() {
         let stmts = super::statements(super::MIGRATIONS[0].1);
         assert_eq!(stmts.len(), 3);
+        assert_eq!(super::statements(super::MIGRATIONS[1].1).len(), 1);
         assert!(stmts[0].starts_with("CREATE TABLE order_confirmations"));
         assert!(stmts.iter().all(|s| !s.ends_with(';')));
     }

@@ -46,7 +46,9 @@ pub struct ClaimRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This invocation holds the lease and must send, then record with this token.
-    Claimed { token: Uuid },
+    /// `after_expired_lease`: the order was taken over from an invocation whose lease ran out, so
+    /// that one may have mailed it before it died (the at-least-once case; counted).
+    Claimed { token: Uuid, after_expired_lease: bool },
     /// Already confirmed: acknowledge, do not mail again.
     AlreadySent,
     /// Another invocation holds a live lease: retry later.
@@ -144,6 +146,23 @@ pub struct LedgerStats {
     pub priorities: Vec<PriorityStats>,
 }
 
+/// An unconfirmed order that reconciliation should retry: its stored payload and history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StuckOrder {
+    pub order_id: String,
+    pub status: String,
+    pub attempts: i64,
+    /// Canonical JSON of the order, as stored at first claim.
+    pub payload: String,
+}
+
+/// Orders not confirmed within the grace period: what the `UnconfirmedOrders` alarm watches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+pub struct Unconfirmed {
+    pub count: u64,
+    pub oldest_seconds: f64,
+}
+
 /// The ledger contract. Claim and record take the whole batch so a backend can do each in one
 /// round trip; results come back in input order.
 #[async_trait::async_trait]
@@ -161,6 +180,19 @@ pub trait Ledger: Send + Sync {
     async fn stats(&self) -> Result<LedgerStats, BackendError>;
 
     async fn order_state(&self, order_id: &OrderId) -> Result<Option<OrderState>, BackendError>;
+
+    /// Orders reconciliation should retry: `sending` with an expired lease, or `failed` and not
+    /// updated for `failed_for`; oldest first, at most `limit`.
+    async fn stuck(&self, failed_for: Duration, limit: usize) -> Result<Vec<StuckOrder>, BackendError>;
+
+    /// Marks orders `abandoned` (reconciliation's attempt bound reached), unless something
+    /// changed them meanwhile (they must still be `failed`, or `sending` with an expired lease).
+    /// Returns how many were marked.
+    async fn abandon(&self, order_ids: &[OrderId], reason: &str) -> Result<u64, BackendError>;
+
+    /// Orders first seen more than `grace` ago and still not confirmed (`sending`, `failed`,
+    /// `abandoned`).
+    async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError>;
 }
 
 /// Turns raw per-priority numbers into the reported shape, filling absent statuses with zero.

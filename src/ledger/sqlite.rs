@@ -2,7 +2,10 @@
 //! behind a mutex, each batch in one `BEGIN IMMEDIATE` transaction, which gives the same
 //! atomicity the PostgreSQL statement has. Blocking calls run on tokio's blocking pool.
 
-use super::{Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Recording, priority_stats, status};
+use super::{
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Recording, StuckOrder, Unconfirmed, priority_stats,
+    status,
+};
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -14,8 +17,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Migrations, in order; applied once each, tracked in `schema_migrations`.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_order_confirmations", include_str!("../../migrations/sqlite/0001_order_confirmations.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_order_confirmations", include_str!("../../migrations/sqlite/0001_order_confirmations.sql")),
+    ("0002_order_confirmation_status", include_str!("../../migrations/sqlite/0002_order_confirmation_status.sql")),
+];
 
 pub struct SqliteLedger {
     path: PathBuf,
@@ -139,7 +144,7 @@ impl Ledger for SqliteLedger {
                             ],
                         )
                         .map_err(sql_error)?;
-                        Claim::Claimed { token }
+                        Claim::Claimed { token, after_expired_lease: false }
                     }
                     Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
                     Some((_, st, _, _)) if st == status::SENT => Claim::AlreadySent,
@@ -147,14 +152,14 @@ impl Ledger for SqliteLedger {
                         Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
                     }
                     Some((_, st, Some(until), _)) if st == status::SENDING && until > now => Claim::InFlight,
-                    Some(_) => {
+                    Some((_, previous, _, _)) => {
                         tx.execute(
                             "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
                              attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
                             params![o.order_id.as_str(), token.to_string(), lease_until, now],
                         )
                         .map_err(sql_error)?;
-                        Claim::Claimed { token }
+                        Claim::Claimed { token, after_expired_lease: previous == status::SENDING }
                     }
                 };
                 claims.push(claim);
@@ -269,6 +274,65 @@ impl Ledger for SqliteLedger {
             )
             .optional()
             .map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn stuck(&self, failed_for: Duration, limit: usize) -> Result<Vec<StuckOrder>, BackendError> {
+        self.with_conn(move |conn| {
+            let now = now_ms();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT order_id, status, attempts, payload FROM order_confirmations \
+                     WHERE (status = 'sending' AND lease_until <= ?1) OR (status = 'failed' AND updated_at <= ?2) \
+                     ORDER BY first_seen_at LIMIT ?3",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map(params![now, now - failed_for.as_millis() as i64, limit as i64], |r| {
+                    Ok(StuckOrder { order_id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, payload: r.get(3)? })
+                })
+                .map_err(sql_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+        })
+        .await
+    }
+
+    async fn abandon(&self, order_ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
+        let ids: Vec<String> = order_ids.iter().map(|i| i.as_str().to_owned()).collect();
+        let reason = reason.to_owned();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let mut n = 0;
+            for id in &ids {
+                n += tx
+                    .execute(
+                        "UPDATE order_confirmations SET status = 'abandoned', last_error = ?2, claim_token = NULL, \
+                         lease_until = NULL, updated_at = ?3 \
+                         WHERE order_id = ?1 AND (status = 'failed' OR (status = 'sending' AND lease_until <= ?3))",
+                        params![id, reason, now],
+                    )
+                    .map_err(sql_error)? as u64;
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
+        self.with_conn(move |conn| {
+            let now = now_ms();
+            let (count, oldest): (i64, Option<i64>) = conn
+                .query_row(
+                    "SELECT COUNT(*), MIN(first_seen_at) FROM order_confirmations \
+                     WHERE status IN ('sending', 'failed', 'abandoned') AND first_seen_at <= ?1",
+                    [now - grace.as_millis() as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(sql_error)?;
+            Ok(Unconfirmed { count: count as u64, oldest_seconds: oldest.map_or(0.0, |t| (now - t) as f64 / 1000.0) })
         })
         .await
     }

@@ -9,7 +9,9 @@ pub mod services;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::sqlite::SqliteLedger;
-use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording};
+use order_confirmation::ledger::{
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, StuckOrder, Unconfirmed,
+};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::mailer::outbox::OutboxMailer;
 use order_confirmation::order::{Order, OrderId};
@@ -175,5 +177,14 @@ impl Ledger for RecordFailsLedger {
     }
     async fn order_state(&self, id: &OrderId) -> Result<Option<OrderState>, BackendError> {
         self.0.order_state(id).await
+    }
+    async fn stuck(&self, failed_for: Duration, limit: usize) -> Result<Vec<StuckOrder>, BackendError> {
+        self.0.stuck(failed_for, limit).await
+    }
+    async fn abandon(&self, ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
+        self.0.abandon(ids, reason).await
+    }
+    async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
+        self.0.unconfirmed(grace).await
     }
 }
