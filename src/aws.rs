@@ -75,3 +75,17 @@ pub fn sesv2_client(sdk: &SdkConfig) -> aws_sdk_sesv2::Client {
         .build();
     aws_sdk_sesv2::Client::from_conf(config)
 }
+
+/// SQS client, for visibility changes, the `consume` worker and queue depths in `stats`.
+pub fn sqs_client(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::config::Builder::from(sdk)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                // Long polls wait up to 20 s; anything much longer is a dead connection.
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}

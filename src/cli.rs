@@ -31,8 +31,20 @@ pub enum Command {
     ///
     /// Prints the SqsBatchResponse JSON on stdout and a summary plus logs on stderr.
     Invoke(InvokeArgs),
-    /// Show confirmation statistics from the ledger, per priority.
+    /// Show confirmation statistics from the ledger, per priority, and queue depths.
+    ///
+    /// Queue depths (waiting, in flight, DLQ) appear when queue URLs are configured
+    /// (--queue-url or QUEUE_URLS).
     Stats(StatsArgs),
+    /// Long-poll the queues and process them like Lambda's event source mapping would.
+    ///
+    /// Give the high-priority queue first: it is always polled ahead of the others.
+    /// Acknowledged records are deleted; failed ones get a backoff visibility timeout and come
+    /// back. SIGINT/SIGTERM finish the batch in hand, then exit.
+    Consume(ConsumeArgs),
+    /// Re-send orders stuck in `sending` past their lease or `failed` for too long, and report
+    /// how many orders are unconfirmed (what the UnconfirmedOrders alarm watches).
+    Reconcile,
     /// Show one order's confirmation state (no personal data).
     Status(StatusArgs),
     /// Apply the ledger's schema migrations.
@@ -53,6 +65,27 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Refresh every this many seconds until interrupted.
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConsumeArgs {
+    /// Long-poll wait on the last queue, in seconds (1-20).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub wait_seconds: u64,
+    /// Exit after this many seconds without a message (default: run until signalled).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_exit: Option<u64>,
+}
+
+/// Everything `stats` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Statistics {
+    #[serde(flatten)]
+    pub ledger: crate::ledger::LedgerStats,
+    pub queues: Vec<crate::queues::QueueDepth>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +118,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 .with_context(|| format!("{} is not an SQS event", args.event_file.display()))?;
             let pipeline = app::build_pipeline(&config).await?;
             let report = pipeline.handle(&event, Instant::now() + config.invocation_timeout).await;
+            crate::metrics::record_batch(&report);
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
             println!("{}", serde_json::to_string(&report.response())?);
             eprintln!("{}", report.summary());
             let unnamed = report.unidentifiable_failures();
@@ -99,12 +134,64 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Stats(args) => {
             let ledger = app::build_ledger(&config).await?;
-            let s = ledger.stats().await.context("reading statistics")?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+            let sqs = if config.queue_urls.is_empty() {
+                None
             } else {
-                print!("{}", stats::render_table(&s));
+                Some(crate::aws::sqs_client(crate::aws::sdk_config().await))
+            };
+            loop {
+                let s = Statistics {
+                    ledger: ledger.stats().await.context("reading statistics")?,
+                    queues: match &sqs {
+                        Some(client) => {
+                            crate::queues::depths(client, &config.queue_urls).await.context("reading queue depths")?
+                        }
+                        None => Vec::new(),
+                    },
+                };
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&s)?);
+                } else {
+                    if args.watch.is_some() {
+                        // Clear the screen and home the cursor, like `watch`.
+                        print!("\x1b[2J\x1b[H");
+                    }
+                    print!("{}", stats::render_table(&s.ledger));
+                    print!("{}", stats::render_queues(&s.queues));
+                }
+                let Some(every) = args.watch else { break };
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(every.max(1))) => {}
+                    _ = tokio::signal::ctrl_c() => break,
+                }
             }
+            Ok(0)
+        }
+        Command::Consume(args) => {
+            if config.queue_urls.is_empty() {
+                anyhow::bail!("consume needs at least one --queue-url (or QUEUE_URLS), high priority first");
+            }
+            let pipeline = app::build_pipeline(&config).await?;
+            let sqs = crate::aws::sqs_client(crate::aws::sdk_config().await);
+            let backoff = crate::backoff::VisibilityBackoff::new(sqs.clone(), config.backoff);
+            let options = crate::consume::ConsumeOptions {
+                queue_urls: config.queue_urls.clone(),
+                wait: std::time::Duration::from_secs(args.wait_seconds),
+                batch_timeout: config.invocation_timeout,
+                idle_exit: args.idle_exit.map(std::time::Duration::from_secs),
+            };
+            let summary = crate::consume::run(&pipeline, &sqs, &backoff, &options, shutdown_signal()).await?;
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(0)
+        }
+        Command::Reconcile => {
+            let pipeline = app::build_pipeline(&config).await?;
+            let report =
+                crate::reconcile::reconcile(&pipeline, &config.reconcile, Instant::now() + config.invocation_timeout)
+                    .await
+                    .context("reconcile")?;
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
+            println!("{}", serde_json::to_string(&report)?);
             Ok(0)
         }
         Command::Status(args) => {
@@ -126,4 +213,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
     }
+}
+
+/// Resolves on SIGINT or SIGTERM (what ECS, systemd and Ctrl-C send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received: finishing the batch in hand");
 }

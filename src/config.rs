@@ -87,6 +87,28 @@ pub struct Settings {
     /// Invocation time budget for runs outside Lambda (`invoke`, `consume`) [default: 60]
     #[arg(long, env = "INVOCATION_TIMEOUT_SECONDS", global = true)]
     pub invocation_timeout_seconds: Option<u64>,
+    /// First retry delay of a transiently failed message, doubled per receive [default: 2]
+    #[arg(long, env = "BACKOFF_BASE_SECONDS", global = true)]
+    pub backoff_base_seconds: Option<u64>,
+    /// Longest retry delay of a transiently failed message [default: 900]
+    #[arg(long, env = "BACKOFF_CAP_SECONDS", global = true)]
+    pub backoff_cap_seconds: Option<u64>,
+    /// Retry delay of a deferred message (no send slot or no time left) [default: 2]
+    #[arg(long, env = "DEFERRED_DELAY_SECONDS", global = true)]
+    pub deferred_delay_seconds: Option<u64>,
+    /// Reconciliation retries a `failed` order once it has not changed for this long [default: 600]
+    #[arg(long, env = "RECONCILE_FAILED_AFTER_SECONDS", global = true)]
+    pub reconcile_failed_after_seconds: Option<u64>,
+    /// Attempts after which reconciliation marks an order `abandoned` [default: 10]
+    #[arg(long, env = "RECONCILE_MAX_ATTEMPTS", global = true)]
+    pub reconcile_max_attempts: Option<i64>,
+    /// Orders younger than this do not count as unconfirmed [default: 300]
+    #[arg(long, env = "UNCONFIRMED_GRACE_SECONDS", global = true)]
+    pub unconfirmed_grace_seconds: Option<u64>,
+    /// SQS queue URLs, high priority first (for `consume` and the queue depths in `stats`);
+    /// comma-separated in the environment.
+    #[arg(long = "queue-url", env = "QUEUE_URLS", value_delimiter = ',', global = true)]
+    pub queue_urls: Vec<String>,
 }
 
 /// Where the process runs: decides which settings are required.
@@ -113,6 +135,11 @@ pub struct Config {
     pub safety_margin: Duration,
     #[serde(with = "secs")]
     pub invocation_timeout: Duration,
+    #[serde(skip)]
+    pub backoff: crate::backoff::BackoffSettings,
+    #[serde(skip)]
+    pub reconcile: crate::reconcile::ReconcileSettings,
+    pub queue_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +253,35 @@ impl Settings {
         if safety_margin >= invocation_timeout {
             return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
         }
+        let backoff = crate::backoff::BackoffSettings {
+            base: Duration::from_secs(self.backoff_base_seconds.unwrap_or(2)),
+            cap: Duration::from_secs(self.backoff_cap_seconds.unwrap_or(900)),
+            deferred: Duration::from_secs(self.deferred_delay_seconds.unwrap_or(2)),
+        };
+        if backoff.base.is_zero() || backoff.base > backoff.cap {
+            return Err(err("BACKOFF_BASE_SECONDS", "must be at least 1 and at most BACKOFF_CAP_SECONDS"));
+        }
+        if backoff.cap > crate::backoff::MAX_VISIBILITY {
+            return Err(err("BACKOFF_CAP_SECONDS", "must be at most 43200 (the SQS visibility limit)"));
+        }
+        let reconcile = crate::reconcile::ReconcileSettings {
+            failed_for: Duration::from_secs(self.reconcile_failed_after_seconds.unwrap_or(600)),
+            max_attempts: self.reconcile_max_attempts.unwrap_or(10),
+            grace: Duration::from_secs(self.unconfirmed_grace_seconds.unwrap_or(300)),
+            ..crate::reconcile::ReconcileSettings::default()
+        };
+        if reconcile.max_attempts < 1 {
+            return Err(err("RECONCILE_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        let queue_urls: Vec<String> =
+            self.queue_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+        if let Some(bad) = queue_urls.iter().find(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
+        }
         Ok(Config {
+            backoff,
+            reconcile,
+            queue_urls,
             ledger,
             mailer,
             data_api,
@@ -287,6 +342,10 @@ mod tests {
             (Settings { send_concurrency: Some(0), ..Default::default() }, "SEND_CONCURRENCY"),
             (Settings { sender_address: Some("nope".into()), ..Default::default() }, "SENDER_ADDRESS"),
             (Settings { db_secret_arn: Some("secret".into()), ..Default::default() }, "DB_SECRET_ARN"),
+            (Settings { backoff_base_seconds: Some(0), ..Default::default() }, "BACKOFF_BASE_SECONDS"),
+            (Settings { backoff_cap_seconds: Some(50_000), ..Default::default() }, "BACKOFF_CAP_SECONDS"),
+            (Settings { reconcile_max_attempts: Some(0), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+            (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
         ];
         for (s, setting) in cases {
             assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);

@@ -2,9 +2,14 @@
 //! Configuration is read and validated once, before the first poll; a missing setting stops
 //! start-up with a message naming it (Lambda reports it as an init error). Backends and AWS
 //! clients are built once and shared by every invocation.
+//!
+//! One function handles two events: SQS batches from both queues, and the EventBridge schedule
+//! that runs reconciliation.
 
 use crate::app;
-use crate::config::{Mode, Settings};
+use crate::backoff::VisibilityBackoff;
+use crate::config::{Config, Mode, Settings};
+use crate::metrics::{self, Sink};
 use crate::pipeline::Pipeline;
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -18,12 +23,21 @@ pub async fn run() -> Result<(), Error> {
         Settings::from_env().validate(Mode::Lambda).inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
     tracing::info!(ledger = ?config.ledger, mailer = ?config.mailer, "configuration loaded");
     let pipeline =
-        Arc::new(app::build_pipeline(&config).await.inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?);
+        app::build_pipeline(&config).await.inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
+    let backoff = VisibilityBackoff::new(crate::aws::sqs_client(crate::aws::sdk_config().await), config.backoff);
+    let function = Arc::new(Function { pipeline, backoff, config });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
-        let pipeline = Arc::clone(&pipeline);
-        async move { handle(&pipeline, event).await }
+        let function = Arc::clone(&function);
+        async move { function.handle(event).await }
     }))
     .await
+}
+
+/// What one process holds across invocations.
+struct Function {
+    pipeline: Pipeline,
+    backoff: VisibilityBackoff,
+    config: Config,
 }
 
 /// The deadline Lambda gives this invocation, on tokio's clock.
@@ -33,13 +47,33 @@ fn deadline(ctx: &lambda_runtime::Context) -> Instant {
     Instant::now() + Duration::from_millis(remaining)
 }
 
-async fn handle(pipeline: &Pipeline, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, Error> {
-    let (payload, ctx) = event.into_parts();
-    let deadline = deadline(&ctx);
-    if payload.get("Records").is_some() {
+/// The EventBridge schedule's event (`source: aws.events`, `detail-type: Scheduled Event`).
+fn is_schedule(payload: &serde_json::Value) -> bool {
+    payload["source"] == "aws.events" && payload["detail-type"] == "Scheduled Event"
+}
+
+impl Function {
+    async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, Error> {
+        let (payload, ctx) = event.into_parts();
+        let deadline = deadline(&ctx);
+        if is_schedule(&payload) {
+            let report = crate::reconcile::reconcile(&self.pipeline, &self.config.reconcile, deadline).await;
+            metrics::flush(Sink::Stdout);
+            return Ok(serde_json::to_value(report.map_err(|e| format!("reconcile failed: {e}"))?)?);
+        }
+        if payload.get("Records").is_none() {
+            return Err(format!(
+                "unsupported event: expected an SQS event (with Records) or the reconciliation schedule, got keys {:?}",
+                payload.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+            )
+            .into());
+        }
         let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
-        let report = pipeline.handle(&event, deadline).await;
+        let report = self.pipeline.handle(&event, deadline).await;
         tracing::info!(request_id = %ctx.request_id, summary = %report.summary(), "batch done");
+        metrics::record_batch(&report);
+        metrics::flush(Sink::Stdout);
+        self.backoff.apply(&event, &report, None).await;
         let unnamed = report.unidentifiable_failures();
         if unnamed > 0 {
             // An empty itemIdentifier would fail the batch anyway; failing explicitly says why.
@@ -49,11 +83,6 @@ async fn handle(pipeline: &Pipeline, event: LambdaEvent<serde_json::Value>) -> R
             )
             .into());
         }
-        return Ok(serde_json::to_value(report.response())?);
+        Ok(serde_json::to_value(report.response())?)
     }
-    Err(format!(
-        "unsupported event: expected an SQS event (with Records), got keys {:?}",
-        payload.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
-    )
-    .into())
 }

@@ -26,17 +26,22 @@
 
 pub mod app;
 pub mod aws;
+pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod consume;
 pub mod decode;
 pub mod error;
 pub mod lambda;
 pub mod ledger;
 pub mod logging;
 pub mod mailer;
+pub mod metrics;
 pub mod order;
 pub mod pipeline;
 pub mod pylit;
+pub mod queues;
 pub mod rate;
+pub mod reconcile;
 pub mod render;
 pub mod stats;

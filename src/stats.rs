@@ -65,3 +65,16 @@ pub fn render_order(s: &OrderState) -> String {
     let _ = writeln!(out, "lease_until:    {}", time(s.lease_until));
     out
 }
+
+pub fn render_queues(queues: &[crate::queues::QueueDepth]) -> String {
+    let mut out = String::new();
+    if queues.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\n{:<60} {:>8} {:>9} {:>8}", "queue", "visible", "in_flight", "dlq");
+    for q in queues {
+        let dlq = q.dlq_visible.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let _ = writeln!(out, "{:<60} {:>8} {:>9} {:>8}", q.queue_url, q.visible, q.in_flight, dlq);
+    }
+    out
+}

@@ -1,0 +1,202 @@
+//! Per-message retry timing (DESIGN §4 step 6). After a batch, every record listed in
+//! `batchItemFailures` gets a visibility timeout chosen by why it failed:
+//!
+//! - permanent (bad input, refused mail, conflict): 0 s, so it burns through `maxReceiveCount`
+//!   at once and reaches the DLQ on its fastest path;
+//! - deferred (no send slot, no time left): a short fixed delay with jitter;
+//! - transient (throttling, outages, in flight elsewhere): exponential in
+//!   `ApproximateReceiveCount` with jitter, capped.
+//!
+//! The schedule is pure; [`VisibilityBackoff`] applies it with `ChangeMessageVisibilityBatch`. A
+//! failure to change visibility is logged and never alters the batch response: the message then
+//! simply comes back after the queue's default visibility timeout.
+
+use crate::error::{ErrorClass, Service, from_sdk};
+use crate::pipeline::{BatchReport, RecordOutcome};
+use aws_lambda_events::sqs::SqsEvent;
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// SQS's upper bound for a visibility timeout (12 hours).
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffSettings {
+    /// Delay after the first transient failure (before jitter).
+    pub base: Duration,
+    /// Longest delay for a transient failure.
+    pub cap: Duration,
+    /// Delay for a deferred record (before jitter).
+    pub deferred: Duration,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        Self { base: Duration::from_secs(2), cap: Duration::from_secs(900), deferred: Duration::from_secs(2) }
+    }
+}
+
+/// The visibility timeout for one failed record. `jitter` is uniform in `[0, 1)`; "equal
+/// jitter" keeps each delay in `[d/2, d)`, so delays grow with the receive count while two
+/// records failing together do not come back together.
+pub fn visibility_for(outcome: &RecordOutcome, receive_count: u32, s: &BackoffSettings, jitter: f64) -> Duration {
+    let jitter = jitter.clamp(0.0, 1.0);
+    let spread = |d: Duration| d.mul_f64(0.5 + 0.5 * jitter);
+    match (outcome, outcome.failure_class()) {
+        (_, None) => Duration::ZERO,
+        (_, Some(ErrorClass::Permanent)) => Duration::ZERO,
+        (RecordOutcome::Deferred { .. }, _) => spread(s.deferred.mul_f64(2.0)),
+        (_, Some(_)) => {
+            let exp = receive_count.saturating_sub(1).min(30);
+            let d = s.base.saturating_mul(1u32 << exp).min(s.cap).min(MAX_VISIBILITY);
+            spread(d)
+        }
+    }
+}
+
+/// `https://sqs.<region>.amazonaws.<tld>/<account>/<name>` from `arn:<partition>:sqs:<region>:<account>:<name>`.
+/// The SDK sends the request to its configured endpoint either way; the URL names the queue.
+pub fn queue_url_from_arn(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "sqs", region, account, name] if !region.is_empty() && !name.is_empty() => {
+            let tld = if partition.ends_with("-cn") { "amazonaws.com.cn" } else { "amazonaws.com" };
+            Some(format!("https://sqs.{region}.{tld}/{account}/{name}"))
+        }
+        _ => None,
+    }
+}
+
+/// Applies the schedule to a batch's failed records through SQS.
+pub struct VisibilityBackoff {
+    client: aws_sdk_sqs::Client,
+    settings: BackoffSettings,
+}
+
+impl VisibilityBackoff {
+    pub fn new(client: aws_sdk_sqs::Client, settings: BackoffSettings) -> Self {
+        Self { client, settings }
+    }
+
+    /// Changes the visibility of every failed record. `queue_url` overrides the URL derived from
+    /// each record's `eventSourceARN` (the `consume` worker knows its queue's exact URL).
+    /// Returns how many records were changed.
+    pub async fn apply(&self, event: &SqsEvent, report: &BatchReport, queue_url: Option<&str>) -> usize {
+        let mut by_queue: BTreeMap<String, Vec<ChangeMessageVisibilityBatchRequestEntry>> = BTreeMap::new();
+        for (i, (record, r)) in event.records.iter().zip(&report.records).enumerate() {
+            if r.outcome.is_success() {
+                continue;
+            }
+            let Some(handle) = record.receipt_handle.as_deref() else { continue };
+            let url = match queue_url {
+                Some(u) => u.to_owned(),
+                None => match record.event_source_arn.as_deref().and_then(queue_url_from_arn) {
+                    Some(u) => u,
+                    None => continue,
+                },
+            };
+            let timeout = visibility_for(&r.outcome, r.receive_count, &self.settings, rand::random::<f64>());
+            tracing::debug!(
+                message_id = r.message_id.as_deref().unwrap_or("-"),
+                outcome = r.outcome.name(),
+                receive_count = r.receive_count,
+                visibility_seconds = timeout.as_secs(),
+                "retry scheduled"
+            );
+            if let Ok(entry) = ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(format!("r{i}"))
+                .receipt_handle(handle)
+                .visibility_timeout(timeout.as_secs() as i32)
+                .build()
+            {
+                by_queue.entry(url).or_default().push(entry);
+            }
+        }
+        let mut changed = 0;
+        for (url, entries) in by_queue {
+            for chunk in entries.chunks(10) {
+                match self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(chunk.to_vec()))
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        changed += out.successful.len();
+                        for f in out.failed {
+                            tracing::warn!(queue = %url, id = %f.id, code = %f.code, "visibility change refused; the message returns after the queue's default timeout");
+                        }
+                    }
+                    Err(e) => {
+                        let e = from_sdk(Service::Sqs, "ChangeMessageVisibilityBatch", &e);
+                        tracing::warn!(queue = %url, error = %e, "visibility change failed; the messages return after the queue's default timeout");
+                    }
+                }
+            }
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> RecordOutcome {
+        RecordOutcome::Transient { reason: "throttled".into() }
+    }
+
+    #[test]
+    fn permanent_failures_come_back_at_once() {
+        let s = BackoffSettings::default();
+        for outcome in [
+            RecordOutcome::Rejected { reason: "x".into() },
+            RecordOutcome::MailRejected { reason: "x".into() },
+            RecordOutcome::Conflict { reason: "x".into() },
+        ] {
+            assert_eq!(visibility_for(&outcome, 3, &s, 0.7), Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn transient_delays_grow_with_the_receive_count_and_are_capped() {
+        let s = BackoffSettings {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+            deferred: Duration::from_secs(1),
+        };
+        let lows: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.0).as_secs()).collect();
+        let highs: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.999).as_secs()).collect();
+        assert_eq!(lows, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(highs, vec![1, 3, 7, 15, 31, 59, 59, 59]);
+        for n in 1..8 {
+            assert!(highs[n - 1] <= lows[n] * 2, "ranges of consecutive counts do not invert");
+        }
+        assert!(visibility_for(&transient(), u32::MAX, &s, 1.0) <= Duration::from_secs(60));
+        assert_eq!(visibility_for(&RecordOutcome::InFlight, 1, &s, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn deferred_records_return_soon() {
+        let s = BackoffSettings::default();
+        let d = visibility_for(&RecordOutcome::Deferred { reason: "slot".into() }, 4, &s, 0.5);
+        assert_eq!(d, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn queue_url_from_event_source_arn() {
+        assert_eq!(
+            queue_url_from_arn("arn:aws:sqs:eu-west-1:123456789012:orders-high").as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/orders-high")
+        );
+        assert_eq!(
+            queue_url_from_arn("arn:aws-cn:sqs:cn-north-1:123456789012:q").as_deref(),
+            Some("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q")
+        );
+        assert_eq!(queue_url_from_arn("not-an-arn"), None);
+        assert_eq!(queue_url_from_arn("arn:aws:sns:us-east-1:1:topic"), None);
+    }
+}

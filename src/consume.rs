@@ -1,0 +1,184 @@
+//! The long-poll worker: the event source mapping's semantics outside Lambda. It receives up to
+//! ten messages, builds the same `SqsEvent` Lambda would, runs the same handler, deletes exactly
+//! the acknowledged records and leaves the rest to come back (after the backoff's visibility
+//! timeout). Queues are polled in the order given, so the high-priority queue is always drained
+//! ahead of the normal one. On SIGINT/SIGTERM it finishes the batch in hand, then exits.
+//!
+//! The end-to-end tests run it against a real SQS API (moto), and it runs the service on a plain
+//! host or container.
+
+use crate::backoff::VisibilityBackoff;
+use crate::error::{BackendError, Service, from_sdk};
+use crate::pipeline::Pipeline;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
+use serde::Serialize;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    /// Queues in priority order: the first is always polled first.
+    pub queue_urls: Vec<String>,
+    /// Long-poll wait on the last queue (the earlier ones are checked without waiting).
+    pub wait: Duration,
+    /// Each batch's time budget; also the visibility timeout requested on receive.
+    pub batch_timeout: Duration,
+    /// Exit after this long without any message (None: run until signalled).
+    pub idle_exit: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConsumeSummary {
+    pub batches: u64,
+    pub received: u64,
+    pub deleted: u64,
+    pub retried: u64,
+}
+
+struct Queue {
+    url: String,
+    arn: String,
+    region: String,
+}
+
+async fn describe(client: &Client, url: &str) -> Result<Queue, BackendError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| from_sdk(Service::Sqs, "GetQueueAttributes", &e))?;
+    let arn = out
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| BackendError::fatal(format!("queue {url} has no QueueArn")))?;
+    let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
+    Ok(Queue { url: url.to_owned(), arn, region })
+}
+
+/// The record exactly as Lambda's event source mapping would deliver it.
+fn to_record(queue: &Queue, m: Message) -> SqsMessage {
+    let mut r = SqsMessage::default();
+    r.message_id = m.message_id;
+    r.receipt_handle = m.receipt_handle;
+    r.body = m.body;
+    r.md5_of_body = m.md5_of_body;
+    r.md5_of_message_attributes = m.md5_of_message_attributes;
+    r.attributes = m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
+    r.message_attributes = m
+        .message_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let mut a = SqsMessageAttribute::default();
+            a.string_value = v.string_value;
+            a.data_type = Some(v.data_type);
+            (k, a)
+        })
+        .collect();
+    r.event_source = Some("aws:sqs".into());
+    r.event_source_arn = Some(queue.arn.clone());
+    r.aws_region = Some(queue.region.clone());
+    r
+}
+
+/// Runs until `shutdown` resolves (finishing the batch in hand) or the idle limit passes.
+pub async fn run(
+    pipeline: &Pipeline,
+    client: &Client,
+    backoff: &VisibilityBackoff,
+    options: &ConsumeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ConsumeSummary, BackendError> {
+    let mut queues = Vec::new();
+    for url in &options.queue_urls {
+        queues.push(describe(client, url).await?);
+    }
+    tokio::pin!(shutdown);
+    let mut summary = ConsumeSummary::default();
+    let mut last_message = Instant::now();
+    tracing::info!(queues = ?options.queue_urls, "consuming");
+    'poll: loop {
+        if options.idle_exit.is_some_and(|idle| last_message.elapsed() >= idle) {
+            tracing::info!("no messages for the idle limit; exiting");
+            break;
+        }
+        for (i, queue) in queues.iter().enumerate() {
+            let wait = if i + 1 == queues.len() { options.wait } else { Duration::ZERO };
+            let receive = client
+                .receive_message()
+                .queue_url(&queue.url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(wait.as_secs() as i32)
+                .visibility_timeout(options.batch_timeout.as_secs().max(1) as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send();
+            let out = tokio::select! {
+                out = receive => out,
+                () = &mut shutdown => {
+                    tracing::info!("shutdown requested; no batch in hand");
+                    break 'poll;
+                }
+            };
+            let messages = match out {
+                Ok(out) => out.messages.unwrap_or_default(),
+                Err(e) => {
+                    let e = from_sdk(Service::Sqs, "ReceiveMessage", &e);
+                    tracing::warn!(queue = %queue.url, error = %e, "receive failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue 'poll;
+                }
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            last_message = Instant::now();
+            let mut event = SqsEvent::default();
+            event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
+            // The batch in hand is finished even if a signal arrives meanwhile.
+            let report = pipeline.handle(&event, Instant::now() + options.batch_timeout).await;
+            crate::metrics::record_batch(&report);
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
+            let entries: Vec<DeleteMessageBatchRequestEntry> = event
+                .records
+                .iter()
+                .zip(&report.records)
+                .enumerate()
+                .filter(|(_, (_, r))| r.outcome.is_success())
+                .filter_map(|(i, (m, _))| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(format!("d{i}"))
+                        .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                        .build()
+                        .ok()
+                })
+                .collect();
+            summary.batches += 1;
+            summary.received += event.records.len() as u64;
+            if !entries.is_empty() {
+                match client.delete_message_batch().queue_url(&queue.url).set_entries(Some(entries)).send().await {
+                    Ok(out) => {
+                        summary.deleted += out.successful.len() as u64;
+                        for f in out.failed {
+                            tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as a duplicate");
+                        }
+                    }
+                    Err(e) => {
+                        let e = from_sdk(Service::Sqs, "DeleteMessageBatch", &e);
+                        tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as duplicates");
+                    }
+                }
+            }
+            summary.retried += backoff.apply(&event, &report, Some(&queue.url)).await as u64;
+            tracing::info!(queue = %queue.url, summary = %report.summary(), "batch done");
+            // Back to the top: the high-priority queue is checked again before any other.
+            continue 'poll;
+        }
+    }
+    Ok(summary)
+}

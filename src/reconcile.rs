@@ -1,0 +1,120 @@
+//! Reconciliation (DESIGN §6): the safety net that makes a silent failure impossible. Run on a
+//! schedule (every 5 minutes in the template) and by `order-confirmation reconcile`, it finds
+//! orders stuck in `sending` past their lease (the invocation died) or `failed` for too long (the
+//! message may have expired or reached a DLQ), and re-sends them from the stored payload through
+//! the same claim → send → record path as a queue delivery. After a bounded number of attempts an
+//! order is marked `abandoned` for a person to handle; `UnconfirmedOrders` and
+//! `OldestUnconfirmedSeconds` are published for the alarm either way.
+
+use crate::error::BackendError;
+use crate::ledger::{StuckOrder, Unconfirmed};
+use crate::order::OrderId;
+use crate::pipeline::{BatchReport, Pipeline};
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use serde::Serialize;
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReconcileSettings {
+    /// A `failed` order is retried here once it has not changed for this long (queue retries
+    /// usually get it first).
+    pub failed_for: Duration,
+    /// Attempts after which reconciliation stops and marks the order `abandoned`.
+    pub max_attempts: i64,
+    /// Orders handled per run; the rest wait for the next run.
+    pub batch_limit: usize,
+    /// Orders younger than this are not counted as unconfirmed (they are still in normal flow).
+    pub grace: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            failed_for: Duration::from_secs(600),
+            max_attempts: 10,
+            batch_limit: 100,
+            grace: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileReport {
+    /// Stuck orders found this run.
+    pub found: usize,
+    /// Orders re-sent and accepted by the mailer.
+    pub resent: u64,
+    /// Orders still failing after this run's attempt (they stay retryable).
+    pub still_failing: u64,
+    /// Orders marked `abandoned` this run (attempt bound reached).
+    pub abandoned: u64,
+    /// Unconfirmed orders after this run (what the alarm watches).
+    pub unconfirmed: Unconfirmed,
+    #[serde(skip)]
+    pub batch: Option<BatchReport>,
+}
+
+/// One synthetic queue record per stuck order, so the re-send takes exactly the queue path.
+fn as_event(orders: &[StuckOrder]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = orders
+        .iter()
+        .map(|o| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("reconcile:{}", o.order_id));
+            m.body = Some(o.payload.clone());
+            m.attributes.insert("ApproximateReceiveCount".into(), (o.attempts + 1).to_string());
+            m.event_source = Some("order-confirmation:reconcile".into());
+            m
+        })
+        .collect();
+    event
+}
+
+pub async fn reconcile(
+    pipeline: &Pipeline,
+    settings: &ReconcileSettings,
+    deadline: Instant,
+) -> Result<ReconcileReport, BackendError> {
+    let ledger = pipeline.ledger();
+    let stuck = ledger.stuck(settings.failed_for, settings.batch_limit).await?;
+    let found = stuck.len();
+    let (exhausted, retry): (Vec<StuckOrder>, Vec<StuckOrder>) =
+        stuck.into_iter().partition(|o| o.attempts >= settings.max_attempts);
+
+    let ids: Vec<OrderId> = exhausted.iter().filter_map(|o| OrderId::parse(&o.order_id).ok()).collect();
+    let abandoned = if ids.is_empty() {
+        0
+    } else {
+        let reason = format!("reconciliation gave up after {} attempts; needs a person", settings.max_attempts);
+        let n = ledger.abandon(&ids, &reason).await?;
+        for o in &exhausted {
+            tracing::error!(order_id = %o.order_id, attempts = o.attempts, "order abandoned: not confirmed after the attempt bound");
+        }
+        n
+    };
+
+    let batch = if retry.is_empty() { None } else { Some(pipeline.handle(&as_event(&retry), deadline).await) };
+    let (resent, still_failing) = batch.as_ref().map_or((0, 0), |b| {
+        let sent =
+            b.records.iter().filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Sent { .. })).count();
+        let failing = b.records.iter().filter(|r| !r.outcome.is_success()).count();
+        (sent as u64, failing as u64)
+    });
+    let unconfirmed = ledger.unconfirmed(settings.grace).await?;
+    if let Some(b) = &batch {
+        crate::metrics::record_batch(b);
+    }
+    crate::metrics::record_reconcile(unconfirmed, resent, abandoned);
+    tracing::info!(
+        found,
+        resent,
+        still_failing,
+        abandoned,
+        unconfirmed = unconfirmed.count,
+        oldest_unconfirmed_seconds = unconfirmed.oldest_seconds,
+        "reconciliation done"
+    );
+    Ok(ReconcileReport { found, resent, still_failing, abandoned, unconfirmed, batch })
+}
