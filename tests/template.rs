@@ -344,6 +344,18 @@ fn violations(cfn: &Value) -> Vec<String> {
             bad.push(format!("{aid}: AlarmActions not wired to the alarm-action parameter"));
         }
     }
+    // The dashboard body is JSON once its ${...} references are substituted.
+    for (did, d) in of_type(cfn, "AWS::CloudWatch::Dashboard") {
+        let body = &d["Properties"]["DashboardBody"]["Fn::Sub"][0];
+        let mut text = body.as_str().unwrap_or_default().to_owned();
+        while let Some(start) = text.find("${") {
+            let end = text[start..].find('}').map_or(text.len(), |e| start + e + 1);
+            text.replace_range(start..end, "x");
+        }
+        if let Err(e) = serde_json::from_str::<Value>(&text) {
+            bad.push(format!("{did}: DashboardBody is not JSON: {e}"));
+        }
+    }
     for output in [
         "HighPriorityQueueUrl",
         "NormalPriorityQueueUrl",
@@ -422,4 +434,28 @@ fn sam_build_yields_a_bootstrap() {
         None => assert_eq!(machine, 0xb7, "bootstrap is not aarch64 (the template says arm64)"),
     }
     eprintln!("bootstrap: {} bytes", bytes.len());
+}
+
+/// Every `OrderConfirmation` metric an alarm or the dashboard reads is one the service publishes
+/// (src/metrics.rs names them): a renamed metric must not leave an alarm watching nothing.
+#[test]
+fn template_reads_only_metrics_the_service_publishes() {
+    let published = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
+    let cfn = translated(&root().join(TEMPLATE));
+    let mut read: Vec<String> = of_type(&cfn, "AWS::CloudWatch::Alarm")
+        .iter()
+        .filter(|(_, a)| a["Properties"]["Namespace"] == "OrderConfirmation")
+        .map(|(_, a)| a["Properties"]["MetricName"].as_str().unwrap().to_owned())
+        .collect();
+    for (_, d) in of_type(&cfn, "AWS::CloudWatch::Dashboard") {
+        let body = d["Properties"]["DashboardBody"]["Fn::Sub"][0].as_str().unwrap();
+        let mut rest = body;
+        while let Some(i) = rest.find("[\"OrderConfirmation\", \"") {
+            rest = &rest[i + "[\"OrderConfirmation\", \"".len()..];
+            read.push(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    assert!(read.len() >= 2, "found no OrderConfirmation metrics in {TEMPLATE}");
+    let missing: Vec<_> = read.iter().filter(|m| !published.contains(&format!("\"{m}\""))).collect();
+    assert!(missing.is_empty(), "{TEMPLATE} reads metrics src/metrics.rs does not publish: {missing:?}");
 }
