@@ -30,7 +30,7 @@ run: ## Build and run the handler on events/sqs-batch.json with the embedded loc
 	@cargo build --quiet --bin order-confirmation
 	$(BIN) invoke events/sqs-batch.json
 
-test: node_modules/.installed ## Run every test (starts its own PostgreSQL and local services)
+test: node_modules/.installed $(VENV)/.installed ## Run every test (starts its own PostgreSQL and local services)
 	cargo build --workspace --all-targets
 	scripts/with-postgres $(TEST_CMD)
 
