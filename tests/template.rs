@@ -459,3 +459,35 @@ fn template_reads_only_metrics_the_service_publishes() {
     let missing: Vec<_> = read.iter().filter(|m| !published.contains(&format!("\"{m}\""))).collect();
     assert!(missing.is_empty(), "{TEMPLATE} reads metrics src/metrics.rs does not publish: {missing:?}");
 }
+
+/// `sam local invoke --env-vars events/env.json` overrides only variables the template declares
+/// (SAM drops the rest silently), so every variable in env.json must be declared, and the local
+/// run must reach the emulators on loopback, not AWS.
+#[test]
+fn env_json_overrides_only_declared_variables_and_points_at_loopback() {
+    let cfn = translated(&root().join(TEMPLATE));
+    let declared = &cfn["Resources"]["OrderConfirmationFunction"]["Properties"]["Environment"]["Variables"];
+    let env: Value = serde_json::from_str(&std::fs::read_to_string(root().join("events/env.json")).unwrap()).unwrap();
+    let vars = env["OrderConfirmationFunction"].as_object().expect("env.json is keyed by the function's logical id");
+    let undeclared: Vec<_> = vars.keys().filter(|k| declared.get(k.as_str()).is_none()).collect();
+    assert!(undeclared.is_empty(), "env.json sets variables {TEMPLATE} does not declare: {undeclared:?}");
+    for (k, v) in vars.iter().filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL_")) {
+        assert!(v.as_str().is_some_and(|v| v.starts_with("http://127.0.0.1:")), "{k} = {v} is not a loopback emulator");
+    }
+    for k in
+        ["AWS_ENDPOINT_URL_RDS_DATA", "AWS_ENDPOINT_URL_SESV2", "LEDGER", "MAILER", "DB_CLUSTER_ARN", "DB_SECRET_ARN"]
+    {
+        assert!(vars.contains_key(k), "env.json lacks {k}");
+    }
+}
+
+/// The reconcile event file is the event EventBridge's schedule delivers.
+#[test]
+fn schedule_event_is_an_eventbridge_scheduled_event() {
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("events/schedule-reconcile.json")).unwrap()).unwrap();
+    assert_eq!(e["source"], "aws.events");
+    assert_eq!(e["detail-type"], "Scheduled Event");
+    assert_eq!(e["detail"], serde_json::json!({}));
+    assert!(e["resources"][0].as_str().is_some_and(|r| r.starts_with("arn:aws:events:")));
+}
