@@ -56,7 +56,7 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
     PipelineSettings {
         concurrency: config.send_concurrency,
         safety_margin: config.safety_margin,
-        ..PipelineSettings::default()
+        lease_slack: config.lease_slack,
     }
 }
 

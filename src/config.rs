@@ -87,6 +87,9 @@ pub struct Settings {
     /// Invocation time budget for runs outside Lambda (`invoke`, `consume`) [default: 60]
     #[arg(long, env = "INVOCATION_TIMEOUT_SECONDS", global = true)]
     pub invocation_timeout_seconds: Option<u64>,
+    /// Added to the invocation's remaining time to form an order's lease [default: 60]
+    #[arg(long, env = "LEASE_SLACK_SECONDS", global = true)]
+    pub lease_slack_seconds: Option<u64>,
     /// First retry delay of a transiently failed message, doubled per receive [default: 2]
     #[arg(long, env = "BACKOFF_BASE_SECONDS", global = true)]
     pub backoff_base_seconds: Option<u64>,
@@ -135,6 +138,8 @@ pub struct Config {
     pub safety_margin: Duration,
     #[serde(with = "secs")]
     pub invocation_timeout: Duration,
+    #[serde(with = "secs")]
+    pub lease_slack: Duration,
     #[serde(skip)]
     pub backoff: crate::backoff::BackoffSettings,
     #[serde(skip)]
@@ -279,6 +284,7 @@ impl Settings {
             return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
         }
         Ok(Config {
+            lease_slack: Duration::from_secs(self.lease_slack_seconds.unwrap_or(60)),
             backoff,
             reconcile,
             queue_urls,

@@ -24,6 +24,11 @@ pub enum Action {
     SendingPaused,
     /// Forward after this delay.
     Delay(Duration),
+    /// Forward at once (the service acts on the request), then hold the response this long: the
+    /// caller may be killed before it learns the outcome.
+    Hold(Duration),
+    /// Throttle (429) every request beyond this many per second, like an SES sending quota.
+    Quota(f64),
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +55,10 @@ impl Rule {
 
 #[derive(Default)]
 struct Shared {
+    /// Token bucket for `Action::Quota`: (tokens, last refill).
+    quota: Option<(f64, std::time::Instant)>,
+    /// When each request arrived, in order (parallel to `requests`).
+    arrivals: Vec<std::time::Instant>,
     rules: Vec<Rule>,
     /// Bodies of every request seen, for assertions on what the SDK sent.
     requests: Vec<String>,
@@ -109,6 +118,12 @@ impl FaultProxy {
         self.shared.lock().unwrap().requests.clone()
     }
 
+    /// Arrival times of the requests whose body contains `text`.
+    pub fn arrivals_of(&self, text: &str) -> Vec<std::time::Instant> {
+        let s = self.shared.lock().unwrap();
+        s.requests.iter().zip(&s.arrivals).filter(|(r, _)| r.contains(text)).map(|(_, t)| *t).collect()
+    }
+
     /// (faulted, forwarded) request counts.
     pub fn counts(&self) -> (usize, usize) {
         let s = self.shared.lock().unwrap();
@@ -134,18 +149,31 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
     let action = {
         let mut s = proxy.shared.lock().unwrap();
         s.requests.push(text.clone());
+        s.arrivals.push(std::time::Instant::now());
         let hit = s
             .rules
             .iter_mut()
             .find(|r| r.remaining != Some(0) && r.body_contains.as_deref().is_none_or(|needle| text.contains(needle)));
-        let action = hit.map(|r| {
+        let mut action = hit.map(|r| {
             if let Some(n) = r.remaining.as_mut() {
                 *n -= 1;
             }
             r.action.clone()
         });
+        if let Some(Action::Quota(per_sec)) = action {
+            let now = std::time::Instant::now();
+            let (tokens, at) = s.quota.unwrap_or((per_sec, now));
+            let tokens = (tokens + now.duration_since(at).as_secs_f64() * per_sec).min(per_sec);
+            if tokens >= 1.0 {
+                s.quota = Some((tokens - 1.0, now));
+                action = None;
+            } else {
+                s.quota = Some((tokens, now));
+                action = Some(Action::Throttle);
+            }
+        }
         match &action {
-            Some(Action::Delay(_)) | None => s.forwarded += 1,
+            Some(Action::Delay(_) | Action::Hold(_)) | None => s.forwarded += 1,
             Some(_) => s.faulted += 1,
         }
         action
@@ -160,7 +188,7 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
             return aws_error(400, Some("SendingPausedException"), "Sending is paused for this account.");
         }
         Some(Action::Delay(d)) => tokio::time::sleep(d).await,
-        None => {}
+        Some(Action::Hold(_) | Action::Quota(_)) | None => {}
     }
     let uri = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     let mut forward = hyper::Request::builder().method(parts.method).uri(uri);
@@ -173,7 +201,11 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
         Ok(f) => f,
         Err(e) => return aws_error(500, None, &format!("fault proxy: {e}")),
     };
-    match proxy.client.request(forward).await {
+    let result = proxy.client.request(forward).await;
+    if let Some(Action::Hold(d)) = action {
+        tokio::time::sleep(d).await;
+    }
+    match result {
         Ok(res) => {
             let (parts, body) = res.into_parts();
             Response::from_parts(parts, Body::new(body))

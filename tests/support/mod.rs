@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod moto;
 pub mod services;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};

@@ -1,0 +1,360 @@
+//! End to end on real SQS semantics: moto's SQS server with redrive policies, the `consume`
+//! worker (the event source mapping's behaviour), the Data API emulator over PostgreSQL and the SES
+//! emulator behind the fault injector.
+
+mod support;
+
+use order_confirmation::backoff::{BackoffSettings, VisibilityBackoff};
+use order_confirmation::ledger::Ledger;
+use order_confirmation::order::OrderId;
+use order_confirmation::pipeline::{Pipeline, PipelineSettings};
+use std::collections::HashMap;
+use std::time::Duration;
+use support::faults::{Action, Rule};
+use support::moto::Moto;
+use support::services::Services;
+use support::*;
+
+fn email_of(order_id: &str) -> String {
+    format!("{}@example.com", order_id.to_lowercase())
+}
+
+/// Runs the `consume` worker as a child process until it has been idle for `idle` seconds.
+async fn consume(
+    s: &Services,
+    moto: &Moto,
+    queues: &[&str],
+    extra_env: &[(&str, &str)],
+    idle: u64,
+) -> (serde_json::Value, String) {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["consume", "--wait-seconds", "1", "--idle-exit", &idle.to_string()])
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
+        .env("QUEUE_URLS", queues.join(","))
+        .env("BACKOFF_BASE_SECONDS", "1")
+        .env("BACKOFF_CAP_SECONDS", "4")
+        .env("DEFERRED_DELAY_SECONDS", "1")
+        .env("INVOCATION_TIMEOUT_SECONDS", "20")
+        .env("LEASE_SLACK_SECONDS", "1")
+        .kill_on_drop(true);
+    for (k, v) in s.env() {
+        c.env(k, v);
+    }
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(240), c.output()).await.expect("consume finished").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "consume failed: {stderr}");
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("summary JSON: {e}: {stderr}"));
+    (summary, stderr)
+}
+
+async fn migrate(s: &Services) {
+    s.ledger().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_load_on_two_queues_is_mailed_once_each_and_only_the_invalid_reach_the_dlqs() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let high = moto.queue_pair("orders-high", 5, 30).await;
+    let normal = moto.queue_pair("orders-normal", 5, 30).await;
+
+    let mut valid = Vec::new();
+    for i in 0..5 {
+        let id = format!("H-{i}");
+        moto.send(&high.url, &order_body(&id, "high")).await;
+        valid.push(id);
+    }
+    for i in 0..10 {
+        let id = format!("N-{i}");
+        moto.send(&normal.url, &order_body(&id, "normal")).await;
+        valid.push(id);
+    }
+    // Duplicates: the same message body delivered again (producer retry).
+    moto.send(&high.url, &order_body("H-0", "high")).await;
+    moto.send(&normal.url, &order_body("N-3", "normal")).await;
+    moto.send(&normal.url, &order_body("N-7", "normal")).await;
+    let invalid_high = ["{\"order_id\": \"BAD-H1\"", "[1, 2, 3]"];
+    let invalid_normal = [
+        "",
+        "{\"order_id\": \"BAD N2\", \"customer_email\": \"x@example.com\", \"customer_name\": \"X\"}",
+        "__import__('os')",
+    ];
+    for b in invalid_high {
+        moto.send(&high.url, b).await;
+    }
+    for b in invalid_normal {
+        moto.send(&normal.url, b).await;
+    }
+
+    let (summary, stderr) = consume(&s, &moto, &[&high.url, &normal.url], &[], 4).await;
+
+    for id in &valid {
+        assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id} mailed exactly once");
+    }
+    assert_eq!(s.sent_mails().await.len(), valid.len());
+    // Valid (15) and duplicates (3) once each; each invalid message five times (maxReceiveCount).
+    assert_eq!(summary["received"], 15 + 3 + 5 * 5, "{summary}");
+    assert_eq!(summary["deleted"], 18, "{summary}");
+
+    let mut dlq_high = moto.drain_view(&high.dlq_url).await;
+    let mut dlq_normal = moto.drain_view(&normal.dlq_url).await;
+    dlq_high.sort();
+    dlq_normal.sort();
+    let mut expect_high: Vec<String> = invalid_high.iter().map(|s| s.to_string()).collect();
+    let mut expect_normal: Vec<String> = invalid_normal.iter().map(|s| s.to_string()).collect();
+    expect_high.sort();
+    expect_normal.sort();
+    assert_eq!(dlq_high.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(), expect_high);
+    assert_eq!(dlq_normal.iter().map(|(b, _)| b.clone()).collect::<Vec<_>>(), expect_normal);
+    // Received 5 times from the source queue; this look at the DLQ is the 6th receive.
+    assert!(dlq_high.iter().chain(&dlq_normal).all(|(_, n)| *n == 6), "{dlq_high:?} {dlq_normal:?}");
+    assert_eq!(moto.depth(&high.url).await, (0, 0), "nothing else remains");
+    assert_eq!(moto.depth(&normal.url).await, (0, 0), "nothing else remains");
+
+    // EMF lines from the worker parse as EMF documents.
+    let emf: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"_aws\""))
+        .map(|l| serde_json::from_str(l).expect("EMF line is JSON"))
+        .collect();
+    assert!(!emf.is_empty());
+    let mut sent_by_priority: HashMap<String, u64> = HashMap::new();
+    for doc in &emf {
+        let aws = &doc["_aws"];
+        assert!(aws["Timestamp"].as_u64().is_some());
+        let directive = &aws["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "OrderConfirmation");
+        for dims in directive["Dimensions"].as_array().unwrap() {
+            for d in dims.as_array().unwrap() {
+                assert!(doc[d.as_str().unwrap()].is_string(), "dimension {d} has a value");
+            }
+        }
+        for m in directive["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(doc[name].is_number() || doc[name].is_array(), "metric {name} has a value");
+            assert!(["Count", "Seconds"].contains(&m["Unit"].as_str().unwrap()));
+        }
+        if let Some(n) = doc["Sent"].as_u64() {
+            *sent_by_priority.entry(doc["priority"].as_str().unwrap().to_owned()).or_default() += n;
+        }
+    }
+    assert_eq!(sent_by_priority.get("high"), Some(&5));
+    assert_eq!(sent_by_priority.get("normal"), Some(&10));
+
+    // `stats --json` agrees exactly with the ledger and the queues.
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    c.args(["stats", "--json"])
+        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
+        .env("QUEUE_URLS", format!("{},{}", high.url, normal.url));
+    for (k, v) in s.env() {
+        c.env(k, v);
+    }
+    let out = c.output().await.unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("{}", serde_json::to_string_pretty(&stats).unwrap());
+    let p =
+        |name: &str| stats["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == name).unwrap().clone();
+    assert_eq!(p("high")["by_status"]["sent"], 5);
+    assert_eq!(p("normal")["by_status"]["sent"], 10);
+    assert_eq!(p("high")["pending"], 0);
+    assert_eq!(p("normal")["pending"], 0);
+    assert_eq!(p("normal")["sent_last_hour"], 10);
+    let queues = stats["queues"].as_array().unwrap();
+    assert_eq!(queues[0]["visible"], 0);
+    assert_eq!(queues[0]["in_flight"], 0);
+    assert_eq!(queues[0]["dlq_visible"], 0, "drain_view holds them invisible for 60 s");
+    assert_eq!(queues[1]["dlq_url"], normal.dlq_url.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_hard_ses_quota_high_priority_is_mailed_on_first_delivery_and_normal_is_deferred_not_lost() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let high = moto.queue_pair("q-high", 5, 30).await;
+    let normal = moto.queue_pair("q-normal", 5, 30).await;
+    // SES allows 4 mails per second; anything above is throttled.
+    s.ses_proxy.add(Rule::always(Action::Quota(4.0)));
+    for i in 0..6 {
+        moto.send(&high.url, &order_body(&format!("QH-{i}"), "high")).await;
+    }
+    for i in 0..10 {
+        moto.send(&normal.url, &order_body(&format!("QN-{i}"), "normal")).await;
+    }
+    let env = [
+        ("SES_MAX_SEND_RATE", "4"),
+        ("HIGH_PRIORITY_RESERVE", "0.5"),
+        // Two seconds of sending per batch: the rest of a batch must wait for a later delivery.
+        ("INVOCATION_TIMEOUT_SECONDS", "7"),
+        ("SAFETY_MARGIN_SECONDS", "5"),
+    ];
+    let (_, _) = consume(&s, &moto, &[&high.url, &normal.url], &env, 6).await;
+
+    let ledger = s.ledger().await;
+    for i in 0..6 {
+        let id = format!("QH-{i}");
+        assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id}");
+        let st = ledger.order_state(&OrderId::parse(&id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(st.attempts, 1, "{id} mailed within its first delivery");
+    }
+    let mut deferred = 0;
+    for i in 0..10 {
+        let id = format!("QN-{i}");
+        assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id} mailed once, none lost");
+        let st = ledger.order_state(&OrderId::parse(&id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(st.status, "sent");
+        if st.attempts > 1 {
+            deferred += 1;
+        }
+    }
+    assert!(deferred > 0, "some normal orders were deferred to a later delivery");
+    assert_eq!(moto.depth(&high.url).await, (0, 0));
+    assert_eq!(moto.depth(&normal.url).await, (0, 0));
+    assert!(moto.drain_view(&normal.dlq_url).await.is_empty(), "deferral never sends an order to the DLQ");
+}
+
+/// The test plays the event source mapping itself, so it can watch each failed message come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_come_back_after_growing_delays_and_permanent_ones_come_back_at_once() {
+    let s = Services::start().await;
+    let moto = Moto::start().await;
+    let q = moto.queue_pair("backoff", 5, 30).await;
+    let pipeline = Pipeline::new(s.ledger().await, s.mailer().await, None, PipelineSettings::default());
+    let backoff = VisibilityBackoff::new(
+        moto.client.clone(),
+        BackoffSettings {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+            deferred: Duration::from_secs(1),
+        },
+    );
+    s.ses_proxy.add(Rule::matching("tr-1@example.com", Action::Throttle));
+    moto.send(&q.url, &order_body("TR-1", "normal")).await;
+    moto.send(&q.url, "not json").await;
+
+    let arn = moto.arn(&q.url).await;
+    let mut last_failed: HashMap<String, std::time::Instant> = HashMap::new();
+    let mut gaps: HashMap<String, Vec<Duration>> = HashMap::new();
+    let mut immediate_returns = 0;
+    for _ in 0..12 {
+        let r = moto
+            .client
+            .receive_message()
+            .queue_url(&q.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(if last_failed.contains_key("not json") { 0 } else { 10 })
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let messages = r.messages.unwrap_or_default();
+        if messages.is_empty() {
+            if last_failed.contains_key("not json") {
+                // The permanent one is gone to the DLQ; wait for the transient one.
+                last_failed.remove("not json");
+            }
+            continue;
+        }
+        let now = std::time::Instant::now();
+        let mut event = aws_lambda_events::sqs::SqsEvent::default();
+        for m in messages {
+            let body = m.body.clone().unwrap_or_default();
+            let key = if body == "not json" { "not json".to_owned() } else { "TR-1".to_owned() };
+            if let Some(t) = last_failed.get(&key) {
+                gaps.entry(key.clone()).or_default().push(now - *t);
+                if key == "not json" {
+                    immediate_returns += 1;
+                }
+            }
+            let mut rec = record(m.message_id.as_deref().unwrap(), &body);
+            rec.receipt_handle = m.receipt_handle.clone();
+            rec.event_source_arn = Some(arn.clone());
+            rec.attributes =
+                m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
+            event.records.push(rec);
+        }
+        let report = pipeline.handle(&event, deadline(30)).await;
+        assert_eq!(report.response().batch_item_failures.len(), event.records.len());
+        assert_eq!(backoff.apply(&event, &report, None).await, event.records.len(), "visibility changed for each");
+        let done = std::time::Instant::now();
+        for r in &event.records {
+            let key = if r.body.as_deref() == Some("not json") { "not json" } else { "TR-1" };
+            last_failed.insert(key.to_owned(), done);
+        }
+        if gaps.get("TR-1").is_some_and(|g| g.len() >= 3) {
+            break;
+        }
+    }
+    // The permanent failure was visible again at once each time (received without waiting) and
+    // reached the DLQ after its five receives.
+    assert_eq!(immediate_returns, 4, "receives 2-5 of the bad message needed no wait");
+    assert_eq!(moto.drain_view(&q.dlq_url).await.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), vec!["not json"]);
+    // The transient one came back after growing delays: [0.5,1), [1,2), [2,4) seconds.
+    let g = &gaps["TR-1"];
+    assert!(g[0] < g[1] && g[1] < g[2], "delays grow: {g:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let q = moto.queue_pair("kill", 5, 30).await;
+    moto.send(&q.url, &order_body("K-1", "normal")).await;
+    // SES accepts K-1's mail but the worker never hears back before it dies.
+    s.ses_proxy.add(Rule::matching("k-1@example.com", Action::Hold(Duration::from_secs(120))).times(1));
+
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    c.args(["consume", "--wait-seconds", "1"])
+        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
+        .env("QUEUE_URLS", &q.url)
+        .env("INVOCATION_TIMEOUT_SECONDS", "6")
+        .env("LEASE_SLACK_SECONDS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in s.env() {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let mut accepted = false;
+    for _ in 0..200 {
+        if s.mails_to("k-1@example.com").await == 1 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(accepted, "SES accepted K-1");
+    child.start_kill().unwrap(); // SIGKILL: no chance to record anything
+    child.wait().await.unwrap();
+    let ledger = s.ledger().await;
+    let st = ledger.order_state(&OrderId::parse("K-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.status, "sending", "the dead worker never recorded the send");
+
+    // A fresh worker: the message comes back after its visibility timeout, the lease has expired,
+    // and the order is completed. The mail that went out before the kill cannot be known, so the
+    // customer gets a second confirmation; it is counted as a possible duplicate.
+    s.ses_proxy.clear();
+    moto.send(&q.url, &order_body("K-2", "normal")).await;
+    let (summary, stderr) = consume(&s, &moto, &[&q.url], &[("INVOCATION_TIMEOUT_SECONDS", "6")], 12).await;
+    let st = ledger.order_state(&OrderId::parse("K-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.status, "sent");
+    assert_eq!(s.mails_to("k-1@example.com").await, 2, "at least once: the duplicate of a lost acknowledgement");
+    assert_eq!(s.mails_to("k-2@example.com").await, 1);
+    assert!(summary["deleted"].as_u64().unwrap() >= 1, "{summary}");
+    let possible_duplicates: u64 = stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"_aws\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|d| d["PossibleDuplicate"].as_u64())
+        .sum();
+    assert_eq!(possible_duplicates, 1, "the duplicate is counted");
+    assert_eq!(moto.depth(&q.url).await, (0, 0));
+}
