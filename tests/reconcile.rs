@@ -1,0 +1,161 @@
+//! Reconciliation: stuck and long-failed orders are re-sent from their stored payload through the
+//! normal path, the attempt bound marks orders abandoned, and the alarm numbers are right.
+
+mod support;
+
+use order_confirmation::error::BackendError;
+use order_confirmation::ledger::{Ledger, status};
+use order_confirmation::order::OrderId;
+use order_confirmation::pipeline::{Pipeline, PipelineSettings};
+use order_confirmation::reconcile::{ReconcileSettings, reconcile};
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+
+fn settings() -> ReconcileSettings {
+    ReconcileSettings { failed_for: Duration::ZERO, max_attempts: 3, batch_limit: 100, grace: Duration::ZERO }
+}
+
+#[tokio::test]
+async fn failed_orders_are_re_sent_from_the_stored_payload_and_confirmed() {
+    let b = LocalBackends::new().await;
+    let mailer = Arc::new(
+        ScriptedMailer::new(b.outbox.clone()).fault("RC-1", Fault::Fail(BackendError::transient("throttled"))),
+    );
+    let p = b.pipeline(mailer.clone());
+    let e = event(vec![record("m1", &order_body("RC-1", "high")), record("m2", &order_body("RC-2", "normal"))]);
+    p.handle(&e, deadline(30)).await;
+    assert_eq!(b.ledger.order_state(&OrderId::parse("RC-1").unwrap()).await.unwrap().unwrap().status, status::FAILED);
+
+    // The SQS message is gone (say it reached the DLQ); reconciliation still confirms the order.
+    mailer.clear();
+    let report = reconcile(&p, &settings(), deadline(30)).await.unwrap();
+    assert_eq!((report.found, report.resent, report.abandoned, report.still_failing), (1, 1, 0, 0));
+    assert_eq!(report.unconfirmed.count, 0);
+    let st = b.ledger.order_state(&OrderId::parse("RC-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status.as_str(), st.attempts), (status::SENT, 2));
+    assert_eq!(b.mails_for("RC-1"), 1);
+    assert_eq!(b.mails_for("RC-2"), 1, "the confirmed neighbour is left alone");
+    let mail = std::fs::read_to_string(
+        b.outbox.dir().join(b.outbox_files().into_iter().find(|f| f.contains("RC-1")).unwrap()),
+    )
+    .unwrap();
+    assert!(mail.contains("To: \"Customer RC-1\" <rc-1@example.com>"), "re-sent from the stored payload: {mail}");
+}
+
+#[tokio::test]
+async fn an_order_stuck_in_sending_past_its_lease_is_completed() {
+    let b = LocalBackends::new().await;
+    let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()));
+    let p = Pipeline::new(b.ledger.clone(), mailer.clone(), None, PipelineSettings::default());
+    // Claimed with a lease that expires at once, and never recorded: an invocation that died.
+    let order = order_confirmation::decode::decode(&order_body("ST-1", "normal")).unwrap().order;
+    let claim = b
+        .ledger
+        .claim(
+            &[order_confirmation::ledger::ClaimRequest {
+                order_id: OrderId::parse("ST-1").unwrap(),
+                payload_sha256: order.payload_sha256(),
+                priority: order.priority,
+                payload: order.canonical_json(),
+            }],
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim[0], order_confirmation::ledger::Claim::Claimed { .. }));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = reconcile(&p, &settings(), deadline(30)).await.unwrap();
+    assert_eq!((report.found, report.resent), (1, 1));
+    let batch = report.batch.unwrap();
+    assert_eq!(
+        batch.counters().values().map(|c| c.possible_duplicate).sum::<u64>(),
+        1,
+        "taken over from a dead holder"
+    );
+    assert_eq!(b.ledger.order_state(&OrderId::parse("ST-1").unwrap()).await.unwrap().unwrap().status, status::SENT);
+}
+
+#[tokio::test]
+async fn orders_past_the_attempt_bound_are_abandoned_and_stay_unconfirmed_for_the_alarm() {
+    let b = LocalBackends::new().await;
+    let mailer =
+        Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("AB-1", Fault::Fail(BackendError::transient("SES down"))));
+    let p = b.pipeline(mailer.clone());
+    let e = event(vec![record("m1", &order_body("AB-1", "high"))]);
+    p.handle(&e, deadline(30)).await; // attempt 1
+    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap(); // attempt 2
+    assert_eq!((r.resent, r.still_failing, r.abandoned), (0, 1, 0));
+    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap(); // attempt 3
+    assert_eq!((r.still_failing, r.abandoned), (1, 0));
+    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap(); // bound reached
+    assert_eq!((r.found, r.resent, r.abandoned), (1, 0, 1));
+    assert_eq!(r.unconfirmed.count, 1, "abandoned orders still count as unconfirmed: a person must act");
+    assert!(r.unconfirmed.oldest_seconds >= 0.0);
+    let st = b.ledger.order_state(&OrderId::parse("AB-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.status, status::ABANDONED);
+    assert_eq!(st.last_error.as_deref(), Some("reconciliation gave up after 3 attempts; needs a person"));
+    assert_eq!(mailer.attempts.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap();
+    assert_eq!(r.found, 0, "abandoned orders are not retried again");
+}
+
+#[test]
+fn the_reconcile_command_prints_its_report_and_the_alarm_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_order-confirmation");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .env("LEDGER", format!("sqlite:{}", dir.path().join("l.db").display()))
+            .env("MAILER", format!("outbox:{}", dir.path().join("o").display()))
+            .env("UNCONFIRMED_GRACE_SECONDS", "0")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .output()
+            .unwrap()
+    };
+    run(&["invoke"]);
+    let out = run(&["reconcile"]);
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["found"], 0);
+    assert_eq!(report["unconfirmed"]["count"], 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let emf: serde_json::Value = stderr
+        .lines()
+        .filter(|l| l.contains("UnconfirmedOrders"))
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("an EMF line with UnconfirmedOrders");
+    assert_eq!(emf["UnconfirmedOrders"], 0.0);
+    assert_eq!(emf["OldestUnconfirmedSeconds"], 0.0);
+}
+
+#[test]
+fn the_status_view_shows_state_without_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("invoke")
+        .env("LEDGER", format!("sqlite:{}", db.display()))
+        .env("MAILER", format!("outbox:{}", dir.path().join("o").display()))
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut stmt = conn.prepare("SELECT * FROM order_confirmation_status WHERE order_id = 'ORD-1002'").unwrap();
+    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    assert!(!columns.iter().any(|c| c == "payload"), "{columns:?}");
+    let customer_status: String = stmt.query_row([], |r| r.get("customer_status")).unwrap();
+    assert_eq!(customer_status, "confirmed");
+    let row: String = conn
+        .query_row(
+            "SELECT group_concat(order_id || status || customer_status) FROM order_confirmation_status",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!row.contains("@"), "no address anywhere in the view");
+}
