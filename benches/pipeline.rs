@@ -21,7 +21,7 @@ fn body(id: u64) -> String {
         "order_id": format!("BENCH-{id}"),
         "customer_email": format!("customer{id}@example.com"),
         "customer_name": "Jane Q. Customer",
-        "priority": if id % 5 == 0 { "high" } else { "normal" },
+        "priority": if id.is_multiple_of(5) { "high" } else { "normal" },
         "total": "42.50", "currency": "EUR",
         "items": [{"name": "Coffee mug", "quantity": 2, "price": "12.50"}, {"name": "Beans", "quantity": 1, "price": "17.50"}],
         "fulfillment": {"center": "DC-Rotterdam", "estimated_delivery": "2026-12-02"}
