@@ -26,8 +26,9 @@ use tokio::time::Instant;
 pub struct PipelineSettings {
     /// Sends in flight at once per invocation.
     pub concurrency: usize,
-    /// No send starts when less than this remains before the invocation's deadline: a send that
-    /// outlives the invocation could be mailed but never recorded.
+    /// No send starts when less than this remains before the invocation's deadline (capped at a
+    /// third of the invocation's time): a send that outlives the invocation could be mailed but
+    /// never recorded.
     pub safety_margin: Duration,
     /// Added to the remaining invocation time to form the lease, so the lease always outlives
     /// the invocation that holds it.
@@ -368,7 +369,10 @@ impl Pipeline {
 
         // 3. Send: high priority first (stable within a priority), bounded concurrency.
         to_send.sort_by_key(|&(i, _)| reports[i].priority);
-        let stop_sending_at = deadline.checked_sub(self.settings.safety_margin).unwrap_or_else(Instant::now);
+        // The margin never takes more than a third of the time this invocation had: with a short
+        // function timeout (Lambda's default is 3 s) a fixed 5 s margin would defer every order.
+        let margin = self.settings.safety_margin.min(remaining / 3);
+        let stop_sending_at = deadline.checked_sub(margin).unwrap_or_else(Instant::now);
         let fatal = AtomicBool::new(false);
         let sends = futures::stream::iter(to_send.iter().map(|&(i, token)| {
             let order = match &decoded[i] {

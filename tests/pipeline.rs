@@ -252,11 +252,17 @@ async fn high_priority_orders_are_sent_first() {
 #[tokio::test]
 async fn no_send_starts_inside_the_safety_margin_and_the_order_is_released() {
     let b = LocalBackends::new().await;
-    let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()));
-    let e = event_of(&[("m1", &order_body("D-1", "normal"))]);
-    let report = b.pipeline(mailer.clone()).handle(&e, deadline(2)).await;
-    assert!(matches!(report.records[0].outcome, RecordOutcome::Deferred { .. }));
-    assert_eq!(mailer.attempts.load(Ordering::SeqCst), 0);
+    // Slow first send, one at a time: the second order's turn comes after the stop point.
+    let mailer =
+        Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("D-0", Fault::Delay(Duration::from_millis(2500))));
+    let e = event_of(&[("m0", &order_body("D-0", "normal")), ("m1", &order_body("D-1", "normal"))]);
+    let settings = PipelineSettings { concurrency: 1, ..PipelineSettings::default() };
+    let p = Pipeline::new(b.ledger.clone(), mailer.clone(), None, settings);
+    // 3 s left: the 5 s margin is capped to a third (1 s), so sends stop 2 s from now.
+    let report = p.handle(&e, deadline(3)).await;
+    assert!(matches!(report.records[0].outcome, RecordOutcome::Sent { .. }), "a short invocation still sends");
+    assert!(matches!(report.records[1].outcome, RecordOutcome::Deferred { .. }));
+    assert_eq!(mailer.attempts.load(Ordering::SeqCst), 1, "only D-0 was attempted");
     let state = b.ledger.order_state(&OrderId::parse("D-1").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.status, status::FAILED, "lease released so the next delivery can claim it");
 }
