@@ -19,11 +19,15 @@ use tokio::time::Instant;
 
 /// Starts the runtime loop. Returns only on a start-up error or when the runtime API goes away.
 pub async fn run() -> Result<(), Error> {
-    let config =
-        Settings::from_env().validate(Mode::Lambda).inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
+    let config = match Settings::from_env().validate(Mode::Lambda) {
+        Ok(c) => c,
+        Err(e) => return Err(init_failed(e.to_string()).await),
+    };
     tracing::info!(ledger = ?config.ledger, mailer = ?config.mailer, "configuration loaded");
-    let pipeline =
-        app::build_pipeline(&config).await.inspect_err(|e| tracing::error!(error = %e, "start-up failed"))?;
+    let pipeline = match app::build_pipeline(&config).await {
+        Ok(p) => p,
+        Err(e) => return Err(init_failed(format!("{e:#}")).await),
+    };
     let backoff = VisibilityBackoff::new(crate::aws::sqs_client(crate::aws::sdk_config().await), config.backoff);
     let function = Arc::new(Function { pipeline, backoff, config });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
@@ -33,6 +37,42 @@ pub async fn run() -> Result<(), Error> {
     .await
 }
 
+/// Logs a start-up failure and reports it to the runtime API's init-error endpoint, so Lambda
+/// (and `cargo lambda watch`) show the message naming the setting instead of a bare exit code.
+async fn init_failed(message: String) -> Error {
+    tracing::error!(error = %message, "start-up failed");
+    if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") {
+        // The variable is `host:port`, or a URL with a base path (as `cargo lambda watch` sets it).
+        let trimmed = api.trim_start_matches("http://");
+        let (authority, base_path) = trimmed.split_once('/').map_or((trimmed, ""), |(a, p)| (a, p));
+        let base_path = base_path.trim_end_matches('/');
+        let path = if base_path.is_empty() {
+            "/2018-06-01/runtime/init/error".to_owned()
+        } else {
+            format!("/{base_path}/2018-06-01/runtime/init/error")
+        };
+        let body = serde_json::json!({"errorMessage": message, "errorType": "Runtime.ConfigurationError"}).to_string();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+             Lambda-Runtime-Function-Error-Type: Runtime.ConfigurationError\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let post = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(authority).await?;
+            stream.write_all(request.as_bytes()).await?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.map(|_| ())
+        };
+        let result = tokio::time::timeout(Duration::from_secs(2), post).await;
+        if let Err(e) = result.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
+            tracing::warn!(error = %e, "could not report the init error to the runtime API");
+        }
+    }
+    message.into()
+}
+
 /// What one process holds across invocations.
 struct Function {
     pipeline: Pipeline,
@@ -40,11 +80,15 @@ struct Function {
     config: Config,
 }
 
-/// The deadline Lambda gives this invocation, on tokio's clock.
+/// The deadline Lambda gives this invocation, on tokio's clock. Lambda sends an absolute time in
+/// Unix milliseconds; `cargo lambda watch` sends the timeout itself (e.g. `600000`). A value that
+/// would lie decades in the past can only be such a duration, so it is read as one.
 fn deadline(ctx: &lambda_runtime::Context) -> Instant {
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let remaining = (i128::from(ctx.deadline) - now_ms).max(0) as u64;
-    Instant::now() + Duration::from_millis(remaining)
+    let deadline = i128::from(ctx.deadline);
+    const YEAR_2001_MS: i128 = 978_307_200_000;
+    let remaining = if deadline < YEAR_2001_MS { deadline } else { deadline - now_ms };
+    Instant::now() + Duration::from_millis(remaining.max(0) as u64)
 }
 
 /// The EventBridge schedule's event (`source: aws.events`, `detail-type: Scheduled Event`).
@@ -56,6 +100,12 @@ impl Function {
     async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, Error> {
         let (payload, ctx) = event.into_parts();
         let deadline = deadline(&ctx);
+        tracing::debug!(
+            request_id = %ctx.request_id,
+            deadline_ms = ctx.deadline,
+            remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+            "invocation"
+        );
         if is_schedule(&payload) {
             let report = crate::reconcile::reconcile(&self.pipeline, &self.config.reconcile, deadline).await;
             metrics::flush(Sink::Stdout);
