@@ -12,7 +12,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test bench fmt clippy clean-local venv build build-OrderConfirmationFunction lint deploy
+.PHONY: help run test bench fmt clippy clean-local venv build build-OrderConfirmationFunction lint invoke-local deploy
 
 # Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
 VENV := .venv
@@ -84,6 +84,9 @@ lint: $(VENV)/.installed ## Check template.yaml: cfn-lint + serverless rules, sa
 	@mkdir -p .aws-sam
 	$(VENV_BIN)/python3 scripts/sam-translate template.yaml .aws-sam/translated.json
 	$(VENV_BIN)/cfn-lint .aws-sam/translated.json
+
+invoke-local: $(VENV)/.installed ## Serve the function through the Lambda runtime API (cargo lambda watch) and invoke it with EVENT (default events/sqs-batch.json)
+	scripts/invoke-local $(or $(EVENT),events/sqs-batch.json)
 
 deploy: $(VENV)/.installed ## sam build + sam deploy with samconfig.toml (run `sam deploy --guided` once first)
 	$(WITH_VENV) sam build --build-in-source
