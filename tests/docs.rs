@@ -1,0 +1,546 @@
+//! The documentation tells the truth about the code: every alarm in `template.yaml` has a runbook
+//! section, every `order-confirmation <subcommand>` the docs show exists in the built binary, every
+//! metric they cite is one the service (or AWS) publishes, every Logs Insights query in the runbook
+//! is a saved `AWS::Logs::QueryDefinition` and the other way round, every setting is in the README's
+//! configuration table, and every relative link and anchor resolves. Each check is a function over
+//! text, and each is also run on a deliberately broken input to prove it can fail.
+//!
+//! `template.yaml` is read with a line-based scan (CloudFormation short tags like `!Sub` would need
+//! a custom YAML parser; the template's two-space layout is regular).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The documents checked: README.md and every Markdown file under docs/.
+fn documents() -> Vec<(String, String)> {
+    let mut docs = vec![("README.md".to_owned(), read("README.md"))];
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .expect("docs/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        let rel = p.strip_prefix(root()).unwrap().display().to_string();
+        docs.push((rel.clone(), read(&rel)));
+    }
+    docs
+}
+
+// ---- template.yaml, line by line ----
+
+struct Resource {
+    id: String,
+    ty: String,
+    /// The resource's lines after its `  Id:` line, indentation kept.
+    lines: Vec<String>,
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+fn resources(template: &str) -> Vec<Resource> {
+    let mut out: Vec<Resource> = Vec::new();
+    let mut in_resources = false;
+    for line in template.lines() {
+        if indent(line) == 0 && !line.trim().is_empty() && !line.starts_with('#') {
+            in_resources = line.trim_end() == "Resources:";
+            continue;
+        }
+        if !in_resources {
+            continue;
+        }
+        let t = line.trim();
+        if indent(line) == 2 && t.ends_with(':') && !t.starts_with('#') && !t.contains(' ') {
+            out.push(Resource { id: t.trim_end_matches(':').to_owned(), ty: String::new(), lines: Vec::new() });
+        } else if let Some(r) = out.last_mut() {
+            if indent(line) == 4
+                && let Some(ty) = t.strip_prefix("Type: ")
+            {
+                r.ty = ty.trim().to_owned();
+            }
+            r.lines.push(line.to_owned());
+        }
+    }
+    out
+}
+
+fn alarm_ids(template: &str) -> Vec<String> {
+    resources(template).into_iter().filter(|r| r.ty == "AWS::CloudWatch::Alarm").map(|r| r.id).collect()
+}
+
+struct SavedQuery {
+    id: String,
+    /// The part of `Name` after the last `/` (the folder is the stack name).
+    name: String,
+    query: String,
+}
+
+fn saved_queries(template: &str) -> Vec<SavedQuery> {
+    resources(template)
+        .into_iter()
+        .filter(|r| r.ty == "AWS::Logs::QueryDefinition")
+        .map(|r| {
+            let name = r
+                .lines
+                .iter()
+                .find_map(|l| l.trim().strip_prefix("Name: "))
+                .map(|n| n.rsplit('/').next().unwrap().trim().to_owned())
+                .unwrap_or_else(|| panic!("{}: no Name", r.id));
+            let start = r
+                .lines
+                .iter()
+                .position(|l| l.trim() == "QueryString: |")
+                .unwrap_or_else(|| panic!("{}: QueryString must be a literal block (|)", r.id));
+            let key_indent = indent(&r.lines[start]);
+            let body: Vec<&str> = r.lines[start + 1..]
+                .iter()
+                .take_while(|l| l.trim().is_empty() || indent(l) > key_indent)
+                .map(String::as_str)
+                .collect();
+            SavedQuery { id: r.id, name, query: normalize(&body.join("\n")) }
+        })
+        .collect()
+}
+
+/// Queries compare line by line, ignoring indentation and blank lines.
+fn normalize(q: &str) -> String {
+    q.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+// ---- Markdown ----
+
+/// Fenced code blocks: (language tag, content).
+fn code_blocks(md: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, Vec<&str>)> = None;
+    for line in md.lines() {
+        let t = line.trim_start();
+        if let Some(tag) = t.strip_prefix("```") {
+            match current.take() {
+                Some((lang, body)) => out.push((lang, body.join("\n"))),
+                None => current = Some((tag.trim().to_owned(), Vec::new())),
+            }
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push(line);
+        }
+    }
+    out
+}
+
+/// The text outside fenced code blocks.
+fn prose(md: &str) -> String {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for line in md.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            out.push(line);
+        }
+    }
+    out.join("\n")
+}
+
+/// Inline code spans (single backticks) in the prose.
+fn code_spans(md: &str) -> Vec<String> {
+    prose(md).split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// All code: fenced blocks and inline spans.
+fn code(md: &str) -> Vec<String> {
+    code_blocks(md).into_iter().map(|(_, b)| b).chain(code_spans(md)).collect()
+}
+
+// ---- the checks (each returns what is wrong) ----
+
+fn alarms_without_section(template: &str, runbook: &str) -> Vec<String> {
+    let headings: Vec<&str> = runbook.lines().filter(|l| l.starts_with('#')).collect();
+    alarm_ids(template)
+        .into_iter()
+        .filter(|id| !headings.iter().any(|h| h.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == id.as_str())))
+        .collect()
+}
+
+/// Runbook headings that name an alarm (one CamelCase word ending in `Alarm`) the template lacks.
+fn sections_for_missing_alarms(template: &str, runbook: &str) -> Vec<String> {
+    let alarms = alarm_ids(template);
+    runbook
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .flat_map(|h| h.split(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| w.len() > 5 && w.ends_with("Alarm") && w.starts_with(|c: char| c.is_ascii_uppercase()))
+        .filter(|w| !alarms.iter().any(|a| a == w))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The subcommands `order-confirmation --help` lists.
+fn real_subcommands() -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_order-confirmation"))
+        .arg("--help")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .expect("run order-confirmation --help");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let section = text.split("Commands:").nth(1).expect("--help lists Commands:");
+    section
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| indent(l) == 2)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Words that follow `order-confirmation ` in code and are not subcommands. A word is what starts
+/// with a letter (flags and placeholders are skipped).
+fn unknown_subcommands(md: &str, known: &BTreeSet<String>) -> Vec<String> {
+    let mut bad = Vec::new();
+    for snippet in code(md) {
+        for (i, _) in snippet.match_indices("order-confirmation ") {
+            let rest = &snippet[i + "order-confirmation ".len()..];
+            let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+            if word.starts_with(|c: char| c.is_ascii_alphabetic()) && !known.contains(&word) {
+                bad.push(word);
+            }
+        }
+    }
+    bad
+}
+
+/// Every metric src/metrics.rs publishes: COUNTERS, histograms and gauges.
+fn published_metrics() -> BTreeSet<String> {
+    let src = read("src/metrics.rs");
+    let counters = src.split("pub const COUNTERS: &[&str] = &[").nth(1).expect("COUNTERS in src/metrics.rs");
+    let counters = &counters[..counters.find("];").unwrap()];
+    let mut names: BTreeSet<String> = counters.split('"').skip(1).step_by(2).map(str::to_owned).collect();
+    for marker in ["describe_histogram!(\"", "describe_gauge!(\""] {
+        for part in src.split(marker).skip(1) {
+            names.insert(part[..part.find('"').unwrap()].to_owned());
+        }
+    }
+    assert!(names.len() > 10 && names.contains("TimeToConfirm"), "parsed {names:?}");
+    names
+}
+
+/// CloudWatch metrics AWS publishes for the queues and the function.
+const AWS_METRICS: &[&str] = &[
+    "ApproximateNumberOfMessagesVisible",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateAgeOfOldestMessage",
+    "NumberOfMessagesSent",
+    "NumberOfMessagesReceived",
+    "NumberOfMessagesDeleted",
+    "Invocations",
+    "Errors",
+    "Throttles",
+    "ConcurrentExecutions",
+    "Duration",
+];
+
+/// CamelCase names in the docs' code spans that are not metrics: AWS API operations, attributes and
+/// error codes the docs mention. Anything else CamelCase in a code span must be a metric the service
+/// publishes, a standard AWS metric, or a name from template.yaml.
+const NOT_METRICS: &[&str] = &[
+    "OrderConfirmation",
+    "True",
+    "False",
+    "None",
+    "Enabled",
+    "SendMessage",
+    "ApproximateReceiveCount",
+    "SentTimestamp",
+    "AttributeNames",
+    "VisibilityTimeout",
+    "RedrivePolicy",
+    "MessageRetentionPeriod",
+    "ChangeMessageVisibility",
+    "StartMessageMoveTask",
+    "SqsBatchResponse",
+    "MaximumConcurrency",
+    "TooManyRequests",
+    "NameError",
+    "KeyError",
+    "SMTPConnectError",
+    "SMTPServerDisconnected",
+    "ConnectionRefusedError",
+];
+
+/// CamelCase names in code spans that are neither metrics nor otherwise known.
+fn unknown_metric_names(md: &str, template: &str, published: &BTreeSet<String>) -> Vec<String> {
+    let template_names: BTreeSet<String> = template
+        .lines()
+        .filter(|l| matches!(indent(l), 2) && l.trim().ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':').to_owned())
+        .collect();
+    code_spans(md)
+        .into_iter()
+        .filter(|s| {
+            s.len() > 2
+                && s.starts_with(|c: char| c.is_ascii_uppercase())
+                && s.chars().all(|c| c.is_ascii_alphanumeric())
+                && s.chars().any(|c| c.is_ascii_lowercase())
+        })
+        .filter(|s| {
+            !published.contains(s)
+                && !AWS_METRICS.contains(&s.as_str())
+                && !NOT_METRICS.contains(&s.as_str())
+                && !template_names.contains(s)
+        })
+        .collect()
+}
+
+/// Runbook `logs-insights` blocks that are not saved queries.
+fn unsaved_runbook_queries(runbook: &str, template: &str) -> Vec<String> {
+    let saved: Vec<String> = saved_queries(template).into_iter().map(|q| q.query).collect();
+    code_blocks(runbook)
+        .into_iter()
+        .filter(|(lang, _)| lang == "logs-insights")
+        .map(|(_, q)| normalize(&q))
+        .filter(|q| !saved.contains(q))
+        .collect()
+}
+
+/// Saved queries the runbook does not quote verbatim or does not name.
+fn saved_queries_missing_from_runbook(runbook: &str, template: &str) -> Vec<String> {
+    let quoted: Vec<String> = code_blocks(runbook)
+        .into_iter()
+        .filter(|(lang, _)| lang == "logs-insights")
+        .map(|(_, q)| normalize(&q))
+        .collect();
+    saved_queries(template)
+        .into_iter()
+        .filter(|q| !quoted.contains(&q.query) || !runbook.contains(&format!("`{}`", q.name)))
+        .map(|q| format!("{} ({})", q.id, q.name))
+        .collect()
+}
+
+/// Settings (`env = "…"` in src/config.rs) without a row in the README's configuration table.
+fn settings_missing_from_readme(config_rs: &str, readme: &str) -> Vec<String> {
+    config_rs
+        .split("env = \"")
+        .skip(1)
+        .map(|p| p[..p.find('"').unwrap()].to_owned())
+        .filter(|v| !readme.lines().any(|l| l.starts_with(&format!("| `{v}` |"))))
+        .collect()
+}
+
+/// GitHub's anchor for a heading.
+fn slug(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Relative links `](target)` in the prose whose file or `#anchor` does not exist.
+fn broken_links(doc_path: &Path, md: &str) -> Vec<String> {
+    let text = prose(md);
+    let mut bad = Vec::new();
+    for part in text.split("](").skip(1) {
+        let Some(end) = part.find(')') else { continue };
+        let target = &part[..end];
+        if target.contains("://") || target.starts_with("mailto:") {
+            continue;
+        }
+        let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+        let (file_path, file_text) = if file.is_empty() {
+            (doc_path.to_path_buf(), Some(md.to_owned()))
+        } else {
+            let p = doc_path.parent().unwrap().join(file);
+            let text = std::fs::read_to_string(&p).ok();
+            if !p.exists() {
+                bad.push(target.to_owned());
+                continue;
+            }
+            (p, text)
+        };
+        if !anchor.is_empty() {
+            let found =
+                file_text.is_some_and(|t| prose(&t).lines().filter(|l| l.starts_with('#')).any(|h| slug(h) == anchor));
+            if !found {
+                bad.push(format!("{target} (no heading for #{anchor} in {})", file_path.display()));
+            }
+        }
+    }
+    bad
+}
+
+// ---- the tests ----
+
+#[test]
+fn every_alarm_has_a_runbook_section() {
+    let template = read("template.yaml");
+    assert!(alarm_ids(&template).len() >= 7, "found alarms {:?}", alarm_ids(&template));
+    let missing = alarms_without_section(&template, &read("docs/runbook.md"));
+    assert!(
+        missing.is_empty(),
+        "alarms without a section (a heading naming the logical id) in docs/runbook.md: {missing:?}"
+    );
+}
+
+#[test]
+fn runbook_alarm_sections_name_existing_alarms() {
+    let stale = sections_for_missing_alarms(&read("template.yaml"), &read("docs/runbook.md"));
+    assert!(stale.is_empty(), "docs/runbook.md has sections for alarms template.yaml lacks: {stale:?}");
+}
+
+#[test]
+fn alarm_checks_fail_on_a_missing_or_stale_section() {
+    let template = read("template.yaml");
+    let runbook = read("docs/runbook.md");
+    let broken = runbook.replace("## UnconfirmedOrdersAlarm", "## Unconfirmed orders");
+    assert_ne!(broken, runbook, "the mutation target is gone from docs/runbook.md");
+    assert_eq!(alarms_without_section(&template, &broken), vec!["UnconfirmedOrdersAlarm"]);
+    let stale = format!("{runbook}\n## RetiredQueueAlarm\n");
+    assert_eq!(sections_for_missing_alarms(&template, &stale), vec!["RetiredQueueAlarm"]);
+}
+
+#[test]
+fn every_documented_subcommand_exists() {
+    let known = real_subcommands();
+    for expected in ["invoke", "stats", "status", "reconcile", "consume", "migrate", "config"] {
+        assert!(known.contains(expected), "--help lacks {expected}: {known:?}");
+    }
+    let mut bad = Vec::new();
+    let mut seen = 0;
+    for (path, md) in documents() {
+        seen += code(&md).iter().filter(|c| c.contains("order-confirmation ")).count();
+        bad.extend(unknown_subcommands(&md, &known).into_iter().map(|w| format!("{path}: order-confirmation {w}")));
+    }
+    assert!(seen > 10, "the docs show almost no commands ({seen}); is the scan broken?");
+    assert!(bad.is_empty(), "the docs name subcommands the binary does not have: {bad:?}");
+}
+
+#[test]
+fn subcommand_check_fails_on_an_unknown_subcommand() {
+    let known = real_subcommands();
+    let md = "Run `order-confirmation redrive --all`, then:\n```sh\norder-confirmation stats\n./order-confirmation purge\n```\n";
+    assert_eq!(unknown_subcommands(md, &known), vec!["purge", "redrive"]);
+}
+
+#[test]
+fn every_cited_metric_is_published_or_a_standard_aws_metric() {
+    let template = read("template.yaml");
+    let published = published_metrics();
+    let mut bad = Vec::new();
+    for (path, md) in documents() {
+        bad.extend(unknown_metric_names(&md, &template, &published).into_iter().map(|m| format!("{path}: {m}")));
+    }
+    assert!(
+        bad.is_empty(),
+        "the docs cite names that are neither metrics src/metrics.rs publishes, standard AWS metrics, \
+         nor names in template.yaml (add a real non-metric name to NOT_METRICS): {bad:?}"
+    );
+    let runbook = read("docs/runbook.md");
+    for m in &published {
+        assert!(runbook.contains(&format!("`{m}`")), "docs/runbook.md does not explain the metric {m}");
+    }
+}
+
+#[test]
+fn metric_check_fails_on_a_misspelled_metric() {
+    let md = "Watch `TransientFailures` and `Sent` and `ApproximateAgeOfOldestMessage`.";
+    assert_eq!(unknown_metric_names(md, &read("template.yaml"), &published_metrics()), vec!["TransientFailures"]);
+}
+
+#[test]
+fn every_runbook_query_is_a_saved_query_definition() {
+    let template = read("template.yaml");
+    let runbook = read("docs/runbook.md");
+    assert!(code_blocks(&runbook).iter().filter(|(l, _)| l == "logs-insights").count() >= 5);
+    let unsaved = unsaved_runbook_queries(&runbook, &template);
+    assert!(
+        unsaved.is_empty(),
+        "Logs Insights queries in docs/runbook.md with no QueryDefinition in template.yaml:\n{}",
+        unsaved.join("\n\n")
+    );
+}
+
+#[test]
+fn every_saved_query_definition_is_quoted_in_the_runbook() {
+    let template = read("template.yaml");
+    let queries = saved_queries(&template);
+    assert!(queries.len() >= 5, "found {} QueryDefinitions", queries.len());
+    for q in &queries {
+        let group = resources(&template)
+            .into_iter()
+            .find(|r| r.id == q.id)
+            .map(|r| r.lines.iter().any(|l| l.trim() == "LogGroupNames: [!Ref OrderConfirmationLogGroup]"))
+            .unwrap();
+        assert!(group, "{}: LogGroupNames must reference the function's log group", q.id);
+    }
+    let missing = saved_queries_missing_from_runbook(&read("docs/runbook.md"), &template);
+    assert!(missing.is_empty(), "saved queries not quoted verbatim and named in docs/runbook.md: {missing:?}");
+}
+
+#[test]
+fn query_checks_fail_on_an_edited_query() {
+    let template = read("template.yaml");
+    let runbook = read("docs/runbook.md");
+    let broken = runbook.replace("| filter level = \"ERROR\"", "| filter level = \"WARN\"");
+    assert_ne!(broken, runbook, "the mutation target is gone from docs/runbook.md");
+    assert_eq!(unsaved_runbook_queries(&broken, &template).len(), 1);
+    assert_eq!(saved_queries_missing_from_runbook(&broken, &template), vec!["ErrorsQuery (errors-by-message)"]);
+}
+
+#[test]
+fn every_setting_is_in_the_readme_configuration_table() {
+    let config = read("src/config.rs");
+    assert!(config.matches("env = \"").count() >= 20);
+    let missing = settings_missing_from_readme(&config, &read("README.md"));
+    assert!(
+        missing.is_empty(),
+        "settings in src/config.rs without a row in README.md's configuration table: {missing:?}"
+    );
+}
+
+#[test]
+fn settings_check_fails_on_a_missing_row() {
+    let readme = read("README.md");
+    let broken: String =
+        readme.lines().filter(|l| !l.starts_with("| `LEASE_SLACK_SECONDS` |")).collect::<Vec<_>>().join("\n");
+    assert_eq!(settings_missing_from_readme(&read("src/config.rs"), &broken), vec!["LEASE_SLACK_SECONDS"]);
+}
+
+#[test]
+fn relative_links_and_anchors_resolve() {
+    let mut bad = Vec::new();
+    for (path, md) in documents() {
+        bad.extend(broken_links(&root().join(&path), &md).into_iter().map(|l| format!("{path}: {l}")));
+    }
+    assert!(bad.is_empty(), "broken links: {bad:?}");
+    let readme = read("README.md");
+    for link in ["docs/incident.md", "docs/runbook.md", "tools/rds-data-local/README.md"] {
+        assert!(readme.contains(&format!("]({link})")), "README.md does not link {link}");
+    }
+}
+
+#[test]
+fn link_check_fails_on_a_dangling_link_or_anchor() {
+    let path = root().join("docs/runbook.md");
+    let md = "# Title\nSee [x](missing.md), [y](#no-such-heading), [z](#title) and [w](incident.md).\n";
+    assert_eq!(
+        broken_links(&path, md),
+        vec![
+            "missing.md".to_owned(),
+            format!("#no-such-heading (no heading for #no-such-heading in {})", path.display())
+        ]
+    );
+}
