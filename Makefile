@@ -39,8 +39,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-bench: ## Criterion benchmarks; see BENCHMARKS.md
+bench: ## Benchmarks: criterion (per record, pipeline, latency floor), cold start, peak memory; see BENCHMARKS.md
 	cargo bench --bench pipeline
+	cargo build --release --bin order-confirmation
+	scripts/measure-startup target/release/order-confirmation
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -5,10 +5,13 @@
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use order_confirmation::error::BackendError;
-use order_confirmation::ledger::Ledger;
 use order_confirmation::ledger::sqlite::SqliteLedger;
+use order_confirmation::ledger::{
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, StuckOrder, Unconfirmed,
+};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::Order;
+use order_confirmation::order::OrderId;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::render::{Mail, render};
 use std::hint::black_box;
@@ -65,19 +68,7 @@ fn pipeline(c: &mut Criterion) {
         g.throughput(Throughput::Elements(size));
         g.bench_function(format!("batch_{size}"), |b| {
             b.iter_batched(
-                || {
-                    let mut e = SqsEvent::default();
-                    e.records = (0..size)
-                        .map(|_| {
-                            let id = next.fetch_add(1, Ordering::Relaxed);
-                            let mut m = SqsMessage::default();
-                            m.message_id = Some(format!("m-{id}"));
-                            m.body = Some(body(id));
-                            m
-                        })
-                        .collect();
-                    e
-                },
+                || event_of(&next, size),
                 |e| rt.block_on(p.handle(&e, tokio::time::Instant::now() + Duration::from_secs(60))),
                 BatchSize::SmallInput,
             )
@@ -86,5 +77,96 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode_render, pipeline);
+/// Adds a fixed round-trip time to every ledger call, like the Data API over the network.
+struct SlowLedger {
+    inner: Arc<SqliteLedger>,
+    rtt: Duration,
+}
+
+#[async_trait::async_trait]
+impl Ledger for SlowLedger {
+    async fn migrate(&self) -> Result<(), BackendError> {
+        self.inner.migrate().await
+    }
+    async fn claim(&self, o: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        tokio::time::sleep(self.rtt).await;
+        self.inner.claim(o, lease).await
+    }
+    async fn record(&self, r: &[Recording]) -> Result<Vec<bool>, BackendError> {
+        tokio::time::sleep(self.rtt).await;
+        self.inner.record(r).await
+    }
+    async fn stats(&self) -> Result<LedgerStats, BackendError> {
+        self.inner.stats().await
+    }
+    async fn order_state(&self, id: &OrderId) -> Result<Option<OrderState>, BackendError> {
+        self.inner.order_state(id).await
+    }
+    async fn stuck(&self, f: Duration, l: usize) -> Result<Vec<StuckOrder>, BackendError> {
+        self.inner.stuck(f, l).await
+    }
+    async fn abandon(&self, ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
+        self.inner.abandon(ids, reason).await
+    }
+    async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
+        self.inner.unconfirmed(grace).await
+    }
+}
+
+/// Adds a fixed round-trip time to every send, like SES over the network.
+struct SlowMailer(Duration);
+
+#[async_trait::async_trait]
+impl Mailer for SlowMailer {
+    async fn send(&self, order: &Order, _mail: &Mail) -> Result<String, BackendError> {
+        tokio::time::sleep(self.0).await;
+        Ok(order.order_id.to_string())
+    }
+}
+
+/// The latency floor (DESIGN §9): with 20 ms per round trip, a batch costs claim + one SES round
+/// (sends run in parallel) + record = 60 ms when the concurrency covers the batch.
+fn latency_floor(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteLedger::open(dir.path().join("floor.db")).unwrap());
+    rt.block_on(sqlite.migrate()).unwrap();
+    let rtt = Duration::from_millis(20);
+    let next = AtomicU64::new(1_000_000_000);
+    let mut g = c.benchmark_group("latency_floor_20ms_rtt");
+    g.sample_size(20);
+    for (size, concurrency) in [(10u64, 16usize), (100, 16), (100, 100)] {
+        let p = Pipeline::new(
+            Arc::new(SlowLedger { inner: sqlite.clone(), rtt }),
+            Arc::new(SlowMailer(rtt)),
+            None,
+            PipelineSettings { concurrency, ..PipelineSettings::default() },
+        );
+        g.throughput(Throughput::Elements(size));
+        g.bench_function(format!("batch_{size}_concurrency_{concurrency}"), |b| {
+            b.iter_batched(
+                || event_of(&next, size),
+                |e| rt.block_on(p.handle(&e, tokio::time::Instant::now() + Duration::from_secs(60))),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn event_of(next: &AtomicU64, size: u64) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = (0..size)
+        .map(|_| {
+            let id = next.fetch_add(1, Ordering::Relaxed);
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m-{id}"));
+            m.body = Some(body(id));
+            m
+        })
+        .collect();
+    e
+}
+
+criterion_group!(benches, decode_render, pipeline, latency_floor);
 criterion_main!(benches);
