@@ -26,40 +26,52 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `cargo lambda watch` on loopback (it binds every interface unless told). Killed on drop; the
-/// function it started then loses its runtime API and exits.
+/// `cargo lambda watch --only-lambda-apis` on loopback (it binds every interface unless told):
+/// the runtime API emulator, serving the binary this test run built (so nothing is compiled here).
+/// Both processes are killed on drop.
 struct Watch {
-    _child: tokio::process::Child,
+    _emulator: tokio::process::Child,
+    function: Option<tokio::process::Child>,
     port: u16,
-    _env_file: tempfile::NamedTempFile,
-    /// The emulator's and the function's output, shown when an assertion fails.
+    /// The function's output, shown when an assertion fails.
     log: tempfile::NamedTempFile,
 }
 
 impl Watch {
-    async fn start(env: &[(String, String)]) -> Self {
-        use std::io::Write;
-        let mut env_file = tempfile::NamedTempFile::new().unwrap();
-        for (k, v) in env {
-            writeln!(env_file, "{k}={v}").unwrap();
-        }
+    async fn start() -> Self {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
-        let child = tokio::process::Command::new("cargo")
+        let emulator = tokio::process::Command::new("cargo")
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1", "--invoke-port"])
+            .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1", "--invoke-port"])
             .arg(port.to_string())
-            .arg("--env-file")
-            .arg(env_file.path())
-            .args(["--timeout", "60", "--bin", "order-confirmation"])
             .env("PATH", path_with_venv())
             .env_remove("AWS_LAMBDA_RUNTIME_API")
-            .stdout(log.reopen().unwrap())
+            .stdout(std::process::Stdio::null())
             .stderr(log.reopen().unwrap())
             .kill_on_drop(true)
             .spawn()
             .expect("start cargo lambda watch");
-        Self { _child: child, port, _env_file: env_file, log }
+        wait_for(port).await;
+        Self { _emulator: emulator, function: None, port, log }
+    }
+
+    /// Starts the built binary against the emulator's runtime API, as Lambda starts `bootstrap`.
+    fn start_function(&mut self, env: &[(String, String)]) {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{}/.rt", self.port))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .stdout(self.log.reopen().unwrap())
+            .stderr(self.log.reopen().unwrap())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        self.function = Some(c.spawn().expect("start the function"));
     }
 
     fn log(&self) -> String {
@@ -68,15 +80,11 @@ impl Watch {
 
     /// `cargo lambda invoke --data-file`, returning its JSON output.
     async fn invoke(&self, event_file: &str) -> serde_json::Value {
-        self.try_invoke(event_file).await.unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    async fn try_invoke(&self, event_file: &str) -> Result<serde_json::Value, String> {
         let out = tokio::time::timeout(
-            Duration::from_secs(180),
+            Duration::from_secs(120),
             tokio::process::Command::new("cargo")
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["lambda", "invoke", "order-confirmation", "--invoke-address", "127.0.0.1", "--invoke-port"])
+                .args(["lambda", "invoke", "_", "--invoke-address", "127.0.0.1", "--invoke-port"])
                 .arg(self.port.to_string())
                 .args(["--data-file", event_file, "--output-format", "json"])
                 .env("PATH", path_with_venv())
@@ -86,8 +94,9 @@ impl Watch {
         .expect("cargo lambda invoke answered")
         .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(&stdout)
-            .map_err(|e| format!("invoke output is not JSON ({e}): {stdout} {}", String::from_utf8_lossy(&out.stderr)))
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("invoke output is not JSON ({e}): {stdout} {}\n{}", String::from_utf8_lossy(&out.stderr), self.log())
+        })
     }
 }
 
@@ -110,8 +119,8 @@ async fn the_function_serves_sqs_batches_and_the_schedule_through_the_runtime_ap
     // No SQS here: visibility changes fail, and must not change the batch response.
     env.push(("AWS_ENDPOINT_URL_SQS".into(), format!("http://127.0.0.1:{}", free_port())));
     env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
-    let watch = Watch::start(&env).await;
-    wait_for(watch.port).await;
+    let mut watch = Watch::start().await;
+    watch.start_function(&env);
 
     let response = watch.invoke("events/sqs-batch.json").await;
     assert_eq!(
@@ -140,21 +149,30 @@ async fn the_function_serves_sqs_batches_and_the_schedule_through_the_runtime_ap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_setting_fails_the_function_init_with_a_message_naming_it() {
-    let env = vec![("MAILER".to_owned(), "ses".to_owned())];
-    let watch = Watch::start(&env).await;
-    wait_for(watch.port).await;
-    // The emulator may answer the first invoke before it has the init error; ask again.
-    let mut response = serde_json::Value::Null;
-    for _ in 0..5 {
-        match watch.try_invoke("events/sqs-batch.json").await {
-            Ok(r) => {
-                response = r;
-                break;
-            }
-            Err(e) => eprintln!("retrying: {e}"),
-        }
-    }
+    let mut watch = Watch::start().await;
+    // The invocation waits for a runtime, as in Lambda; the function then fails its init.
+    let pending = {
+        let port = watch.port;
+        tokio::spawn(async move {
+            tokio::process::Command::new("cargo")
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["lambda", "invoke", "_", "--invoke-address", "127.0.0.1", "--invoke-port"])
+                .arg(port.to_string())
+                .args(["--data-file", "events/sqs-batch.json", "--output-format", "json"])
+                .env("PATH", path_with_venv())
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch.start_function(&[("MAILER".to_owned(), "ses".to_owned())]);
+    let out = tokio::time::timeout(Duration::from_secs(60), pending).await.expect("invoke answered").unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let response: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout} {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(response["errorType"], "Runtime.ConfigurationError", "{response}");
     let message = response["errorMessage"].as_str().unwrap();
     assert!(message.starts_with("configuration: LEDGER is not set"), "{message}");
+    assert!(watch.log().contains("configuration: LEDGER is not set"), "and it is logged");
 }
