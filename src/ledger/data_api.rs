@@ -132,6 +132,7 @@ impl DataApiLedger {
         Self { client, target }
     }
 
+    /// One `ExecuteStatement`: the result rows.
     async fn execute(
         &self,
         operation: &str,
@@ -139,8 +140,17 @@ impl DataApiLedger {
         params: Vec<SqlParameter>,
         transaction_id: Option<&str>,
     ) -> Result<Vec<Vec<Field>>, BackendError> {
-        let out = self
-            .client
+        Ok(self.execute_output(operation, sql, params, transaction_id).await?.records.unwrap_or_default())
+    }
+
+    async fn execute_output(
+        &self,
+        operation: &str,
+        sql: &str,
+        params: Vec<SqlParameter>,
+        transaction_id: Option<&str>,
+    ) -> Result<aws_sdk_rdsdata::operation::execute_statement::ExecuteStatementOutput, BackendError> {
+        self.client
             .execute_statement()
             .resource_arn(&self.target.cluster_arn)
             .secret_arn(&self.target.secret_arn)
@@ -150,8 +160,7 @@ impl DataApiLedger {
             .set_transaction_id(transaction_id.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| from_sdk(Service::DataApi, operation, &e))?;
-        Ok(out.records.unwrap_or_default())
+            .map_err(|e| from_sdk(Service::DataApi, operation, &e))
     }
 
     async fn in_transaction(&self, statements: &[String]) -> Result<(), BackendError> {
@@ -439,18 +448,8 @@ impl Ledger for DataApiLedger {
             return Ok(0);
         }
         let ids = serde_json::Value::from(order_ids.iter().map(|i| i.as_str()).collect::<Vec<_>>()).to_string();
-        let out = self
-            .client
-            .execute_statement()
-            .resource_arn(&self.target.cluster_arn)
-            .secret_arn(&self.target.secret_arn)
-            .database(&self.target.database)
-            .sql(ABANDON_SQL)
-            .parameters(text("ids", ids))
-            .parameters(text("reason", reason))
-            .send()
-            .await
-            .map_err(|e| from_sdk(Service::DataApi, "abandon", &e))?;
+        let out =
+            self.execute_output("abandon", ABANDON_SQL, vec![text("ids", ids), text("reason", reason)], None).await?;
         Ok(out.number_of_records_updated.max(0) as u64)
     }
 
