@@ -3,9 +3,15 @@
 //!
 //! - permanent (bad input, refused mail, conflict): 0 s, so it burns through `maxReceiveCount`
 //!   at once and reaches the DLQ on its fastest path;
-//! - deferred (no send slot, no time left): a short fixed delay with jitter;
+//! - deferred (no send slot, no time left): exponential from a short first delay, so a deferred
+//!   order comes back soon but does not burn through `maxReceiveCount` in seconds at peak;
 //! - transient (throttling, outages, in flight elsewhere): exponential in
-//!   `ApproximateReceiveCount` with jitter, capped.
+//!   `ApproximateReceiveCount` from a longer first delay, capped.
+//!
+//! Every receive counts towards `maxReceiveCount` (5 in the template), so the defaults are sized
+//! for it: transient failures keep retrying for about 7 minutes (15-30 s, 30-60 s, 1-2 min,
+//! 2-4 min) before the DLQ, deferrals for about a minute. Whatever still reaches a DLQ keeps its
+//! `failed` ledger row, and reconciliation re-sends it from the stored payload.
 //!
 //! The schedule is pure; [`VisibilityBackoff`] applies it with `ChangeMessageVisibilityBatch`. A
 //! failure to change visibility is logged and never alters the batch response: the message then
@@ -33,7 +39,7 @@ pub struct BackoffSettings {
 
 impl Default for BackoffSettings {
     fn default() -> Self {
-        Self { base: Duration::from_secs(2), cap: Duration::from_secs(900), deferred: Duration::from_secs(2) }
+        Self { base: Duration::from_secs(30), cap: Duration::from_secs(900), deferred: Duration::from_secs(5) }
     }
 }
 
@@ -43,15 +49,15 @@ impl Default for BackoffSettings {
 pub fn visibility_for(outcome: &RecordOutcome, receive_count: u32, s: &BackoffSettings, jitter: f64) -> Duration {
     let jitter = jitter.clamp(0.0, 1.0);
     let spread = |d: Duration| d.mul_f64(0.5 + 0.5 * jitter);
+    let exponential = |first: Duration| {
+        let exp = receive_count.saturating_sub(1).min(30);
+        first.saturating_mul(1u32 << exp).min(s.cap).min(MAX_VISIBILITY)
+    };
     match (outcome, outcome.failure_class()) {
         (_, None) => Duration::ZERO,
         (_, Some(ErrorClass::Permanent)) => Duration::ZERO,
-        (RecordOutcome::Deferred { .. }, _) => spread(s.deferred.mul_f64(2.0)),
-        (_, Some(_)) => {
-            let exp = receive_count.saturating_sub(1).min(30);
-            let d = s.base.saturating_mul(1u32 << exp).min(s.cap).min(MAX_VISIBILITY);
-            spread(d)
-        }
+        (RecordOutcome::Deferred { .. }, _) => spread(exponential(s.deferred.mul_f64(2.0))),
+        (_, Some(_)) => spread(exponential(s.base)),
     }
 }
 
@@ -180,10 +186,20 @@ mod tests {
     }
 
     #[test]
-    fn deferred_records_return_soon() {
+    fn deferred_records_return_soon_then_less_often() {
         let s = BackoffSettings::default();
-        let d = visibility_for(&RecordOutcome::Deferred { reason: "slot".into() }, 4, &s, 0.5);
-        assert_eq!(d, Duration::from_secs(3));
+        let deferred = RecordOutcome::Deferred { reason: "slot".into() };
+        let d: Vec<u64> = (1..=4).map(|n| visibility_for(&deferred, n, &s, 0.0).as_secs()).collect();
+        assert_eq!(d, vec![5, 10, 20, 40]);
+        assert!(visibility_for(&deferred, 1, &s, 0.0) < visibility_for(&transient(), 1, &s, 0.0));
+    }
+
+    #[test]
+    fn default_transient_retries_outlast_a_few_minutes_of_outage_before_the_dlq() {
+        let s = BackoffSettings::default();
+        // Receives 1-4 fail and are delayed; the 5th receive is the last before the DLQ.
+        let least: Duration = (1..=4).map(|n| visibility_for(&transient(), n, &s, 0.0)).sum();
+        assert_eq!(least, Duration::from_secs(15 + 30 + 60 + 120));
     }
 
     #[test]

@@ -90,13 +90,14 @@ pub struct Settings {
     /// Added to the invocation's remaining time to form an order's lease [default: 60]
     #[arg(long, env = "LEASE_SLACK_SECONDS", global = true)]
     pub lease_slack_seconds: Option<u64>,
-    /// First retry delay of a transiently failed message, doubled per receive [default: 2]
+    /// First retry delay of a transiently failed message, doubled per receive [default: 30]
     #[arg(long, env = "BACKOFF_BASE_SECONDS", global = true)]
     pub backoff_base_seconds: Option<u64>,
     /// Longest retry delay of a transiently failed message [default: 900]
     #[arg(long, env = "BACKOFF_CAP_SECONDS", global = true)]
     pub backoff_cap_seconds: Option<u64>,
-    /// Retry delay of a deferred message (no send slot or no time left) [default: 2]
+    /// First retry delay of a deferred message (no send slot or no time left), doubled per
+    /// receive [default: 5]
     #[arg(long, env = "DEFERRED_DELAY_SECONDS", global = true)]
     pub deferred_delay_seconds: Option<u64>,
     /// Reconciliation retries a `failed` order once it has not changed for this long [default: 600]
@@ -259,9 +260,9 @@ impl Settings {
             return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
         }
         let backoff = crate::backoff::BackoffSettings {
-            base: Duration::from_secs(self.backoff_base_seconds.unwrap_or(2)),
+            base: Duration::from_secs(self.backoff_base_seconds.unwrap_or(30)),
             cap: Duration::from_secs(self.backoff_cap_seconds.unwrap_or(900)),
-            deferred: Duration::from_secs(self.deferred_delay_seconds.unwrap_or(2)),
+            deferred: Duration::from_secs(self.deferred_delay_seconds.unwrap_or(5)),
         };
         if backoff.base.is_zero() || backoff.base > backoff.cap {
             return Err(err("BACKOFF_BASE_SECONDS", "must be at least 1 and at most BACKOFF_CAP_SECONDS"));

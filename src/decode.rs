@@ -103,6 +103,16 @@ pub fn decode(body: &str) -> Result<Decoded, Rejection> {
     Ok(Decoded { order, notes })
 }
 
+/// For a rejected body: its `order_id`, when it has a valid one, so support can find the
+/// rejection by order id (the logs carry it; the ledger never saw the order).
+pub fn salvage_order_id(body: &str) -> Option<OrderId> {
+    if body.len() > MAX_BODY_BYTES {
+        return None;
+    }
+    let value = serde_json::from_str::<Value>(body).ok().or_else(|| pylit::parse(body).ok())?;
+    value.get("order_id")?.as_str().and_then(|s| OrderId::parse(s).ok())
+}
+
 fn order_from_map(map: &Map<String, Value>, notes: &mut Vec<Note>) -> Result<Order, Rejection> {
     match map.get("schema_version") {
         None | Some(Value::Null) => {}
@@ -290,6 +300,15 @@ mod tests {
         assert_eq!(reject(&"[".repeat(10_000)), "body is nested too deeply to be an order");
         let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
         assert!(reject(&big).starts_with("body is 262155 bytes; the limit is 262144"));
+    }
+
+    #[test]
+    fn a_rejected_body_still_names_its_valid_order_id() {
+        assert_eq!(salvage_order_id(r#"{"order_id": "A-1", "customer_name": "x"}"#).unwrap().as_str(), "A-1");
+        assert_eq!(salvage_order_id("{'order_id': 'A-2'}").unwrap().as_str(), "A-2");
+        assert!(salvage_order_id(r#"{"order_id": "bad id"}"#).is_none());
+        assert!(salvage_order_id("[1]").is_none());
+        assert!(salvage_order_id("{").is_none());
     }
 
     #[test]

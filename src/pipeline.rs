@@ -278,7 +278,10 @@ impl Pipeline {
             let result = std::panic::catch_unwind(|| body.map(decode::decode));
             let d = match result {
                 Ok(None) => Decoded::Done(RecordOutcome::Rejected { reason: "record has no body".to_owned() }),
-                Ok(Some(Err(rejection))) => Decoded::Done(rejected(&rejection)),
+                Ok(Some(Err(rejection))) => {
+                    reports[i].order_id = body.and_then(decode::salvage_order_id).map(|id| id.to_string());
+                    Decoded::Done(rejected(&rejection))
+                }
                 Ok(Some(Ok(ok))) => {
                     reports[i].order_id = Some(ok.order.order_id.to_string());
                     reports[i].priority = Some(ok.order.priority);
@@ -534,7 +537,18 @@ fn log_record(r: &RecordReport) {
             "mail sent but not recorded in the ledger; it may be mailed again"
         );
     }
-    if r.outcome.is_success() {
+    if let RecordOutcome::Sent { provider_message_id } = &r.outcome {
+        tracing::info!(
+            message_id,
+            order_id,
+            priority,
+            outcome,
+            receive_count,
+            notes,
+            provider_message_id,
+            "record done"
+        );
+    } else if r.outcome.is_success() {
         tracing::info!(message_id, order_id, priority, outcome, receive_count, notes, "record done");
     } else {
         tracing::warn!(message_id, order_id, priority, outcome, receive_count, reason, notes, "record failed");
