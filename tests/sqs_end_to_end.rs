@@ -102,6 +102,31 @@ async fn a_mixed_load_on_two_queues_is_mailed_once_each_and_only_the_invalid_rea
     assert_eq!(summary["received"], 15 + 3 + 5 * 5, "{summary}");
     assert_eq!(summary["deleted"], 18, "{summary}");
 
+    // `stats --json` agrees exactly with the ledger and the queues.
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    c.args(["stats", "--json"])
+        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
+        .env("QUEUE_URLS", format!("{},{}", high.url, normal.url));
+    for (k, v) in s.env() {
+        c.env(k, v);
+    }
+    let out = c.output().await.unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("{}", serde_json::to_string_pretty(&stats).unwrap());
+    let p =
+        |name: &str| stats["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == name).unwrap().clone();
+    assert_eq!(p("high")["by_status"]["sent"], 5);
+    assert_eq!(p("normal")["by_status"]["sent"], 10);
+    assert_eq!(p("high")["pending"], 0);
+    assert_eq!(p("normal")["pending"], 0);
+    assert_eq!(p("normal")["sent_last_hour"], 10);
+    let queues = stats["queues"].as_array().unwrap();
+    assert_eq!(queues[0]["visible"], 0);
+    assert_eq!(queues[0]["in_flight"], 0);
+    assert_eq!(queues[0]["dlq_visible"], 2, "the two invalid high-priority messages");
+    assert_eq!(queues[1]["dlq_visible"], 3, "the three invalid normal messages");
+    assert_eq!(queues[1]["dlq_url"], normal.dlq_url.as_str());
+
     let mut dlq_high = moto.drain_view(&high.dlq_url).await;
     let mut dlq_normal = moto.drain_view(&normal.dlq_url).await;
     dlq_high.sort();
@@ -146,30 +171,6 @@ async fn a_mixed_load_on_two_queues_is_mailed_once_each_and_only_the_invalid_rea
     }
     assert_eq!(sent_by_priority.get("high"), Some(&5));
     assert_eq!(sent_by_priority.get("normal"), Some(&10));
-
-    // `stats --json` agrees exactly with the ledger and the queues.
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
-    c.args(["stats", "--json"])
-        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
-        .env("QUEUE_URLS", format!("{},{}", high.url, normal.url));
-    for (k, v) in s.env() {
-        c.env(k, v);
-    }
-    let out = c.output().await.unwrap();
-    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    println!("{}", serde_json::to_string_pretty(&stats).unwrap());
-    let p =
-        |name: &str| stats["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == name).unwrap().clone();
-    assert_eq!(p("high")["by_status"]["sent"], 5);
-    assert_eq!(p("normal")["by_status"]["sent"], 10);
-    assert_eq!(p("high")["pending"], 0);
-    assert_eq!(p("normal")["pending"], 0);
-    assert_eq!(p("normal")["sent_last_hour"], 10);
-    let queues = stats["queues"].as_array().unwrap();
-    assert_eq!(queues[0]["visible"], 0);
-    assert_eq!(queues[0]["in_flight"], 0);
-    assert_eq!(queues[0]["dlq_visible"], 0, "drain_view holds them invisible for 60 s");
-    assert_eq!(queues[1]["dlq_url"], normal.dlq_url.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
