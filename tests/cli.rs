@@ -162,3 +162,22 @@ fn migrate_creates_the_ledger() {
     assert!(out.status.success(), "{stderr}");
     assert!(dir.path().join("ledger.db").exists());
 }
+
+#[test]
+fn stats_watch_refreshes_until_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    let child = bin(dir.path())
+        .args(["stats", "--watch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "Ctrl-C ends the watch cleanly");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("priority     sent").count() >= 2, "refreshed at least once: {text}");
+}

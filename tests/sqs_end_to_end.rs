@@ -360,3 +360,42 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing(
     assert_eq!(possible_duplicates, 1, "the duplicate is counted");
     assert_eq!(moto.depth(&q.url).await, (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_worker_finish_the_batch_in_hand_then_exit() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let q = moto.queue_pair("graceful", 5, 30).await;
+    moto.send(&q.url, &order_body("G-1", "normal")).await;
+    // A slow SES answer keeps the batch in hand while the signal arrives.
+    s.ses_proxy.add(Rule::always(Action::Hold(Duration::from_secs(2))));
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    c.args(["consume", "--wait-seconds", "1"])
+        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
+        .env("QUEUE_URLS", &q.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in s.env() {
+        c.env(k, v);
+    }
+    let child = c.spawn().unwrap();
+    let pid = child.id().unwrap();
+    for _ in 0..200 {
+        if s.mails_to("g-1@example.com").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(s.mails_to("g-1@example.com").await, 1, "SES accepted the mail; its answer is held");
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exits").unwrap();
+    assert!(out.status.success(), "clean exit after SIGTERM");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((summary["batches"].as_u64(), summary["deleted"].as_u64()), (Some(1), Some(1)), "{summary}");
+    let st = s.ledger().await.order_state(&OrderId::parse("G-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.status, "sent", "the batch in hand was recorded before exiting");
+    assert_eq!(moto.depth(&q.url).await, (0, 0), "and acknowledged");
+}
