@@ -17,12 +17,26 @@
 //!   reads the legacy Python-literal format through the data-only grammar in [`pylit`]).
 //! - [`render`] produces the subject, text and HTML parts from `templates/` (pure).
 //! - [`ledger`] is the idempotency store and order state: [`ledger::Ledger`] with a SQLite
-//!   implementation for local runs.
-//! - [`mailer`] delivers: [`mailer::Mailer`] with an `.eml` outbox for local runs.
+//!   implementation for local runs and a Data API implementation (Aurora PostgreSQL) for
+//!   production; one contract test suite runs against both.
+//! - [`mailer`] delivers: [`mailer::Mailer`] with an `.eml` outbox for local runs and SES v2.
 //! - [`pipeline`] runs the steps and builds the batch response; [`error`] classifies failures
 //!   once (transient, permanent, fatal); [`rate`] keeps a send-rate reserve for high priority.
-//! - [`config`], [`app`], [`cli`] and [`logging`] are the edges: settings, wiring, the command
-//!   line and log set-up. The binary in `src/bin/` only calls into them.
+//!
+//! ## Around the batch
+//!
+//! - [`backoff`] sets each failed record's visibility timeout (0 s for permanent failures,
+//!   exponential with jitter for transient ones).
+//! - [`reconcile`] re-sends orders stuck in `sending` or `failed` from their stored payload, and
+//!   publishes the numbers the `UnconfirmedOrders` alarm watches.
+//! - [`consume`] is the long-poll worker with the event source mapping's semantics (tests, hosts).
+//! - [`metrics`] writes CloudWatch EMF lines; [`queues`] reads queue and DLQ depths for `stats`.
+//!
+//! ## Edges
+//!
+//! [`config`], [`aws`], [`app`], [`lambda`], [`cli`] and [`logging`]: settings, SDK clients,
+//! wiring, the Lambda entry, the command line and log set-up. The binary in `src/bin/` only calls
+//! into them.
 
 pub mod app;
 pub mod aws;
