@@ -111,6 +111,9 @@ impl Ledger for SlowLedger {
     async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
         self.inner.unconfirmed(grace).await
     }
+    async fn release(&self, id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
+        self.inner.release(id).await
+    }
 }
 
 /// Adds a fixed round-trip time to every send, like SES over the network.

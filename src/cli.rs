@@ -47,6 +47,11 @@ pub enum Command {
     Reconcile,
     /// Show one order's confirmation state (no personal data).
     Status(StatusArgs),
+    /// Retry one order that reconciliation abandoned or SES rejected, once its cause is fixed.
+    ///
+    /// The order is released (status `failed`, attempts reset) and re-sent at once from its
+    /// stored payload through the normal claim, send and record path. Prints the outcome.
+    Retry(RetryArgs),
     /// Apply the ledger's schema migrations.
     Migrate,
     /// Print the effective configuration (secrets masked) and exit.
@@ -68,6 +73,12 @@ pub struct StatsArgs {
     /// Refresh every this many seconds until interrupted.
     #[arg(long, value_name = "SECONDS")]
     pub watch: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetryArgs {
+    /// The order id, as sent by checkout.
+    pub order_id: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -183,6 +194,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let summary = crate::consume::run(&pipeline, &sqs, &backoff, &options, shutdown_signal()).await?;
             println!("{}", serde_json::to_string(&summary)?);
             Ok(0)
+        }
+        Command::Retry(args) => {
+            let id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let pipeline = app::build_pipeline(&config).await?;
+            let Some(order) = pipeline.ledger().release(&id).await.context("releasing the order")? else {
+                eprintln!("order {id} is not abandoned or rejected; `status {id}` shows its state");
+                return Ok(3);
+            };
+            eprintln!("released {id} for retry; re-sending it now");
+            let report =
+                crate::reconcile::resend(&pipeline, &[order], Instant::now() + config.invocation_timeout).await;
+            crate::metrics::record_batch(&report);
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
+            let outcome = &report.records[0].outcome;
+            println!("{}", serde_json::to_string(outcome)?);
+            Ok(if outcome.is_success() { 0 } else { 1 })
         }
         Command::Reconcile => {
             let pipeline = app::build_pipeline(&config).await?;

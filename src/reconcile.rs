@@ -55,6 +55,11 @@ pub struct ReconcileReport {
     pub batch: Option<BatchReport>,
 }
 
+/// Re-sends orders from their stored payloads through the queue path (claim, send, record).
+pub async fn resend(pipeline: &Pipeline, orders: &[StuckOrder], deadline: Instant) -> BatchReport {
+    pipeline.handle(&as_event(orders), deadline).await
+}
+
 /// One synthetic queue record per stuck order, so the re-send takes exactly the queue path.
 fn as_event(orders: &[StuckOrder]) -> SqsEvent {
     let mut event = SqsEvent::default();
@@ -95,7 +100,7 @@ pub async fn reconcile(
         n
     };
 
-    let batch = if retry.is_empty() { None } else { Some(pipeline.handle(&as_event(&retry), deadline).await) };
+    let batch = if retry.is_empty() { None } else { Some(resend(pipeline, &retry, deadline).await) };
     let (resent, still_failing) = batch.as_ref().map_or((0, 0), |b| {
         let sent =
             b.records.iter().filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Sent { .. })).count();

@@ -209,6 +209,25 @@ pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: A
     assert_eq!(l.unconfirmed(Duration::from_secs(3600)).await.unwrap().count, 0);
 }
 
+pub async fn only_abandoned_or_rejected_orders_are_released_for_retry(l: Arc<dyn Ledger>) {
+    let c = l.claim(&[req("RL1", "h", Priority::High), req("RL2", "h", Priority::Normal)], LEASE).await.unwrap();
+    l.record(&[
+        rec("RL1", token(&c[0]), Outcome::Rejected { reason: "MessageRejected: bad address".into() }),
+        rec("RL2", token(&c[1]), Outcome::Sent { message_id: "m".into() }),
+    ])
+    .await
+    .unwrap();
+    assert!(l.release(&OrderId::parse("RL2").unwrap()).await.unwrap().is_none(), "a sent order is never released");
+    assert!(l.release(&OrderId::parse("nope").unwrap()).await.unwrap().is_none());
+    let released = l.release(&OrderId::parse("RL1").unwrap()).await.unwrap().expect("released");
+    assert_eq!((released.order_id.as_str(), released.status.as_str(), released.attempts), ("RL1", status::FAILED, 0));
+    let payload: serde_json::Value = serde_json::from_str(&released.payload).unwrap();
+    assert_eq!(payload, serde_json::json!({"order_id": "RL1"}));
+    let st = l.order_state(&OrderId::parse("RL1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.last_error.as_deref(), Some("released for retry (was rejected: MessageRejected: bad address)"));
+    assert!(matches!(l.claim(&[req("RL1", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Claimed { .. }));
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn Ledger>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -229,6 +248,7 @@ macro_rules! ledger_contract_tests {
             stats_count_by_priority_and_status,
             unknown_order_has_no_state,
             expired_leases_and_old_failures_are_stuck_and_can_be_abandoned,
+            only_abandoned_or_rejected_orders_are_released_for_retry,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {

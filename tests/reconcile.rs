@@ -101,6 +101,50 @@ async fn orders_past_the_attempt_bound_are_abandoned_and_stay_unconfirmed_for_th
 }
 
 #[test]
+fn the_retry_command_re_sends_an_abandoned_order_once_its_cause_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("l.db");
+    let bin = env!("CARGO_BIN_EXE_order-confirmation");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .env("LEDGER", format!("sqlite:{}", db.display()))
+            .env("MAILER", format!("outbox:{}", dir.path().join("o").display()))
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["invoke"]);
+    assert!(out.status.success());
+    // Make ORD-1001 abandoned, as reconciliation would after its attempt bound.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE order_confirmations SET status = 'abandoned', last_error = 'gave up' WHERE order_id = 'ORD-1001'",
+        [],
+    )
+    .unwrap();
+    let out = run(&["retry", "ORD-1001"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["outcome"], "sent");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("released ORD-1001 for retry"));
+    let status: String =
+        conn.query_row("SELECT status FROM order_confirmations WHERE order_id = 'ORD-1001'", [], |r| r.get(0)).unwrap();
+    assert_eq!(status, "sent");
+    let mails = std::fs::read_dir(dir.path().join("o"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("-ORD-1001-"))
+        .count();
+    assert_eq!(mails, 2, "mailed again on purpose: the operator asked for it");
+
+    let out = run(&["retry", "ORD-1002"]);
+    assert_eq!(out.status.code(), Some(3), "a sent order is not retried");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not abandoned or rejected"));
+}
+
+#[test]
 fn the_reconcile_command_prints_its_report_and_the_alarm_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_order-confirmation");

@@ -106,6 +106,12 @@ FROM order_confirmations
 WHERE status IN ('sending', 'failed', 'abandoned')
   AND first_seen_at <= now() - make_interval(secs => CAST(:grace_ms AS double precision) / 1000)";
 
+const RELEASE_SQL: &str = "\
+UPDATE order_confirmations SET status = 'failed', attempts = 0,
+    last_error = 'released for retry (was ' || status || ': ' || COALESCE(last_error, '') || ')', updated_at = now()
+WHERE order_id = :order_id AND status IN ('abandoned', 'rejected')
+RETURNING order_id, status, attempts, CAST(payload AS text)";
+
 const ORDER_STATE_SQL: &str = "\
 SELECT order_id, status, priority, attempts, last_error, ses_message_id,
     CAST(EXTRACT(EPOCH FROM first_seen_at) * 1000 AS bigint),
@@ -462,6 +468,20 @@ impl Ledger for DataApiLedger {
             count: field_i64(row.first()).unwrap_or(0).max(0) as u64,
             oldest_seconds: field_f64(row.get(1)).unwrap_or(0.0),
         })
+    }
+
+    async fn release(&self, order_id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
+        let rows = self.execute("release", RELEASE_SQL, vec![text("order_id", order_id.as_str())], None).await?;
+        rows.first()
+            .map(|row| {
+                Ok(StuckOrder {
+                    order_id: field_str(row.first()).ok_or_else(|| shape_error("release"))?,
+                    status: field_str(row.get(1)).ok_or_else(|| shape_error("release"))?,
+                    attempts: field_i64(row.get(2)).unwrap_or(0),
+                    payload: field_str(row.get(3)).ok_or_else(|| shape_error("release"))?,
+                })
+            })
+            .transpose()
     }
 }
 

@@ -190,6 +190,11 @@ pub trait Ledger: Send + Sync {
     /// Returns how many were marked.
     async fn abandon(&self, order_ids: &[OrderId], reason: &str) -> Result<u64, BackendError>;
 
+    /// An operator's retry of an order automation gave up on (`abandoned`) or SES refused
+    /// (`rejected`): the row becomes `failed` with its attempts reset, and is returned with its
+    /// stored payload so it can be re-sent. `None` when the order is not in one of those states.
+    async fn release(&self, order_id: &OrderId) -> Result<Option<StuckOrder>, BackendError>;
+
     /// Orders first seen more than `grace` ago and still not confirmed (`sending`, `failed`,
     /// `abandoned`).
     async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError>;

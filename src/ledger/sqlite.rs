@@ -336,4 +336,21 @@ impl Ledger for SqliteLedger {
         })
         .await
     }
+
+    async fn release(&self, order_id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
+        let id = order_id.as_str().to_owned();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "UPDATE order_confirmations SET status = 'failed', attempts = 0, \
+                 last_error = 'released for retry (was ' || status || ': ' || COALESCE(last_error, '') || ')', \
+                 updated_at = ?2 WHERE order_id = ?1 AND status IN ('abandoned', 'rejected') \
+                 RETURNING order_id, status, attempts, payload",
+                params![id, now_ms()],
+                |r| Ok(StuckOrder { order_id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, payload: r.get(3)? }),
+            )
+            .optional()
+            .map_err(sql_error)
+        })
+        .await
+    }
 }

@@ -188,4 +188,7 @@ impl Ledger for RecordFailsLedger {
     async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
         self.0.unconfirmed(grace).await
     }
+    async fn release(&self, id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
+        self.0.release(id).await
+    }
 }
