@@ -37,10 +37,6 @@ impl SendRateLimiter {
         }
     }
 
-    pub fn rate_per_sec(&self) -> f64 {
-        self.rate_per_sec
-    }
-
     /// Takes one send slot for `priority`, waiting at most until `give_up_at`. Returns false when
     /// no slot could be had in time; the caller defers the order.
     pub async fn acquire(&self, priority: Priority, give_up_at: Instant) -> bool {

@@ -10,7 +10,7 @@ use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -23,7 +23,6 @@ const MIGRATIONS: &[(&str, &str)] = &[
 ];
 
 pub struct SqliteLedger {
-    path: PathBuf,
     conn: Arc<Mutex<Connection>>,
 }
 
@@ -41,11 +40,7 @@ impl SqliteLedger {
         // processes (two `invoke`s at once) wait instead of failing.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_error)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sql_error)?;
-        Ok(Self { path, conn: Arc::new(Mutex::new(conn)) })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     async fn with_conn<T: Send + 'static>(
