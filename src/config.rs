@@ -172,12 +172,12 @@ mod secs {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {setting} {problem}")]
 pub struct ConfigError {
-    pub setting: &'static str,
+    pub setting: String,
     pub problem: String,
 }
 
 fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { setting, problem: problem.into() }
+    ConfigError { setting: setting.to_owned(), problem: problem.into() }
 }
 
 fn required(setting: &'static str, value: &Option<String>, why: &str) -> Result<String, ConfigError> {
@@ -188,15 +188,26 @@ fn required(setting: &'static str, value: &Option<String>, why: &str) -> Result<
 }
 
 impl Settings {
-    /// Settings from the environment alone (the Lambda entry has no flags).
-    pub fn from_env() -> Self {
+    /// Settings from the environment alone (the Lambda entry has no flags). A value that does not
+    /// parse (`SES_MAX_SEND_RATE=fast`) is an error naming the variable, never a silent default.
+    pub fn from_env() -> Result<Self, ConfigError> {
         #[derive(clap::Parser)]
         struct EnvOnly {
             #[command(flatten)]
             settings: Settings,
         }
         use clap::Parser;
-        EnvOnly::try_parse_from(["order-confirmation"]).map(|e| e.settings).unwrap_or_default()
+        EnvOnly::try_parse_from(["order-confirmation"]).map(|e| e.settings).map_err(|e| {
+            // clap names the flag and its value name ("invalid value 'fast' for
+            // '--ses-max-send-rate <SES_MAX_SEND_RATE>'"); every value name here is the variable's.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+            let setting = first
+                .split_once('<')
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map_or_else(|| "environment".to_owned(), |(name, _)| name.to_owned());
+            ConfigError { setting, problem: format!("has a value that does not parse: {first}") }
+        })
     }
 
     pub fn validate(&self, mode: Mode) -> Result<Config, ConfigError> {

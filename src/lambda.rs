@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 /// Starts the runtime loop. Returns only on a start-up error or when the runtime API goes away.
 pub async fn run() -> Result<(), Error> {
-    let config = match Settings::from_env().validate(Mode::Lambda) {
+    let config = match Settings::from_env().and_then(|s| s.validate(Mode::Lambda)) {
         Ok(c) => c,
         Err(e) => return Err(init_failed(e.to_string()).await),
     };

@@ -49,3 +49,10 @@ fn ses_without_sender_stops_start_up_and_names_it() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("SENDER_ADDRESS is not set"), "{stderr}");
 }
+
+#[test]
+fn a_value_that_does_not_parse_stops_start_up_and_names_the_variable() {
+    let (code, stderr) = lambda(&[("LEDGER", "data-api"), ("MAILER", "ses"), ("SES_MAX_SEND_RATE", "fast")]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("configuration: SES_MAX_SEND_RATE has a value that does not parse"), "{stderr}");
+}
