@@ -69,6 +69,13 @@ impl fmt::Display for Note {
     }
 }
 
+/// Reports carry notes as their human text.
+impl serde::Serialize for Note {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
     pub order: Order,

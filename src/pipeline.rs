@@ -121,7 +121,7 @@ pub struct RecordReport {
     pub outcome: RecordOutcome,
     /// Decode notes: legacy format, dropped vendor fields or details.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
     /// The order's mail was accepted but the ledger could not record it (at-least-once case).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unrecorded_send: bool,
@@ -215,12 +215,10 @@ impl BatchReport {
                 c.possible_duplicate += 1;
             }
             for n in &r.notes {
-                if n.starts_with("vendor field") {
-                    c.vendor_field_invalid += 1;
-                } else if n.starts_with("order detail") {
-                    c.order_detail_invalid += 1;
-                } else {
-                    c.legacy_payload_format += 1;
+                match n {
+                    Note::VendorFieldInvalid { .. } => c.vendor_field_invalid += 1,
+                    Note::OrderDetailInvalid { .. } => c.order_detail_invalid += 1,
+                    Note::LegacyPayloadFormat => c.legacy_payload_format += 1,
                 }
             }
         }
@@ -285,7 +283,7 @@ impl Pipeline {
                 Ok(Some(Ok(ok))) => {
                     reports[i].order_id = Some(ok.order.order_id.to_string());
                     reports[i].priority = Some(ok.order.priority);
-                    reports[i].notes = ok.notes.iter().map(Note::to_string).collect();
+                    reports[i].notes = ok.notes;
                     let sha = ok.order.payload_sha256();
                     Decoded::Order { order: Box::new(ok.order), sha }
                 }
@@ -297,25 +295,22 @@ impl Pipeline {
         }
 
         // A repeated order_id shares the first record's fate, or is a conflict if its payload
-        // differs. `unique` holds the index of each first occurrence.
-        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        // differs. `unique` holds each first occurrence: record index, order, payload hash.
+        let mut first_of: HashMap<&str, (usize, &str)> = HashMap::new();
         let mut same_as: Vec<Option<usize>> = vec![None; records.len()];
-        let mut unique: Vec<usize> = Vec::new();
+        let mut unique: Vec<(usize, &Order, &str)> = Vec::new();
         for (i, d) in decoded.iter().enumerate() {
-            if let Decoded::Order { order, sha } = d {
-                match first_of.get(order.order_id.as_str()) {
-                    None => {
-                        first_of.insert(order.order_id.as_str(), i);
-                        unique.push(i);
+            let Decoded::Order { order, sha } = d else { continue };
+            match first_of.get(order.order_id.as_str()) {
+                None => {
+                    first_of.insert(order.order_id.as_str(), (i, sha));
+                    unique.push((i, order, sha));
+                }
+                Some(&(first, first_sha)) if first_sha == sha => same_as[i] = Some(first),
+                Some(_) => {
+                    reports[i].outcome = RecordOutcome::Conflict {
+                        reason: "order_id repeated in this batch with a different payload".to_owned(),
                     }
-                    Some(&first) => match &decoded[first] {
-                        Decoded::Order { sha: first_sha, .. } if first_sha == sha => same_as[i] = Some(first),
-                        _ => {
-                            reports[i].outcome = RecordOutcome::Conflict {
-                                reason: "order_id repeated in this batch with a different payload".to_owned(),
-                            }
-                        }
-                    },
                 }
             }
         }
@@ -323,28 +318,25 @@ impl Pipeline {
         // 2. Claim every unique valid order in one ledger call.
         let requests: Vec<ClaimRequest> = unique
             .iter()
-            .filter_map(|&i| match &decoded[i] {
-                Decoded::Order { order, sha } => Some(ClaimRequest {
-                    order_id: order.order_id.clone(),
-                    payload_sha256: sha.clone(),
-                    priority: order.priority,
-                    payload: order.canonical_json(),
-                }),
-                Decoded::Done(_) => None,
+            .map(|&(_, order, sha)| ClaimRequest {
+                order_id: order.order_id.clone(),
+                payload_sha256: sha.to_owned(),
+                priority: order.priority,
+                payload: order.canonical_json(),
             })
             .collect();
         let remaining = deadline.saturating_duration_since(Instant::now());
         let lease = remaining + self.settings.lease_slack;
         let claims = if requests.is_empty() { Ok(Vec::new()) } else { self.ledger.claim(&requests, lease).await };
 
-        let mut to_send: Vec<(usize, uuid::Uuid)> = Vec::new();
+        let mut to_send: Vec<(usize, &Order, uuid::Uuid)> = Vec::new();
         match claims {
             Ok(claims) if claims.len() == unique.len() => {
-                for (&i, claim) in unique.iter().zip(claims) {
+                for (&(i, order, _), claim) in unique.iter().zip(claims) {
                     reports[i].outcome = match claim {
                         Claim::Claimed { token, after_expired_lease } => {
                             reports[i].after_expired_lease = after_expired_lease;
-                            to_send.push((i, token));
+                            to_send.push((i, order, token));
                             continue;
                         }
                         Claim::AlreadySent => RecordOutcome::AlreadySent,
@@ -358,40 +350,33 @@ impl Pipeline {
             }
             Ok(claims) => {
                 let reason = format!("ledger answered {} claims for {} orders", claims.len(), unique.len());
-                for &i in &unique {
+                for &(i, _, _) in &unique {
                     reports[i].outcome = RecordOutcome::Transient { reason: reason.clone() };
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, orders = unique.len(), "claim failed; the batch will be retried");
-                for &i in &unique {
+                for &(i, _, _) in &unique {
                     reports[i].outcome = RecordOutcome::Transient { reason: format!("claim failed: {e}") };
                 }
             }
         }
 
         // 3. Send: high priority first (stable within a priority), bounded concurrency.
-        to_send.sort_by_key(|&(i, _)| reports[i].priority);
+        to_send.sort_by_key(|&(_, order, _)| order.priority);
         // The margin never takes more than a third of the time this invocation had: with a short
         // function timeout (Lambda's default is 3 s) a fixed 5 s margin would defer every order.
         let margin = self.settings.safety_margin.min(remaining / 3);
         let stop_sending_at = deadline.checked_sub(margin).unwrap_or_else(Instant::now);
         let fatal = AtomicBool::new(false);
-        let sends = futures::stream::iter(to_send.iter().map(|&(i, token)| {
-            let order = match &decoded[i] {
-                Decoded::Order { order, .. } => Some(order.as_ref()),
-                Decoded::Done(_) => None,
-            };
+        let sends = futures::stream::iter(to_send.iter().map(|&(i, order, token)| {
             let fatal = &fatal;
             async move {
-                let Some(order) = order else {
-                    return (i, token, Outcome::Failed { error: "internal: claimed record has no order".to_owned() });
-                };
                 let attempt = AssertUnwindSafe(self.send_one(order, stop_sending_at, fatal)).catch_unwind().await;
                 let outcome = attempt.unwrap_or_else(|panic| Outcome::Failed {
                     error: format!("panic while sending: {}", panic_text(&panic)),
                 });
-                (i, token, outcome)
+                (i, Recording { order_id: order.order_id.clone(), token, outcome })
             }
         }))
         .buffered(self.settings.concurrency.max(1))
@@ -399,26 +384,18 @@ impl Pipeline {
         .await;
 
         // 4. Record every outcome in one ledger call, fenced by claim token.
-        let recordings: Vec<Recording> = sends
-            .iter()
-            .filter_map(|(i, token, outcome)| match &decoded[*i] {
-                Decoded::Order { order, .. } => {
-                    Some(Recording { order_id: order.order_id.clone(), token: *token, outcome: outcome.clone() })
-                }
-                Decoded::Done(_) => None,
-            })
-            .collect();
+        let (sent_records, recordings): (Vec<usize>, Vec<Recording>) = sends.into_iter().unzip();
         let applied = if recordings.is_empty() { Ok(Vec::new()) } else { self.ledger.record(&recordings).await };
         let applied: Vec<bool> = match applied {
-            Ok(a) if a.len() == sends.len() => a,
+            Ok(a) if a.len() == recordings.len() => a,
             Ok(_) | Err(_) => {
                 if let Err(e) = &applied {
                     tracing::error!(error = %e, "recording outcomes failed; sent orders may be mailed again later");
                 }
-                vec![false; sends.len()]
+                vec![false; recordings.len()]
             }
         };
-        for ((i, _, outcome), applied) in sends.iter().zip(applied) {
+        for ((i, Recording { outcome, .. }), applied) in sent_records.iter().zip(&recordings).zip(applied) {
             reports[*i].outcome = match outcome {
                 Outcome::Sent { message_id } => {
                     // The mail went out: acknowledge it even if the record was lost, and count
@@ -436,9 +413,9 @@ impl Pipeline {
         }
 
         // Duplicates inside the batch take their first record's outcome; decode results last.
-        for (i, d) in decoded.into_iter().enumerate() {
+        for (i, d) in decoded.iter().enumerate() {
             if let Decoded::Done(outcome) = d {
-                reports[i].outcome = outcome;
+                reports[i].outcome = outcome.clone();
             }
         }
         for i in 0..reports.len() {
@@ -526,7 +503,7 @@ fn log_record(r: &RecordReport) {
     let priority = r.priority.map_or("-", Priority::as_str);
     let outcome = r.outcome.name();
     let reason = r.outcome.reason().unwrap_or("");
-    let notes = r.notes.join("; ");
+    let notes = r.notes.iter().map(Note::to_string).collect::<Vec<_>>().join("; ");
     let receive_count = r.receive_count;
     if r.unrecorded_send {
         tracing::error!(

@@ -6,8 +6,8 @@
 //! Data API transaction is needed on the hot path.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Recording, StuckOrder, Unconfirmed, priority_stats,
-    status,
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, Recording, StuckOrder, Unconfirmed,
+    priority_stats, status,
 };
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
@@ -395,15 +395,9 @@ impl Ledger for DataApiLedger {
             }
             let times = times_rows.iter().find(|row| field_str(row.first()).as_deref() == Some(p.as_str()));
             let get = |i: usize| times.and_then(|row| field_f64(row.get(i)));
-            let ttc: Vec<f64> = [get(3), get(4), get(5)].into_iter().flatten().collect();
-            let mut s = priority_stats(p, &counts, get(1), get(2).unwrap_or(0.0) as u64, &[]);
-            // The database computed the percentiles; take them as they are.
-            if ttc.len() == 3 {
-                s.time_to_confirm_seconds.p50 = Some(ttc[0]);
-                s.time_to_confirm_seconds.p95 = Some(ttc[1]);
-                s.time_to_confirm_seconds.p99 = Some(ttc[2]);
-            }
-            priorities.push(s);
+            // PostgreSQL computed the percentiles (percentile_disc: the same nearest rank).
+            let ttc = Percentiles { p50: get(3), p95: get(4), p99: get(5) };
+            priorities.push(priority_stats(p, &counts, get(1), get(2).unwrap_or(0.0) as u64, ttc));
         }
         Ok(LedgerStats { priorities })
     }

@@ -206,7 +206,7 @@ pub(crate) fn priority_stats(
     counts: &BTreeMap<String, u64>,
     oldest_unsent_age_seconds: Option<f64>,
     sent_last_hour: u64,
-    sorted_ttc: &[f64],
+    time_to_confirm_seconds: Percentiles,
 ) -> PriorityStats {
     let by_status: BTreeMap<String, u64> =
         status::ALL.iter().map(|s| ((*s).to_owned(), counts.get(*s).copied().unwrap_or(0))).collect();
@@ -216,7 +216,7 @@ pub(crate) fn priority_stats(
         by_status,
         oldest_unsent_age_seconds,
         sent_last_hour,
-        time_to_confirm_seconds: Percentiles::from_sorted(sorted_ttc),
+        time_to_confirm_seconds,
     }
 }
 

@@ -3,8 +3,8 @@
 //! atomicity the PostgreSQL statement has. Blocking calls run on tokio's blocking pool.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Recording, StuckOrder, Unconfirmed, priority_stats,
-    status,
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, Recording, StuckOrder, Unconfirmed,
+    priority_stats, status,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -238,7 +238,8 @@ impl Ledger for SqliteLedger {
                     .collect::<Result<_, _>>()
                     .map_err(sql_error)?;
                 let oldest_age = oldest.map(|t| (now - t) as f64 / 1000.0);
-                priorities.push(priority_stats(p, &counts, oldest_age, sent_last_hour as u64, &ttc));
+                let ttc = Percentiles::from_sorted(&ttc);
+                priorities.push(priority_stats(p, &counts, oldest_age, sent_last_hour as u64, ttc));
             }
             Ok(LedgerStats { priorities })
         })
