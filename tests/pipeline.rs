@@ -41,8 +41,7 @@ fn assert_response_invariants(event: &aws_lambda_events::sqs::SqsEvent, report: 
 #[tokio::test]
 async fn sample_event_sends_valid_orders_and_reports_the_bad_ones() {
     let b = LocalBackends::new().await;
-    let text = std::fs::read_to_string("events/sqs-batch.json").unwrap();
-    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let event = event_file("sqs-batch.json");
     let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
     assert_response_invariants(&event, &report);
     assert_eq!(failures(&report), vec!["b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11", "c3f4e5d6-1111-4a2b-9c3d-4e5f60718293"]);
@@ -58,8 +57,7 @@ async fn sample_event_sends_valid_orders_and_reports_the_bad_ones() {
 #[tokio::test]
 async fn redelivery_of_a_sent_batch_mails_nothing_and_reports_the_same_failures() {
     let b = LocalBackends::new().await;
-    let text = std::fs::read_to_string("events/sqs-batch.json").unwrap();
-    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let event = event_file("sqs-batch.json");
     let p = b.pipeline(b.outbox.clone());
     let first = p.handle(&event, deadline(30)).await;
     let mails = b.outbox_files();
@@ -75,8 +73,7 @@ async fn redelivery_of_a_sent_batch_mails_nothing_and_reports_the_same_failures(
 #[tokio::test]
 async fn every_bad_input_gets_a_specific_reason_and_spares_its_neighbours() {
     let b = LocalBackends::new().await;
-    let text = std::fs::read_to_string("events/sqs-bad-input.json").unwrap();
-    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let event = event_file("sqs-bad-input.json");
     let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
     assert_response_invariants(&event, &report);
     let reason = |suffix: &str| -> String {
@@ -121,8 +118,7 @@ async fn oversized_body_is_rejected_without_being_parsed() {
 #[tokio::test]
 async fn duplicate_in_batch_shares_the_first_fate_and_a_changed_payload_is_a_conflict() {
     let b = LocalBackends::new().await;
-    let text = std::fs::read_to_string("events/sqs-duplicates.json").unwrap();
-    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let event = event_file("sqs-duplicates.json");
     let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
     assert_response_invariants(&event, &report);
     assert!(matches!(report.records[0].outcome, RecordOutcome::Sent { .. }));
@@ -285,8 +281,7 @@ async fn ledger_down_after_the_send_acknowledges_and_counts_the_unrecorded_mail(
 #[tokio::test]
 async fn a_failed_record_without_message_id_is_never_an_empty_identifier() {
     let b = LocalBackends::new().await;
-    let text = std::fs::read_to_string("events/sqs-no-message-id.json").unwrap();
-    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text).unwrap();
+    let event = event_file("sqs-no-message-id.json");
     assert!(event.records[1].message_id.is_none());
     let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
     assert_response_invariants(&event, &report);
@@ -296,7 +291,7 @@ async fn a_failed_record_without_message_id_is_never_an_empty_identifier() {
 }
 
 #[tokio::test]
-async fn a_slow_send_does_not_hold_up_the_others_beyond_the_concurrency_bound() {
+async fn a_slow_send_does_not_fail_its_neighbours() {
     let b = LocalBackends::new().await;
     let mailer = Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("S-1", Fault::Delay(Duration::from_millis(300))));
     let e = event((1..=10).map(|i| record(&format!("m{i}"), &order_body(&format!("S-{i}"), "normal"))).collect());

@@ -23,7 +23,7 @@ async fn pipeline(s: &Services) -> Pipeline {
 }
 
 fn sample_event() -> SqsEvent {
-    serde_json::from_str(&std::fs::read_to_string("events/sqs-batch.json").unwrap()).unwrap()
+    event_file("sqs-batch.json")
 }
 
 fn email_of(order_id: &str) -> String {

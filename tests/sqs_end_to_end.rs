@@ -19,6 +19,20 @@ fn email_of(order_id: &str) -> String {
     format!("{}@example.com", order_id.to_lowercase())
 }
 
+/// The binary, pointed at this test's services and queues (SQS through moto).
+fn binary(s: &Services, moto: &Moto, queues: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
+        .env("QUEUE_URLS", queues.join(","))
+        .kill_on_drop(true);
+    for (k, v) in s.env() {
+        c.env(k, v);
+    }
+    c
+}
+
 /// Runs the `consume` worker as a child process until it has been idle for `idle` seconds.
 async fn consume(
     s: &Services,
@@ -27,21 +41,13 @@ async fn consume(
     extra_env: &[(&str, &str)],
     idle: u64,
 ) -> (serde_json::Value, String) {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["consume", "--wait-seconds", "1", "--idle-exit", &idle.to_string()])
-        .env_remove("AWS_LAMBDA_RUNTIME_API")
-        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
-        .env("QUEUE_URLS", queues.join(","))
+    let mut c = binary(s, moto, queues);
+    c.args(["consume", "--wait-seconds", "1", "--idle-exit", &idle.to_string()])
         .env("BACKOFF_BASE_SECONDS", "1")
         .env("BACKOFF_CAP_SECONDS", "4")
         .env("DEFERRED_DELAY_SECONDS", "1")
         .env("INVOCATION_TIMEOUT_SECONDS", "20")
-        .env("LEASE_SLACK_SECONDS", "1")
-        .kill_on_drop(true);
-    for (k, v) in s.env() {
-        c.env(k, v);
-    }
+        .env("LEASE_SLACK_SECONDS", "1");
     for (k, v) in extra_env {
         c.env(k, v);
     }
@@ -103,13 +109,8 @@ async fn a_mixed_load_on_two_queues_is_mailed_once_each_and_only_the_invalid_rea
     assert_eq!(summary["deleted"], 18, "{summary}");
 
     // `stats --json` agrees exactly with the ledger and the queues.
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
-    c.args(["stats", "--json"])
-        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
-        .env("QUEUE_URLS", format!("{},{}", high.url, normal.url));
-    for (k, v) in s.env() {
-        c.env(k, v);
-    }
+    let mut c = binary(&s, &moto, &[&high.url, &normal.url]);
+    c.args(["stats", "--json"]);
     let out = c.output().await.unwrap();
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     println!("{}", serde_json::to_string_pretty(&stats).unwrap());
@@ -312,18 +313,12 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing(
     // SES accepts K-1's mail but the worker never hears back before it dies.
     s.ses_proxy.add(Rule::matching("k-1@example.com", Action::Hold(Duration::from_secs(120))).times(1));
 
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+    let mut c = binary(&s, &moto, &[&q.url]);
     c.args(["consume", "--wait-seconds", "1"])
-        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
-        .env("QUEUE_URLS", &q.url)
         .env("INVOCATION_TIMEOUT_SECONDS", "6")
         .env("LEASE_SLACK_SECONDS", "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in s.env() {
-        c.env(k, v);
-    }
+        .stderr(std::process::Stdio::null());
     let mut child = c.spawn().unwrap();
     let mut accepted = false;
     for _ in 0..200 {
@@ -370,16 +365,8 @@ async fn sigterm_lets_the_worker_finish_the_batch_in_hand_then_exit() {
     moto.send(&q.url, &order_body("G-1", "normal")).await;
     // A slow SES answer keeps the batch in hand while the signal arrives.
     s.ses_proxy.add(Rule::always(Action::Hold(Duration::from_secs(2))));
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
-    c.args(["consume", "--wait-seconds", "1"])
-        .env("AWS_ENDPOINT_URL_SQS", &moto.url)
-        .env("QUEUE_URLS", &q.url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in s.env() {
-        c.env(k, v);
-    }
+    let mut c = binary(&s, &moto, &[&q.url]);
+    c.args(["consume", "--wait-seconds", "1"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
     let child = c.spawn().unwrap();
     let pid = child.id().unwrap();
     for _ in 0..200 {

@@ -1,6 +1,6 @@
 //! Shared test harness: event builders, local backends in temporary directories, the real local
-//! services (`services`, `faults`), and the few
-//! hand-written fakes that inject faults the real backends cannot produce on demand.
+//! services (`services`, `faults`, `moto`), and the few hand-written fakes that inject faults the
+//! real backends cannot produce on demand.
 #![allow(dead_code)]
 
 pub mod faults;
@@ -36,6 +36,13 @@ pub fn record(message_id: &str, body: &str) -> SqsMessage {
     m.event_source_arn = Some(ARN.into());
     m.aws_region = Some("us-east-1".into());
     m
+}
+
+/// One of the committed event files in `events/`.
+pub fn event_file(name: &str) -> SqsEvent {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not an SQS event: {e}", path.display()))
 }
 
 pub fn event(records: Vec<SqsMessage>) -> SqsEvent {
