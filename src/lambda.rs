@@ -37,38 +37,26 @@ pub async fn run() -> Result<(), Error> {
     .await
 }
 
-/// Logs a start-up failure and reports it to the runtime API's init-error endpoint, so Lambda
-/// (and `cargo lambda watch`) show the message naming the setting instead of a bare exit code.
+/// Logs a start-up failure and reports it to the runtime API's init-error endpoint (with the
+/// runtime's own API client, which reads `AWS_LAMBDA_RUNTIME_API`), so Lambda and
+/// `cargo lambda` show the message naming the setting instead of a bare exit code.
 async fn init_failed(message: String) -> Error {
     tracing::error!(error = %message, "start-up failed");
-    if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") {
-        // The variable is `host:port`, or a URL with a base path (as `cargo lambda watch` sets it).
-        let trimmed = api.trim_start_matches("http://");
-        let (authority, base_path) = trimmed.split_once('/').map_or((trimmed, ""), |(a, p)| (a, p));
-        let base_path = base_path.trim_end_matches('/');
-        let path = if base_path.is_empty() {
-            "/2018-06-01/runtime/init/error".to_owned()
-        } else {
-            format!("/{base_path}/2018-06-01/runtime/init/error")
-        };
-        let body = serde_json::json!({"errorMessage": message, "errorType": "Runtime.ConfigurationError"}).to_string();
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-             Lambda-Runtime-Function-Error-Type: Runtime.ConfigurationError\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let post = async {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut stream = tokio::net::TcpStream::connect(authority).await?;
-            stream.write_all(request.as_bytes()).await?;
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).await.map(|_| ())
-        };
-        let result = tokio::time::timeout(Duration::from_secs(2), post).await;
-        if let Err(e) = result.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
-            tracing::warn!(error = %e, "could not report the init error to the runtime API");
-        }
+    let body = serde_json::json!({"errorMessage": message, "errorType": "Runtime.ConfigurationError"}).to_string();
+    let request = lambda_runtime_api_client::build_request()
+        .method("POST")
+        .uri("/2018-06-01/runtime/init/error")
+        .header("content-type", "application/json")
+        .header("lambda-runtime-function-error-type", "Runtime.ConfigurationError")
+        .body(lambda_runtime_api_client::body::Body::from(body));
+    let report = async {
+        let client = lambda_runtime_api_client::PooledClient::builder().build();
+        client.call(request?).await.map(|_| ())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), report).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not report the init error to the runtime API"),
+        Err(_) => tracing::warn!("reporting the init error to the runtime API timed out"),
     }
     message.into()
 }
