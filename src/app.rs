@@ -10,7 +10,7 @@ use crate::mailer::Mailer;
 use crate::mailer::outbox::OutboxMailer;
 use crate::mailer::ses::SesMailer;
 use crate::pipeline::{Pipeline, PipelineSettings};
-use crate::rate::SendRateLimiter;
+use crate::rate::{SendGate, SendRateLimiter};
 use anyhow::Context;
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ pub async fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
                 .with_context(|| format!("MAILER=outbox:{}", dir.display()))?,
         ),
         MailerChoice::Ses => Arc::new(SesMailer::new(
-            aws::sesv2_client(aws::sdk_config().await),
+            aws::sesv2_client(aws::sdk_config().await, config.send_timeout),
             config.sender_address.clone(),
             config.ses_configuration_set.clone(),
         )),
@@ -57,13 +57,17 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
         concurrency: config.send_concurrency,
         safety_margin: config.safety_margin,
         lease_slack: config.lease_slack,
+        send_timeout: config.send_timeout,
+        ..PipelineSettings::default()
     }
 }
 
 pub async fn build_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     let ledger = build_ledger(config).await?;
     let mailer = build_mailer(config).await?;
-    let limiter =
-        config.ses_max_send_rate.map(|rate| Arc::new(SendRateLimiter::new(rate, config.high_priority_reserve)));
-    Ok(Pipeline::new(ledger, mailer, limiter, pipeline_settings(config)))
+    let gate = config.ses_max_send_rate.map(|share| {
+        let ceiling = config.ses_account_max_send_rate.unwrap_or(share);
+        Arc::new(SendRateLimiter::new(share, ceiling, config.high_priority_reserve)) as Arc<dyn SendGate>
+    });
+    Ok(Pipeline::new(ledger, mailer, gate, pipeline_settings(config)))
 }

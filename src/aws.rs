@@ -63,13 +63,16 @@ pub fn rds_data_client(sdk: &SdkConfig) -> aws_sdk_rdsdata::Client {
     aws_sdk_rdsdata::Client::from_conf(config)
 }
 
-/// SES v2 client: one attempt is bounded so a hung connection cannot eat the invocation.
-pub fn sesv2_client(sdk: &SdkConfig) -> aws_sdk_sesv2::Client {
+/// SES v2 client: one attempt and the whole call (retries included) are bounded, so a hung
+/// connection cannot eat the invocation; the pipeline starts no send unless `send_timeout` and
+/// the record step still fit before the deadline.
+pub fn sesv2_client(sdk: &SdkConfig, send_timeout: Duration) -> aws_sdk_sesv2::Client {
     let config = aws_sdk_sesv2::config::Builder::from(sdk)
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(send_timeout.min(Duration::from_secs(10)))
+                .operation_timeout(send_timeout)
                 .build(),
         )
         .build();

@@ -5,8 +5,15 @@
 //!   at once and reaches the DLQ on its fastest path;
 //! - deferred (no send slot, no time left): exponential from a short first delay, so a deferred
 //!   order comes back soon but does not burn through `maxReceiveCount` in seconds at peak;
-//! - transient (throttling, outages, in flight elsewhere): exponential in
-//!   `ApproximateReceiveCount` from a longer first delay, capped.
+//! - transient (outages, timeouts): exponential in `ApproximateReceiveCount` from a longer first
+//!   delay, capped;
+//! - in flight elsewhere: right after the other holder's lease ends (the claim says when), not
+//!   before, whatever the settings: an earlier return could only find the lease still live.
+//!
+//! A deferred record (no send slot, SES at its rate) is not a failure: [`VisibilityBackoff::requeue_deferred`]
+//! puts a delayed copy back on its queue and the delivery is acknowledged, so a deferral spends no
+//! receive towards the DLQ (the ledger makes the copy harmless, and the claim gave the attempt
+//! back). Only when the copy cannot be sent does the record fall back to the deferred schedule.
 //!
 //! Every receive counts towards `maxReceiveCount` (5 in the template), so the defaults are sized
 //! for it: transient failures keep retrying for about 7 minutes (15-30 s, 30-60 s, 1-2 min,
@@ -18,10 +25,11 @@
 //! simply comes back after the queue's default visibility timeout.
 
 use crate::error::{ErrorClass, Service, from_sdk};
-use crate::pipeline::{BatchReport, RecordOutcome};
-use aws_lambda_events::sqs::SqsEvent;
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
-use std::collections::BTreeMap;
+use crate::order::Priority;
+use crate::pipeline::{BatchReport, DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE, RecordOutcome};
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// SQS's upper bound for a visibility timeout (12 hours).
@@ -56,9 +64,24 @@ pub fn visibility_for(outcome: &RecordOutcome, receive_count: u32, s: &BackoffSe
     match (outcome, outcome.failure_class()) {
         (_, None) => Duration::ZERO,
         (_, Some(ErrorClass::Permanent)) => Duration::ZERO,
+        (RecordOutcome::InFlight { lease_remaining }, _) => {
+            (*lease_remaining + Duration::from_secs(1) + Duration::from_secs_f64(4.0 * jitter)).min(MAX_VISIBILITY)
+        }
         (RecordOutcome::Deferred { .. }, _) => spread(exponential(s.deferred.mul_f64(2.0))),
         (_, Some(_)) => spread(exponential(s.base)),
     }
+}
+
+/// How long a deferred order's copy stays invisible: soon for high priority, growing with each
+/// deferral of the same order so a long peak does not spin, at most a minute. Whole seconds
+/// (SQS `DelaySeconds`), with jitter so orders deferred together do not return together.
+pub fn deferral_delay(priority: Option<Priority>, deferrals: u32, s: &BackoffSettings, jitter: f64) -> Duration {
+    let first = match priority {
+        Some(Priority::High) => Duration::from_secs(1),
+        _ => s.deferred.max(Duration::from_secs(1)),
+    };
+    let grown = first.saturating_mul(1u32 << deferrals.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    Duration::from_secs(grown.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)).as_secs().max(1))
 }
 
 /// `https://sqs.<region>.amazonaws.<tld>/<account>/<name>` from `arn:<partition>:sqs:<region>:<account>:<name>`.
@@ -74,6 +97,57 @@ pub fn queue_url_from_arn(arn: &str) -> Option<String> {
     }
 }
 
+/// The queue a record came from: `queue_url` when the caller knows it, else its event source ARN.
+fn url_of(record: &SqsMessage, queue_url: Option<&str>) -> Option<String> {
+    queue_url.map(str::to_owned).or_else(|| record.event_source_arn.as_deref().and_then(queue_url_from_arn))
+}
+
+/// SQS allows 10 message attributes per message; the copy adds two.
+const MAX_COPIED_ATTRIBUTES: usize = 8;
+/// A `SendMessageBatch` request carries at most 256 KiB of bodies and attributes together.
+const MAX_BATCH_BYTES: usize = 250 * 1024;
+
+/// The delayed copy of a deferred record: the same body and attributes, plus when the order first
+/// entered a queue and how often it was deferred. `None` when it cannot be copied faithfully.
+fn deferred_copy(id: String, record: &SqsMessage, r: &crate::pipeline::RecordReport, s: &BackoffSettings) -> Option<SendMessageBatchRequestEntry> {
+    let body = record.body.as_deref()?;
+    let ours = [DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE];
+    let mut attributes: HashMap<String, MessageAttributeValue> = HashMap::new();
+    for (name, a) in record.message_attributes.iter().filter(|(n, _)| !ours.contains(&n.as_str())) {
+        let mut value = MessageAttributeValue::builder().data_type(a.data_type.clone().unwrap_or_else(|| "String".into()));
+        if let Some(v) = &a.string_value {
+            value = value.string_value(v);
+        }
+        if let Some(b) = &a.binary_value {
+            value = value.binary_value(aws_sdk_sqs::primitives::Blob::new(b.0.clone()));
+        }
+        attributes.insert(name.clone(), value.build().ok()?);
+    }
+    if attributes.len() > MAX_COPIED_ATTRIBUTES {
+        return None;
+    }
+    let deferrals = record
+        .message_attributes
+        .get(DEFERRALS_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0)
+        .saturating_add(1);
+    let number = |v: String| MessageAttributeValue::builder().data_type("Number").string_value(v).build().ok();
+    attributes.insert(DEFERRALS_ATTRIBUTE.to_owned(), number(deferrals.to_string())?);
+    if let Some(first) = r.first_sent_ms {
+        attributes.insert(FIRST_SENT_ATTRIBUTE.to_owned(), number(first.to_string())?);
+    }
+    let delay = deferral_delay(r.priority, deferrals, s, rand::random::<f64>());
+    SendMessageBatchRequestEntry::builder()
+        .id(id)
+        .message_body(body)
+        .delay_seconds(delay.as_secs() as i32)
+        .set_message_attributes(Some(attributes))
+        .build()
+        .ok()
+}
+
 /// Applies the schedule to a batch's failed records through SQS.
 pub struct VisibilityBackoff {
     client: aws_sdk_sqs::Client,
@@ -85,23 +159,82 @@ impl VisibilityBackoff {
         Self { client, settings }
     }
 
+    /// Puts a delayed copy of every deferred record back on its queue and marks the record
+    /// `requeued` (acknowledged: the deferral spends no receive). A record whose copy could not be
+    /// sent stays a failure and comes back on the deferred schedule instead. Returns how many
+    /// were requeued.
+    pub async fn requeue_deferred(&self, event: &SqsEvent, report: &mut BatchReport, queue_url: Option<&str>) -> usize {
+        let mut by_queue: BTreeMap<String, Vec<(usize, SendMessageBatchRequestEntry)>> = BTreeMap::new();
+        for (i, (record, r)) in event.records.iter().zip(&report.records).enumerate() {
+            if !matches!(r.outcome, RecordOutcome::Deferred { requeued: false, .. }) {
+                continue;
+            }
+            let Some(url) = url_of(record, queue_url) else { continue };
+            if let Some(entry) = deferred_copy(format!("q{i}"), record, r, &self.settings) {
+                by_queue.entry(url).or_default().push((i, entry));
+            }
+        }
+        let mut requeued = 0;
+        for (url, entries) in by_queue {
+            let mut chunks: Vec<Vec<(usize, SendMessageBatchRequestEntry)>> = Vec::new();
+            let mut bytes = 0;
+            for (i, entry) in entries {
+                let size = entry.message_body.len() + 512;
+                match chunks.last_mut() {
+                    Some(chunk) if chunk.len() < 10 && bytes + size <= MAX_BATCH_BYTES => {
+                        bytes += size;
+                        chunk.push((i, entry));
+                    }
+                    _ => {
+                        bytes = size;
+                        chunks.push(vec![(i, entry)]);
+                    }
+                }
+            }
+            for chunk in chunks {
+                let index: HashMap<String, usize> = chunk.iter().map(|(i, e)| (e.id.clone(), *i)).collect();
+                let sent = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(chunk.into_iter().map(|(_, e)| e).collect()))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(out) => {
+                        for ok in out.successful {
+                            if let Some(&i) = index.get(&ok.id)
+                                && let RecordOutcome::Deferred { requeued: flag, .. } = &mut report.records[i].outcome
+                            {
+                                *flag = true;
+                                requeued += 1;
+                            }
+                        }
+                        for f in out.failed {
+                            tracing::warn!(queue = %url, id = %f.id, code = %f.code, "re-enqueueing a deferred order was refused; it comes back on the deferred schedule");
+                        }
+                    }
+                    Err(e) => {
+                        let e = from_sdk(Service::Sqs, "SendMessageBatch", &e);
+                        tracing::warn!(queue = %url, error = %e, "re-enqueueing deferred orders failed; they come back on the deferred schedule");
+                    }
+                }
+            }
+        }
+        requeued
+    }
+
     /// Changes the visibility of every failed record. `queue_url` overrides the URL derived from
     /// each record's `eventSourceARN` (the `consume` worker knows its queue's exact URL).
     /// Returns how many records were changed.
     pub async fn apply(&self, event: &SqsEvent, report: &BatchReport, queue_url: Option<&str>) -> usize {
         let mut by_queue: BTreeMap<String, Vec<ChangeMessageVisibilityBatchRequestEntry>> = BTreeMap::new();
         for (i, (record, r)) in event.records.iter().zip(&report.records).enumerate() {
-            if r.outcome.is_success() {
+            if r.outcome.is_acknowledged() {
                 continue;
             }
             let Some(handle) = record.receipt_handle.as_deref() else { continue };
-            let url = match queue_url {
-                Some(u) => u.to_owned(),
-                None => match record.event_source_arn.as_deref().and_then(queue_url_from_arn) {
-                    Some(u) => u,
-                    None => continue,
-                },
-            };
+            let Some(url) = url_of(record, queue_url) else { continue };
             let timeout = visibility_for(&r.outcome, r.receive_count, &self.settings, rand::random::<f64>());
             tracing::debug!(
                 message_id = r.message_id.as_deref().unwrap_or("-"),
@@ -182,16 +315,27 @@ mod tests {
             assert!(highs[n - 1] <= lows[n] * 2, "ranges of consecutive counts do not invert");
         }
         assert!(visibility_for(&transient(), u32::MAX, &s, 1.0) <= Duration::from_secs(60));
-        assert_eq!(visibility_for(&RecordOutcome::InFlight, 1, &s, 0.0), Duration::from_secs(1));
+        let in_flight = RecordOutcome::InFlight { lease_remaining: Duration::from_secs(10) };
+        assert_eq!(visibility_for(&in_flight, 1, &s, 0.0), Duration::from_secs(11), "right after the lease");
     }
 
     #[test]
     fn deferred_records_return_soon_then_less_often() {
         let s = BackoffSettings::default();
-        let deferred = RecordOutcome::Deferred { reason: "slot".into() };
+        let deferred = RecordOutcome::Deferred { reason: "slot".into(), requeued: false };
         let d: Vec<u64> = (1..=4).map(|n| visibility_for(&deferred, n, &s, 0.0).as_secs()).collect();
         assert_eq!(d, vec![5, 10, 20, 40]);
         assert!(visibility_for(&deferred, 1, &s, 0.0) < visibility_for(&transient(), 1, &s, 0.0));
+    }
+
+    #[test]
+    fn a_deferred_copy_returns_soon_for_high_priority_and_later_with_each_deferral() {
+        let s = BackoffSettings::default();
+        let at = |p, n, j| deferral_delay(Some(p), n, &s, j).as_secs();
+        assert_eq!((at(Priority::High, 1, 0.999), at(Priority::Normal, 1, 0.999)), (1, 4));
+        let normal: Vec<u64> = (1..=6).map(|n| at(Priority::Normal, n, 0.999)).collect();
+        assert_eq!(normal, vec![4, 9, 19, 39, 59, 59], "doubling, at most a minute");
+        assert!(at(Priority::Normal, 1, 0.0) >= 1, "never zero: the copy must not spin at once");
     }
 
     #[test]

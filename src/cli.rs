@@ -128,8 +128,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let event: SqsEvent = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not an SQS event", args.event_file.display()))?;
             let pipeline = app::build_pipeline(&config).await?;
-            let report = pipeline.handle(&event, Instant::now() + config.invocation_timeout).await;
-            crate::metrics::record_batch(&report);
+            let mut report = pipeline.handle(&event, Instant::now() + config.invocation_timeout).await;
+            crate::finish::finish(&event, &mut report, None, None).await;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             println!("{}", serde_json::to_string(&report.response())?);
             eprintln!("{}", report.summary());
@@ -205,7 +205,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("released {id} for retry; re-sending it now");
             let report =
                 crate::reconcile::resend(&pipeline, &[order], Instant::now() + config.invocation_timeout).await;
-            crate::metrics::record_batch(&report);
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             let outcome = &report.records[0].outcome;
             println!("{}", serde_json::to_string(outcome)?);

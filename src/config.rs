@@ -75,6 +75,13 @@ pub struct Settings {
     /// This instance's share of the SES send quota, in mails per second (unset: unlimited).
     #[arg(long, env = "SES_MAX_SEND_RATE", global = true)]
     pub ses_max_send_rate: Option<f64>,
+    /// The account's whole SES sending rate, mails per second: this instance's rate climbs toward
+    /// it while SES accepts and backs off when SES throttles (unset: stays at SES_MAX_SEND_RATE).
+    #[arg(long, env = "SES_ACCOUNT_MAX_SEND_RATE", global = true)]
+    pub ses_account_max_send_rate: Option<f64>,
+    /// Longest one SES send may take, retries included, before it is abandoned [default: 15]
+    #[arg(long, env = "SEND_TIMEOUT_SECONDS", global = true)]
+    pub send_timeout_seconds: Option<u64>,
     /// Share of the send rate kept for high-priority orders, 0.0-0.9 [default: 0.2]
     #[arg(long, env = "HIGH_PRIORITY_RESERVE", global = true)]
     pub high_priority_reserve: Option<f64>,
@@ -133,7 +140,10 @@ pub struct Config {
     pub sender_address: String,
     pub ses_configuration_set: Option<String>,
     pub ses_max_send_rate: Option<f64>,
+    pub ses_account_max_send_rate: Option<f64>,
     pub high_priority_reserve: f64,
+    #[serde(with = "secs")]
+    pub send_timeout: Duration,
     pub send_concurrency: usize,
     #[serde(with = "secs")]
     pub safety_margin: Duration,
@@ -257,6 +267,22 @@ impl Settings {
             }
             other => other,
         };
+        let ses_account_max_send_rate = match (self.ses_account_max_send_rate, ses_max_send_rate) {
+            (Some(r), _) if !(r.is_finite() && r > 0.0) => {
+                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be a positive number"));
+            }
+            (Some(r), Some(share)) if r < share => {
+                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be at least SES_MAX_SEND_RATE"));
+            }
+            (Some(_), None) => {
+                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "needs SES_MAX_SEND_RATE (this instance's starting share)"));
+            }
+            (other, _) => other,
+        };
+        let send_timeout = Duration::from_secs(self.send_timeout_seconds.unwrap_or(15));
+        if !(1..=300).contains(&send_timeout.as_secs()) {
+            return Err(err("SEND_TIMEOUT_SECONDS", "must be between 1 and 300"));
+        }
         let high_priority_reserve = self.high_priority_reserve.unwrap_or(0.2);
         if !(0.0..=0.9).contains(&high_priority_reserve) {
             return Err(err("HIGH_PRIORITY_RESERVE", "must be between 0.0 and 0.9"));
@@ -306,7 +332,9 @@ impl Settings {
             sender_address,
             ses_configuration_set: self.ses_configuration_set.clone().filter(|s| !s.is_empty()),
             ses_max_send_rate,
+            ses_account_max_send_rate,
             high_priority_reserve,
+            send_timeout,
             send_concurrency,
             safety_margin,
             invocation_timeout,

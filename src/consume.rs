@@ -1,7 +1,7 @@
 //! The long-poll worker: the event source mapping's semantics outside Lambda. It receives up to
-//! ten messages, builds the same `SqsEvent` Lambda would, runs the same handler, deletes exactly
-//! the acknowledged records and leaves the rest to come back (after the backoff's visibility
-//! timeout). Queues are polled in the order given, so the high-priority queue is always drained
+//! ten messages, builds the same `SqsEvent` Lambda would, runs the same handler and the same
+//! finish step, deletes exactly the acknowledged records and leaves the rest to come back (after
+//! the backoff's visibility timeout). Queues are polled in the order given, so the high-priority queue is always drained
 //! ahead of the normal one. On SIGINT/SIGTERM it finishes the batch in hand, then exits.
 //!
 //! The end-to-end tests run it against a real SQS API (moto), and it runs the service on a plain
@@ -35,7 +35,10 @@ pub struct ConsumeSummary {
     pub batches: u64,
     pub received: u64,
     pub deleted: u64,
+    /// Records left for SQS to redeliver (failures).
     pub retried: u64,
+    /// Deferred records whose delayed copy went back to the queue (acknowledged).
+    pub requeued: u64,
 }
 
 struct Queue {
@@ -141,15 +144,21 @@ pub async fn run(
             let mut event = SqsEvent::default();
             event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
             // The batch in hand is finished even if a signal arrives meanwhile.
-            let report = pipeline.handle(&event, Instant::now() + options.batch_timeout).await;
-            crate::metrics::record_batch(&report);
+            let mut report = pipeline.handle(&event, Instant::now() + options.batch_timeout).await;
+            crate::finish::finish(&event, &mut report, Some(backoff), Some(&queue.url)).await;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
+            summary.requeued += report
+                .records
+                .iter()
+                .filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Deferred { requeued: true, .. }))
+                .count() as u64;
+            summary.retried += report.records.iter().filter(|r| !r.outcome.is_acknowledged()).count() as u64;
             let entries: Vec<DeleteMessageBatchRequestEntry> = event
                 .records
                 .iter()
                 .zip(&report.records)
                 .enumerate()
-                .filter(|(_, (_, r))| r.outcome.is_success())
+                .filter(|(_, (_, r))| r.outcome.is_acknowledged())
                 .filter_map(|(i, (m, _))| {
                     DeleteMessageBatchRequestEntry::builder()
                         .id(format!("d{i}"))
@@ -174,8 +183,6 @@ pub async fn run(
                     }
                 }
             }
-            summary.retried += backoff.apply(&event, &report, Some(&queue.url)).await as u64;
-            tracing::info!(queue = %queue.url, summary = %report.summary(), "batch done");
             // Back to the top: the high-priority queue is checked again before any other.
             continue 'poll;
         }

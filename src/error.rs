@@ -13,6 +13,9 @@ pub enum ErrorClass {
     /// Nothing more should be attempted in this invocation (sending paused, account suspended,
     /// broken configuration): stop, fail the rest as transient, log loudly.
     Fatal,
+    /// The mail provider is at its sending rate. Nothing is wrong with the message: it is
+    /// deferred (sent later without spending a retry), and the send rate backs off.
+    Throttled,
 }
 
 impl fmt::Display for ErrorClass {
@@ -21,6 +24,7 @@ impl fmt::Display for ErrorClass {
             Self::Transient => "transient",
             Self::Permanent => "permanent",
             Self::Fatal => "fatal",
+            Self::Throttled => "throttled",
         })
     }
 }
@@ -111,7 +115,9 @@ pub fn classify_aws(service: Service, code: Option<&str>, status: Option<u16>, m
     use ErrorClass::*;
     let code = code.unwrap_or("");
     match (service, code) {
-        // Throttling and capacity, any service: retry later.
+        // SES above the account's sending rate: the quota is busy, the message is fine.
+        (Service::Ses, "TooManyRequestsException" | "ThrottlingException" | "Throttling") => Throttled,
+        // Throttling and capacity, any other service: retry later.
         (
             _,
             "ThrottlingException"
@@ -246,7 +252,7 @@ mod classify_tests {
     #[test]
     fn ses_errors() {
         let c = |code, status| classify_aws(Service::Ses, Some(code), Some(status), "");
-        assert_eq!(c("TooManyRequestsException", 429), ErrorClass::Transient);
+        assert_eq!(c("TooManyRequestsException", 429), ErrorClass::Throttled);
         assert_eq!(c("LimitExceededException", 400), ErrorClass::Transient);
         assert_eq!(c("MessageRejected", 400), ErrorClass::Permanent);
         assert_eq!(c("BadRequestException", 400), ErrorClass::Permanent);

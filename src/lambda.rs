@@ -107,11 +107,9 @@ impl Function {
             .into());
         }
         let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
-        let report = self.pipeline.handle(&event, deadline).await;
-        tracing::info!(request_id = %ctx.request_id, summary = %report.summary(), "batch done");
-        metrics::record_batch(&report);
+        let mut report = self.pipeline.handle(&event, deadline).await;
+        crate::finish::finish(&event, &mut report, Some(&self.backoff), None).await;
         metrics::flush(Sink::Stdout);
-        self.backoff.apply(&event, &report, None).await;
         let unnamed = report.unidentifiable_failures();
         if unnamed > 0 {
             // An empty itemIdentifier would fail the batch anyway; failing explicitly says why.

@@ -46,6 +46,7 @@ pub mod config;
 pub mod consume;
 pub mod decode;
 pub mod error;
+pub mod finish;
 pub mod lambda;
 pub mod ledger;
 pub mod logging;

@@ -1,15 +1,27 @@
-//! One invocation's work on one SQS batch (DESIGN §4): decode → claim → send → record → respond.
+//! One invocation's work on one SQS batch, in stages: decode → claim → send and record in waves →
+//! respond. Each record carries one typed fate ([`RecordOutcome`]) from stage to stage; the batch
+//! response lists exactly the records that must come back.
 //!
-//! Every record ends in exactly one [`RecordOutcome`]; the batch response lists exactly the records
-//! whose outcome is a failure. Ledger calls are one per step for the whole batch. A panic while
-//! decoding, rendering or sending one record fails that record only.
+//! Containment (see docs/design.md, "Containment"):
+//! - **Time budget.** Every step's time comes from the invocation's deadline ([`Budget`]): no send
+//!   starts unless its worst case and the record step still fit; a send still running when only
+//!   the record step's time is left is abandoned (its order stays leased, so whoever takes it over
+//!   counts a possible duplicate); ledger calls are cut off where the batch must be answered.
+//! - **Recording in waves.** Outcomes are recorded while the batch is still sending, one ledger call
+//!   per wave (every `concurrency` finished sends or every `wave_interval`, whichever comes first),
+//!   so a crash or timeout re-mails at most the wave being recorded and the one filling. A batch
+//!   that finishes within one wave costs two ledger calls: one claim, one record.
+//! - **Record retries.** A failed record call is retried with backoff for as long as the budget
+//!   allows; the ledger's record is idempotent, so a retry of a call that did commit counts as
+//!   applied.
+//! - **Panics** while decoding, rendering or sending one record fail that record only.
 
 use crate::decode::{self, Note, Rejection};
 use crate::error::{BackendError, ErrorClass};
 use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording};
 use crate::mailer::Mailer;
 use crate::order::{Order, Priority};
-use crate::rate::SendRateLimiter;
+use crate::rate::SendGate;
 use crate::render;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt};
@@ -21,23 +33,69 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The message attribute that carries, across deferrals, when the order first entered a queue
+/// (Unix milliseconds), so time-to-confirm counts from the first arrival.
+pub const FIRST_SENT_ATTRIBUTE: &str = "OrderConfirmationFirstSent";
+/// The message attribute that counts how many times the order was deferred and re-enqueued.
+pub const DEFERRALS_ATTRIBUTE: &str = "OrderConfirmationDeferrals";
+
 /// Tuning that does not change correctness.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
-    /// Sends in flight at once per invocation.
+    /// Sends in flight at once per invocation; also the size of a recording wave.
     pub concurrency: usize,
-    /// No send starts when less than this remains before the invocation's deadline (capped at a
-    /// third of the invocation's time): a send that outlives the invocation could be mailed but
-    /// never recorded.
+    /// Time kept before the deadline for the record step (capped at a third of the invocation's
+    /// time, so a short function timeout still sends).
     pub safety_margin: Duration,
     /// Added to the remaining invocation time to form the lease, so the lease always outlives
     /// the invocation that holds it.
     pub lease_slack: Duration,
+    /// The longest one send may take, retries included (the SES client's operation timeout; capped
+    /// at a third of the invocation's time). No send starts unless this and the record step fit.
+    pub send_timeout: Duration,
+    /// A wave is recorded at the latest this long after its first send finished.
+    pub wave_interval: Duration,
 }
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        Self { concurrency: 16, safety_margin: Duration::from_secs(5), lease_slack: Duration::from_secs(60) }
+        Self {
+            concurrency: 16,
+            safety_margin: Duration::from_secs(5),
+            lease_slack: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(15),
+            wave_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The invocation's deadline, cut into the points each step must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub deadline: Instant,
+    /// Ledger calls (claim, record and its retries) end here: the rest is for answering the batch.
+    pub ledger_until: Instant,
+    /// A send still running here is abandoned: the record step needs the rest.
+    pub send_cutoff: Instant,
+    /// No send starts after this: its worst case and the record step would not fit.
+    pub stop_starting_at: Instant,
+}
+
+impl Budget {
+    pub fn new(deadline: Instant, settings: &PipelineSettings) -> Self {
+        let now = Instant::now();
+        let remaining = deadline.saturating_duration_since(now);
+        let answer = (remaining / 10).min(Duration::from_secs(1));
+        let record = settings.safety_margin.min(remaining / 3);
+        let send = settings.send_timeout.min(remaining / 3);
+        let before = |t: Instant, d: Duration| t.checked_sub(d).unwrap_or(now).max(now);
+        let send_cutoff = before(deadline, record);
+        Self {
+            deadline,
+            ledger_until: before(deadline, answer),
+            send_cutoff,
+            stop_starting_at: before(send_cutoff, send),
+        }
     }
 }
 
@@ -57,27 +115,48 @@ pub enum RecordOutcome {
     Conflict { reason: String },
     /// The order is terminal in the ledger (rejected or abandoned earlier).
     Terminal { status: String, reason: String },
-    /// Another invocation holds a live lease on the order.
-    InFlight,
-    /// A transient failure (throttling, timeout, ledger unreachable, stopped after a fatal error).
+    /// Another invocation holds a live lease on the order for this long yet; the record comes
+    /// back right after it ends.
+    InFlight {
+        #[serde(rename = "lease_remaining_seconds", serialize_with = "as_seconds")]
+        lease_remaining: Duration,
+    },
+    /// A transient failure (timeout, 5xx, ledger unreachable, stopped after a fatal error).
     Transient { reason: String },
-    /// Not attempted in this invocation (no send slot or no time left); retried soon.
-    Deferred { reason: String },
+    /// Not attempted in this invocation (no send slot, SES at its rate, no time left): not a
+    /// failure. `requeued`: a delayed copy went back to the queue and this delivery is
+    /// acknowledged, so the deferral spends no receive.
+    Deferred {
+        reason: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        requeued: bool,
+    },
+}
+
+fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 impl RecordOutcome {
+    /// Sent now or earlier.
     pub fn is_success(&self) -> bool {
         matches!(self, Self::Sent { .. } | Self::AlreadySent)
     }
 
-    /// How a failed record should be retried; `None` for successes.
+    /// The delivery is done with: a success, or a deferral whose copy is back in the queue.
+    /// Everything else is listed in `batchItemFailures`.
+    pub fn is_acknowledged(&self) -> bool {
+        self.is_success() || matches!(self, Self::Deferred { requeued: true, .. })
+    }
+
+    /// How a failed record should be retried; `None` for acknowledged ones.
     pub fn failure_class(&self) -> Option<ErrorClass> {
         match self {
-            Self::Sent { .. } | Self::AlreadySent => None,
+            _ if self.is_acknowledged() => None,
             Self::Rejected { .. } | Self::MailRejected { .. } | Self::Conflict { .. } | Self::Terminal { .. } => {
                 Some(ErrorClass::Permanent)
             }
-            Self::InFlight | Self::Transient { .. } | Self::Deferred { .. } => Some(ErrorClass::Transient),
+            _ => Some(ErrorClass::Transient),
         }
     }
 
@@ -90,7 +169,7 @@ impl RecordOutcome {
             Self::MailRejected { .. } => "mail_rejected",
             Self::Conflict { .. } => "conflict",
             Self::Terminal { .. } => "terminal",
-            Self::InFlight => "in_flight",
+            Self::InFlight { .. } => "in_flight",
             Self::Transient { .. } => "transient_failure",
             Self::Deferred { .. } => "deferred",
         }
@@ -103,7 +182,7 @@ impl RecordOutcome {
             | Self::Conflict { reason }
             | Self::Terminal { reason, .. }
             | Self::Transient { reason }
-            | Self::Deferred { reason } => Some(reason),
+            | Self::Deferred { reason, .. } => Some(reason),
             _ => None,
         }
     }
@@ -125,16 +204,17 @@ pub struct RecordReport {
     /// The order's mail was accepted but the ledger could not record it (at-least-once case).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unrecorded_send: bool,
-    /// For orders mailed now: seconds from the message entering the queue (`SentTimestamp`) to
-    /// the mail being accepted.
+    /// For orders mailed now: seconds from the order first entering a queue to the mail being
+    /// accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_to_confirm_seconds: Option<f64>,
     /// The order was taken over from an invocation whose lease expired; if this one mails it,
     /// the customer may get a second confirmation (counted as `possible_duplicate`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub after_expired_lease: bool,
+    /// When the order first entered a queue (Unix ms), if the record says.
     #[serde(skip)]
-    enqueued_at_ms: Option<i64>,
+    pub first_sent_ms: Option<i64>,
 }
 
 /// Counters for one priority (or for records whose priority is unknown).
@@ -169,7 +249,7 @@ impl BatchReport {
         let mut seen = std::collections::HashSet::new();
         let mut response = SqsBatchResponse::default();
         for r in &self.records {
-            if let (false, Some(id)) = (r.outcome.is_success(), r.message_id.as_deref().filter(|id| !id.is_empty()))
+            if let (false, Some(id)) = (r.outcome.is_acknowledged(), r.message_id.as_deref().filter(|id| !id.is_empty()))
                 && seen.insert(id)
             {
                 let mut failure = BatchItemFailure::default();
@@ -187,7 +267,7 @@ impl BatchReport {
     pub fn unidentifiable_failures(&self) -> usize {
         self.records
             .iter()
-            .filter(|r| !r.outcome.is_success() && r.message_id.as_deref().is_none_or(str::is_empty))
+            .filter(|r| !r.outcome.is_acknowledged() && r.message_id.as_deref().is_none_or(str::is_empty))
             .count()
     }
 
@@ -204,7 +284,7 @@ impl BatchReport {
                 | RecordOutcome::MailRejected { .. }
                 | RecordOutcome::Terminal { .. } => c.rejected += 1,
                 RecordOutcome::Conflict { .. } => c.conflict += 1,
-                RecordOutcome::InFlight => c.in_flight += 1,
+                RecordOutcome::InFlight { .. } => c.in_flight += 1,
                 RecordOutcome::Transient { .. } => c.transient_failure += 1,
                 RecordOutcome::Deferred { .. } => c.deferred += 1,
             }
@@ -236,28 +316,57 @@ impl BatchReport {
     }
 }
 
-/// The handler's core, shared by every entry point (Lambda, CLI, `consume`).
+/// The handler's core, shared by every entry point (Lambda, CLI, `consume`, reconcile).
 pub struct Pipeline {
     ledger: Arc<dyn Ledger>,
     mailer: Arc<dyn Mailer>,
-    limiter: Option<Arc<SendRateLimiter>>,
+    gate: Option<Arc<dyn SendGate>>,
     settings: PipelineSettings,
 }
 
-/// A record after decoding.
-enum Decoded {
-    Order { order: Box<Order>, sha: String },
-    Done(RecordOutcome),
+/// One record on its way through the stages: its report (with its fate so far) and the work
+/// left for it.
+struct Item {
+    report: RecordReport,
+    work: Work,
+}
+
+enum Work {
+    /// Its fate is decided.
+    Done,
+    /// A valid order, to be claimed.
+    Decoded { order: Box<Order>, sha: String },
+    /// The same order as an earlier record of this batch: it shares that record's fate.
+    SameAs(usize),
+    /// Claimed: this invocation must send it and record the outcome with `token`.
+    Claimed { order: Box<Order>, token: uuid::Uuid, lease_ends: Instant },
+}
+
+/// One finished send, on its way to the recorder.
+struct Finished {
+    index: usize,
+    order_id: crate::order::OrderId,
+    token: uuid::Uuid,
+    sent: Sent,
+}
+
+/// What one send attempt produced.
+enum Sent {
+    /// An outcome to record in the ledger.
+    Record(Outcome),
+    /// Abandoned at the time budget's cut-off: SES may or may not have accepted it. The order is
+    /// left leased, so whoever takes it over after the lease counts a possible duplicate.
+    Unknown(String),
 }
 
 impl Pipeline {
     pub fn new(
         ledger: Arc<dyn Ledger>,
         mailer: Arc<dyn Mailer>,
-        limiter: Option<Arc<SendRateLimiter>>,
+        gate: Option<Arc<dyn SendGate>>,
         settings: PipelineSettings,
     ) -> Self {
-        Self { ledger, mailer, limiter, settings }
+        Self { ledger, mailer, gate, settings }
     }
 
     pub fn ledger(&self) -> &Arc<dyn Ledger> {
@@ -266,195 +375,272 @@ impl Pipeline {
 
     /// Processes one SQS batch that must be finished by `deadline`.
     pub async fn handle(&self, event: &SqsEvent, deadline: Instant) -> BatchReport {
-        let records = &event.records;
-        let mut reports: Vec<RecordReport> = records.iter().map(blank_report).collect();
-
-        // 1. Decode, isolating panics per record.
-        let mut decoded: Vec<Decoded> = Vec::with_capacity(records.len());
-        for (i, record) in records.iter().enumerate() {
-            let body = record.body.as_deref();
-            let result = std::panic::catch_unwind(|| body.map(decode::decode));
-            let d = match result {
-                Ok(None) => Decoded::Done(RecordOutcome::Rejected { reason: "record has no body".to_owned() }),
-                Ok(Some(Err(rejection))) => {
-                    reports[i].order_id = body.and_then(decode::salvage_order_id).map(|id| id.to_string());
-                    Decoded::Done(rejected(&rejection))
-                }
-                Ok(Some(Ok(ok))) => {
-                    reports[i].order_id = Some(ok.order.order_id.to_string());
-                    reports[i].priority = Some(ok.order.priority);
-                    reports[i].notes = ok.notes;
-                    let sha = ok.order.payload_sha256();
-                    Decoded::Order { order: Box::new(ok.order), sha }
-                }
-                Err(panic) => Decoded::Done(RecordOutcome::Transient {
-                    reason: format!("panic while decoding: {}", panic_text(&panic)),
-                }),
-            };
-            decoded.push(d);
-        }
-
-        // A repeated order_id shares the first record's fate, or is a conflict if its payload
-        // differs. `unique` holds each first occurrence: record index, order, payload hash.
-        let mut first_of: HashMap<&str, (usize, &str)> = HashMap::new();
-        let mut same_as: Vec<Option<usize>> = vec![None; records.len()];
-        let mut unique: Vec<(usize, &Order, &str)> = Vec::new();
-        for (i, d) in decoded.iter().enumerate() {
-            let Decoded::Order { order, sha } = d else { continue };
-            match first_of.get(order.order_id.as_str()) {
-                None => {
-                    first_of.insert(order.order_id.as_str(), (i, sha));
-                    unique.push((i, order, sha));
-                }
-                Some(&(first, first_sha)) if first_sha == sha => same_as[i] = Some(first),
-                Some(_) => {
-                    reports[i].outcome = RecordOutcome::Conflict {
-                        reason: "order_id repeated in this batch with a different payload".to_owned(),
-                    }
-                }
-            }
-        }
-
-        // 2. Claim every unique valid order in one ledger call.
-        let requests: Vec<ClaimRequest> = unique
-            .iter()
-            .map(|&(_, order, sha)| ClaimRequest {
-                order_id: order.order_id.clone(),
-                payload_sha256: sha.to_owned(),
-                priority: order.priority,
-                payload: order.canonical_json(),
-            })
-            .collect();
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let lease = remaining + self.settings.lease_slack;
-        let claims = if requests.is_empty() { Ok(Vec::new()) } else { self.ledger.claim(&requests, lease).await };
-
-        let mut to_send: Vec<(usize, &Order, uuid::Uuid)> = Vec::new();
-        match claims {
-            Ok(claims) if claims.len() == unique.len() => {
-                for (&(i, order, _), claim) in unique.iter().zip(claims) {
-                    reports[i].outcome = match claim {
-                        Claim::Claimed { token, after_expired_lease } => {
-                            reports[i].after_expired_lease = after_expired_lease;
-                            to_send.push((i, order, token));
-                            continue;
-                        }
-                        Claim::AlreadySent => RecordOutcome::AlreadySent,
-                        Claim::InFlight => RecordOutcome::InFlight,
-                        Claim::Conflict => RecordOutcome::Conflict {
-                            reason: "order_id was seen before with a different payload".to_owned(),
-                        },
-                        Claim::Terminal { status, reason } => RecordOutcome::Terminal { status, reason },
-                    };
-                }
-            }
-            Ok(claims) => {
-                let reason = format!("ledger answered {} claims for {} orders", claims.len(), unique.len());
-                for &(i, _, _) in &unique {
-                    reports[i].outcome = RecordOutcome::Transient { reason: reason.clone() };
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, orders = unique.len(), "claim failed; the batch will be retried");
-                for &(i, _, _) in &unique {
-                    reports[i].outcome = RecordOutcome::Transient { reason: format!("claim failed: {e}") };
-                }
-            }
-        }
-
-        // 3. Send: high priority first (stable within a priority), bounded concurrency.
-        to_send.sort_by_key(|&(_, order, _)| order.priority);
-        // The margin never takes more than a third of the time this invocation had: with a short
-        // function timeout (Lambda's default is 3 s) a fixed 5 s margin would defer every order.
-        let margin = self.settings.safety_margin.min(remaining / 3);
-        let stop_sending_at = deadline.checked_sub(margin).unwrap_or_else(Instant::now);
-        let fatal = AtomicBool::new(false);
-        let sends = futures::stream::iter(to_send.iter().map(|&(i, order, token)| {
-            let fatal = &fatal;
-            async move {
-                let attempt = AssertUnwindSafe(self.send_one(order, stop_sending_at, fatal)).catch_unwind().await;
-                let outcome = attempt.unwrap_or_else(|panic| Outcome::Failed {
-                    error: format!("panic while sending: {}", panic_text(&panic)),
-                });
-                (i, Recording { order_id: order.order_id.clone(), token, outcome })
-            }
-        }))
-        .buffered(self.settings.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-
-        // 4. Record every outcome in one ledger call, fenced by claim token.
-        let (sent_records, recordings): (Vec<usize>, Vec<Recording>) = sends.into_iter().unzip();
-        let applied = if recordings.is_empty() { Ok(Vec::new()) } else { self.ledger.record(&recordings).await };
-        let applied: Vec<bool> = match applied {
-            Ok(a) if a.len() == recordings.len() => a,
-            Ok(_) | Err(_) => {
-                if let Err(e) = &applied {
-                    tracing::error!(error = %e, "recording outcomes failed; sent orders may be mailed again later");
-                }
-                vec![false; recordings.len()]
-            }
-        };
-        for ((i, Recording { outcome, .. }), applied) in sent_records.iter().zip(&recordings).zip(applied) {
-            reports[*i].outcome = match outcome {
-                Outcome::Sent { message_id } => {
-                    // The mail went out: acknowledge it even if the record was lost, and count
-                    // it, because reconciliation or a redelivery may mail it again.
-                    reports[*i].unrecorded_send = !applied;
-                    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-                    reports[*i].time_to_confirm_seconds =
-                        reports[*i].enqueued_at_ms.map(|t| (now_ms - t).max(0) as f64 / 1000.0);
-                    RecordOutcome::Sent { provider_message_id: message_id.clone() }
-                }
-                Outcome::Failed { error } => RecordOutcome::Transient { reason: error.clone() },
-                Outcome::Rejected { reason } => RecordOutcome::MailRejected { reason: reason.clone() },
-                Outcome::Released { reason } => RecordOutcome::Deferred { reason: reason.clone() },
-            };
-        }
-
-        // Duplicates inside the batch take their first record's outcome; decode results last.
-        for (i, d) in decoded.iter().enumerate() {
-            if let Decoded::Done(outcome) = d {
-                reports[i].outcome = outcome.clone();
-            }
-        }
-        for i in 0..reports.len() {
-            if let Some(first) = same_as[i] {
-                reports[i].outcome = match &reports[first].outcome {
+        let budget = Budget::new(deadline, &self.settings);
+        let mut items = decode_all(&event.records);
+        self.claim(&mut items, &budget).await;
+        // Boxed: the sender and recorder futures are deep types, and every entry point awaits this.
+        Box::pin(self.send_and_record(&mut items, &budget)).await;
+        // Records repeated in the batch take their first record's fate.
+        for i in 0..items.len() {
+            if let Work::SameAs(first) = items[i].work {
+                items[i].report.outcome = match &items[first].report.outcome {
                     RecordOutcome::Sent { .. } => RecordOutcome::AlreadySent,
                     other => other.clone(),
                 };
             }
         }
-
-        for r in &reports {
+        let records: Vec<RecordReport> = items.into_iter().map(|item| item.report).collect();
+        for r in &records {
             log_record(r);
         }
-        BatchReport { records: reports }
+        BatchReport { records }
+    }
+
+    /// Claims every valid order of the batch in one ledger call (split by size inside the ledger).
+    async fn claim(&self, items: &mut [Item], budget: &Budget) {
+        let pending: Vec<usize> =
+            items.iter().enumerate().filter(|(_, it)| matches!(it.work, Work::Decoded { .. })).map(|(i, _)| i).collect();
+        if pending.is_empty() {
+            return;
+        }
+        let requests: Vec<ClaimRequest> = pending
+            .iter()
+            .filter_map(|&i| match &items[i].work {
+                Work::Decoded { order, sha } => Some(ClaimRequest {
+                    order_id: order.order_id.clone(),
+                    payload_sha256: sha.clone(),
+                    priority: order.priority,
+                    payload: order.canonical_json(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let started = Instant::now();
+        let lease = budget.deadline.saturating_duration_since(started) + self.settings.lease_slack;
+        let claims = match tokio::time::timeout_at(budget.ledger_until, self.ledger.claim(&requests, lease)).await {
+            Ok(Ok(claims)) if claims.len() == requests.len() => Ok(claims),
+            Ok(Ok(claims)) => Err(format!("ledger answered {} claims for {} orders", claims.len(), requests.len())),
+            Ok(Err(e)) => Err(format!("claim failed: {e}")),
+            Err(_) => Err("claim did not finish within the invocation's time budget".to_owned()),
+        };
+        let claims = match claims {
+            Ok(claims) => claims,
+            Err(reason) => {
+                tracing::error!(error = %reason, orders = pending.len(), "claim failed; the batch will be retried");
+                for &i in &pending {
+                    items[i].work = Work::Done;
+                    items[i].report.outcome = RecordOutcome::Transient { reason: reason.clone() };
+                }
+                return;
+            }
+        };
+        for (&i, claim) in pending.iter().zip(claims) {
+            let Work::Decoded { order, .. } = std::mem::replace(&mut items[i].work, Work::Done) else { continue };
+            let report = &mut items[i].report;
+            report.outcome = match claim {
+                Claim::Claimed { token, after_expired_lease } => {
+                    report.after_expired_lease = after_expired_lease;
+                    items[i].work = Work::Claimed { order, token, lease_ends: started + lease };
+                    continue;
+                }
+                Claim::AlreadySent => RecordOutcome::AlreadySent,
+                Claim::InFlight { lease_remaining } => RecordOutcome::InFlight { lease_remaining },
+                Claim::Conflict => RecordOutcome::Conflict {
+                    reason: "order_id was seen before with a different payload".to_owned(),
+                },
+                Claim::Terminal { status, reason } => RecordOutcome::Terminal { status, reason },
+            };
+        }
+    }
+
+    /// Sends the claimed orders (high priority first, bounded concurrency) while a recorder
+    /// writes their outcomes in waves.
+    async fn send_and_record(&self, items: &mut [Item], budget: &Budget) {
+        let mut claimed: Vec<(usize, &Order, uuid::Uuid, Instant)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, it)| match &it.work {
+                Work::Claimed { order, token, lease_ends } => Some((i, order.as_ref(), *token, *lease_ends)),
+                _ => None,
+            })
+            .collect();
+        if claimed.is_empty() {
+            return;
+        }
+        claimed.sort_by_key(|&(_, order, _, _)| order.priority);
+        let fatal = AtomicBool::new(false);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+        let sender = async move {
+            futures::stream::iter(claimed)
+                .for_each_concurrent(self.settings.concurrency.max(1), |(i, order, token, lease_ends)| {
+                    let (tx, fatal) = (tx.clone(), &fatal);
+                    async move {
+                        let attempt =
+                            AssertUnwindSafe(self.send_one(order, lease_ends, budget, fatal)).catch_unwind().await;
+                        let sent = attempt.unwrap_or_else(|panic| {
+                            Sent::Record(Outcome::Failed {
+                                error: format!("panic while sending: {}", panic_text(&panic)),
+                            })
+                        });
+                        let _ = tx.send(Finished { index: i, order_id: order.order_id.clone(), token, sent });
+                    }
+                })
+                .await;
+        };
+        let recorder = async {
+            let wave_size = self.settings.concurrency.max(1);
+            let mut done: Vec<(usize, Sent, bool)> = Vec::new();
+            let mut wave: Vec<Finished> = Vec::new();
+            let mut wave_due: Option<Instant> = None;
+            loop {
+                let next = match wave_due {
+                    Some(due) => tokio::time::timeout_at(due, rx.recv()).await.ok(),
+                    None => Some(rx.recv().await),
+                };
+                let closed = matches!(next, Some(None));
+                if let Some(Some(sent)) = next {
+                    wave_due.get_or_insert_with(|| Instant::now() + self.settings.wave_interval);
+                    wave.push(sent);
+                    if wave.len() < wave_size {
+                        continue;
+                    }
+                }
+                if !wave.is_empty() {
+                    done.extend(self.record_wave(std::mem::take(&mut wave), budget).await);
+                }
+                wave_due = None;
+                if closed {
+                    break done;
+                }
+            }
+        };
+        let ((), done) = futures::join!(sender, recorder);
+        let now_ms = unix_ms_now();
+        for (i, sent, applied) in done {
+            items[i].work = Work::Done;
+            let report = &mut items[i].report;
+            report.outcome = match sent {
+                Sent::Record(Outcome::Sent { message_id }) => {
+                    // The mail went out: acknowledge it even if the record was lost, and count
+                    // it, because reconciliation or a redelivery may mail it again.
+                    report.unrecorded_send = !applied;
+                    report.time_to_confirm_seconds = report
+                        .first_sent_ms
+                        .and_then(|t| now_ms.checked_sub(t))
+                        .filter(|ms| *ms >= 0)
+                        .map(|ms| ms as f64 / 1000.0);
+                    RecordOutcome::Sent { provider_message_id: message_id }
+                }
+                Sent::Record(Outcome::Failed { error }) => RecordOutcome::Transient { reason: error },
+                Sent::Record(Outcome::Rejected { reason }) => RecordOutcome::MailRejected { reason },
+                Sent::Record(Outcome::Released { reason }) => RecordOutcome::Deferred { reason, requeued: false },
+                Sent::Unknown(reason) => RecordOutcome::Transient { reason },
+            };
+        }
+    }
+
+    /// Records one wave in one ledger call, retrying with backoff while the budget allows.
+    /// Returns each send with whether its outcome was applied.
+    async fn record_wave(&self, wave: Vec<Finished>, budget: &Budget) -> Vec<(usize, Sent, bool)> {
+        let recordings: Vec<Recording> = wave
+            .iter()
+            .filter_map(|f| match &f.sent {
+                Sent::Record(outcome) => {
+                    Some(Recording { order_id: f.order_id.clone(), token: f.token, outcome: outcome.clone() })
+                }
+                Sent::Unknown(_) => None,
+            })
+            .collect();
+        let applied = if recordings.is_empty() {
+            Vec::new()
+        } else {
+            self.record_with_retries(&recordings, budget).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, orders = recordings.len(), "recording a wave failed; its mailed orders may be mailed again later");
+                vec![false; recordings.len()]
+            })
+        };
+        let mut applied = applied.into_iter();
+        wave.into_iter()
+            .map(|f| {
+                let ok = matches!(f.sent, Sent::Record(_)) && applied.next().unwrap_or(false);
+                (f.index, f.sent, ok)
+            })
+            .collect()
+    }
+
+    async fn record_with_retries(&self, recordings: &[Recording], budget: &Budget) -> Result<Vec<bool>, BackendError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let error = match tokio::time::timeout_at(budget.ledger_until, self.ledger.record(recordings)).await {
+                Ok(Ok(applied)) if applied.len() == recordings.len() => return Ok(applied),
+                Ok(Ok(applied)) => {
+                    return Err(BackendError::fatal(format!(
+                        "ledger answered {} results for {} recordings",
+                        applied.len(),
+                        recordings.len()
+                    )));
+                }
+                Ok(Err(e)) if e.class == ErrorClass::Fatal || e.class == ErrorClass::Permanent => return Err(e),
+                Ok(Err(e)) => e,
+                Err(_) => return Err(BackendError::transient("the record step ran out of time")),
+            };
+            let wake = Instant::now() + delay.mul_f64(0.5 + 0.5 * rand::random::<f64>());
+            if wake >= budget.ledger_until {
+                return Err(error);
+            }
+            tracing::warn!(error = %error, retry_in_ms = (wake - Instant::now()).as_millis() as u64, "recording failed; retrying");
+            tokio::time::sleep_until(wake).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 
     /// Renders and sends one claimed order, unless the invocation must stop sending.
-    async fn send_one(&self, order: &Order, stop_sending_at: Instant, fatal: &AtomicBool) -> Outcome {
+    async fn send_one(&self, order: &Order, lease_ends: Instant, budget: &Budget, fatal: &AtomicBool) -> Sent {
+        let release = |reason: &str| Sent::Record(Outcome::Released { reason: format!("not sent: {reason}") });
         if fatal.load(Ordering::Relaxed) {
-            return Outcome::Released { reason: "not sent: sending stopped after a fatal error".to_owned() };
+            return release("sending stopped after a fatal error");
         }
-        if Instant::now() >= stop_sending_at {
-            return Outcome::Released { reason: "not sent: too little time left in this invocation".to_owned() };
+        if Instant::now() >= budget.stop_starting_at {
+            return release("too little time left in this invocation");
         }
-        if let Some(limiter) = &self.limiter
-            && !limiter.acquire(order.priority, stop_sending_at).await
+        if let Some(gate) = &self.gate
+            && !gate.acquire(order.priority, budget.stop_starting_at).await
         {
-            return Outcome::Released { reason: "not sent: no send slot before the deadline".to_owned() };
+            return release("no send slot before the time budget ran out");
         }
+        // Waiting for a slot takes time (or the process was paused): look again.
         if fatal.load(Ordering::Relaxed) {
-            return Outcome::Released { reason: "not sent: sending stopped after a fatal error".to_owned() };
+            return release("sending stopped after a fatal error");
+        }
+        let now = Instant::now();
+        if now >= budget.stop_starting_at {
+            return release("too little time left after waiting for a send slot");
+        }
+        if now + self.settings.send_timeout.min(budget.send_cutoff - now) >= lease_ends {
+            return release("the lease would end before the send could finish");
         }
         let mail = match render::render(order) {
             Ok(mail) => mail,
-            Err(e) => return Outcome::Failed { error: e.to_string() },
+            Err(e) => return Sent::Record(Outcome::Failed { error: e.to_string() }),
         };
-        match self.mailer.send(order, &mail).await {
+        let result = match tokio::time::timeout_at(budget.send_cutoff, self.mailer.send(order, &mail)).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Sent::Unknown(
+                    "the send did not finish within the time budget; left leased until it can be taken over"
+                        .to_owned(),
+                );
+            }
+        };
+        if let Some(gate) = &self.gate {
+            let throttled = matches!(&result, Err(e) if e.class == ErrorClass::Throttled);
+            gate.feedback(order.priority, throttled).await;
+        }
+        Sent::Record(match result {
             Ok(message_id) => Outcome::Sent { message_id },
+            Err(BackendError { class: ErrorClass::Throttled, message }) => {
+                Outcome::Released { reason: format!("not sent: SES is at its sending rate ({message})") }
+            }
             Err(BackendError { class: ErrorClass::Transient, message }) => Outcome::Failed { error: message },
             Err(BackendError { class: ErrorClass::Permanent, message }) => Outcome::Rejected { reason: message },
             Err(BackendError { class: ErrorClass::Fatal, message }) => {
@@ -463,11 +649,69 @@ impl Pipeline {
                 }
                 Outcome::Failed { error: message }
             }
-        }
+        })
     }
 }
 
+/// The decode stage: every record becomes a decided fate or a valid order. Panics are caught
+/// per record. A repeated `order_id` shares the first record's fate, or is a conflict if its
+/// payload differs.
+fn decode_all(records: &[SqsMessage]) -> Vec<Item> {
+    let mut items: Vec<Item> = Vec::with_capacity(records.len());
+    let mut first_of: HashMap<String, (usize, String)> = HashMap::new();
+    for (i, record) in records.iter().enumerate() {
+        let mut report = blank_report(record);
+        let body = record.body.as_deref();
+        let work = match std::panic::catch_unwind(|| body.map(decode::decode)) {
+            Ok(None) => {
+                report.outcome = RecordOutcome::Rejected { reason: "record has no body".to_owned() };
+                Work::Done
+            }
+            Ok(Some(Err(rejection))) => {
+                report.order_id = body.and_then(decode::salvage_order_id).map(|id| id.to_string());
+                report.outcome = rejected(&rejection);
+                Work::Done
+            }
+            Ok(Some(Ok(ok))) => {
+                report.order_id = Some(ok.order.order_id.to_string());
+                report.priority = Some(ok.order.priority);
+                report.notes = ok.notes;
+                let sha = ok.order.payload_sha256();
+                match first_of.get(ok.order.order_id.as_str()) {
+                    None => {
+                        first_of.insert(ok.order.order_id.to_string(), (i, sha.clone()));
+                        Work::Decoded { order: Box::new(ok.order), sha }
+                    }
+                    Some((first, first_sha)) if *first_sha == sha => Work::SameAs(*first),
+                    Some(_) => {
+                        report.outcome = RecordOutcome::Conflict {
+                            reason: "order_id repeated in this batch with a different payload".to_owned(),
+                        };
+                        Work::Done
+                    }
+                }
+            }
+            Err(panic) => {
+                report.outcome =
+                    RecordOutcome::Transient { reason: format!("panic while decoding: {}", panic_text(&panic)) };
+                Work::Done
+            }
+        };
+        items.push(Item { report, work });
+    }
+    items
+}
+
+fn unix_ms_now() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 fn blank_report(record: &SqsMessage) -> RecordReport {
+    let first_sent = record
+        .message_attributes
+        .get(FIRST_SENT_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .or_else(|| record.attributes.get("SentTimestamp").map(String::as_str));
     RecordReport {
         message_id: record.message_id.clone(),
         order_id: None,
@@ -478,7 +722,7 @@ fn blank_report(record: &SqsMessage) -> RecordReport {
         unrecorded_send: false,
         time_to_confirm_seconds: None,
         after_expired_lease: false,
-        enqueued_at_ms: record.attributes.get("SentTimestamp").and_then(|v| v.parse().ok()),
+        first_sent_ms: first_sent.and_then(|v| v.parse().ok()),
     }
 }
 
@@ -527,6 +771,9 @@ fn log_record(r: &RecordReport) {
         );
     } else if r.outcome.is_success() {
         tracing::info!(message_id, order_id, priority, outcome, receive_count, notes, "record done");
+    } else if let RecordOutcome::Deferred { reason, .. } = &r.outcome {
+        // Not a failure: the order goes out on a later delivery.
+        tracing::info!(message_id, order_id, priority, outcome, receive_count, reason, notes, "record deferred");
     } else {
         tracing::warn!(message_id, order_id, priority, outcome, receive_count, reason, notes, "record failed");
     }

@@ -1,18 +1,41 @@
-//! The send-rate limiter (DESIGN §4 step 3): a token bucket sized to this instance's share of the
-//! SES sending quota, with a reserve that only high-priority orders may draw on. Normal orders
-//! that cannot get a token before their give-up time are deferred (retried on a later delivery);
-//! high-priority orders wait for the reserve instead. Uses tokio's clock, so tests can pause it.
+//! The send-rate limiter: a token bucket sized to this instance's share of the SES sending quota.
+//!
+//! - **Work-conserving reserve.** A share of the bucket is kept for high-priority orders only
+//!   while a high-priority order is waiting for a slot in this instance; when none is, normal
+//!   orders use the whole rate. The reserve protects high orders when they exist and costs nothing
+//!   when they do not.
+//! - **Adaptive across instances.** Instances share no memory, so the rate adapts to SES's own
+//!   answers, as the SDK's adaptive retry mode does: every accepted send raises this instance's
+//!   rate a little (up to the account's whole rate, when configured), every throttling answer cuts
+//!   it (normal-priority sends cut it harder than high ones, so under contention the instances
+//!   sending high orders keep the larger part of the quota). An instance alone on an idle account
+//!   climbs to the full quota; instances competing settle around their fair part of it.
+//!
+//! Uses tokio's clock, so tests can pause it.
 
 use crate::order::Priority;
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
+/// What the pipeline needs from a limiter: a slot before each send, and SES's answer after it.
+#[async_trait::async_trait]
+pub trait SendGate: Send + Sync {
+    /// Takes one send slot for `priority`, waiting at most until `give_up_at`. False: no slot in
+    /// time; the caller defers the order.
+    async fn acquire(&self, priority: Priority, give_up_at: Instant) -> bool;
+
+    /// SES accepted (`throttled == false`) or throttled a send that held a slot.
+    async fn feedback(&self, priority: Priority, throttled: bool);
+}
+
 #[derive(Debug)]
 pub struct SendRateLimiter {
-    rate_per_sec: f64,
-    capacity: f64,
-    /// Tokens normal orders must leave in the bucket.
-    reserve: f64,
+    /// The configured share: where the rate starts, and the floor it returns to quickly.
+    share: f64,
+    /// The highest rate this instance may climb to while SES accepts (the account's rate).
+    ceiling: f64,
+    /// Share of the bucket (0.0-1.0) kept for high priority while one is waiting.
+    high_reserve: f64,
     state: Mutex<Bucket>,
 }
 
@@ -20,48 +43,108 @@ pub struct SendRateLimiter {
 struct Bucket {
     tokens: f64,
     refilled_at: Instant,
+    rate: f64,
+    /// High-priority orders waiting for a slot in this instance now.
+    high_waiting: usize,
 }
 
+impl Bucket {
+    /// The bucket holds one second of sends, so a burst cannot exceed the rate SES measures.
+    fn capacity(&self) -> f64 {
+        self.rate.max(1.0)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity());
+        self.refilled_at = now;
+    }
+}
+
+/// Multiplicative cut on a throttling answer, per priority of the throttled send.
+const CUT_NORMAL: f64 = 0.6;
+const CUT_HIGH: f64 = 0.85;
+/// The rate never drops below this fraction of the share (an instance always makes progress).
+const FLOOR: f64 = 0.25;
+/// Each accepted send raises the rate by this fraction of the share (additive increase).
+const STEP: f64 = 0.05;
+
 impl SendRateLimiter {
-    /// `rate_per_sec` sends per second; `high_reserve` is the share of the bucket (0.0-1.0) kept
-    /// for high priority. The bucket holds one second of sends, so a burst cannot exceed the quota
-    /// SES measures per second.
-    pub fn new(rate_per_sec: f64, high_reserve: f64) -> Self {
-        let capacity = rate_per_sec.max(1.0);
-        let reserve = (capacity * high_reserve.clamp(0.0, 1.0)).min(capacity - 1.0).max(0.0);
+    /// `share` sends per second; `ceiling` the account's whole rate (at least `share`);
+    /// `high_reserve` the share of the bucket (0.0-1.0) kept for high priority.
+    pub fn new(share: f64, ceiling: f64, high_reserve: f64) -> Self {
+        let share = share.max(0.001);
         Self {
-            rate_per_sec,
-            capacity,
-            reserve,
-            state: Mutex::new(Bucket { tokens: capacity, refilled_at: Instant::now() }),
+            share,
+            ceiling: ceiling.max(share),
+            high_reserve: high_reserve.clamp(0.0, 0.9),
+            state: Mutex::new(Bucket {
+                tokens: share.max(1.0),
+                refilled_at: Instant::now(),
+                rate: share,
+                high_waiting: 0,
+            }),
         }
     }
 
-    /// Takes one send slot for `priority`, waiting at most until `give_up_at`. Returns false when
-    /// no slot could be had in time; the caller defers the order.
-    pub async fn acquire(&self, priority: Priority, give_up_at: Instant) -> bool {
-        let threshold = match priority {
-            Priority::High => 1.0,
-            Priority::Normal => 1.0 + self.reserve,
-        };
-        loop {
+    /// The current rate in sends per second.
+    pub async fn rate(&self) -> f64 {
+        self.state.lock().await.rate
+    }
+}
+
+#[async_trait::async_trait]
+impl SendGate for SendRateLimiter {
+    async fn acquire(&self, priority: Priority, give_up_at: Instant) -> bool {
+        let high = priority == Priority::High;
+        if high {
+            self.state.lock().await.high_waiting += 1;
+        }
+        let granted = loop {
             let wait = {
                 let mut b = self.state.lock().await;
                 let now = Instant::now();
-                let elapsed = now.saturating_duration_since(b.refilled_at).as_secs_f64();
-                b.tokens = (b.tokens + elapsed * self.rate_per_sec).min(self.capacity);
-                b.refilled_at = now;
+                b.refill(now);
+                // Normal orders leave the reserve in the bucket only while a high one waits.
+                let reserve = if !high && b.high_waiting > 0 {
+                    (b.capacity() * self.high_reserve).min(b.capacity() - 1.0).max(0.0)
+                } else {
+                    0.0
+                };
+                let threshold = 1.0 + reserve;
                 if b.tokens >= threshold {
                     b.tokens -= 1.0;
-                    return true;
+                    break true;
                 }
-                Duration::from_secs_f64((threshold - b.tokens) / self.rate_per_sec)
+                // A normal order re-checks at least every 100 ms: the reserve it waits behind
+                // disappears as soon as the high orders have their slots.
+                let wait = Duration::from_secs_f64((threshold - b.tokens) / b.rate);
+                if high { wait } else { wait.min(Duration::from_millis(100)) }
             };
             if Instant::now() + wait > give_up_at {
-                return false;
+                break false;
             }
             tokio::time::sleep(wait).await;
+        };
+        if high {
+            self.state.lock().await.high_waiting -= 1;
         }
+        granted
+    }
+
+    async fn feedback(&self, priority: Priority, throttled: bool) {
+        let mut b = self.state.lock().await;
+        b.refill(Instant::now());
+        if throttled {
+            let cut = if priority == Priority::High { CUT_HIGH } else { CUT_NORMAL };
+            b.rate = (b.rate * cut).max(self.share * FLOOR);
+            // SES said the second is full: no burst right after.
+            b.tokens = b.tokens.min(0.0);
+        } else {
+            b.rate = (b.rate + self.share * STEP).min(self.ceiling);
+        }
+        let capacity = b.capacity();
+        b.tokens = b.tokens.min(capacity);
     }
 }
 
@@ -70,24 +153,38 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn normal_orders_cannot_use_the_high_reserve() {
-        let limiter = SendRateLimiter::new(10.0, 0.3);
+    async fn normal_orders_leave_the_reserve_only_while_a_high_order_waits() {
+        let limiter = std::sync::Arc::new(SendRateLimiter::new(10.0, 10.0, 0.3));
         let now = Instant::now();
         let mut normal = 0;
         while limiter.acquire(Priority::Normal, now).await {
             normal += 1;
         }
-        assert_eq!(normal, 7, "normal stops at the 3-token reserve");
-        let mut high = 0;
-        while limiter.acquire(Priority::High, now).await {
-            high += 1;
+        assert_eq!(normal, 10, "no high order waits: normal orders use the whole bucket");
+
+        // The bucket is empty. One normal order, then five high ones, start waiting together:
+        // every high order gets its slot before the normal one does.
+        let start = Instant::now();
+        let wait = |p: Priority| {
+            let l = limiter.clone();
+            tokio::spawn(async move {
+                assert!(l.acquire(p, start + Duration::from_secs(5)).await);
+                Instant::now()
+            })
+        };
+        let normal = wait(Priority::Normal);
+        tokio::task::yield_now().await;
+        let highs: Vec<_> = (0..5).map(|_| wait(Priority::High)).collect();
+        let normal_at = normal.await.unwrap();
+        for h in highs {
+            assert!(h.await.unwrap() <= normal_at, "a high order waited behind a normal one");
         }
-        assert_eq!(high, 3, "high drains the reserve");
+        assert!(normal_at < start + Duration::from_secs(1), "the normal order still went soon after");
     }
 
     #[tokio::test(start_paused = true)]
     async fn waits_for_refill_until_the_give_up_time() {
-        let limiter = SendRateLimiter::new(2.0, 0.0);
+        let limiter = SendRateLimiter::new(2.0, 2.0, 0.0);
         let start = Instant::now();
         for _ in 0..2 {
             assert!(limiter.acquire(Priority::Normal, start).await);
@@ -95,5 +192,26 @@ mod tests {
         assert!(!limiter.acquire(Priority::Normal, start + Duration::from_millis(100)).await);
         assert!(limiter.acquire(Priority::High, start + Duration::from_secs(1)).await);
         assert!(Instant::now() >= start + Duration::from_millis(500), "waited for a token");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accepted_sends_climb_to_the_ceiling_and_throttling_cuts_normal_harder_than_high() {
+        let limiter = SendRateLimiter::new(2.0, 10.0, 0.2);
+        for _ in 0..200 {
+            limiter.feedback(Priority::Normal, false).await;
+        }
+        assert_eq!(limiter.rate().await, 10.0, "an idle account's quota is used in full");
+        limiter.feedback(Priority::Normal, true).await;
+        assert!((limiter.rate().await - 6.0).abs() < 1e-9);
+        let high = SendRateLimiter::new(2.0, 10.0, 0.2);
+        for _ in 0..200 {
+            high.feedback(Priority::High, false).await;
+        }
+        high.feedback(Priority::High, true).await;
+        assert!(high.rate().await > limiter.rate().await, "a throttled high send keeps more of the rate");
+        for _ in 0..50 {
+            limiter.feedback(Priority::Normal, true).await;
+        }
+        assert_eq!(limiter.rate().await, 0.5, "never below a quarter of the share");
     }
 }

@@ -56,8 +56,12 @@ pub struct ReconcileReport {
 }
 
 /// Re-sends orders from their stored payloads through the queue path (claim, send, record).
+/// The batch is finished (metrics, summary) before it is returned.
 pub async fn resend(pipeline: &Pipeline, orders: &[StuckOrder], deadline: Instant) -> BatchReport {
-    pipeline.handle(&as_event(orders), deadline).await
+    let event = as_event(orders);
+    let mut report = pipeline.handle(&event, deadline).await;
+    crate::finish::finish(&event, &mut report, None, None).await;
+    report
 }
 
 /// One synthetic queue record per stuck order, so the re-send takes exactly the queue path.
@@ -108,9 +112,6 @@ pub async fn reconcile(
         (sent as u64, failing as u64)
     });
     let unconfirmed = ledger.unconfirmed(settings.grace).await?;
-    if let Some(b) = &batch {
-        crate::metrics::record_batch(b);
-    }
     crate::metrics::record_reconcile(unconfirmed, resent, abandoned);
     tracing::info!(
         found,

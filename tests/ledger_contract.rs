@@ -48,7 +48,13 @@ pub async fn new_order_is_claimed_then_sent_then_acknowledged(l: Arc<dyn Ledger>
 pub async fn live_lease_is_in_flight_and_expired_lease_is_taken_over(l: Arc<dyn Ledger>) {
     let first = l.claim(&[req("B1", "h", Priority::Normal)], LEASE).await.unwrap();
     token(&first[0]);
-    assert_eq!(l.claim(&[req("B1", "h", Priority::Normal)], LEASE).await.unwrap(), vec![Claim::InFlight]);
+    match l.claim(&[req("B1", "h", Priority::Normal)], LEASE).await.unwrap()[..] {
+        [Claim::InFlight { lease_remaining }] => assert!(
+            lease_remaining > LEASE - Duration::from_secs(5) && lease_remaining <= LEASE,
+            "the claim says when the holder's lease ends: {lease_remaining:?}"
+        ),
+        ref other => panic!("expected InFlight, got {other:?}"),
+    }
 
     let short = l.claim(&[req("B2", "h", Priority::Normal)], Duration::ZERO).await.unwrap();
     let stale = token(&short[0]);
@@ -114,7 +120,7 @@ pub async fn batch_results_come_back_in_input_order(l: Arc<dyn Ledger>) {
     reqs.insert(7, req("G2", "h", Priority::Normal));
     let claims = l.claim(&reqs, LEASE).await.unwrap();
     assert_eq!(claims.len(), 51);
-    assert_eq!(claims[7], Claim::InFlight);
+    assert!(matches!(claims[7], Claim::InFlight { .. }), "{:?}", claims[7]);
     let recs: Vec<Recording> = reqs
         .iter()
         .zip(&claims)
@@ -228,6 +234,38 @@ pub async fn only_abandoned_or_rejected_orders_are_released_for_retry(l: Arc<dyn
     assert!(matches!(l.claim(&[req("RL1", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Claimed { .. }));
 }
 
+pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn Ledger>) {
+    let t = token(&l.claim(&[req("RR1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let sent = [rec("RR1", t, Outcome::Sent { message_id: "m-1".into() })];
+    assert_eq!(l.record(&sent).await.unwrap(), vec![true]);
+    let first = l.order_state(&OrderId::parse("RR1").unwrap()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(l.record(&sent).await.unwrap(), vec![true], "the retry of a committed record is applied");
+    let again = l.order_state(&OrderId::parse("RR1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((again.status.as_str(), again.sent_at, again.attempts), (status::SENT, first.sent_at, 1));
+
+    // Fencing still holds: once a newer claim took the order over, the old token applies nothing.
+    let stale = token(&l.claim(&[req("RR2", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let newer = token(&l.claim(&[req("RR2", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let failed = |t| [rec("RR2", t, Outcome::Failed { error: "timeout".into() })];
+    assert_eq!(l.record(&failed(newer)).await.unwrap(), vec![true]);
+    assert_eq!(l.record(&failed(stale)).await.unwrap(), vec![false]);
+}
+
+pub async fn a_released_claim_gives_its_attempt_back_once(l: Arc<dyn Ledger>) {
+    let t = token(&l.claim(&[req("RA1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let released = [rec("RA1", t, Outcome::Released { reason: "not sent: no send slot".into() })];
+    assert_eq!(l.record(&released).await.unwrap(), vec![true]);
+    assert_eq!(l.record(&released).await.unwrap(), vec![true], "a retried release");
+    let st = l.order_state(&OrderId::parse("RA1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status.as_str(), st.attempts), (status::FAILED, 0), "a deferral is not an attempt");
+    let t = token(&l.claim(&[req("RA1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    l.record(&[rec("RA1", t, Outcome::Failed { error: "timeout".into() })]).await.unwrap();
+    let st = l.order_state(&OrderId::parse("RA1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.attempts, 1, "a failed send is");
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn Ledger>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -249,6 +287,8 @@ macro_rules! ledger_contract_tests {
             unknown_order_has_no_state,
             expired_leases_and_old_failures_are_stuck_and_can_be_abandoned,
             only_abandoned_or_rejected_orders_are_released_for_retry,
+            a_retried_record_counts_as_applied_and_changes_nothing,
+            a_released_claim_gives_its_attempt_back_once,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {

@@ -257,8 +257,9 @@ async fn no_send_starts_inside_the_safety_margin_and_the_order_is_released() {
     let e = event_of(&[("m0", &order_body("D-0", "normal")), ("m1", &order_body("D-1", "normal"))]);
     let settings = PipelineSettings { concurrency: 1, ..PipelineSettings::default() };
     let p = Pipeline::new(b.ledger.clone(), mailer.clone(), None, settings);
-    // 3 s left: the 5 s margin is capped to a third (1 s), so sends stop 2 s from now.
-    let report = p.handle(&e, deadline(3)).await;
+    // 6 s left: the record step's 5 s and the send's 15 s are each capped to a third (2 s), so
+    // sends stop starting 2 s from now.
+    let report = p.handle(&e, deadline(6)).await;
     assert!(matches!(report.records[0].outcome, RecordOutcome::Sent { .. }), "a short invocation still sends");
     assert!(matches!(report.records[1].outcome, RecordOutcome::Deferred { .. }));
     assert_eq!(mailer.attempts.load(Ordering::SeqCst), 1, "only D-0 was attempted");
@@ -269,7 +270,7 @@ async fn no_send_starts_inside_the_safety_margin_and_the_order_is_released() {
 #[tokio::test]
 async fn ledger_down_after_the_send_acknowledges_and_counts_the_unrecorded_mail() {
     let b = LocalBackends::new().await;
-    let ledger: Arc<dyn Ledger> = Arc::new(RecordFailsLedger(b.ledger.clone()));
+    let ledger: Arc<dyn Ledger> = Arc::new(FlakyRecordLedger::new(b.ledger.clone(), RecordFault::Always));
     let p = Pipeline::new(ledger, b.outbox.clone(), None, PipelineSettings::default());
     let e = event_of(&[("m1", &order_body("U-1", "normal"))]);
     let report = p.handle(&e, deadline(30)).await;
@@ -364,5 +365,147 @@ proptest! {
                 }
             }
         });
+    }
+}
+
+// A fault touches only what it touched: the record step, the time budget, leases held elsewhere.
+
+fn batch_of(prefix: &str, n: usize) -> aws_lambda_events::sqs::SqsEvent {
+    event((1..=n).map(|i| record(&format!("m{i}"), &order_body(&format!("{prefix}-{i}"), "normal"))).collect())
+}
+
+async fn status_of(ledger: &dyn Ledger, order_id: &str) -> String {
+    ledger.order_state(&OrderId::parse(order_id).unwrap()).await.unwrap().map(|s| s.status).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_ledger_outage_after_the_sends_is_ridden_out_and_every_order_is_recorded() {
+    let b = LocalBackends::new().await;
+    let ledger = Arc::new(FlakyRecordLedger::new(b.ledger.clone(), RecordFault::FailFor(Duration::from_secs(2))));
+    let p = Pipeline::new(ledger.clone(), b.outbox.clone(), None, PipelineSettings::default());
+    let e = batch_of("R", 5);
+    let report = p.handle(&e, deadline(30)).await;
+    assert!(failures(&report).is_empty());
+    assert!(report.records.iter().all(|r| !r.unrecorded_send), "the outage ended inside the time budget");
+    assert!(ledger.record_calls.load(Ordering::SeqCst) > 1, "the record step was retried");
+    for i in 1..=5 {
+        assert_eq!(status_of(b.ledger.as_ref(), &format!("R-{i}")).await, status::SENT);
+    }
+    let again = b.pipeline(b.outbox.clone()).handle(&e, deadline(30)).await;
+    assert!(again.records.iter().all(|r| r.outcome == RecordOutcome::AlreadySent), "redelivery mails nothing");
+    assert_eq!(b.outbox_files().len(), 5);
+}
+
+#[tokio::test]
+async fn a_retried_record_whose_first_attempt_committed_counts_as_applied() {
+    let b = LocalBackends::new().await;
+    let ledger = Arc::new(FlakyRecordLedger::new(b.ledger.clone(), RecordFault::CommitThenFailFirst(1)));
+    let p = Pipeline::new(ledger.clone(), b.outbox.clone(), None, PipelineSettings::default());
+    let report = p.handle(&batch_of("C", 3), deadline(30)).await;
+    assert!(failures(&report).is_empty());
+    assert_eq!(ledger.record_calls.load(Ordering::SeqCst), 2, "one lost answer, one retry");
+    assert!(report.records.iter().all(|r| !r.unrecorded_send), "no false UnrecordedSend");
+}
+
+#[tokio::test]
+async fn a_crash_half_way_through_a_batch_leaves_at_most_two_waves_unrecorded() {
+    let b = LocalBackends::new().await;
+    let mut mailer = ScriptedMailer::new(b.outbox.clone());
+    for i in 1..=40 {
+        mailer = mailer.fault(&format!("W-{i}"), Fault::Delay(Duration::from_millis(20)));
+    }
+    let mailer = Arc::new(mailer);
+    let concurrency = 4;
+    let settings = PipelineSettings { concurrency, ..PipelineSettings::default() };
+    let p = Pipeline::new(b.ledger.clone(), mailer.clone(), None, settings);
+    let e = batch_of("W", 40);
+    // The process dies once 20 sends have started: the batch's future is dropped mid-way.
+    tokio::select! {
+        _ = p.handle(&e, deadline(30)) => panic!("the batch finished before the crash"),
+        () = async { while mailer.attempts.load(Ordering::SeqCst) < 20 { tokio::time::sleep(Duration::from_millis(2)).await } } => {}
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mailed = b.outbox_files().len();
+    let mut recorded = 0;
+    for i in 1..=40 {
+        if status_of(b.ledger.as_ref(), &format!("W-{i}")).await == status::SENT {
+            recorded += 1;
+        }
+    }
+    assert!(mailed >= 16, "the crash came half way ({mailed} mailed)");
+    assert!(
+        mailed - recorded <= 2 * concurrency,
+        "{mailed} mailed, {recorded} recorded: a crash re-mails at most the wave being recorded and the one filling"
+    );
+}
+
+#[tokio::test]
+async fn a_hung_send_is_cut_off_so_the_batch_is_recorded_before_the_deadline() {
+    let b = LocalBackends::new().await;
+    let mailer =
+        Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("T-2", Fault::Delay(Duration::from_secs(12))));
+    let e = batch_of("T", 3);
+    let end = deadline(6);
+    let report = b.pipeline(mailer).handle(&e, end).await;
+    assert!(tokio::time::Instant::now() < end, "the invocation returned before its deadline");
+    assert_eq!(failures(&report), vec!["m2"]);
+    assert_eq!(status_of(b.ledger.as_ref(), "T-1").await, status::SENT);
+    assert_eq!(status_of(b.ledger.as_ref(), "T-3").await, status::SENT);
+    assert_eq!(status_of(b.ledger.as_ref(), "T-2").await, status::FAILED, "the cut-off send is retryable");
+}
+
+#[tokio::test]
+async fn an_order_in_flight_elsewhere_comes_back_right_after_the_holders_lease() {
+    use order_confirmation::backoff::{BackoffSettings, visibility_for};
+    use order_confirmation::ledger::ClaimRequest;
+    let b = LocalBackends::new().await;
+    let body = order_body("L-1", "normal");
+    let order = order_confirmation::decode::decode(&body).unwrap().order;
+    let request = ClaimRequest {
+        order_id: order.order_id.clone(),
+        payload_sha256: order.payload_sha256(),
+        priority: order.priority,
+        payload: order.canonical_json(),
+    };
+    // Another invocation holds the order with a 40 s lease (it may have died holding it).
+    b.ledger.claim(&[request], Duration::from_secs(40)).await.unwrap();
+    let report = b.pipeline(b.outbox.clone()).handle(&event_of(&[("m1", &body)]), deadline(30)).await;
+    let outcome = &report.records[0].outcome;
+    assert!(matches!(outcome, RecordOutcome::InFlight { .. }), "{outcome:?}");
+    let quick = BackoffSettings { base: Duration::from_secs(1), cap: Duration::from_secs(4), ..BackoffSettings::default() };
+    for settings in [BackoffSettings::default(), quick] {
+        for (receive_count, jitter) in [(1, 0.0), (1, 0.999), (4, 0.0), (4, 0.999)] {
+            let v = visibility_for(outcome, receive_count, &settings, jitter).as_secs();
+            assert!((39..=50).contains(&v), "came back after {v} s; the lease ends in 40 s");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deferred_order_spends_no_ledger_attempt() {
+    let b = LocalBackends::new().await;
+    let mailer =
+        Arc::new(ScriptedMailer::new(b.outbox.clone()).fault("A-1", Fault::Delay(Duration::from_millis(2500))));
+    let e = event_of(&[("m1", &order_body("A-1", "normal")), ("m2", &order_body("A-2", "normal"))]);
+    let settings = PipelineSettings { concurrency: 1, ..PipelineSettings::default() };
+    let report = Pipeline::new(b.ledger.clone(), mailer, None, settings).handle(&e, deadline(6)).await;
+    assert!(matches!(report.records[1].outcome, RecordOutcome::Deferred { .. }));
+    let state = b.ledger.order_state(&OrderId::parse("A-2").unwrap()).await.unwrap().unwrap();
+    assert_eq!((state.status.as_str(), state.attempts), (status::FAILED, 0), "released without spending an attempt");
+}
+
+#[tokio::test]
+async fn a_sent_timestamp_far_in_the_past_or_future_does_not_panic() {
+    let b = LocalBackends::new().await;
+    let mut records = Vec::new();
+    for (i, ts) in [i64::MIN.to_string(), i64::MAX.to_string(), "-1".into()].iter().enumerate() {
+        let mut r = record(&format!("m{i}"), &order_body(&format!("TS-{i}"), "normal"));
+        r.attributes.insert("SentTimestamp".into(), ts.clone());
+        records.push(r);
+    }
+    let report = b.pipeline(b.outbox.clone()).handle(&event(records), deadline(30)).await;
+    assert!(failures(&report).is_empty());
+    for r in &report.records {
+        assert!(r.time_to_confirm_seconds.is_none_or(|s| s.is_finite() && s >= 0.0), "{r:?}");
     }
 }

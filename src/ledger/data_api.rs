@@ -33,7 +33,7 @@ WITH input AS (
         AS b(ord int, order_id text, payload_sha256 text, priority text, payload jsonb)
 ),
 before AS (
-    SELECT oc.order_id, oc.status, oc.payload_sha256, oc.last_error
+    SELECT oc.order_id, oc.status, oc.payload_sha256, oc.last_error, oc.lease_until
     FROM order_confirmations oc JOIN input USING (order_id)
 ),
 claimed AS (
@@ -49,23 +49,28 @@ claimed AS (
       AND (oc.status = 'failed' OR (oc.status = 'sending' AND oc.lease_until <= now()))
     RETURNING oc.order_id, oc.claim_token
 )
-SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payload_sha256, b.last_error
+SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payload_sha256, b.last_error,
+    CAST(GREATEST(EXTRACT(EPOCH FROM b.lease_until - now()) * 1000, 0) AS bigint)
 FROM input i LEFT JOIN claimed c USING (order_id) LEFT JOIN before b USING (order_id)
 ORDER BY i.ord";
 
-/// Writes every outcome where the claim token still matches (fencing), and reports which did.
+/// Writes every outcome where the claim token still matches (fencing), and reports which did. The
+/// token stays on the row (only the next claim replaces it), so a retry of a call that already
+/// committed applies again and changes nothing; a released claim gives its attempt back once,
+/// while the row is still leased.
 const RECORD_SQL: &str = "\
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
-        AS b(ord int, order_id text, token uuid, status text, ses_message_id text, last_error text)
+        AS b(ord int, order_id text, token uuid, status text, ses_message_id text, last_error text, released boolean)
 ),
 updated AS (
     UPDATE order_confirmations oc SET
+        attempts = CASE WHEN i.released AND oc.status = 'sending' THEN GREATEST(oc.attempts - 1, 0) ELSE oc.attempts END,
         status = i.status,
         ses_message_id = COALESCE(i.ses_message_id, oc.ses_message_id),
         last_error = i.last_error,
-        sent_at = CASE WHEN i.status = 'sent' THEN now() ELSE oc.sent_at END,
-        claim_token = NULL, lease_until = NULL, updated_at = now()
+        sent_at = CASE WHEN oc.status = 'sent' THEN oc.sent_at WHEN i.status = 'sent' THEN now() ELSE oc.sent_at END,
+        lease_until = NULL, updated_at = now()
     FROM input i
     WHERE oc.order_id = i.order_id AND oc.claim_token = i.token
     RETURNING oc.order_id
@@ -242,6 +247,10 @@ fn field_bool(f: Option<&Field>) -> Option<bool> {
     }
 }
 
+fn lease_remaining(f: Option<&Field>) -> Duration {
+    Duration::from_millis(field_i64(f).unwrap_or(0).max(0) as u64)
+}
+
 fn from_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -343,14 +352,15 @@ impl Ledger for DataApiLedger {
                 let previous = field_str(row.get(2));
                 let same_payload = field_bool(row.get(3));
                 Ok(match (previous.as_deref(), same_payload) {
-                    // Inserted by a concurrent claim after this statement's snapshot.
-                    (None, _) => Claim::InFlight,
+                    // Inserted by a concurrent claim after this statement's snapshot: its lease
+                    // is at least as long as this one would have been.
+                    (None, _) => Claim::InFlight { lease_remaining: lease },
                     (Some(_), Some(false)) => Claim::Conflict,
                     (Some(status::SENT), _) => Claim::AlreadySent,
                     (Some(s @ (status::REJECTED | status::ABANDONED)), _) => {
                         Claim::Terminal { status: s.to_owned(), reason: field_str(row.get(4)).unwrap_or_default() }
                     }
-                    (Some(_), _) => Claim::InFlight,
+                    (Some(_), _) => Claim::InFlight { lease_remaining: lease_remaining(row.get(5)) },
                 })
             })
             .collect()
@@ -368,7 +378,8 @@ impl Ledger for DataApiLedger {
                     Outcome::Released { reason } => (status::FAILED, None, Some(reason.as_str())),
                 };
                 json!({"ord": ord, "order_id": r.order_id.as_str(), "token": r.token.to_string(),
-                       "status": st, "ses_message_id": message_id, "last_error": error})
+                       "status": st, "ses_message_id": message_id, "last_error": error,
+                       "released": matches!(r.outcome, Outcome::Released { .. })})
             })
             .collect();
         let rows = self

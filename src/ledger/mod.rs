@@ -51,8 +51,9 @@ pub enum Claim {
     Claimed { token: Uuid, after_expired_lease: bool },
     /// Already confirmed: acknowledge, do not mail again.
     AlreadySent,
-    /// Another invocation holds a live lease: retry later.
-    InFlight,
+    /// Another invocation holds a live lease for this long yet: retry right after it ends (if
+    /// the holder died, the order can be taken over then; if not, it is confirmed by then).
+    InFlight { lease_remaining: Duration },
     /// The same `order_id` was seen with a different payload: never mail, report.
     Conflict,
     /// Refused for good earlier (by the mail provider or by reconciliation's bound).
@@ -73,8 +74,9 @@ pub enum Outcome {
     Rejected {
         reason: String,
     },
-    /// Not attempted (deferred by the rate limiter, out of time, or stopped after a fatal error):
-    /// the lease is released so the next delivery can claim at once.
+    /// Not attempted (deferred by the rate limiter or SES throttling, out of time, or stopped
+    /// after a fatal error): the lease is released so the next delivery can claim at once, and the
+    /// claim's attempt is given back (a deferral is not a failed attempt).
     Released {
         reason: String,
     },
@@ -174,7 +176,9 @@ pub trait Ledger: Send + Sync {
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError>;
 
     /// Writes outcomes, each only where its claim token still matches. Returns, per recording,
-    /// whether it was applied (false: the lease was lost to another invocation).
+    /// whether it was applied (false: the lease was lost to another invocation). Idempotent: the
+    /// token stays on the row until the next claim replaces it, so a retry of a call whose first
+    /// attempt committed (its answer lost) applies again, changes nothing, and answers true.
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
 
     async fn stats(&self) -> Result<LedgerStats, BackendError>;

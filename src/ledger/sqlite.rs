@@ -146,7 +146,9 @@ impl Ledger for SqliteLedger {
                     Some((_, st, _, reason)) if st == status::REJECTED || st == status::ABANDONED => {
                         Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
                     }
-                    Some((_, st, Some(until), _)) if st == status::SENDING && until > now => Claim::InFlight,
+                    Some((_, st, Some(until), _)) if st == status::SENDING && until > now => {
+                        Claim::InFlight { lease_remaining: Duration::from_millis((until - now) as u64) }
+                    }
                     Some((_, previous, _, _)) => {
                         tx.execute(
                             "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
@@ -179,12 +181,27 @@ impl Ledger for SqliteLedger {
                         Outcome::Rejected { reason } => (status::REJECTED, None, Some(reason), None),
                         Outcome::Released { reason } => (status::FAILED, None, Some(reason), None),
                     };
+                let released = matches!(r.outcome, Outcome::Released { .. });
+                // The token stays on the row (only the next claim replaces it), so a retry of a
+                // record that already committed applies again without changing anything; the
+                // attempt is given back only once, while the row is still leased.
                 let n = tx
                     .execute(
-                        "UPDATE order_confirmations SET status = ?3, ses_message_id = COALESCE(?4, ses_message_id), \
-                         last_error = ?5, sent_at = COALESCE(?6, sent_at), claim_token = NULL, lease_until = NULL, \
-                         updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
-                        params![r.order_id.as_str(), r.token.to_string(), new_status, message_id, error, sent_at, now],
+                        "UPDATE order_confirmations SET \
+                         attempts = CASE WHEN ?8 AND status = 'sending' THEN max(attempts - 1, 0) ELSE attempts END, \
+                         status = ?3, ses_message_id = COALESCE(?4, ses_message_id), last_error = ?5, \
+                         sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE COALESCE(?6, sent_at) END, \
+                         lease_until = NULL, updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
+                        params![
+                            r.order_id.as_str(),
+                            r.token.to_string(),
+                            new_status,
+                            message_id,
+                            error,
+                            sent_at,
+                            now,
+                            released
+                        ],
                     )
                     .map_err(sql_error)?;
                 applied.push(n == 1);

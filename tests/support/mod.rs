@@ -166,36 +166,71 @@ impl Mailer for ScriptedMailer {
     }
 }
 
-/// A ledger whose record step fails (the ledger became unreachable after SES accepted).
-pub struct RecordFailsLedger(pub Arc<dyn Ledger>);
+/// How a [`FlakyRecordLedger`]'s record step misbehaves.
+#[derive(Debug, Clone, Copy)]
+pub enum RecordFault {
+    /// Every record call fails (the ledger stays unreachable).
+    Always,
+    /// The first `n` record calls fail without touching the ledger.
+    FailFirst(usize),
+    /// The first `n` record calls reach the ledger and commit, but the answer is lost.
+    CommitThenFailFirst(usize),
+    /// Every record call fails until this long after the ledger was built (an outage).
+    FailFor(Duration),
+}
+
+/// A ledger whose record step fails as scripted; everything else goes to the real ledger.
+pub struct FlakyRecordLedger {
+    pub inner: Arc<dyn Ledger>,
+    fault: RecordFault,
+    started: std::time::Instant,
+    pub record_calls: AtomicUsize,
+}
+
+impl FlakyRecordLedger {
+    pub fn new(inner: Arc<dyn Ledger>, fault: RecordFault) -> Self {
+        Self { inner, fault, started: std::time::Instant::now(), record_calls: AtomicUsize::new(0) }
+    }
+}
 
 #[async_trait::async_trait]
-impl Ledger for RecordFailsLedger {
+impl Ledger for FlakyRecordLedger {
     async fn migrate(&self) -> Result<(), BackendError> {
-        self.0.migrate().await
+        self.inner.migrate().await
     }
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
-        self.0.claim(orders, lease).await
+        self.inner.claim(orders, lease).await
     }
-    async fn record(&self, _: &[Recording]) -> Result<Vec<bool>, BackendError> {
-        Err(BackendError::transient("connection reset by peer"))
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+        let call = self.record_calls.fetch_add(1, Ordering::SeqCst);
+        let lost = || Err(BackendError::transient("connection reset by peer"));
+        match self.fault {
+            RecordFault::Always => lost(),
+            RecordFault::FailFirst(n) if call < n => lost(),
+            RecordFault::CommitThenFailFirst(n) if call < n => {
+                self.inner.record(recordings).await?;
+                lost()
+            }
+            RecordFault::FailFor(d) if self.started.elapsed() < d => lost(),
+            _ => self.inner.record(recordings).await,
+        }
     }
     async fn stats(&self) -> Result<LedgerStats, BackendError> {
-        self.0.stats().await
+        self.inner.stats().await
     }
     async fn order_state(&self, id: &OrderId) -> Result<Option<OrderState>, BackendError> {
-        self.0.order_state(id).await
+        self.inner.order_state(id).await
     }
     async fn stuck(&self, failed_for: Duration, limit: usize) -> Result<Vec<StuckOrder>, BackendError> {
-        self.0.stuck(failed_for, limit).await
+        self.inner.stuck(failed_for, limit).await
     }
     async fn abandon(&self, ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
-        self.0.abandon(ids, reason).await
+        self.inner.abandon(ids, reason).await
     }
     async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
-        self.0.unconfirmed(grace).await
+        self.inner.unconfirmed(grace).await
     }
     async fn release(&self, id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
-        self.0.release(id).await
+        self.inner.release(id).await
     }
 }
