@@ -201,7 +201,7 @@ fn target(v: &Value) -> Option<&str> {
     v.get("Fn::GetAtt").and_then(|g| g[0].as_str()).or_else(|| v.get("Ref").and_then(Value::as_str))
 }
 
-/// Every violation of what DESIGN §6-§7 and issue 4 require of the deployment.
+/// Every violation of what the deployment must guarantee (docs/design.md, "Operations").
 fn violations(cfn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let functions = of_type(cfn, "AWS::Lambda::Function");
