@@ -118,6 +118,9 @@ impl Ledger for SlowLedger {
     async fn release(&self, id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
         self.inner.release(id).await
     }
+    async fn park(&self, id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
+        self.inner.park(id, note).await
+    }
 }
 
 /// Adds a fixed round-trip time to every send, like SES over the network.
