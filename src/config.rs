@@ -129,6 +129,30 @@ pub struct Settings {
     /// comma-separated in the environment.
     #[arg(long = "queue-url", env = "QUEUE_URLS", value_delimiter = ',', global = true)]
     pub queue_urls: Vec<String>,
+    /// What a Lambda function answers: `consumer` (queue batches and the reconcile schedule) or
+    /// `operator` (operator requests and the schema custom resource) [default: consumer]
+    #[arg(long, env = "FUNCTION_ROLE", global = true)]
+    pub function_role: Option<String>,
+}
+
+/// Which requests a Lambda function answers (docs/design.md, Operations). Two functions run the
+/// same binary: only the operator one, invocable by the operator role, changes state on request
+/// or migrates the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionRole {
+    /// SQS batches from both queues and the EventBridge reconcile schedule.
+    Consumer,
+    /// `{"operator": …}` requests and CloudFormation's LedgerSchema custom resource.
+    Operator,
+}
+
+fn parse_function_role(s: Option<&str>) -> Result<FunctionRole, ConfigError> {
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None | Some("consumer") => Ok(FunctionRole::Consumer),
+        Some("operator") => Ok(FunctionRole::Operator),
+        Some(_) => Err(err("FUNCTION_ROLE", "must be consumer or operator")),
+    }
 }
 
 /// Where the process runs: decides which settings are required.
@@ -166,6 +190,9 @@ pub struct Config {
     #[serde(skip)]
     pub reconcile: crate::reconcile::ReconcileSettings,
     pub queue_urls: Vec<String>,
+    pub function_role: FunctionRole,
+    /// The git commit this binary was built from (build.rs): which code is deployed.
+    pub commit: &'static str,
 }
 
 impl Config {
@@ -397,7 +424,10 @@ impl Settings {
         if let Some(bad) = queue_urls.iter().find(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
             return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
         }
+        let function_role = parse_function_role(self.function_role.as_deref())?;
         Ok(Config {
+            function_role,
+            commit: env!("ORDER_CONFIRMATION_COMMIT"),
             lease_slack,
             backoff,
             reconcile,
@@ -472,6 +502,7 @@ mod tests {
             (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
             (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
             (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
+            (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
         ];
         for (s, setting) in cases {
             assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);

@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_order_confirmations", include_str!("../../migrations/postgres/0001_order_confirmations.sql")),
     ("0002_order_confirmation_status", include_str!("../../migrations/postgres/0002_order_confirmation_status.sql")),
+    ("0003_parked_orders", include_str!("../../migrations/postgres/0003_parked_orders.sql")),
 ];
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
@@ -116,11 +117,11 @@ WHERE order_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))
 const UNCONFIRMED_SQL: &str = "\
 SELECT count(*), COALESCE(CAST(EXTRACT(EPOCH FROM now() - min(first_seen_at)) AS double precision), 0)
 FROM order_confirmations
-WHERE status IN ('sending', 'failed', 'abandoned')
+WHERE status IN ('sending', 'failed', 'abandoned') AND parked_at IS NULL
   AND first_seen_at <= now() - make_interval(secs => CAST(:grace_ms AS double precision) / 1000)";
 
 const RELEASE_SQL: &str = "\
-UPDATE order_confirmations SET status = 'failed', attempts = 0,
+UPDATE order_confirmations SET status = 'failed', attempts = 0, parked_at = NULL, parked_note = NULL,
     last_error = 'released for retry (was ' || status || ': ' || COALESCE(last_error, '') || ')', updated_at = now()
 WHERE order_id = :order_id AND status IN ('abandoned', 'rejected')
 RETURNING order_id, status, attempts, octet_length(CAST(payload AS text))";
@@ -141,7 +142,8 @@ SELECT order_id, status, priority, attempts, last_error, ses_message_id,
     CAST(EXTRACT(EPOCH FROM first_seen_at) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM updated_at) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM sent_at) * 1000 AS bigint),
-    CAST(EXTRACT(EPOCH FROM lease_until) * 1000 AS bigint)
+    CAST(EXTRACT(EPOCH FROM lease_until) * 1000 AS bigint),
+    CAST(EXTRACT(EPOCH FROM parked_at) * 1000 AS bigint), parked_note
 FROM order_confirmations WHERE order_id = :order_id";
 
 /// Where the ledger lives.
@@ -217,7 +219,10 @@ impl DataApiLedger {
             .set_transaction_id(transaction_id.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| from_sdk(Service::DataApi, operation, &e))
+            .map_err(|e| {
+                crate::metrics::record_ledger_failure();
+                from_sdk(Service::DataApi, operation, &e)
+            })
     }
 
     /// One claim statement for a run of the batch (see [`split_by_size`]).
@@ -585,6 +590,8 @@ impl Ledger for DataApiLedger {
             updated_at: ms(7).ok_or_else(|| shape_error("status"))?,
             sent_at: ms(8),
             lease_until: ms(9),
+            parked_at: ms(10),
+            parked_note: field_str(row.get(11)),
         }))
     }
 
@@ -659,7 +666,23 @@ impl Ledger for DataApiLedger {
             payload,
         }))
     }
+
+    async fn park(&self, order_id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
+        let out = self
+            .execute_output("park", PARK_SQL, vec![text("order_id", order_id.as_str()), text("note", note)], None)
+            .await?;
+        if out.number_of_records_updated < 1 {
+            return Ok(None);
+        }
+        self.order_state(order_id).await
+    }
 }
+
+/// Parks an abandoned order (docs/design.md, Operations): it stays abandoned, out of the
+/// unconfirmed count.
+const PARK_SQL: &str = "\
+UPDATE order_confirmations SET parked_at = now(), parked_note = :note
+WHERE order_id = :order_id AND status = 'abandoned'";
 
 #[cfg(test)]
 mod tests {
@@ -668,7 +691,8 @@ mod tests {
         let stmts = super::statements(super::MIGRATIONS[0].1);
         assert_eq!(stmts.len(), 3);
         assert_eq!(super::statements(super::MIGRATIONS[1].1).len(), 1);
-        assert!(stmts[0].starts_with("CREATE TABLE order_confirmations"));
+        assert!(stmts[0].starts_with("CREATE TABLE IF NOT EXISTS order_confirmations"));
+        assert_eq!(super::statements(super::MIGRATIONS[2].1).len(), 2);
         assert!(stmts.iter().all(|s| !s.ends_with(';')));
     }
 
