@@ -437,3 +437,34 @@ async fn a_large_order_released_for_retry_comes_back_with_its_whole_payload() {
     let sent: serde_json::Value = serde_json::from_str(&request.payload).unwrap();
     assert_eq!(stored, sent);
 }
+
+#[tokio::test]
+async fn a_claim_request_that_fails_fails_only_the_orders_it_carried() {
+    let s = Services::start().await;
+    let proxy = support::faults::FaultProxy::start(&s.data_api_url()).await;
+    // Two orders per claim request: three requests for six orders.
+    let limits = order_confirmation::ledger::data_api::Limits { rows_per_request: 2, ..Default::default() };
+    let ledger = s.ledger_at(proxy.url(), limits).await;
+    let p = Pipeline::new(ledger, s.mailer().await, None, PipelineSettings::default());
+    // The request carrying PART-B-1 is refused for good (not retried by the SDK).
+    proxy.add(Rule::matching("PART-B-1", Action::Reject("refused for this test".into())));
+    let ids = ["PART-A-1", "PART-A-2", "PART-B-1", "PART-B-2", "PART-C-1", "PART-C-2"];
+    let e = event(ids.iter().map(|id| record(&format!("m-{id}"), &order_body(id, "normal"))).collect());
+    let report = p.handle(&e, deadline(60)).await;
+    assert_eq!(failures(&report), vec!["m-PART-B-1", "m-PART-B-2"]);
+    assert!(
+        matches!(&report.records[2].outcome, RecordOutcome::Transient { reason } if reason.starts_with("claim failed")),
+        "{:?}",
+        report.records[2].outcome
+    );
+    for id in ["PART-A-1", "PART-A-2", "PART-C-1", "PART-C-2"] {
+        assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id}");
+    }
+    // Redelivered once the fault is gone: the two come through, nothing is mailed twice.
+    proxy.clear();
+    let again = p.handle(&e, deadline(60)).await;
+    assert!(failures(&again).is_empty(), "{:?}", failures(&again));
+    for id in ids {
+        assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id}");
+    }
+}

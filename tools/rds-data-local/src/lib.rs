@@ -146,26 +146,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The Data API's operations: path, and the operation name `/_stats` counts them under.
+const ROUTES: [(&str, &str); 6] = [
+    ("/Execute", "ExecuteStatement"),
+    ("/BatchExecute", "BatchExecuteStatement"),
+    ("/BeginTransaction", "BeginTransaction"),
+    ("/CommitTransaction", "CommitTransaction"),
+    ("/RollbackTransaction", "RollbackTransaction"),
+    ("/ExecuteSql", "ExecuteSql"),
+];
+
 fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/Execute", post(|s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, "ExecuteStatement")))
-        .route(
-            "/BatchExecute",
-            post(|s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, "BatchExecuteStatement")),
-        )
-        .route(
-            "/BeginTransaction",
-            post(|s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, "BeginTransaction")),
-        )
-        .route(
-            "/CommitTransaction",
-            post(|s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, "CommitTransaction")),
-        )
-        .route(
-            "/RollbackTransaction",
-            post(|s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, "RollbackTransaction")),
-        )
-        .route("/ExecuteSql", post(|s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, "ExecuteSql")))
+    let mut router = Router::new();
+    for (path, op) in ROUTES {
+        router =
+            router.route(path, post(move |s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, path, op)));
+    }
+    router
         .route("/_faults", get(get_faults).post(set_faults).delete(clear_faults))
         .route("/_stats", get(get_stats).delete(reset_stats))
         .route("/_stats/reset", post(reset_stats))
@@ -179,16 +176,22 @@ fn router(state: AppState) -> Router {
 /// The size of a request as the service counts it for its 4 MiB limit: "the HTTP headers and the
 /// JSON notation" (BatchExecuteStatement reference). Request line and header lines are counted
 /// as they travel (`name: value` plus CRLF), the body as sent.
-fn request_bytes(headers: &HeaderMap, body: &[u8], op: &str) -> usize {
-    let request_line = "POST / HTTP/1.1\r\n".len() + op.len();
+fn request_bytes(headers: &HeaderMap, body: &[u8], path: &str) -> usize {
+    let request_line = "POST  HTTP/1.1\r\n".len() + path.len();
     let header_lines: usize = headers.iter().map(|(k, v)| k.as_str().len() + 2 + v.len() + 2).sum();
     request_line + header_lines + 2 + body.len()
 }
 
-async fn data_api(State(state): State<AppState>, headers: HeaderMap, body: Bytes, op: &'static str) -> Response {
+async fn data_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    path: &'static str,
+    op: &'static str,
+) -> Response {
     *lock(&state.stats).entry(op).or_insert(0) += 1;
     let started = Instant::now();
-    let size = request_bytes(&headers, &body, op);
+    let size = request_bytes(&headers, &body, path);
     let result = handle(&state, op, &body, size).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
