@@ -130,7 +130,7 @@ impl Mailer for SlowMailer {
     }
 }
 
-/// The latency floor (DESIGN §9): with 20 ms per round trip, a batch costs claim + one SES round
+/// The latency floor: with 20 ms per round trip, a batch costs claim + one SES round
 /// (sends run in parallel) + record = 60 ms when the concurrency covers the batch.
 fn latency_floor(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

@@ -72,13 +72,22 @@ pub struct Settings {
     /// SES configuration set for event publishing (optional).
     #[arg(long, env = "SES_CONFIGURATION_SET", global = true)]
     pub ses_configuration_set: Option<String>,
-    /// This instance's share of the SES send quota, in mails per second (unset: unlimited).
+    /// This instance's share of the SES send quota, in mails per second (unset: derived from
+    /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when both are set, otherwise unlimited).
     #[arg(long, env = "SES_MAX_SEND_RATE", global = true)]
     pub ses_max_send_rate: Option<f64>,
     /// The account's whole SES sending rate, mails per second: this instance's rate climbs toward
     /// it while SES accepts and backs off when SES throttles (unset: stays at SES_MAX_SEND_RATE).
     #[arg(long, env = "SES_ACCOUNT_MAX_SEND_RATE", global = true)]
     pub ses_account_max_send_rate: Option<f64>,
+    /// How many instances may send at once (the function's reserved concurrency): each starts at
+    /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when SES_MAX_SEND_RATE is unset.
+    #[arg(long, env = "SES_SENDERS", global = true)]
+    pub ses_senders: Option<u32>,
+    /// The largest batch an invocation receives (the event source mappings' BatchSize): start-up
+    /// warns once when it cannot be mailed within the timeout at this instance's share.
+    #[arg(long, env = "EXPECTED_BATCH_SIZE", global = true)]
+    pub expected_batch_size: Option<u32>,
     /// Longest one SES send may take, retries included, before it is abandoned [default: 15]
     #[arg(long, env = "SEND_TIMEOUT_SECONDS", global = true)]
     pub send_timeout_seconds: Option<u64>,
@@ -165,6 +174,7 @@ pub struct Config {
     pub ses_configuration_set: Option<String>,
     pub ses_max_send_rate: Option<f64>,
     pub ses_account_max_send_rate: Option<f64>,
+    pub expected_batch_size: Option<u32>,
     pub high_priority_reserve: f64,
     #[serde(with = "secs")]
     pub send_timeout: Duration,
@@ -183,6 +193,23 @@ pub struct Config {
     pub function_role: FunctionRole,
     /// The git commit this binary was built from (build.rs): which code is deployed.
     pub commit: &'static str,
+}
+
+impl Config {
+    /// One line for start-up when a full batch cannot be mailed within the invocation at this
+    /// instance's share of the SES rate: the rest would be deferred every time, never failed, but
+    /// the mapping's BatchSize is then larger than it can use.
+    pub fn sizing_warning(&self) -> Option<String> {
+        let (batch, share) = (self.expected_batch_size?, self.ses_max_send_rate?);
+        let needs = f64::from(batch) / share;
+        let budget = self.invocation_timeout.saturating_sub(self.safety_margin).as_secs_f64();
+        (needs > budget).then(|| {
+            format!(
+                "EXPECTED_BATCH_SIZE {batch} needs {needs:.0} s at this instance's share of {share:.2} mails/s, \
+                 more than the {budget:.0} s the timeout leaves: lower the BatchSize or raise the SES rate"
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -288,24 +315,38 @@ impl Settings {
         crate::order::CustomerEmail::parse(&sender_address)
             .map_err(|e| err("SENDER_ADDRESS", format!("is not a valid address: {}", e.rule)))?;
 
-        let ses_max_send_rate = match self.ses_max_send_rate {
-            Some(r) if !(r.is_finite() && r > 0.0) => {
-                return Err(err("SES_MAX_SEND_RATE", "must be a positive number"));
-            }
-            other => other,
+        let positive = |setting: &'static str, value: Option<f64>| match value {
+            Some(r) if !(r.is_finite() && r > 0.0) => Err(err(setting, "must be a positive number")),
+            other => Ok(other),
         };
-        let ses_account_max_send_rate = match (self.ses_account_max_send_rate, ses_max_send_rate) {
-            (Some(r), _) if !(r.is_finite() && r > 0.0) => {
-                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be a positive number"));
-            }
-            (Some(r), Some(share)) if r < share => {
+        let account_rate = positive("SES_ACCOUNT_MAX_SEND_RATE", self.ses_account_max_send_rate)?;
+        if let Some(senders) = self.ses_senders
+            && !(1..=10_000).contains(&senders)
+        {
+            return Err(err("SES_SENDERS", "must be between 1 and 10000"));
+        }
+        let ses_max_send_rate = match (positive("SES_MAX_SEND_RATE", self.ses_max_send_rate)?, account_rate) {
+            (Some(share), Some(account)) if account < share => {
                 return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be at least SES_MAX_SEND_RATE"));
             }
-            (Some(_), None) => {
-                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "needs SES_MAX_SEND_RATE (this instance's starting share)"));
-            }
-            (other, _) => other,
+            (Some(share), _) => Some(share),
+            (None, Some(account)) => match self.ses_senders {
+                Some(senders) => Some(account / f64::from(senders)),
+                None => {
+                    return Err(err(
+                        "SES_ACCOUNT_MAX_SEND_RATE",
+                        "needs SES_SENDERS or SES_MAX_SEND_RATE (to know this instance's starting share)",
+                    ));
+                }
+            },
+            (None, None) => None,
         };
+        let ses_account_max_send_rate = account_rate;
+        if let Some(batch) = self.expected_batch_size
+            && !(1..=10_000).contains(&batch)
+        {
+            return Err(err("EXPECTED_BATCH_SIZE", "must be between 1 and 10000"));
+        }
         let send_timeout = Duration::from_secs(self.send_timeout_seconds.unwrap_or(15));
         if !(1..=300).contains(&send_timeout.as_secs()) {
             return Err(err("SEND_TIMEOUT_SECONDS", "must be between 1 and 300"));
@@ -363,6 +404,7 @@ impl Settings {
             ses_configuration_set: self.ses_configuration_set.clone().filter(|s| !s.is_empty()),
             ses_max_send_rate,
             ses_account_max_send_rate,
+            expected_batch_size: self.expected_batch_size,
             high_priority_reserve,
             send_timeout,
             send_concurrency,
@@ -423,9 +465,37 @@ mod tests {
             (Settings { reconcile_max_attempts: Some(0), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
             (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
             (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
+            (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
+            (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
+            (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
         ];
         for (s, setting) in cases {
             assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);
         }
+    }
+
+    #[test]
+    fn each_instance_starts_at_the_account_rate_divided_among_the_senders() {
+        let s = Settings { ses_account_max_send_rate: Some(14.0), ses_senders: Some(7), ..Default::default() };
+        let c = s.validate(Mode::Local).unwrap();
+        assert_eq!(c.ses_max_send_rate, Some(2.0));
+        assert_eq!(c.ses_account_max_send_rate, Some(14.0));
+        let explicit = Settings { ses_max_send_rate: Some(3.0), ..s };
+        assert_eq!(explicit.validate(Mode::Local).unwrap().ses_max_send_rate, Some(3.0));
+    }
+
+    #[test]
+    fn start_up_warns_when_a_full_batch_cannot_be_mailed_within_the_timeout() {
+        let sized = |batch| Settings {
+            ses_account_max_send_rate: Some(14.0),
+            ses_senders: Some(14),
+            expected_batch_size: Some(batch),
+            invocation_timeout_seconds: Some(60),
+            safety_margin_seconds: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(sized(50).validate(Mode::Local).unwrap().sizing_warning(), None);
+        let warning = sized(100).validate(Mode::Local).unwrap().sizing_warning().expect("100 mails at 1/s exceed 55 s");
+        assert!(warning.starts_with("EXPECTED_BATCH_SIZE 100 needs 100 s"), "{warning}");
     }
 }

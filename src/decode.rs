@@ -1,4 +1,4 @@
-//! Decoding one SQS message body into an [`Order`] (DESIGN §2). Pure: no I/O, no clock, no panics
+//! Decoding one SQS message body into an [`Order`] (docs/design.md, "The message contract"). Pure: no I/O, no clock, no panics
 //! on any input. Required fields that break the contract reject the message with a reason that
 //! names the field and the rule; optional details and vendor fields that are wrong are dropped
 //! and noted, because a bad detail must never block a confirmation.

@@ -1,5 +1,5 @@
 //! The order as this service understands it: validated newtypes built by `parse` constructors, so
-//! a value of these types is always one that passed the message contract (DESIGN §2).
+//! a value of these types is always one that passed the message contract (docs/design.md, "The message contract").
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

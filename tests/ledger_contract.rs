@@ -1,4 +1,4 @@
-//! The ledger contract (DESIGN §3), one suite run against every implementation.
+//! The ledger contract (docs/design.md, "The ledger"), one suite run against every implementation.
 
 mod support;
 

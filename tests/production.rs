@@ -5,9 +5,12 @@
 mod support;
 
 use aws_lambda_events::sqs::SqsEvent;
+use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, status};
-use order_confirmation::order::OrderId;
+use order_confirmation::mailer::Mailer;
+use order_confirmation::order::{Order, OrderId};
 use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
+use order_confirmation::render::Mail;
 use std::sync::Arc;
 use std::time::Duration;
 use support::faults::{Action, Rule};
@@ -72,10 +75,11 @@ async fn sample_batch_is_mailed_through_ses_and_recorded_in_the_data_api_ledger(
 }
 
 #[tokio::test]
-async fn a_batch_of_100_orders_costs_exactly_two_data_api_requests() {
+async fn a_batch_that_fits_one_wave_costs_exactly_two_data_api_requests() {
     let s = Services::start().await;
     let p = pipeline(&s).await;
-    let e = event((0..100).map(|i| record(&format!("m{i}"), &order_body(&format!("B-{i:03}"), "normal"))).collect());
+    let wave = PipelineSettings::default().concurrency;
+    let e = event((0..wave).map(|i| record(&format!("m{i}"), &order_body(&format!("B-{i:03}"), "normal"))).collect());
     s.reset_data_api_stats().await;
     let report = p.handle(&e, deadline(60)).await;
     assert!(failures(&report).is_empty());
@@ -83,11 +87,27 @@ async fn a_batch_of_100_orders_costs_exactly_two_data_api_requests() {
     assert_eq!(stats["ExecuteStatement"], 2, "one claim and one record: {stats}");
     assert_eq!(stats["BatchExecuteStatement"], 0);
     assert_eq!(stats["BeginTransaction"], 0);
+    assert_eq!(s.sent_mails().await.len(), wave);
+}
+
+#[tokio::test]
+async fn a_batch_of_100_orders_costs_one_claim_and_one_record_per_wave() {
+    let s = Services::start().await;
+    // Waves closed by count only (the one-second close would add waves on a slow machine).
+    let settings = PipelineSettings { wave_interval: Duration::from_secs(300), ..PipelineSettings::default() };
+    let p = Pipeline::new(s.ledger().await, s.mailer().await, None, settings.clone());
+    let e = event((0..100).map(|i| record(&format!("m{i}"), &order_body(&format!("B-{i:03}"), "normal"))).collect());
+    s.reset_data_api_stats().await;
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty());
+    let stats = s.data_api_stats().await;
+    let waves = 100_usize.div_ceil(settings.concurrency);
+    assert_eq!(stats["ExecuteStatement"], 1 + waves, "one claim and {waves} records: {stats}");
     assert_eq!(s.sent_mails().await.len(), 100);
 }
 
 #[tokio::test]
-async fn throttled_ses_fails_only_the_affected_records_and_the_next_delivery_mails_each_once() {
+async fn throttled_ses_defers_only_the_affected_records_and_the_next_delivery_mails_each_once() {
     let s = Services::start().await;
     let p = pipeline(&s).await;
     // Always throttled, whatever the SDK retries: the record must fail, not hang.
@@ -97,11 +117,14 @@ async fn throttled_ses_fails_only_the_affected_records_and_the_next_delivery_mai
     let report = p.handle(&e, deadline(60)).await;
     assert_eq!(failures(&report), vec!["m2", "m4"]);
     assert!(
-        matches!(&report.records[1].outcome, RecordOutcome::Transient { reason } if reason.contains("TooManyRequestsException"))
+        matches!(&report.records[1].outcome, RecordOutcome::Deferred { reason, .. } if reason.contains("TooManyRequestsException")),
+        "{:?}",
+        report.records[1].outcome
     );
     let ledger = s.ledger().await;
     let state = ledger.order_state(&OrderId::parse("T-2").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.status, status::FAILED, "retryable");
+    assert_eq!(state.attempts, 0, "a throttled order spends no ledger attempt");
     let (faulted, _) = s.ses_proxy.counts();
     assert!(faulted > 2, "the SDK retried the throttled calls itself ({faulted} faulted)");
 
@@ -264,3 +287,50 @@ async fn the_binary_runs_on_the_production_backends_through_the_standard_endpoin
 }
 
 const SECRET_ARN_TAIL: &str = "secret:orders-db";
+
+/// Mails through the real SES client; on the first send it starts a Data API outage (the
+/// emulator answers DatabaseResumingException for `outage`), right after the batch was claimed.
+struct OutageAfterClaim {
+    inner: Arc<dyn Mailer>,
+    data_api_faults: String,
+    outage: Duration,
+    started: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Mailer for OutageAfterClaim {
+    async fn send(&self, order: &Order, mail: &Mail) -> Result<String, BackendError> {
+        if !self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let body = serde_json::json!({ "resuming_for_ms": self.outage.as_millis() as u64 }).to_string();
+            let (status, _) = support::services::http_request("POST", &self.data_api_faults, Some(body)).await.unwrap();
+            assert!(status < 300);
+        }
+        self.inner.send(order, mail).await
+    }
+}
+
+#[tokio::test]
+async fn a_20_second_data_api_outage_right_after_the_claim_leaves_every_order_mailed_exactly_once() {
+    let s = Services::start().await;
+    let mailer = Arc::new(OutageAfterClaim {
+        inner: s.mailer().await,
+        data_api_faults: format!("{}/_faults", s.data_api_url()),
+        outage: Duration::from_secs(20),
+        started: Default::default(),
+    });
+    let p = Pipeline::new(s.ledger().await, mailer, None, PipelineSettings::default());
+    let e = event((1..=5).map(|i| record(&format!("m{i}"), &order_body(&format!("O-{i}"), "normal"))).collect());
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty(), "the record step rode out the outage: {:?}", report.records);
+    let ledger = s.ledger().await;
+    for i in 1..=5 {
+        let state = ledger.order_state(&OrderId::parse(&format!("O-{i}")).unwrap()).await.unwrap().unwrap();
+        assert_eq!(state.status, status::SENT, "O-{i} recorded");
+    }
+    // The redelivery (or reconcile) finds every order sent and mails nothing more.
+    let again = p.handle(&e, deadline(60)).await;
+    assert!(failures(&again).is_empty());
+    for i in 1..=5 {
+        assert_eq!(s.mails_to(&email_of(&format!("O-{i}"))).await, 1, "O-{i} mailed exactly once");
+    }
+}

@@ -209,7 +209,7 @@ fn consumer_id(cfn: &Value) -> Option<&str> {
     of_type(cfn, "AWS::Lambda::EventSourceMapping").iter().find_map(|(_, m)| target(&m["Properties"]["FunctionName"]))
 }
 
-/// Every violation of what DESIGN §6-§7 and issue 4 require of the deployment.
+/// Every violation of what the deployment must guarantee (docs/design.md, "Operations").
 fn violations(cfn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let functions = of_type(cfn, "AWS::Lambda::Function");

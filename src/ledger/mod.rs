@@ -1,5 +1,5 @@
 //! The ledger: one row per order, the single source of truth for "was this order confirmed"
-//! (DESIGN §3). It makes redelivery safe (claim before send) and keeps a stale invocation from
+//! (docs/design.md, "The ledger"). It makes redelivery safe (claim before send) and keeps a stale invocation from
 //! overwriting a newer one (record only where the claim token still matches).
 //!
 //! Two implementations honour the same contract and run the same contract tests:
@@ -114,7 +114,7 @@ pub struct OrderState {
     pub parked_note: Option<String>,
 }
 
-/// Statistics for one priority (DESIGN §6).
+/// Statistics for one priority.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct PriorityStats {
     pub priority: String,

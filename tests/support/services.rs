@@ -142,7 +142,8 @@ impl Services {
     }
 
     pub async fn mailer(&self) -> Arc<SesMailer> {
-        let client = order_confirmation::aws::sesv2_client(&self.sdk(self.ses_url()).await, std::time::Duration::from_secs(15));
+        let client =
+            order_confirmation::aws::sesv2_client(&self.sdk(self.ses_url()).await, std::time::Duration::from_secs(15));
         Arc::new(SesMailer::new(client, SENDER, Some("order-confirmations".into())))
     }
 
