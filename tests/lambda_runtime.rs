@@ -94,6 +94,12 @@ impl Watch {
         .expect("cargo lambda invoke answered")
         .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() && stdout.trim().is_empty() {
+            // cargo lambda prints a function error on stderr (the message, boxed in a report).
+            // Unwrap the report's box drawing and line breaks into one line.
+            let text = String::from_utf8_lossy(&out.stderr).replace(['│', '×'], " ");
+            return serde_json::json!({"errorMessage": text.split_whitespace().collect::<Vec<_>>().join(" ")});
+        }
         serde_json::from_str(&stdout).unwrap_or_else(|e| {
             panic!("invoke output is not JSON ({e}): {stdout} {}\n{}", String::from_utf8_lossy(&out.stderr), self.log())
         })
@@ -119,6 +125,12 @@ impl Watch {
         .expect("cargo lambda invoke answered")
         .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() && stdout.trim().is_empty() {
+            // cargo lambda prints a function error on stderr (the message, boxed in a report).
+            // Unwrap the report's box drawing and line breaks into one line.
+            let text = String::from_utf8_lossy(&out.stderr).replace(['│', '×'], " ");
+            return serde_json::json!({"errorMessage": text.split_whitespace().collect::<Vec<_>>().join(" ")});
+        }
         serde_json::from_str(&stdout).unwrap_or_else(|e| {
             panic!("invoke output is not JSON ({e}): {stdout} {}\n{}", String::from_utf8_lossy(&out.stderr), self.log())
         })
@@ -208,6 +220,8 @@ fn function_env(s: &Services, role: &str) -> Vec<(String, String)> {
     env.push(("AWS_ENDPOINT_URL_SQS".into(), format!("http://127.0.0.1:{}", free_port())));
     env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
     env.push(("FUNCTION_ROLE".into(), role.into()));
+    // Orders created by the test count as unconfirmed at once.
+    env.push(("UNCONFIRMED_GRACE_SECONDS".into(), "0".into()));
     env
 }
 

@@ -456,6 +456,30 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
     let mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping");
     let alarms = of_type(cfn, "AWS::CloudWatch::Alarm");
 
+    // The incident's first constraint: AWS only, what exists. Nothing outside this list is created.
+    const ALLOWED: &[&str] = &[
+        "AWS::SQS::Queue",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::Version",
+        "AWS::Lambda::Alias",
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::Lambda::EventInvokeConfig",
+        "AWS::Lambda::Permission",
+        "AWS::Events::Rule",
+        "AWS::IAM::Role",
+        "AWS::Logs::LogGroup",
+        "AWS::Logs::QueryDefinition",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "Custom::LedgerSchema",
+    ];
+    for (id, r) in resources {
+        let ty = r["Type"].as_str().unwrap_or_default();
+        if !ALLOWED.contains(&ty) {
+            bad.push(format!("{id}: {ty} is new infrastructure the incident's constraints rule out"));
+        }
+    }
+
     // 1. DLQ alarms fire on arrivals: a metric-math rise (DIFF) of the DLQ depth, not the depth.
     for (qid, q) in &queues {
         let Some(dlq) = target(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) else { continue };
@@ -665,8 +689,8 @@ fn operations_invariants_fail_on_a_broken_copy() {
     let (_dir, t) = broken_copy(&[
         // 1: the high DLQ alarm watches the depth itself (stays in ALARM while anything is left).
         (
-            "              Value: !GetAtt HighPriorityDeadLetterQueue.QueueName\n            Period: 60\n            Stat: Maximum\n        - Id: arrivals\n          Label: messages added to the DLQ in the minute\n",
-            "              Value: !GetAtt HighPriorityDeadLetterQueue.QueueName\n            Period: 60\n            Stat: Maximum\n        - Id: arrivals\n          Label: depth\n          Expression: depth\n        - Id: unused\n",
+            "          Label: messages added to the high-priority DLQ in the minute\n          # The rise of the depth from one minute to the next. A quiet DLQ stops reporting, so a\n          # missing minute counts as empty and the first arrival after a quiet spell still rises.\n          Expression: DIFF(FILL(depth, 0))\n",
+            "          Label: messages in the high-priority DLQ\n          Expression: FILL(depth, 0)\n",
         ),
         // 2: the high mapping ignores the cut-over switch.
         ("            Enabled: !Ref EventSourcesEnabled # the cut-over switch\n            BatchSize: 20\n", "            BatchSize: 20\n"),
@@ -685,6 +709,8 @@ fn operations_invariants_fail_on_a_broken_copy() {
         ("          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n", "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n"),
         // 6: no bounce-rate alarm; an alarm action that defaults to nobody.
         ("      MetricName: Reputation.BounceRate\n", "      MetricName: Reputation.Bounces\n"),
+        // The constraints: a new kind of infrastructure.
+        ("  # ---- Least privilege:", "  Cache:\n    Type: AWS::ElastiCache::CacheCluster\n    Properties:\n      CacheNodeType: cache.t3.micro\n      Engine: redis\n      NumCacheNodes: 1\n\n  # ---- Least privilege:"),
         ("    Type: String\n    # No default: `sam deploy --guided` asks for it", "    Type: String\n    Default: arn:aws:sns:us-east-1:123456789012:nobody\n    # No default: `sam deploy --guided` asks for it"),
     ]);
     let v = violations(&translated(&t)).join("\n");
@@ -700,6 +726,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
         "EXPECTED_BATCH_SIZE 20 is not the larger BatchSize 50",
         "no alarm on AWS/SES Reputation.BounceRate",
         "AlarmActionArn has a default",
+        "Cache: AWS::ElastiCache::CacheCluster is new infrastructure",
     ] {
         assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
     }
