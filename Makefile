@@ -12,7 +12,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test bench fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
+.PHONY: help run test bench fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
 
 # Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
 VENV := .venv
@@ -43,6 +43,11 @@ bench: ## Benchmarks: criterion (per record, pipeline, latency floor), cold star
 	cargo bench --bench pipeline
 	cargo build --release --bin order-confirmation
 	scripts/measure-startup target/release/order-confirmation
+
+# `make test` runs the same fuzz test for 5 seconds; this is the long run BENCHMARKS.md records.
+FUZZ_SECONDS ?= 600
+fuzz: ## Fuzz decode, the Python-literal reader and render for FUZZ_SECONDS (default 600) from fuzz/corpus/
+	FUZZ_SECONDS=$(FUZZ_SECONDS) nice cargo test --test fuzz -- --nocapture
 
 fmt: ## Format the code
 	cargo fmt --all

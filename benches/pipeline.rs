@@ -81,6 +81,8 @@ fn pipeline(c: &mut Criterion) {
 struct SlowLedger {
     inner: Arc<SqliteLedger>,
     rtt: Duration,
+    claims: AtomicU64,
+    records: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -89,10 +91,12 @@ impl Ledger for SlowLedger {
         self.inner.migrate().await
     }
     async fn claim(&self, o: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        self.claims.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(self.rtt).await;
         self.inner.claim(o, lease).await
     }
     async fn record(&self, r: &[Recording]) -> Result<Vec<bool>, BackendError> {
+        self.records.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(self.rtt).await;
         self.inner.record(r).await
     }
@@ -142,8 +146,10 @@ fn latency_floor(c: &mut Criterion) {
     let mut g = c.benchmark_group("latency_floor_20ms_rtt");
     g.sample_size(20);
     for (size, concurrency) in [(10u64, 16usize), (100, 16), (100, 100)] {
+        let ledger =
+            Arc::new(SlowLedger { inner: sqlite.clone(), rtt, claims: AtomicU64::new(0), records: AtomicU64::new(0) });
         let p = Pipeline::new(
-            Arc::new(SlowLedger { inner: sqlite.clone(), rtt }),
+            ledger.clone(),
             Arc::new(SlowMailer(rtt)),
             None,
             PipelineSettings { concurrency, ..PipelineSettings::default() },
@@ -156,6 +162,13 @@ fn latency_floor(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // One claim per batch, so records per claim is the record waves per batch.
+        let (claims, records) = (ledger.claims.load(Ordering::Relaxed), ledger.records.load(Ordering::Relaxed));
+        println!(
+            "batch_{size}_concurrency_{concurrency}: {:.2} ledger calls per batch (1 claim, {:.2} record waves)",
+            (claims + records) as f64 / claims as f64,
+            records as f64 / claims as f64
+        );
     }
     g.finish();
 }

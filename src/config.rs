@@ -240,6 +240,18 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// The longest invocation budget and lease slack: 12 hours, the SQS visibility limit (a batch
+/// cannot be held longer anyway).
+const MAX_TIMEOUT_SECONDS: u64 = 12 * 3600;
+/// The longest SQS message delay (`DelaySeconds`), used for deferred copies.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+/// Reconcile and alarm ages: 30 days, longer than SQS keeps any message.
+const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The `attempts` column is a PostgreSQL `integer`; no sane bound is near it.
+const MAX_ATTEMPTS: i64 = 1_000_000;
+/// Mails per second: far above any SES quota, far below where the rate arithmetic degrades.
+const MAX_SEND_RATE: f64 = 1_000_000.0;
+
 fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { setting: setting.to_owned(), problem: problem.into() }
 }
@@ -316,7 +328,9 @@ impl Settings {
             .map_err(|e| err("SENDER_ADDRESS", format!("is not a valid address: {}", e.rule)))?;
 
         let positive = |setting: &'static str, value: Option<f64>| match value {
-            Some(r) if !(r.is_finite() && r > 0.0) => Err(err(setting, "must be a positive number")),
+            Some(r) if !(r.is_finite() && r > 0.0 && r <= MAX_SEND_RATE) => {
+                Err(err(setting, format!("must be a positive number up to {MAX_SEND_RATE}")))
+            }
             other => Ok(other),
         };
         let account_rate = positive("SES_ACCOUNT_MAX_SEND_RATE", self.ses_account_max_send_rate)?;
@@ -360,6 +374,11 @@ impl Settings {
             return Err(err("SEND_CONCURRENCY", "must be between 1 and 256"));
         }
         let invocation_timeout = Duration::from_secs(self.invocation_timeout_seconds.unwrap_or(60));
+        // Upper bounds keep every duration far from overflowing the clock arithmetic built on it
+        // (a deadline, a lease, a visibility timeout), so a typo names its setting at start-up.
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&invocation_timeout.as_secs()) {
+            return Err(err("INVOCATION_TIMEOUT_SECONDS", format!("must be between 1 and {MAX_TIMEOUT_SECONDS}")));
+        }
         let safety_margin = Duration::from_secs(self.safety_margin_seconds.unwrap_or(5));
         if safety_margin >= invocation_timeout {
             return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
@@ -375,14 +394,30 @@ impl Settings {
         if backoff.cap > crate::backoff::MAX_VISIBILITY {
             return Err(err("BACKOFF_CAP_SECONDS", "must be at most 43200 (the SQS visibility limit)"));
         }
+        if backoff.deferred > MAX_DELAY {
+            return Err(err("DEFERRED_DELAY_SECONDS", "must be at most 900 (the SQS message delay limit)"));
+        }
         let reconcile = crate::reconcile::ReconcileSettings {
             failed_for: Duration::from_secs(self.reconcile_failed_after_seconds.unwrap_or(600)),
             max_attempts: self.reconcile_max_attempts.unwrap_or(10),
             grace: Duration::from_secs(self.unconfirmed_grace_seconds.unwrap_or(300)),
             ..crate::reconcile::ReconcileSettings::default()
         };
-        if reconcile.max_attempts < 1 {
-            return Err(err("RECONCILE_MAX_ATTEMPTS", "must be at least 1"));
+        if !(1..=MAX_ATTEMPTS).contains(&reconcile.max_attempts) {
+            return Err(err("RECONCILE_MAX_ATTEMPTS", format!("must be between 1 and {MAX_ATTEMPTS}")));
+        }
+        if reconcile.failed_for > MAX_AGE {
+            return Err(err(
+                "RECONCILE_FAILED_AFTER_SECONDS",
+                format!("must be at most {} (30 days)", MAX_AGE.as_secs()),
+            ));
+        }
+        if reconcile.grace > MAX_AGE {
+            return Err(err("UNCONFIRMED_GRACE_SECONDS", format!("must be at most {} (30 days)", MAX_AGE.as_secs())));
+        }
+        let lease_slack = Duration::from_secs(self.lease_slack_seconds.unwrap_or(60));
+        if lease_slack.as_secs() > MAX_TIMEOUT_SECONDS {
+            return Err(err("LEASE_SLACK_SECONDS", format!("must be at most {MAX_TIMEOUT_SECONDS}")));
         }
         let queue_urls: Vec<String> =
             self.queue_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
@@ -393,7 +428,7 @@ impl Settings {
         Ok(Config {
             function_role,
             commit: env!("ORDER_CONFIRMATION_COMMIT"),
-            lease_slack: Duration::from_secs(self.lease_slack_seconds.unwrap_or(60)),
+            lease_slack,
             backoff,
             reconcile,
             queue_urls,
@@ -464,14 +499,52 @@ mod tests {
             (Settings { backoff_cap_seconds: Some(50_000), ..Default::default() }, "BACKOFF_CAP_SECONDS"),
             (Settings { reconcile_max_attempts: Some(0), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
             (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
-            (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
             (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
             (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
             (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
+            (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
         ];
         for (s, setting) in cases {
             assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);
         }
+    }
+
+    #[test]
+    fn very_large_values_name_the_setting_instead_of_panicking() {
+        let max = Some(u64::MAX);
+        let cases = [
+            (Settings { send_timeout_seconds: max, ..Default::default() }, "SEND_TIMEOUT_SECONDS"),
+            (Settings { invocation_timeout_seconds: max, ..Default::default() }, "INVOCATION_TIMEOUT_SECONDS"),
+            (Settings { safety_margin_seconds: max, ..Default::default() }, "SAFETY_MARGIN_SECONDS"),
+            (Settings { lease_slack_seconds: max, ..Default::default() }, "LEASE_SLACK_SECONDS"),
+            (Settings { backoff_base_seconds: max, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
+            (Settings { backoff_cap_seconds: max, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
+            (Settings { deferred_delay_seconds: max, ..Default::default() }, "DEFERRED_DELAY_SECONDS"),
+            (Settings { reconcile_failed_after_seconds: max, ..Default::default() }, "RECONCILE_FAILED_AFTER_SECONDS"),
+            (Settings { unconfirmed_grace_seconds: max, ..Default::default() }, "UNCONFIRMED_GRACE_SECONDS"),
+            (Settings { reconcile_max_attempts: Some(i64::MAX), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+            (Settings { send_concurrency: Some(usize::MAX), ..Default::default() }, "SEND_CONCURRENCY"),
+            (Settings { ses_max_send_rate: Some(f64::MAX), ..Default::default() }, "SES_MAX_SEND_RATE"),
+            (
+                Settings { ses_max_send_rate: Some(1.0), ses_account_max_send_rate: Some(1e300), ..Default::default() },
+                "SES_ACCOUNT_MAX_SEND_RATE",
+            ),
+        ];
+        for (s, setting) in cases {
+            let result = std::panic::catch_unwind(|| s.validate(Mode::Local));
+            assert_eq!(result.expect("no panic").unwrap_err().setting, setting);
+        }
+        // The largest accepted values still make a working configuration.
+        let s = Settings {
+            invocation_timeout_seconds: Some(MAX_TIMEOUT_SECONDS),
+            lease_slack_seconds: Some(MAX_TIMEOUT_SECONDS),
+            deferred_delay_seconds: Some(900),
+            reconcile_failed_after_seconds: Some(MAX_AGE.as_secs()),
+            unconfirmed_grace_seconds: Some(MAX_AGE.as_secs()),
+            reconcile_max_attempts: Some(MAX_ATTEMPTS),
+            ..Default::default()
+        };
+        assert!(s.validate(Mode::Local).is_ok());
     }
 
     #[test]

@@ -454,6 +454,7 @@ impl Pipeline {
                     RecordOutcome::Conflict { reason: "order_id was seen before with a different payload".to_owned() }
                 }
                 Claim::Terminal { status, reason } => RecordOutcome::Terminal { status, reason },
+                Claim::Unavailable { error } => RecordOutcome::Transient { reason: format!("claim failed: {error}") },
             };
         }
     }

@@ -181,3 +181,26 @@ fn stats_watch_refreshes_until_interrupted() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.matches("priority     sent").count() >= 2, "refreshed at least once: {text}");
 }
+
+#[test]
+fn hostile_details_cost_no_confirmation_and_no_log_line_carries_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["text", "json"] {
+        let mut c = bin(dir.path());
+        c.args(["invoke", "events/sqs-hostile.json"]).env("RUST_LOG", "debug");
+        if format == "json" {
+            c.env("AWS_LAMBDA_LOG_FORMAT", "JSON");
+        }
+        let (out, stdout, stderr) = run(&mut c);
+        assert!(out.status.success(), "{stderr}");
+        // Only the unknown schema_version is refused; every bad optional detail was dropped.
+        assert_eq!(stdout.trim(), r#"{"batchItemFailures":[{"itemIdentifier":"hostile-03-email-in-schema-version"}]}"#);
+        for secret in ["leaked.address", "@example.org", "@example.net", "Hostile Person"] {
+            let leaks: Vec<&str> = stderr.lines().chain(stdout.lines()).filter(|l| l.contains(secret)).collect();
+            assert!(leaks.is_empty(), "{format} log leaks {secret}: {leaks:?}");
+        }
+        assert!(stderr.contains("schema_version: must be the integer 1"), "the rule is named: {stderr}");
+        assert!(stderr.contains("order detail priority dropped"), "the bad priority is counted: {stderr}");
+    }
+    assert_eq!(outbox_count(dir.path()), 10, "every order but the unknown schema was mailed, once");
+}

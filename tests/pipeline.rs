@@ -96,7 +96,7 @@ async fn every_bad_input_gets_a_specific_reason_and_spares_its_neighbours() {
     assert_eq!(reason("two-ats"), "customer_email: has more than one @");
     assert_eq!(reason("no-at"), "customer_email: has no @");
     assert_eq!(reason("crlf-name"), "customer_name: contains the control character CR");
-    assert_eq!(reason("schema-2"), "schema_version: 2 is not supported (this service knows 1)");
+    assert_eq!(reason("schema-2"), "schema_version: must be the integer 1, the only version this service knows");
     assert!(matches!(report.records.last().unwrap().outcome, RecordOutcome::Sent { .. }));
     assert_eq!(failures(&report).len(), event.records.len() - 1);
     assert_eq!(b.outbox_files().len(), 1, "only the good neighbour was mailed");

@@ -334,3 +334,106 @@ async fn a_20_second_data_api_outage_right_after_the_claim_leaves_every_order_ma
         assert_eq!(s.mails_to(&email_of(&format!("O-{i}"))).await, 1, "O-{i} mailed exactly once");
     }
 }
+
+/// An order about as large as the message contract lets a payload be: 100 items whose names are
+/// 200 four-byte characters, a long name and fulfillment center. Its canonical payload is about
+/// 86 KB, over the Data API's 64 KB row limit.
+fn large_order_body(order_id: &str) -> String {
+    let items: Vec<serde_json::Value> = (0..100)
+        .map(|i| serde_json::json!({"name": format!("{:03}{}", i, "🎁".repeat(197)), "quantity": 1, "price": "1.00"}))
+        .collect();
+    serde_json::json!({
+        "order_id": order_id,
+        "customer_email": format!("{}@example.com", order_id.to_lowercase()),
+        "customer_name": format!("Customer {order_id} {}", "🌟".repeat(150)),
+        "items": items,
+        "total": "100.00",
+        "currency": "EUR",
+        "fulfillment": {"center": "🏭".repeat(100)},
+    })
+    .to_string()
+}
+
+fn claim_request(body: &str) -> order_confirmation::ledger::ClaimRequest {
+    let order = order_confirmation::decode::decode(body).expect("valid order").order;
+    order_confirmation::ledger::ClaimRequest {
+        order_id: order.order_id.clone(),
+        payload_sha256: order.payload_sha256(),
+        priority: order.priority,
+        payload: order.canonical_json(),
+    }
+}
+
+#[tokio::test]
+async fn reconcile_re_sends_15_stuck_orders_of_87_kb_each() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    let ledger = s.ledger().await;
+    // Claimed with a lease that ends at once and never recorded: invocations that died.
+    let requests: Vec<_> = (0..15).map(|i| claim_request(&large_order_body(&format!("BIG-{i:02}")))).collect();
+    assert!(requests.iter().all(|r| r.payload.len() > 80_000), "{}", requests[0].payload.len());
+    let claims = ledger.claim(&requests, Duration::ZERO).await.expect("claim");
+    assert!(claims.iter().all(|c| matches!(c, order_confirmation::ledger::Claim::Claimed { .. })), "{claims:?}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let settings = order_confirmation::reconcile::ReconcileSettings {
+        failed_for: Duration::ZERO,
+        max_attempts: 10,
+        batch_limit: 100,
+        grace: Duration::ZERO,
+    };
+    let report = order_confirmation::reconcile::reconcile(&p, &settings, deadline(120)).await.expect("reconcile runs");
+    assert_eq!((report.found, report.resent, report.still_failing), (15, 15, 0));
+    assert_eq!(report.unconfirmed.count, 0);
+    for i in 0..15 {
+        let id = format!("BIG-{i:02}");
+        assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id}");
+        let state = ledger.order_state(&OrderId::parse(&id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(state.status, status::SENT, "{id}");
+    }
+    // Re-sent from the whole stored payload: every item reached the mail.
+    let mail = s.sent_mails().await.into_iter().find(|m| m["destination"]["to"][0] == email_of("BIG-07")).unwrap();
+    let text = mail["body"]["text"].as_str().unwrap();
+    assert!(text.contains(&format!("099{}", "🎁".repeat(197))), "the last item is in the mail");
+}
+
+#[tokio::test]
+async fn a_50_order_batch_of_large_orders_is_mailed_in_full_with_small_neighbours() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    let mut records: Vec<_> =
+        (0..50).map(|i| record(&format!("L{i}"), &large_order_body(&format!("LARGE-{i:02}")))).collect();
+    records.insert(10, record("s1", &order_body("SMALL-1", "high")));
+    records.push(record("s2", &order_body("SMALL-2", "normal")));
+    let e = event(records);
+    let total: usize = e.records.iter().map(|r| claim_request(r.body.as_deref().unwrap()).payload.len()).sum();
+    assert!(total > 4 * 1024 * 1024, "the payloads alone are over the Data API's 4 MiB request limit: {total}");
+    let report = p.handle(&e, deadline(120)).await;
+    assert!(failures(&report).is_empty(), "{:?}", report.records.iter().map(|r| r.outcome.name()).collect::<Vec<_>>());
+    assert_eq!(s.sent_mails().await.len(), 52);
+    for id in (0..50).map(|i| format!("LARGE-{i:02}")).chain(["SMALL-1".into(), "SMALL-2".into()]) {
+        assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_order_released_for_retry_comes_back_with_its_whole_payload() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let request = claim_request(&large_order_body("BIG-R"));
+    let order_confirmation::ledger::Claim::Claimed { token, .. } =
+        ledger.claim(std::slice::from_ref(&request), Duration::from_secs(60)).await.unwrap()[0]
+    else {
+        panic!("not claimed")
+    };
+    let rejected = order_confirmation::ledger::Recording {
+        order_id: request.order_id.clone(),
+        token,
+        outcome: order_confirmation::ledger::Outcome::Rejected { reason: "MessageRejected: test".into() },
+    };
+    assert_eq!(ledger.record(&[rejected]).await.unwrap(), vec![true]);
+    let released = ledger.release(&request.order_id).await.expect("release").expect("was rejected");
+    let stored: serde_json::Value = serde_json::from_str(&released.payload).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&request.payload).unwrap();
+    assert_eq!(stored, sent);
+}

@@ -58,6 +58,9 @@ pub enum Claim {
     Conflict,
     /// Refused for good earlier (by the mail provider or by reconciliation's bound).
     Terminal { status: String, reason: String },
+    /// This order's part of the claim failed (a backend that splits a large batch into several
+    /// requests lost one of them): not claimed, retry later. The rest of the batch is unaffected.
+    Unavailable { error: String },
 }
 
 /// The result of one send attempt, written by the record step.
