@@ -7,7 +7,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::sqlite::SqliteLedger;
 use order_confirmation::ledger::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, StuckOrder, Unconfirmed,
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, Retained, StuckOrder, Unconfirmed,
 };
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::Order;
@@ -120,6 +120,14 @@ impl Ledger for SlowLedger {
     }
     async fn park(&self, id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
         self.inner.park(id, note).await
+    }
+    async fn retain(
+        &self,
+        payload_after: Duration,
+        delete_after: Duration,
+        limit: usize,
+    ) -> Result<Retained, BackendError> {
+        self.inner.retain(payload_after, delete_after, limit).await
     }
 }
 

@@ -125,6 +125,14 @@ pub struct Settings {
     /// Orders younger than this do not count as unconfirmed [default: 300]
     #[arg(long, env = "UNCONFIRMED_GRACE_SECONDS", global = true)]
     pub unconfirmed_grace_seconds: Option<u64>,
+    /// Days after sending that the scheduled reconcile removes a confirmed order's payload (name,
+    /// address, items) [default: 30]
+    #[arg(long, env = "PAYLOAD_RETENTION_DAYS", global = true)]
+    pub payload_retention_days: Option<u64>,
+    /// Days after first sight that the scheduled reconcile deletes a finished order's row
+    /// [default: 400]
+    #[arg(long, env = "LEDGER_HORIZON_DAYS", global = true)]
+    pub ledger_horizon_days: Option<u64>,
     /// SQS queue URLs, high priority first (for `consume` and the queue depths in `stats`);
     /// comma-separated in the environment.
     #[arg(long = "queue-url", env = "QUEUE_URLS", value_delimiter = ',', global = true)]
@@ -247,6 +255,13 @@ const MAX_TIMEOUT_SECONDS: u64 = 12 * 3600;
 const MAX_DELAY: Duration = Duration::from_secs(900);
 /// Reconcile and alarm ages: 30 days, longer than SQS keeps any message.
 const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Retention periods, in days: at most ten years.
+const MAX_RETENTION_DAYS: u64 = 3650;
+/// The shortest horizon: longer than SQS keeps a message (14 days), so a redelivered message
+/// still finds its row and is not mailed twice.
+const MIN_HORIZON_DAYS: u64 = 15;
+const DAY: u64 = 86_400;
+
 /// The `attempts` column is a PostgreSQL `integer`; no sane bound is near it.
 const MAX_ATTEMPTS: i64 = 1_000_000;
 /// Mails per second: far above any SES quota, far below where the rate arithmetic degrades.
@@ -415,6 +430,30 @@ impl Settings {
         if reconcile.grace > MAX_AGE {
             return Err(err("UNCONFIRMED_GRACE_SECONDS", format!("must be at most {} (30 days)", MAX_AGE.as_secs())));
         }
+        let payload_days = self.payload_retention_days.unwrap_or(30);
+        if !(1..=MAX_RETENTION_DAYS).contains(&payload_days) {
+            return Err(err("PAYLOAD_RETENTION_DAYS", format!("must be between 1 and {MAX_RETENTION_DAYS}")));
+        }
+        let horizon_days = self.ledger_horizon_days.unwrap_or(400);
+        if !(MIN_HORIZON_DAYS..=MAX_RETENTION_DAYS).contains(&horizon_days) {
+            return Err(err(
+                "LEDGER_HORIZON_DAYS",
+                format!(
+                    "must be between {MIN_HORIZON_DAYS} (longer than SQS keeps a message) and {MAX_RETENTION_DAYS}"
+                ),
+            ));
+        }
+        if horizon_days < payload_days {
+            return Err(err("LEDGER_HORIZON_DAYS", "must be at least PAYLOAD_RETENTION_DAYS"));
+        }
+        let reconcile = crate::reconcile::ReconcileSettings {
+            retention: crate::reconcile::Retention {
+                payload_after: Duration::from_secs(payload_days * DAY),
+                delete_after: Duration::from_secs(horizon_days * DAY),
+                ..crate::reconcile::Retention::default()
+            },
+            ..reconcile
+        };
         let lease_slack = Duration::from_secs(self.lease_slack_seconds.unwrap_or(60));
         if lease_slack.as_secs() > MAX_TIMEOUT_SECONDS {
             return Err(err("LEASE_SLACK_SECONDS", format!("must be at most {MAX_TIMEOUT_SECONDS}")));
@@ -503,6 +542,12 @@ mod tests {
             (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
             (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
             (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
+            (Settings { payload_retention_days: Some(0), ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
+            (Settings { ledger_horizon_days: Some(14), ..Default::default() }, "LEDGER_HORIZON_DAYS"),
+            (
+                Settings { payload_retention_days: Some(60), ledger_horizon_days: Some(30), ..Default::default() },
+                "LEDGER_HORIZON_DAYS",
+            ),
         ];
         for (s, setting) in cases {
             assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);
@@ -523,6 +568,8 @@ mod tests {
             (Settings { reconcile_failed_after_seconds: max, ..Default::default() }, "RECONCILE_FAILED_AFTER_SECONDS"),
             (Settings { unconfirmed_grace_seconds: max, ..Default::default() }, "UNCONFIRMED_GRACE_SECONDS"),
             (Settings { reconcile_max_attempts: Some(i64::MAX), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+            (Settings { payload_retention_days: max, ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
+            (Settings { ledger_horizon_days: max, ..Default::default() }, "LEDGER_HORIZON_DAYS"),
             (Settings { send_concurrency: Some(usize::MAX), ..Default::default() }, "SEND_CONCURRENCY"),
             (Settings { ses_max_send_rate: Some(f64::MAX), ..Default::default() }, "SES_MAX_SEND_RATE"),
             (
@@ -542,6 +589,8 @@ mod tests {
             reconcile_failed_after_seconds: Some(MAX_AGE.as_secs()),
             unconfirmed_grace_seconds: Some(MAX_AGE.as_secs()),
             reconcile_max_attempts: Some(MAX_ATTEMPTS),
+            payload_retention_days: Some(MAX_RETENTION_DAYS),
+            ledger_horizon_days: Some(MAX_RETENTION_DAYS),
             ..Default::default()
         };
         assert!(s.validate(Mode::Local).is_ok());

@@ -7,7 +7,7 @@
 //! `OldestUnconfirmedSeconds` are published for the alarm either way.
 
 use crate::error::BackendError;
-use crate::ledger::{StuckOrder, Unconfirmed};
+use crate::ledger::{Ledger, Retained, StuckOrder, Unconfirmed};
 use crate::order::OrderId;
 use crate::pipeline::{BatchReport, Pipeline};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -26,6 +26,31 @@ pub struct ReconcileSettings {
     pub batch_limit: usize,
     /// Orders younger than this are not counted as unconfirmed (they are still in normal flow).
     pub grace: Duration,
+    pub retention: Retention,
+}
+
+/// How long the ledger keeps what (docs/design.md, "Retention"), applied by each reconcile run in
+/// at most `steps` bounded steps of `step_limit` rows each, so no statement runs long and a
+/// backlog (the first run after deploying) is worked off over several runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// A confirmed order's payload (name, address, items) is removed this long after it was sent.
+    pub payload_after: Duration,
+    /// Finished rows first seen this long ago are deleted.
+    pub delete_after: Duration,
+    pub step_limit: usize,
+    pub steps: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            payload_after: Duration::from_secs(30 * 86_400),
+            delete_after: Duration::from_secs(400 * 86_400),
+            step_limit: 500,
+            steps: 4,
+        }
+    }
 }
 
 impl Default for ReconcileSettings {
@@ -35,6 +60,7 @@ impl Default for ReconcileSettings {
             max_attempts: 10,
             batch_limit: 100,
             grace: Duration::from_secs(300),
+            retention: Retention::default(),
         }
     }
 }
@@ -51,6 +77,8 @@ pub struct ReconcileReport {
     pub abandoned: u64,
     /// Unconfirmed orders after this run (what the alarm watches).
     pub unconfirmed: Unconfirmed,
+    /// What retention removed this run.
+    pub retained: Retained,
     #[serde(skip)]
     pub batch: Option<BatchReport>,
 }
@@ -111,6 +139,7 @@ pub async fn reconcile(
         let failing = b.records.iter().filter(|r| !r.outcome.is_success()).count();
         (sent as u64, failing as u64)
     });
+    let retained = retain(ledger.as_ref(), &settings.retention).await?;
     let unconfirmed = ledger.unconfirmed(settings.grace).await?;
     crate::metrics::record_reconcile(unconfirmed, resent, abandoned);
     tracing::info!(
@@ -118,9 +147,27 @@ pub async fn reconcile(
         resent,
         still_failing,
         abandoned,
+        payloads_removed = retained.payloads_removed,
+        rows_deleted = retained.rows_deleted,
         unconfirmed = unconfirmed.count,
         oldest_unconfirmed_seconds = unconfirmed.oldest_seconds,
         "reconciliation done"
     );
-    Ok(ReconcileReport { found, resent, still_failing, abandoned, unconfirmed, batch })
+    Ok(ReconcileReport { found, resent, still_failing, abandoned, unconfirmed, retained, batch })
+}
+
+/// Applies retention in at most `steps` bounded steps, stopping early once a step finds less than
+/// a full step of work.
+pub async fn retain(ledger: &dyn Ledger, retention: &Retention) -> Result<Retained, BackendError> {
+    let mut total = Retained::default();
+    for _ in 0..retention.steps {
+        let step = ledger.retain(retention.payload_after, retention.delete_after, retention.step_limit).await?;
+        total.payloads_removed += step.payloads_removed;
+        total.rows_deleted += step.rows_deleted;
+        let limit = retention.step_limit as u64;
+        if step.payloads_removed < limit && step.rows_deleted < limit {
+            break;
+        }
+    }
+    Ok(total)
 }

@@ -296,6 +296,64 @@ pub async fn a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retr
     assert_eq!(l.unconfirmed(Duration::ZERO).await.unwrap().count, 2);
 }
 
+pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finished_rows_past_the_horizon(
+    l: Arc<dyn Ledger>,
+) {
+    let ids = ["RT1", "RT2", "RT3", "RT4"];
+    let reqs: Vec<_> = ids.iter().map(|id| req(id, "h", Priority::Normal)).collect();
+    let tokens: Vec<_> = l.claim(&reqs, LEASE).await.unwrap().iter().map(token).collect();
+    let outcomes = [
+        Outcome::Sent { message_id: "m-1".into() },
+        Outcome::Sent { message_id: "m-2".into() },
+        Outcome::Rejected { reason: "address refused".into() },
+        Outcome::Failed { error: "throttled".into() },
+    ];
+    let recordings: Vec<_> = ids.iter().zip(tokens).zip(outcomes).map(|((id, t), o)| rec(id, t, o)).collect();
+    assert_eq!(l.record(&recordings).await.unwrap(), vec![true; 4]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let state = |id: &str| {
+        let l = Arc::clone(&l);
+        let id = OrderId::parse(id).unwrap();
+        async move { l.order_state(&id).await.unwrap() }
+    };
+
+    // Payloads of confirmed orders go, at most `limit` per step; the horizon (an hour) is not reached.
+    let hour = Duration::from_secs(3600);
+    let step = l.retain(Duration::ZERO, hour, 1).await.unwrap();
+    assert_eq!((step.payloads_removed, step.rows_deleted), (1, 0), "one step touches at most `limit` rows");
+    assert_eq!(l.retain(Duration::ZERO, hour, 1).await.unwrap().payloads_removed, 1);
+    assert_eq!(l.retain(Duration::ZERO, hour, 1).await.unwrap().payloads_removed, 0, "nothing left to remove");
+    for id in ["RT1", "RT2"] {
+        let st = state(id).await.unwrap();
+        assert!(st.payload_removed_at.is_some(), "{id}: payload removed");
+        assert_eq!(st.status, status::SENT, "{id}: what `status` shows is kept");
+        assert!(st.sent_at.is_some() && st.ses_message_id.is_some(), "{id}");
+    }
+    // A redelivery of a confirmed order is still recognised without its payload.
+    assert_eq!(l.claim(&[req("RT1", "h", Priority::Normal)], LEASE).await.unwrap(), vec![Claim::AlreadySent]);
+    let stats = l.stats().await.unwrap();
+    let normal = stats.priorities.iter().find(|p| p.priority == "normal").unwrap();
+    assert_eq!(normal.by_status[status::SENT], 2, "the statistics still count them");
+    // Unfinished or refused orders keep their payload: a person may still retry them.
+    assert_eq!(state("RT3").await.unwrap().payload_removed_at, None);
+    assert_eq!(state("RT4").await.unwrap().payload_removed_at, None);
+    let retried = l.release(&OrderId::parse("RT3").unwrap()).await.unwrap().expect("rejected order released");
+    let payload: serde_json::Value = serde_json::from_str(&retried.payload).unwrap();
+    assert_eq!(payload, serde_json::json!({"order_id": "RT3"}));
+    let bad = l.claim(&[req("RT3", "h", Priority::Normal)], LEASE).await.unwrap();
+    l.record(&[rec("RT3", token(&bad[0]), Outcome::Rejected { reason: "refused again".into() })]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // Past the horizon, finished rows are deleted, a bounded number per step; unfinished ones stay.
+    assert_eq!(l.retain(Duration::ZERO, Duration::ZERO, 2).await.unwrap().rows_deleted, 2);
+    assert_eq!(l.retain(Duration::ZERO, Duration::ZERO, 2).await.unwrap().rows_deleted, 1);
+    assert_eq!(l.retain(Duration::ZERO, Duration::ZERO, 2).await.unwrap().rows_deleted, 0);
+    for id in ["RT1", "RT2", "RT3"] {
+        assert_eq!(state(id).await, None, "{id}: deleted past the horizon");
+    }
+    assert_eq!(state("RT4").await.unwrap().status, status::FAILED, "a failed order is never deleted");
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn Ledger>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -320,6 +378,7 @@ macro_rules! ledger_contract_tests {
             a_retried_record_counts_as_applied_and_changes_nothing,
             a_released_claim_gives_its_attempt_back_once,
             a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried,
+            retention_removes_old_payloads_in_bounded_steps_and_deletes_finished_rows_past_the_horizon,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {

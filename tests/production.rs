@@ -381,6 +381,7 @@ async fn reconcile_re_sends_15_stuck_orders_of_87_kb_each() {
         max_attempts: 10,
         batch_limit: 100,
         grace: Duration::ZERO,
+        ..Default::default()
     };
     let report = order_confirmation::reconcile::reconcile(&p, &settings, deadline(120)).await.expect("reconcile runs");
     assert_eq!((report.found, report.resent, report.still_failing), (15, 15, 0));

@@ -13,7 +13,13 @@ use std::time::Duration;
 use support::*;
 
 fn settings() -> ReconcileSettings {
-    ReconcileSettings { failed_for: Duration::ZERO, max_attempts: 3, batch_limit: 100, grace: Duration::ZERO }
+    ReconcileSettings {
+        failed_for: Duration::ZERO,
+        max_attempts: 3,
+        batch_limit: 100,
+        grace: Duration::ZERO,
+        ..ReconcileSettings::default()
+    }
 }
 
 #[tokio::test]
@@ -202,4 +208,31 @@ fn the_status_view_shows_state_without_personal_data() {
         )
         .unwrap();
     assert!(!row.contains("@"), "no address anywhere in the view");
+}
+
+#[tokio::test]
+async fn each_reconcile_run_applies_retention_in_a_bounded_number_of_steps() {
+    let b = LocalBackends::new().await;
+    let p = b.pipeline(Arc::new(ScriptedMailer::new(b.outbox.clone())));
+    let records: Vec<_> =
+        (1..=5).map(|i| record(&format!("m{i}"), &order_body(&format!("RET-{i}"), "normal"))).collect();
+    p.handle(&event(records), deadline(30)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let retention = order_confirmation::reconcile::Retention {
+        payload_after: Duration::ZERO,
+        delete_after: Duration::from_secs(3600),
+        step_limit: 2,
+        steps: 2,
+    };
+    let settings = ReconcileSettings { retention, ..settings() };
+
+    let first = reconcile(&p, &settings, deadline(30)).await.unwrap();
+    assert_eq!(first.retained.payloads_removed, 4, "two steps of two; the fifth waits for the next run");
+    let second = reconcile(&p, &settings, deadline(30)).await.unwrap();
+    assert_eq!(second.retained.payloads_removed, 1);
+    for i in 1..=5 {
+        let st = b.ledger.order_state(&OrderId::parse(&format!("RET-{i}")).unwrap()).await.unwrap().unwrap();
+        assert!(st.payload_removed_at.is_some() && st.status == status::SENT, "RET-{i}: {st:?}");
+    }
+    assert_eq!(second.retained.rows_deleted, 0, "the horizon is an hour away");
 }

@@ -12,8 +12,8 @@
 //! pieces per call.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, Recording, StuckOrder, Unconfirmed,
-    priority_stats, status,
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
+    StuckOrder, Unconfirmed, priority_stats, status,
 };
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
@@ -29,6 +29,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_order_confirmations", include_str!("../../migrations/postgres/0001_order_confirmations.sql")),
     ("0002_order_confirmation_status", include_str!("../../migrations/postgres/0002_order_confirmation_status.sql")),
     ("0003_parked_orders", include_str!("../../migrations/postgres/0003_parked_orders.sql")),
+    ("0004_retention", include_str!("../../migrations/postgres/0004_retention.sql")),
 ];
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
@@ -143,8 +144,33 @@ SELECT order_id, status, priority, attempts, last_error, ses_message_id,
     CAST(EXTRACT(EPOCH FROM updated_at) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM sent_at) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM lease_until) * 1000 AS bigint),
-    CAST(EXTRACT(EPOCH FROM parked_at) * 1000 AS bigint), parked_note
+    CAST(EXTRACT(EPOCH FROM parked_at) * 1000 AS bigint), parked_note,
+    CAST(EXTRACT(EPOCH FROM payload_removed_at) * 1000 AS bigint)
 FROM order_confirmations WHERE order_id = :order_id";
+
+/// One retention step's payload part: the oldest confirmed orders past the retention period, at
+/// most `:limit`, through the `order_confirmations_payload_kept` index (0004). The candidates are
+/// materialized once, so the step never touches more than `:limit` rows.
+const REMOVE_PAYLOADS_SQL: &str = "\
+WITH due AS MATERIALIZED (
+    SELECT order_id FROM order_confirmations
+    WHERE status = 'sent' AND payload_removed_at IS NULL
+      AND sent_at <= now() - make_interval(secs => CAST(:after_ms AS double precision) / 1000)
+    ORDER BY sent_at LIMIT :limit FOR UPDATE SKIP LOCKED
+)
+UPDATE order_confirmations oc SET payload = CAST(:removed AS jsonb), payload_removed_at = now()
+FROM due WHERE oc.order_id = due.order_id";
+
+/// One retention step's horizon part: the oldest finished rows past the horizon, at most `:limit`,
+/// through the `order_confirmations_finished_first_seen` index (0004).
+const DELETE_OLD_ROWS_SQL: &str = "\
+WITH due AS MATERIALIZED (
+    SELECT order_id FROM order_confirmations
+    WHERE status IN ('sent', 'rejected', 'abandoned')
+      AND first_seen_at <= now() - make_interval(secs => CAST(:after_ms AS double precision) / 1000)
+    ORDER BY first_seen_at LIMIT :limit FOR UPDATE SKIP LOCKED
+)
+DELETE FROM order_confirmations oc USING due WHERE oc.order_id = due.order_id";
 
 /// Where the ledger lives.
 #[derive(Debug, Clone)]
@@ -592,6 +618,7 @@ impl Ledger for DataApiLedger {
             lease_until: ms(9),
             parked_at: ms(10),
             parked_note: field_str(row.get(11)),
+            payload_removed_at: ms(12),
         }))
     }
 
@@ -675,6 +702,39 @@ impl Ledger for DataApiLedger {
             return Ok(None);
         }
         self.order_state(order_id).await
+    }
+
+    async fn retain(
+        &self,
+        payload_after: Duration,
+        delete_after: Duration,
+        limit: usize,
+    ) -> Result<Retained, BackendError> {
+        let limit = long("limit", limit as i64);
+        let removed = self
+            .execute_output(
+                "retain",
+                REMOVE_PAYLOADS_SQL,
+                vec![
+                    text("removed", REMOVED_PAYLOAD),
+                    long("after_ms", payload_after.as_millis() as i64),
+                    limit.clone(),
+                ],
+                None,
+            )
+            .await?;
+        let deleted = self
+            .execute_output(
+                "retain",
+                DELETE_OLD_ROWS_SQL,
+                vec![long("after_ms", delete_after.as_millis() as i64), limit],
+                None,
+            )
+            .await?;
+        Ok(Retained {
+            payloads_removed: removed.number_of_records_updated.max(0) as u64,
+            rows_deleted: deleted.number_of_records_updated.max(0) as u64,
+        })
     }
 }
 

@@ -115,6 +115,10 @@ pub struct OrderState {
     pub parked_at: Option<OffsetDateTime>,
     /// What the person wrote when parking it (a ticket, who handles it).
     pub parked_note: Option<String>,
+    /// When retention removed the payload (the customer's name, address and items); `None` while
+    /// it is kept.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub payload_removed_at: Option<OffsetDateTime>,
 }
 
 /// Statistics for one priority.
@@ -174,6 +178,18 @@ pub struct Unconfirmed {
     pub oldest_seconds: f64,
 }
 
+/// What one retention step removed (docs/design.md, "Retention").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct Retained {
+    /// Confirmed orders whose payload was removed (the row and its times stay).
+    pub payloads_removed: u64,
+    /// Finished rows (`sent`, `rejected`, `abandoned`) deleted for being past the horizon.
+    pub rows_deleted: u64,
+}
+
+/// The payload stored in place of a removed one: valid JSON that names no one.
+pub const REMOVED_PAYLOAD: &str = "{}";
+
 /// The ledger contract. Claim and record take the whole batch so a backend can do each in one
 /// round trip; results come back in input order.
 #[async_trait::async_trait]
@@ -217,6 +233,17 @@ pub trait Ledger: Send + Sync {
     /// and page again for the next order. Parking again replaces the note. `retry` (release) clears
     /// it. Returns the parked order's state, or `None` when the order is not abandoned.
     async fn park(&self, order_id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError>;
+
+    /// One bounded retention step: removes the payload of at most `limit` orders confirmed (`sent`)
+    /// more than `payload_after` ago, and deletes at most `limit` finished rows (`sent`,
+    /// `rejected`, `abandoned`) first seen more than `delete_after` ago. Unfinished rows (`sending`,
+    /// `failed`) are never touched. Each part is one short statement; callers repeat the step.
+    async fn retain(
+        &self,
+        payload_after: Duration,
+        delete_after: Duration,
+        limit: usize,
+    ) -> Result<Retained, BackendError>;
 }
 
 /// The longest note `park` keeps: enough for a ticket reference and a name.

@@ -3,8 +3,8 @@
 //! atomicity the PostgreSQL statement has. Blocking calls run on tokio's blocking pool.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, Recording, StuckOrder, Unconfirmed,
-    priority_stats, status,
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
+    StuckOrder, Unconfirmed, priority_stats, status,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -21,6 +21,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_order_confirmations", include_str!("../../migrations/sqlite/0001_order_confirmations.sql")),
     ("0002_order_confirmation_status", include_str!("../../migrations/sqlite/0002_order_confirmation_status.sql")),
     ("0003_parked_orders", include_str!("../../migrations/sqlite/0003_parked_orders.sql")),
+    ("0004_retention", include_str!("../../migrations/sqlite/0004_retention.sql")),
 ];
 
 pub struct SqliteLedger {
@@ -269,7 +270,8 @@ impl Ledger for SqliteLedger {
         self.with_conn(move |conn| {
             conn.query_row(
                 "SELECT order_id, status, priority, attempts, last_error, ses_message_id, first_seen_at, updated_at, \
-                 sent_at, lease_until, parked_at, parked_note FROM order_confirmations WHERE order_id = ?1",
+                 sent_at, lease_until, parked_at, parked_note, payload_removed_at \
+                 FROM order_confirmations WHERE order_id = ?1",
                 [id],
                 |r| {
                     Ok(OrderState {
@@ -285,6 +287,7 @@ impl Ledger for SqliteLedger {
                         lease_until: r.get::<_, Option<i64>>(9)?.map(from_ms),
                         parked_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
                         parked_note: r.get(11)?,
+                        payload_removed_at: r.get::<_, Option<i64>>(12)?.map(from_ms),
                     })
                 },
             )
@@ -387,5 +390,38 @@ impl Ledger for SqliteLedger {
             return Ok(None);
         }
         self.order_state(order_id).await
+    }
+
+    async fn retain(
+        &self,
+        payload_after: Duration,
+        delete_after: Duration,
+        limit: usize,
+    ) -> Result<Retained, BackendError> {
+        self.with_conn(move |conn| {
+            let now = now_ms();
+            let limit = limit as i64;
+            // Two short statements, each bounded by `limit` through its partial index (0004).
+            let payloads_removed = conn
+                .execute(
+                    "UPDATE order_confirmations SET payload = ?1, payload_removed_at = ?2 WHERE order_id IN (\
+                     SELECT order_id FROM order_confirmations \
+                     WHERE status = 'sent' AND payload_removed_at IS NULL AND sent_at <= ?3 \
+                     ORDER BY sent_at LIMIT ?4)",
+                    params![REMOVED_PAYLOAD, now, now - payload_after.as_millis() as i64, limit],
+                )
+                .map_err(sql_error)? as u64;
+            let rows_deleted = conn
+                .execute(
+                    "DELETE FROM order_confirmations WHERE order_id IN (\
+                     SELECT order_id FROM order_confirmations \
+                     WHERE status IN ('sent', 'rejected', 'abandoned') AND first_seen_at <= ?1 \
+                     ORDER BY first_seen_at LIMIT ?2)",
+                    params![now - delete_after.as_millis() as i64, limit],
+                )
+                .map_err(sql_error)? as u64;
+            Ok(Retained { payloads_removed, rows_deleted })
+        })
+        .await
     }
 }

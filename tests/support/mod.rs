@@ -11,7 +11,7 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::sqlite::SqliteLedger;
 use order_confirmation::ledger::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, StuckOrder, Unconfirmed,
+    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, Retained, StuckOrder, Unconfirmed,
 };
 use order_confirmation::mailer::Mailer;
 use order_confirmation::mailer::outbox::OutboxMailer;
@@ -235,5 +235,13 @@ impl Ledger for FlakyRecordLedger {
     }
     async fn park(&self, id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
         self.inner.park(id, note).await
+    }
+    async fn retain(
+        &self,
+        payload_after: Duration,
+        delete_after: Duration,
+        limit: usize,
+    ) -> Result<Retained, BackendError> {
+        self.inner.retain(payload_after, delete_after, limit).await
     }
 }
