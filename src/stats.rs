@@ -13,7 +13,7 @@ pub fn render_table(stats: &LedgerStats) -> String {
         out,
         "{:<8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>13} {:>8} {:>9} {:>9} {:>9}",
         "priority",
-        "sent",
+        "sent_24h",
         "sending",
         "failed",
         "rejected",

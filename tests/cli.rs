@@ -184,7 +184,7 @@ fn stats_watch_refreshes_until_interrupted() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "Ctrl-C ends the watch cleanly");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.matches("priority     sent").count() >= 2, "refreshed at least once: {text}");
+    assert!(text.matches("priority sent_24h").count() >= 2, "refreshed at least once: {text}");
 }
 
 #[test]

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_order_confirmation_status", include_str!("../../migrations/postgres/0002_order_confirmation_status.sql")),
     ("0003_parked_orders", include_str!("../../migrations/postgres/0003_parked_orders.sql")),
     ("0004_retention", include_str!("../../migrations/postgres/0004_retention.sql")),
+    ("0005_pending_indexes", include_str!("../../migrations/postgres/0005_pending_indexes.sql")),
 ];
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
@@ -85,21 +86,37 @@ updated AS (
 )
 SELECT i.ord, u.order_id IS NOT NULL FROM input i LEFT JOIN updated u USING (order_id) ORDER BY i.ord";
 
-const STATS_COUNTS_SQL: &str = "SELECT priority, status, count(*) FROM order_confirmations GROUP BY priority, status";
+/// Counts that cost what the pending work costs, not the history: the unfinished and refused rows
+/// through `order_confirmations_unfinished` (0005), and `sent` over the last 24 hours through
+/// `order_confirmations_sent_at` (0001).
+const STATS_COUNTS_SQL: &str = "\
+SELECT priority, status, count(*) FROM order_confirmations
+WHERE status IN ('sending', 'failed', 'rejected', 'abandoned') GROUP BY priority, status
+UNION ALL
+SELECT priority, 'sent', count(*) FROM order_confirmations
+WHERE status = 'sent' AND sent_at >= now() - interval '24 hours' GROUP BY priority";
 
-/// Per priority: oldest unsent age, sent in the last hour, time-to-confirm percentiles over the
-/// last 24 hours (nearest rank, like the SQLite ledger).
+/// Per priority: oldest unsent age (through the unsent index), sent in the last hour and
+/// time-to-confirm percentiles over the last 24 hours (nearest rank, like the SQLite ledger),
+/// both over the indexed 24-hour range of `sent_at` only.
 const STATS_TIMES_SQL: &str = "\
-SELECT priority,
-    CAST(EXTRACT(EPOCH FROM now() - min(first_seen_at) FILTER (WHERE status IN ('sending', 'failed'))) AS double precision),
-    count(*) FILTER (WHERE status = 'sent' AND sent_at >= now() - interval '1 hour'),
-    CAST(percentile_disc(0.50) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - first_seen_at))
-        FILTER (WHERE status = 'sent' AND sent_at >= now() - interval '24 hours') AS double precision),
-    CAST(percentile_disc(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - first_seen_at))
-        FILTER (WHERE status = 'sent' AND sent_at >= now() - interval '24 hours') AS double precision),
-    CAST(percentile_disc(0.99) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM sent_at - first_seen_at))
-        FILTER (WHERE status = 'sent' AND sent_at >= now() - interval '24 hours') AS double precision)
-FROM order_confirmations GROUP BY priority";
+WITH recent AS (
+    SELECT priority, sent_at, EXTRACT(EPOCH FROM sent_at - first_seen_at) AS ttc FROM order_confirmations
+    WHERE status = 'sent' AND sent_at >= now() - interval '24 hours'
+),
+oldest AS (
+    SELECT priority, min(first_seen_at) AS first_seen_at FROM order_confirmations
+    WHERE status IN ('sending', 'failed') GROUP BY priority
+)
+SELECT p.priority,
+    CAST(EXTRACT(EPOCH FROM now() - min(o.first_seen_at)) AS double precision),
+    count(r.sent_at) FILTER (WHERE r.sent_at >= now() - interval '1 hour'),
+    CAST(percentile_disc(0.50) WITHIN GROUP (ORDER BY r.ttc) AS double precision),
+    CAST(percentile_disc(0.95) WITHIN GROUP (ORDER BY r.ttc) AS double precision),
+    CAST(percentile_disc(0.99) WITHIN GROUP (ORDER BY r.ttc) AS double precision)
+FROM (VALUES ('high'), ('normal')) AS p(priority)
+LEFT JOIN oldest o USING (priority) LEFT JOIN recent r USING (priority)
+GROUP BY p.priority";
 
 /// The stuck orders without their payloads (fetched in pieces by [`PAYLOAD_PIECES_SQL`]): each
 /// payload's size in bytes instead, so the fetch can be paged by size.

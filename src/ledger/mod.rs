@@ -125,7 +125,8 @@ pub struct OrderState {
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct PriorityStats {
     pub priority: String,
-    /// Rows per status; every status is present, zero when none.
+    /// Rows per status; every status is present, zero when none. `sent` counts the orders sent in
+    /// the last 24 hours (the history is not counted: the cost stays with the pending work).
     pub by_status: BTreeMap<String, u64>,
     /// Orders not yet confirmed and still expected to be (`sending` + `failed`).
     pub pending: u64,

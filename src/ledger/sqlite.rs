@@ -22,6 +22,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_order_confirmation_status", include_str!("../../migrations/sqlite/0002_order_confirmation_status.sql")),
     ("0003_parked_orders", include_str!("../../migrations/sqlite/0003_parked_orders.sql")),
     ("0004_retention", include_str!("../../migrations/sqlite/0004_retention.sql")),
+    ("0005_pending_indexes", include_str!("../../migrations/sqlite/0005_pending_indexes.sql")),
 ];
 
 pub struct SqliteLedger {
@@ -221,10 +222,17 @@ impl Ledger for SqliteLedger {
             for p in Priority::ALL {
                 let mut counts = BTreeMap::new();
                 let mut stmt = conn
-                    .prepare_cached("SELECT status, COUNT(*) FROM order_confirmations WHERE priority = ?1 GROUP BY status")
+                    .prepare_cached(
+                        "SELECT status, COUNT(*) FROM order_confirmations \
+                         WHERE priority = ?1 AND status IN ('sending', 'failed', 'rejected', 'abandoned') GROUP BY status \
+                         UNION ALL SELECT 'sent', COUNT(*) FROM order_confirmations \
+                         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2",
+                    )
                     .map_err(sql_error)?;
                 let rows = stmt
-                    .query_map([p.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .query_map(params![p.as_str(), now - 86_400_000], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
                     .map_err(sql_error)?;
                 for row in rows {
                     let (s, n) = row.map_err(sql_error)?;
