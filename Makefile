@@ -12,7 +12,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test bench fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
+.PHONY: help run test bench bench-ledger fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
 
 # Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
 VENV := .venv
@@ -43,6 +43,9 @@ bench: ## Benchmarks: criterion (per record, pipeline, latency floor), cold star
 	cargo bench --bench pipeline
 	cargo build --release --bin order-confirmation
 	scripts/measure-startup target/release/order-confirmation
+
+bench-ledger: ## Ledger at scale: stats, status, reconcile and a batch through rds-data-local at 1,000 and 2,000,000 rows of history (a throw-away PostgreSQL; a few minutes)
+	scripts/with-postgres cargo run --example ledger_scale -- 1000 2000000
 
 # `make test` runs the same fuzz test for 5 seconds; this is the long run BENCHMARKS.md records.
 FUZZ_SECONDS ?= 600
