@@ -245,7 +245,7 @@ impl Rig {
     async fn start(p: &SoakParams) -> Self {
         let s = Services::start().await;
         s.ledger().await; // migrated
-        let moto = Moto::start().await;
+        let moto = Moto::start_for_load().await;
         let high = moto.queue_pair("soak-high", p.max_receive, 30).await;
         let normal = moto.queue_pair("soak-normal", p.max_receive, 30).await;
         s.ses_proxy.track_accepted(ses_recipient);
