@@ -19,7 +19,7 @@
 //! sized from the environment: `SOAK_SCENARIOS` (comma-separated, default
 //! `steady,peak,backlog`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
 //! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
-//! `SOAK_KILL_EVERY_SECONDS` (30).
+//! `SOAK_KILL_EVERY_SECONDS` (30); `SOAK_KEEP_LOGS=1` keeps the workers' logs.
 
 mod support;
 
@@ -84,8 +84,10 @@ struct SoakParams {
     ses_throttle_rate: f64,
     /// Share of Data API calls answered 500/503 by the emulator.
     data_api_error_rate: f64,
-    /// The Data API answers DatabaseResumingException for `.1`, starting `.0` into the run.
-    resuming: (Duration, Duration),
+    /// The Data API answers DatabaseResumingException for `.1`, starting `.0` into the run. No
+    /// claim can succeed meanwhile, so the whole fleet stops sending for that long: it is part
+    /// of `steady` (and the small soak), not of the runs that measure the drain rate.
+    resuming: Option<(Duration, Duration)>,
     /// How often `order-confirmation reconcile` runs during the soak (the schedule in AWS).
     reconcile_every: Duration,
     /// The queues' `maxReceiveCount`.
@@ -110,7 +112,7 @@ impl SoakParams {
             max_kills: 1,
             ses_throttle_rate: 0.02,
             data_api_error_rate: 0.02,
-            resuming: (Duration::from_secs(6), Duration::from_secs(3)),
+            resuming: Some((Duration::from_secs(6), Duration::from_secs(3))),
             reconcile_every: Duration::from_secs(8),
             max_receive: 5,
             enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
@@ -141,7 +143,7 @@ impl SoakParams {
             max_kills: usize::MAX,
             ses_throttle_rate: 0.02,
             data_api_error_rate: 0.02,
-            resuming: (ideal.max(window) / 2, Duration::from_secs(8)),
+            resuming: (scenario == Scenario::Steady).then(|| (ideal.max(window) / 2, Duration::from_secs(8))),
             reconcile_every: Duration::from_secs(60),
             max_receive: 5,
             enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
@@ -430,6 +432,20 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
     values[rank.clamp(1, values.len()) - 1]
 }
 
+/// Accepted mails per 10 s window from `started`, as % of the quota.
+fn windows(accepted: &[(String, Instant)], started: Instant, quota: f64) -> Vec<f64> {
+    const WINDOW: f64 = 10.0;
+    let mut counts: Vec<usize> = Vec::new();
+    for (_, at) in accepted {
+        let i = (at.saturating_duration_since(started).as_secs_f64() / WINDOW) as usize;
+        if counts.len() <= i {
+            counts.resize(i + 1, 0);
+        }
+        counts[i] += 1;
+    }
+    counts.iter().map(|&n| n as f64 / WINDOW / quota * 100.0).collect()
+}
+
 /// What one run saw.
 #[derive(Debug)]
 struct SoakReport {
@@ -452,6 +468,10 @@ struct SoakReport {
     emf: HashMap<String, f64>,
     over_quota: usize,
     drain: Duration,
+    /// When 99 % of the valid orders had been mailed.
+    drain_99: Duration,
+    /// Mails SES accepted (duplicates included) per 10 s from the start, as % of the quota.
+    windows: Vec<f64>,
     /// Time-to-confirm per priority: (p50, p99) in seconds.
     ttc_high: (f64, f64),
     ttc_normal: (f64, f64),
@@ -546,16 +566,18 @@ impl fmt::Display for SoakReport {
             "orders           {valid} valid ({} high, {} normal) + {} invalid; {arrivals}",
             self.valid_high, self.valid_normal, self.invalid
         )?;
+        let resuming = match p.resuming {
+            Some((at, length)) => format!("resuming for {:.0} s at {:.0} s", secs(length), secs(at)),
+            None => "no resuming window".to_owned(),
+        };
         writeln!(
             f,
             "faults           SES quota {}/s at the injector ({} calls over it), {:.0} % more throttled at random; \
-             Data API 5xx {:.0} %, resuming for {:.0} s at {:.0} s",
+             Data API 5xx {:.0} %, {resuming}",
             p.quota,
             self.over_quota,
             p.ses_throttle_rate * 100.0,
             p.data_api_error_rate * 100.0,
-            secs(p.resuming.1),
-            secs(p.resuming.0)
         )?;
         writeln!(f, "workers          {} consume processes; kills {}", p.workers, self.kills)?;
         writeln!(
@@ -593,6 +615,9 @@ impl fmt::Display for SoakReport {
             secs(p.ideal()),
             self.drain_rate() * 100.0
         )?;
+        writeln!(f, "                 99 % mailed after {:.1} s", secs(self.drain_99))?;
+        let windows: Vec<String> = self.windows.iter().map(|w| format!("{w:.0}")).collect();
+        writeln!(f, "SES use          % of the quota per 10 s: {}", windows.join(" "))?;
         writeln!(
             f,
             "time-to-confirm  high p50 {:.1} s p99 {:.1} s;  normal p50 {:.1} s p99 {:.1} s",
@@ -624,15 +649,17 @@ impl Chaos {
     fn new(p: &SoakParams, started: Instant) -> Self {
         Self {
             kill_at: started + p.first_kill_after,
-            resume_at: Some(started + p.resuming.0),
+            resume_at: p.resuming.map(|(after, _)| started + after),
             reconcile_at: started + p.reconcile_every,
         }
     }
 
     async fn tick(&mut self, rig: &Rig, p: &SoakParams, workers: &mut Workers) {
         let now = Instant::now();
-        if self.resume_at.is_some_and(|at| now >= at) {
-            rig.s.data_api_faults(serde_json::json!({ "resuming_for_ms": p.resuming.1.as_millis() as u64 })).await;
+        if let (Some(at), Some((_, length))) = (self.resume_at, p.resuming)
+            && now >= at
+        {
+            rig.s.data_api_faults(serde_json::json!({ "resuming_for_ms": length.as_millis() as u64 })).await;
             self.resume_at = None;
         }
         if now >= self.kill_at && workers.kills < p.max_kills {
@@ -719,7 +746,7 @@ async fn soak(p: SoakParams) -> SoakReport {
     let mut extra_mails = 0;
     let mut lost = Vec::new();
     let (mut ttc_high, mut ttc_normal) = (Vec::new(), Vec::new());
-    let mut last = started;
+    let mut confirmed_at = Vec::new();
     for s in &valid {
         let email = email_of(&s.id);
         let n = mails.get(&email).copied().unwrap_or(0);
@@ -729,7 +756,7 @@ async fn soak(p: SoakParams) -> SoakReport {
             lost.push(s.id.clone());
         }
         if let Some(at) = first_accepted.get(&email) {
-            last = last.max(*at);
+            confirmed_at.push(at.saturating_duration_since(started).as_secs_f64());
             let ttc = at.saturating_duration_since(s.queued_at).as_secs_f64();
             if s.high { ttc_high.push(ttc) } else { ttc_normal.push(ttc) }
         }
@@ -747,7 +774,7 @@ async fn soak(p: SoakParams) -> SoakReport {
             if invalid_ids.contains(id.as_str()) { dlq_invalid += 1 } else { dlq_valid.push(id) }
         }
     }
-    SoakReport {
+    let report = SoakReport {
         valid_high: valid.iter().filter(|s| s.high).count(),
         valid_normal: valid.iter().filter(|s| !s.high).count(),
         invalid: invalid_ids.len(),
@@ -762,12 +789,18 @@ async fn soak(p: SoakParams) -> SoakReport {
         ledger: rig.ledger_statuses().await,
         emf: emf_totals(rig.dir.path()),
         over_quota: rig.s.ses_proxy.over_quota(),
-        drain: last.saturating_duration_since(started),
+        drain: Duration::from_secs_f64(percentile(&mut confirmed_at, 100.0)),
+        drain_99: Duration::from_secs_f64(percentile(&mut confirmed_at, 99.0)),
+        windows: windows(&rig.s.ses_proxy.accepted(), started, p.quota),
         ttc_high: (percentile(&mut ttc_high, 50.0), percentile(&mut ttc_high, 99.0)),
         ttc_normal: (percentile(&mut ttc_normal, 50.0), percentile(&mut ttc_normal, 99.0)),
         stuck,
         params: p,
+    };
+    if env_flag("SOAK_KEEP_LOGS") {
+        println!("worker logs kept in {}", rig.dir.keep().display());
     }
+    report
 }
 
 /// One `order-confirmation reconcile` run, as the schedule would start it; its metrics go to the
