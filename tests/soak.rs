@@ -29,10 +29,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use std::time::Instant;
 use support::faults::{Action, Rule, ses_recipient};
 use support::moto::{Moto, QueuePair};
 use support::services::{Services, http_get};
-use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -300,9 +300,12 @@ impl Rig {
                     .await
                     .expect("SendMessageBatch to moto");
                 assert!(out.failed.is_empty(), "moto refused messages: {:?}", out.failed);
-                sent.extend(
-                    chunk.iter().map(|(id, high, valid)| Sent { id: id.clone(), high: *high, valid: *valid, queued_at }),
-                );
+                sent.extend(chunk.iter().map(|(id, high, valid)| Sent {
+                    id: id.clone(),
+                    high: *high,
+                    valid: *valid,
+                    queued_at,
+                }));
             }
         }
         sent
@@ -332,7 +335,10 @@ impl Rig {
             tokio_postgres::connect(&self.s.database_url, tokio_postgres::NoTls).await.expect("connect to the ledger");
         tokio::spawn(conn);
         let rows = client
-            .query("SELECT status, count(*) FROM order_confirmations WHERE order_id NOT LIKE 'SOAK-BAD-%' GROUP BY status", &[])
+            .query(
+                "SELECT status, count(*) FROM order_confirmations WHERE order_id NOT LIKE 'SOAK-BAD-%' GROUP BY status",
+                &[],
+            )
             .await
             .expect("status counts");
         rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64)).collect()
@@ -408,7 +414,8 @@ impl Workers {
 /// The sum of each EMF metric (by name) over every worker's output.
 fn emf_totals(dir: &Path) -> HashMap<String, f64> {
     let mut totals: HashMap<String, f64> = HashMap::new();
-    let files: Vec<PathBuf> = std::fs::read_dir(dir).expect("worker dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let files: Vec<PathBuf> =
+        std::fs::read_dir(dir).expect("worker dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         for line in text.lines().filter(|l| l.starts_with("{\"_aws\"")) {
@@ -484,7 +491,8 @@ struct SoakReport {
 
 impl SoakReport {
     fn counted_extra(&self) -> f64 {
-        self.emf.get("PossibleDuplicate").copied().unwrap_or(0.0) + self.emf.get("UnrecordedSend").copied().unwrap_or(0.0)
+        self.emf.get("PossibleDuplicate").copied().unwrap_or(0.0)
+            + self.emf.get("UnrecordedSend").copied().unwrap_or(0.0)
     }
 
     /// Drained orders per second as a share of the quota, to the last order.
@@ -512,10 +520,18 @@ impl SoakReport {
             v.push(format!("the run did not finish within {:.0} s", self.params.give_up_after().as_secs_f64()));
         }
         if !self.lost.is_empty() {
-            v.push(format!("{} valid orders never mailed (first: {:?})", self.lost.len(), &self.lost[..self.lost.len().min(5)]));
+            v.push(format!(
+                "{} valid orders never mailed (first: {:?})",
+                self.lost.len(),
+                &self.lost[..self.lost.len().min(5)]
+            ));
         }
         if !self.dlq_valid.is_empty() {
-            v.push(format!("{} valid orders in a DLQ (first: {:?})", self.dlq_valid.len(), &self.dlq_valid[..self.dlq_valid.len().min(5)]));
+            v.push(format!(
+                "{} valid orders in a DLQ (first: {:?})",
+                self.dlq_valid.len(),
+                &self.dlq_valid[..self.dlq_valid.len().min(5)]
+            ));
         }
         if self.dlq_invalid != self.invalid {
             v.push(format!("{} of {} invalid messages reached a DLQ", self.dlq_invalid, self.invalid));
@@ -546,11 +562,17 @@ impl SoakReport {
         let mut t = Vec::new();
         if self.params.scenario != Scenario::Steady {
             let rate = self.drain_rate_99();
-            t.push((format!("drain rate to 99 % of the orders {:.1} % of the quota >= 95 %", rate * 100.0), rate >= 0.95));
+            t.push((
+                format!("drain rate to 99 % of the orders {:.1} % of the quota >= 95 %", rate * 100.0),
+                rate >= 0.95,
+            ));
         }
         if self.valid_high > 0 && self.params.scenario != Scenario::Steady {
             let (bound, p99) = (self.high_bound(), self.ttc_high.1);
-            t.push((format!("high p99 time-to-confirm {p99:.1} s <= 1.5 x (high backlog / quota) = {bound:.1} s"), p99 <= bound));
+            t.push((
+                format!("high p99 time-to-confirm {p99:.1} s <= 1.5 x (high backlog / quota) = {bound:.1} s"),
+                p99 <= bound,
+            ));
         }
         t
     }
@@ -590,7 +612,8 @@ impl fmt::Display for SoakReport {
             p.ses_throttle_rate * 100.0,
             p.data_api_error_rate * 100.0,
         )?;
-        let last_kill = self.last_kill.map_or(String::new(), |d| format!(" (the last {:.0} s after the start)", secs(d)));
+        let last_kill =
+            self.last_kill.map_or(String::new(), |d| format!(" (the last {:.0} s after the start)", secs(d)));
         writeln!(f, "workers          {} consume processes; kills {}{last_kill}", p.workers, self.kills)?;
         writeln!(
             f,
@@ -602,7 +625,13 @@ impl fmt::Display for SoakReport {
             emf("PossibleDuplicate"),
             emf("UnrecordedSend")
         )?;
-        writeln!(f, "DLQs             {} invalid (expected {}), {} valid", self.dlq_invalid, self.invalid, self.dlq_valid.len())?;
+        writeln!(
+            f,
+            "DLQs             {} invalid (expected {}), {} valid",
+            self.dlq_invalid,
+            self.invalid,
+            self.dlq_valid.len()
+        )?;
         let mut statuses: Vec<_> = self.ledger.iter().collect();
         statuses.sort();
         writeln!(
@@ -842,7 +871,8 @@ fn judge(reports: &[SoakReport]) {
     for r in reports {
         failures.extend(r.violations());
         if r.params.enforce_targets {
-            failures.extend(r.targets().into_iter().filter(|(_, met)| !met).map(|(t, _)| format!("target missed: {t}")));
+            failures
+                .extend(r.targets().into_iter().filter(|(_, met)| !met).map(|(t, _)| format!("target missed: {t}")));
         }
     }
     assert!(failures.is_empty(), "the soak failed:\n{}", failures.join("\n"));
