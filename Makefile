@@ -12,7 +12,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test soak bench fmt clippy clean-local venv build build-OrderConfirmationFunction lint invoke-local deploy
+.PHONY: help run test soak bench fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
 
 # Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
 VENV := .venv
@@ -48,6 +48,11 @@ bench: ## Benchmarks: criterion (per record, pipeline, latency floor), cold star
 	cargo build --release --bin order-confirmation
 	scripts/measure-startup target/release/order-confirmation
 
+# `make test` runs the same fuzz test for 5 seconds; this is the long run BENCHMARKS.md records.
+FUZZ_SECONDS ?= 600
+fuzz: ## Fuzz decode, the Python-literal reader and render for FUZZ_SECONDS (default 600) from fuzz/corpus/
+	FUZZ_SECONDS=$(FUZZ_SECONDS) nice cargo test --test fuzz -- --nocapture
+
 fmt: ## Format the code
 	cargo fmt --all
 
@@ -71,7 +76,8 @@ build: $(VENV)/.installed ## Build the arm64 Lambda package: target/lambda/order
 # Run by `sam build` (BuildMethod: makefile), which sets ARTIFACTS_DIR. Always arm64, like the
 # template, except when LAMBDA_ARCH_FALLBACK=native is set (tests/template.rs does) and the arm64
 # Rust target cannot be installed: then this local check builds x86_64 and says so in one line.
-build-OrderConfirmationFunction: $(VENV)/.installed
+# build-OperatorFunction: the operator function runs the same binary (FUNCTION_ROLE=operator).
+build-OrderConfirmationFunction build-OperatorFunction: $(VENV)/.installed
 	@test -n "$${ARTIFACTS_DIR:-}" || { echo "ARTIFACTS_DIR is not set: sam build runs this target" >&2; exit 1; }
 	@arch=--arm64; \
 	if ! rustup target list --installed 2>/dev/null | grep -qx $(LAMBDA_TARGET) \

@@ -65,6 +65,9 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
 pub async fn build_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
     let ledger = build_ledger(config).await?;
     let mailer = build_mailer(config).await?;
+    if let Some(warning) = config.sizing_warning() {
+        tracing::warn!("{warning}");
+    }
     let gate = config.ses_max_send_rate.map(|share| {
         let ceiling = config.ses_account_max_send_rate.unwrap_or(share);
         Arc::new(SendRateLimiter::new(share, ceiling, config.high_priority_reserve)) as Arc<dyn SendGate>

@@ -1,4 +1,4 @@
-//! Per-message retry timing (DESIGN §4 step 6). After a batch, every record listed in
+//! Per-message retry timing (docs/design.md, "Deferral and the send rate" and "Containment"). After a batch, every record listed in
 //! `batchItemFailures` gets a visibility timeout chosen by why it failed:
 //!
 //! - permanent (bad input, refused mail, conflict): 0 s, so it burns through `maxReceiveCount`
@@ -28,7 +28,9 @@ use crate::error::{ErrorClass, Service, from_sdk};
 use crate::order::Priority;
 use crate::pipeline::{BatchReport, DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE, RecordOutcome};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -109,12 +111,18 @@ const MAX_BATCH_BYTES: usize = 250 * 1024;
 
 /// The delayed copy of a deferred record: the same body and attributes, plus when the order first
 /// entered a queue and how often it was deferred. `None` when it cannot be copied faithfully.
-fn deferred_copy(id: String, record: &SqsMessage, r: &crate::pipeline::RecordReport, s: &BackoffSettings) -> Option<SendMessageBatchRequestEntry> {
+fn deferred_copy(
+    id: String,
+    record: &SqsMessage,
+    r: &crate::pipeline::RecordReport,
+    s: &BackoffSettings,
+) -> Option<SendMessageBatchRequestEntry> {
     let body = record.body.as_deref()?;
     let ours = [DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE];
     let mut attributes: HashMap<String, MessageAttributeValue> = HashMap::new();
     for (name, a) in record.message_attributes.iter().filter(|(n, _)| !ours.contains(&n.as_str())) {
-        let mut value = MessageAttributeValue::builder().data_type(a.data_type.clone().unwrap_or_else(|| "String".into()));
+        let mut value =
+            MessageAttributeValue::builder().data_type(a.data_type.clone().unwrap_or_else(|| "String".into()));
         if let Some(v) = &a.string_value {
             value = value.string_value(v);
         }

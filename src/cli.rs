@@ -52,6 +52,9 @@ pub enum Command {
     /// The order is released (status `failed`, attempts reset) and re-sent at once from its
     /// stored payload through the normal claim, send and record path. Prints the outcome.
     Retry(RetryArgs),
+    /// Park an abandoned order: record that a person took it over, so it leaves the
+    /// UnconfirmedOrders count (the alarm can then page for the next one). `retry` clears it.
+    Park(ParkArgs),
     /// Apply the ledger's schema migrations.
     Migrate,
     /// Print the effective configuration (secrets masked) and exit.
@@ -79,6 +82,15 @@ pub struct StatsArgs {
 pub struct RetryArgs {
     /// The order id, as sent by checkout.
     pub order_id: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ParkArgs {
+    /// The order id, as sent by checkout.
+    pub order_id: String,
+    /// Who handles it, or which ticket tracks it (at most 200 characters).
+    #[arg(long)]
+    pub note: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,6 +221,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let outcome = &report.records[0].outcome;
             println!("{}", serde_json::to_string(outcome)?);
             Ok(if outcome.is_success() { 0 } else { 1 })
+        }
+        Command::Park(args) => {
+            let id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let note = crate::ledger::park_note(&args.note).map_err(|rule| anyhow::anyhow!("--note: {rule}"))?;
+            let ledger = app::build_ledger(&config).await?;
+            match ledger.park(&id, note).await.context("parking the order")? {
+                Some(state) => {
+                    print!("{}", stats::render_order(&state));
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("order {id} is not abandoned: only an order automation gave up on can be parked");
+                    Ok(3)
+                }
+            }
         }
         Command::Reconcile => {
             let pipeline = app::build_pipeline(&config).await?;

@@ -72,13 +72,22 @@ pub struct Settings {
     /// SES configuration set for event publishing (optional).
     #[arg(long, env = "SES_CONFIGURATION_SET", global = true)]
     pub ses_configuration_set: Option<String>,
-    /// This instance's share of the SES send quota, in mails per second (unset: unlimited).
+    /// This instance's share of the SES send quota, in mails per second (unset: derived from
+    /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when both are set, otherwise unlimited).
     #[arg(long, env = "SES_MAX_SEND_RATE", global = true)]
     pub ses_max_send_rate: Option<f64>,
     /// The account's whole SES sending rate, mails per second: this instance's rate climbs toward
     /// it while SES accepts and backs off when SES throttles (unset: stays at SES_MAX_SEND_RATE).
     #[arg(long, env = "SES_ACCOUNT_MAX_SEND_RATE", global = true)]
     pub ses_account_max_send_rate: Option<f64>,
+    /// How many instances may send at once (the function's reserved concurrency): each starts at
+    /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when SES_MAX_SEND_RATE is unset.
+    #[arg(long, env = "SES_SENDERS", global = true)]
+    pub ses_senders: Option<u32>,
+    /// The largest batch an invocation receives (the event source mappings' BatchSize): start-up
+    /// warns once when it cannot be mailed within the timeout at this instance's share.
+    #[arg(long, env = "EXPECTED_BATCH_SIZE", global = true)]
+    pub expected_batch_size: Option<u32>,
     /// Longest one SES send may take, retries included, before it is abandoned [default: 15]
     #[arg(long, env = "SEND_TIMEOUT_SECONDS", global = true)]
     pub send_timeout_seconds: Option<u64>,
@@ -120,6 +129,30 @@ pub struct Settings {
     /// comma-separated in the environment.
     #[arg(long = "queue-url", env = "QUEUE_URLS", value_delimiter = ',', global = true)]
     pub queue_urls: Vec<String>,
+    /// What a Lambda function answers: `consumer` (queue batches and the reconcile schedule) or
+    /// `operator` (operator requests and the schema custom resource) [default: consumer]
+    #[arg(long, env = "FUNCTION_ROLE", global = true)]
+    pub function_role: Option<String>,
+}
+
+/// Which requests a Lambda function answers (docs/design.md, Operations). Two functions run the
+/// same binary: only the operator one, invocable by the operator role, changes state on request
+/// or migrates the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionRole {
+    /// SQS batches from both queues and the EventBridge reconcile schedule.
+    Consumer,
+    /// `{"operator": …}` requests and CloudFormation's LedgerSchema custom resource.
+    Operator,
+}
+
+fn parse_function_role(s: Option<&str>) -> Result<FunctionRole, ConfigError> {
+    match s.map(str::trim).filter(|s| !s.is_empty()) {
+        None | Some("consumer") => Ok(FunctionRole::Consumer),
+        Some("operator") => Ok(FunctionRole::Operator),
+        Some(_) => Err(err("FUNCTION_ROLE", "must be consumer or operator")),
+    }
 }
 
 /// Where the process runs: decides which settings are required.
@@ -141,6 +174,7 @@ pub struct Config {
     pub ses_configuration_set: Option<String>,
     pub ses_max_send_rate: Option<f64>,
     pub ses_account_max_send_rate: Option<f64>,
+    pub expected_batch_size: Option<u32>,
     pub high_priority_reserve: f64,
     #[serde(with = "secs")]
     pub send_timeout: Duration,
@@ -156,6 +190,26 @@ pub struct Config {
     #[serde(skip)]
     pub reconcile: crate::reconcile::ReconcileSettings,
     pub queue_urls: Vec<String>,
+    pub function_role: FunctionRole,
+    /// The git commit this binary was built from (build.rs): which code is deployed.
+    pub commit: &'static str,
+}
+
+impl Config {
+    /// One line for start-up when a full batch cannot be mailed within the invocation at this
+    /// instance's share of the SES rate: the rest would be deferred every time, never failed, but
+    /// the mapping's BatchSize is then larger than it can use.
+    pub fn sizing_warning(&self) -> Option<String> {
+        let (batch, share) = (self.expected_batch_size?, self.ses_max_send_rate?);
+        let needs = f64::from(batch) / share;
+        let budget = self.invocation_timeout.saturating_sub(self.safety_margin).as_secs_f64();
+        (needs > budget).then(|| {
+            format!(
+                "EXPECTED_BATCH_SIZE {batch} needs {needs:.0} s at this instance's share of {share:.2} mails/s, \
+                 more than the {budget:.0} s the timeout leaves: lower the BatchSize or raise the SES rate"
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +239,18 @@ pub struct ConfigError {
     pub setting: String,
     pub problem: String,
 }
+
+/// The longest invocation budget and lease slack: 12 hours, the SQS visibility limit (a batch
+/// cannot be held longer anyway).
+const MAX_TIMEOUT_SECONDS: u64 = 12 * 3600;
+/// The longest SQS message delay (`DelaySeconds`), used for deferred copies.
+const MAX_DELAY: Duration = Duration::from_secs(900);
+/// Reconcile and alarm ages: 30 days, longer than SQS keeps any message.
+const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The `attempts` column is a PostgreSQL `integer`; no sane bound is near it.
+const MAX_ATTEMPTS: i64 = 1_000_000;
+/// Mails per second: far above any SES quota, far below where the rate arithmetic degrades.
+const MAX_SEND_RATE: f64 = 1_000_000.0;
 
 fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { setting: setting.to_owned(), problem: problem.into() }
@@ -261,24 +327,40 @@ impl Settings {
         crate::order::CustomerEmail::parse(&sender_address)
             .map_err(|e| err("SENDER_ADDRESS", format!("is not a valid address: {}", e.rule)))?;
 
-        let ses_max_send_rate = match self.ses_max_send_rate {
-            Some(r) if !(r.is_finite() && r > 0.0) => {
-                return Err(err("SES_MAX_SEND_RATE", "must be a positive number"));
+        let positive = |setting: &'static str, value: Option<f64>| match value {
+            Some(r) if !(r.is_finite() && r > 0.0 && r <= MAX_SEND_RATE) => {
+                Err(err(setting, format!("must be a positive number up to {MAX_SEND_RATE}")))
             }
-            other => other,
+            other => Ok(other),
         };
-        let ses_account_max_send_rate = match (self.ses_account_max_send_rate, ses_max_send_rate) {
-            (Some(r), _) if !(r.is_finite() && r > 0.0) => {
-                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be a positive number"));
-            }
-            (Some(r), Some(share)) if r < share => {
+        let account_rate = positive("SES_ACCOUNT_MAX_SEND_RATE", self.ses_account_max_send_rate)?;
+        if let Some(senders) = self.ses_senders
+            && !(1..=10_000).contains(&senders)
+        {
+            return Err(err("SES_SENDERS", "must be between 1 and 10000"));
+        }
+        let ses_max_send_rate = match (positive("SES_MAX_SEND_RATE", self.ses_max_send_rate)?, account_rate) {
+            (Some(share), Some(account)) if account < share => {
                 return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be at least SES_MAX_SEND_RATE"));
             }
-            (Some(_), None) => {
-                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "needs SES_MAX_SEND_RATE (this instance's starting share)"));
-            }
-            (other, _) => other,
+            (Some(share), _) => Some(share),
+            (None, Some(account)) => match self.ses_senders {
+                Some(senders) => Some(account / f64::from(senders)),
+                None => {
+                    return Err(err(
+                        "SES_ACCOUNT_MAX_SEND_RATE",
+                        "needs SES_SENDERS or SES_MAX_SEND_RATE (to know this instance's starting share)",
+                    ));
+                }
+            },
+            (None, None) => None,
         };
+        let ses_account_max_send_rate = account_rate;
+        if let Some(batch) = self.expected_batch_size
+            && !(1..=10_000).contains(&batch)
+        {
+            return Err(err("EXPECTED_BATCH_SIZE", "must be between 1 and 10000"));
+        }
         let send_timeout = Duration::from_secs(self.send_timeout_seconds.unwrap_or(15));
         if !(1..=300).contains(&send_timeout.as_secs()) {
             return Err(err("SEND_TIMEOUT_SECONDS", "must be between 1 and 300"));
@@ -292,6 +374,11 @@ impl Settings {
             return Err(err("SEND_CONCURRENCY", "must be between 1 and 256"));
         }
         let invocation_timeout = Duration::from_secs(self.invocation_timeout_seconds.unwrap_or(60));
+        // Upper bounds keep every duration far from overflowing the clock arithmetic built on it
+        // (a deadline, a lease, a visibility timeout), so a typo names its setting at start-up.
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&invocation_timeout.as_secs()) {
+            return Err(err("INVOCATION_TIMEOUT_SECONDS", format!("must be between 1 and {MAX_TIMEOUT_SECONDS}")));
+        }
         let safety_margin = Duration::from_secs(self.safety_margin_seconds.unwrap_or(5));
         if safety_margin >= invocation_timeout {
             return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
@@ -307,22 +394,41 @@ impl Settings {
         if backoff.cap > crate::backoff::MAX_VISIBILITY {
             return Err(err("BACKOFF_CAP_SECONDS", "must be at most 43200 (the SQS visibility limit)"));
         }
+        if backoff.deferred > MAX_DELAY {
+            return Err(err("DEFERRED_DELAY_SECONDS", "must be at most 900 (the SQS message delay limit)"));
+        }
         let reconcile = crate::reconcile::ReconcileSettings {
             failed_for: Duration::from_secs(self.reconcile_failed_after_seconds.unwrap_or(600)),
             max_attempts: self.reconcile_max_attempts.unwrap_or(10),
             grace: Duration::from_secs(self.unconfirmed_grace_seconds.unwrap_or(300)),
             ..crate::reconcile::ReconcileSettings::default()
         };
-        if reconcile.max_attempts < 1 {
-            return Err(err("RECONCILE_MAX_ATTEMPTS", "must be at least 1"));
+        if !(1..=MAX_ATTEMPTS).contains(&reconcile.max_attempts) {
+            return Err(err("RECONCILE_MAX_ATTEMPTS", format!("must be between 1 and {MAX_ATTEMPTS}")));
+        }
+        if reconcile.failed_for > MAX_AGE {
+            return Err(err(
+                "RECONCILE_FAILED_AFTER_SECONDS",
+                format!("must be at most {} (30 days)", MAX_AGE.as_secs()),
+            ));
+        }
+        if reconcile.grace > MAX_AGE {
+            return Err(err("UNCONFIRMED_GRACE_SECONDS", format!("must be at most {} (30 days)", MAX_AGE.as_secs())));
+        }
+        let lease_slack = Duration::from_secs(self.lease_slack_seconds.unwrap_or(60));
+        if lease_slack.as_secs() > MAX_TIMEOUT_SECONDS {
+            return Err(err("LEASE_SLACK_SECONDS", format!("must be at most {MAX_TIMEOUT_SECONDS}")));
         }
         let queue_urls: Vec<String> =
             self.queue_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
         if let Some(bad) = queue_urls.iter().find(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
             return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
         }
+        let function_role = parse_function_role(self.function_role.as_deref())?;
         Ok(Config {
-            lease_slack: Duration::from_secs(self.lease_slack_seconds.unwrap_or(60)),
+            function_role,
+            commit: env!("ORDER_CONFIRMATION_COMMIT"),
+            lease_slack,
             backoff,
             reconcile,
             queue_urls,
@@ -333,6 +439,7 @@ impl Settings {
             ses_configuration_set: self.ses_configuration_set.clone().filter(|s| !s.is_empty()),
             ses_max_send_rate,
             ses_account_max_send_rate,
+            expected_batch_size: self.expected_batch_size,
             high_priority_reserve,
             send_timeout,
             send_concurrency,
@@ -392,9 +499,76 @@ mod tests {
             (Settings { backoff_cap_seconds: Some(50_000), ..Default::default() }, "BACKOFF_CAP_SECONDS"),
             (Settings { reconcile_max_attempts: Some(0), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
             (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
+            (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
+            (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
+            (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
+            (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
         ];
         for (s, setting) in cases {
             assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);
         }
+    }
+
+    #[test]
+    fn very_large_values_name_the_setting_instead_of_panicking() {
+        let max = Some(u64::MAX);
+        let cases = [
+            (Settings { send_timeout_seconds: max, ..Default::default() }, "SEND_TIMEOUT_SECONDS"),
+            (Settings { invocation_timeout_seconds: max, ..Default::default() }, "INVOCATION_TIMEOUT_SECONDS"),
+            (Settings { safety_margin_seconds: max, ..Default::default() }, "SAFETY_MARGIN_SECONDS"),
+            (Settings { lease_slack_seconds: max, ..Default::default() }, "LEASE_SLACK_SECONDS"),
+            (Settings { backoff_base_seconds: max, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
+            (Settings { backoff_cap_seconds: max, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
+            (Settings { deferred_delay_seconds: max, ..Default::default() }, "DEFERRED_DELAY_SECONDS"),
+            (Settings { reconcile_failed_after_seconds: max, ..Default::default() }, "RECONCILE_FAILED_AFTER_SECONDS"),
+            (Settings { unconfirmed_grace_seconds: max, ..Default::default() }, "UNCONFIRMED_GRACE_SECONDS"),
+            (Settings { reconcile_max_attempts: Some(i64::MAX), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+            (Settings { send_concurrency: Some(usize::MAX), ..Default::default() }, "SEND_CONCURRENCY"),
+            (Settings { ses_max_send_rate: Some(f64::MAX), ..Default::default() }, "SES_MAX_SEND_RATE"),
+            (
+                Settings { ses_max_send_rate: Some(1.0), ses_account_max_send_rate: Some(1e300), ..Default::default() },
+                "SES_ACCOUNT_MAX_SEND_RATE",
+            ),
+        ];
+        for (s, setting) in cases {
+            let result = std::panic::catch_unwind(|| s.validate(Mode::Local));
+            assert_eq!(result.expect("no panic").unwrap_err().setting, setting);
+        }
+        // The largest accepted values still make a working configuration.
+        let s = Settings {
+            invocation_timeout_seconds: Some(MAX_TIMEOUT_SECONDS),
+            lease_slack_seconds: Some(MAX_TIMEOUT_SECONDS),
+            deferred_delay_seconds: Some(900),
+            reconcile_failed_after_seconds: Some(MAX_AGE.as_secs()),
+            unconfirmed_grace_seconds: Some(MAX_AGE.as_secs()),
+            reconcile_max_attempts: Some(MAX_ATTEMPTS),
+            ..Default::default()
+        };
+        assert!(s.validate(Mode::Local).is_ok());
+    }
+
+    #[test]
+    fn each_instance_starts_at_the_account_rate_divided_among_the_senders() {
+        let s = Settings { ses_account_max_send_rate: Some(14.0), ses_senders: Some(7), ..Default::default() };
+        let c = s.validate(Mode::Local).unwrap();
+        assert_eq!(c.ses_max_send_rate, Some(2.0));
+        assert_eq!(c.ses_account_max_send_rate, Some(14.0));
+        let explicit = Settings { ses_max_send_rate: Some(3.0), ..s };
+        assert_eq!(explicit.validate(Mode::Local).unwrap().ses_max_send_rate, Some(3.0));
+    }
+
+    #[test]
+    fn start_up_warns_when_a_full_batch_cannot_be_mailed_within_the_timeout() {
+        let sized = |batch| Settings {
+            ses_account_max_send_rate: Some(14.0),
+            ses_senders: Some(14),
+            expected_batch_size: Some(batch),
+            invocation_timeout_seconds: Some(60),
+            safety_margin_seconds: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(sized(50).validate(Mode::Local).unwrap().sizing_warning(), None);
+        let warning = sized(100).validate(Mode::Local).unwrap().sizing_warning().expect("100 mails at 1/s exceed 55 s");
+        assert!(warning.starts_with("EXPECTED_BATCH_SIZE 100 needs 100 s"), "{warning}");
     }
 }

@@ -1,9 +1,15 @@
-//! Decoding one SQS message body into an [`Order`] (DESIGN §2). Pure: no I/O, no clock, no panics
+//! Decoding one SQS message body into an [`Order`] (docs/design.md, "The message contract"). Pure: no I/O, no clock, no panics
 //! on any input. Required fields that break the contract reject the message with a reason that
-//! names the field and the rule; optional details and vendor fields that are wrong are dropped
-//! and noted, because a bad detail must never block a confirmation.
+//! names the field and the rule; optional details, the priority and vendor fields that are wrong
+//! are dropped and noted, because a bad detail must never block a confirmation. No reason or note
+//! ever repeats the rejected value: they land in logs and the DLQ, and a value in the wrong field
+//! may be anyone's personal data (docs/design.md, "Hostile input").
+//!
+//! A body that is a JSON object but that serde_json cannot read whole (a lone surrogate escape, a
+//! number out of range) is read field by field: what is wrong in a field the contract does not
+//! know is ignored, in an optional field it is dropped and noted, in a required one it rejects.
 
-use crate::order::{CustomerEmail, CustomerName, FieldError, Fulfillment, Item, Order, OrderId, Priority, truncate};
+use crate::order::{CustomerEmail, CustomerName, FieldError, Fulfillment, Item, Order, OrderId, Priority};
 use crate::pylit;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -23,7 +29,7 @@ pub enum Rejection {
     TooDeep,
     NotAnObject { found: &'static str },
     Field(FieldError),
-    UnknownSchema { version: String },
+    UnknownSchema,
 }
 
 impl fmt::Display for Rejection {
@@ -35,8 +41,8 @@ impl fmt::Display for Rejection {
             Self::TooDeep => f.write_str("body is nested too deeply to be an order"),
             Self::NotAnObject { found } => write!(f, "body is a JSON {found}; an order must be a JSON object"),
             Self::Field(e) => write!(f, "{e}"),
-            Self::UnknownSchema { version } => {
-                write!(f, "schema_version: {version} is not supported (this service knows {SCHEMA_VERSION})")
+            Self::UnknownSchema => {
+                write!(f, "schema_version: must be the integer {SCHEMA_VERSION}, the only version this service knows")
             }
         }
     }
@@ -94,13 +100,16 @@ pub fn decode(body: &str) -> Result<Decoded, Rejection> {
     let value = match serde_json::from_str::<Value>(body) {
         Ok(v) => v,
         Err(e) if e.to_string().contains("recursion limit") => return Err(Rejection::TooDeep),
-        Err(json_err) => match pylit::parse(body) {
-            Ok(v) => {
-                notes.push(Note::LegacyPayloadFormat);
-                v
-            }
-            Err(py_err) if py_err.message == "nested too deeply" => return Err(Rejection::TooDeep),
-            Err(_) => return Err(Rejection::NotJson { detail: json_err.to_string() }),
+        Err(json_err) => match field_by_field(body, &mut notes) {
+            Some(map) => Value::Object(map?),
+            None => match pylit::parse(body) {
+                Ok(v) => {
+                    notes.push(Note::LegacyPayloadFormat);
+                    v
+                }
+                Err(py_err) if py_err.message == "nested too deeply" => return Err(Rejection::TooDeep),
+                Err(_) => return Err(Rejection::NotJson { detail: json_err.to_string() }),
+            },
         },
     };
     let Value::Object(map) = value else {
@@ -108,6 +117,37 @@ pub fn decode(body: &str) -> Result<Decoded, Rejection> {
     };
     let order = order_from_map(&map, &mut notes)?;
     Ok(Decoded { order, notes })
+}
+
+/// The fields the contract knows; anything else in a body is ignored unread.
+const REQUIRED_FIELDS: [&str; 3] = ["order_id", "customer_email", "customer_name"];
+const OPTIONAL_FIELDS: [&str; 6] = ["schema_version", "priority", "total", "currency", "items", "fulfillment"];
+
+/// Reads a JSON object whose text serde_json cannot turn into a [`Value`] whole: each field is
+/// kept as raw text first, and only the fields the contract knows are parsed. `None` when the body
+/// is not a JSON object at all (the caller tries the legacy format); `Some(Err)` when a required
+/// field is unreadable.
+fn field_by_field(body: &str, notes: &mut Vec<Note>) -> Option<Result<Map<String, Value>, Rejection>> {
+    let raw: std::collections::HashMap<String, &serde_json::value::RawValue> = serde_json::from_str(body).ok()?;
+    let mut map = Map::new();
+    for (key, text) in raw {
+        let Some(field) = REQUIRED_FIELDS.iter().chain(&OPTIONAL_FIELDS).find(|f| **f == key) else {
+            continue;
+        };
+        match serde_json::from_str::<Value>(text.get()) {
+            Ok(v) => {
+                map.insert(key, v);
+            }
+            Err(_) if REQUIRED_FIELDS.contains(field) => {
+                return Some(Err(FieldError::new(field, "is not readable JSON (a lone surrogate escape?)").into()));
+            }
+            Err(_) => notes.push(Note::OrderDetailInvalid {
+                field,
+                rule: "is not readable JSON (a number out of range or a lone surrogate escape)".to_owned(),
+            }),
+        }
+    }
+    Some(Ok(map))
 }
 
 /// For a rejected body: its `order_id`, when it has a valid one, so support can find the
@@ -124,20 +164,25 @@ fn order_from_map(map: &Map<String, Value>, notes: &mut Vec<Note>) -> Result<Ord
     match map.get("schema_version") {
         None | Some(Value::Null) => {}
         Some(Value::Number(n)) if n.as_i64() == Some(SCHEMA_VERSION) => {}
-        Some(other) => return Err(Rejection::UnknownSchema { version: truncate(&other.to_string(), 20) }),
+        Some(_) => return Err(Rejection::UnknownSchema),
     }
     let order_id = OrderId::parse(required_str(map, "order_id")?)?;
     let customer_email = CustomerEmail::parse(required_str(map, "customer_email")?)?;
     let customer_name = CustomerName::parse(required_str(map, "customer_name")?)?;
-    let priority = match map.get("priority") {
-        None | Some(Value::Null) => Priority::default(),
-        Some(Value::String(s)) => Priority::parse(s)?,
-        Some(other) => {
-            return Err(FieldError::new("priority", format!("must be a string, got {}", json_type(other))).into());
-        }
-    };
 
     let mut detail = |field: &'static str, rule: String| notes.push(Note::OrderDetailInvalid { field, rule });
+    // A routing hint must not cost a confirmation: anything unusable is treated as normal.
+    let priority = match map.get("priority") {
+        None | Some(Value::Null) => Priority::default(),
+        Some(Value::String(s)) => Priority::parse(s).unwrap_or_else(|e| {
+            detail("priority", format!("{}; treated as normal", e.rule));
+            Priority::Normal
+        }),
+        Some(other) => {
+            detail("priority", format!("must be a string, got {}; treated as normal", json_type(other)));
+            Priority::Normal
+        }
+    };
     let total = match map.get("total") {
         None | Some(Value::Null) => None,
         Some(v) => decimal(v).map_err(|rule| detail("total", rule)).ok(),
@@ -204,7 +249,7 @@ fn decimal(v: &Value) -> Result<String, String> {
     if ok {
         Ok(format!("{int}.{frac:0<2}"))
     } else {
-        Err(format!("{:?} is not a non-negative amount with at most two decimals", truncate(&text, 24)))
+        Err("must be a non-negative amount of at most 12 digits with at most two decimals".to_owned())
     }
 }
 
@@ -255,10 +300,7 @@ fn fulfillment(v: Option<&Value>, notes: &mut Vec<Note>) -> Fulfillment {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => match delivery_date(s) {
             Some(d) => out.estimated_delivery = Some(d),
-            None => invalid(
-                "fulfillment.estimated_delivery",
-                format!("{:?} is not a date (YYYY-MM-DD or RFC 3339)", truncate(s, 32)),
-            ),
+            None => invalid("fulfillment.estimated_delivery", "must be a date (YYYY-MM-DD or RFC 3339)".to_owned()),
         },
         Some(other) => {
             invalid("fulfillment.estimated_delivery", format!("must be a date string, got {}", json_type(other)))
@@ -273,9 +315,13 @@ fn delivery_date(s: &str) -> Option<String> {
     if let Ok(d) = time::Date::parse(s, &date_format) {
         return d.format(&date_format).ok();
     }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|t| t.date().format(&date_format).ok())
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return t.date().format(&date_format).ok();
+    }
+    // A timestamp without an offset (what the legacy format's `datetime(...)` reads as): its date.
+    let naive = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let seconds = s.split_once('.').map_or(s, |(whole, _)| whole);
+    time::PrimitiveDateTime::parse(seconds, &naive).ok().and_then(|t| t.date().format(&date_format).ok())
 }
 
 #[cfg(test)]
@@ -345,8 +391,11 @@ mod tests {
                 serde_json::json!("Ann\r\nBcc: x@y.z"),
                 "customer_name: contains the control character CR",
             ),
-            ("priority", serde_json::json!("urgent"), "priority: must be \"high\" or \"normal\", got \"urgent\""),
-            ("schema_version", serde_json::json!(2), "schema_version: 2 is not supported (this service knows 1)"),
+            (
+                "schema_version",
+                serde_json::json!(2),
+                "schema_version: must be the integer 1, the only version this service knows",
+            ),
         ];
         for (field, value, expected) in cases {
             let mut body = valid();
@@ -389,6 +438,76 @@ mod tests {
         assert_eq!(d.order.items.len(), 1);
         assert_eq!(d.order.items[0].price.as_deref(), Some("7.50"));
         assert_eq!(d.notes.len(), 4);
+    }
+
+    #[test]
+    fn priority_is_read_in_any_case_and_a_bad_one_is_normal_and_noted() {
+        for (value, expected) in [("HIGH", Priority::High), ("High", Priority::High), ("NORMAL", Priority::Normal)] {
+            let mut body = valid();
+            body["priority"] = serde_json::json!(value);
+            let d = decode(&body.to_string()).unwrap();
+            assert_eq!((d.order.priority, d.notes.len()), (expected, 0), "{value}");
+        }
+        for value in [serde_json::json!("urgent"), serde_json::json!(5), serde_json::json!(["high"])] {
+            let mut body = valid();
+            body["priority"] = value.clone();
+            let d = decode(&body.to_string()).unwrap();
+            assert_eq!(d.order.priority, Priority::Normal, "{value}");
+            assert!(matches!(d.notes[..], [Note::OrderDetailInvalid { field: "priority", .. }]), "{:?}", d.notes);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_optional_detail_is_dropped_and_an_unreadable_unknown_field_ignored() {
+        let base = r#""order_id": "A1", "customer_email": "a@example.com", "customer_name": "Ann""#;
+        let d = decode(&format!(r#"{{{base}, "total": 1e400, "currency": "EUR"}}"#)).unwrap();
+        assert_eq!((d.order.total.as_deref(), d.order.currency.as_deref()), (None, Some("EUR")));
+        assert!(matches!(d.notes[..], [Note::OrderDetailInvalid { field: "total", .. }]), "{:?}", d.notes);
+        let d = decode(&format!(r#"{{{base}, "gift_note": "\ud800 lone"}}"#)).unwrap();
+        assert!(d.notes.is_empty());
+        let d = decode(&format!(r#"{{{base}, "items": [{{"name": "\udc00"}}]}}"#)).unwrap();
+        assert!(matches!(d.notes[..], [Note::OrderDetailInvalid { field: "items", .. }]), "{:?}", d.notes);
+        let r = decode(r#"{"order_id": "A1", "customer_email": "a@example.com", "customer_name": "\ud800"}"#);
+        assert_eq!(r.unwrap_err().to_string(), "customer_name: is not readable JSON (a lone surrogate escape?)");
+    }
+
+    #[test]
+    fn legacy_decimal_and_datetime_details_are_read_not_refused() {
+        let d = decode(
+            "{'order_id': 'A1', 'customer_email': 'a@example.com', 'customer_name': 'Ann', \
+             'total': Decimal('42.50'), 'placed_at': datetime.datetime(2024, 1, 2, 3, 4, 5), \
+             'fulfillment': {'estimated_delivery': datetime.date(2024, 1, 9)}}",
+        )
+        .unwrap();
+        assert_eq!(d.order.total.as_deref(), Some("42.50"));
+        assert_eq!(d.order.fulfillment.estimated_delivery.as_deref(), Some("2024-01-09"));
+        assert_eq!(d.notes, vec![Note::LegacyPayloadFormat]);
+        let d = decode(
+            "{'order_id': 'A1', 'customer_email': 'a@example.com', 'customer_name': 'Ann', 'total': Decimal('NaN')}",
+        )
+        .unwrap();
+        assert_eq!(d.order.total, None);
+        assert_eq!(d.notes.len(), 2, "{:?}", d.notes);
+    }
+
+    #[test]
+    fn no_reason_or_note_repeats_the_value_it_refused() {
+        let secret = "jane.secret@example.org";
+        for field in ["priority", "total", "currency", "schema_version"] {
+            let mut body = valid();
+            body[field] = serde_json::json!(secret);
+            let text = match decode(&body.to_string()) {
+                Ok(d) => d.notes.iter().map(Note::to_string).collect::<Vec<_>>().join("; "),
+                Err(r) => r.to_string(),
+            };
+            assert!(!text.is_empty() && !text.contains("jane"), "{field}: {text}");
+        }
+        let mut body = valid();
+        body["items"] = serde_json::json!([{"name": "Mug", "price": secret, "quantity": secret}]);
+        body["fulfillment"] = serde_json::json!({"center": secret.repeat(10), "estimated_delivery": secret});
+        let d = decode(&body.to_string()).unwrap();
+        let text = d.notes.iter().map(Note::to_string).collect::<Vec<_>>().join("; ");
+        assert!(d.notes.len() == 3 && !text.contains("jane"), "{text}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Failure classes (DESIGN §5). Every error that reaches the pipeline carries exactly one class,
+//! Failure classes (one table: [`classify_aws`]). Every error that reaches the pipeline carries exactly one class,
 //! assigned where the error is first understood (the backend that produced it); the pipeline only
 //! branches on the class.
 

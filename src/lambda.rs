@@ -3,12 +3,14 @@
 //! start-up with a message naming it (Lambda reports it as an init error). Backends and AWS
 //! clients are built once and shared by every invocation.
 //!
-//! One function handles two events: SQS batches from both queues, and the EventBridge schedule
-//! that runs reconciliation.
+//! The same binary runs as two functions (`FUNCTION_ROLE`). The consumer handles SQS batches from
+//! both queues and the EventBridge schedule that runs reconciliation; it refuses operator requests.
+//! The operator function answers operator requests ([`crate::operator`]) and the CloudFormation
+//! custom resource that migrates the schema during a deploy ([`crate::custom_resource`]).
 
 use crate::app;
 use crate::backoff::VisibilityBackoff;
-use crate::config::{Config, Mode, Settings};
+use crate::config::{Config, FunctionRole, Mode, Settings};
 use crate::metrics::{self, Sink};
 use crate::pipeline::Pipeline;
 use aws_lambda_events::sqs::SqsEvent;
@@ -28,8 +30,9 @@ pub async fn run() -> Result<(), Error> {
         Ok(p) => p,
         Err(e) => return Err(init_failed(format!("{e:#}")).await),
     };
-    let backoff = VisibilityBackoff::new(crate::aws::sqs_client(crate::aws::sdk_config().await), config.backoff);
-    let function = Arc::new(Function { pipeline, backoff, config });
+    let sqs = crate::aws::sqs_client(crate::aws::sdk_config().await);
+    let backoff = VisibilityBackoff::new(sqs.clone(), config.backoff);
+    let function = Arc::new(Function { pipeline, backoff, sqs, config });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let function = Arc::clone(&function);
         async move { function.handle(event).await }
@@ -65,6 +68,7 @@ async fn init_failed(message: String) -> Error {
 struct Function {
     pipeline: Pipeline,
     backoff: VisibilityBackoff,
+    sqs: aws_sdk_sqs::Client,
     config: Config,
 }
 
@@ -94,6 +98,18 @@ impl Function {
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "invocation"
         );
+        if self.config.function_role == FunctionRole::Operator {
+            // Boxed: the operator paths (reconcile, the HTTPS answer) would make the runtime's
+            // future too deep for the compiler's layout limit.
+            return Box::pin(self.handle_operator(payload, deadline)).await;
+        }
+        if crate::operator::is_operator_request(&payload) || crate::custom_resource::is_custom_resource_request(&payload)
+        {
+            // Restricted to the operator role: only it may invoke the operator function.
+            return Err("operator requests are answered by the operator function (stack output \
+                        OperatorFunctionName), not by the queue consumer"
+                .into());
+        }
         if is_schedule(&payload) {
             let report = crate::reconcile::reconcile(&self.pipeline, &self.config.reconcile, deadline).await;
             metrics::flush(Sink::Stdout);
@@ -120,5 +136,62 @@ impl Function {
             .into());
         }
         Ok(serde_json::to_value(report.response())?)
+    }
+
+    /// The operator function: an operator request, or CloudFormation's LedgerSchema request.
+    async fn handle_operator(&self, payload: serde_json::Value, deadline: Instant) -> Result<serde_json::Value, Error> {
+        if crate::custom_resource::is_custom_resource_request(&payload) {
+            return Box::pin(self.handle_custom_resource(payload)).await;
+        }
+        if !crate::operator::is_operator_request(&payload) {
+            return Err(format!(
+                "the operator function answers {{\"operator\": VERB}} requests ({}) and the LedgerSchema custom \
+                 resource; queue batches and the schedule go to the consumer function",
+                crate::operator::VERBS.join(", ")
+            )
+            .into());
+        }
+        let request = crate::operator::Request::parse(&payload).map_err(|rule| {
+            tracing::warn!(rule = %rule, "operator request refused");
+            format!("operator request refused: {rule}")
+        })?;
+        if request.changes_state() {
+            tracing::warn!(verb = request.verb(), request = ?request, "operator request (changes state)");
+        } else {
+            tracing::info!(verb = request.verb(), request = ?request, "operator request (read-only)");
+        }
+        let sqs = (!self.config.queue_urls.is_empty()).then_some(&self.sqs);
+        let operator = crate::operator::Operator { pipeline: &self.pipeline, config: &self.config, sqs };
+        let answer = operator.answer(&request, deadline).await;
+        metrics::flush(Sink::Stdout);
+        answer.map_err(|e| {
+            tracing::error!(verb = request.verb(), error = %e, "operator request failed");
+            e.into()
+        })
+    }
+
+    /// Applies the schema for CloudFormation and answers on the pre-signed URL, exactly once.
+    async fn handle_custom_resource(&self, payload: serde_json::Value) -> Result<serde_json::Value, Error> {
+        let request: crate::custom_resource::CfnRequest = serde_json::from_value(payload)
+            .map_err(|e| format!("not a CloudFormation custom-resource request: {e}"))?;
+        let outcome = match request.action() {
+            Ok(crate::custom_resource::Action::Keep) => Ok(serde_json::json!({"Commit": self.config.commit})),
+            Ok(crate::custom_resource::Action::Migrate) => match self.pipeline.ledger().migrate().await {
+                Ok(()) => Ok(serde_json::json!({"Commit": self.config.commit})),
+                Err(e) => Err(format!("migrate failed: {e}")),
+            },
+            Err(rule) => Err(rule),
+        };
+        metrics::flush(Sink::Stdout);
+        match &outcome {
+            Ok(_) => tracing::info!(request_type = %request.request_type, commit = self.config.commit, "schema request done"),
+            Err(e) => tracing::error!(request_type = %request.request_type, error = %e, "schema request failed"),
+        }
+        let response = request.response(&outcome);
+        crate::custom_resource::send_response(&request.response_url, &response).await.map_err(|e| {
+            tracing::error!(error = %e, "could not answer CloudFormation; the deploy waits for its timeout");
+            e
+        })?;
+        Ok(response)
     }
 }

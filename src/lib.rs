@@ -31,6 +31,9 @@
 //!   publishes the numbers the `UnconfirmedOrders` alarm watches.
 //! - [`consume`] is the long-poll worker with the event source mapping's semantics (tests, hosts).
 //! - [`metrics`] writes CloudWatch EMF lines; [`queues`] reads queue and DLQ depths for `stats`.
+//! - [`operator`] answers the operator's requests to the deployed function (`aws lambda invoke`:
+//!   stats, status, reconcile, retry, park, migrate, config); [`custom_resource`] applies the
+//!   schema during a deploy and reports the deployed commit.
 //!
 //! ## Edges
 //!
@@ -44,6 +47,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod consume;
+pub mod custom_resource;
 pub mod decode;
 pub mod error;
 pub mod finish;
@@ -52,6 +56,7 @@ pub mod ledger;
 pub mod logging;
 pub mod mailer;
 pub mod metrics;
+pub mod operator;
 pub mod order;
 pub mod pipeline;
 pub mod pylit;

@@ -30,6 +30,7 @@ pub const COUNTERS: &[&str] = &[
     "PossibleDuplicate",
     "ReconcileResent",
     "ReconcileAbandoned",
+    "LedgerFailure",
 ];
 
 fn collector() -> Option<&'static Collector> {
@@ -118,4 +119,13 @@ pub fn flush(sink: Sink) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "writing metrics failed");
     }
+}
+
+/// One ledger call (a Data API request) that failed after the SDK's own retries: counted without
+/// dimension for LedgerFailuresAlarm, flushed with the batch or run it belonged to.
+pub fn record_ledger_failure() {
+    if collector().is_none() {
+        return;
+    }
+    metrics::counter!("LedgerFailure").increment(1);
 }

@@ -1,5 +1,5 @@
 //! The order as this service understands it: validated newtypes built by `parse` constructors, so
-//! a value of these types is always one that passed the message contract (DESIGN §2).
+//! a value of these types is always one that passed the message contract (docs/design.md, "The message contract").
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -243,14 +243,14 @@ pub enum Priority {
 impl Priority {
     pub const ALL: [Priority; 2] = [Priority::High, Priority::Normal];
 
+    /// `"high"` or `"normal"`, in any case (`"HIGH"` is high). The error never repeats the value.
     pub fn parse(s: &str) -> Result<Self, FieldError> {
-        match s {
-            "high" => Ok(Self::High),
-            "normal" => Ok(Self::Normal),
-            other => Err(FieldError::new(
-                "priority",
-                format!("must be \"high\" or \"normal\", got {:?}", truncate(other, 20)),
-            )),
+        if s.eq_ignore_ascii_case("high") {
+            Ok(Self::High)
+        } else if s.eq_ignore_ascii_case("normal") {
+            Ok(Self::Normal)
+        } else {
+            Err(FieldError::new("priority", "must be \"high\" or \"normal\" (any case)"))
         }
     }
 
@@ -265,16 +265,6 @@ impl Priority {
 impl fmt::Display for Priority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
     }
 }
 

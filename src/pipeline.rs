@@ -249,7 +249,8 @@ impl BatchReport {
         let mut seen = std::collections::HashSet::new();
         let mut response = SqsBatchResponse::default();
         for r in &self.records {
-            if let (false, Some(id)) = (r.outcome.is_acknowledged(), r.message_id.as_deref().filter(|id| !id.is_empty()))
+            if let (false, Some(id)) =
+                (r.outcome.is_acknowledged(), r.message_id.as_deref().filter(|id| !id.is_empty()))
                 && seen.insert(id)
             {
                 let mut failure = BatchItemFailure::default();
@@ -398,8 +399,12 @@ impl Pipeline {
 
     /// Claims every valid order of the batch in one ledger call (split by size inside the ledger).
     async fn claim(&self, items: &mut [Item], budget: &Budget) {
-        let pending: Vec<usize> =
-            items.iter().enumerate().filter(|(_, it)| matches!(it.work, Work::Decoded { .. })).map(|(i, _)| i).collect();
+        let pending: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| matches!(it.work, Work::Decoded { .. }))
+            .map(|(i, _)| i)
+            .collect();
         if pending.is_empty() {
             return;
         }
@@ -445,10 +450,11 @@ impl Pipeline {
                 }
                 Claim::AlreadySent => RecordOutcome::AlreadySent,
                 Claim::InFlight { lease_remaining } => RecordOutcome::InFlight { lease_remaining },
-                Claim::Conflict => RecordOutcome::Conflict {
-                    reason: "order_id was seen before with a different payload".to_owned(),
-                },
+                Claim::Conflict => {
+                    RecordOutcome::Conflict { reason: "order_id was seen before with a different payload".to_owned() }
+                }
                 Claim::Terminal { status, reason } => RecordOutcome::Terminal { status, reason },
+                Claim::Unavailable { error } => RecordOutcome::Transient { reason: format!("claim failed: {error}") },
             };
         }
     }
@@ -627,8 +633,7 @@ impl Pipeline {
             Ok(result) => result,
             Err(_) => {
                 return Sent::Unknown(
-                    "the send did not finish within the time budget; left leased until it can be taken over"
-                        .to_owned(),
+                    "the send did not finish within the time budget; left leased until it can be taken over".to_owned(),
                 );
             }
         };

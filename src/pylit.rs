@@ -1,8 +1,12 @@
 //! A strict reader for Python literals, the format the legacy producer still sends because the old
 //! consumer parsed bodies with `eval`. It accepts only data: dicts with string keys, lists,
-//! tuples, strings, integers, floats, `True`, `False` and `None`. There are no names, calls,
-//! operators or attribute access in the grammar, so a body like `__import__('os').system(...)` is
-//! a parse error, never an action. Nesting is bounded so a hostile body cannot exhaust the stack.
+//! tuples, strings, integers, floats, `True`, `False` and `None`, and the `repr` of the two value
+//! types the legacy producer's data held: `Decimal('12.50')` (read as a number, or as its text when
+//! it is not a finite number) and `datetime.datetime(...)` / `datetime.date(...)` (read as ISO
+//! text). Those names are matched whole, their arguments are literals, and nothing is ever
+//! called: any other name, call, operator or attribute access is a parse error, so a body like
+//! `__import__('os').system(...)` is refused, never run. Nesting is bounded so a hostile body
+//! cannot exhaust the stack.
 
 use serde_json::{Map, Number, Value};
 
@@ -64,7 +68,7 @@ impl<'a> Parser<'a> {
             Some(b'(') => self.sequence(depth, b')'),
             Some(b'\'' | b'"') => self.string().map(Value::String),
             Some(b'-' | b'+' | b'0'..=b'9' | b'.') => self.number(),
-            Some(c) if c.is_ascii_alphabetic() || c == b'_' => self.keyword(),
+            Some(c) if c.is_ascii_alphabetic() || c == b'_' => self.keyword(depth),
             Some(_) => Err(self.error("unexpected character")),
             None => Err(self.error("unexpected end of input")),
         }
@@ -118,20 +122,133 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn keyword(&mut self) -> Result<Value, PyLiteralError> {
+    /// A name, possibly dotted (`datetime.date`).
+    fn name(&mut self) -> &'a str {
         let start = self.pos;
-        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'_') {
+        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'_' || c == b'.') {
             self.pos += 1;
         }
-        match &self.text[start..self.pos] {
+        &self.text[start..self.pos]
+    }
+
+    fn keyword(&mut self, depth: usize) -> Result<Value, PyLiteralError> {
+        let start = self.pos;
+        let name = self.name();
+        match name {
             "True" => Ok(Value::Bool(true)),
             "False" => Ok(Value::Bool(false)),
             "None" => Ok(Value::Null),
+            "Decimal" | "decimal.Decimal" => self.call(depth).and_then(|args| self.decimal(&args)),
+            "datetime" | "datetime.datetime" => self.call(depth).and_then(|args| self.timestamp(&args, false)),
+            "date" | "datetime.date" => self.call(depth).and_then(|args| self.timestamp(&args, true)),
             _ => {
                 self.pos = start;
                 Err(self.error("names and expressions are not literals"))
             }
         }
+    }
+
+    /// The arguments of one of the known constructors: positional literals, and keyword
+    /// arguments whose value is a literal or a dotted name (`tzinfo=datetime.timezone.utc`),
+    /// returned as `(keyword, value)` with an empty keyword for positional ones.
+    fn call(&mut self, depth: usize) -> Result<Vec<(String, Value)>, PyLiteralError> {
+        self.skip_ws();
+        if self.peek() != Some(b'(') {
+            return Err(self.error("names and expressions are not literals"));
+        }
+        self.pos += 1;
+        let mut args = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.peek() == Some(b')') {
+                self.pos += 1;
+                return Ok(args);
+            }
+            if args.len() >= 8 {
+                return Err(self.error("too many arguments"));
+            }
+            let before = self.pos;
+            let keyword = match self.peek() {
+                Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
+                    let k = self.name().to_owned();
+                    self.skip_ws();
+                    if self.peek() == Some(b'=') {
+                        self.pos += 1;
+                        Some(k)
+                    } else {
+                        self.pos = before;
+                        None
+                    }
+                }
+                _ => None,
+            };
+            self.skip_ws();
+            let value = match (&keyword, self.peek()) {
+                (Some(_), Some(c)) if c.is_ascii_alphabetic() => {
+                    let n = self.name();
+                    match n {
+                        "True" | "False" | "None" => {
+                            self.pos -= n.len();
+                            self.value(depth + 1)?
+                        }
+                        _ => Value::String(n.to_owned()),
+                    }
+                }
+                _ => self.value(depth + 1)?,
+            };
+            args.push((keyword.unwrap_or_default(), value));
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b')') => {}
+                _ => return Err(self.error("expected ',' or ')' in a call")),
+            }
+        }
+    }
+
+    /// `Decimal('12.50')` or `Decimal(12)`: a number when finite, else its text (`'NaN'`), which
+    /// the contract then refuses as an amount.
+    fn decimal(&self, args: &[(String, Value)]) -> Result<Value, PyLiteralError> {
+        match args {
+            [(k, Value::String(text))] if k.is_empty() => {
+                let finite = text.trim().parse::<f64>().ok().filter(|f| f.is_finite()).and_then(Number::from_f64);
+                Ok(finite.map_or_else(|| Value::String(text.clone()), Value::Number))
+            }
+            [(k, n @ Value::Number(_))] if k.is_empty() => Ok(n.clone()),
+            _ => Err(self.error("Decimal takes one string or number")),
+        }
+    }
+
+    /// `datetime.date(2024, 1, 2)` as `2024-01-02`; `datetime.datetime(2024, 1, 2, 3, 4, 5[, us]
+    /// [, tzinfo=...])` as `2024-01-02T03:04:05[.ffffff]`, with `+00:00` when the zone is UTC.
+    fn timestamp(&self, args: &[(String, Value)], date_only: bool) -> Result<Value, PyLiteralError> {
+        let mut parts = Vec::new();
+        let mut utc = false;
+        for (k, v) in args {
+            match (k.as_str(), v) {
+                ("", Value::Number(n)) => parts.push(n.as_i64().ok_or_else(|| self.error("date parts are integers"))?),
+                ("tzinfo", Value::String(zone)) => utc = zone.ends_with("timezone.utc") || zone.ends_with("UTC"),
+                ("tzinfo", Value::Null) => {}
+                _ => return Err(self.error("unexpected argument in a date")),
+            }
+        }
+        let expected = if date_only { 3..=3 } else { 3..=7 };
+        if !expected.contains(&parts.len()) {
+            return Err(self.error("wrong number of date parts"));
+        }
+        parts.resize(7, 0);
+        let [y, mo, d, h, mi, s, us] = [parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6]];
+        if date_only {
+            return Ok(Value::String(format!("{y:04}-{mo:02}-{d:02}")));
+        }
+        let mut text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+        if us != 0 {
+            text.push_str(&format!(".{us:06}"));
+        }
+        if utc {
+            text.push_str("+00:00");
+        }
+        Ok(Value::String(text))
     }
 
     fn number(&mut self) -> Result<Value, PyLiteralError> {
@@ -251,6 +368,24 @@ mod tests {
             "{1: 'non-string key'}",
             "{'a': 1} or exit()",
         ] {
+            assert!(parse(src).is_err(), "{src}");
+        }
+    }
+
+    #[test]
+    fn reads_decimal_and_datetime_reprs_as_data() {
+        let v = parse(
+            "{'total': Decimal('12.50'), 'n': decimal.Decimal(3), 'odd': Decimal('NaN'), \
+             'at': datetime.datetime(2024, 1, 2, 3, 4, 5, 600, tzinfo=datetime.timezone.utc), \
+             'day': datetime.date(2024, 1, 2), 'naive': datetime(2024, 12, 31, 23, 59)}",
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"total": 12.5, "n": 3, "odd": "NaN", "at": "2024-01-02T03:04:05.000600+00:00",
+                   "day": "2024-01-02", "naive": "2024-12-31T23:59:00"})
+        );
+        for src in ["Decimal(open('x'))", "datetime.datetime.now()", "Decimal('1', '2')", "date(2024, 1)", "Decimal"] {
             assert!(parse(src).is_err(), "{src}");
         }
     }

@@ -1,4 +1,4 @@
-//! Reconciliation (DESIGN §6): the safety net that makes a silent failure impossible. Run on a
+//! Reconciliation (docs/design.md, "Operations"): the safety net that makes a silent failure impossible. Run on a
 //! schedule (every 5 minutes in the template) and by `order-confirmation reconcile`, it finds
 //! orders stuck in `sending` past their lease (the invocation died) or `failed` for too long (the
 //! message may have expired or reached a DLQ), and re-sends them from the stored payload through

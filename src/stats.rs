@@ -63,6 +63,10 @@ pub fn render_order(s: &OrderState) -> String {
     let _ = writeln!(out, "updated_at:     {}", time(Some(s.updated_at)));
     let _ = writeln!(out, "sent_at:        {}", time(s.sent_at));
     let _ = writeln!(out, "lease_until:    {}", time(s.lease_until));
+    if s.parked_at.is_some() {
+        let _ = writeln!(out, "parked_at:      {}", time(s.parked_at));
+        let _ = writeln!(out, "parked_note:    {}", opt(&s.parked_note));
+    }
     out
 }
 

@@ -22,6 +22,16 @@ fn run(c: &mut Command) -> (Output, String, String) {
     (out, stdout, stderr)
 }
 
+/// `invoke EVENT` with every log line on, as text or as Lambda's JSON.
+fn invoke_with_debug_logs(dir: &Path, event: &str, format: &str) -> (Output, String, String) {
+    let mut c = bin(dir);
+    c.args(["invoke", event]).env("RUST_LOG", "debug");
+    if format == "json" {
+        c.env("AWS_LAMBDA_LOG_FORMAT", "JSON");
+    }
+    run(&mut c)
+}
+
 fn outbox_count(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("outbox")).map(|d| d.count()).unwrap_or(0)
 }
@@ -48,12 +58,7 @@ fn invoke_twice_mails_once_and_reports_the_same_failures() {
 fn logs_never_contain_customer_addresses_or_names() {
     let dir = tempfile::tempdir().unwrap();
     for format in ["text", "json"] {
-        let mut c = bin(dir.path());
-        c.args(["invoke", "events/sqs-bad-input.json"]).env("RUST_LOG", "debug");
-        if format == "json" {
-            c.env("AWS_LAMBDA_LOG_FORMAT", "JSON");
-        }
-        let (_, stdout, stderr) = run(&mut c);
+        let (_, stdout, stderr) = invoke_with_debug_logs(dir.path(), "events/sqs-bad-input.json", format);
         let (_, _, stderr2) = run(bin(dir.path()).args(["invoke", "events/sqs-batch.json"]).env("RUST_LOG", "debug"));
         for secret in [
             "jane.doe@example.com",
@@ -180,4 +185,22 @@ fn stats_watch_refreshes_until_interrupted() {
     assert!(out.status.success(), "Ctrl-C ends the watch cleanly");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.matches("priority     sent").count() >= 2, "refreshed at least once: {text}");
+}
+
+#[test]
+fn hostile_details_cost_no_confirmation_and_no_log_line_carries_personal_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["text", "json"] {
+        let (out, stdout, stderr) = invoke_with_debug_logs(dir.path(), "events/sqs-hostile.json", format);
+        assert!(out.status.success(), "{stderr}");
+        // Only the unknown schema_version is refused; every bad optional detail was dropped.
+        assert_eq!(stdout.trim(), r#"{"batchItemFailures":[{"itemIdentifier":"hostile-03-email-in-schema-version"}]}"#);
+        for secret in ["leaked.address", "@example.org", "@example.net", "Hostile Person"] {
+            let leaks: Vec<&str> = stderr.lines().chain(stdout.lines()).filter(|l| l.contains(secret)).collect();
+            assert!(leaks.is_empty(), "{format} log leaks {secret}: {leaks:?}");
+        }
+        assert!(stderr.contains("schema_version: must be the integer 1"), "the rule is named: {stderr}");
+        assert!(stderr.contains("order detail priority dropped"), "the bad priority is counted: {stderr}");
+    }
+    assert_eq!(outbox_count(dir.path()), 10, "every order but the unknown schema was mailed, once");
 }

@@ -235,6 +235,25 @@ fn published_metrics() -> BTreeSet<String> {
     names
 }
 
+/// Every identifier and string word in the Rust sources under src/ (for the design notes, which
+/// name the code's types).
+fn source_identifiers() -> BTreeSet<String> {
+    fn walk(dir: &std::path::Path, words: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, words);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                words.extend(text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map(str::to_owned));
+            }
+        }
+    }
+    let mut words = BTreeSet::new();
+    walk(&root().join("src"), &mut words);
+    words
+}
+
 /// CloudWatch metrics AWS publishes for the queues and the function.
 const AWS_METRICS: &[&str] = &[
     "ApproximateNumberOfMessagesVisible",
@@ -276,6 +295,15 @@ const NOT_METRICS: &[&str] = &[
     "SMTPConnectError",
     "SMTPServerDisconnected",
     "ConnectionRefusedError",
+    "DatabaseResumingException",
+    "BadRequestException",
+    "AccessDeniedException",
+    "CodeVersion",
+    "AutoPublishAlias",
+    "DependsOn",
+    "Retain",
+    "AWSLambdaSQSQueueExecutionRole",
+    "BatchSize",
 ];
 
 /// CamelCase names in code spans that are neither metrics nor otherwise known.
@@ -440,8 +468,15 @@ fn every_cited_metric_is_published_or_a_standard_aws_metric() {
     let template = read("template.yaml");
     let published = published_metrics();
     let mut bad = Vec::new();
+    let code = source_identifiers();
     for (path, md) in documents() {
-        bad.extend(unknown_metric_names(&md, &template, &published).into_iter().map(|m| format!("{path}: {m}")));
+        bad.extend(
+            unknown_metric_names(&md, &template, &published)
+                .into_iter()
+                // The design notes speak of the code: its own type and constant names are not metrics.
+                .filter(|m| !(path == "docs/design.md" && code.contains(m)))
+                .map(|m| format!("{path}: {m}")),
+        );
     }
     assert!(
         bad.is_empty(),
@@ -544,3 +579,112 @@ fn link_check_fails_on_a_dangling_link_or_anchor() {
         ]
     );
 }
+
+// ---- `sam local invoke`, as far as this machine allows (no Docker) ----
+
+/// Problems with the README's `sam local invoke` sequence: every invoked function is a
+/// serverless function of the template, every event and `--env-vars` file exists (and names the
+/// function), the event parses as what that function answers, and the emulators are started on
+/// the ports `events/env.json` points each function at.
+fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    let Some(section) = readme.split("### `sam local invoke`").nth(1) else {
+        return vec!["README.md has no `sam local invoke` section".into()];
+    };
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let Some((_, block)) = code_blocks(section).into_iter().find(|(lang, _)| lang == "sh") else {
+        return vec!["the sam local invoke section has no sh block".into()];
+    };
+    let functions: Vec<String> =
+        resources(template).into_iter().filter(|r| r.ty == "AWS::Serverless::Function").map(|r| r.id).collect();
+    let env: serde_json::Value = serde_json::from_str(env_json).unwrap_or_default();
+    let joined = block.replace("\\\n", " ");
+    let port_after = |marker: &str| -> Option<String> {
+        let rest = &joined[joined.find(marker)? + marker.len()..];
+        Some(rest.chars().take_while(char::is_ascii_digit).collect())
+    };
+    let data_api_port = port_after("rds-data-local -- --listen 127.0.0.1:");
+    let ses_port = port_after("cli.js --host 127.0.0.1 --port ");
+    if data_api_port.is_none() || ses_port.is_none() {
+        bad.push("the sequence does not start rds-data-local (--listen) and aws-ses-v2-local (--port)".into());
+    }
+    if !joined.contains("scripts/with-postgres") || !joined.contains(" migrate") || !joined.contains("sam build") {
+        bad.push("the sequence lacks PostgreSQL, migrate or sam build".into());
+    }
+    let invokes: Vec<&str> = joined.lines().filter(|l| l.contains("sam local invoke ")).collect();
+    if invokes.is_empty() {
+        bad.push("no sam local invoke command".into());
+    }
+    for line in invokes {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |flag: &str| words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1)).copied();
+        let Some(function) = words.iter().position(|w| *w == "invoke").and_then(|i| words.get(i + 1)) else {
+            continue;
+        };
+        if !functions.iter().any(|f| f == function) {
+            bad.push(format!("{function} is not a serverless function of template.yaml"));
+        }
+        let Some(event) = after("-e") else {
+            bad.push(format!("{function}: no -e EVENT"));
+            continue;
+        };
+        match std::fs::read_to_string(root().join(event)) {
+            Err(_) => bad.push(format!("{event} does not exist")),
+            Ok(text) => {
+                let payload: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let fits = if *function == "OperatorFunction" {
+                    order_confirmation::operator::Request::parse(&payload).is_ok()
+                } else {
+                    payload.get("Records").is_some() || payload["detail-type"] == "Scheduled Event"
+                };
+                if !fits {
+                    bad.push(format!("{event} is not an event {function} answers"));
+                }
+            }
+        }
+        if after("--env-vars") != Some("events/env.json") {
+            bad.push(format!("{function}: not invoked with --env-vars events/env.json"));
+        }
+        let vars = &env[*function];
+        if vars.is_null() {
+            bad.push(format!("events/env.json has no entry for {function}"));
+        }
+        for (var, port) in [("AWS_ENDPOINT_URL_RDS_DATA", &data_api_port), ("AWS_ENDPOINT_URL_SESV2", &ses_port)] {
+            let url = vars[var].as_str().unwrap_or_default();
+            if port.as_ref().is_none_or(|p| !url.ends_with(&format!(":{p}"))) {
+                bad.push(format!("{function}: {var} = {url:?} is not where the sequence starts the emulator"));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn the_sam_local_invoke_sequence_matches_the_template_the_events_and_the_emulators() {
+    let problems = sam_local_problems(&read("README.md"), &read("template.yaml"), &read("events/env.json"));
+    assert!(problems.is_empty(), "README.md's sam local invoke sequence: {problems:?}");
+    // The emulators take the flags the sequence gives them.
+    let rds = read("tools/rds-data-local/src/main.rs");
+    assert!(rds.contains("listen: SocketAddr") && rds.contains("database_url: String"), "rds-data-local flags changed");
+    let ses = std::fs::read_to_string(root().join("node_modules/aws-ses-v2-local/dist/cli.js"))
+        .expect("node_modules/aws-ses-v2-local is installed by make test");
+    assert!(ses.contains("port") && ses.contains("host"), "aws-ses-v2-local takes --host and --port");
+}
+
+#[test]
+fn sam_local_check_fails_on_a_wrong_port_a_missing_event_or_an_unknown_function() {
+    let readme = read("README.md");
+    let broken = readme
+        .replacen("--listen 127.0.0.1:8080", "--listen 127.0.0.1:9090", 1)
+        .replacen("-e events/schedule-reconcile.json", "-e events/schedule.json", 1)
+        .replacen("sam local invoke OperatorFunction", "sam local invoke AdminFunction", 1);
+    let problems = sam_local_problems(&broken, &read("template.yaml"), &read("events/env.json")).join("\n");
+    for expected in [
+        "OrderConfirmationFunction: AWS_ENDPOINT_URL_RDS_DATA = \"http://127.0.0.1:8080\" is not where the sequence starts the emulator",
+        "events/schedule.json does not exist",
+        "AdminFunction is not a serverless function of template.yaml",
+    ] {
+        assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
+    }
+}
+

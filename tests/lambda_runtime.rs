@@ -100,6 +100,31 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// `cargo lambda invoke --data-ascii`: the answer, or the function's error as
+    /// `{"errorType", "errorMessage"}` (what `aws lambda invoke` writes to its output file).
+    async fn invoke_json(&self, payload: serde_json::Value) -> serde_json::Value {
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            tokio::process::Command::new("cargo")
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["lambda", "invoke", "_", "--invoke-address", "127.0.0.1", "--invoke-port"])
+                .arg(self.port.to_string())
+                .args(["--output-format", "json", "--data-ascii"])
+                .arg(payload.to_string())
+                .env("PATH", path_with_venv())
+                .output(),
+        )
+        .await
+        .expect("cargo lambda invoke answered")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!("invoke output is not JSON ({e}): {stdout} {}\n{}", String::from_utf8_lossy(&out.stderr), self.log())
+        })
+    }
+}
+
 /// Waits until the runtime API emulator accepts connections.
 async fn wait_for(port: u16) {
     for _ in 0..600 {
@@ -175,4 +200,182 @@ async fn a_missing_setting_fails_the_function_init_with_a_message_naming_it() {
     let message = response["errorMessage"].as_str().unwrap();
     assert!(message.starts_with("configuration: LEDGER is not set"), "{message}");
     assert!(watch.log().contains("configuration: LEDGER is not set"), "and it is logged");
+}
+
+/// The function's environment against the test's services, as a given FUNCTION_ROLE.
+fn function_env(s: &Services, role: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = s.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.push(("AWS_ENDPOINT_URL_SQS".into(), format!("http://127.0.0.1:{}", free_port())));
+    env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
+    env.push(("FUNCTION_ROLE".into(), role.into()));
+    env
+}
+
+/// Issue 12, item 4: the deployed function answers the operator's verbs through the runtime API
+/// (what `aws lambda invoke` reaches), read-only unless the verb says otherwise; the consumer
+/// refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_function_answers_operator_requests_through_the_runtime_api() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await; // migrated
+    // One order mailed by the consumer path, one abandoned by automation.
+    use order_confirmation::ledger::{ClaimRequest, Ledger, Outcome, Recording};
+    use order_confirmation::order::{OrderId, Priority};
+    let body = serde_json::json!({"order_id": "ORD-AB1", "customer_email": "ab1@example.com",
+                                  "customer_name": "Ab One", "priority": "high"});
+    let order = order_confirmation::decode::decode(&body.to_string()).expect("a valid order").order;
+    let request = ClaimRequest {
+        order_id: order.order_id.clone(),
+        payload_sha256: order.payload_sha256(),
+        priority: Priority::High,
+        payload: order.canonical_json(),
+    };
+    let claim = ledger.claim(&[request], Duration::from_secs(60)).await.unwrap();
+    let order_confirmation::ledger::Claim::Claimed { token, .. } = claim[0] else { panic!("{claim:?}") };
+    let id = OrderId::parse("ORD-AB1").unwrap();
+    ledger.record(&[Recording { order_id: id.clone(), token, outcome: Outcome::Failed { error: "timeout".into() } }]).await.unwrap();
+    ledger.abandon(&[id.clone()], "reconciliation gave up after 10 attempts; needs a person").await.unwrap();
+
+    let mut watch = Watch::start().await;
+    watch.start_function(&function_env(&s, "operator"));
+
+    let config = watch.invoke_json(serde_json::json!({"operator": "config"})).await;
+    assert_eq!(config["function_role"], "operator", "{config}");
+    let commit = config["commit"].as_str().unwrap();
+    assert!(commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()), "the deployed commit: {commit}");
+
+    let status = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-AB1"})).await;
+    assert_eq!((status["found"].as_bool(), status["order"]["status"].as_str()), (Some(true), Some("abandoned")), "{status}");
+    let missing = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-NONE"})).await;
+    assert_eq!(missing["found"], false, "{missing}");
+
+    let stats = watch.invoke_json(serde_json::json!({"operator": "stats"})).await;
+    let high = stats["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == "high").unwrap();
+    assert_eq!(high["by_status"]["abandoned"], 1, "{stats}");
+
+    // Reconcile counts the abandoned order as unconfirmed until a person parks it.
+    let before = watch.invoke_json(serde_json::json!({"operator": "reconcile"})).await;
+    assert_eq!(before["unconfirmed"]["count"], 1, "{before}");
+    let parked = watch.invoke_json(serde_json::json!({"operator": "park", "order_id": "ORD-AB1", "note": "OPS-12 alice"})).await;
+    assert_eq!((parked["parked"].as_bool(), parked["order"]["parked_note"].as_str()), (Some(true), Some("OPS-12 alice")), "{parked}");
+    let after = watch.invoke_json(serde_json::json!({"operator": "reconcile"})).await;
+    assert_eq!(after["unconfirmed"]["count"], 0, "a parked order no longer pages: {after}");
+
+    // Retry releases it and mails it now from the stored payload.
+    assert_eq!(s.sent_mails().await.len(), 0);
+    let retried = watch.invoke_json(serde_json::json!({"operator": "retry", "order_id": "ORD-AB1"})).await;
+    assert_eq!((retried["released"].as_bool(), retried["sent"].as_bool()), (Some(true), Some(true)), "{retried}");
+    assert_eq!(s.sent_mails().await.len(), 1);
+    let again = watch.invoke_json(serde_json::json!({"operator": "retry", "order_id": "ORD-AB1"})).await;
+    assert!(again["errorMessage"].as_str().unwrap().contains("is not abandoned or rejected"), "{again}");
+
+    let migrated = watch.invoke_json(serde_json::json!({"operator": "migrate"})).await;
+    assert_eq!(migrated["migrated"], true, "{migrated}");
+
+    // A bad request is refused with the rule, without echoing the value.
+    let bad = watch.invoke_json(serde_json::json!({"operator": "drop-everything"})).await;
+    let message = bad["errorMessage"].as_str().unwrap();
+    assert!(message.contains("operator: must be one of stats, status"), "{bad}");
+    assert!(!message.contains("drop-everything") && !watch.log().contains("drop-everything"), "{bad}");
+    // SQS batches are the consumer's.
+    let batch = watch.invoke("events/sqs-batch.json").await;
+    assert!(batch["errorMessage"].as_str().unwrap().contains("go to the consumer function"), "{batch}");
+    assert_eq!(s.sent_mails().await.len(), 1, "the operator function mailed nothing from the batch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_function_refuses_operator_requests() {
+    let s = Services::start().await;
+    s.ledger().await;
+    let mut watch = Watch::start().await;
+    watch.start_function(&function_env(&s, "consumer"));
+    let refused = watch.invoke_json(serde_json::json!({"operator": "retry", "order_id": "ORD-1"})).await;
+    let message = refused["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains("answered by the operator function"), "{refused}");
+}
+
+/// A one-shot HTTP server standing in for CloudFormation's pre-signed ResponseURL: returns the
+/// method and body of the first request it gets.
+async fn response_url() -> (String, tokio::task::JoinHandle<(String, serde_json::Value)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cfn-response?X-Amz-Signature=test", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = socket.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                    let method = head.split_whitespace().next().unwrap().to_owned();
+                    return (method, serde_json::from_str(&body[..len]).unwrap());
+                }
+            }
+            assert!(n > 0, "connection closed early: {text}");
+        }
+    });
+    (url, handle)
+}
+
+fn cfn_request(kind: &str, url: &str) -> serde_json::Value {
+    serde_json::json!({
+        "RequestType": kind, "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/order-confirmation/guid",
+        "RequestId": format!("req-{kind}"), "LogicalResourceId": "LedgerSchema",
+        "ResourceType": "Custom::LedgerSchema",
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:order-confirmation-operator",
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:…", "CodeVersion": "1"}
+    })
+}
+
+/// Issue 12, item 3: the schema is part of the deploy. CloudFormation's custom-resource request
+/// migrates a fresh database, answers SUCCESS with the deployed commit on the pre-signed URL, and
+/// a failed migration answers FAILED (the deploy rolls back) instead of leaving CloudFormation
+/// waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_custom_resource_migrates_and_answers_cloudformation() {
+    let s = Services::start().await; // a fresh database: no schema yet
+    let mut watch = Watch::start().await;
+    watch.start_function(&function_env(&s, "operator"));
+
+    let (url, answer) = response_url().await;
+    watch.invoke_json(cfn_request("Create", &url)).await;
+    let (method, body) = answer.await.unwrap();
+    assert_eq!(method, "PUT");
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!((body["RequestId"].as_str(), body["LogicalResourceId"].as_str()), (Some("req-Create"), Some("LedgerSchema")));
+    assert_eq!(body["Data"]["Commit"].as_str().map(str::len), Some(40), "{body}");
+    let status = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-1"})).await;
+    assert_eq!(status["found"], false, "the ledger table exists now: {status}");
+
+    // Applied again on the next deploy: idempotent.
+    let (url, answer) = response_url().await;
+    watch.invoke_json(cfn_request("Update", &url)).await;
+    assert_eq!(answer.await.unwrap().1["Status"], "SUCCESS");
+
+    // The database is unreachable during the deploy (every Data API request fails, past the SDK's
+    // retries): FAILED with the reason, so CloudFormation rolls back instead of waiting an hour.
+    s.data_api_faults(serde_json::json!({"fail_next": 1000})).await;
+    let (url, answer) = response_url().await;
+    watch.invoke_json(cfn_request("Update", &url)).await;
+    let failed = answer.await.unwrap().1;
+    assert_eq!(failed["Status"], "FAILED", "{failed}");
+    assert!(failed["Reason"].as_str().unwrap().contains("migrate failed"), "{failed}");
+    s.data_api_faults(serde_json::json!({"fail_next": 0})).await;
+
+    // Deleting the stack leaves the ledger alone.
+    let (url, answer) = response_url().await;
+    watch.invoke_json(cfn_request("Delete", &url)).await;
+    assert_eq!(answer.await.unwrap().1["Status"], "SUCCESS");
+    let (client, conn) = tokio_postgres::connect(&s.database_url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("SELECT 1 FROM order_confirmations LIMIT 1").await.expect("the table is still there");
 }

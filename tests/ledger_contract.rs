@@ -1,4 +1,4 @@
-//! The ledger contract (DESIGN §3), one suite run against every implementation.
+//! The ledger contract (docs/design.md, "The ledger"), one suite run against every implementation.
 
 mod support;
 
@@ -266,6 +266,36 @@ pub async fn a_released_claim_gives_its_attempt_back_once(l: Arc<dyn Ledger>) {
     assert_eq!(st.attempts, 1, "a failed send is");
 }
 
+pub async fn a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried(l: Arc<dyn Ledger>) {
+    let c = l.claim(&[req("P1", "h", Priority::High), req("P2", "h", Priority::Normal)], LEASE).await.unwrap();
+    l.record(&[
+        rec("P1", token(&c[0]), Outcome::Failed { error: "timeout".into() }),
+        rec("P2", token(&c[1]), Outcome::Failed { error: "timeout".into() }),
+    ])
+    .await
+    .unwrap();
+    let p1 = OrderId::parse("P1").unwrap();
+    assert!(l.park(&p1, "OPS-1").await.unwrap().is_none(), "a failed order is automation's, not parked");
+    l.abandon(&[p1.clone(), OrderId::parse("P2").unwrap()], "gave up").await.unwrap();
+    assert_eq!(l.unconfirmed(Duration::ZERO).await.unwrap().count, 2);
+
+    let parked = l.park(&p1, "OPS-1 (alice)").await.unwrap().expect("an abandoned order is parked");
+    assert_eq!((parked.status.as_str(), parked.parked_note.as_deref()), (status::ABANDONED, Some("OPS-1 (alice)")));
+    assert!(parked.parked_at.is_some());
+    assert_eq!(l.unconfirmed(Duration::ZERO).await.unwrap().count, 1, "only P2, which nobody has looked at");
+    assert!(
+        matches!(&l.claim(&[req("P1", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Terminal { status, .. } if status == status::ABANDONED),
+        "parking does not release it"
+    );
+    assert!(l.park(&OrderId::parse("nope").unwrap(), "OPS-1").await.unwrap().is_none());
+
+    // A retry clears the mark: if the order fails for good again, it counts again.
+    l.release(&p1).await.unwrap().expect("released");
+    let st = l.order_state(&p1).await.unwrap().unwrap();
+    assert_eq!((st.parked_at, st.parked_note), (None, None));
+    assert_eq!(l.unconfirmed(Duration::ZERO).await.unwrap().count, 2);
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn Ledger>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -289,6 +319,7 @@ macro_rules! ledger_contract_tests {
             only_abandoned_or_rejected_orders_are_released_for_retry,
             a_retried_record_counts_as_applied_and_changes_nothing,
             a_released_claim_gives_its_attempt_back_once,
+            a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {
@@ -325,4 +356,22 @@ mod data_api {
     }
 
     ledger_contract_tests!(make);
+
+    /// Migration 0001 is safe to re-run: a database whose schema was applied by hand (the README
+    /// used to say so) before `schema_migrations` existed is adopted by `migrate`, not an error.
+    #[tokio::test]
+    async fn migrate_adopts_a_schema_applied_by_hand() {
+        let s = support::services::Services::start().await;
+        let (client, conn) = tokio_postgres::connect(&s.database_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        for file in ["0001_order_confirmations.sql", "0002_order_confirmation_status.sql"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres").join(file);
+            client.batch_execute(&std::fs::read_to_string(path).unwrap()).await.unwrap();
+        }
+        let l = s.ledger().await; // migrates: panics if a migration fails
+        let c = l.claim(&[req("H1", "h", Priority::High)], LEASE).await.unwrap();
+        assert!(matches!(c[0], Claim::Claimed { .. }));
+        let st = l.order_state(&OrderId::parse("H1").unwrap()).await.unwrap().unwrap();
+        assert_eq!(st.parked_at, None, "and the later migrations applied on top");
+    }
 }

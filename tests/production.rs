@@ -5,9 +5,12 @@
 mod support;
 
 use aws_lambda_events::sqs::SqsEvent;
+use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, status};
-use order_confirmation::order::OrderId;
+use order_confirmation::mailer::Mailer;
+use order_confirmation::order::{Order, OrderId};
 use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
+use order_confirmation::render::Mail;
 use std::sync::Arc;
 use std::time::Duration;
 use support::faults::{Action, Rule};
@@ -72,10 +75,11 @@ async fn sample_batch_is_mailed_through_ses_and_recorded_in_the_data_api_ledger(
 }
 
 #[tokio::test]
-async fn a_batch_of_100_orders_costs_exactly_two_data_api_requests() {
+async fn a_batch_that_fits_one_wave_costs_exactly_two_data_api_requests() {
     let s = Services::start().await;
     let p = pipeline(&s).await;
-    let e = event((0..100).map(|i| record(&format!("m{i}"), &order_body(&format!("B-{i:03}"), "normal"))).collect());
+    let wave = PipelineSettings::default().concurrency;
+    let e = event((0..wave).map(|i| record(&format!("m{i}"), &order_body(&format!("B-{i:03}"), "normal"))).collect());
     s.reset_data_api_stats().await;
     let report = p.handle(&e, deadline(60)).await;
     assert!(failures(&report).is_empty());
@@ -83,11 +87,27 @@ async fn a_batch_of_100_orders_costs_exactly_two_data_api_requests() {
     assert_eq!(stats["ExecuteStatement"], 2, "one claim and one record: {stats}");
     assert_eq!(stats["BatchExecuteStatement"], 0);
     assert_eq!(stats["BeginTransaction"], 0);
+    assert_eq!(s.sent_mails().await.len(), wave);
+}
+
+#[tokio::test]
+async fn a_batch_of_100_orders_costs_one_claim_and_one_record_per_wave() {
+    let s = Services::start().await;
+    // Waves closed by count only (the one-second close would add waves on a slow machine).
+    let settings = PipelineSettings { wave_interval: Duration::from_secs(300), ..PipelineSettings::default() };
+    let p = Pipeline::new(s.ledger().await, s.mailer().await, None, settings.clone());
+    let e = event((0..100).map(|i| record(&format!("m{i}"), &order_body(&format!("B-{i:03}"), "normal"))).collect());
+    s.reset_data_api_stats().await;
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty());
+    let stats = s.data_api_stats().await;
+    let waves = 100_usize.div_ceil(settings.concurrency);
+    assert_eq!(stats["ExecuteStatement"], 1 + waves, "one claim and {waves} records: {stats}");
     assert_eq!(s.sent_mails().await.len(), 100);
 }
 
 #[tokio::test]
-async fn throttled_ses_fails_only_the_affected_records_and_the_next_delivery_mails_each_once() {
+async fn throttled_ses_defers_only_the_affected_records_and_the_next_delivery_mails_each_once() {
     let s = Services::start().await;
     let p = pipeline(&s).await;
     // Always throttled, whatever the SDK retries: the record must fail, not hang.
@@ -97,11 +117,14 @@ async fn throttled_ses_fails_only_the_affected_records_and_the_next_delivery_mai
     let report = p.handle(&e, deadline(60)).await;
     assert_eq!(failures(&report), vec!["m2", "m4"]);
     assert!(
-        matches!(&report.records[1].outcome, RecordOutcome::Transient { reason } if reason.contains("TooManyRequestsException"))
+        matches!(&report.records[1].outcome, RecordOutcome::Deferred { reason, .. } if reason.contains("TooManyRequestsException")),
+        "{:?}",
+        report.records[1].outcome
     );
     let ledger = s.ledger().await;
     let state = ledger.order_state(&OrderId::parse("T-2").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.status, status::FAILED, "retryable");
+    assert_eq!(state.attempts, 0, "a throttled order spends no ledger attempt");
     let (faulted, _) = s.ses_proxy.counts();
     assert!(faulted > 2, "the SDK retried the throttled calls itself ({faulted} faulted)");
 
@@ -264,3 +287,184 @@ async fn the_binary_runs_on_the_production_backends_through_the_standard_endpoin
 }
 
 const SECRET_ARN_TAIL: &str = "secret:orders-db";
+
+/// Mails through the real SES client; on the first send it starts a Data API outage (the
+/// emulator answers DatabaseResumingException for `outage`), right after the batch was claimed.
+struct OutageAfterClaim {
+    inner: Arc<dyn Mailer>,
+    data_api_faults: String,
+    outage: Duration,
+    started: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Mailer for OutageAfterClaim {
+    async fn send(&self, order: &Order, mail: &Mail) -> Result<String, BackendError> {
+        if !self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let body = serde_json::json!({ "resuming_for_ms": self.outage.as_millis() as u64 }).to_string();
+            let (status, _) = support::services::http_request("POST", &self.data_api_faults, Some(body)).await.unwrap();
+            assert!(status < 300);
+        }
+        self.inner.send(order, mail).await
+    }
+}
+
+#[tokio::test]
+async fn a_20_second_data_api_outage_right_after_the_claim_leaves_every_order_mailed_exactly_once() {
+    let s = Services::start().await;
+    let mailer = Arc::new(OutageAfterClaim {
+        inner: s.mailer().await,
+        data_api_faults: format!("{}/_faults", s.data_api_url()),
+        outage: Duration::from_secs(20),
+        started: Default::default(),
+    });
+    let p = Pipeline::new(s.ledger().await, mailer, None, PipelineSettings::default());
+    let e = event((1..=5).map(|i| record(&format!("m{i}"), &order_body(&format!("O-{i}"), "normal"))).collect());
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty(), "the record step rode out the outage: {:?}", report.records);
+    let ledger = s.ledger().await;
+    for i in 1..=5 {
+        let state = ledger.order_state(&OrderId::parse(&format!("O-{i}")).unwrap()).await.unwrap().unwrap();
+        assert_eq!(state.status, status::SENT, "O-{i} recorded");
+    }
+    // The redelivery (or reconcile) finds every order sent and mails nothing more.
+    let again = p.handle(&e, deadline(60)).await;
+    assert!(failures(&again).is_empty());
+    for i in 1..=5 {
+        assert_eq!(s.mails_to(&email_of(&format!("O-{i}"))).await, 1, "O-{i} mailed exactly once");
+    }
+}
+
+/// An order about as large as the message contract lets a payload be: 100 items whose names are
+/// 200 four-byte characters, a long name and fulfillment center. Its canonical payload is about
+/// 86 KB, over the Data API's 64 KB row limit.
+fn large_order_body(order_id: &str) -> String {
+    let items: Vec<serde_json::Value> = (0..100)
+        .map(|i| serde_json::json!({"name": format!("{:03}{}", i, "🎁".repeat(197)), "quantity": 1, "price": "1.00"}))
+        .collect();
+    serde_json::json!({
+        "order_id": order_id,
+        "customer_email": format!("{}@example.com", order_id.to_lowercase()),
+        "customer_name": format!("Customer {order_id} {}", "🌟".repeat(150)),
+        "items": items,
+        "total": "100.00",
+        "currency": "EUR",
+        "fulfillment": {"center": "🏭".repeat(100)},
+    })
+    .to_string()
+}
+
+fn claim_request(body: &str) -> order_confirmation::ledger::ClaimRequest {
+    let order = order_confirmation::decode::decode(body).expect("valid order").order;
+    order_confirmation::ledger::ClaimRequest {
+        order_id: order.order_id.clone(),
+        payload_sha256: order.payload_sha256(),
+        priority: order.priority,
+        payload: order.canonical_json(),
+    }
+}
+
+#[tokio::test]
+async fn reconcile_re_sends_15_stuck_orders_of_87_kb_each() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    let ledger = s.ledger().await;
+    // Claimed with a lease that ends at once and never recorded: invocations that died.
+    let requests: Vec<_> = (0..15).map(|i| claim_request(&large_order_body(&format!("BIG-{i:02}")))).collect();
+    assert!(requests.iter().all(|r| r.payload.len() > 80_000), "{}", requests[0].payload.len());
+    let claims = ledger.claim(&requests, Duration::ZERO).await.expect("claim");
+    assert!(claims.iter().all(|c| matches!(c, order_confirmation::ledger::Claim::Claimed { .. })), "{claims:?}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let settings = order_confirmation::reconcile::ReconcileSettings {
+        failed_for: Duration::ZERO,
+        max_attempts: 10,
+        batch_limit: 100,
+        grace: Duration::ZERO,
+    };
+    let report = order_confirmation::reconcile::reconcile(&p, &settings, deadline(120)).await.expect("reconcile runs");
+    assert_eq!((report.found, report.resent, report.still_failing), (15, 15, 0));
+    assert_eq!(report.unconfirmed.count, 0);
+    for i in 0..15 {
+        let id = format!("BIG-{i:02}");
+        assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id}");
+        let state = ledger.order_state(&OrderId::parse(&id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(state.status, status::SENT, "{id}");
+    }
+    // Re-sent from the whole stored payload: every item reached the mail.
+    let mail = s.sent_mails().await.into_iter().find(|m| m["destination"]["to"][0] == email_of("BIG-07")).unwrap();
+    let text = mail["body"]["text"].as_str().unwrap();
+    assert!(text.contains(&format!("099{}", "🎁".repeat(197))), "the last item is in the mail");
+}
+
+#[tokio::test]
+async fn a_50_order_batch_of_large_orders_is_mailed_in_full_with_small_neighbours() {
+    let s = Services::start().await;
+    let p = pipeline(&s).await;
+    let mut records: Vec<_> =
+        (0..50).map(|i| record(&format!("L{i}"), &large_order_body(&format!("LARGE-{i:02}")))).collect();
+    records.insert(10, record("s1", &order_body("SMALL-1", "high")));
+    records.push(record("s2", &order_body("SMALL-2", "normal")));
+    let e = event(records);
+    let total: usize = e.records.iter().map(|r| claim_request(r.body.as_deref().unwrap()).payload.len()).sum();
+    assert!(total > 4 * 1024 * 1024, "the payloads alone are over the Data API's 4 MiB request limit: {total}");
+    let report = p.handle(&e, deadline(120)).await;
+    assert!(failures(&report).is_empty(), "{:?}", report.records.iter().map(|r| r.outcome.name()).collect::<Vec<_>>());
+    assert_eq!(s.sent_mails().await.len(), 52);
+    for id in (0..50).map(|i| format!("LARGE-{i:02}")).chain(["SMALL-1".into(), "SMALL-2".into()]) {
+        assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_large_order_released_for_retry_comes_back_with_its_whole_payload() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let request = claim_request(&large_order_body("BIG-R"));
+    let order_confirmation::ledger::Claim::Claimed { token, .. } =
+        ledger.claim(std::slice::from_ref(&request), Duration::from_secs(60)).await.unwrap()[0]
+    else {
+        panic!("not claimed")
+    };
+    let rejected = order_confirmation::ledger::Recording {
+        order_id: request.order_id.clone(),
+        token,
+        outcome: order_confirmation::ledger::Outcome::Rejected { reason: "MessageRejected: test".into() },
+    };
+    assert_eq!(ledger.record(&[rejected]).await.unwrap(), vec![true]);
+    let released = ledger.release(&request.order_id).await.expect("release").expect("was rejected");
+    let stored: serde_json::Value = serde_json::from_str(&released.payload).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&request.payload).unwrap();
+    assert_eq!(stored, sent);
+}
+
+#[tokio::test]
+async fn a_claim_request_that_fails_fails_only_the_orders_it_carried() {
+    let s = Services::start().await;
+    let proxy = support::faults::FaultProxy::start(&s.data_api_url()).await;
+    // Two orders per claim request: three requests for six orders.
+    let limits = order_confirmation::ledger::data_api::Limits { rows_per_request: 2, ..Default::default() };
+    let ledger = s.ledger_at(proxy.url(), limits).await;
+    let p = Pipeline::new(ledger, s.mailer().await, None, PipelineSettings::default());
+    // The request carrying PART-B-1 is refused for good (not retried by the SDK).
+    proxy.add(Rule::matching("PART-B-1", Action::Reject("refused for this test".into())));
+    let ids = ["PART-A-1", "PART-A-2", "PART-B-1", "PART-B-2", "PART-C-1", "PART-C-2"];
+    let e = event(ids.iter().map(|id| record(&format!("m-{id}"), &order_body(id, "normal"))).collect());
+    let report = p.handle(&e, deadline(60)).await;
+    assert_eq!(failures(&report), vec!["m-PART-B-1", "m-PART-B-2"]);
+    assert!(
+        matches!(&report.records[2].outcome, RecordOutcome::Transient { reason } if reason.starts_with("claim failed")),
+        "{:?}",
+        report.records[2].outcome
+    );
+    for id in ["PART-A-1", "PART-A-2", "PART-C-1", "PART-C-2"] {
+        assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id}");
+    }
+    // Redelivered once the fault is gone: the two come through, nothing is mailed twice.
+    proxy.clear();
+    let again = p.handle(&e, deadline(60)).await;
+    assert!(failures(&again).is_empty(), "{:?}", failures(&again));
+    for id in ids {
+        assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id}");
+    }
+}

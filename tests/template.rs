@@ -131,7 +131,10 @@ fn sam_validate_lint_passes() {
 
 #[test]
 fn sam_validate_lint_fails_on_an_invalid_tracing_mode() {
-    let (_dir, t) = broken_copy(&[("      Tracing: Active\n", "      Tracing: Always\n")]);
+    let (_dir, t) = broken_copy(&[(
+        "      Tracing: Active\n      Role: !GetAtt ConsumerRole.Arn\n",
+        "      Tracing: Always\n      Role: !GetAtt ConsumerRole.Arn\n",
+    )]);
     assert_fails_with("sam validate --lint", sam_validate(&t), "Always");
 }
 
@@ -201,56 +204,59 @@ fn target(v: &Value) -> Option<&str> {
     v.get("Fn::GetAtt").and_then(|g| g[0].as_str()).or_else(|| v.get("Ref").and_then(Value::as_str))
 }
 
-/// Every violation of what DESIGN §6-§7 and issue 4 require of the deployment.
+/// The logical id of the function the queues' event source mappings invoke (the consumer).
+fn consumer_id(cfn: &Value) -> Option<&str> {
+    of_type(cfn, "AWS::Lambda::EventSourceMapping").iter().find_map(|(_, m)| target(&m["Properties"]["FunctionName"]))
+}
+
+/// Every violation of what the deployment must guarantee (docs/design.md, "Operations").
 fn violations(cfn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let functions = of_type(cfn, "AWS::Lambda::Function");
-    let [(fid, function)] = functions[..] else {
-        return vec![format!("expected one function, got {}", functions.len())];
-    };
+    if functions.len() != 2 {
+        return vec![format!("expected two functions (consumer, operator), got {}", functions.len())];
+    }
+    let Some(fid) = consumer_id(cfn) else { return vec!["no event source mapping names a function".into()] };
+    let function = &cfn["Resources"][fid];
+    for (id, f) in &functions {
+        let p = &f["Properties"];
+        for (key, want) in [("Runtime", "provided.al2023"), ("Handler", "bootstrap")] {
+            if p[key] != want {
+                bad.push(format!("{id}: {key} is {}, not {want}", p[key]));
+            }
+        }
+        if p["Architectures"] != serde_json::json!(["arm64"]) {
+            bad.push(format!("{id}: not arm64"));
+        }
+        if p["TracingConfig"]["Mode"] != "Active" {
+            bad.push(format!("{id}: tracing is not Active"));
+        }
+        if p["LoggingConfig"]["LogFormat"] != "JSON" {
+            bad.push(format!("{id}: log format is not JSON"));
+        }
+        let log_groups = of_type(cfn, "AWS::Logs::LogGroup");
+        if !log_groups.iter().any(|(_, g)| {
+            g["Properties"].get("RetentionInDays").is_some()
+                && g["Properties"]["LogGroupName"]["Fn::Sub"].as_str() == Some(&format!("/aws/lambda/${{{id}}}"))
+        }) {
+            bad.push(format!("{id}: no log group with retention"));
+        }
+        let env = &p["Environment"]["Variables"];
+        for (key, want) in [("LEDGER", Some("data-api")), ("MAILER", Some("ses"))] {
+            if env[key].as_str() != want {
+                bad.push(format!("{id}: {key} is {}, not {want:?}", env[key]));
+            }
+        }
+    }
     let p = &function["Properties"];
     let timeout = p["Timeout"].as_u64().unwrap_or(3);
-    for (key, want) in [("Runtime", "provided.al2023"), ("Handler", "bootstrap")] {
-        if p[key] != want {
-            bad.push(format!("function {key} is {}, not {want}", p[key]));
-        }
-    }
-    if p["Architectures"] != serde_json::json!(["arm64"]) {
-        bad.push("function is not arm64".into());
-    }
-    if p["TracingConfig"]["Mode"] != "Active" {
-        bad.push("function tracing is not Active".into());
-    }
-    if p["LoggingConfig"]["LogFormat"] != "JSON" {
-        bad.push("function log format is not JSON".into());
-    }
     let env = &p["Environment"]["Variables"];
-    for (key, want) in [("LEDGER", Some("data-api")), ("MAILER", Some("ses"))] {
-        if env[key].as_str() != want {
-            bad.push(format!("{key} is {}, not {want:?}", env[key]));
-        }
-    }
-    for key in [
-        "DB_CLUSTER_ARN",
-        "DB_SECRET_ARN",
-        "DB_NAME",
-        "SENDER_ADDRESS",
-        "SES_CONFIGURATION_SET",
-        "SES_MAX_SEND_RATE",
-        "HIGH_PRIORITY_RESERVE",
-    ] {
+    for key in ["DB_CLUSTER_ARN", "DB_SECRET_ARN", "DB_NAME", "SENDER_ADDRESS", "SES_CONFIGURATION_SET", "HIGH_PRIORITY_RESERVE"]
+    {
         if env.get(key).is_none() {
             bad.push(format!("environment lacks {key}"));
         }
     }
-    let log_groups = of_type(cfn, "AWS::Logs::LogGroup");
-    if !log_groups.iter().any(|(_, g)| {
-        g["Properties"].get("RetentionInDays").is_some()
-            && g["Properties"]["LogGroupName"]["Fn::Sub"].as_str() == Some(&format!("/aws/lambda/${{{fid}}}"))
-    }) {
-        bad.push("no log group with retention for the function".into());
-    }
-
     // Queues: every source queue has a DLQ (5 receives, 14 days) and outlasts 6 invocations.
     let queues = of_type(cfn, "AWS::SQS::Queue");
     let mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping");
@@ -290,10 +296,11 @@ fn violations(cfn: &Value) -> Vec<String> {
             bad.push(format!("{qid}: no ApproximateAgeOfOldestMessage alarm"));
         }
         if !of_type(cfn, "AWS::CloudWatch::Alarm").iter().any(|(_, a)| {
-            a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
-                && target(&a["Properties"]["Dimensions"][0]["Value"]) == Some(dlq)
+            alarm_metrics(a)
+                .iter()
+                .any(|(_, m, d)| m == "ApproximateNumberOfMessagesVisible" && target(d) == Some(dlq))
         }) {
-            bad.push(format!("{dlq}: no DLQ-not-empty alarm"));
+            bad.push(format!("{dlq}: no alarm on the DLQ's messages"));
         }
     }
     for (mid, m) in &mappings {
@@ -315,20 +322,27 @@ fn violations(cfn: &Value) -> Vec<String> {
         bad.push("no rate(5 minutes) schedule delivering the standard scheduled event".into());
     }
 
-    // Least privilege: the inline policies name exact actions and resources.
+    // Least privilege: the inline policies name exact actions and resources. A wildcard resource
+    // is allowed only where AWS offers nothing narrower: X-Ray's two write actions, and the log
+    // streams of one named log group.
     for (rid, role) in of_type(cfn, "AWS::IAM::Role") {
-        for policy in role["Properties"]["Policies"].as_array().into_iter().flatten() {
-            for st in policy["PolicyDocument"]["Statement"].as_array().into_iter().flatten() {
-                let as_list = |v: &Value| -> Vec<Value> { v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]) };
-                if as_list(&st["Action"]).iter().any(|a| a.as_str().is_some_and(|a| a.contains('*'))) {
-                    bad.push(format!("{rid}: wildcard action in {}", st["Action"]));
-                }
-                if as_list(&st["Resource"]).iter().any(|r| r.as_str().is_some_and(|r| r.contains('*'))) {
+        for st in statements(role) {
+            let actions = as_list(&st["Action"]);
+            if actions.iter().any(|a| a.as_str().is_some_and(|a| a.contains('*'))) {
+                bad.push(format!("{rid}: wildcard action in {}", st["Action"]));
+            }
+            let xray_only = actions.iter().all(|a| a.as_str().is_some_and(|a| a.starts_with("xray:Put")));
+            for r in as_list(&st["Resource"]) {
+                let text = r.as_str().map(str::to_owned).or_else(|| r["Fn::Sub"].as_str().map(str::to_owned));
+                let Some(text) = text else { continue };
+                let log_streams = text.ends_with(":log-stream:*") && !text[..text.len() - 1].contains('*');
+                if text.contains('*') && !(xray_only && text == "*") && !log_streams {
                     bad.push(format!("{rid}: wildcard resource in {}", st["Resource"]));
                 }
             }
         }
     }
+    bad.extend(operations_violations(cfn, fid));
 
     // Alarms on the function and on the reconcile metric.
     let alarms = of_type(cfn, "AWS::CloudWatch::Alarm");
@@ -362,9 +376,247 @@ fn violations(cfn: &Value) -> Vec<String> {
         "HighPriorityDeadLetterQueueUrl",
         "NormalPriorityDeadLetterQueueUrl",
         "FunctionName",
+        "OperatorFunctionName",
+        "OperatorRoleArn",
+        "DeployedCommit",
     ] {
         if cfn["Outputs"].get(output).is_none() {
             bad.push(format!("no output {output}"));
+        }
+    }
+    bad
+}
+
+
+fn as_list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_else(|| vec![v.clone()])
+}
+
+/// Every statement of a role's inline policies.
+fn statements(role: &Value) -> Vec<Value> {
+    role["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The actions a role allows on a resource (a `Ref`/`GetAtt` target id or a literal), and on any.
+fn actions_on(role: &Value, resource: &str) -> Vec<String> {
+    statements(role)
+        .iter()
+        .filter(|st| st["Effect"] == "Allow")
+        .filter(|st| as_list(&st["Resource"]).iter().any(|r| target(r) == Some(resource) || r.as_str() == Some(resource)))
+        .flat_map(|st| as_list(&st["Action"]))
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
+fn parameter_default(cfn: &Value, name: &str) -> Option<f64> {
+    let d = &cfn["Parameters"][name]["Default"];
+    d.as_f64().or_else(|| d.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// The value of a number that is either a literal or a `Ref` to a parameter (its default).
+fn number_or_default(cfn: &Value, v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).or_else(|| {
+        let name = v.get("Ref")?.as_str()?;
+        parameter_default(cfn, name)
+    })
+}
+
+/// The metrics an alarm reads: (namespace, metric name, first dimension value) for a plain alarm
+/// or for each `MetricStat` of a metric-math alarm.
+fn alarm_metrics(a: &Value) -> Vec<(String, String, Value)> {
+    let p = &a["Properties"];
+    if let Some(name) = p["MetricName"].as_str() {
+        return vec![(p["Namespace"].as_str().unwrap_or_default().to_owned(), name.to_owned(), p["Dimensions"][0]["Value"].clone())];
+    }
+    p["Metrics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let metric = &m["MetricStat"]["Metric"];
+            Some((metric["Namespace"].as_str()?.to_owned(), metric["MetricName"].as_str()?.to_owned(), metric["Dimensions"][0]["Value"].clone()))
+        })
+        .collect()
+}
+
+/// What issue 12 requires of a deployment that is operated for real: alarms that fire on every
+/// new DLQ arrival, the cut-over switch, least privilege (explicit roles, no managed policy, Data
+/// API transactions only for the operator function that migrates), kept queues with redrive-allow
+/// policies, reserved concurrency that covers both mappings and reconcile, the quota wiring, the
+/// missing alarms, and an alarm action a guided deploy must ask for.
+fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    let resources = cfn["Resources"].as_object().unwrap();
+    let queues = of_type(cfn, "AWS::SQS::Queue");
+    let mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping");
+    let alarms = of_type(cfn, "AWS::CloudWatch::Alarm");
+
+    // 1. DLQ alarms fire on arrivals: a metric-math rise (DIFF) of the DLQ depth, not the depth.
+    for (qid, q) in &queues {
+        let Some(dlq) = target(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) else { continue };
+        let on_dlq: Vec<_> = alarms
+            .iter()
+            .filter(|(_, a)| alarm_metrics(a).iter().any(|(_, _, d)| target(d) == Some(dlq)))
+            .collect();
+        for (aid, a) in &on_dlq {
+            let returned: Vec<&str> = a["Properties"]["Metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["ReturnData"] == true)
+                .filter_map(|m| m["Expression"].as_str())
+                .collect();
+            if !returned.iter().any(|e| e.contains("DIFF(")) {
+                bad.push(format!("{aid}: alarms on the depth of {dlq}, not on arrivals (a DIFF of it)"));
+            }
+        }
+        if on_dlq.is_empty() {
+            bad.push(format!("{qid}: no alarm on its DLQ {dlq}"));
+        }
+        // 5. Kept on delete and replacement; the DLQ accepts only its own source queue.
+        for id in [*qid, dlq] {
+            let r = &cfn["Resources"][id];
+            if r["DeletionPolicy"] != "Retain" || r["UpdateReplacePolicy"] != "Retain" {
+                bad.push(format!("{id}: DeletionPolicy and UpdateReplacePolicy are not Retain"));
+            }
+        }
+        let allow = &cfn["Resources"][dlq]["Properties"]["RedriveAllowPolicy"];
+        let source_name = q["Properties"]["QueueName"]["Fn::Sub"].as_str().unwrap_or("?");
+        let names_source = as_list(&allow["sourceQueueArns"])
+            .iter()
+            .any(|a| a["Fn::Sub"].as_str().is_some_and(|s| s.ends_with(&format!(":{source_name}"))));
+        if allow["redrivePermission"] != "byQueue" || !names_source {
+            bad.push(format!("{dlq}: redrive-allow policy does not admit exactly its source queue {qid}"));
+        }
+        if q["Properties"]["RedriveAllowPolicy"]["redrivePermission"] != "denyAll" {
+            bad.push(format!("{qid}: redrive-allow policy does not deny use as a DLQ"));
+        }
+    }
+
+    // 2. The cut-over switch: both mappings' Enabled follow one true/false parameter, false by default.
+    for (mid, m) in &mappings {
+        let switch = m["Properties"]["Enabled"]["Ref"].as_str();
+        let param = switch.map(|s| &cfn["Parameters"][s]);
+        let ok = param.is_some_and(|p| {
+            p["AllowedValues"] == serde_json::json!(["true", "false"]) && p["Default"].as_str() == Some("false")
+        });
+        if !ok {
+            bad.push(format!("{mid}: Enabled is not the cut-over parameter (true/false, default false)"));
+        }
+    }
+
+    // 5. Explicit roles only, no managed policy anywhere; the queues only to the consumer.
+    for (rid, role) in of_type(cfn, "AWS::IAM::Role") {
+        if let Some(m) = role["Properties"].get("ManagedPolicyArns") {
+            bad.push(format!("{rid}: managed policies {m}"));
+        }
+    }
+    let role_of = |fid: &str| target(&cfn["Resources"][fid]["Properties"]["Role"]).map(str::to_owned);
+    let consumer_role = role_of(consumer).and_then(|r| resources.get(&r).cloned());
+    let Some(consumer_role) = consumer_role else {
+        bad.push(format!("{consumer}: its role is not an explicit AWS::IAM::Role of the template"));
+        return bad;
+    };
+    let sources: Vec<&str> = mappings.iter().filter_map(|(_, m)| target(&m["Properties"]["EventSourceArn"])).collect();
+    for q in &sources {
+        let actions = actions_on(&consumer_role, q);
+        for need in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "sqs:SendMessage"]
+        {
+            if !actions.iter().any(|a| a == need) {
+                bad.push(format!("{consumer}: role lacks {need} on {q}"));
+            }
+        }
+    }
+    for st in statements(&consumer_role) {
+        let on_other_queue = as_list(&st["Action"]).iter().any(|a| a.as_str().is_some_and(|a| a.starts_with("sqs:")))
+            && as_list(&st["Resource"]).iter().any(|r| !target(r).is_some_and(|t| sources.contains(&t)));
+        if on_other_queue {
+            bad.push(format!("{consumer}: SQS actions on something other than its two queues: {}", st["Resource"]));
+        }
+    }
+    let transactions = ["rds-data:BeginTransaction", "rds-data:CommitTransaction", "rds-data:RollbackTransaction"];
+    let migrators: Vec<String> = resources
+        .values()
+        .filter(|r| {
+            r["Type"].as_str().is_some_and(|t| t.starts_with("Custom::") || t == "AWS::CloudFormation::CustomResource")
+        })
+        .filter_map(|r| target(&r["Properties"]["ServiceToken"]).map(str::to_owned))
+        .collect();
+    if migrators.is_empty() {
+        bad.push("no custom resource applies the schema during the deploy".into());
+    }
+    for (fid, _) in of_type(cfn, "AWS::Lambda::Function") {
+        let Some(role) = role_of(fid).and_then(|r| resources.get(&r).cloned()) else {
+            bad.push(format!("{fid}: its role is not an explicit AWS::IAM::Role of the template"));
+            continue;
+        };
+        let has_tx = statements(&role)
+            .iter()
+            .flat_map(|st| as_list(&st["Action"]))
+            .any(|a| a.as_str().is_some_and(|a| transactions.contains(&a)));
+        let migrates = migrators.iter().any(|m| m == fid);
+        if has_tx && !migrates {
+            bad.push(format!("{fid}: Data API transaction permissions, but migrate does not run there"));
+        }
+        if migrates && !has_tx {
+            bad.push(format!("{fid}: runs migrate without the Data API transaction permissions"));
+        }
+    }
+
+    // 5 and issue 11: reserved concurrency covers both mappings and reconcile; the quota wiring.
+    let fp = &cfn["Resources"][consumer]["Properties"];
+    let reserved = number_or_default(cfn, &fp["ReservedConcurrentExecutions"]);
+    let needed: f64 = mappings
+        .iter()
+        .map(|(_, m)| number_or_default(cfn, &m["Properties"]["ScalingConfig"]["MaximumConcurrency"]).unwrap_or(1000.0))
+        .sum::<f64>()
+        + 1.0;
+    if reserved.is_none_or(|r| r < needed) {
+        bad.push(format!("{consumer}: reserved concurrency {reserved:?} does not cover both mappings + reconcile ({needed})"));
+    }
+    let env = &fp["Environment"]["Variables"];
+    if env.get("SES_MAX_SEND_RATE").is_some() {
+        bad.push(format!("{consumer}: SES_MAX_SEND_RATE is set per instance (derive it from the account rate)"));
+    }
+    if env["SES_ACCOUNT_MAX_SEND_RATE"]["Ref"] != "SesAccountMaxSendRate" {
+        bad.push(format!("{consumer}: SES_ACCOUNT_MAX_SEND_RATE is not the SesAccountMaxSendRate parameter"));
+    }
+    if env["SES_SENDERS"] != fp["ReservedConcurrentExecutions"] {
+        bad.push(format!("{consumer}: SES_SENDERS is not the reserved concurrency"));
+    }
+    let largest_batch =
+        mappings.iter().filter_map(|(_, m)| m["Properties"]["BatchSize"].as_f64()).fold(0.0_f64, f64::max);
+    if number_or_default(cfn, &env["EXPECTED_BATCH_SIZE"]) != Some(largest_batch) {
+        bad.push(format!("{consumer}: EXPECTED_BATCH_SIZE {} is not the larger BatchSize {largest_batch}", env["EXPECTED_BATCH_SIZE"]));
+    }
+
+    // 6. The missing alarms, and every alarm notifies an action a guided deploy must ask for.
+    let read: Vec<(String, String, Value)> = alarms.iter().flat_map(|(_, a)| alarm_metrics(a)).collect();
+    for (ns, metric) in [
+        ("AWS/SES", "Reputation.BounceRate"),
+        ("AWS/SES", "Reputation.ComplaintRate"),
+        ("OrderConfirmation", "LedgerFailure"),
+        ("OrderConfirmation", "UnrecordedSend"),
+        ("OrderConfirmation", "PossibleDuplicate"),
+    ] {
+        if !read.iter().any(|(n, m, _)| n == ns && m == metric) {
+            bad.push(format!("no alarm on {ns} {metric}"));
+        }
+    }
+    let action = &cfn["Parameters"]["AlarmActionArn"];
+    if action.get("Default").is_some() || action["AllowedPattern"].as_str().is_none_or(|p| p.ends_with(")?$")) {
+        bad.push("AlarmActionArn has a default or accepts an empty value: a guided deploy must ask for it".into());
+    }
+    for (aid, a) in &alarms {
+        for key in ["AlarmActions", "OKActions"] {
+            if a["Properties"][key] != serde_json::json!([{"Ref": "AlarmActionArn"}]) {
+                bad.push(format!("{aid}: {key} is not [AlarmActionArn]"));
+            }
         }
     }
     bad
@@ -388,8 +640,8 @@ fn deployment_invariants_fail_on_a_broken_copy() {
             "        deadLetterTargetArn: !GetAtt HighPriorityDeadLetterQueue.Arn\n        maxReceiveCount: 50\n",
         ),
         (
-            "              Action: secretsmanager:GetSecretValue\n              Resource: !Ref DbSecretArn\n",
-            "              Action: secretsmanager:GetSecretValue\n              Resource: \"*\"\n",
+            "Action: secretsmanager:GetSecretValue\n                Resource: !Ref DbSecretArn\n              - Sid: Mail\n",
+            "Action: secretsmanager:GetSecretValue\n                Resource: \"*\"\n              - Sid: Mail\n",
         ),
         (
             "            Schedule: rate(5 minutes)\n",
@@ -405,6 +657,62 @@ fn deployment_invariants_fail_on_a_broken_copy() {
     ] {
         assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
     }
+}
+
+/// Each requirement of issue 12 (items 1, 2, 5, 6) and the quota wiring of issue 11, broken once.
+#[test]
+fn operations_invariants_fail_on_a_broken_copy() {
+    let (_dir, t) = broken_copy(&[
+        // 1: the high DLQ alarm watches the depth itself (stays in ALARM while anything is left).
+        (
+            "              Value: !GetAtt HighPriorityDeadLetterQueue.QueueName\n            Period: 60\n            Stat: Maximum\n        - Id: arrivals\n          Label: messages added to the DLQ in the minute\n",
+            "              Value: !GetAtt HighPriorityDeadLetterQueue.QueueName\n            Period: 60\n            Stat: Maximum\n        - Id: arrivals\n          Label: depth\n          Expression: depth\n        - Id: unused\n",
+        ),
+        // 2: the high mapping ignores the cut-over switch.
+        ("            Enabled: !Ref EventSourcesEnabled # the cut-over switch\n            BatchSize: 20\n", "            BatchSize: 20\n"),
+        // 5: transactions on the consumer; a queue not kept; a DLQ open to any queue; too little reserved.
+        (
+            "# Claim and record are single statements: no Data API transaction on this path.\n              - Sid: Ledger\n                Effect: Allow\n                Action: [rds-data:ExecuteStatement, rds-data:BatchExecuteStatement]\n",
+            "# Claim and record are single statements: no Data API transaction on this path.\n              - Sid: Ledger\n                Effect: Allow\n                Action: [rds-data:ExecuteStatement, rds-data:BatchExecuteStatement, rds-data:BeginTransaction]\n",
+        ),
+        (
+            "    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n    Properties:\n      QueueName: !Sub ${AWS::StackName}-normal\n",
+            "    Properties:\n      QueueName: !Sub ${AWS::StackName}-normal\n",
+        ),
+        ("        redrivePermission: byQueue\n        sourceQueueArns:\n          - !Sub arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-high\n", "        redrivePermission: allowAll\n"),
+        ("    Default: 15\n    MinValue: 5\n", "    Default: 14\n    MinValue: 5\n"),
+        // issue 11: a per-instance rate instead of the derived share; the wrong batch size.
+        ("          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n", "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n"),
+        // 6: no bounce-rate alarm; an alarm action that defaults to nobody.
+        ("      MetricName: Reputation.BounceRate\n", "      MetricName: Reputation.Bounces\n"),
+        ("    Type: String\n    # No default: `sam deploy --guided` asks for it", "    Type: String\n    Default: arn:aws:sns:us-east-1:123456789012:nobody\n    # No default: `sam deploy --guided` asks for it"),
+    ]);
+    let v = violations(&translated(&t)).join("\n");
+    for expected in [
+        "HighPriorityDeadLetterQueueAlarm: alarms on the depth of HighPriorityDeadLetterQueue, not on arrivals",
+        "OrderConfirmationFunctionHighPriority: Enabled is not the cut-over parameter",
+        "OrderConfirmationFunction: Data API transaction permissions, but migrate does not run there",
+        "NormalPriorityQueue: DeletionPolicy and UpdateReplacePolicy are not Retain",
+        "HighPriorityDeadLetterQueue: redrive-allow policy does not admit exactly its source queue",
+        "reserved concurrency Some(14.0) does not cover both mappings + reconcile (15)",
+        "SES_MAX_SEND_RATE is set per instance",
+        "SES_SENDERS is not the reserved concurrency",
+        "EXPECTED_BATCH_SIZE 20 is not the larger BatchSize 50",
+        "no alarm on AWS/SES Reputation.BounceRate",
+        "AlarmActionArn has a default",
+    ] {
+        assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
+    }
+}
+
+/// Without an explicit role, SAM attaches AWSLambdaSQSQueueExecutionRole (receive and delete on
+/// every queue of the account): the managed-policy check sees it on the translation.
+#[test]
+fn least_privilege_check_fails_on_sams_default_role() {
+    let (_dir, t) = broken_copy(&[("      Role: !GetAtt ConsumerRole.Arn\n", "")]);
+    let v = violations(&translated(&t)).join("\n");
+    assert!(v.contains("managed policies"), "expected the managed policies to be reported, got:\n{v}");
+    assert!(v.contains("AWSLambdaSQSQueueExecutionRole"), "{v}");
 }
 
 // ---- sam build ----
@@ -466,18 +774,22 @@ fn template_reads_only_metrics_the_service_publishes() {
 #[test]
 fn env_json_overrides_only_declared_variables_and_points_at_loopback() {
     let cfn = translated(&root().join(TEMPLATE));
-    let declared = &cfn["Resources"]["OrderConfirmationFunction"]["Properties"]["Environment"]["Variables"];
     let env: Value = serde_json::from_str(&std::fs::read_to_string(root().join("events/env.json")).unwrap()).unwrap();
-    let vars = env["OrderConfirmationFunction"].as_object().expect("env.json is keyed by the function's logical id");
-    let undeclared: Vec<_> = vars.keys().filter(|k| declared.get(k.as_str()).is_none()).collect();
-    assert!(undeclared.is_empty(), "env.json sets variables {TEMPLATE} does not declare: {undeclared:?}");
-    for (k, v) in vars.iter().filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL_")) {
-        assert!(v.as_str().is_some_and(|v| v.starts_with("http://127.0.0.1:")), "{k} = {v} is not a loopback emulator");
-    }
-    for k in
-        ["AWS_ENDPOINT_URL_RDS_DATA", "AWS_ENDPOINT_URL_SESV2", "LEDGER", "MAILER", "DB_CLUSTER_ARN", "DB_SECRET_ARN"]
-    {
-        assert!(vars.contains_key(k), "env.json lacks {k}");
+    for (function, role) in [("OrderConfirmationFunction", "consumer"), ("OperatorFunction", "operator")] {
+        let declared = &cfn["Resources"][function]["Properties"]["Environment"]["Variables"];
+        let vars = env[function].as_object().expect("env.json is keyed by the functions' logical ids");
+        let undeclared: Vec<_> = vars.keys().filter(|k| declared.get(k.as_str()).is_none()).collect();
+        assert!(undeclared.is_empty(), "env.json sets variables {TEMPLATE} does not declare for {function}: {undeclared:?}");
+        for (k, v) in vars.iter().filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL_")) {
+            assert!(v.as_str().is_some_and(|v| v.starts_with("http://127.0.0.1:")), "{k} = {v} is not a loopback emulator");
+        }
+        for k in
+            ["AWS_ENDPOINT_URL_RDS_DATA", "AWS_ENDPOINT_URL_SESV2", "LEDGER", "MAILER", "DB_CLUSTER_ARN", "DB_SECRET_ARN"]
+        {
+            assert!(vars.contains_key(k), "env.json lacks {k} for {function}");
+        }
+        assert_eq!(vars["FUNCTION_ROLE"], role);
+        assert_eq!(declared["FUNCTION_ROLE"], role, "{TEMPLATE}: {function}");
     }
 }
 

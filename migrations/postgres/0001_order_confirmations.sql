@@ -1,6 +1,7 @@
--- The ledger: one row per order (DESIGN §3). Applied by `order-confirmation migrate` through the
--- Data API, each statement separately, inside one transaction.
-CREATE TABLE order_confirmations (
+-- The ledger: one row per order (docs/design.md, The ledger). Applied by `migrate` through the
+-- Data API, each statement separately, inside one transaction. Safe to re-run (IF NOT EXISTS): a
+-- schema applied by hand before migrations were tracked is adopted, not an error.
+CREATE TABLE IF NOT EXISTS order_confirmations (
     order_id        text PRIMARY KEY,
     payload_sha256  text NOT NULL,
     priority        text NOT NULL CHECK (priority IN ('high', 'normal')),
@@ -17,8 +18,8 @@ CREATE TABLE order_confirmations (
 );
 
 -- Reconciliation and the pending statistics scan only unsent rows.
-CREATE INDEX order_confirmations_unsent ON order_confirmations (status, updated_at)
+CREATE INDEX IF NOT EXISTS order_confirmations_unsent ON order_confirmations (status, updated_at)
     WHERE status IN ('sending', 'failed');
 
 -- "Sent in the last hour" and time-to-confirm percentiles scan recent sends only.
-CREATE INDEX order_confirmations_sent_at ON order_confirmations (sent_at) WHERE status = 'sent';
+CREATE INDEX IF NOT EXISTS order_confirmations_sent_at ON order_confirmations (sent_at) WHERE status = 'sent';

@@ -1,6 +1,6 @@
 -- The ledger on SQLite (embedded default for local runs). Same columns and meaning as the
 -- PostgreSQL schema; times are Unix milliseconds because SQLite has no timestamp type.
-CREATE TABLE order_confirmations (
+CREATE TABLE IF NOT EXISTS order_confirmations (
     order_id        TEXT PRIMARY KEY,
     payload_sha256  TEXT NOT NULL,
     priority        TEXT NOT NULL CHECK (priority IN ('high', 'normal')),
@@ -15,5 +15,5 @@ CREATE TABLE order_confirmations (
     updated_at      INTEGER NOT NULL,
     sent_at         INTEGER
 );
-CREATE INDEX order_confirmations_unsent ON order_confirmations (status, updated_at) WHERE status IN ('sending', 'failed');
-CREATE INDEX order_confirmations_sent_at ON order_confirmations (sent_at) WHERE status = 'sent';
+CREATE INDEX IF NOT EXISTS order_confirmations_unsent ON order_confirmations (status, updated_at) WHERE status IN ('sending', 'failed');
+CREATE INDEX IF NOT EXISTS order_confirmations_sent_at ON order_confirmations (sent_at) WHERE status = 'sent';

@@ -4,6 +4,12 @@
 //! array parameters, so the batch travels as one JSON text parameter that the statement expands
 //! with `jsonb_to_recordset(CAST(:batch AS jsonb))`. Each statement is atomic on its own, so no
 //! Data API transaction is needed on the hot path.
+//!
+//! The Data API's size limits (docs/design.md, "The Data API's limits"): a request is at most
+//! 4 MiB, a response at most 1 MiB, a returned row at most 64 KB. Claim and record requests are
+//! split by size ([`Limits`]), so a batch that fits stays one call each; no statement returns a
+//! payload whole: stored payloads come back in pieces of at most [`Limits::piece_bytes`], a page of
+//! pieces per call.
 
 use super::{
     Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, Recording, StuckOrder, Unconfirmed,
@@ -14,7 +20,7 @@ use crate::order::{OrderId, Priority};
 use aws_sdk_rdsdata::Client;
 use aws_sdk_rdsdata::types::{Field, SqlParameter};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -22,6 +28,7 @@ use time::OffsetDateTime;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_order_confirmations", include_str!("../../migrations/postgres/0001_order_confirmations.sql")),
     ("0002_order_confirmation_status", include_str!("../../migrations/postgres/0002_order_confirmation_status.sql")),
+    ("0003_parked_orders", include_str!("../../migrations/postgres/0003_parked_orders.sql")),
 ];
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
@@ -49,7 +56,7 @@ claimed AS (
       AND (oc.status = 'failed' OR (oc.status = 'sending' AND oc.lease_until <= now()))
     RETURNING oc.order_id, oc.claim_token
 )
-SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payload_sha256, b.last_error,
+SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payload_sha256, left(b.last_error, 1000),
     CAST(GREATEST(EXTRACT(EPOCH FROM b.lease_until - now()) * 1000, 0) AS bigint)
 FROM input i LEFT JOIN claimed c USING (order_id) LEFT JOIN before b USING (order_id)
 ORDER BY i.ord";
@@ -93,8 +100,10 @@ SELECT priority,
         FILTER (WHERE status = 'sent' AND sent_at >= now() - interval '24 hours') AS double precision)
 FROM order_confirmations GROUP BY priority";
 
+/// The stuck orders without their payloads (fetched in pieces by [`PAYLOAD_PIECES_SQL`]): each
+/// payload's size in bytes instead, so the fetch can be paged by size.
 const STUCK_SQL: &str = "\
-SELECT order_id, status, attempts, CAST(payload AS text) FROM order_confirmations
+SELECT order_id, status, attempts, octet_length(CAST(payload AS text)) FROM order_confirmations
 WHERE (status = 'sending' AND lease_until <= now())
    OR (status = 'failed' AND updated_at <= now() - make_interval(secs => CAST(:failed_ms AS double precision) / 1000))
 ORDER BY first_seen_at LIMIT :limit";
@@ -108,21 +117,33 @@ WHERE order_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))
 const UNCONFIRMED_SQL: &str = "\
 SELECT count(*), COALESCE(CAST(EXTRACT(EPOCH FROM now() - min(first_seen_at)) AS double precision), 0)
 FROM order_confirmations
-WHERE status IN ('sending', 'failed', 'abandoned')
+WHERE status IN ('sending', 'failed', 'abandoned') AND parked_at IS NULL
   AND first_seen_at <= now() - make_interval(secs => CAST(:grace_ms AS double precision) / 1000)";
 
 const RELEASE_SQL: &str = "\
-UPDATE order_confirmations SET status = 'failed', attempts = 0,
+UPDATE order_confirmations SET status = 'failed', attempts = 0, parked_at = NULL, parked_note = NULL,
     last_error = 'released for retry (was ' || status || ': ' || COALESCE(last_error, '') || ')', updated_at = now()
 WHERE order_id = :order_id AND status IN ('abandoned', 'rejected')
-RETURNING order_id, status, attempts, CAST(payload AS text)";
+RETURNING order_id, status, attempts, octet_length(CAST(payload AS text))";
+
+/// Pieces of stored payloads: `:pieces` is a JSON list of `{order_id, piece}`; piece `n` is bytes
+/// `n * :piece_bytes ..` of the payload's UTF-8 text, as `bytea` so a piece may end inside a
+/// character (the pieces are joined before the text is decoded).
+const PAYLOAD_PIECES_SQL: &str = "\
+SELECT w.order_id, w.piece,
+    substring(convert_to(CAST(oc.payload AS text), 'UTF8')
+        FROM CAST(w.piece * :piece_bytes + 1 AS int) FOR CAST(:piece_bytes AS int))
+FROM jsonb_to_recordset(CAST(:pieces AS jsonb)) AS w(order_id text, piece int)
+JOIN order_confirmations oc USING (order_id)
+ORDER BY w.order_id, w.piece";
 
 const ORDER_STATE_SQL: &str = "\
 SELECT order_id, status, priority, attempts, last_error, ses_message_id,
     CAST(EXTRACT(EPOCH FROM first_seen_at) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM updated_at) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM sent_at) * 1000 AS bigint),
-    CAST(EXTRACT(EPOCH FROM lease_until) * 1000 AS bigint)
+    CAST(EXTRACT(EPOCH FROM lease_until) * 1000 AS bigint),
+    CAST(EXTRACT(EPOCH FROM parked_at) * 1000 AS bigint), parked_note
 FROM order_confirmations WHERE order_id = :order_id";
 
 /// Where the ledger lives.
@@ -133,14 +154,41 @@ pub struct DataApiTarget {
     pub database: String,
 }
 
+/// How this ledger stays inside the Data API's documented limits (4 MiB per request, 1 MiB per
+/// response, 64 KB per returned row), with room to spare for the SQL text, the request's headers
+/// and JSON's escaping.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The batch parameter of one claim or record request, as it travels (JSON-escaped).
+    pub request_bytes: usize,
+    /// Orders in one claim or record request: bounds the response (each row is small).
+    pub rows_per_request: usize,
+    /// One returned piece of a stored payload: well under the 64 KB row limit.
+    pub piece_bytes: usize,
+    /// Payload bytes fetched per call: base64 makes them 4/3 larger in the response, which stays
+    /// under 1 MiB.
+    pub page_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { request_bytes: 3 * 1024 * 1024, rows_per_request: 500, piece_bytes: 32 * 1024, page_bytes: 512 * 1024 }
+    }
+}
+
 pub struct DataApiLedger {
     client: Client,
     target: DataApiTarget,
+    limits: Limits,
 }
 
 impl DataApiLedger {
     pub fn new(client: Client, target: DataApiTarget) -> Self {
-        Self { client, target }
+        Self::with_limits(client, target, Limits::default())
+    }
+
+    pub fn with_limits(client: Client, target: DataApiTarget, limits: Limits) -> Self {
+        Self { client, target, limits }
     }
 
     /// One `ExecuteStatement`: the result rows.
@@ -171,7 +219,95 @@ impl DataApiLedger {
             .set_transaction_id(transaction_id.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| from_sdk(Service::DataApi, operation, &e))
+            .map_err(|e| {
+                crate::metrics::record_ledger_failure();
+                from_sdk(Service::DataApi, operation, &e)
+            })
+    }
+
+    /// One claim statement for a run of the batch (see [`split_by_size`]).
+    async fn claim_run(&self, elements: &[String], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        let rows = self
+            .execute(
+                "claim",
+                CLAIM_SQL,
+                vec![text("batch", json_array(elements)), long("lease_ms", lease.as_millis() as i64)],
+                None,
+            )
+            .await?;
+        if rows.len() != elements.len() {
+            return Err(shape_error("claim"));
+        }
+        rows.iter()
+            .map(|row| {
+                if let Some(token) = field_str(row.get(1)) {
+                    let token = uuid::Uuid::parse_str(&token).map_err(|_| shape_error("claim token"))?;
+                    let previous = field_str(row.get(2));
+                    return Ok(Claim::Claimed {
+                        token,
+                        after_expired_lease: previous.as_deref() == Some(status::SENDING),
+                    });
+                }
+                let previous = field_str(row.get(2));
+                let same_payload = field_bool(row.get(3));
+                Ok(match (previous.as_deref(), same_payload) {
+                    // Inserted by a concurrent claim after this statement's snapshot: its lease
+                    // is at least as long as this one would have been.
+                    (None, _) => Claim::InFlight { lease_remaining: lease },
+                    (Some(_), Some(false)) => Claim::Conflict,
+                    (Some(status::SENT), _) => Claim::AlreadySent,
+                    (Some(s @ (status::REJECTED | status::ABANDONED)), _) => {
+                        Claim::Terminal { status: s.to_owned(), reason: field_str(row.get(4)).unwrap_or_default() }
+                    }
+                    (Some(_), _) => Claim::InFlight { lease_remaining: lease_remaining(row.get(5)) },
+                })
+            })
+            .collect()
+    }
+
+    /// Reads stored payloads back in pieces, a page of pieces per call, so no returned row and no
+    /// response exceeds the Data API's limits whatever the payloads' sizes. `sizes`: each order's
+    /// payload size in bytes. An order whose pieces do not add up (its row changed meanwhile) is
+    /// left out with an error logged; the others are returned.
+    async fn payloads(&self, sizes: &[(String, usize)]) -> Result<HashMap<String, String>, BackendError> {
+        let piece = self.limits.piece_bytes.max(1);
+        let per_page = (self.limits.page_bytes / piece).max(1);
+        let wanted: Vec<(&str, usize)> = sizes
+            .iter()
+            .flat_map(|(id, size)| (0..size.div_ceil(piece).max(1)).map(move |n| (id.as_str(), n)))
+            .collect();
+        let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
+        for page in wanted.chunks(per_page) {
+            let pieces: Vec<serde_json::Value> =
+                page.iter().map(|(id, n)| json!({"order_id": id, "piece": n})).collect();
+            let rows = self
+                .execute(
+                    "payload",
+                    PAYLOAD_PIECES_SQL,
+                    vec![
+                        text("pieces", serde_json::Value::Array(pieces).to_string()),
+                        long("piece_bytes", piece as i64),
+                    ],
+                    None,
+                )
+                .await?;
+            for row in &rows {
+                let id = field_str(row.first()).ok_or_else(|| shape_error("payload"))?;
+                bytes.entry(id).or_default().extend_from_slice(field_blob(row.get(2)).unwrap_or_default());
+            }
+        }
+        let mut out = HashMap::new();
+        for (id, size) in sizes {
+            match bytes.remove(id).map(String::from_utf8) {
+                Some(Ok(text)) if text.len() == *size => {
+                    out.insert(id.clone(), text);
+                }
+                _ => {
+                    tracing::error!(order_id = %id, "stored payload could not be read back whole; order skipped this time")
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn in_transaction(&self, statements: &[String]) -> Result<(), BackendError> {
@@ -247,6 +383,39 @@ fn field_bool(f: Option<&Field>) -> Option<bool> {
     }
 }
 
+fn field_blob(f: Option<&Field>) -> Option<&[u8]> {
+    match f {
+        Some(Field::BlobValue(b)) => Some(b.as_ref()),
+        _ => None,
+    }
+}
+
+/// Splits JSON elements (already serialised) into runs that each fit one request: at most
+/// `max_rows` elements, and at most `max_bytes` once the run's JSON array travels as a JSON string
+/// (quotes and backslashes escaped). An element larger than `max_bytes` on its own gets a run of its
+/// own (the Data API decides; it is never larger than an SQS message). Order is kept.
+fn split_by_size(elements: &[String], max_bytes: usize, max_rows: usize) -> Vec<std::ops::Range<usize>> {
+    let escaped = |s: &str| s.len() + s.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 2);
+    for (i, e) in elements.iter().enumerate() {
+        let size = escaped(e) + 1;
+        if i > start && (bytes + size > max_bytes || i - start >= max_rows.max(1)) {
+            runs.push(start..i);
+            (start, bytes) = (i, 2);
+        }
+        bytes += size;
+    }
+    if start < elements.len() {
+        runs.push(start..elements.len());
+    }
+    runs
+}
+
+fn json_array(elements: &[String]) -> String {
+    format!("[{}]", elements.join(","))
+}
+
 fn lease_remaining(f: Option<&Field>) -> Duration {
     Duration::from_millis(field_i64(f).unwrap_or(0).max(0) as u64)
 }
@@ -315,7 +484,7 @@ impl Ledger for DataApiLedger {
     }
 
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
-        let batch: Vec<serde_json::Value> = orders
+        let elements: Vec<String> = orders
             .iter()
             .enumerate()
             .map(|(ord, o)| {
@@ -323,51 +492,34 @@ impl Ledger for DataApiLedger {
                 let payload: serde_json::Value = serde_json::from_str(&o.payload).unwrap_or(serde_json::Value::Null);
                 json!({"ord": ord, "order_id": o.order_id.as_str(), "payload_sha256": o.payload_sha256,
                        "priority": o.priority.as_str(), "payload": payload})
+                .to_string()
             })
             .collect();
-        let rows = self
-            .execute(
-                "claim",
-                CLAIM_SQL,
-                vec![
-                    text("batch", serde_json::Value::Array(batch).to_string()),
-                    long("lease_ms", lease.as_millis() as i64),
-                ],
-                None,
-            )
-            .await?;
-        if rows.len() != orders.len() {
-            return Err(shape_error("claim"));
-        }
-        rows.iter()
-            .map(|row| {
-                if let Some(token) = field_str(row.get(1)) {
-                    let token = uuid::Uuid::parse_str(&token).map_err(|_| shape_error("claim token"))?;
-                    let previous = field_str(row.get(2));
-                    return Ok(Claim::Claimed {
-                        token,
-                        after_expired_lease: previous.as_deref() == Some(status::SENDING),
-                    });
-                }
-                let previous = field_str(row.get(2));
-                let same_payload = field_bool(row.get(3));
-                Ok(match (previous.as_deref(), same_payload) {
-                    // Inserted by a concurrent claim after this statement's snapshot: its lease
-                    // is at least as long as this one would have been.
-                    (None, _) => Claim::InFlight { lease_remaining: lease },
-                    (Some(_), Some(false)) => Claim::Conflict,
-                    (Some(status::SENT), _) => Claim::AlreadySent,
-                    (Some(s @ (status::REJECTED | status::ABANDONED)), _) => {
-                        Claim::Terminal { status: s.to_owned(), reason: field_str(row.get(4)).unwrap_or_default() }
+        let runs = split_by_size(&elements, self.limits.request_bytes, self.limits.rows_per_request);
+        let mut claims = Vec::with_capacity(orders.len());
+        let mut first_error = None;
+        for run in &runs {
+            // Each run is claimed on its own: a run that fails leaves the others claimed.
+            match self.claim_run(&elements[run.clone()], lease).await {
+                Ok(mut c) => claims.append(&mut c),
+                Err(e) => {
+                    if runs.len() > 1 {
+                        tracing::error!(error = %e, orders = run.len(), "claiming part of a large batch failed; only those orders are retried");
                     }
-                    (Some(_), _) => Claim::InFlight { lease_remaining: lease_remaining(row.get(5)) },
-                })
-            })
-            .collect()
+                    claims.extend(run.clone().map(|_| Claim::Unavailable { error: e.to_string() }));
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            // Nothing was claimed: the caller sees the error itself.
+            Some(e) if claims.iter().all(|c| matches!(c, Claim::Unavailable { .. })) => Err(e),
+            _ => Ok(claims),
+        }
     }
 
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
-        let batch: Vec<serde_json::Value> = recordings
+        let elements: Vec<String> = recordings
             .iter()
             .enumerate()
             .map(|(ord, r)| {
@@ -380,15 +532,23 @@ impl Ledger for DataApiLedger {
                 json!({"ord": ord, "order_id": r.order_id.as_str(), "token": r.token.to_string(),
                        "status": st, "ses_message_id": message_id, "last_error": error,
                        "released": matches!(r.outcome, Outcome::Released { .. })})
+                .to_string()
             })
             .collect();
-        let rows = self
-            .execute("record", RECORD_SQL, vec![text("batch", serde_json::Value::Array(batch).to_string())], None)
-            .await?;
-        if rows.len() != recordings.len() {
-            return Err(shape_error("record"));
+        // Recording is idempotent, so a failed run fails the call and the caller's retry repeats
+        // the runs that did commit harmlessly.
+        let mut applied = Vec::with_capacity(recordings.len());
+        for run in split_by_size(&elements, self.limits.request_bytes, self.limits.rows_per_request) {
+            let batch = json_array(&elements[run.clone()]);
+            let rows = self.execute("record", RECORD_SQL, vec![text("batch", batch)], None).await?;
+            if rows.len() != run.len() {
+                return Err(shape_error("record"));
+            }
+            for row in &rows {
+                applied.push(field_bool(row.get(1)).ok_or_else(|| shape_error("record"))?);
+            }
         }
-        rows.iter().map(|row| field_bool(row.get(1)).ok_or_else(|| shape_error("record"))).collect()
+        Ok(applied)
     }
 
     async fn stats(&self) -> Result<LedgerStats, BackendError> {
@@ -430,6 +590,8 @@ impl Ledger for DataApiLedger {
             updated_at: ms(7).ok_or_else(|| shape_error("status"))?,
             sent_at: ms(8),
             lease_until: ms(9),
+            parked_at: ms(10),
+            parked_note: field_str(row.get(11)),
         }))
     }
 
@@ -442,16 +604,26 @@ impl Ledger for DataApiLedger {
                 None,
             )
             .await?;
-        rows.iter()
+        let found: Vec<(String, String, i64, usize)> = rows
+            .iter()
             .map(|row| {
-                Ok(StuckOrder {
-                    order_id: field_str(row.first()).ok_or_else(|| shape_error("stuck"))?,
-                    status: field_str(row.get(1)).ok_or_else(|| shape_error("stuck"))?,
-                    attempts: field_i64(row.get(2)).unwrap_or(0),
-                    payload: field_str(row.get(3)).ok_or_else(|| shape_error("stuck"))?,
-                })
+                Ok((
+                    field_str(row.first()).ok_or_else(|| shape_error("stuck"))?,
+                    field_str(row.get(1)).ok_or_else(|| shape_error("stuck"))?,
+                    field_i64(row.get(2)).unwrap_or(0),
+                    field_i64(row.get(3)).ok_or_else(|| shape_error("stuck"))?.max(0) as usize,
+                ))
             })
-            .collect()
+            .collect::<Result<_, BackendError>>()?;
+        let sizes: Vec<(String, usize)> = found.iter().map(|(id, _, _, size)| (id.clone(), *size)).collect();
+        let mut payloads = self.payloads(&sizes).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(order_id, status, attempts, _)| {
+                let payload = payloads.remove(&order_id)?;
+                Some(StuckOrder { order_id, status, attempts, payload })
+            })
+            .collect())
     }
 
     async fn abandon(&self, order_ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
@@ -477,18 +649,40 @@ impl Ledger for DataApiLedger {
 
     async fn release(&self, order_id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
         let rows = self.execute("release", RELEASE_SQL, vec![text("order_id", order_id.as_str())], None).await?;
-        rows.first()
-            .map(|row| {
-                Ok(StuckOrder {
-                    order_id: field_str(row.first()).ok_or_else(|| shape_error("release"))?,
-                    status: field_str(row.get(1)).ok_or_else(|| shape_error("release"))?,
-                    attempts: field_i64(row.get(2)).unwrap_or(0),
-                    payload: field_str(row.get(3)).ok_or_else(|| shape_error("release"))?,
-                })
-            })
-            .transpose()
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let id = field_str(row.first()).ok_or_else(|| shape_error("release"))?;
+        let size = field_i64(row.get(3)).ok_or_else(|| shape_error("release"))?.max(0) as usize;
+        let payload = self
+            .payloads(&[(id.clone(), size)])
+            .await?
+            .remove(&id)
+            .ok_or_else(|| BackendError::transient(format!("the stored payload of {id} could not be read back")))?;
+        Ok(Some(StuckOrder {
+            order_id: id,
+            status: field_str(row.get(1)).ok_or_else(|| shape_error("release"))?,
+            attempts: field_i64(row.get(2)).unwrap_or(0),
+            payload,
+        }))
+    }
+
+    async fn park(&self, order_id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
+        let out = self
+            .execute_output("park", PARK_SQL, vec![text("order_id", order_id.as_str()), text("note", note)], None)
+            .await?;
+        if out.number_of_records_updated < 1 {
+            return Ok(None);
+        }
+        self.order_state(order_id).await
     }
 }
+
+/// Parks an abandoned order (docs/design.md, Operations): it stays abandoned, out of the
+/// unconfirmed count.
+const PARK_SQL: &str = "\
+UPDATE order_confirmations SET parked_at = now(), parked_note = :note
+WHERE order_id = :order_id AND status = 'abandoned'";
 
 #[cfg(test)]
 mod tests {
@@ -497,7 +691,23 @@ mod tests {
         let stmts = super::statements(super::MIGRATIONS[0].1);
         assert_eq!(stmts.len(), 3);
         assert_eq!(super::statements(super::MIGRATIONS[1].1).len(), 1);
-        assert!(stmts[0].starts_with("CREATE TABLE order_confirmations"));
+        assert!(stmts[0].starts_with("CREATE TABLE IF NOT EXISTS order_confirmations"));
+        assert_eq!(super::statements(super::MIGRATIONS[2].1).len(), 2);
         assert!(stmts.iter().all(|s| !s.ends_with(';')));
+    }
+
+    #[test]
+    fn a_batch_that_fits_is_one_request_and_a_large_one_is_split_in_order() {
+        let small: Vec<String> = (0..50).map(|i| format!("{{\"ord\":{i}}}")).collect();
+        assert_eq!(super::split_by_size(&small, 3 << 20, 500), vec![0..50]);
+        // Quotes are escaped on the way: 10 elements of 100 bytes with 20 quotes each take 1,210
+        // bytes plus the brackets, so 1,000 bytes hold 8 of them.
+        let quoted: Vec<String> = (0..10).map(|_| format!("{}{}", "\"".repeat(20), "x".repeat(80))).collect();
+        assert_eq!(super::split_by_size(&quoted, 1_000, 500), vec![0..8, 8..10]);
+        assert_eq!(super::split_by_size(&small, 3 << 20, 20), vec![0..20, 20..40, 40..50]);
+        // An element over the budget on its own still travels, alone.
+        let big = vec!["x".repeat(10), "y".repeat(5_000), "z".repeat(10)];
+        assert_eq!(super::split_by_size(&big, 1_000, 500), vec![0..1, 1..2, 2..3]);
+        assert!(super::split_by_size(&[], 1_000, 500).is_empty());
     }
 }

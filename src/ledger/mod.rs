@@ -1,5 +1,5 @@
 //! The ledger: one row per order, the single source of truth for "was this order confirmed"
-//! (DESIGN §3). It makes redelivery safe (claim before send) and keeps a stale invocation from
+//! (docs/design.md, "The ledger"). It makes redelivery safe (claim before send) and keeps a stale invocation from
 //! overwriting a newer one (record only where the claim token still matches).
 //!
 //! Two implementations honour the same contract and run the same contract tests:
@@ -58,6 +58,9 @@ pub enum Claim {
     Conflict,
     /// Refused for good earlier (by the mail provider or by reconciliation's bound).
     Terminal { status: String, reason: String },
+    /// This order's part of the claim failed (a backend that splits a large batch into several
+    /// requests lost one of them): not claimed, retry later. The rest of the batch is unaffected.
+    Unavailable { error: String },
 }
 
 /// The result of one send attempt, written by the record step.
@@ -106,9 +109,15 @@ pub struct OrderState {
     pub sent_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub lease_until: Option<OffsetDateTime>,
+    /// When a person parked this abandoned order (took it over): it no longer counts as
+    /// unconfirmed. `None` when nobody has.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub parked_at: Option<OffsetDateTime>,
+    /// What the person wrote when parking it (a ticket, who handles it).
+    pub parked_note: Option<String>,
 }
 
-/// Statistics for one priority (DESIGN §6).
+/// Statistics for one priority.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct PriorityStats {
     pub priority: String,
@@ -200,8 +209,33 @@ pub trait Ledger: Send + Sync {
     async fn release(&self, order_id: &OrderId) -> Result<Option<StuckOrder>, BackendError>;
 
     /// Orders first seen more than `grace` ago and still not confirmed (`sending`, `failed`,
-    /// `abandoned`).
+    /// `abandoned`), except those a person parked.
     async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError>;
+
+    /// A person took over an `abandoned` order (`note` says who or which ticket): it stays
+    /// abandoned but leaves the unconfirmed count, so the UnconfirmedOrders alarm can return to OK
+    /// and page again for the next order. Parking again replaces the note. `retry` (release) clears
+    /// it. Returns the parked order's state, or `None` when the order is not abandoned.
+    async fn park(&self, order_id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError>;
+}
+
+/// The longest note `park` keeps: enough for a ticket reference and a name.
+pub const PARK_NOTE_MAX_CHARS: usize = 200;
+
+/// A park note, checked: not empty, at most [`PARK_NOTE_MAX_CHARS`], no control characters. The
+/// error names the rule and never repeats the note.
+pub fn park_note(note: &str) -> Result<&str, &'static str> {
+    let note = note.trim();
+    if note.is_empty() {
+        return Err("the note is empty: say who handles the order or which ticket tracks it");
+    }
+    if note.chars().count() > PARK_NOTE_MAX_CHARS {
+        return Err("the note is longer than 200 characters");
+    }
+    if note.chars().any(char::is_control) {
+        return Err("the note contains control characters");
+    }
+    Ok(note)
 }
 
 /// Turns raw per-priority numbers into the reported shape, filling absent statuses with zero.
@@ -227,6 +261,14 @@ pub(crate) fn priority_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn park_notes_must_say_something_short_and_printable() {
+        assert_eq!(park_note("  OPS-123 (alice)  "), Ok("OPS-123 (alice)"));
+        assert!(park_note("   ").unwrap_err().contains("empty"));
+        assert!(park_note(&"x".repeat(201)).unwrap_err().contains("200"));
+        assert!(park_note("ticket\u{1b}[2J").unwrap_err().contains("control"));
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

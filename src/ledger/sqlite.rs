@@ -20,6 +20,7 @@ use uuid::Uuid;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_order_confirmations", include_str!("../../migrations/sqlite/0001_order_confirmations.sql")),
     ("0002_order_confirmation_status", include_str!("../../migrations/sqlite/0002_order_confirmation_status.sql")),
+    ("0003_parked_orders", include_str!("../../migrations/sqlite/0003_parked_orders.sql")),
 ];
 
 pub struct SqliteLedger {
@@ -268,7 +269,7 @@ impl Ledger for SqliteLedger {
         self.with_conn(move |conn| {
             conn.query_row(
                 "SELECT order_id, status, priority, attempts, last_error, ses_message_id, first_seen_at, updated_at, \
-                 sent_at, lease_until FROM order_confirmations WHERE order_id = ?1",
+                 sent_at, lease_until, parked_at, parked_note FROM order_confirmations WHERE order_id = ?1",
                 [id],
                 |r| {
                     Ok(OrderState {
@@ -282,6 +283,8 @@ impl Ledger for SqliteLedger {
                         updated_at: from_ms(r.get(7)?),
                         sent_at: r.get::<_, Option<i64>>(8)?.map(from_ms),
                         lease_until: r.get::<_, Option<i64>>(9)?.map(from_ms),
+                        parked_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
+                        parked_note: r.get(11)?,
                     })
                 },
             )
@@ -340,7 +343,7 @@ impl Ledger for SqliteLedger {
             let (count, oldest): (i64, Option<i64>) = conn
                 .query_row(
                     "SELECT COUNT(*), MIN(first_seen_at) FROM order_confirmations \
-                     WHERE status IN ('sending', 'failed', 'abandoned') AND first_seen_at <= ?1",
+                     WHERE status IN ('sending', 'failed', 'abandoned') AND parked_at IS NULL AND first_seen_at <= ?1",
                     [now - grace.as_millis() as i64],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
@@ -354,7 +357,7 @@ impl Ledger for SqliteLedger {
         let id = order_id.as_str().to_owned();
         self.with_conn(move |conn| {
             conn.query_row(
-                "UPDATE order_confirmations SET status = 'failed', attempts = 0, \
+                "UPDATE order_confirmations SET status = 'failed', attempts = 0, parked_at = NULL, parked_note = NULL, \
                  last_error = 'released for retry (was ' || status || ': ' || COALESCE(last_error, '') || ')', \
                  updated_at = ?2 WHERE order_id = ?1 AND status IN ('abandoned', 'rejected') \
                  RETURNING order_id, status, attempts, payload",
@@ -365,5 +368,24 @@ impl Ledger for SqliteLedger {
             .map_err(sql_error)
         })
         .await
+    }
+
+    async fn park(&self, order_id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
+        let id = order_id.as_str().to_owned();
+        let note = note.to_owned();
+        let parked = self
+            .with_conn(move |conn| {
+                conn.execute(
+                    "UPDATE order_confirmations SET parked_at = ?2, parked_note = ?3 \
+                     WHERE order_id = ?1 AND status = 'abandoned'",
+                    params![id, now_ms(), note],
+                )
+                .map_err(sql_error)
+            })
+            .await?;
+        if parked == 0 {
+            return Ok(None);
+        }
+        self.order_state(order_id).await
     }
 }

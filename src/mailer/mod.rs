@@ -1,6 +1,6 @@
 //! Mailers: where a rendered confirmation goes. [`outbox::OutboxMailer`] writes `.eml` files (the
 //! embedded default); [`ses::SesMailer`] sends through Amazon SES v2 in production. Each
-//! classifies its own errors (DESIGN §5), so the pipeline only sees [`BackendError`]s.
+//! classifies its own errors (`crate::error`), so the pipeline only sees [`BackendError`]s.
 
 pub mod outbox;
 pub mod ses;

@@ -233,4 +233,7 @@ impl Ledger for FlakyRecordLedger {
     async fn release(&self, id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
         self.inner.release(id).await
     }
+    async fn park(&self, id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
+        self.inner.park(id, note).await
+    }
 }

@@ -8,7 +8,7 @@
 use super::faults::FaultProxy;
 use aws_config::{BehaviorVersion, SdkConfig};
 use order_confirmation::ledger::Ledger;
-use order_confirmation::ledger::data_api::{DataApiLedger, DataApiTarget};
+use order_confirmation::ledger::data_api::{DataApiLedger, DataApiTarget, Limits};
 use order_confirmation::mailer::ses::SesMailer;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,21 +128,26 @@ impl Services {
 
     /// The production Data API ledger, built by the production client builder, migrated.
     pub async fn ledger(&self) -> Arc<DataApiLedger> {
-        let client = order_confirmation::aws::rds_data_client(&self.sdk(self.data_api_url()).await);
-        let ledger = Arc::new(DataApiLedger::new(
-            client,
-            DataApiTarget {
-                cluster_arn: CLUSTER_ARN.into(),
-                secret_arn: SECRET_ARN.into(),
-                database: self.database.clone(),
-            },
-        ));
+        self.ledger_at(self.data_api_url(), Limits::default()).await
+    }
+
+    /// The same ledger reaching the Data API at `endpoint` (a fault proxy in front of it) and
+    /// splitting its requests by `limits`.
+    pub async fn ledger_at(&self, endpoint: String, limits: Limits) -> Arc<DataApiLedger> {
+        let client = order_confirmation::aws::rds_data_client(&self.sdk(endpoint).await);
+        let target = DataApiTarget {
+            cluster_arn: CLUSTER_ARN.into(),
+            secret_arn: SECRET_ARN.into(),
+            database: self.database.clone(),
+        };
+        let ledger = Arc::new(DataApiLedger::with_limits(client, target, limits));
         ledger.migrate().await.expect("migrate through the Data API");
         ledger
     }
 
     pub async fn mailer(&self) -> Arc<SesMailer> {
-        let client = order_confirmation::aws::sesv2_client(&self.sdk(self.ses_url()).await, std::time::Duration::from_secs(15));
+        let client =
+            order_confirmation::aws::sesv2_client(&self.sdk(self.ses_url()).await, std::time::Duration::from_secs(15));
         Arc::new(SesMailer::new(client, SENDER, Some("order-confirmations".into())))
     }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,10 @@ pub struct Config {
     pub transaction_timeout: Duration,
     /// ExecuteStatement responses larger than this fail (AWS: 1 MiB).
     pub max_response_bytes: usize,
+    /// A returned row whose values take more than this fails the call (AWS: 64 KB per row).
+    pub max_row_bytes: usize,
+    /// Requests larger than this, headers and JSON included, are refused unprocessed (AWS: 4 MiB).
+    pub max_request_bytes: usize,
     /// `formattedRecords` larger than this fail (AWS: 10 MB).
     pub max_formatted_records_bytes: usize,
     /// Faults active from the start.
@@ -66,6 +70,8 @@ impl Config {
             statement_timeout: Duration::from_secs(45),
             transaction_timeout: Duration::from_secs(180),
             max_response_bytes: 1024 * 1024,
+            max_row_bytes: 64 * 1024,
+            max_request_bytes: 4 * 1024 * 1024,
             max_formatted_records_bytes: 10 * 1024 * 1024,
             faults: Faults::default(),
         }
@@ -140,30 +146,53 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The Data API's operations: path, and the operation name `/_stats` counts them under.
+const ROUTES: [(&str, &str); 6] = [
+    ("/Execute", "ExecuteStatement"),
+    ("/BatchExecute", "BatchExecuteStatement"),
+    ("/BeginTransaction", "BeginTransaction"),
+    ("/CommitTransaction", "CommitTransaction"),
+    ("/RollbackTransaction", "RollbackTransaction"),
+    ("/ExecuteSql", "ExecuteSql"),
+];
+
 fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/Execute", post(|s: State<AppState>, b: Bytes| data_api(s, b, "ExecuteStatement")))
-        .route("/BatchExecute", post(|s: State<AppState>, b: Bytes| data_api(s, b, "BatchExecuteStatement")))
-        .route("/BeginTransaction", post(|s: State<AppState>, b: Bytes| data_api(s, b, "BeginTransaction")))
-        .route("/CommitTransaction", post(|s: State<AppState>, b: Bytes| data_api(s, b, "CommitTransaction")))
-        .route("/RollbackTransaction", post(|s: State<AppState>, b: Bytes| data_api(s, b, "RollbackTransaction")))
-        .route("/ExecuteSql", post(|s: State<AppState>, b: Bytes| data_api(s, b, "ExecuteSql")))
+    let mut router = Router::new();
+    for (path, op) in ROUTES {
+        router =
+            router.route(path, post(move |s: State<AppState>, h: HeaderMap, b: Bytes| data_api(s, h, b, path, op)));
+    }
+    router
         .route("/_faults", get(get_faults).post(set_faults).delete(clear_faults))
         .route("/_stats", get(get_stats).delete(reset_stats))
         .route("/_stats/reset", post(reset_stats))
         .fallback(|| async { ApiError::UnknownOperation("Unknown operation".into()) })
-        // The service accepts requests up to 4 MiB; the check is ours so the error has the
-        // service's shape instead of a bare 413.
+        // The service accepts requests up to 4 MiB; the check is ours (`Config::max_request_bytes`)
+        // so the error has the service's shape instead of a bare 413.
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state)
 }
 
-const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// The size of a request as the service counts it for its 4 MiB limit: "the HTTP headers and the
+/// JSON notation" (BatchExecuteStatement reference). Request line and header lines are counted
+/// as they travel (`name: value` plus CRLF), the body as sent.
+fn request_bytes(headers: &HeaderMap, body: &[u8], path: &str) -> usize {
+    let request_line = "POST  HTTP/1.1\r\n".len() + path.len();
+    let header_lines: usize = headers.iter().map(|(k, v)| k.as_str().len() + 2 + v.len() + 2).sum();
+    request_line + header_lines + 2 + body.len()
+}
 
-async fn data_api(State(state): State<AppState>, body: Bytes, op: &'static str) -> Response {
+async fn data_api(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    path: &'static str,
+    op: &'static str,
+) -> Response {
     *lock(&state.stats).entry(op).or_insert(0) += 1;
     let started = Instant::now();
-    let result = handle(&state, op, &body).await;
+    let size = request_bytes(&headers, &body, path);
+    let result = handle(&state, op, &body, size).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(v) => {
@@ -203,12 +232,15 @@ async fn apply_faults(state: &AppState, arn: Option<&str>) -> Result<(), ApiErro
     Ok(())
 }
 
-async fn handle(state: &AppState, op: &'static str, body: &[u8]) -> Result<Value, ApiError> {
+async fn handle(state: &AppState, op: &'static str, body: &[u8], request_bytes: usize) -> Result<Value, ApiError> {
     let parsed: Result<Value, _> = serde_json::from_slice(if body.is_empty() { b"{}" } else { body });
     let arn = parsed.as_ref().ok().and_then(|v| v.get("resourceArn")).and_then(Value::as_str).map(str::to_owned);
     apply_faults(state, arn.as_deref()).await?;
-    if body.len() > MAX_REQUEST_BYTES {
-        return Err(ApiError::BadRequest("Request size exceeds the 4 MiB limit of the Data API".into()));
+    let limit = state.db.config.max_request_bytes;
+    if request_bytes > limit {
+        return Err(ApiError::BadRequest(format!(
+            "Request size {request_bytes} bytes exceeds the Data API's limit of {limit} bytes (headers and JSON included)"
+        )));
     }
     let v = parsed.map_err(|e| ApiError::Serialization(format!("Malformed request body: {e}")))?;
     let Value::Object(obj) = v else {

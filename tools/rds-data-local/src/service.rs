@@ -17,8 +17,14 @@ use crate::decode::{self, Cell, ResultOptions, TableColumnInfo};
 use crate::error::ApiError;
 use crate::sqlparse::{Rewritten, rewrite};
 
-/// What the real service answers for a result over its size limit.
-pub const RESPONSE_TOO_LARGE: &str = "Database returned more than the allowed response size limit";
+/// What the service answers for a result over its 1 MiB response limit: the model's
+/// UnsupportedResultException ("The size was too large") with the message the Aurora user guide's
+/// troubleshooting page is titled with.
+pub const RESPONSE_TOO_LARGE: &str = "Database response exceeded size limit";
+/// What the service answers for a returned row over its 64 KB row limit (same sources).
+pub const ROW_TOO_LARGE: &str = "Packet for query is too large";
+/// The model's limit on the `sql` member (`SqlStatement`, max 65536).
+pub const MAX_SQL_CHARS: usize = 65536;
 
 /// A transaction's dedicated connection.
 pub struct TxEntry {
@@ -202,6 +208,7 @@ impl Db {
     }
 
     pub async fn execute(&self, input: ExecInput) -> Result<Value, ApiError> {
+        check_sql_length(&input.sql)?;
         let stmts = rewrite(&input.sql);
         if stmts.is_empty() {
             return Err(ApiError::BadRequest("The SQL statement is empty.".into()));
@@ -213,14 +220,16 @@ impl Db {
         let opts = input.result_opts;
         let include_metadata = input.include_metadata && !input.format_json;
         let format_json = input.format_json;
-        let max_formatted = self.config.max_formatted_records_bytes;
+        let limits = ResponseLimits {
+            max_formatted: self.config.max_formatted_records_bytes,
+            max_row: self.config.max_row_bytes,
+        };
         let body = self
             .run_with_timeout(conn, input.continue_after_timeout, move |conn| async move {
                 let res = execute_on(&conn, &stmts, &values).await;
                 let res = match res {
                     Ok(out) => {
-                        build_execute_response(conn.client(), out, include_metadata, format_json, opts, max_formatted)
-                            .await
+                        build_execute_response(conn.client(), out, include_metadata, format_json, opts, limits).await
                     }
                     Err(e) => Err(e),
                 };
@@ -229,12 +238,13 @@ impl Db {
             .await?;
         let bytes = serde_json::to_vec(&body).map_err(|_| ApiError::InternalServerError)?;
         if !input.format_json && bytes.len() > self.config.max_response_bytes {
-            return Err(ApiError::BadRequest(RESPONSE_TOO_LARGE.into()));
+            return Err(ApiError::UnsupportedResult(RESPONSE_TOO_LARGE.into()));
         }
         Ok(body)
     }
 
     pub async fn batch_execute(&self, input: BatchInput) -> Result<Value, ApiError> {
+        check_sql_length(&input.sql)?;
         let stmts = rewrite(&input.sql);
         if stmts.is_empty() {
             return Err(ApiError::BadRequest("The SQL statement is empty.".into()));
@@ -320,6 +330,47 @@ impl Db {
             let _ = g.client.simple_query("ROLLBACK").await;
         }
     }
+}
+
+fn check_sql_length(sql: &str) -> Result<(), ApiError> {
+    let chars = sql.chars().count();
+    if chars > MAX_SQL_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "Number of characters in SQLStatement is {chars}, longer than {MAX_SQL_CHARS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Size limits applied while a result is built.
+#[derive(Debug, Clone, Copy)]
+struct ResponseLimits {
+    /// `formattedRecords` (AWS: 10 MB).
+    max_formatted: usize,
+    /// One row's values (AWS: 64 KB).
+    max_row: usize,
+}
+
+/// A row's size as the database returns it: the bytes of its values (text as UTF-8, bytea raw,
+/// 8 per number, 1 per boolean), not their JSON rendering.
+fn row_bytes(cells: &[Cell]) -> usize {
+    fn strings<'a>(v: impl Iterator<Item = &'a Option<String>>) -> usize {
+        v.map(|s| s.as_ref().map_or(0, String::len)).sum()
+    }
+    cells
+        .iter()
+        .map(|c| match c {
+            Cell::Null => 0,
+            Cell::Bool(_) => 1,
+            Cell::Long(_) | Cell::Double(_) => 8,
+            Cell::Str(s) => s.len(),
+            Cell::Blob(b) => b.len(),
+            Cell::Array(decode::ArrayCell::Longs(v)) => 8 * v.len(),
+            Cell::Array(decode::ArrayCell::Doubles(v)) => 8 * v.len(),
+            Cell::Array(decode::ArrayCell::Bools(v)) => v.len(),
+            Cell::Array(decode::ArrayCell::Strings(v)) => strings(v.iter()),
+        })
+        .sum()
 }
 
 fn bind_map(params: &[NamedBind]) -> HashMap<&str, &Bind> {
@@ -458,7 +509,7 @@ async fn build_execute_response(
     include_metadata: bool,
     format_json: bool,
     opts: ResultOptions,
-    max_formatted: usize,
+    limits: ResponseLimits,
 ) -> Result<Value, ApiError> {
     let mut resp = Map::new();
     let columns = out.statement.columns();
@@ -482,6 +533,9 @@ async fn build_execute_response(
             })?;
             cells.push(decode::decode(col.type_(), raw.0, opts)?);
         }
+        if row_bytes(&cells) > limits.max_row {
+            return Err(ApiError::UnsupportedResult(ROW_TOO_LARGE.into()));
+        }
         decoded.push(cells);
     }
     if format_json {
@@ -503,8 +557,8 @@ async fn build_execute_response(
             s.push('}');
         }
         s.push(']');
-        if s.len() > max_formatted {
-            return Err(ApiError::BadRequest(RESPONSE_TOO_LARGE.into()));
+        if s.len() > limits.max_formatted {
+            return Err(ApiError::UnsupportedResult(RESPONSE_TOO_LARGE.into()));
         }
         resp.insert("formattedRecords".into(), Value::String(s));
         return Ok(Value::Object(resp));

@@ -501,17 +501,96 @@ async fn statements_over_the_time_limit_answer_statement_timeout() {
 }
 
 #[tokio::test]
-async fn responses_over_one_mebibyte_fail_with_the_service_error() {
+async fn responses_over_one_mebibyte_fail_with_unsupported_result() {
     let e = env().await;
-    e.run("SELECT repeat('x', 400000)").await;
+    // 20 rows of 60,000 bytes: every row is under the row limit, the response is not.
+    e.run("SELECT repeat('x', 60000) FROM generate_series(1, 16)").await;
     let err = e
-        .exec("SELECT repeat('x', 400000) FROM generate_series(1, 3)")
+        .exec("SELECT repeat('x', 60000) FROM generate_series(1, 20)")
         .send()
         .await
         .expect_err("1.2 MB of records")
         .into_service_error();
+    let ExecuteStatementError::UnsupportedResultException(u) = err else { panic!("{err:?}") };
+    assert_eq!(u.message(), Some("Database response exceeded size limit"));
+}
+
+#[tokio::test]
+async fn a_row_over_64_kb_fails_with_unsupported_result_even_when_the_response_fits() {
+    let e = env().await;
+    e.run("SELECT repeat('x', 65536)").await;
+    for sql in [
+        "SELECT repeat('x', 65537)",
+        // Counted in bytes as the database returns them: 32,769 two-byte characters.
+        "SELECT repeat('é', 32769)",
+        // The row's values add up, whichever columns they are in.
+        "SELECT repeat('x', 40000), repeat('y', 40000)",
+        "SELECT decode(repeat('ff', 65537), 'hex')",
+    ] {
+        let err = e.exec(sql).send().await.expect_err(sql).into_service_error();
+        let ExecuteStatementError::UnsupportedResultException(u) = err else { panic!("{sql}: {err:?}") };
+        assert_eq!(u.message(), Some("Packet for query is too large"), "{sql}");
+    }
+    // formatRecordsAs JSON has the same row limit.
+    let err = e
+        .exec("SELECT repeat('x', 65537) AS big")
+        .format_records_as(RecordsFormatType::Json)
+        .send()
+        .await
+        .expect_err("row too large as JSON")
+        .into_service_error();
+    assert!(matches!(err, ExecuteStatementError::UnsupportedResultException(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn requests_over_four_mebibytes_are_refused_before_running() {
+    let e = env().await;
+    e.run("CREATE TABLE big (v text)").await;
+    let under = "x".repeat(4 * 1024 * 1024 - 4096);
+    let out = e
+        .exec("INSERT INTO big VALUES (:v)")
+        .parameters(param("v", s(&under)))
+        .send()
+        .await
+        .expect("a request just under 4 MiB runs");
+    assert_eq!(out.number_of_records_updated(), 1);
+    let over = "x".repeat(4 * 1024 * 1024);
+    let err = e
+        .exec("INSERT INTO big VALUES (:v)")
+        .parameters(param("v", s(&over)))
+        .send()
+        .await
+        .expect_err("over 4 MiB")
+        .into_service_error();
     let ExecuteStatementError::BadRequestException(b) = err else { panic!("{err:?}") };
-    assert_eq!(b.message(), Some("Database returned more than the allowed response size limit"));
+    assert!(b.message().unwrap_or_default().contains("exceeds the Data API's limit"), "{b:?}");
+    let count = e.run("SELECT count(*) FROM big").await;
+    assert_eq!(row(&count), vec![Field::LongValue(1)], "the refused request did not run");
+}
+
+#[tokio::test]
+async fn the_request_limit_counts_headers_as_well_as_the_body() {
+    let e = env_with(|c| c.max_request_bytes = 2_000).await;
+    let body = |pad: usize| {
+        json!({"resourceArn": ARN, "secretArn": SECRET, "sql": format!("SELECT 1 -- {}", "x".repeat(pad))}).to_string()
+    };
+    let (status, _, _) = e.http("POST", "/Execute", &body(1_000)).await;
+    assert_eq!(status, 200);
+    // The body alone is under 2,000 bytes; with the request line and headers it is over.
+    let near = body(1_930 - body(0).len());
+    assert!(near.len() < 2_000, "{}", near.len());
+    let (status, head, _) = e.http("POST", "/Execute", &near).await;
+    assert_eq!(status, 400);
+    assert!(head.to_ascii_lowercase().contains("x-amzn-errortype: badrequestexception"), "{head}");
+}
+
+#[tokio::test]
+async fn sql_over_65536_characters_is_a_bad_request() {
+    let e = env().await;
+    let sql = format!("SELECT 1 -- {}", "x".repeat(65536));
+    let err = e.exec(&sql).send().await.expect_err("sql too long").into_service_error();
+    let ExecuteStatementError::BadRequestException(b) = err else { panic!("{err:?}") };
+    assert!(b.message().unwrap_or_default().contains("longer than 65536"), "{b:?}");
 }
 
 #[tokio::test]

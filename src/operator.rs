@@ -1,0 +1,236 @@
+//! Operator requests (docs/design.md, Operations): what the on-call engineer asks the deployed
+//! service through `aws lambda invoke` on the operator function, with no Rust build at 3 a.m.
+//!
+//! The payload is one small JSON object, `{"operator": VERB, …}`:
+//!
+//! | verb | fields | changes state |
+//! |---|---|---|
+//! | `stats` | – | no |
+//! | `status` | `order_id` | no |
+//! | `config` | – | no |
+//! | `reconcile` | – | yes: re-sends stuck orders, abandons past the bound |
+//! | `retry` | `order_id` | yes: releases an abandoned or rejected order and re-sends it |
+//! | `park` | `order_id`, `note` | yes: marks an abandoned order as taken over by a person |
+//! | `migrate` | – | yes: applies pending schema migrations |
+//!
+//! Parsing is pure ([`Request::parse`]); a request that does not parse is refused with the rule
+//! it broke, never with the rejected value.
+
+use crate::config::Config;
+use crate::ledger::park_note;
+use crate::order::OrderId;
+use crate::pipeline::Pipeline;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// One operator request, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Stats,
+    Status { order_id: OrderId },
+    Config,
+    Reconcile,
+    Retry { order_id: OrderId },
+    Park { order_id: OrderId, note: String },
+    Migrate,
+}
+
+/// Every verb, in the order the help text lists them.
+pub const VERBS: &[&str] = &["stats", "status", "config", "reconcile", "retry", "park", "migrate"];
+
+/// Is this payload meant as an operator request (whether or not it is a valid one)?
+pub fn is_operator_request(payload: &Value) -> bool {
+    payload.get("operator").is_some()
+}
+
+impl Request {
+    /// Reads `{"operator": VERB, …}`. Errors name the field and the rule.
+    pub fn parse(payload: &Value) -> Result<Self, String> {
+        let Some(object) = payload.as_object() else {
+            return Err("an operator request is a JSON object such as {\"operator\": \"stats\"}".into());
+        };
+        let verb = object.get("operator").and_then(Value::as_str).unwrap_or_default();
+        let allowed: &[&str] = match verb {
+            "stats" | "config" | "reconcile" | "migrate" => &["operator"],
+            "status" | "retry" => &["operator", "order_id"],
+            "park" => &["operator", "order_id", "note"],
+            _ => return Err(format!("operator: must be one of {}", VERBS.join(", "))),
+        };
+        if let Some(extra) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let known = extra.chars().all(|c| c.is_ascii_lowercase() || c == '_') && extra.len() <= 32;
+            let name = if known { format!("field {extra}") } else { "a field".to_owned() };
+            return Err(format!("{name} is not part of the {verb} request (it takes: {})", allowed.join(", ")));
+        }
+        let order_id = || -> Result<OrderId, String> {
+            let raw = object.get("order_id").and_then(Value::as_str).ok_or("order_id: is missing or not a string")?;
+            OrderId::parse(raw).map_err(|e| e.to_string())
+        };
+        Ok(match verb {
+            "stats" => Self::Stats,
+            "config" => Self::Config,
+            "reconcile" => Self::Reconcile,
+            "migrate" => Self::Migrate,
+            "status" => Self::Status { order_id: order_id()? },
+            "retry" => Self::Retry { order_id: order_id()? },
+            _ => {
+                let order_id = order_id()?;
+                let note = object.get("note").and_then(Value::as_str).ok_or("note: is missing or not a string")?;
+                let note = park_note(note).map_err(|rule| format!("note: {rule}"))?.to_owned();
+                Self::Park { order_id, note }
+            }
+        })
+    }
+
+    /// Whether the request changes state (logged at WARN with the verb, so the log group shows who
+    /// changed what when; read-only requests log at INFO).
+    pub fn changes_state(&self) -> bool {
+        !matches!(self, Self::Stats | Self::Status { .. } | Self::Config)
+    }
+
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Stats => "stats",
+            Self::Status { .. } => "status",
+            Self::Config => "config",
+            Self::Reconcile => "reconcile",
+            Self::Retry { .. } => "retry",
+            Self::Park { .. } => "park",
+            Self::Migrate => "migrate",
+        }
+    }
+}
+
+/// What the operator function holds to answer requests.
+pub struct Operator<'a> {
+    pub pipeline: &'a Pipeline,
+    pub config: &'a Config,
+    /// Present when queue URLs are configured: queue and DLQ depths in `stats`.
+    pub sqs: Option<&'a aws_sdk_sqs::Client>,
+}
+
+impl Operator<'_> {
+    /// Answers one request. `Err` is a refusal or a failure the caller reports as the invocation's
+    /// error (`aws lambda invoke` shows it with `FunctionError`).
+    pub async fn answer(&self, request: &Request, deadline: Instant) -> Result<Value, String> {
+        let ledger = self.pipeline.ledger();
+        match request {
+            Request::Stats => {
+                let stats = crate::cli::Statistics {
+                    ledger: ledger.stats().await.map_err(|e| format!("reading statistics: {e}"))?,
+                    queues: match self.sqs {
+                        Some(client) => crate::queues::depths(client, &self.config.queue_urls)
+                            .await
+                            .map_err(|e| format!("reading queue depths: {e:#}"))?,
+                        None => Vec::new(),
+                    },
+                };
+                serde_json::to_value(stats).map_err(|e| e.to_string())
+            }
+            Request::Status { order_id } => {
+                let state = ledger.order_state(order_id).await.map_err(|e| format!("reading the order: {e}"))?;
+                Ok(match state {
+                    Some(state) => json!({"found": true, "order": state}),
+                    None => json!({"found": false, "order_id": order_id.as_str(),
+                                   "hint": "not in the ledger: never received, or rejected before it had a valid id"}),
+                })
+            }
+            Request::Config => serde_json::to_value(self.config).map_err(|e| e.to_string()),
+            Request::Reconcile => {
+                let report = crate::reconcile::reconcile(self.pipeline, &self.config.reconcile, deadline)
+                    .await
+                    .map_err(|e| format!("reconcile failed: {e}"))?;
+                serde_json::to_value(report).map_err(|e| e.to_string())
+            }
+            Request::Retry { order_id } => {
+                let Some(order) = ledger.release(order_id).await.map_err(|e| format!("releasing the order: {e}"))?
+                else {
+                    return Err(format!(
+                        "order {order_id} is not abandoned or rejected; {{\"operator\": \"status\"}} shows its state"
+                    ));
+                };
+                let report = crate::reconcile::resend(self.pipeline, &[order], deadline).await;
+                let outcome = report.records.first().map(|r| &r.outcome);
+                Ok(json!({"order_id": order_id.as_str(), "released": true, "outcome": outcome,
+                          "sent": outcome.is_some_and(|o| o.is_success())}))
+            }
+            Request::Park { order_id, note } => match ledger.park(order_id, note).await {
+                Ok(Some(state)) => Ok(json!({"parked": true, "order": state})),
+                Ok(None) => Err(format!(
+                    "order {order_id} is not abandoned: only an order automation gave up on can be parked"
+                )),
+                Err(e) => Err(format!("parking the order: {e}")),
+            },
+            Request::Migrate => {
+                ledger.migrate().await.map_err(|e| format!("migrate failed: {e}"))?;
+                Ok(json!({"migrated": true, "commit": self.config.commit}))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<Request, String> {
+        Request::parse(&v)
+    }
+
+    #[test]
+    fn every_verb_parses_with_its_fields() {
+        let id = || OrderId::parse("ORD-1").unwrap();
+        assert_eq!(parse(json!({"operator": "stats"})), Ok(Request::Stats));
+        assert_eq!(parse(json!({"operator": "config"})), Ok(Request::Config));
+        assert_eq!(parse(json!({"operator": "reconcile"})), Ok(Request::Reconcile));
+        assert_eq!(parse(json!({"operator": "migrate"})), Ok(Request::Migrate));
+        assert_eq!(parse(json!({"operator": "status", "order_id": "ORD-1"})), Ok(Request::Status { order_id: id() }));
+        assert_eq!(parse(json!({"operator": "retry", "order_id": "ORD-1"})), Ok(Request::Retry { order_id: id() }));
+        assert_eq!(
+            parse(json!({"operator": "park", "order_id": "ORD-1", "note": " OPS-7 "})),
+            Ok(Request::Park { order_id: id(), note: "OPS-7".into() })
+        );
+        assert_eq!(VERBS.len(), 7);
+    }
+
+    #[test]
+    fn only_the_verbs_that_say_so_change_state() {
+        let id = OrderId::parse("A").unwrap();
+        let read_only = [Request::Stats, Request::Status { order_id: id.clone() }, Request::Config];
+        assert!(read_only.iter().all(|r| !r.changes_state()));
+        let writes = [
+            Request::Reconcile,
+            Request::Retry { order_id: id.clone() },
+            Request::Park { order_id: id, note: "n".into() },
+            Request::Migrate,
+        ];
+        assert!(writes.iter().all(Request::changes_state));
+    }
+
+    #[test]
+    fn a_bad_request_names_the_rule_and_never_echoes_the_value() {
+        let cases = [
+            (json!({"operator": "drop-table-<script>"}), "operator: must be one of stats, status"),
+            (json!({"operator": 7}), "operator: must be one of"),
+            (json!(["stats"]), "is a JSON object"),
+            (json!({"operator": "status"}), "order_id: is missing"),
+            (json!({"operator": "retry", "order_id": "ORD 1; rm -rf"}), "order_id: contains a space"),
+            (json!({"operator": "park", "order_id": "ORD-1"}), "note: is missing"),
+            (json!({"operator": "park", "order_id": "ORD-1", "note": "  "}), "note: the note is empty"),
+            (json!({"operator": "stats", "order_id": "ORD-1"}), "field order_id is not part of the stats request"),
+            (json!({"operator": "stats", "Évil<b>": 1}), "a field is not part of the stats request"),
+        ];
+        for (payload, expected) in cases {
+            let e = parse(payload.clone()).unwrap_err();
+            assert!(e.starts_with(expected) || e.contains(expected), "{payload}: {e}");
+            for bad in ["drop-table", "rm -rf", "Évil"] {
+                assert!(!e.contains(bad), "{e} echoes the rejected value");
+            }
+        }
+    }
+
+    #[test]
+    fn operator_requests_are_recognised_by_their_key() {
+        assert!(is_operator_request(&json!({"operator": "nonsense"})));
+        assert!(!is_operator_request(&json!({"Records": []})));
+    }
+}
