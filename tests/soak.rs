@@ -677,8 +677,9 @@ impl fmt::Display for SoakReport {
                 writeln!(f, "INVARIANT BROKEN {v}")?;
             }
         }
+        let enforced = if p.enforce_targets { "" } else { " (not enforced in this run)" };
         for (target, met) in self.targets() {
-            writeln!(f, "target           {} {target}", if met { "met:   " } else { "MISSED:" })?;
+            writeln!(f, "target           {} {target}{enforced}", if met { "met:   " } else { "MISSED:" })?;
         }
         Ok(())
     }
