@@ -84,8 +84,8 @@ pub async fn send_response(url: &str, body: &Value) -> Result<(), String> {
         .https_or_http()
         .enable_http1()
         .build();
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build::<_, Full<bytes::Bytes>>(connector);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<bytes::Bytes>>(connector);
     let bytes = bytes::Bytes::from(body.to_string());
     let request = hyper::Request::builder()
         .method("PUT")
@@ -138,6 +138,8 @@ mod tests {
         let failed = r.response(&Err("x".repeat(5000)));
         assert_eq!(failed["Status"], "FAILED");
         assert_eq!(failed["Reason"].as_str().unwrap().len(), 1000);
-        assert!(is_custom_resource_request(&serde_json::to_value(json!({"RequestType": "Create", "ResponseURL": "u"})).unwrap()));
+        assert!(is_custom_resource_request(
+            &serde_json::to_value(json!({"RequestType": "Create", "ResponseURL": "u"})).unwrap()
+        ));
     }
 }

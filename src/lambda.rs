@@ -103,7 +103,8 @@ impl Function {
             // future too deep for the compiler's layout limit.
             return Box::pin(self.handle_operator(payload, deadline)).await;
         }
-        if crate::operator::is_operator_request(&payload) || crate::custom_resource::is_custom_resource_request(&payload)
+        if crate::operator::is_operator_request(&payload)
+            || crate::custom_resource::is_custom_resource_request(&payload)
         {
             // Restricted to the operator role: only it may invoke the operator function.
             return Err("operator requests are answered by the operator function (stack output \
@@ -184,7 +185,9 @@ impl Function {
         };
         metrics::flush(Sink::Stdout);
         match &outcome {
-            Ok(_) => tracing::info!(request_type = %request.request_type, commit = self.config.commit, "schema request done"),
+            Ok(_) => {
+                tracing::info!(request_type = %request.request_type, commit = self.config.commit, "schema request done")
+            }
             Err(e) => tracing::error!(request_type = %request.request_type, error = %e, "schema request failed"),
         }
         let response = request.response(&outcome);

@@ -155,9 +155,9 @@ impl Operator<'_> {
             }
             Request::Park { order_id, note } => match ledger.park(order_id, note).await {
                 Ok(Some(state)) => Ok(json!({"parked": true, "order": state})),
-                Ok(None) => Err(format!(
-                    "order {order_id} is not abandoned: only an order automation gave up on can be parked"
-                )),
+                Ok(None) => {
+                    Err(format!("order {order_id} is not abandoned: only an order automation gave up on can be parked"))
+                }
                 Err(e) => Err(format!("parking the order: {e}")),
             },
             Request::Migrate => {

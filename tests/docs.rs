@@ -687,4 +687,3 @@ fn sam_local_check_fails_on_a_wrong_port_a_missing_event_or_an_unknown_function(
         assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
     }
 }
-

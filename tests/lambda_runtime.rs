@@ -94,6 +94,12 @@ impl Watch {
         .expect("cargo lambda invoke answered")
         .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() && stdout.trim().is_empty() {
+            // cargo lambda prints a function error on stderr (the message, boxed in a report).
+            // Unwrap the report's box drawing and line breaks into one line.
+            let text = String::from_utf8_lossy(&out.stderr).replace(['│', '×'], " ");
+            return serde_json::json!({"errorMessage": text.split_whitespace().collect::<Vec<_>>().join(" ")});
+        }
         serde_json::from_str(&stdout).unwrap_or_else(|e| {
             panic!("invoke output is not JSON ({e}): {stdout} {}\n{}", String::from_utf8_lossy(&out.stderr), self.log())
         })
@@ -119,6 +125,12 @@ impl Watch {
         .expect("cargo lambda invoke answered")
         .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() && stdout.trim().is_empty() {
+            // cargo lambda prints a function error on stderr (the message, boxed in a report).
+            // Unwrap the report's box drawing and line breaks into one line.
+            let text = String::from_utf8_lossy(&out.stderr).replace(['│', '×'], " ");
+            return serde_json::json!({"errorMessage": text.split_whitespace().collect::<Vec<_>>().join(" ")});
+        }
         serde_json::from_str(&stdout).unwrap_or_else(|e| {
             panic!("invoke output is not JSON ({e}): {stdout} {}\n{}", String::from_utf8_lossy(&out.stderr), self.log())
         })
@@ -208,6 +220,8 @@ fn function_env(s: &Services, role: &str) -> Vec<(String, String)> {
     env.push(("AWS_ENDPOINT_URL_SQS".into(), format!("http://127.0.0.1:{}", free_port())));
     env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
     env.push(("FUNCTION_ROLE".into(), role.into()));
+    // Orders created by the test count as unconfirmed at once.
+    env.push(("UNCONFIRMED_GRACE_SECONDS".into(), "0".into()));
     env
 }
 
@@ -233,8 +247,14 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     let claim = ledger.claim(&[request], Duration::from_secs(60)).await.unwrap();
     let order_confirmation::ledger::Claim::Claimed { token, .. } = claim[0] else { panic!("{claim:?}") };
     let id = OrderId::parse("ORD-AB1").unwrap();
-    ledger.record(&[Recording { order_id: id.clone(), token, outcome: Outcome::Failed { error: "timeout".into() } }]).await.unwrap();
-    ledger.abandon(&[id.clone()], "reconciliation gave up after 10 attempts; needs a person").await.unwrap();
+    ledger
+        .record(&[Recording { order_id: id.clone(), token, outcome: Outcome::Failed { error: "timeout".into() } }])
+        .await
+        .unwrap();
+    ledger
+        .abandon(std::slice::from_ref(&id), "reconciliation gave up after 10 attempts; needs a person")
+        .await
+        .unwrap();
 
     let mut watch = Watch::start().await;
     watch.start_function(&function_env(&s, "operator"));
@@ -245,7 +265,11 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     assert!(commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()), "the deployed commit: {commit}");
 
     let status = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-AB1"})).await;
-    assert_eq!((status["found"].as_bool(), status["order"]["status"].as_str()), (Some(true), Some("abandoned")), "{status}");
+    assert_eq!(
+        (status["found"].as_bool(), status["order"]["status"].as_str()),
+        (Some(true), Some("abandoned")),
+        "{status}"
+    );
     let missing = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-NONE"})).await;
     assert_eq!(missing["found"], false, "{missing}");
 
@@ -256,8 +280,13 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     // Reconcile counts the abandoned order as unconfirmed until a person parks it.
     let before = watch.invoke_json(serde_json::json!({"operator": "reconcile"})).await;
     assert_eq!(before["unconfirmed"]["count"], 1, "{before}");
-    let parked = watch.invoke_json(serde_json::json!({"operator": "park", "order_id": "ORD-AB1", "note": "OPS-12 alice"})).await;
-    assert_eq!((parked["parked"].as_bool(), parked["order"]["parked_note"].as_str()), (Some(true), Some("OPS-12 alice")), "{parked}");
+    let parked =
+        watch.invoke_json(serde_json::json!({"operator": "park", "order_id": "ORD-AB1", "note": "OPS-12 alice"})).await;
+    assert_eq!(
+        (parked["parked"].as_bool(), parked["order"]["parked_note"].as_str()),
+        (Some(true), Some("OPS-12 alice")),
+        "{parked}"
+    );
     let after = watch.invoke_json(serde_json::json!({"operator": "reconcile"})).await;
     assert_eq!(after["unconfirmed"]["count"], 0, "a parked order no longer pages: {after}");
 
@@ -311,7 +340,9 @@ async fn response_url() -> (String, tokio::task::JoinHandle<(String, serde_json:
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let len: usize = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                    })
                     .unwrap_or(0);
                 if body.len() >= len {
                     socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
@@ -351,7 +382,10 @@ async fn the_schema_custom_resource_migrates_and_answers_cloudformation() {
     let (method, body) = answer.await.unwrap();
     assert_eq!(method, "PUT");
     assert_eq!(body["Status"], "SUCCESS", "{body}");
-    assert_eq!((body["RequestId"].as_str(), body["LogicalResourceId"].as_str()), (Some("req-Create"), Some("LedgerSchema")));
+    assert_eq!(
+        (body["RequestId"].as_str(), body["LogicalResourceId"].as_str()),
+        (Some("req-Create"), Some("LedgerSchema"))
+    );
     assert_eq!(body["Data"]["Commit"].as_str().map(str::len), Some(40), "{body}");
     let status = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-1"})).await;
     assert_eq!(status["found"], false, "the ledger table exists now: {status}");

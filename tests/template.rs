@@ -251,8 +251,14 @@ fn violations(cfn: &Value) -> Vec<String> {
     let p = &function["Properties"];
     let timeout = p["Timeout"].as_u64().unwrap_or(3);
     let env = &p["Environment"]["Variables"];
-    for key in ["DB_CLUSTER_ARN", "DB_SECRET_ARN", "DB_NAME", "SENDER_ADDRESS", "SES_CONFIGURATION_SET", "HIGH_PRIORITY_RESERVE"]
-    {
+    for key in [
+        "DB_CLUSTER_ARN",
+        "DB_SECRET_ARN",
+        "DB_NAME",
+        "SENDER_ADDRESS",
+        "SES_CONFIGURATION_SET",
+        "HIGH_PRIORITY_RESERVE",
+    ] {
         if env.get(key).is_none() {
             bad.push(format!("environment lacks {key}"));
         }
@@ -296,9 +302,7 @@ fn violations(cfn: &Value) -> Vec<String> {
             bad.push(format!("{qid}: no ApproximateAgeOfOldestMessage alarm"));
         }
         if !of_type(cfn, "AWS::CloudWatch::Alarm").iter().any(|(_, a)| {
-            alarm_metrics(a)
-                .iter()
-                .any(|(_, m, d)| m == "ApproximateNumberOfMessagesVisible" && target(d) == Some(dlq))
+            alarm_metrics(a).iter().any(|(_, m, d)| m == "ApproximateNumberOfMessagesVisible" && target(d) == Some(dlq))
         }) {
             bad.push(format!("{dlq}: no alarm on the DLQ's messages"));
         }
@@ -387,7 +391,6 @@ fn violations(cfn: &Value) -> Vec<String> {
     bad
 }
 
-
 fn as_list(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_else(|| vec![v.clone()])
 }
@@ -407,7 +410,9 @@ fn actions_on(role: &Value, resource: &str) -> Vec<String> {
     statements(role)
         .iter()
         .filter(|st| st["Effect"] == "Allow")
-        .filter(|st| as_list(&st["Resource"]).iter().any(|r| target(r) == Some(resource) || r.as_str() == Some(resource)))
+        .filter(|st| {
+            as_list(&st["Resource"]).iter().any(|r| target(r) == Some(resource) || r.as_str() == Some(resource))
+        })
         .flat_map(|st| as_list(&st["Action"]))
         .filter_map(|a| a.as_str().map(str::to_owned))
         .collect()
@@ -431,7 +436,11 @@ fn number_or_default(cfn: &Value, v: &Value) -> Option<f64> {
 fn alarm_metrics(a: &Value) -> Vec<(String, String, Value)> {
     let p = &a["Properties"];
     if let Some(name) = p["MetricName"].as_str() {
-        return vec![(p["Namespace"].as_str().unwrap_or_default().to_owned(), name.to_owned(), p["Dimensions"][0]["Value"].clone())];
+        return vec![(
+            p["Namespace"].as_str().unwrap_or_default().to_owned(),
+            name.to_owned(),
+            p["Dimensions"][0]["Value"].clone(),
+        )];
     }
     p["Metrics"]
         .as_array()
@@ -439,7 +448,11 @@ fn alarm_metrics(a: &Value) -> Vec<(String, String, Value)> {
         .flatten()
         .filter_map(|m| {
             let metric = &m["MetricStat"]["Metric"];
-            Some((metric["Namespace"].as_str()?.to_owned(), metric["MetricName"].as_str()?.to_owned(), metric["Dimensions"][0]["Value"].clone()))
+            Some((
+                metric["Namespace"].as_str()?.to_owned(),
+                metric["MetricName"].as_str()?.to_owned(),
+                metric["Dimensions"][0]["Value"].clone(),
+            ))
         })
         .collect()
 }
@@ -456,13 +469,35 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
     let mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping");
     let alarms = of_type(cfn, "AWS::CloudWatch::Alarm");
 
+    // The incident's first constraint: AWS only, what exists. Nothing outside this list is created.
+    const ALLOWED: &[&str] = &[
+        "AWS::SQS::Queue",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::Version",
+        "AWS::Lambda::Alias",
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::Lambda::EventInvokeConfig",
+        "AWS::Lambda::Permission",
+        "AWS::Events::Rule",
+        "AWS::IAM::Role",
+        "AWS::Logs::LogGroup",
+        "AWS::Logs::QueryDefinition",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "Custom::LedgerSchema",
+    ];
+    for (id, r) in resources {
+        let ty = r["Type"].as_str().unwrap_or_default();
+        if !ALLOWED.contains(&ty) {
+            bad.push(format!("{id}: {ty} is new infrastructure the incident's constraints rule out"));
+        }
+    }
+
     // 1. DLQ alarms fire on arrivals: a metric-math rise (DIFF) of the DLQ depth, not the depth.
     for (qid, q) in &queues {
         let Some(dlq) = target(&q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) else { continue };
-        let on_dlq: Vec<_> = alarms
-            .iter()
-            .filter(|(_, a)| alarm_metrics(a).iter().any(|(_, _, d)| target(d) == Some(dlq)))
-            .collect();
+        let on_dlq: Vec<_> =
+            alarms.iter().filter(|(_, a)| alarm_metrics(a).iter().any(|(_, _, d)| target(d) == Some(dlq))).collect();
         for (aid, a) in &on_dlq {
             let returned: Vec<&str> = a["Properties"]["Metrics"]
                 .as_array()
@@ -525,8 +560,13 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
     let sources: Vec<&str> = mappings.iter().filter_map(|(_, m)| target(&m["Properties"]["EventSourceArn"])).collect();
     for q in &sources {
         let actions = actions_on(&consumer_role, q);
-        for need in ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "sqs:SendMessage"]
-        {
+        for need in [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",
+        ] {
             if !actions.iter().any(|a| a == need) {
                 bad.push(format!("{consumer}: role lacks {need} on {q}"));
             }
@@ -577,7 +617,9 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         .sum::<f64>()
         + 1.0;
     if reserved.is_none_or(|r| r < needed) {
-        bad.push(format!("{consumer}: reserved concurrency {reserved:?} does not cover both mappings + reconcile ({needed})"));
+        bad.push(format!(
+            "{consumer}: reserved concurrency {reserved:?} does not cover both mappings + reconcile ({needed})"
+        ));
     }
     let env = &fp["Environment"]["Variables"];
     if env.get("SES_MAX_SEND_RATE").is_some() {
@@ -592,7 +634,10 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
     let largest_batch =
         mappings.iter().filter_map(|(_, m)| m["Properties"]["BatchSize"].as_f64()).fold(0.0_f64, f64::max);
     if number_or_default(cfn, &env["EXPECTED_BATCH_SIZE"]) != Some(largest_batch) {
-        bad.push(format!("{consumer}: EXPECTED_BATCH_SIZE {} is not the larger BatchSize {largest_batch}", env["EXPECTED_BATCH_SIZE"]));
+        bad.push(format!(
+            "{consumer}: EXPECTED_BATCH_SIZE {} is not the larger BatchSize {largest_batch}",
+            env["EXPECTED_BATCH_SIZE"]
+        ));
     }
 
     // 6. The missing alarms, and every alarm notifies an action a guided deploy must ask for.
@@ -665,11 +710,14 @@ fn operations_invariants_fail_on_a_broken_copy() {
     let (_dir, t) = broken_copy(&[
         // 1: the high DLQ alarm watches the depth itself (stays in ALARM while anything is left).
         (
-            "              Value: !GetAtt HighPriorityDeadLetterQueue.QueueName\n            Period: 60\n            Stat: Maximum\n        - Id: arrivals\n          Label: messages added to the DLQ in the minute\n",
-            "              Value: !GetAtt HighPriorityDeadLetterQueue.QueueName\n            Period: 60\n            Stat: Maximum\n        - Id: arrivals\n          Label: depth\n          Expression: depth\n        - Id: unused\n",
+            "          Label: messages added to the high-priority DLQ in the minute\n          # The rise of the depth from one minute to the next. A quiet DLQ stops reporting, so a\n          # missing minute counts as empty and the first arrival after a quiet spell still rises.\n          Expression: DIFF(FILL(depth, 0))\n",
+            "          Label: messages in the high-priority DLQ\n          Expression: FILL(depth, 0)\n",
         ),
         // 2: the high mapping ignores the cut-over switch.
-        ("            Enabled: !Ref EventSourcesEnabled # the cut-over switch\n            BatchSize: 20\n", "            BatchSize: 20\n"),
+        (
+            "            Enabled: !Ref EventSourcesEnabled # the cut-over switch\n            BatchSize: 20\n",
+            "            BatchSize: 20\n",
+        ),
         // 5: transactions on the consumer; a queue not kept; a DLQ open to any queue; too little reserved.
         (
             "# Claim and record are single statements: no Data API transaction on this path.\n              - Sid: Ledger\n                Effect: Allow\n                Action: [rds-data:ExecuteStatement, rds-data:BatchExecuteStatement]\n",
@@ -679,13 +727,27 @@ fn operations_invariants_fail_on_a_broken_copy() {
             "    DeletionPolicy: Retain\n    UpdateReplacePolicy: Retain\n    Properties:\n      QueueName: !Sub ${AWS::StackName}-normal\n",
             "    Properties:\n      QueueName: !Sub ${AWS::StackName}-normal\n",
         ),
-        ("        redrivePermission: byQueue\n        sourceQueueArns:\n          - !Sub arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-high\n", "        redrivePermission: allowAll\n"),
+        (
+            "        redrivePermission: byQueue\n        sourceQueueArns:\n          - !Sub arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-high\n",
+            "        redrivePermission: allowAll\n",
+        ),
         ("    Default: 15\n    MinValue: 5\n", "    Default: 14\n    MinValue: 5\n"),
         // issue 11: a per-instance rate instead of the derived share; the wrong batch size.
-        ("          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n", "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n"),
+        (
+            "          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n",
+            "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n",
+        ),
         // 6: no bounce-rate alarm; an alarm action that defaults to nobody.
         ("      MetricName: Reputation.BounceRate\n", "      MetricName: Reputation.Bounces\n"),
-        ("    Type: String\n    # No default: `sam deploy --guided` asks for it", "    Type: String\n    Default: arn:aws:sns:us-east-1:123456789012:nobody\n    # No default: `sam deploy --guided` asks for it"),
+        // The constraints: a new kind of infrastructure.
+        (
+            "  # ---- Least privilege:",
+            "  Cache:\n    Type: AWS::ElastiCache::CacheCluster\n    Properties:\n      CacheNodeType: cache.t3.micro\n      Engine: redis\n      NumCacheNodes: 1\n\n  # ---- Least privilege:",
+        ),
+        (
+            "    Type: String\n    # No default: `sam deploy --guided` asks for it",
+            "    Type: String\n    Default: arn:aws:sns:us-east-1:123456789012:nobody\n    # No default: `sam deploy --guided` asks for it",
+        ),
     ]);
     let v = violations(&translated(&t)).join("\n");
     for expected in [
@@ -700,6 +762,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
         "EXPECTED_BATCH_SIZE 20 is not the larger BatchSize 50",
         "no alarm on AWS/SES Reputation.BounceRate",
         "AlarmActionArn has a default",
+        "Cache: AWS::ElastiCache::CacheCluster is new infrastructure",
     ] {
         assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
     }
@@ -779,13 +842,24 @@ fn env_json_overrides_only_declared_variables_and_points_at_loopback() {
         let declared = &cfn["Resources"][function]["Properties"]["Environment"]["Variables"];
         let vars = env[function].as_object().expect("env.json is keyed by the functions' logical ids");
         let undeclared: Vec<_> = vars.keys().filter(|k| declared.get(k.as_str()).is_none()).collect();
-        assert!(undeclared.is_empty(), "env.json sets variables {TEMPLATE} does not declare for {function}: {undeclared:?}");
+        assert!(
+            undeclared.is_empty(),
+            "env.json sets variables {TEMPLATE} does not declare for {function}: {undeclared:?}"
+        );
         for (k, v) in vars.iter().filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL_")) {
-            assert!(v.as_str().is_some_and(|v| v.starts_with("http://127.0.0.1:")), "{k} = {v} is not a loopback emulator");
+            assert!(
+                v.as_str().is_some_and(|v| v.starts_with("http://127.0.0.1:")),
+                "{k} = {v} is not a loopback emulator"
+            );
         }
-        for k in
-            ["AWS_ENDPOINT_URL_RDS_DATA", "AWS_ENDPOINT_URL_SESV2", "LEDGER", "MAILER", "DB_CLUSTER_ARN", "DB_SECRET_ARN"]
-        {
+        for k in [
+            "AWS_ENDPOINT_URL_RDS_DATA",
+            "AWS_ENDPOINT_URL_SESV2",
+            "LEDGER",
+            "MAILER",
+            "DB_CLUSTER_ARN",
+            "DB_SECRET_ARN",
+        ] {
             assert!(vars.contains_key(k), "env.json lacks {k} for {function}");
         }
         assert_eq!(vars["FUNCTION_ROLE"], role);
