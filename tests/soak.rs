@@ -12,7 +12,7 @@
 //!
 //! One report per run: how often each order was mailed (read back from the SES emulator's store),
 //! DLQ contents, the ledger's `abandoned` count, drain time against the ideal (orders / quota),
-//! time-to-confirm per priority, kills. Invariants fail the run; the targets of issue 11 fail it
+//! time-to-confirm per priority, kills. Invariants fail the run; the throughput and priority targets fail it
 //! when `SOAK_ENFORCE_TARGETS=1` (`make soak` sets it).
 //!
 //! `make test` runs the small soak below; `make soak` runs the large one (ignored by default),
@@ -92,7 +92,7 @@ struct SoakParams {
     reconcile_every: Duration,
     /// The queues' `maxReceiveCount`.
     max_receive: u32,
-    /// Fail the run when an issue 11 target is missed.
+    /// Fail the run when a throughput or priority target is missed.
     enforce_targets: bool,
 }
 
@@ -557,7 +557,7 @@ impl SoakReport {
         v
     }
 
-    /// Issue 11's targets this scenario is measured against, with whether each holds.
+    /// The targets this scenario is measured against, with whether each holds.
     fn targets(&self) -> Vec<(String, bool)> {
         let mut t = Vec::new();
         if self.params.scenario != Scenario::Steady {
