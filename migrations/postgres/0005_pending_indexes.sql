@@ -8,3 +8,10 @@ CREATE INDEX IF NOT EXISTS order_confirmations_unfinished ON order_confirmations
 -- The UnconfirmedOrders count and its oldest age (reconcile, every run).
 CREATE INDEX IF NOT EXISTS order_confirmations_unconfirmed ON order_confirmations (first_seen_at)
     WHERE status IN ('sending', 'failed', 'abandoned') AND parked_at IS NULL;
+
+-- Sent in the last hour and 24 hours, and the time-to-confirm percentiles: an index-only scan of
+-- the recent range of `sent_at`, the older history never read.
+CREATE INDEX IF NOT EXISTS order_confirmations_recent_sent ON order_confirmations (sent_at)
+    INCLUDE (priority, first_seen_at) WHERE status = 'sent';
+-- It replaces the narrower index of 0001.
+DROP INDEX IF EXISTS order_confirmations_sent_at;

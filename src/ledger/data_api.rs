@@ -88,7 +88,7 @@ SELECT i.ord, u.order_id IS NOT NULL FROM input i LEFT JOIN updated u USING (ord
 
 /// Counts that cost what the pending work costs, not the history: the unfinished and refused rows
 /// through `order_confirmations_unfinished` (0005), and `sent` over the last 24 hours through
-/// `order_confirmations_sent_at` (0001).
+/// `order_confirmations_recent_sent` (0005, index-only).
 const STATS_COUNTS_SQL: &str = "\
 SELECT priority, status, count(*) FROM order_confirmations
 WHERE status IN ('sending', 'failed', 'rejected', 'abandoned') GROUP BY priority, status
