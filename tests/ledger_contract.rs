@@ -416,6 +416,41 @@ mod data_api {
 
     ledger_contract_tests!(make);
 
+    /// `stats` reads only the last 24 hours of sends: an order sent 25 hours ago is no longer
+    /// counted as `sent` nor in the percentiles, while refused and unfinished rows are counted
+    /// whatever their age.
+    #[tokio::test]
+    async fn stats_count_sends_of_the_last_24_hours_and_every_unfinished_row() {
+        let s = support::services::Services::start().await;
+        let l = s.ledger().await;
+        let ids = ["W1", "W2", "W3"];
+        let reqs: Vec<_> = ids.iter().map(|id| req(id, "h", Priority::High)).collect();
+        let tokens: Vec<_> = l.claim(&reqs, LEASE).await.unwrap().iter().map(token).collect();
+        let outcomes = [
+            Outcome::Sent { message_id: "m-1".into() },
+            Outcome::Sent { message_id: "m-2".into() },
+            Outcome::Rejected { reason: "refused".into() },
+        ];
+        let recordings: Vec<_> = ids.iter().zip(tokens).zip(outcomes).map(|((id, t), o)| rec(id, t, o)).collect();
+        l.record(&recordings).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&s.database_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(
+                "UPDATE order_confirmations SET first_seen_at = first_seen_at - interval '25 hours', \
+                 sent_at = sent_at - interval '25 hours' WHERE order_id IN ('W1', 'W3')",
+            )
+            .await
+            .unwrap();
+        let stats = l.stats().await.unwrap();
+        let high = stats.priorities.iter().find(|p| p.priority == "high").unwrap();
+        assert_eq!(high.by_status[status::SENT], 1, "W1 was sent 25 hours ago");
+        assert_eq!(high.by_status[status::REJECTED], 1, "a refused order counts whatever its age");
+        assert_eq!(high.sent_last_hour, 1);
+        let p50 = high.time_to_confirm_seconds.p50.expect("W2's time to confirm");
+        assert!(p50 < 60.0, "only W2, confirmed at once, is in the percentiles: {p50}");
+    }
+
     /// Migration 0001 is safe to re-run: a database whose schema was applied by hand (the README
     /// used to say so) before `schema_migrations` existed is adopted by `migrate`, not an error.
     #[tokio::test]
