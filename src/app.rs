@@ -14,6 +14,23 @@ use crate::rate::{SendGate, SendRateLimiter};
 use anyhow::Context;
 use std::sync::Arc;
 
+/// The ledger named by `--ledger` is not there. Read-only commands refuse it instead of creating
+/// an empty one and reporting zeros about a typo.
+#[derive(Debug, thiserror::Error)]
+#[error("no ledger at {}; check --ledger or run migrate", .0.display())]
+pub struct NoLedger(pub std::path::PathBuf);
+
+/// The ledger for commands that only read or change existing orders (`stats`, `status`, `park`):
+/// like [`build_ledger`], but a SQLite file that does not exist is an error, never created.
+pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>> {
+    if let LedgerChoice::Sqlite { path } = &config.ledger
+        && !path.exists()
+    {
+        return Err(NoLedger(path.clone()).into());
+    }
+    build_ledger(config).await
+}
+
 pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>> {
     Ok(match &config.ledger {
         LedgerChoice::Sqlite { path } => {

@@ -156,7 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Stats(args) => {
-            let ledger = app::build_ledger(&config).await?;
+            let ledger = app::existing_ledger(&config).await?;
             let sqs = if config.queue_urls.is_empty() {
                 None
             } else {
@@ -225,7 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Park(args) => {
             let id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("{e}"))?;
             let note = crate::ledger::park_note(&args.note).map_err(|rule| anyhow::anyhow!("--note: {rule}"))?;
-            let ledger = app::build_ledger(&config).await?;
+            let ledger = app::existing_ledger(&config).await?;
             match ledger.park(&id, note).await.context("parking the order")? {
                 Some(state) => {
                     print!("{}", stats::render_order(&state));
@@ -249,7 +249,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Status(args) => {
             let id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let ledger = app::build_ledger(&config).await?;
+            let ledger = app::existing_ledger(&config).await?;
             match ledger.order_state(&id).await.context("reading the order")? {
                 None => {
                     eprintln!("order {id} is not in the ledger (never received, or rejected before it had a valid id)");

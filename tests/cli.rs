@@ -204,3 +204,20 @@ fn hostile_details_cost_no_confirmation_and_no_log_line_carries_personal_data() 
     }
     assert_eq!(outbox_count(dir.path()), 10, "every order but the unknown schema was mailed, once");
 }
+
+#[test]
+fn read_only_commands_refuse_a_ledger_that_does_not_exist_and_never_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.db");
+    let flag = format!("sqlite:{}", typo.display());
+    for args in [vec!["status", "ORD-1", "--ledger", &flag], vec!["stats", "--ledger", &flag]] {
+        let (out, stdout, stderr) = run(bin(dir.path()).args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} reports nothing: {stdout}");
+        assert!(
+            stderr.contains(&format!("no ledger at {}; check --ledger or run migrate", typo.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!typo.exists(), "{args:?} created the ledger");
+    }
+}
