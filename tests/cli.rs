@@ -221,3 +221,56 @@ fn read_only_commands_refuse_a_ledger_that_does_not_exist_and_never_create_it() 
         assert!(!typo.exists(), "{args:?} created the ledger");
     }
 }
+
+#[test]
+fn invoke_runs_the_reconcile_schedule_event_as_the_function_does() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/schedule-reconcile.json"]));
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the reconcile report as JSON");
+    assert_eq!(report["found"], 0, "nothing is stuck: {stdout}");
+    assert!(report["unconfirmed"].is_object(), "the count the alarm watches: {stdout}");
+}
+
+#[test]
+fn invoke_answers_an_operator_request_read_from_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    let mut child = bin(dir.path())
+        .args(["invoke", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(br#"{"operator": "status", "order_id": "ORD-1002"}"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the answer as JSON");
+    assert_eq!(answer["order"]["status"], "sent", "{answer}");
+}
+
+#[test]
+fn invoke_without_the_event_file_says_what_it_expected_and_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).arg("invoke").current_dir(dir.path()));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    let looked = dir.path().join("events/sqs-batch.json");
+    assert!(stderr.contains(&format!("no event file at {}", looked.display())), "{stderr}");
+    assert!(stderr.contains("an SQS batch, the reconcile schedule event or an operator request"), "{stderr}");
+    assert!(stderr.contains("`-` reads stdin"), "{stderr}");
+}
+
+#[test]
+fn invoke_refuses_json_that_is_no_event_the_function_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("other.json");
+    std::fs::write(&file, r#"{"hello": "world"}"#).unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", file.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("expected an SQS event (with Records)"), "{stderr}");
+}

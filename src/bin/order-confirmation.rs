@@ -18,7 +18,7 @@ async fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            2
+            cli::exit_code(&e)
         }
     };
     std::process::exit(code);
