@@ -8,6 +8,7 @@ use anyhow::Context;
 use aws_lambda_events::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
 use crate::lambda::EventKind;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tokio::time::Instant;
 
@@ -135,13 +136,33 @@ pub const EXIT_NOT_FOUND: i32 = 3;
 #[error("{0}")]
 pub struct Usage(String);
 
+/// Whoever read stdout went away (`stats --watch 1 | head -1`): the command ends quietly, as a
+/// success, since the reader has all it wanted.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub struct ClosedPipe;
+
+/// Writes the command's answer to stdout; a closed pipe becomes [`ClosedPipe`], never a panic
+/// (`print!` panics on it).
+fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match write!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+        other => Ok(other.context("writing to stdout")?),
+    }
+}
+
 fn usage(message: impl Into<String>) -> anyhow::Error {
     Usage(message.into()).into()
 }
 
-/// The exit code for an error [`run`] returned: [`EXIT_USAGE`] for usage and configuration
-/// mistakes, [`EXIT_RUNTIME`] for everything else.
+/// The exit code for an error [`run`] returned: 0 for a reader that closed stdout,
+/// [`EXIT_USAGE`] for usage and configuration mistakes, [`EXIT_RUNTIME`] for everything else.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
+    if error.chain().any(|cause| cause.is::<ClosedPipe>()) {
+        return 0;
+    }
     let is_usage = error.chain().any(|cause| {
         cause.is::<Usage>() || cause.is::<crate::config::ConfigError>() || cause.is::<app::NoLedger>()
     });
@@ -153,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.settings.validate(Mode::Local)?;
     match cli.command {
         Command::Config => {
-            println!("{}", serde_json::to_string_pretty(&config)?);
+            emit(format_args!("{}\n", serde_json::to_string_pretty(&config)?))?;
             Ok(0)
         }
         Command::Migrate => {
@@ -181,14 +202,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     },
                 };
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&s)?);
+                    emit(format_args!("{}\n", serde_json::to_string_pretty(&s)?))?;
                 } else {
-                    if args.watch.is_some() {
-                        // Clear the screen and home the cursor, like `watch`.
-                        print!("\x1b[2J\x1b[H");
+                    if args.watch.is_some() && std::io::stdout().is_terminal() {
+                        // Clear the screen and home the cursor, like `watch`; never into a pipe or file.
+                        emit("\x1b[2J\x1b[H")?;
                     }
-                    print!("{}", stats::render_table(&s.ledger));
-                    print!("{}", stats::render_queues(&s.queues));
+                    emit(stats::render_table(&s.ledger))?;
+                    emit(stats::render_queues(&s.queues))?;
                 }
                 let Some(every) = args.watch else { break };
                 tokio::select! {
@@ -212,7 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 idle_exit: args.idle_exit.map(std::time::Duration::from_secs),
             };
             let summary = crate::consume::run(&pipeline, &sqs, &backoff, &options, shutdown_signal()).await?;
-            println!("{}", serde_json::to_string(&summary)?);
+            emit(format_args!("{}\n", serde_json::to_string(&summary)?))?;
             Ok(0)
         }
         Command::Retry(args) => {
@@ -227,7 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 crate::reconcile::resend(&pipeline, &[order], Instant::now() + config.invocation_timeout).await;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             let outcome = &report.records[0].outcome;
-            println!("{}", serde_json::to_string(outcome)?);
+            emit(format_args!("{}\n", serde_json::to_string(outcome)?))?;
             Ok(if outcome.is_success() { 0 } else { EXIT_RUNTIME })
         }
         Command::Park(args) => {
@@ -236,7 +257,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let ledger = app::existing_ledger(&config).await?;
             match ledger.park(&id, note).await.context("parking the order")? {
                 Some(state) => {
-                    print!("{}", stats::render_order(&state));
+                    emit(stats::render_order(&state))?;
                     Ok(0)
                 }
                 None => {
@@ -252,7 +273,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .await
                     .context("reconcile")?;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
-            println!("{}", serde_json::to_string(&report)?);
+            emit(format_args!("{}\n", serde_json::to_string(&report)?))?;
             Ok(0)
         }
         Command::Status(args) => {
@@ -264,11 +285,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     Ok(EXIT_NOT_FOUND)
                 }
                 Some(state) if args.json => {
-                    println!("{}", serde_json::to_string_pretty(&state)?);
+                    emit(format_args!("{}\n", serde_json::to_string_pretty(&state)?))?;
                     Ok(0)
                 }
                 Some(state) => {
-                    print!("{}", stats::render_order(&state));
+                    emit(stats::render_order(&state))?;
                     Ok(0)
                 }
             }
@@ -327,7 +348,7 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
             ));
         }
     };
-    println!("{}", serde_json::to_string(&answer)?);
+    emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
     Ok(0)
 }
 
@@ -339,7 +360,7 @@ async fn invoke_batch(config: &Config, payload: serde_json::Value, deadline: Ins
     let mut report = pipeline.handle(&event, deadline).await;
     crate::finish::finish(&event, &mut report, None, None).await;
     crate::metrics::flush(crate::metrics::Sink::Stderr);
-    println!("{}", serde_json::to_string(&report.response())?);
+    emit(format_args!("{}\n", serde_json::to_string(&report.response())?))?;
     eprintln!("{}", report.summary());
     let unnamed = report.unidentifiable_failures();
     if unnamed > 0 {

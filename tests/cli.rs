@@ -274,3 +274,42 @@ fn invoke_refuses_json_that_is_no_event_the_function_accepts() {
     assert!(stdout.is_empty());
     assert!(stderr.contains("expected an SQS event (with Records)"), "{stderr}");
 }
+
+#[test]
+fn stats_watch_into_a_pipe_that_closes_ends_quietly_without_clear_screen_codes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    // `stats --watch 1 | head -1`: read one line, then close the pipe.
+    let mut child = bin(dir.path())
+        .args(["stats", "--watch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.contains('\x1b'), "no terminal codes into a pipe: {first:?}");
+    assert!(first.starts_with("priority"), "{first:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "a closed pipe is not a failure: {stderr}");
+}
+
+#[test]
+fn exit_codes_tell_a_runtime_failure_from_a_usage_mistake_from_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    let (out, _, stderr) = run(bin(dir.path()).args(["status", "ORD-404"]));
+    assert_eq!(out.status.code(), Some(3), "not found: {stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["status", "not an id"]));
+    assert_eq!(out.status.code(), Some(2), "usage: {stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["stats", "--frobnicate"]));
+    assert_eq!(out.status.code(), Some(2), "usage: {stderr}");
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, "this is not a SQLite database, it only has the name of one").unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).args(["stats", "--ledger", &format!("sqlite:{}", garbage.display())]));
+    assert_eq!(out.status.code(), Some(1), "runtime: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

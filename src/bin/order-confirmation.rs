@@ -17,8 +17,11 @@ async fn main() {
     let code = match cli::run(cli::Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            cli::exit_code(&e)
+            let code = cli::exit_code(&e);
+            if code != 0 {
+                eprintln!("error: {e:#}");
+            }
+            code
         }
     };
     std::process::exit(code);
