@@ -313,3 +313,19 @@ fn exit_codes_tell_a_runtime_failure_from_a_usage_mistake_from_not_found() {
     assert_eq!(out.status.code(), Some(1), "runtime: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn every_subcommand_help_groups_the_global_settings_under_their_own_heading() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["invoke", "stats", "consume", "reconcile", "status", "retry", "park", "migrate", "config"] {
+        let (out, stdout, _) = run(bin(dir.path()).args([sub, "--help"]));
+        assert!(out.status.success(), "{sub}");
+        let heading = stdout.find("\nSettings").unwrap_or_else(|| panic!("{sub} --help has no Settings heading: {stdout}"));
+        let (own, settings) = stdout.split_at(heading);
+        assert!(own.contains("--help"), "{sub}: its own options come first");
+        for global in ["--ledger", "--mailer", "--queue-url", "--send-concurrency"] {
+            let line = format!("\n      {global} <");
+            assert!(settings.contains(&line) && !own.contains(&line), "{sub}: {global} is under Settings");
+        }
+    }
+}
