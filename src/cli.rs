@@ -2,12 +2,12 @@
 
 use crate::app;
 use crate::config::{Config, Mode, Settings};
+use crate::lambda::EventKind;
 use crate::order::OrderId;
 use crate::stats;
 use anyhow::Context;
 use aws_lambda_events::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
-use crate::lambda::EventKind;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use tokio::time::Instant;
@@ -163,9 +163,9 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     if error.chain().any(|cause| cause.is::<ClosedPipe>()) {
         return 0;
     }
-    let is_usage = error.chain().any(|cause| {
-        cause.is::<Usage>() || cause.is::<crate::config::ConfigError>() || cause.is::<app::NoLedger>()
-    });
+    let is_usage = error
+        .chain()
+        .any(|cause| cause.is::<Usage>() || cause.is::<crate::config::ConfigError>() || cause.is::<app::NoLedger>());
     if is_usage { EXIT_USAGE } else { EXIT_RUNTIME }
 }
 
@@ -323,7 +323,8 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
         EventKind::SqsBatch => return invoke_batch(config, payload, deadline).await,
         EventKind::Schedule => {
             let pipeline = app::build_pipeline(config).await?;
-            let report = crate::reconcile::reconcile(&pipeline, &config.reconcile, deadline).await.context("reconcile")?;
+            let report =
+                crate::reconcile::reconcile(&pipeline, &config.reconcile, deadline).await.context("reconcile")?;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             serde_json::to_value(report)?
         }

@@ -320,7 +320,8 @@ fn every_subcommand_help_groups_the_global_settings_under_their_own_heading() {
     for sub in ["invoke", "stats", "consume", "reconcile", "status", "retry", "park", "migrate", "config"] {
         let (out, stdout, _) = run(bin(dir.path()).args([sub, "--help"]));
         assert!(out.status.success(), "{sub}");
-        let heading = stdout.find("\nSettings").unwrap_or_else(|| panic!("{sub} --help has no Settings heading: {stdout}"));
+        let heading =
+            stdout.find("\nSettings").unwrap_or_else(|| panic!("{sub} --help has no Settings heading: {stdout}"));
         let (own, settings) = stdout.split_at(heading);
         assert!(own.contains("--help"), "{sub}: its own options come first");
         for global in ["--ledger", "--mailer", "--queue-url", "--send-concurrency"] {
@@ -328,4 +329,54 @@ fn every_subcommand_help_groups_the_global_settings_under_their_own_heading() {
             assert!(settings.contains(&line) && !own.contains(&line), "{sub}: {global} is under Settings");
         }
     }
+}
+
+/// The binary pointed at the Data API ledger, with no AWS settings from the test's own environment.
+fn data_api_bin(dir: &Path) -> Command {
+    let mut c = bin(dir);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            c.env_remove(key);
+        }
+    }
+    c.env("LEDGER", "data-api")
+        .env("DB_CLUSTER_ARN", "arn:aws:rds:us-east-1:123456789012:cluster:orders")
+        .env("DB_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:orders")
+        .env("DB_NAME", "orders")
+        .env("AWS_REGION", "us-east-1")
+        .env("HOME", dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// A local port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn an_unreachable_endpoint_is_one_line_that_says_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(data_api_bin(dir.path())
+        .args(["status", "ORD-1"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_RDS_DATA", format!("http://127.0.0.1:{}", closed_port())));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("cannot reach the Data API endpoint"), "{stderr}");
+    assert!(stderr.contains("AWS_ENDPOINT_URL_RDS_DATA"), "says what to check: {stderr}");
+    assert!(!stderr.contains("DispatchFailure") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
+}
+
+#[test]
+fn missing_credentials_are_one_line_that_says_how_to_provide_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(data_api_bin(dir.path()).args(["status", "ORD-1"]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line, no provider warnings: {stderr}");
+    assert!(stderr.contains("no AWS credentials"), "{stderr}");
+    assert!(stderr.contains("AWS_PROFILE"), "says what to do: {stderr}");
+    assert!(!stderr.contains("ProviderError") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
 }
