@@ -12,7 +12,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test bench fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
+.PHONY: help run test soak bench fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
 
 # Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
 VENV := .venv
@@ -33,6 +33,10 @@ run: ## Build and run the handler on events/sqs-batch.json with the embedded loc
 test: node_modules/.installed $(VENV)/.installed ## Run every test (starts its own PostgreSQL and local services)
 	cargo build --workspace --all-targets
 	scripts/with-postgres $(TEST_CMD)
+
+soak: node_modules/.installed $(VENV)/.installed ## The large load-and-fault run (steady, peak, backlog; about 20 min) with the throughput and priority targets enforced; see BENCHMARKS.md
+	cargo build --bin order-confirmation
+	SOAK_ENFORCE_TARGETS=1 scripts/with-postgres cargo test --test soak -- --ignored --nocapture large_soak
 
 # aws-ses-v2-local, the SES v2 emulator the tests start; pinned by package-lock.json.
 node_modules/.installed: package.json package-lock.json

@@ -225,7 +225,7 @@ fn function_env(s: &Services, role: &str) -> Vec<(String, String)> {
     env
 }
 
-/// Issue 12, item 4: the deployed function answers the operator's verbs through the runtime API
+/// The deployed function answers the operator's verbs through the runtime API
 /// (what `aws lambda invoke` reaches), read-only unless the verb says otherwise; the consumer
 /// refuses them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +367,7 @@ fn cfn_request(kind: &str, url: &str) -> serde_json::Value {
     })
 }
 
-/// Issue 12, item 3: the schema is part of the deploy. CloudFormation's custom-resource request
+/// The schema is part of the deploy. CloudFormation's custom-resource request
 /// migrates a fresh database, answers SUCCESS with the deployed commit on the pre-signed URL, and
 /// a failed migration answers FAILED (the deploy rolls back) instead of leaving CloudFormation
 /// waiting.

@@ -457,7 +457,7 @@ fn alarm_metrics(a: &Value) -> Vec<(String, String, Value)> {
         .collect()
 }
 
-/// What issue 12 requires of a deployment that is operated for real: alarms that fire on every
+/// What a deployment that is operated for real requires: alarms that fire on every
 /// new DLQ arrival, the cut-over switch, least privilege (explicit roles, no managed policy, Data
 /// API transactions only for the operator function that migrates), kept queues with redrive-allow
 /// policies, reserved concurrency that covers both mappings and reconcile, the quota wiring, the
@@ -608,7 +608,7 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         }
     }
 
-    // 5 and issue 11: reserved concurrency covers both mappings and reconcile; the quota wiring.
+    // least privilege and sizing: reserved concurrency covers both mappings and reconcile; the quota wiring.
     let fp = &cfn["Resources"][consumer]["Properties"];
     let reserved = number_or_default(cfn, &fp["ReservedConcurrentExecutions"]);
     let needed: f64 = mappings
@@ -704,7 +704,7 @@ fn deployment_invariants_fail_on_a_broken_copy() {
     }
 }
 
-/// Each requirement of issue 12 (items 1, 2, 5, 6) and the quota wiring of issue 11, broken once.
+/// Each operations requirement (arrival alarms, the cut-over switch, least privilege, the missing alarms) and the quota wiring, broken once.
 #[test]
 fn operations_invariants_fail_on_a_broken_copy() {
     let (_dir, t) = broken_copy(&[
@@ -732,7 +732,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
             "        redrivePermission: allowAll\n",
         ),
         ("    Default: 15\n    MinValue: 5\n", "    Default: 14\n    MinValue: 5\n"),
-        // issue 11: a per-instance rate instead of the derived share; the wrong batch size.
+        // quota wiring: a per-instance rate instead of the derived share; the wrong batch size.
         (
             "          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n",
             "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n",

@@ -38,14 +38,22 @@ pub struct Rule {
     pub action: Action,
     /// How many more times the rule fires (None: always).
     pub remaining: Option<usize>,
+    /// The share of matching requests (0.0-1.0) the rule fires on; the others fall through to
+    /// the next rule (None: every matching request).
+    pub probability: Option<f64>,
 }
 
 impl Rule {
     pub fn always(action: Action) -> Self {
-        Self { body_contains: None, action, remaining: None }
+        Self { body_contains: None, action, remaining: None, probability: None }
     }
     pub fn matching(text: &str, action: Action) -> Self {
-        Self { body_contains: Some(text.to_owned()), action, remaining: None }
+        Self { body_contains: Some(text.to_owned()), action, remaining: None, probability: None }
+    }
+    /// Fires on this share of the requests it matches, at random.
+    pub fn sometimes(mut self, probability: f64) -> Self {
+        self.probability = Some(probability.clamp(0.0, 1.0));
+        self
     }
     pub fn times(mut self, n: usize) -> Self {
         self.remaining = Some(n);
@@ -60,10 +68,16 @@ struct Shared {
     /// When each request arrived, in order (parallel to `requests`).
     arrivals: Vec<std::time::Instant>,
     rules: Vec<Rule>,
-    /// Bodies of every request seen, for assertions on what the SDK sent.
+    /// Bodies of every request seen, for assertions on what the SDK sent (not kept once
+    /// `track_accepted` is on: a long run would hold every mail in memory).
     requests: Vec<String>,
     faulted: usize,
     forwarded: usize,
+    /// Requests answered 429 by `Action::Quota` (part of `faulted`).
+    over_quota: usize,
+    /// With `track_accepted`: the key of every request the upstream answered 2xx, and when.
+    key_of: Option<fn(&str) -> Option<String>>,
+    accepted: Vec<(String, std::time::Instant)>,
 }
 
 #[derive(Clone)]
@@ -129,6 +143,36 @@ impl FaultProxy {
         let s = self.shared.lock().unwrap();
         (s.faulted, s.forwarded)
     }
+
+    /// Requests throttled by an `Action::Quota` rule.
+    pub fn over_quota(&self) -> usize {
+        self.shared.lock().unwrap().over_quota
+    }
+
+    /// From now on keep, instead of every request body, only `key_of(body)` and the time of each
+    /// request the upstream accepted (2xx). For runs too long to hold every body.
+    pub fn track_accepted(&self, key_of: fn(&str) -> Option<String>) {
+        let mut s = self.shared.lock().unwrap();
+        s.key_of = Some(key_of);
+        s.requests.clear();
+        s.arrivals.clear();
+    }
+
+    /// How many requests the upstream accepted so far (with `track_accepted`).
+    pub fn accepted_count(&self) -> usize {
+        self.shared.lock().unwrap().accepted.len()
+    }
+
+    /// Every accepted request's key and time, in order (with `track_accepted`).
+    pub fn accepted(&self) -> Vec<(String, std::time::Instant)> {
+        self.shared.lock().unwrap().accepted.clone()
+    }
+}
+
+/// The recipient of an SES v2 `SendEmail` request body, for `track_accepted`.
+pub fn ses_recipient(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["Destination"]["ToAddresses"][0].as_str().map(str::to_owned)
 }
 
 fn aws_error(status: u16, error_type: Option<&str>, message: &str) -> Response {
@@ -148,12 +192,15 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let action = {
         let mut s = proxy.shared.lock().unwrap();
-        s.requests.push(text.clone());
-        s.arrivals.push(std::time::Instant::now());
-        let hit = s
-            .rules
-            .iter_mut()
-            .find(|r| r.remaining != Some(0) && r.body_contains.as_deref().is_none_or(|needle| text.contains(needle)));
+        if s.key_of.is_none() {
+            s.requests.push(text.clone());
+            s.arrivals.push(std::time::Instant::now());
+        }
+        let hit = s.rules.iter_mut().find(|r| {
+            r.remaining != Some(0)
+                && r.body_contains.as_deref().is_none_or(|needle| text.contains(needle))
+                && r.probability.is_none_or(|p| rand::random::<f64>() < p)
+        });
         let mut action = hit.map(|r| {
             if let Some(n) = r.remaining.as_mut() {
                 *n -= 1;
@@ -169,6 +216,7 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
                 action = None;
             } else {
                 s.quota = Some((tokens, now));
+                s.over_quota += 1;
                 action = Some(Action::Throttle);
             }
         }
@@ -204,6 +252,14 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
     let result = proxy.client.request(forward).await;
     if let Some(Action::Hold(d)) = action {
         tokio::time::sleep(d).await;
+    }
+    if let Ok(res) = &result
+        && res.status().is_success()
+    {
+        let mut s = proxy.shared.lock().unwrap();
+        if let Some(key) = s.key_of.and_then(|key_of| key_of(&text)) {
+            s.accepted.push((key, std::time::Instant::now()));
+        }
     }
     match result {
         Ok(res) => {

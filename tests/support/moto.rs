@@ -24,8 +24,23 @@ impl Moto {
     pub async fn start() -> Self {
         let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
         assert!(bin.exists(), "{} is missing: `make test` installs it into .venv", bin.display());
+        Self::start_with(tokio::process::Command::new(&bin)).await
+    }
+
+    /// moto with its per-message hot spots made cheap (`moto_server.py` says which and why), for
+    /// runs that keep tens of thousands of messages waiting (the soak).
+    pub async fn start_for_load() -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join(".venv/bin/python");
+        assert!(python.exists(), "{} is missing: `make test` installs .venv", python.display());
+        let mut c = tokio::process::Command::new(python);
+        c.arg(root.join("tests/support/moto_server.py"));
+        Self::start_with(c).await
+    }
+
+    async fn start_with(mut command: tokio::process::Command) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = tokio::process::Command::new(&bin)
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

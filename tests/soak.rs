@@ -1,0 +1,902 @@
+//! The soak: a load-and-fault run of the whole service on real parts. Orders arrive on two moto
+//! SQS queues (each with its DLQ and a real redrive policy); N `consume` workers (the real binary)
+//! mail them through the SES emulator behind the fault injector, which enforces an SES sending
+//! quota (a token bucket answering SES's own 429 beyond it) and injects more throttling; the
+//! ledger is the Data API emulator over PostgreSQL, with 5xx answers and a database-resuming
+//! window injected. A worker is SIGKILLed periodically and restarted.
+//!
+//! Scenarios (docs/design.md, "Soak"):
+//! - `steady`: arrivals below the quota, with every fault;
+//! - `peak`: arrivals at 3x the quota, 20 % high priority (a mixed backlog builds up);
+//! - `backlog`: an all-normal backlog waiting in the queue when the workers start.
+//!
+//! One report per run: how often each order was mailed (read back from the SES emulator's store),
+//! DLQ contents, the ledger's `abandoned` count, drain time against the ideal (orders / quota),
+//! time-to-confirm per priority, kills. Invariants fail the run; the throughput and priority targets fail it
+//! when `SOAK_ENFORCE_TARGETS=1` (`make soak` sets it).
+//!
+//! `make test` runs the small soak below; `make soak` runs the large one (ignored by default),
+//! sized from the environment: `SOAK_SCENARIOS` (comma-separated, default
+//! `steady,peak,backlog`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
+//! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
+//! `SOAK_KILL_EVERY_SECONDS` (30); `SOAK_KEEP_LOGS=1` keeps the workers' logs.
+
+mod support;
+
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use rand::seq::SliceRandom;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use std::time::Instant;
+use support::faults::{Action, Rule, ses_recipient};
+use support::moto::{Moto, QueuePair};
+use support::services::{Services, http_get};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Steady,
+    Peak,
+    Backlog,
+}
+
+impl Scenario {
+    fn parse(s: &str) -> Self {
+        match s.trim() {
+            "steady" => Self::Steady,
+            "peak" => Self::Peak,
+            "backlog" => Self::Backlog,
+            other => panic!("SOAK_SCENARIOS: unknown scenario {other:?} (steady, peak or backlog)"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Steady => "steady (arrivals at half the quota, with faults)",
+            Self::Peak => "peak (arrivals at 3x the quota, 20 % high priority)",
+            Self::Backlog => "backlog (all normal, waiting when the workers start)",
+        }
+    }
+}
+
+/// Every knob of one run, in one place.
+#[derive(Debug, Clone)]
+struct SoakParams {
+    scenario: Scenario,
+    /// Valid orders (invalid messages come on top, `invalid_share` of this).
+    orders: usize,
+    /// The SES sending quota the injector enforces, mails per second.
+    quota: f64,
+    /// Arrival rate as a multiple of the quota; `None`: every order is queued before the workers
+    /// start (a backlog).
+    arrival_factor: Option<f64>,
+    high_share: f64,
+    /// Messages that break the contract, as a share of `orders`: they must reach the DLQs, alone.
+    invalid_share: f64,
+    workers: usize,
+    /// A random worker is SIGKILLed (and restarted) this often, from `first_kill_after` on.
+    kill_every: Duration,
+    first_kill_after: Duration,
+    /// At most this many kills (the small soak kills once).
+    max_kills: usize,
+    /// Share of SES calls answered 429 by the injector on top of the quota.
+    ses_throttle_rate: f64,
+    /// Share of Data API calls answered 500/503 by the emulator.
+    data_api_error_rate: f64,
+    /// The Data API answers DatabaseResumingException for `.1`, starting `.0` into the run. No
+    /// claim can succeed meanwhile, so the whole fleet stops sending for that long: it is part
+    /// of `steady` (and the small soak), not of the runs that measure the drain rate.
+    resuming: Option<(Duration, Duration)>,
+    /// How often `order-confirmation reconcile` runs during the soak (the schedule in AWS).
+    reconcile_every: Duration,
+    /// The queues' `maxReceiveCount`.
+    max_receive: u32,
+    /// Fail the run when a throughput or priority target is missed.
+    enforce_targets: bool,
+}
+
+impl SoakParams {
+    /// The `make test` soak: a few hundred orders, one kill, every fault, well under a minute.
+    fn small() -> Self {
+        Self {
+            scenario: Scenario::Peak,
+            orders: 300,
+            quota: 25.0,
+            arrival_factor: Some(3.0),
+            high_share: 0.2,
+            invalid_share: 0.02,
+            workers: 2,
+            kill_every: Duration::from_secs(3600),
+            first_kill_after: Duration::from_secs(4),
+            max_kills: 1,
+            ses_throttle_rate: 0.02,
+            data_api_error_rate: 0.02,
+            resuming: Some((Duration::from_secs(6), Duration::from_secs(3))),
+            reconcile_every: Duration::from_secs(8),
+            max_receive: 5,
+            enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
+        }
+    }
+
+    /// The `make soak` run of one scenario, sized from the environment.
+    fn large(scenario: Scenario) -> Self {
+        let quota = env_number("SOAK_QUOTA", 50.0);
+        let (orders, arrival_factor, high_share) = match scenario {
+            Scenario::Steady => (env_number("SOAK_STEADY_ORDERS", 5_000.0), Some(0.5), 0.2),
+            Scenario::Peak => (env_number("SOAK_ORDERS", 20_000.0), Some(3.0), 0.2),
+            Scenario::Backlog => (env_number("SOAK_BACKLOG_ORDERS", 10_000.0), None, 0.0),
+        };
+        let orders = orders as usize;
+        let ideal = Duration::from_secs_f64(orders as f64 / quota);
+        let window = arrival_factor.map_or(Duration::ZERO, |f| Duration::from_secs_f64(orders as f64 / (f * quota)));
+        Self {
+            scenario,
+            orders,
+            quota,
+            arrival_factor,
+            high_share,
+            invalid_share: 0.005,
+            workers: env_number("SOAK_WORKERS", 4.0) as usize,
+            kill_every: Duration::from_secs_f64(env_number("SOAK_KILL_EVERY_SECONDS", 30.0)),
+            first_kill_after: Duration::from_secs(15),
+            max_kills: usize::MAX,
+            ses_throttle_rate: 0.02,
+            data_api_error_rate: 0.02,
+            resuming: (scenario == Scenario::Steady).then(|| (ideal.max(window) / 2, Duration::from_secs(8))),
+            reconcile_every: Duration::from_secs(60),
+            max_receive: 5,
+            enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
+        }
+    }
+
+    fn invalid(&self) -> usize {
+        (self.orders as f64 * self.invalid_share).round() as usize
+    }
+
+    /// Orders / quota: the shortest possible drain.
+    fn ideal(&self) -> Duration {
+        Duration::from_secs_f64(self.orders as f64 / self.quota)
+    }
+
+    /// Arrival window of a stream (zero for a backlog).
+    fn arrival_window(&self) -> Duration {
+        self.arrival_factor.map_or(Duration::ZERO, |f| Duration::from_secs_f64(self.orders as f64 / (f * self.quota)))
+    }
+
+    /// After this long the run is declared stuck and reported as it stands.
+    fn give_up_after(&self) -> Duration {
+        self.ideal().max(self.arrival_window()) * 3 + Duration::from_secs(120)
+    }
+
+    /// The environment of every `consume` worker: the template's shape scaled to the rig (each
+    /// instance starts at its share of the quota and may climb to the whole of it).
+    fn worker_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SES_MAX_SEND_RATE", format!("{}", self.quota / self.workers as f64)),
+            ("SES_ACCOUNT_MAX_SEND_RATE", format!("{}", self.quota)),
+            ("HIGH_PRIORITY_RESERVE", "0.2".into()),
+            ("INVOCATION_TIMEOUT_SECONDS", "15".into()),
+            ("LEASE_SLACK_SECONDS", "5".into()),
+            ("BACKOFF_BASE_SECONDS", "5".into()),
+            ("BACKOFF_CAP_SECONDS", "60".into()),
+            ("DEFERRED_DELAY_SECONDS", "5".into()),
+            ("RUST_LOG", "info".into()),
+        ]
+    }
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn env_number(name: &str, default: f64) -> f64 {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => match v.parse::<f64>() {
+            Ok(n) if n.is_finite() && n > 0.0 => n,
+            _ => panic!("{name} must be a positive number"),
+        },
+    }
+}
+
+/// One order the producer sent.
+#[derive(Debug, Clone)]
+struct Sent {
+    id: String,
+    high: bool,
+    valid: bool,
+    /// When it entered its queue (for a backlog: when the workers started, the moment it could
+    /// first be worked on).
+    queued_at: Instant,
+}
+
+fn email_of(id: &str) -> String {
+    format!("{}@example.com", id.to_lowercase())
+}
+
+/// The orders of a run, shuffled: valid ones of both priorities and a few invalid messages.
+fn plan(p: &SoakParams) -> Vec<(String, bool, bool)> {
+    let high = (p.orders as f64 * p.high_share).round() as usize;
+    let mut orders: Vec<(String, bool, bool)> =
+        (0..p.orders).map(|i| (format!("SOAK-{i:06}"), i < high, true)).collect();
+    orders.extend((0..p.invalid()).map(|i| (format!("SOAK-BAD-{i:05}"), i % 5 == 0, false)));
+    orders.shuffle(&mut rand::rng());
+    orders
+}
+
+fn body(id: &str, high: bool, valid: bool) -> String {
+    if valid {
+        support::order_body(id, if high { "high" } else { "normal" })
+    } else {
+        // No customer_email: the contract rejects it, and it must reach its DLQ with nothing else.
+        serde_json::json!({ "order_id": id, "customer_name": "Invalid Order" }).to_string()
+    }
+}
+
+/// The local services, the queues and a directory for the workers' output.
+struct Rig {
+    s: Services,
+    moto: Moto,
+    high: QueuePair,
+    normal: QueuePair,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start(p: &SoakParams) -> Self {
+        let s = Services::start().await;
+        s.ledger().await; // migrated
+        let moto = Moto::start_for_load().await;
+        let high = moto.queue_pair("soak-high", p.max_receive, 30).await;
+        let normal = moto.queue_pair("soak-normal", p.max_receive, 30).await;
+        s.ses_proxy.track_accepted(ses_recipient);
+        s.ses_proxy.add(Rule::always(Action::Throttle).sometimes(p.ses_throttle_rate));
+        s.ses_proxy.add(Rule::always(Action::Quota(p.quota)));
+        s.data_api_faults(serde_json::json!({ "error_rate": p.data_api_error_rate })).await;
+        Self { s, moto, high, normal, dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn binary(&self) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env("AWS_ENDPOINT_URL_SQS", &self.moto.url)
+            .env("QUEUE_URLS", format!("{},{}", self.high.url, self.normal.url))
+            .kill_on_drop(true);
+        for (k, v) in self.s.env() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Sends orders in `SendMessageBatch` calls of ten to their priority's queue; returns them
+    /// with the time each call went out.
+    async fn enqueue(&self, orders: &[(String, bool, bool)]) -> Vec<Sent> {
+        let mut sent = Vec::with_capacity(orders.len());
+        for high in [true, false] {
+            let mine: Vec<&(String, bool, bool)> = orders.iter().filter(|o| o.1 == high).collect();
+            let url = if high { &self.high.url } else { &self.normal.url };
+            for chunk in mine.chunks(10) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (id, high, valid))| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(format!("m{i}"))
+                            .message_body(body(id, *high, *valid))
+                            .build()
+                            .expect("entry")
+                    })
+                    .collect();
+                let queued_at = Instant::now();
+                let out = self
+                    .moto
+                    .client
+                    .send_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .expect("SendMessageBatch to moto");
+                assert!(out.failed.is_empty(), "moto refused messages: {:?}", out.failed);
+                sent.extend(chunk.iter().map(|(id, high, valid)| Sent {
+                    id: id.clone(),
+                    high: *high,
+                    valid: *valid,
+                    queued_at,
+                }));
+            }
+        }
+        sent
+    }
+
+    /// Messages in a queue: visible, in flight and delayed.
+    async fn pending(&self, url: &str) -> u64 {
+        let attrs = self
+            .moto
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .expect("GetQueueAttributes")
+            .attributes
+            .unwrap_or_default();
+        attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
+    }
+
+    /// Status counts straight from the ledger table.
+    async fn ledger_statuses(&self) -> HashMap<String, u64> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.s.database_url, tokio_postgres::NoTls).await.expect("connect to the ledger");
+        tokio::spawn(conn);
+        let rows = client
+            .query(
+                "SELECT status, count(*) FROM order_confirmations WHERE order_id NOT LIKE 'SOAK-BAD-%' GROUP BY status",
+                &[],
+            )
+            .await
+            .expect("status counts");
+        rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64)).collect()
+    }
+
+    /// Mails accepted by the SES emulator, per recipient.
+    async fn mails_per_recipient(&self) -> HashMap<String, usize> {
+        let (_, text) = http_get(&format!("{}/store", self.s.ses.url)).await.expect("SES store");
+        let store: serde_json::Value = serde_json::from_str(&text).expect("store JSON");
+        let mut counts = HashMap::new();
+        for mail in store["emails"].as_array().into_iter().flatten() {
+            if let Some(to) = mail["destination"]["to"][0].as_str() {
+                *counts.entry(to.to_owned()).or_default() += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// The `consume` workers, each writing its logs and metrics to its own file per incarnation.
+struct Workers {
+    children: Vec<tokio::process::Child>,
+    incarnations: usize,
+    kills: usize,
+    last_kill: Option<Instant>,
+}
+
+impl Workers {
+    fn spawn(rig: &Rig, p: &SoakParams, slot: usize, incarnation: usize) -> tokio::process::Child {
+        let out = |kind: &str| {
+            std::fs::File::create(rig.dir.path().join(format!("worker-{slot}-{incarnation}.{kind}"))).expect("log file")
+        };
+        let mut c = rig.binary();
+        c.args(["consume", "--wait-seconds", "1"]).stdout(out("out")).stderr(out("log"));
+        for (k, v) in p.worker_env() {
+            c.env(k, v);
+        }
+        c.spawn().expect("start a consume worker")
+    }
+
+    fn start(rig: &Rig, p: &SoakParams) -> Self {
+        let children = (0..p.workers).map(|slot| Self::spawn(rig, p, slot, 0)).collect();
+        Self { children, incarnations: p.workers, kills: 0, last_kill: None }
+    }
+
+    /// SIGKILL one worker (no chance to record or acknowledge anything) and start a fresh one.
+    async fn kill_and_restart(&mut self, rig: &Rig, p: &SoakParams) {
+        let slot = rand::random_range(0..self.children.len());
+        let child = &mut self.children[slot];
+        child.start_kill().expect("SIGKILL a worker");
+        child.wait().await.expect("killed worker reaped");
+        self.kills += 1;
+        self.last_kill = Some(Instant::now());
+        self.children[slot] = Self::spawn(rig, p, slot, self.incarnations);
+        self.incarnations += 1;
+    }
+
+    /// SIGTERM every worker: each finishes the batch in hand and exits.
+    async fn stop(mut self) {
+        for child in &self.children {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            }
+        }
+        for child in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(60), child.wait()).await.is_err() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
+/// The sum of each EMF metric (by name) over every worker's output.
+fn emf_totals(dir: &Path) -> HashMap<String, f64> {
+    let mut totals: HashMap<String, f64> = HashMap::new();
+    let files: Vec<PathBuf> =
+        std::fs::read_dir(dir).expect("worker dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines().filter(|l| l.starts_with("{\"_aws\"")) {
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().into_iter().flatten() {
+                let Some(name) = m["Name"].as_str() else { continue };
+                if let Some(v) = doc[name].as_f64() {
+                    *totals.entry(name.to_owned()).or_default() += v;
+                }
+            }
+        }
+    }
+    totals
+}
+
+/// Nearest-rank percentile of `values` (sorted in place); 0 when empty.
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Accepted mails per 10 s window from `started`, as % of the quota.
+fn windows(accepted: &[(String, Instant)], started: Instant, quota: f64) -> Vec<f64> {
+    const WINDOW: f64 = 10.0;
+    let mut counts: Vec<usize> = Vec::new();
+    for (_, at) in accepted {
+        let i = (at.saturating_duration_since(started).as_secs_f64() / WINDOW) as usize;
+        if counts.len() <= i {
+            counts.resize(i + 1, 0);
+        }
+        counts[i] += 1;
+    }
+    counts.iter().map(|&n| n as f64 / WINDOW / quota * 100.0).collect()
+}
+
+/// What one run saw.
+#[derive(Debug)]
+struct SoakReport {
+    params: SoakParams,
+    valid_high: usize,
+    valid_normal: usize,
+    invalid: usize,
+    /// Achieved arrival rate (orders per second over the arrival window) and the window.
+    arrival_rate: f64,
+    arrival_window: Duration,
+    kills: usize,
+    /// The last kill, from the start.
+    last_kill: Option<Duration>,
+    /// Valid orders mailed 0, 1 and 2+ times; extra mails in all.
+    mailed: [usize; 3],
+    extra_mails: usize,
+    lost: Vec<String>,
+    /// Bodies found in the DLQs: invalid ones (expected) and valid ones (lost to the DLQ).
+    dlq_invalid: usize,
+    dlq_valid: Vec<String>,
+    ledger: HashMap<String, u64>,
+    emf: HashMap<String, f64>,
+    over_quota: usize,
+    drain: Duration,
+    /// When 99 % of the valid orders had been mailed.
+    drain_99: Duration,
+    /// Mails SES accepted (duplicates included) per 10 s from the start, as % of the quota.
+    windows: Vec<f64>,
+    /// Time-to-confirm per priority: (p50, p99) in seconds.
+    ttc_high: (f64, f64),
+    ttc_normal: (f64, f64),
+    stuck: bool,
+}
+
+impl SoakReport {
+    fn counted_extra(&self) -> f64 {
+        self.emf.get("PossibleDuplicate").copied().unwrap_or(0.0)
+            + self.emf.get("UnrecordedSend").copied().unwrap_or(0.0)
+    }
+
+    /// Drained orders per second as a share of the quota, to the last order.
+    fn drain_rate(&self) -> f64 {
+        let mailed = (self.valid_high + self.valid_normal) as f64;
+        mailed / self.drain.as_secs_f64().max(1e-9) / self.params.quota
+    }
+
+    /// The same to the first 99 % of the orders: the rate while the backlog lasts, without the
+    /// tail of orders a killed worker held, which come back only after its lease.
+    fn drain_rate_99(&self) -> f64 {
+        let mailed = (self.valid_high + self.valid_normal) as f64 * 0.99;
+        mailed / self.drain_99.as_secs_f64().max(1e-9) / self.params.quota
+    }
+
+    /// The high-priority bound: 1.5 x (high backlog / quota).
+    fn high_bound(&self) -> f64 {
+        1.5 * self.valid_high as f64 / self.params.quota
+    }
+
+    /// Broken invariants: any of them fails the run.
+    fn violations(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.stuck {
+            v.push(format!("the run did not finish within {:.0} s", self.params.give_up_after().as_secs_f64()));
+        }
+        if !self.lost.is_empty() {
+            v.push(format!(
+                "{} valid orders never mailed (first: {:?})",
+                self.lost.len(),
+                &self.lost[..self.lost.len().min(5)]
+            ));
+        }
+        if !self.dlq_valid.is_empty() {
+            v.push(format!(
+                "{} valid orders in a DLQ (first: {:?})",
+                self.dlq_valid.len(),
+                &self.dlq_valid[..self.dlq_valid.len().min(5)]
+            ));
+        }
+        if self.dlq_invalid != self.invalid {
+            v.push(format!("{} of {} invalid messages reached a DLQ", self.dlq_invalid, self.invalid));
+        }
+        let abandoned = self.ledger.get("abandoned").copied().unwrap_or(0);
+        if abandoned > 0 {
+            v.push(format!("{abandoned} orders abandoned"));
+        }
+        let sent = self.ledger.get("sent").copied().unwrap_or(0);
+        if sent as usize != self.valid_high + self.valid_normal {
+            v.push(format!("the ledger holds {sent} sent orders, not {}", self.valid_high + self.valid_normal));
+        }
+        if self.extra_mails as f64 > self.counted_extra() {
+            v.push(format!(
+                "{} extra mails but only {} counted by PossibleDuplicate + UnrecordedSend",
+                self.extra_mails,
+                self.counted_extra()
+            ));
+        }
+        if self.extra_mails > 0 && self.kills == 0 && self.emf.get("UnrecordedSend").copied().unwrap_or(0.0) == 0.0 {
+            v.push(format!("{} extra mails without a kill or an unrecorded send", self.extra_mails));
+        }
+        v
+    }
+
+    /// The targets this scenario is measured against, with whether each holds.
+    fn targets(&self) -> Vec<(String, bool)> {
+        let mut t = Vec::new();
+        if self.params.scenario != Scenario::Steady {
+            let rate = self.drain_rate_99();
+            t.push((
+                format!("drain rate to 99 % of the orders {:.1} % of the quota >= 95 %", rate * 100.0),
+                rate >= 0.95,
+            ));
+        }
+        if self.valid_high > 0 && self.params.scenario != Scenario::Steady {
+            let (bound, p99) = (self.high_bound(), self.ttc_high.1);
+            t.push((
+                format!("high p99 time-to-confirm {p99:.1} s <= 1.5 x (high backlog / quota) = {bound:.1} s"),
+                p99 <= bound,
+            ));
+        }
+        t
+    }
+}
+
+impl fmt::Display for SoakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.params;
+        let valid = self.valid_high + self.valid_normal;
+        let secs = |d: Duration| d.as_secs_f64();
+        let emf = |name: &str| self.emf.get(name).copied().unwrap_or(0.0);
+        writeln!(f, "== soak: {} ==", p.scenario.name())?;
+        let arrivals = match p.arrival_factor {
+            Some(factor) => format!(
+                "arrivals {:.1}/s for {:.1} s (asked {factor} x quota = {:.1}/s)",
+                self.arrival_rate,
+                secs(self.arrival_window),
+                factor * p.quota
+            ),
+            None => format!("all queued before the workers started ({:.1} s to enqueue)", secs(self.arrival_window)),
+        };
+        writeln!(
+            f,
+            "orders           {valid} valid ({} high, {} normal) + {} invalid; {arrivals}",
+            self.valid_high, self.valid_normal, self.invalid
+        )?;
+        let resuming = match p.resuming {
+            Some((at, length)) => format!("resuming for {:.0} s at {:.0} s", secs(length), secs(at)),
+            None => "no resuming window".to_owned(),
+        };
+        writeln!(
+            f,
+            "faults           SES quota {}/s at the injector ({} calls over it), {:.0} % more throttled at random; \
+             Data API 5xx {:.0} %, {resuming}",
+            p.quota,
+            self.over_quota,
+            p.ses_throttle_rate * 100.0,
+            p.data_api_error_rate * 100.0,
+        )?;
+        let last_kill =
+            self.last_kill.map_or(String::new(), |d| format!(" (the last {:.0} s after the start)", secs(d)));
+        writeln!(f, "workers          {} consume processes; kills {}{last_kill}", p.workers, self.kills)?;
+        writeln!(
+            f,
+            "mailed           0x: {}   1x: {}   2+x: {}   (extra mails {}; counted PossibleDuplicate {} + UnrecordedSend {})",
+            self.mailed[0],
+            self.mailed[1],
+            self.mailed[2],
+            self.extra_mails,
+            emf("PossibleDuplicate"),
+            emf("UnrecordedSend")
+        )?;
+        writeln!(
+            f,
+            "DLQs             {} invalid (expected {}), {} valid",
+            self.dlq_invalid,
+            self.invalid,
+            self.dlq_valid.len()
+        )?;
+        let mut statuses: Vec<_> = self.ledger.iter().collect();
+        statuses.sort();
+        writeln!(
+            f,
+            "ledger           {} (abandoned {})",
+            statuses.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+            self.ledger.get("abandoned").copied().unwrap_or(0)
+        )?;
+        writeln!(
+            f,
+            "service metrics  Sent {} Deferred {} TransientFailure {} InFlight {} Duplicate {}",
+            emf("Sent"),
+            emf("Deferred"),
+            emf("TransientFailure"),
+            emf("InFlight"),
+            emf("Duplicate")
+        )?;
+        writeln!(
+            f,
+            "drain            {:.1} s against an ideal of {:.1} s (orders / quota): {:.1} % of the quota",
+            secs(self.drain),
+            secs(p.ideal()),
+            self.drain_rate() * 100.0
+        )?;
+        writeln!(
+            f,
+            "                 99 % mailed after {:.1} s: {:.1} % of the quota while the backlog lasted",
+            secs(self.drain_99),
+            self.drain_rate_99() * 100.0
+        )?;
+        let windows: Vec<String> = self.windows.iter().map(|w| format!("{w:.0}")).collect();
+        writeln!(f, "SES use          % of the quota per 10 s: {}", windows.join(" "))?;
+        writeln!(
+            f,
+            "time-to-confirm  high p50 {:.1} s p99 {:.1} s;  normal p50 {:.1} s p99 {:.1} s",
+            self.ttc_high.0, self.ttc_high.1, self.ttc_normal.0, self.ttc_normal.1
+        )?;
+        let violations = self.violations();
+        if violations.is_empty() {
+            writeln!(f, "invariants       hold")?;
+        } else {
+            for v in &violations {
+                writeln!(f, "INVARIANT BROKEN {v}")?;
+            }
+        }
+        let enforced = if p.enforce_targets { "" } else { " (not enforced in this run)" };
+        for (target, met) in self.targets() {
+            writeln!(f, "target           {} {target}{enforced}", if met { "met:   " } else { "MISSED:" })?;
+        }
+        Ok(())
+    }
+}
+
+/// The faults on a clock: kills, the database-resuming window, scheduled reconciles.
+struct Chaos {
+    kill_at: Instant,
+    resume_at: Option<Instant>,
+    reconcile_at: Instant,
+}
+
+impl Chaos {
+    fn new(p: &SoakParams, started: Instant) -> Self {
+        Self {
+            kill_at: started + p.first_kill_after,
+            resume_at: p.resuming.map(|(after, _)| started + after),
+            reconcile_at: started + p.reconcile_every,
+        }
+    }
+
+    async fn tick(&mut self, rig: &Rig, p: &SoakParams, workers: &mut Workers) {
+        let now = Instant::now();
+        if let (Some(at), Some((_, length))) = (self.resume_at, p.resuming)
+            && now >= at
+        {
+            rig.s.data_api_faults(serde_json::json!({ "resuming_for_ms": length.as_millis() as u64 })).await;
+            self.resume_at = None;
+        }
+        if now >= self.kill_at && workers.kills < p.max_kills {
+            workers.kill_and_restart(rig, p).await;
+            self.kill_at += p.kill_every;
+        }
+        if now >= self.reconcile_at {
+            reconcile(rig, p).await;
+            self.reconcile_at += p.reconcile_every;
+        }
+    }
+}
+
+/// Runs one scenario from start to finish and reports what it saw.
+async fn soak(p: SoakParams) -> SoakReport {
+    let rig = Rig::start(&p).await;
+    let orders = plan(&p);
+    let (started, mut workers, mut chaos, sent, arrival_window) = match p.arrival_factor {
+        None => {
+            let t0 = Instant::now();
+            let queued = rig.enqueue(&orders).await;
+            let arrival_window = t0.elapsed();
+            let workers = Workers::start(&rig, &p);
+            let started = Instant::now();
+            let sent = queued.into_iter().map(|s| Sent { queued_at: started, ..s }).collect();
+            (started, workers, Chaos::new(&p, started), sent, arrival_window)
+        }
+        Some(factor) => {
+            let mut workers = Workers::start(&rig, &p);
+            // Arrivals start once the workers are polling.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let started = Instant::now();
+            let mut chaos = Chaos::new(&p, started);
+            let rate = factor * p.quota;
+            let mut sent = Vec::with_capacity(orders.len());
+            while sent.len() < orders.len() {
+                let due = ((started.elapsed().as_secs_f64() * rate) as usize).min(orders.len());
+                if due > sent.len() {
+                    let batch = rig.enqueue(&orders[sent.len()..due]).await;
+                    sent.extend(batch);
+                }
+                chaos.tick(&rig, &p, &mut workers).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (started, workers, chaos, sent, started.elapsed())
+        }
+    };
+
+    let valid: Vec<&Sent> = sent.iter().filter(|s| s.valid).collect();
+    let give_up = started + p.give_up_after();
+    let mut stuck = false;
+    let mut quiet_checks = 0;
+    loop {
+        if Instant::now() >= give_up {
+            stuck = true;
+            break;
+        }
+        chaos.tick(&rig, &p, &mut workers).await;
+        let mailed: std::collections::HashSet<String> =
+            rig.s.ses_proxy.accepted().into_iter().map(|(to, _)| to).collect();
+        let all_mailed = valid.iter().all(|s| mailed.contains(&email_of(&s.id)));
+        if all_mailed && rig.pending(&rig.high.url).await + rig.pending(&rig.normal.url).await == 0 {
+            quiet_checks += 1;
+            if quiet_checks >= 2 {
+                break;
+            }
+        } else {
+            quiet_checks = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let kills = workers.kills;
+    let last_kill = workers.last_kill.map(|at| at.saturating_duration_since(started));
+    workers.stop().await;
+    rig.s.data_api_faults(serde_json::json!({ "error_rate": 0.0, "resuming_for_ms": 0 })).await;
+    reconcile(&rig, &p).await;
+
+    // When each recipient's first mail was accepted.
+    let mut first_accepted: HashMap<String, Instant> = HashMap::new();
+    for (to, at) in rig.s.ses_proxy.accepted() {
+        first_accepted.entry(to).or_insert(at);
+    }
+    let mails = rig.mails_per_recipient().await;
+    let mut mailed = [0usize; 3];
+    let mut extra_mails = 0;
+    let mut lost = Vec::new();
+    let (mut ttc_high, mut ttc_normal) = (Vec::new(), Vec::new());
+    let mut confirmed_at = Vec::new();
+    for s in &valid {
+        let email = email_of(&s.id);
+        let n = mails.get(&email).copied().unwrap_or(0);
+        mailed[n.min(2)] += 1;
+        extra_mails += n.saturating_sub(1);
+        if n == 0 {
+            lost.push(s.id.clone());
+        }
+        if let Some(at) = first_accepted.get(&email) {
+            confirmed_at.push(at.saturating_duration_since(started).as_secs_f64());
+            let ttc = at.saturating_duration_since(s.queued_at).as_secs_f64();
+            if s.high { ttc_high.push(ttc) } else { ttc_normal.push(ttc) }
+        }
+    }
+    let invalid_ids: std::collections::HashSet<&str> =
+        sent.iter().filter(|s| !s.valid).map(|s| s.id.as_str()).collect();
+    let mut dlq_invalid = 0;
+    let mut dlq_valid = Vec::new();
+    for url in [&rig.high.dlq_url, &rig.normal.dlq_url] {
+        for (body, _) in rig.moto.drain_view(url).await {
+            let id = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["order_id"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            if invalid_ids.contains(id.as_str()) { dlq_invalid += 1 } else { dlq_valid.push(id) }
+        }
+    }
+    let report = SoakReport {
+        valid_high: valid.iter().filter(|s| s.high).count(),
+        valid_normal: valid.iter().filter(|s| !s.high).count(),
+        invalid: invalid_ids.len(),
+        arrival_rate: sent.len() as f64 / arrival_window.as_secs_f64().max(1e-9),
+        arrival_window,
+        kills,
+        last_kill,
+        mailed,
+        extra_mails,
+        lost,
+        dlq_invalid,
+        dlq_valid,
+        ledger: rig.ledger_statuses().await,
+        emf: emf_totals(rig.dir.path()),
+        over_quota: rig.s.ses_proxy.over_quota(),
+        drain: Duration::from_secs_f64(percentile(&mut confirmed_at, 100.0)),
+        drain_99: Duration::from_secs_f64(percentile(&mut confirmed_at, 99.0)),
+        windows: windows(&rig.s.ses_proxy.accepted(), started, p.quota),
+        ttc_high: (percentile(&mut ttc_high, 50.0), percentile(&mut ttc_high, 99.0)),
+        ttc_normal: (percentile(&mut ttc_normal, 50.0), percentile(&mut ttc_normal, 99.0)),
+        stuck,
+        params: p,
+    };
+    if env_flag("SOAK_KEEP_LOGS") {
+        println!("worker logs kept in {}", rig.dir.keep().display());
+    }
+    report
+}
+
+/// One `order-confirmation reconcile` run, as the schedule would start it; its metrics go to the
+/// workers' directory so they are counted with theirs.
+async fn reconcile(rig: &Rig, p: &SoakParams) {
+    let name = format!("reconcile-{}.log", uuid::Uuid::new_v4().simple());
+    let log = std::fs::File::create(rig.dir.path().join(name)).expect("reconcile log");
+    let mut c = rig.binary();
+    c.arg("reconcile").stdout(std::process::Stdio::null()).stderr(log);
+    for (k, v) in p.worker_env() {
+        c.env(k, v);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(120), c.status()).await;
+    assert!(matches!(status, Ok(Ok(_))), "reconcile did not run: {status:?}");
+}
+
+/// Fails on a broken invariant (or a missed target when enforced).
+fn judge(reports: &[SoakReport]) {
+    let mut failures = Vec::new();
+    for r in reports {
+        failures.extend(r.violations());
+        if r.params.enforce_targets {
+            failures
+                .extend(r.targets().into_iter().filter(|(_, met)| !met).map(|(t, _)| format!("target missed: {t}")));
+        }
+    }
+    assert!(failures.is_empty(), "the soak failed:\n{}", failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_peak_with_faults_and_a_killed_worker_mails_every_valid_order_and_dead_letters_only_invalid_ones() {
+    let report = soak(SoakParams::small()).await;
+    println!("{report}");
+    assert_eq!(report.kills, 1, "the small soak kills one worker");
+    judge(&[report]);
+}
+
+/// `make soak`: the large run, one report per scenario (see the module docs for the settings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "minutes long: run by `make soak`"]
+async fn large_soak() {
+    let scenarios = std::env::var("SOAK_SCENARIOS").unwrap_or_else(|_| "steady,peak,backlog".into());
+    let mut reports = Vec::new();
+    for scenario in scenarios.split(',').filter(|s| !s.trim().is_empty()) {
+        let report = soak(SoakParams::large(Scenario::parse(scenario))).await;
+        println!("{report}");
+        reports.push(report);
+    }
+    judge(&reports);
+}
