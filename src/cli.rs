@@ -169,6 +169,49 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     if is_usage { EXIT_USAGE } else { EXIT_RUNTIME }
 }
 
+impl Cli {
+    /// Parses the command line, exiting on `--help`, `--version` and usage errors as clap does,
+    /// except that a bad value from an environment variable is reported under the variable's name
+    /// (clap names the flag, which the user never typed) and without the value.
+    pub fn parse_or_exit() -> Self {
+        use clap::Parser;
+        match Self::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => match from_environment(&e) {
+                Some(message) => {
+                    eprintln!("error: {message}");
+                    std::process::exit(EXIT_USAGE);
+                }
+                None => e.exit(),
+            },
+        }
+    }
+}
+
+/// The message for a clap value error whose value came from an environment variable, if it did.
+/// The argument is read from the error's context, then looked up in the command definition.
+fn from_environment(e: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return None;
+    }
+    let Some(ContextValue::String(invalid)) = e.get(ContextKind::InvalidArg) else { return None };
+    let command = Cli::command();
+    let arg = command.get_arguments().find(|a| {
+        a.get_long().is_some_and(|long| invalid.split_whitespace().next() == Some(format!("--{long}").as_str()))
+    })?;
+    let long = format!("--{}", arg.get_long()?);
+    let typed = std::env::args().any(|a| a == long || a.starts_with(&format!("{long}=")));
+    let variable = arg.get_env()?.to_str()?;
+    if typed || std::env::var_os(variable).is_none() {
+        return None;
+    }
+    let why =
+        std::error::Error::source(e).map_or_else(|| "not one of the accepted values".to_owned(), |s| s.to_string());
+    Some(format!("configuration: {variable} is not valid: {why} (see --help for the accepted values)"))
+}
+
 /// Runs the parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.settings.validate(Mode::Local)?;

@@ -380,3 +380,16 @@ fn missing_credentials_are_one_line_that_says_how_to_provide_them() {
     assert!(stderr.contains("AWS_PROFILE"), "says what to do: {stderr}");
     assert!(!stderr.contains("ProviderError") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
 }
+
+#[test]
+fn a_bad_value_from_an_environment_variable_is_named_by_the_variable_and_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).arg("config").env("SEND_CONCURRENCY", "abc"));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SEND_CONCURRENCY"), "{stderr}");
+    assert!(!stderr.contains("--send-concurrency"), "the user never typed the flag: {stderr}");
+    assert!(!stderr.contains("abc"), "the rejected value is not echoed: {stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["config", "--send-concurrency", "abc"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--send-concurrency"), "a typed flag is named as typed: {stderr}");
+}
