@@ -324,7 +324,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let ledger = app::existing_ledger(&config).await?;
             match ledger.order_state(&id).await.context("reading the order")? {
                 None => {
-                    eprintln!("order {id} is not in the ledger (never received, or rejected before it had a valid id)");
+                    eprintln!("{}", stats::not_in_ledger(&id));
                     Ok(EXIT_NOT_FOUND)
                 }
                 Some(state) if args.json => {

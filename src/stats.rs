@@ -7,6 +7,18 @@ fn secs(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"))
 }
 
+/// What to say about an order the ledger does not hold: it never arrived, or its message was
+/// rejected before it was recorded (a bad message is logged with its order id and the rule it
+/// broke, and reaches the dead-letter queue after its retries). Names the Logs Insights query.
+pub fn not_in_ledger(id: &crate::order::OrderId) -> String {
+    format!(
+        "order {id} is not in the ledger: it was never received, or its message was rejected before it was recorded \
+         (the dead-letter queue holds it after its retries); find the rejection and the rule it broke in the \
+         function's logs with CloudWatch Logs Insights: fields @timestamp, message_id, reason | \
+         filter order_id = \"{id}\" and outcome = \"rejected\""
+    )
+}
+
 pub fn render_table(stats: &LedgerStats) -> String {
     let mut out = String::new();
     let _ = writeln!(

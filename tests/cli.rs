@@ -393,3 +393,16 @@ fn a_bad_value_from_an_environment_variable_is_named_by_the_variable_and_not_ech
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--send-concurrency"), "a typed flag is named as typed: {stderr}");
 }
+
+#[test]
+fn status_of_an_order_rejected_before_it_was_recorded_says_where_to_find_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    // ORD-1004 has a valid id but no address: rejected before the ledger saw it.
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["status", "ORD-1004"]));
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("dead-letter queue"), "{stderr}");
+    assert!(stderr.contains(r#"filter order_id = "ORD-1004" and outcome = "rejected""#), "the query: {stderr}");
+    assert!(!stderr.contains("before it had a valid id"), "{stderr}");
+}
