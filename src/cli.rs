@@ -236,7 +236,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             loop {
                 let s = Statistics {
-                    ledger: ledger.stats().await.context("reading statistics")?,
+                    ledger: ledger
+                        .stats()
+                        .await
+                        .map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
                     queues: match &sqs {
                         Some(client) => {
                             crate::queues::depths(client, &config.queue_urls).await.context("reading queue depths")?
@@ -298,7 +301,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
             let note = crate::ledger::park_note(&args.note).map_err(|rule| usage(format!("--note: {rule}")))?;
             let ledger = app::existing_ledger(&config).await?;
-            match ledger.park(&id, note).await.context("parking the order")? {
+            match ledger.park(&id, note).await.map_err(|e| app::ledger_read_error(&config, e, "parking the order"))? {
                 Some(state) => {
                     emit(stats::render_order(&state))?;
                     Ok(0)
@@ -322,7 +325,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status(args) => {
             let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
             let ledger = app::existing_ledger(&config).await?;
-            match ledger.order_state(&id).await.context("reading the order")? {
+            match ledger.order_state(&id).await.map_err(|e| app::ledger_read_error(&config, e, "reading the order"))? {
                 None => {
                     eprintln!("{}", stats::not_in_ledger(&id));
                     Ok(EXIT_NOT_FOUND)
