@@ -14,6 +14,37 @@ use crate::rate::{SendGate, SendRateLimiter};
 use anyhow::Context;
 use std::sync::Arc;
 
+/// The ledger named by the configuration is not there. Read-only commands refuse it instead of
+/// creating an empty one and reporting zeros about a typo.
+#[derive(Debug, thiserror::Error)]
+pub enum NoLedger {
+    #[error("no ledger at {}; check --ledger or run migrate", .0.display())]
+    File(std::path::PathBuf),
+    #[error("no ledger in database {0}; check DB_NAME or run migrate")]
+    Database(String),
+}
+
+/// An error from a ledger read for a command: a Data API database without the ledger's tables
+/// (PostgreSQL's undefined_table, SQLSTATE 42P01, which the Data API puts in its message) becomes
+/// [`NoLedger::Database`]; anything else keeps its cause with `doing` as context.
+pub fn ledger_read_error(config: &Config, error: crate::error::BackendError, doing: &'static str) -> anyhow::Error {
+    match &config.data_api {
+        Some(target) if error.message.contains("SQLState: 42P01") => NoLedger::Database(target.database.clone()).into(),
+        _ => anyhow::Error::new(error).context(doing),
+    }
+}
+
+/// The ledger for commands that only read or change existing orders (`stats`, `status`, `park`):
+/// like [`build_ledger`], but a SQLite file that does not exist is an error, never created.
+pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>> {
+    if let LedgerChoice::Sqlite { path } = &config.ledger
+        && !path.exists()
+    {
+        return Err(NoLedger::File(path.clone()).into());
+    }
+    build_ledger(config).await
+}
+
 pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>> {
     Ok(match &config.ledger {
         LedgerChoice::Sqlite { path } => {

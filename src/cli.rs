@@ -1,13 +1,15 @@
 //! The `order-confirmation` command line. Each subcommand's doc comment is its `--help` text.
 
 use crate::app;
-use crate::config::{Mode, Settings};
+use crate::config::{Config, Mode, Settings};
+use crate::lambda::EventKind;
 use crate::order::OrderId;
 use crate::stats;
 use anyhow::Context;
 use aws_lambda_events::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use tokio::time::Instant;
 
 /// Sends every paid order its confirmation exactly once.
@@ -27,9 +29,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the handler once on an SQS event file, exactly as Lambda would deliver it.
+    /// Run the function once on an event file, exactly as Lambda would deliver it.
     ///
-    /// Prints the SqsBatchResponse JSON on stdout and a summary plus logs on stderr.
+    /// Takes every event the deployed functions accept: an SQS batch, the reconcile schedule
+    /// event or an operator request ({"operator": VERB, ...}). Prints the function's answer as
+    /// JSON on stdout (for a batch, the SqsBatchResponse) and a summary plus logs on stderr.
     Invoke(InvokeArgs),
     /// Show confirmation statistics from the ledger, per priority, and queue depths.
     ///
@@ -63,7 +67,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct InvokeArgs {
-    /// SQS event JSON file (the shape Lambda passes to the function).
+    /// Event JSON file (the shape Lambda passes to the function); `-` reads stdin.
     #[arg(default_value = "events/sqs-batch.json")]
     pub event_file: PathBuf,
 }
@@ -120,12 +124,100 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+/// Exit code for a failure at run time: a backend failed, or the answer was a failure.
+pub const EXIT_RUNTIME: i32 = 1;
+/// Exit code for a wrong command line or configuration (clap uses it for its own usage errors).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for "the order asked about is not there" (`status`, `retry`, `park`).
+pub const EXIT_NOT_FOUND: i32 = 3;
+
+/// A refusal the user fixes on the command line or in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+/// Whoever read stdout went away (`stats --watch 1 | head -1`): the command ends quietly, as a
+/// success, since the reader has all it wanted.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub struct ClosedPipe;
+
+/// Writes the command's answer to stdout; a closed pipe becomes [`ClosedPipe`], never a panic
+/// (`print!` panics on it).
+fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match write!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+        other => Ok(other.context("writing to stdout")?),
+    }
+}
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
+/// The exit code for an error [`run`] returned: 0 for a reader that closed stdout,
+/// [`EXIT_USAGE`] for usage and configuration mistakes, [`EXIT_RUNTIME`] for everything else.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    if error.chain().any(|cause| cause.is::<ClosedPipe>()) {
+        return 0;
+    }
+    let is_usage = error
+        .chain()
+        .any(|cause| cause.is::<Usage>() || cause.is::<crate::config::ConfigError>() || cause.is::<app::NoLedger>());
+    if is_usage { EXIT_USAGE } else { EXIT_RUNTIME }
+}
+
+impl Cli {
+    /// Parses the command line, exiting on `--help`, `--version` and usage errors as clap does,
+    /// except that a bad value from an environment variable is reported under the variable's name
+    /// (clap names the flag, which the user never typed) and without the value.
+    pub fn parse_or_exit() -> Self {
+        use clap::Parser;
+        match Self::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => match from_environment(&e) {
+                Some(message) => {
+                    eprintln!("error: {message}");
+                    std::process::exit(EXIT_USAGE);
+                }
+                None => e.exit(),
+            },
+        }
+    }
+}
+
+/// The message for a clap value error whose value came from an environment variable, if it did.
+/// The argument is read from the error's context, then looked up in the command definition.
+fn from_environment(e: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return None;
+    }
+    let Some(ContextValue::String(invalid)) = e.get(ContextKind::InvalidArg) else { return None };
+    let command = Cli::command();
+    let arg = command.get_arguments().find(|a| {
+        a.get_long().is_some_and(|long| invalid.split_whitespace().next() == Some(format!("--{long}").as_str()))
+    })?;
+    let long = format!("--{}", arg.get_long()?);
+    let typed = std::env::args().any(|a| a == long || a.starts_with(&format!("{long}=")));
+    let variable = arg.get_env()?.to_str()?;
+    if typed || std::env::var_os(variable).is_none() {
+        return None;
+    }
+    let why =
+        std::error::Error::source(e).map_or_else(|| "not one of the accepted values".to_owned(), |s| s.to_string());
+    Some(format!("configuration: {variable} is not valid: {why} (see --help for the accepted values)"))
+}
+
 /// Runs the parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.settings.validate(Mode::Local)?;
     match cli.command {
         Command::Config => {
-            println!("{}", serde_json::to_string_pretty(&config)?);
+            emit(format_args!("{}\n", serde_json::to_string_pretty(&config)?))?;
             Ok(0)
         }
         Command::Migrate => {
@@ -134,29 +226,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("migrations applied");
             Ok(0)
         }
-        Command::Invoke(args) => {
-            let text = std::fs::read_to_string(&args.event_file)
-                .with_context(|| format!("reading event file {}", args.event_file.display()))?;
-            let event: SqsEvent = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not an SQS event", args.event_file.display()))?;
-            let pipeline = app::build_pipeline(&config).await?;
-            let mut report = pipeline.handle(&event, Instant::now() + config.invocation_timeout).await;
-            crate::finish::finish(&event, &mut report, None, None).await;
-            crate::metrics::flush(crate::metrics::Sink::Stderr);
-            println!("{}", serde_json::to_string(&report.response())?);
-            eprintln!("{}", report.summary());
-            let unnamed = report.unidentifiable_failures();
-            if unnamed > 0 {
-                eprintln!(
-                    "error: {unnamed} failed record(s) have no messageId and cannot be listed in batchItemFailures; \
-                     in Lambda this invocation fails so the whole batch is retried"
-                );
-                return Ok(1);
-            }
-            Ok(0)
-        }
+        Command::Invoke(args) => invoke(&config, &args.event_file).await,
         Command::Stats(args) => {
-            let ledger = app::build_ledger(&config).await?;
+            let ledger = app::existing_ledger(&config).await?;
             let sqs = if config.queue_urls.is_empty() {
                 None
             } else {
@@ -164,7 +236,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             loop {
                 let s = Statistics {
-                    ledger: ledger.stats().await.context("reading statistics")?,
+                    ledger: ledger
+                        .stats()
+                        .await
+                        .map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
                     queues: match &sqs {
                         Some(client) => {
                             crate::queues::depths(client, &config.queue_urls).await.context("reading queue depths")?
@@ -173,14 +248,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     },
                 };
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&s)?);
+                    emit(format_args!("{}\n", serde_json::to_string_pretty(&s)?))?;
                 } else {
-                    if args.watch.is_some() {
-                        // Clear the screen and home the cursor, like `watch`.
-                        print!("\x1b[2J\x1b[H");
+                    if args.watch.is_some() && std::io::stdout().is_terminal() {
+                        // Clear the screen and home the cursor, like `watch`; never into a pipe or file.
+                        emit("\x1b[2J\x1b[H")?;
                     }
-                    print!("{}", stats::render_table(&s.ledger));
-                    print!("{}", stats::render_queues(&s.queues));
+                    emit(stats::render_table(&s.ledger))?;
+                    emit(stats::render_queues(&s.queues))?;
                 }
                 let Some(every) = args.watch else { break };
                 tokio::select! {
@@ -192,7 +267,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Consume(args) => {
             if config.queue_urls.is_empty() {
-                anyhow::bail!("consume needs at least one --queue-url (or QUEUE_URLS), high priority first");
+                return Err(usage("consume needs at least one --queue-url (or QUEUE_URLS), high priority first"));
             }
             let pipeline = app::build_pipeline(&config).await?;
             let sqs = crate::aws::sqs_client(crate::aws::sdk_config().await);
@@ -204,36 +279,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 idle_exit: args.idle_exit.map(std::time::Duration::from_secs),
             };
             let summary = crate::consume::run(&pipeline, &sqs, &backoff, &options, shutdown_signal()).await?;
-            println!("{}", serde_json::to_string(&summary)?);
+            emit(format_args!("{}\n", serde_json::to_string(&summary)?))?;
             Ok(0)
         }
         Command::Retry(args) => {
-            let id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
             let pipeline = app::build_pipeline(&config).await?;
             let Some(order) = pipeline.ledger().release(&id).await.context("releasing the order")? else {
                 eprintln!("order {id} is not abandoned or rejected; `status {id}` shows its state");
-                return Ok(3);
+                return Ok(EXIT_NOT_FOUND);
             };
             eprintln!("released {id} for retry; re-sending it now");
             let report =
                 crate::reconcile::resend(&pipeline, &[order], Instant::now() + config.invocation_timeout).await;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             let outcome = &report.records[0].outcome;
-            println!("{}", serde_json::to_string(outcome)?);
-            Ok(if outcome.is_success() { 0 } else { 1 })
+            emit(format_args!("{}\n", serde_json::to_string(outcome)?))?;
+            Ok(if outcome.is_success() { 0 } else { EXIT_RUNTIME })
         }
         Command::Park(args) => {
-            let id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let note = crate::ledger::park_note(&args.note).map_err(|rule| anyhow::anyhow!("--note: {rule}"))?;
-            let ledger = app::build_ledger(&config).await?;
-            match ledger.park(&id, note).await.context("parking the order")? {
+            let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
+            let note = crate::ledger::park_note(&args.note).map_err(|rule| usage(format!("--note: {rule}")))?;
+            let ledger = app::existing_ledger(&config).await?;
+            match ledger.park(&id, note).await.map_err(|e| app::ledger_read_error(&config, e, "parking the order"))? {
                 Some(state) => {
-                    print!("{}", stats::render_order(&state));
+                    emit(stats::render_order(&state))?;
                     Ok(0)
                 }
                 None => {
                     eprintln!("order {id} is not abandoned: only an order automation gave up on can be parked");
-                    Ok(3)
+                    Ok(EXIT_NOT_FOUND)
                 }
             }
         }
@@ -244,28 +319,105 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     .await
                     .context("reconcile")?;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
-            println!("{}", serde_json::to_string(&report)?);
+            emit(format_args!("{}\n", serde_json::to_string(&report)?))?;
             Ok(0)
         }
         Command::Status(args) => {
-            let id = OrderId::parse(&args.order_id).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let ledger = app::build_ledger(&config).await?;
-            match ledger.order_state(&id).await.context("reading the order")? {
+            let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
+            let ledger = app::existing_ledger(&config).await?;
+            match ledger.order_state(&id).await.map_err(|e| app::ledger_read_error(&config, e, "reading the order"))? {
                 None => {
-                    eprintln!("order {id} is not in the ledger (never received, or rejected before it had a valid id)");
-                    Ok(3)
+                    eprintln!("{}", stats::not_in_ledger(&id));
+                    Ok(EXIT_NOT_FOUND)
                 }
                 Some(state) if args.json => {
-                    println!("{}", serde_json::to_string_pretty(&state)?);
+                    emit(format_args!("{}\n", serde_json::to_string_pretty(&state)?))?;
                     Ok(0)
                 }
                 Some(state) => {
-                    print!("{}", stats::render_order(&state));
+                    emit(stats::render_order(&state))?;
                     Ok(0)
                 }
             }
         }
     }
+}
+
+/// What `invoke` accepts, for the messages that refuse something else.
+const INVOKE_EXPECTS: &str = "invoke takes an SQS batch, the reconcile schedule event or an operator request as JSON \
+                              (see events/); `-` reads stdin";
+
+/// Reads the event (a file, or stdin for `-`) and runs it through the path the deployed function
+/// takes for its kind.
+async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
+    let text = if event_file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading the event from stdin")?
+    } else {
+        std::fs::read_to_string(event_file).map_err(|e| {
+            let looked = std::path::absolute(event_file).unwrap_or_else(|_| event_file.to_owned());
+            if e.kind() == std::io::ErrorKind::NotFound {
+                usage(format!("no event file at {}: {INVOKE_EXPECTS}", looked.display()))
+            } else {
+                usage(format!("cannot read the event file {}: {e}", looked.display()))
+            }
+        })?
+    };
+    let payload: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| usage(format!("the event is not JSON ({e}): {INVOKE_EXPECTS}")))?;
+    let deadline = Instant::now() + config.invocation_timeout;
+    let answer = match EventKind::of(&payload).map_err(usage)? {
+        EventKind::SqsBatch => return invoke_batch(config, payload, deadline).await,
+        EventKind::Schedule => {
+            let pipeline = app::build_pipeline(config).await?;
+            let report =
+                crate::reconcile::reconcile(&pipeline, &config.reconcile, deadline).await.context("reconcile")?;
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
+            serde_json::to_value(report)?
+        }
+        EventKind::Operator => {
+            let request = crate::operator::Request::parse(&payload)
+                .map_err(|rule| usage(format!("operator request refused: {rule}")))?;
+            let pipeline = app::build_pipeline(config).await?;
+            let sqs = if config.queue_urls.is_empty() {
+                None
+            } else {
+                Some(crate::aws::sqs_client(crate::aws::sdk_config().await))
+            };
+            let operator = crate::operator::Operator { pipeline: &pipeline, config, sqs: sqs.as_ref() };
+            let answer = operator.answer(&request, deadline).await.map_err(|e| anyhow::anyhow!(e));
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
+            answer?
+        }
+        EventKind::CustomResource => {
+            return Err(usage(
+                "a CloudFormation custom-resource request is answered only by the deployed operator function \
+                 (it replies to CloudFormation's pre-signed URL); run `migrate` to apply the schema locally",
+            ));
+        }
+    };
+    emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
+    Ok(0)
+}
+
+/// An SQS batch: the handler's path, with the batch summary on stderr.
+async fn invoke_batch(config: &Config, payload: serde_json::Value, deadline: Instant) -> anyhow::Result<i32> {
+    let event: SqsEvent = serde_json::from_value(payload)
+        .map_err(|e| usage(format!("the event has Records but is not an SQS event ({e}): {INVOKE_EXPECTS}")))?;
+    let pipeline = app::build_pipeline(config).await?;
+    let mut report = pipeline.handle(&event, deadline).await;
+    crate::finish::finish(&event, &mut report, None, None).await;
+    crate::metrics::flush(crate::metrics::Sink::Stderr);
+    emit(format_args!("{}\n", serde_json::to_string(&report.response())?))?;
+    eprintln!("{}", report.summary());
+    let unnamed = report.unidentifiable_failures();
+    if unnamed > 0 {
+        eprintln!(
+            "error: {unnamed} failed record(s) have no messageId and cannot be listed in batchItemFailures; \
+             in Lambda this invocation fails so the whole batch is retried"
+        );
+        return Ok(EXIT_RUNTIME);
+    }
+    Ok(0)
 }
 
 /// Resolves on SIGINT or SIGTERM (what ECS, systemd and Ctrl-C send).

@@ -49,6 +49,7 @@ fn parse_mailer(s: &str) -> Result<MailerChoice, String> {
 /// Every setting, as flags with environment fallbacks. Shared by all subcommands and by the
 /// Lambda entry (which has no flags, so only the environment applies there).
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Settings (every command; a flag wins over its environment variable)")]
 pub struct Settings {
     /// Ledger backend: `data-api` or `sqlite:<path>` [default locally: sqlite:.local/ledger.db;
     /// required in Lambda]

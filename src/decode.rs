@@ -463,6 +463,14 @@ mod tests {
         let d = decode(&format!(r#"{{{base}, "total": 1e400, "currency": "EUR"}}"#)).unwrap();
         assert_eq!((d.order.total.as_deref(), d.order.currency.as_deref()), (None, Some("EUR")));
         assert!(matches!(d.notes[..], [Note::OrderDetailInvalid { field: "total", .. }]), "{:?}", d.notes);
+        let legacy = "{'order_id': 'A1', 'customer_email': 'a@example.com', 'customer_name': 'Ann', 'total': 1e400}";
+        let d = decode(legacy).unwrap();
+        assert_eq!(d.order.total, None);
+        assert!(
+            matches!(d.notes[..], [Note::LegacyPayloadFormat, Note::OrderDetailInvalid { field: "total", .. }]),
+            "{:?}",
+            d.notes
+        );
         let d = decode(&format!(r#"{{{base}, "gift_note": "\ud800 lone"}}"#)).unwrap();
         assert!(d.notes.is_empty());
         let d = decode(&format!(r#"{{{base}, "items": [{{"name": "\udc00"}}]}}"#)).unwrap();

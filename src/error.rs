@@ -195,12 +195,49 @@ where
         }
         SdkError::ResponseError(e) => (None, Some(e.raw().status()), "unparseable response".to_owned()),
         SdkError::TimeoutError(_) => (None, None, "timed out".to_owned()),
-        SdkError::DispatchFailure(e) => (None, None, format!("dispatch failure: {e:?}")),
+        SdkError::DispatchFailure(e) => (None, None, not_sent(service, e)),
         other => (None, None, aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
     };
     let class = classify_aws(service, code.as_deref(), status, &message);
-    let code_text = code.as_deref().unwrap_or("no error code");
-    BackendError::new(class, format!("{operation}: {code_text}: {message}"))
+    match code {
+        Some(code) => BackendError::new(class, format!("{operation}: {code}: {message}")),
+        None => BackendError::new(class, format!("{operation}: {message}")),
+    }
+}
+
+/// One line for a request that never reached the service: what is wrong and what to do. The SDK's
+/// own `Debug` of the failure is a page of nested structs the person at the terminal cannot use.
+fn not_sent(service: Service, failure: &aws_smithy_runtime_api::client::result::DispatchFailure) -> String {
+    use aws_credential_types::provider::error::CredentialsError;
+    let (name, endpoint_setting) = match service {
+        Service::DataApi => ("Data API", "AWS_ENDPOINT_URL_RDS_DATA"),
+        Service::Ses => ("SES", "AWS_ENDPOINT_URL_SESV2"),
+        Service::Sqs => ("SQS", "AWS_ENDPOINT_URL_SQS"),
+    };
+    let Some(connector) = failure.as_connector_error() else {
+        return format!("the {name} request could not be sent (bad request construction)");
+    };
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(connector);
+    while let Some(cause) = next {
+        causes.push(cause);
+        next = cause.source();
+    }
+    if causes.iter().any(|c| c.is::<CredentialsError>()) {
+        return "no AWS credentials found: set AWS_PROFILE (after `aws sso login` if it uses SSO), or \
+                AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            .to_owned();
+    }
+    let why = if failure.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        match causes.iter().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+            Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            Some(io) => io.kind().to_string(),
+            None => causes.last().map_or_else(|| "no connection".to_owned(), |c| c.to_string()),
+        }
+    };
+    format!("cannot reach the {name} endpoint ({why}): check {endpoint_setting} if set, AWS_REGION, and the network")
 }
 
 /// The HTTP status of a raw SDK response.

@@ -83,9 +83,40 @@ fn deadline(ctx: &lambda_runtime::Context) -> Instant {
     Instant::now() + Duration::from_millis(remaining.max(0) as u64)
 }
 
-/// The EventBridge schedule's event (`source: aws.events`, `detail-type: Scheduled Event`).
-fn is_schedule(payload: &serde_json::Value) -> bool {
-    payload["source"] == "aws.events" && payload["detail-type"] == "Scheduled Event"
+/// Every kind of event the function accepts, told apart once for Lambda and for `invoke`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `{"Records": [...]}` from either queue's event source mapping.
+    SqsBatch,
+    /// The EventBridge schedule that runs reconciliation (`source: aws.events`,
+    /// `detail-type: Scheduled Event`).
+    Schedule,
+    /// `{"operator": VERB, ...}` ([`crate::operator`]), answered by the operator function.
+    Operator,
+    /// CloudFormation's LedgerSchema custom resource, answered by the operator function.
+    CustomResource,
+}
+
+impl EventKind {
+    /// Which event this payload is; `Err` says what was expected and which keys came instead.
+    pub fn of(payload: &serde_json::Value) -> Result<Self, String> {
+        if crate::operator::is_operator_request(payload) {
+            Ok(Self::Operator)
+        } else if crate::custom_resource::is_custom_resource_request(payload) {
+            Ok(Self::CustomResource)
+        } else if payload["source"] == "aws.events" && payload["detail-type"] == "Scheduled Event" {
+            Ok(Self::Schedule)
+        } else if payload.get("Records").is_some() {
+            Ok(Self::SqsBatch)
+        } else {
+            Err(format!(
+                "unsupported event: expected an SQS event (with Records), the reconciliation schedule \
+                 (source aws.events, detail-type Scheduled Event) or an operator request ({{\"operator\": VERB}}), \
+                 got keys {:?}",
+                payload.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+            ))
+        }
+    }
 }
 
 impl Function {
@@ -103,25 +134,19 @@ impl Function {
             // future too deep for the compiler's layout limit.
             return Box::pin(self.handle_operator(payload, deadline)).await;
         }
-        if crate::operator::is_operator_request(&payload)
-            || crate::custom_resource::is_custom_resource_request(&payload)
-        {
-            // Restricted to the operator role: only it may invoke the operator function.
-            return Err("operator requests are answered by the operator function (stack output \
-                        OperatorFunctionName), not by the queue consumer"
-                .into());
-        }
-        if is_schedule(&payload) {
-            let report = crate::reconcile::reconcile(&self.pipeline, &self.config.reconcile, deadline).await;
-            metrics::flush(Sink::Stdout);
-            return Ok(serde_json::to_value(report.map_err(|e| format!("reconcile failed: {e}"))?)?);
-        }
-        if payload.get("Records").is_none() {
-            return Err(format!(
-                "unsupported event: expected an SQS event (with Records) or the reconciliation schedule, got keys {:?}",
-                payload.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
-            )
-            .into());
+        match EventKind::of(&payload)? {
+            EventKind::Operator | EventKind::CustomResource => {
+                // Restricted to the operator role: only it may invoke the operator function.
+                return Err("operator requests are answered by the operator function (stack output \
+                            OperatorFunctionName), not by the queue consumer"
+                    .into());
+            }
+            EventKind::Schedule => {
+                let report = crate::reconcile::reconcile(&self.pipeline, &self.config.reconcile, deadline).await;
+                metrics::flush(Sink::Stdout);
+                return Ok(serde_json::to_value(report.map_err(|e| format!("reconcile failed: {e}"))?)?);
+            }
+            EventKind::SqsBatch => {}
         }
         let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
         let mut report = self.pipeline.handle(&event, deadline).await;

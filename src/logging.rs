@@ -13,7 +13,9 @@ pub fn init() {
         .ok()
         .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_lowercase()))
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // The SDK's credential chain warns once per provider that found nothing; the request that
+        // needed credentials then fails with one line saying how to provide them (error.rs).
+        .unwrap_or_else(|| EnvFilter::new("info,aws_config::meta::credentials=error"));
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"))
         || std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     use std::io::IsTerminal;

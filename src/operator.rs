@@ -131,7 +131,7 @@ impl Operator<'_> {
                 Ok(match state {
                     Some(state) => json!({"found": true, "order": state}),
                     None => json!({"found": false, "order_id": order_id.as_str(),
-                                   "hint": "not in the ledger: never received, or rejected before it had a valid id"}),
+                                   "hint": crate::stats::not_in_ledger(order_id)}),
                 })
             }
             Request::Config => serde_json::to_value(self.config).map_err(|e| e.to_string()),

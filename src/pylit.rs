@@ -266,8 +266,14 @@ impl<'a> Parser<'a> {
         if let Ok(i) = raw.parse::<i64>() {
             return Ok(Value::Number(i.into()));
         }
-        match raw.parse::<f64>().ok().and_then(Number::from_f64) {
-            Some(n) if raw.chars().any(|c| c.is_ascii_digit()) => Ok(Value::Number(n)),
+        let has_digits = raw.chars().any(|c| c.is_ascii_digit());
+        match raw.parse::<f64>() {
+            Ok(f) if has_digits => match Number::from_f64(f) {
+                Some(n) => Ok(Value::Number(n)),
+                // A well-formed number too large for a float (`1e400`): kept as its text, so the
+                // field it sits in is judged (and dropped, if optional), not the whole message.
+                None => Ok(Value::String(raw.to_owned())),
+            },
             _ => {
                 self.pos = start;
                 Err(self.error("not a number literal"))
@@ -388,6 +394,13 @@ mod tests {
         for src in ["Decimal(open('x'))", "datetime.datetime.now()", "Decimal('1', '2')", "date(2024, 1)", "Decimal"] {
             assert!(parse(src).is_err(), "{src}");
         }
+    }
+
+    #[test]
+    fn a_number_too_large_for_a_float_is_kept_as_text_not_refused() {
+        let v = parse("{'total': 1e400, 'n': -2e999}").unwrap();
+        assert_eq!(v["total"], Value::String("1e400".into()));
+        assert_eq!(v["n"], Value::String("-2e999".into()));
     }
 
     #[test]

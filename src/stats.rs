@@ -7,6 +7,18 @@ fn secs(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"))
 }
 
+/// What to say about an order the ledger does not hold: it never arrived, or its message was
+/// rejected before it was recorded (a bad message is logged with its order id and the rule it
+/// broke, and reaches the dead-letter queue after its retries). Names the Logs Insights query.
+pub fn not_in_ledger(id: &crate::order::OrderId) -> String {
+    format!(
+        "order {id} is not in the ledger: it was never received, or its message was rejected before it was recorded \
+         (the dead-letter queue holds it after its retries); find the rejection and the rule it broke in the \
+         function's logs with CloudWatch Logs Insights: fields @timestamp, message_id, reason | \
+         filter order_id = \"{id}\" and outcome = \"rejected\""
+    )
+}
+
 pub fn render_table(stats: &LedgerStats) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -70,15 +82,43 @@ pub fn render_order(s: &OrderState) -> String {
     out
 }
 
+/// The queue table: each queue by its name (the URL's last segment; the account and region are
+/// the same for all of them), the name column as wide as the longest name so the numbers line up.
 pub fn render_queues(queues: &[crate::queues::QueueDepth]) -> String {
     let mut out = String::new();
     if queues.is_empty() {
         return out;
     }
-    let _ = writeln!(out, "\n{:<60} {:>8} {:>9} {:>8}", "queue", "visible", "in_flight", "dlq");
-    for q in queues {
+    let name = |url: &str| url.trim_end_matches('/').rsplit('/').next().unwrap_or(url).to_owned();
+    let names: Vec<String> = queues.iter().map(|q| name(&q.queue_url)).collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max("queue".len());
+    let _ = writeln!(out, "\n{:<width$} {:>8} {:>9} {:>8}", "queue", "visible", "in_flight", "dlq");
+    for (q, name) in queues.iter().zip(&names) {
         let dlq = q.dlq_visible.map_or_else(|| "-".to_owned(), |n| n.to_string());
-        let _ = writeln!(out, "{:<60} {:>8} {:>9} {:>8}", q.queue_url, q.visible, q.in_flight, dlq);
+        let _ = writeln!(out, "{name:<width$} {:>8} {:>9} {:>8}", q.visible, q.in_flight, dlq);
     }
     out
+}
+
+#[cfg(test)]
+mod queue_table_tests {
+    use super::render_queues;
+    use crate::queues::QueueDepth;
+
+    fn depth(url: &str, visible: u64) -> QueueDepth {
+        QueueDepth { queue_url: url.to_owned(), visible, in_flight: 1, dlq_url: None, dlq_visible: Some(0) }
+    }
+
+    #[test]
+    fn queues_show_by_name_and_long_names_keep_the_columns_aligned() {
+        let long =
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/order-confirmation-production-orders-high-priority";
+        let table = render_queues(&[depth(long, 12345), depth("http://localhost:4566/000000000000/normal", 7)]);
+        assert!(!table.contains("https://"), "names, not URLs: {table}");
+        assert!(table.contains("order-confirmation-production-orders-high-priority "), "{table}");
+        let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "every row as wide as the header: {table}");
+    }
 }

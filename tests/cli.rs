@@ -204,3 +204,205 @@ fn hostile_details_cost_no_confirmation_and_no_log_line_carries_personal_data() 
     }
     assert_eq!(outbox_count(dir.path()), 10, "every order but the unknown schema was mailed, once");
 }
+
+#[test]
+fn read_only_commands_refuse_a_ledger_that_does_not_exist_and_never_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.db");
+    let flag = format!("sqlite:{}", typo.display());
+    for args in [vec!["status", "ORD-1", "--ledger", &flag], vec!["stats", "--ledger", &flag]] {
+        let (out, stdout, stderr) = run(bin(dir.path()).args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} reports nothing: {stdout}");
+        assert!(
+            stderr.contains(&format!("no ledger at {}; check --ledger or run migrate", typo.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!typo.exists(), "{args:?} created the ledger");
+    }
+}
+
+#[test]
+fn invoke_runs_the_reconcile_schedule_event_as_the_function_does() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/schedule-reconcile.json"]));
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("the reconcile report as JSON");
+    assert_eq!(report["found"], 0, "nothing is stuck: {stdout}");
+    assert!(report["unconfirmed"].is_object(), "the count the alarm watches: {stdout}");
+}
+
+#[test]
+fn invoke_answers_an_operator_request_read_from_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    let mut child = bin(dir.path())
+        .args(["invoke", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(br#"{"operator": "status", "order_id": "ORD-1002"}"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the answer as JSON");
+    assert_eq!(answer["order"]["status"], "sent", "{answer}");
+}
+
+#[test]
+fn invoke_without_the_event_file_says_what_it_expected_and_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).arg("invoke").current_dir(dir.path()));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    let looked = dir.path().join("events/sqs-batch.json");
+    assert!(stderr.contains(&format!("no event file at {}", looked.display())), "{stderr}");
+    assert!(stderr.contains("an SQS batch, the reconcile schedule event or an operator request"), "{stderr}");
+    assert!(stderr.contains("`-` reads stdin"), "{stderr}");
+}
+
+#[test]
+fn invoke_refuses_json_that_is_no_event_the_function_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("other.json");
+    std::fs::write(&file, r#"{"hello": "world"}"#).unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", file.to_str().unwrap()]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("expected an SQS event (with Records)"), "{stderr}");
+}
+
+#[test]
+fn stats_watch_into_a_pipe_that_closes_ends_quietly_without_clear_screen_codes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    // `stats --watch 1 | head -1`: read one line, then close the pipe.
+    let mut child = bin(dir.path())
+        .args(["stats", "--watch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.contains('\x1b'), "no terminal codes into a pipe: {first:?}");
+    assert!(first.starts_with("priority"), "{first:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "a closed pipe is not a failure: {stderr}");
+}
+
+#[test]
+fn exit_codes_tell_a_runtime_failure_from_a_usage_mistake_from_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    let (out, _, stderr) = run(bin(dir.path()).args(["status", "ORD-404"]));
+    assert_eq!(out.status.code(), Some(3), "not found: {stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["status", "not an id"]));
+    assert_eq!(out.status.code(), Some(2), "usage: {stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["stats", "--frobnicate"]));
+    assert_eq!(out.status.code(), Some(2), "usage: {stderr}");
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, "this is not a SQLite database, it only has the name of one").unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).args(["stats", "--ledger", &format!("sqlite:{}", garbage.display())]));
+    assert_eq!(out.status.code(), Some(1), "runtime: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_help_groups_the_global_settings_under_their_own_heading() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["invoke", "stats", "consume", "reconcile", "status", "retry", "park", "migrate", "config"] {
+        let (out, stdout, _) = run(bin(dir.path()).args([sub, "--help"]));
+        assert!(out.status.success(), "{sub}");
+        let heading =
+            stdout.find("\nSettings").unwrap_or_else(|| panic!("{sub} --help has no Settings heading: {stdout}"));
+        let (own, settings) = stdout.split_at(heading);
+        assert!(own.contains("--help"), "{sub}: its own options come first");
+        for global in ["--ledger", "--mailer", "--queue-url", "--send-concurrency"] {
+            let line = format!("\n      {global} <");
+            assert!(settings.contains(&line) && !own.contains(&line), "{sub}: {global} is under Settings");
+        }
+    }
+}
+
+/// The binary pointed at the Data API ledger, with no AWS settings from the test's own environment.
+fn data_api_bin(dir: &Path) -> Command {
+    let mut c = bin(dir);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("AWS_") {
+            c.env_remove(key);
+        }
+    }
+    c.env("LEDGER", "data-api")
+        .env("DB_CLUSTER_ARN", "arn:aws:rds:us-east-1:123456789012:cluster:orders")
+        .env("DB_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:orders")
+        .env("DB_NAME", "orders")
+        .env("AWS_REGION", "us-east-1")
+        .env("HOME", dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// A local port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn an_unreachable_endpoint_is_one_line_that_says_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(data_api_bin(dir.path())
+        .args(["status", "ORD-1"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_RDS_DATA", format!("http://127.0.0.1:{}", closed_port())));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("cannot reach the Data API endpoint"), "{stderr}");
+    assert!(stderr.contains("AWS_ENDPOINT_URL_RDS_DATA"), "says what to check: {stderr}");
+    assert!(!stderr.contains("DispatchFailure") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
+}
+
+#[test]
+fn missing_credentials_are_one_line_that_says_how_to_provide_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(data_api_bin(dir.path()).args(["status", "ORD-1"]));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line, no provider warnings: {stderr}");
+    assert!(stderr.contains("no AWS credentials"), "{stderr}");
+    assert!(stderr.contains("AWS_PROFILE"), "says what to do: {stderr}");
+    assert!(!stderr.contains("ProviderError") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
+}
+
+#[test]
+fn a_bad_value_from_an_environment_variable_is_named_by_the_variable_and_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).arg("config").env("SEND_CONCURRENCY", "abc"));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SEND_CONCURRENCY"), "{stderr}");
+    assert!(!stderr.contains("--send-concurrency"), "the user never typed the flag: {stderr}");
+    assert!(!stderr.contains("abc"), "the rejected value is not echoed: {stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["config", "--send-concurrency", "abc"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--send-concurrency"), "a typed flag is named as typed: {stderr}");
+}
+
+#[test]
+fn status_of_an_order_rejected_before_it_was_recorded_says_where_to_find_it() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("invoke"));
+    // ORD-1004 has a valid id but no address: rejected before the ledger saw it.
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["status", "ORD-1004"]));
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("dead-letter queue"), "{stderr}");
+    assert!(stderr.contains(r#"filter order_id = "ORD-1004" and outcome = "rejected""#), "the query: {stderr}");
+    assert!(!stderr.contains("before it had a valid id"), "{stderr}");
+}

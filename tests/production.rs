@@ -469,3 +469,22 @@ async fn a_claim_request_that_fails_fails_only_the_orders_it_carried() {
         assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id}");
     }
 }
+
+#[tokio::test]
+async fn read_only_commands_on_a_database_without_the_ledger_schema_say_to_run_migrate() {
+    let s = Services::start().await;
+    for args in [&["status", "ORD-1"][..], &["stats"][..]] {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
+        c.current_dir(env!("CARGO_MANIFEST_DIR")).args(args).env_remove("AWS_LAMBDA_RUNTIME_API");
+        for (k, v) in s.env() {
+            c.env(k, v);
+        }
+        let out = c.output().await.expect("run binary");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("no ledger in database {}; check DB_NAME or run migrate", s.database)),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -1,7 +1,6 @@
 //! The `order-confirmation` binary. Inside Lambda (`AWS_LAMBDA_RUNTIME_API` set) it serves the
 //! runtime API; anywhere else it is the command line (see `--help`).
 
-use clap::Parser;
 use order_confirmation::{cli, lambda, logging};
 
 #[tokio::main]
@@ -14,11 +13,14 @@ async fn main() {
         }
         return;
     }
-    let code = match cli::run(cli::Cli::parse()).await {
+    let code = match cli::run(cli::Cli::parse_or_exit()).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            2
+            let code = cli::exit_code(&e);
+            if code != 0 {
+                eprintln!("error: {e:#}");
+            }
+            code
         }
     };
     std::process::exit(code);
