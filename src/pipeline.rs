@@ -399,27 +399,25 @@ impl Pipeline {
 
     /// Claims every valid order of the batch in one ledger call (split by size inside the ledger).
     async fn claim(&self, items: &mut [Item], budget: &Budget) {
-        let pending: Vec<usize> = items
+        let (pending, requests): (Vec<usize>, Vec<ClaimRequest>) = items
             .iter()
             .enumerate()
-            .filter(|(_, it)| matches!(it.work, Work::Decoded { .. }))
-            .map(|(i, _)| i)
-            .collect();
+            .filter_map(|(i, it)| match &it.work {
+                Work::Decoded { order, sha } => Some((
+                    i,
+                    ClaimRequest {
+                        order_id: order.order_id.clone(),
+                        payload_sha256: sha.clone(),
+                        priority: order.priority,
+                        payload: order.canonical_json(),
+                    },
+                )),
+                _ => None,
+            })
+            .unzip();
         if pending.is_empty() {
             return;
         }
-        let requests: Vec<ClaimRequest> = pending
-            .iter()
-            .filter_map(|&i| match &items[i].work {
-                Work::Decoded { order, sha } => Some(ClaimRequest {
-                    order_id: order.order_id.clone(),
-                    payload_sha256: sha.clone(),
-                    priority: order.priority,
-                    payload: order.canonical_json(),
-                }),
-                _ => None,
-            })
-            .collect();
         let started = Instant::now();
         let lease = budget.deadline.saturating_duration_since(started) + self.settings.lease_slack;
         let claims = match tokio::time::timeout_at(budget.ledger_until, self.ledger.claim(&requests, lease)).await {
@@ -603,27 +601,30 @@ impl Pipeline {
     /// Renders and sends one claimed order, unless the invocation must stop sending.
     async fn send_one(&self, order: &Order, lease_ends: Instant, budget: &Budget, fatal: &AtomicBool) -> Sent {
         let release = |reason: &str| Sent::Record(Outcome::Released { reason: format!("not sent: {reason}") });
-        if fatal.load(Ordering::Relaxed) {
-            return release("sending stopped after a fatal error");
-        }
-        if Instant::now() >= budget.stop_starting_at {
-            return release("too little time left in this invocation");
+        // Checked before and again after waiting for a slot: the wait takes time (or the process
+        // was paused), so the lease and the budget may have run out meanwhile.
+        let must_stop = || {
+            let now = Instant::now();
+            if fatal.load(Ordering::Relaxed) {
+                Some("sending stopped after a fatal error")
+            } else if now >= budget.stop_starting_at {
+                Some("too little time left in this invocation")
+            } else if now + self.settings.send_timeout.min(budget.send_cutoff - now) >= lease_ends {
+                Some("the lease would end before the send could finish")
+            } else {
+                None
+            }
+        };
+        if let Some(reason) = must_stop() {
+            return release(reason);
         }
         if let Some(gate) = &self.gate
             && !gate.acquire(order.priority, budget.stop_starting_at).await
         {
             return release("no send slot before the time budget ran out");
         }
-        // Waiting for a slot takes time (or the process was paused): look again.
-        if fatal.load(Ordering::Relaxed) {
-            return release("sending stopped after a fatal error");
-        }
-        let now = Instant::now();
-        if now >= budget.stop_starting_at {
-            return release("too little time left after waiting for a send slot");
-        }
-        if now + self.settings.send_timeout.min(budget.send_cutoff - now) >= lease_ends {
-            return release("the lease would end before the send could finish");
+        if let Some(reason) = must_stop() {
+            return release(reason);
         }
         let mail = match render::render(order) {
             Ok(mail) => mail,
