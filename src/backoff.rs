@@ -156,6 +156,23 @@ fn deferred_copy(
         .ok()
 }
 
+/// What an entry counts toward the batch's size limit: its body and every attribute's name, type
+/// and value (SQS counts them all).
+fn entry_size(entry: &SendMessageBatchRequestEntry) -> usize {
+    let attributes: usize = entry
+        .message_attributes
+        .iter()
+        .flatten()
+        .map(|(name, a)| {
+            name.len()
+                + a.data_type.len()
+                + a.string_value.as_deref().map_or(0, str::len)
+                + a.binary_value.as_ref().map_or(0, |b| b.as_ref().len())
+        })
+        .sum();
+    entry.message_body.len() + attributes
+}
+
 /// Applies the schedule to a batch's failed records through SQS.
 pub struct VisibilityBackoff {
     client: aws_sdk_sqs::Client,
@@ -187,7 +204,7 @@ impl VisibilityBackoff {
             let mut chunks: Vec<Vec<(usize, SendMessageBatchRequestEntry)>> = Vec::new();
             let mut bytes = 0;
             for (i, entry) in entries {
-                let size = entry.message_body.len() + 512;
+                let size = entry_size(&entry);
                 match chunks.last_mut() {
                     Some(chunk) if chunk.len() < 10 && bytes + size <= MAX_BATCH_BYTES => {
                         bytes += size;
@@ -366,5 +383,18 @@ mod tests {
         );
         assert_eq!(queue_url_from_arn("not-an-arn"), None);
         assert_eq!(queue_url_from_arn("arn:aws:sns:us-east-1:1:topic"), None);
+    }
+
+    #[test]
+    fn a_copys_size_counts_its_attributes_as_well_as_its_body() {
+        let big =
+            MessageAttributeValue::builder().data_type("String").string_value("x".repeat(100_000)).build().unwrap();
+        let entry = SendMessageBatchRequestEntry::builder()
+            .id("q0")
+            .message_body("{}")
+            .message_attributes("Trace", big)
+            .build()
+            .unwrap();
+        assert_eq!(entry_size(&entry), 2 + "Trace".len() + "String".len() + 100_000);
     }
 }
