@@ -2,22 +2,23 @@
 //! (SQLite ledger in a temporary directory, a mailer that accepts without I/O), for batch sizes
 //! 1, 10 and 100. Results and the machine are recorded in BENCHMARKS.md.
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use aws_lambda_events::sqs::SqsEvent;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use order_confirmation::error::BackendError;
+use order_confirmation::ledger::Ledger;
 use order_confirmation::ledger::sqlite::SqliteLedger;
-use order_confirmation::ledger::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, Retained, StuckOrder, Unconfirmed,
-};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::Order;
-use order_confirmation::order::OrderId;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::render::{Mail, render};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use support::ScriptedLedger;
 
 fn body(id: u64) -> String {
     serde_json::json!({
@@ -77,60 +78,6 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-/// Adds a fixed round-trip time to every ledger call, like the Data API over the network.
-struct SlowLedger {
-    inner: Arc<SqliteLedger>,
-    rtt: Duration,
-    claims: AtomicU64,
-    records: AtomicU64,
-}
-
-#[async_trait::async_trait]
-impl Ledger for SlowLedger {
-    async fn migrate(&self) -> Result<(), BackendError> {
-        self.inner.migrate().await
-    }
-    async fn claim(&self, o: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
-        self.claims.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(self.rtt).await;
-        self.inner.claim(o, lease).await
-    }
-    async fn record(&self, r: &[Recording]) -> Result<Vec<bool>, BackendError> {
-        self.records.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(self.rtt).await;
-        self.inner.record(r).await
-    }
-    async fn stats(&self) -> Result<LedgerStats, BackendError> {
-        self.inner.stats().await
-    }
-    async fn order_state(&self, id: &OrderId) -> Result<Option<OrderState>, BackendError> {
-        self.inner.order_state(id).await
-    }
-    async fn stuck(&self, f: Duration, l: usize) -> Result<Vec<StuckOrder>, BackendError> {
-        self.inner.stuck(f, l).await
-    }
-    async fn abandon(&self, ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
-        self.inner.abandon(ids, reason).await
-    }
-    async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
-        self.inner.unconfirmed(grace).await
-    }
-    async fn release(&self, id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
-        self.inner.release(id).await
-    }
-    async fn park(&self, id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
-        self.inner.park(id, note).await
-    }
-    async fn retain(
-        &self,
-        payload_after: Duration,
-        delete_after: Duration,
-        limit: usize,
-    ) -> Result<Retained, BackendError> {
-        self.inner.retain(payload_after, delete_after, limit).await
-    }
-}
-
 /// Adds a fixed round-trip time to every send, like SES over the network.
 struct SlowMailer(Duration);
 
@@ -154,8 +101,7 @@ fn latency_floor(c: &mut Criterion) {
     let mut g = c.benchmark_group("latency_floor_20ms_rtt");
     g.sample_size(20);
     for (size, concurrency) in [(10u64, 16usize), (100, 16), (100, 100)] {
-        let ledger =
-            Arc::new(SlowLedger { inner: sqlite.clone(), rtt, claims: AtomicU64::new(0), records: AtomicU64::new(0) });
+        let ledger = Arc::new(ScriptedLedger::new(sqlite.clone()).latency(rtt));
         let p = Pipeline::new(
             ledger.clone(),
             Arc::new(SlowMailer(rtt)),
@@ -171,7 +117,8 @@ fn latency_floor(c: &mut Criterion) {
             )
         });
         // One claim per batch, so records per claim is the record waves per batch.
-        let (claims, records) = (ledger.claims.load(Ordering::Relaxed), ledger.records.load(Ordering::Relaxed));
+        let (claims, records) =
+            (ledger.claim_calls.load(Ordering::Relaxed), ledger.record_calls.load(Ordering::Relaxed));
         println!(
             "batch_{size}_concurrency_{concurrency}: {:.2} ledger calls per batch (1 claim, {:.2} record waves)",
             (claims + records) as f64 / claims as f64,
@@ -182,17 +129,14 @@ fn latency_floor(c: &mut Criterion) {
 }
 
 fn event_of(next: &AtomicU64, size: u64) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = (0..size)
-        .map(|_| {
-            let id = next.fetch_add(1, Ordering::Relaxed);
-            let mut m = SqsMessage::default();
-            m.message_id = Some(format!("m-{id}"));
-            m.body = Some(body(id));
-            m
-        })
-        .collect();
-    e
+    support::event(
+        (0..size)
+            .map(|_| {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                support::record(&format!("m-{id}"), &body(id))
+            })
+            .collect(),
+    )
 }
 
 criterion_group!(benches, decode_render, pipeline, latency_floor);

@@ -270,7 +270,7 @@ async fn no_send_starts_inside_the_safety_margin_and_the_order_is_released() {
 #[tokio::test]
 async fn ledger_down_after_the_send_acknowledges_and_counts_the_unrecorded_mail() {
     let b = LocalBackends::new().await;
-    let ledger: Arc<dyn Ledger> = Arc::new(FlakyRecordLedger::new(b.ledger.clone(), RecordFault::Always));
+    let ledger: Arc<dyn Ledger> = Arc::new(ScriptedLedger::new(b.ledger.clone()).record_fault(RecordFault::Always));
     let p = Pipeline::new(ledger, b.outbox.clone(), None, PipelineSettings::default());
     let e = event_of(&[("m1", &order_body("U-1", "normal"))]);
     let report = p.handle(&e, deadline(30)).await;
@@ -381,7 +381,8 @@ async fn status_of(ledger: &dyn Ledger, order_id: &str) -> String {
 #[tokio::test]
 async fn a_ledger_outage_after_the_sends_is_ridden_out_and_every_order_is_recorded() {
     let b = LocalBackends::new().await;
-    let ledger = Arc::new(FlakyRecordLedger::new(b.ledger.clone(), RecordFault::FailFor(Duration::from_secs(2))));
+    let ledger =
+        Arc::new(ScriptedLedger::new(b.ledger.clone()).record_fault(RecordFault::FailFor(Duration::from_secs(2))));
     let p = Pipeline::new(ledger.clone(), b.outbox.clone(), None, PipelineSettings::default());
     let e = batch_of("R", 5);
     let report = p.handle(&e, deadline(30)).await;
@@ -399,7 +400,7 @@ async fn a_ledger_outage_after_the_sends_is_ridden_out_and_every_order_is_record
 #[tokio::test]
 async fn a_retried_record_whose_first_attempt_committed_counts_as_applied() {
     let b = LocalBackends::new().await;
-    let ledger = Arc::new(FlakyRecordLedger::new(b.ledger.clone(), RecordFault::CommitThenFailFirst(1)));
+    let ledger = Arc::new(ScriptedLedger::new(b.ledger.clone()).record_fault(RecordFault::CommitThenFailFirst(1)));
     let p = Pipeline::new(ledger.clone(), b.outbox.clone(), None, PipelineSettings::default());
     let report = p.handle(&batch_of("C", 3), deadline(30)).await;
     assert!(failures(&report).is_empty());

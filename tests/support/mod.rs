@@ -166,7 +166,7 @@ impl Mailer for ScriptedMailer {
     }
 }
 
-/// How a [`FlakyRecordLedger`]'s record step misbehaves.
+/// How a [`ScriptedLedger`]'s record step misbehaves.
 #[derive(Debug, Clone, Copy)]
 pub enum RecordFault {
     /// Every record call fails (the ledger stays unreachable).
@@ -179,39 +179,61 @@ pub enum RecordFault {
     FailFor(Duration),
 }
 
-/// A ledger whose record step fails as scripted; everything else goes to the real ledger.
-pub struct FlakyRecordLedger {
+/// A real ledger with scripted trouble: a round-trip time on every claim and record (the Data API
+/// over the network) and a record step that fails as scripted; everything else goes straight to
+/// the real ledger. Counts the claim and record calls.
+pub struct ScriptedLedger {
     pub inner: Arc<dyn Ledger>,
-    fault: RecordFault,
+    fault: Option<RecordFault>,
+    latency: Duration,
     started: std::time::Instant,
+    pub claim_calls: AtomicUsize,
     pub record_calls: AtomicUsize,
 }
 
-impl FlakyRecordLedger {
-    pub fn new(inner: Arc<dyn Ledger>, fault: RecordFault) -> Self {
-        Self { inner, fault, started: std::time::Instant::now(), record_calls: AtomicUsize::new(0) }
+impl ScriptedLedger {
+    pub fn new(inner: Arc<dyn Ledger>) -> Self {
+        Self {
+            inner,
+            fault: None,
+            latency: Duration::ZERO,
+            started: std::time::Instant::now(),
+            claim_calls: AtomicUsize::new(0),
+            record_calls: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn record_fault(self, fault: RecordFault) -> Self {
+        Self { fault: Some(fault), ..self }
+    }
+
+    pub fn latency(self, latency: Duration) -> Self {
+        Self { latency, ..self }
     }
 }
 
 #[async_trait::async_trait]
-impl Ledger for FlakyRecordLedger {
+impl Ledger for ScriptedLedger {
     async fn migrate(&self) -> Result<(), BackendError> {
         self.inner.migrate().await
     }
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        self.claim_calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
         self.inner.claim(orders, lease).await
     }
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
         let call = self.record_calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
         let lost = || Err(BackendError::transient("connection reset by peer"));
         match self.fault {
-            RecordFault::Always => lost(),
-            RecordFault::FailFirst(n) if call < n => lost(),
-            RecordFault::CommitThenFailFirst(n) if call < n => {
+            Some(RecordFault::Always) => lost(),
+            Some(RecordFault::FailFirst(n)) if call < n => lost(),
+            Some(RecordFault::CommitThenFailFirst(n)) if call < n => {
                 self.inner.record(recordings).await?;
                 lost()
             }
-            RecordFault::FailFor(d) if self.started.elapsed() < d => lost(),
+            Some(RecordFault::FailFor(d)) if self.started.elapsed() < d => lost(),
             _ => self.inner.record(recordings).await,
         }
     }
