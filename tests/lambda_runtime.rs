@@ -80,44 +80,24 @@ impl Watch {
 
     /// `cargo lambda invoke --data-file`, returning its JSON output.
     async fn invoke(&self, event_file: &str) -> serde_json::Value {
-        let out = tokio::time::timeout(
-            Duration::from_secs(120),
-            tokio::process::Command::new("cargo")
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["lambda", "invoke", "_", "--invoke-address", "127.0.0.1", "--invoke-port"])
-                .arg(self.port.to_string())
-                .args(["--data-file", event_file, "--output-format", "json"])
-                .env("PATH", path_with_venv())
-                .output(),
-        )
-        .await
-        .expect("cargo lambda invoke answered")
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() && stdout.trim().is_empty() {
-            // cargo lambda prints a function error on stderr (the message, boxed in a report).
-            // Unwrap the report's box drawing and line breaks into one line.
-            let text = String::from_utf8_lossy(&out.stderr).replace(['│', '×'], " ");
-            return serde_json::json!({"errorMessage": text.split_whitespace().collect::<Vec<_>>().join(" ")});
-        }
-        serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("invoke output is not JSON ({e}): {stdout} {}\n{}", String::from_utf8_lossy(&out.stderr), self.log())
-        })
+        self.cargo_lambda_invoke(&["--data-file", event_file]).await
     }
-}
 
-impl Watch {
     /// `cargo lambda invoke --data-ascii`: the answer, or the function's error as
     /// `{"errorType", "errorMessage"}` (what `aws lambda invoke` writes to its output file).
     async fn invoke_json(&self, payload: serde_json::Value) -> serde_json::Value {
+        self.cargo_lambda_invoke(&["--data-ascii", &payload.to_string()]).await
+    }
+
+    async fn cargo_lambda_invoke(&self, data: &[&str]) -> serde_json::Value {
         let out = tokio::time::timeout(
             Duration::from_secs(120),
             tokio::process::Command::new("cargo")
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .args(["lambda", "invoke", "_", "--invoke-address", "127.0.0.1", "--invoke-port"])
                 .arg(self.port.to_string())
-                .args(["--output-format", "json", "--data-ascii"])
-                .arg(payload.to_string())
+                .args(["--output-format", "json"])
+                .args(data)
                 .env("PATH", path_with_venv())
                 .output(),
         )
