@@ -129,12 +129,22 @@ impl Function {
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "invocation"
         );
+        let kind = EventKind::of(&payload);
         if self.config.function_role == FunctionRole::Operator {
             // Boxed: the operator paths (reconcile, the HTTPS answer) would make the runtime's
             // future too deep for the compiler's layout limit.
-            return Box::pin(self.handle_operator(payload, deadline)).await;
+            return match kind {
+                Ok(EventKind::CustomResource) => Box::pin(self.handle_custom_resource(payload)).await,
+                Ok(EventKind::Operator) => Box::pin(self.handle_operator(payload, deadline)).await,
+                _ => Err(format!(
+                    "the operator function answers {{\"operator\": VERB}} requests ({}) and the LedgerSchema \
+                     custom resource; queue batches and the schedule go to the consumer function",
+                    crate::operator::VERBS.join(", ")
+                )
+                .into()),
+            };
         }
-        match EventKind::of(&payload)? {
+        match kind? {
             EventKind::Operator | EventKind::CustomResource => {
                 // Restricted to the operator role: only it may invoke the operator function.
                 return Err("operator requests are answered by the operator function (stack output \
@@ -164,19 +174,8 @@ impl Function {
         Ok(serde_json::to_value(report.response())?)
     }
 
-    /// The operator function: an operator request, or CloudFormation's LedgerSchema request.
+    /// The operator function's answer to one operator request.
     async fn handle_operator(&self, payload: serde_json::Value, deadline: Instant) -> Result<serde_json::Value, Error> {
-        if crate::custom_resource::is_custom_resource_request(&payload) {
-            return Box::pin(self.handle_custom_resource(payload)).await;
-        }
-        if !crate::operator::is_operator_request(&payload) {
-            return Err(format!(
-                "the operator function answers {{\"operator\": VERB}} requests ({}) and the LedgerSchema custom \
-                 resource; queue batches and the schedule go to the consumer function",
-                crate::operator::VERBS.join(", ")
-            )
-            .into());
-        }
         let request = crate::operator::Request::parse(&payload).map_err(|rule| {
             tracing::warn!(rule = %rule, "operator request refused");
             format!("operator request refused: {rule}")
