@@ -34,7 +34,7 @@ test: node_modules/.installed $(VENV)/.installed ## Run every test (starts its o
 	cargo build --workspace --all-targets
 	scripts/with-postgres $(TEST_CMD)
 
-soak: node_modules/.installed $(VENV)/.installed ## The large load-and-fault run (steady, peak, backlog; about 20 min) with the throughput and priority targets enforced; see BENCHMARKS.md
+soak: node_modules/.installed $(VENV)/.installed ## The large load-and-fault run (steady, peak, backlog; about 15 min) with the throughput and priority targets enforced; see BENCHMARKS.md
 	cargo build --bin order-confirmation
 	SOAK_ENFORCE_TARGETS=1 scripts/with-postgres cargo test --test soak -- --ignored --nocapture large_soak
 
