@@ -198,7 +198,9 @@ async fn under_a_hard_ses_quota_high_priority_is_mailed_first_and_deferred_norma
         ("INVOCATION_TIMEOUT_SECONDS", "3"),
         ("SAFETY_MARGIN_SECONDS", "1"),
     ];
-    let (_, stderr) = consume(&s, &moto, &[&high.url, &normal.url], &env, 6).await;
+    // A normal order's copy comes back after 1 s, doubled per deferral: a worker that quit after
+    // 6 idle seconds could leave a fourth or fifth deferral (8 s, 16 s) on the queue unread.
+    let (_, stderr) = consume(&s, &moto, &[&high.url, &normal.url], &env, 20).await;
 
     let ledger = s.ledger().await;
     for i in 0..6 {
