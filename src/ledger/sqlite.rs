@@ -344,7 +344,7 @@ impl LedgerOps for SqliteLedger {
                 )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map(params![now, now - failed_for.as_millis() as i64, limit as i64], |r| stuck_order(r))
+                .query_map(params![now, now - failed_for.as_millis() as i64, limit as i64], stuck_order)
                 .map_err(sql_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
         })
