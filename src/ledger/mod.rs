@@ -261,7 +261,8 @@ pub const REMOVED_PAYLOAD: &str = "{}";
 
 /// The ledger's hot path: what every queue delivery does (claim, then record). Claim and record
 /// take the whole batch so a backend can do each in one round trip; results come back in input
-/// order. The pipeline needs only this, so a test fake implements only this.
+/// order. The pipeline needs only this, so a test fake implements only this (docs/design.md,
+/// "Ledger types: two traits, typed rows, the payload once").
 #[async_trait::async_trait]
 pub trait Ledger: Send + Sync {
     /// Inserts or takes over each order unless it is terminal or leased by someone else.
