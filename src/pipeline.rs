@@ -439,8 +439,8 @@ impl Pipeline {
             let Work::Decoded { order, .. } = std::mem::replace(&mut items[i].work, Work::Done) else { continue };
             let report = &mut items[i].report;
             report.outcome = match claim {
-                Claim::Claimed { token, after_expired_lease } => {
-                    report.after_expired_lease = after_expired_lease;
+                Claim::Claimed { token, takeover } => {
+                    report.after_expired_lease = takeover.is_some();
                     items[i].work = Work::Claimed { order, token, lease_ends: started + lease };
                     continue;
                 }

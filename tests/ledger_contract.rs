@@ -192,11 +192,17 @@ pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: A
         "failed too recently"
     );
 
-    // Taking over S4's expired lease is flagged: the dead holder may have mailed it.
+    // Taking over S4's expired lease is flagged with how long ago that lease ended: the dead
+    // holder may have mailed it.
     let again = l.claim(&[req("S4", "h", Priority::Normal)], LEASE).await.unwrap();
-    assert!(matches!(again[0], Claim::Claimed { after_expired_lease: true, .. }));
+    match &again[0] {
+        Claim::Claimed { takeover: Some(t), .. } => {
+            assert!(t.lease_ended_ago < Duration::from_secs(30), "S4's lease ended moments ago: {t:?}")
+        }
+        other => panic!("expected a takeover, got {other:?}"),
+    }
     let fresh = l.claim(&[req("S5", "h", Priority::Normal)], LEASE).await.unwrap();
-    assert!(matches!(fresh[0], Claim::Claimed { after_expired_lease: false, .. }));
+    assert!(matches!(fresh[0], Claim::Claimed { takeover: None, .. }));
 
     let n = l
         .abandon(&[OrderId::parse("S2").unwrap(), OrderId::parse("S1").unwrap()], "gave up after 10 attempts")
@@ -354,6 +360,23 @@ pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finishe
     assert_eq!(state("RT4").await.unwrap().status, Status::Failed, "a failed order is never deleted");
 }
 
+pub async fn a_takeover_says_how_long_ago_the_holders_lease_ended(l: Arc<dyn LedgerOps>) {
+    let first = l.claim(&[req("TK1", "h", Priority::Normal)], Duration::from_millis(200)).await.unwrap();
+    assert!(matches!(first[0], Claim::Claimed { takeover: None, .. }), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = l.claim(&[req("TK1", "h", Priority::Normal)], LEASE).await.unwrap();
+    let Claim::Claimed { takeover: Some(t), .. } = &again[0] else { panic!("expected a takeover, got {again:?}") };
+    assert!(
+        t.lease_ended_ago >= Duration::from_millis(400) && t.lease_ended_ago < Duration::from_secs(10),
+        "the lease ended about 500 ms before the takeover: {t:?}"
+    );
+    // Claiming a failed order again is a retry, not a takeover: nobody may be sending it.
+    let token = token(&again[0]);
+    l.record(&[rec("TK1", token, Outcome::Failed { error: "timeout".into() })]).await.unwrap();
+    let retry = l.claim(&[req("TK1", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(matches!(retry[0], Claim::Claimed { takeover: None, .. }), "{retry:?}");
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn LedgerOps>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -379,6 +402,7 @@ macro_rules! ledger_contract_tests {
             a_released_claim_gives_its_attempt_back_once,
             a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried,
             retention_removes_old_payloads_in_bounded_steps_and_deletes_finished_rows_past_the_horizon,
+            a_takeover_says_how_long_ago_the_holders_lease_ended,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {

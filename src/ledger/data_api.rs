@@ -13,7 +13,7 @@
 
 use super::{
     Claim, ClaimRequest, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
-    Status, StuckOrder, Unconfirmed, priority_stats,
+    Status, StuckOrder, Takeover, Unconfirmed, priority_stats,
 };
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
@@ -35,7 +35,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
 /// payload and is `failed` or `sending` with an expired lease. The outer query reports, per input
-/// row in input order, the new token (claimed) or the pre-statement state (why not).
+/// row in input order, the new token (claimed) or the pre-statement state (why not), and how long
+/// the previous lease has had to run (still) or has been over (a takeover).
 const CLAIM_SQL: &str = "\
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
@@ -59,7 +60,8 @@ claimed AS (
     RETURNING oc.order_id, oc.claim_token
 )
 SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payload_sha256, left(b.last_error, 1000),
-    CAST(GREATEST(EXTRACT(EPOCH FROM b.lease_until - now()) * 1000, 0) AS bigint)
+    CAST(GREATEST(EXTRACT(EPOCH FROM b.lease_until - now()) * 1000, 0) AS bigint),
+    CAST(GREATEST(EXTRACT(EPOCH FROM now() - b.lease_until) * 1000, 0) AS bigint)
 FROM input i LEFT JOIN claimed c USING (order_id) LEFT JOIN before b USING (order_id)
 ORDER BY i.ord";
 
@@ -286,7 +288,9 @@ impl DataApiLedger {
                 let previous = field_str(row.get(2)).map(|s| stored_status(&s)).transpose()?;
                 if let Some(token) = field_str(row.get(1)) {
                     let token = uuid::Uuid::parse_str(&token).map_err(|_| shape_error("claim token"))?;
-                    return Ok(Claim::Claimed { token, after_expired_lease: previous == Some(Status::Sending) });
+                    let takeover = (previous == Some(Status::Sending))
+                        .then(|| Takeover { lease_ended_ago: duration_ms(row.get(6)) });
+                    return Ok(Claim::Claimed { token, takeover });
                 }
                 let same_payload = field_bool(row.get(3));
                 Ok(match (previous, same_payload) {
@@ -298,7 +302,7 @@ impl DataApiLedger {
                     (Some(status), _) if status.is_terminal() => {
                         Claim::Terminal { status, reason: field_str(row.get(4)).unwrap_or_default() }
                     }
-                    (Some(_), _) => Claim::InFlight { lease_remaining: lease_remaining(row.get(5)) },
+                    (Some(_), _) => Claim::InFlight { lease_remaining: duration_ms(row.get(5)) },
                 })
             })
             .collect()
@@ -471,7 +475,8 @@ fn json_array(elements: &[String]) -> String {
     format!("[{}]", elements.join(","))
 }
 
-fn lease_remaining(f: Option<&Field>) -> Duration {
+/// A non-negative number of milliseconds (a missing one is zero).
+fn duration_ms(f: Option<&Field>) -> Duration {
     Duration::from_millis(field_i64(f).unwrap_or(0).max(0) as u64)
 }
 

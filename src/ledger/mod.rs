@@ -81,9 +81,9 @@ pub struct ClaimRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This invocation holds the lease and must send, then record with this token.
-    /// `after_expired_lease`: the order was taken over from an invocation whose lease ran out, so
-    /// that one may have mailed it before it died (the at-least-once case; counted).
-    Claimed { token: Uuid, after_expired_lease: bool },
+    /// `takeover`: the order was taken over from an invocation whose lease ran out, so that one
+    /// may have mailed it before it died (the at-least-once case; counted).
+    Claimed { token: Uuid, takeover: Option<Takeover> },
     /// Already confirmed: acknowledge, do not mail again.
     AlreadySent,
     /// Another invocation holds a live lease for this long yet: retry right after it ends (if
@@ -96,6 +96,14 @@ pub enum Claim {
     /// This order's part of the claim failed (a backend that splits a large batch into several
     /// requests lost one of them): not claimed, retry later. The rest of the batch is unaffected.
     Unavailable { error: String },
+}
+
+/// A claim that took an order over from a holder whose lease had run out (it died, or was stopped
+/// mid-send), as the claim found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Takeover {
+    /// How long before this claim the holder's lease ended (zero when it ended just now).
+    pub lease_ended_ago: Duration,
 }
 
 /// The result of one send attempt, written by the record step.

@@ -4,7 +4,7 @@
 
 use super::{
     Claim, ClaimRequest, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
-    Status, StuckOrder, Unconfirmed, priority_stats,
+    Status, StuckOrder, Takeover, Unconfirmed, priority_stats,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -145,7 +145,7 @@ impl Ledger for SqliteLedger {
                             ],
                         )
                         .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: false }
+                        Claim::Claimed { token, takeover: None }
                     }
                     Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
                     Some((_, Status::Sent, _, _)) => Claim::AlreadySent,
@@ -155,14 +155,17 @@ impl Ledger for SqliteLedger {
                     Some((_, Status::Sending, Some(until), _)) if until > now => {
                         Claim::InFlight { lease_remaining: Duration::from_millis((until - now) as u64) }
                     }
-                    Some((_, previous, _, _)) => {
+                    Some((_, previous, until, _)) => {
                         tx.execute(
                             "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
                              attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
                             params![o.order_id.as_str(), token.to_string(), lease_until, now],
                         )
                         .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: previous == Status::Sending }
+                        let takeover = (previous == Status::Sending).then(|| Takeover {
+                            lease_ended_ago: Duration::from_millis(until.map_or(0, |u| (now - u).max(0)) as u64),
+                        });
+                        Claim::Claimed { token, takeover }
                     }
                 };
                 claims.push(claim);
