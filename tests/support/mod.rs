@@ -266,4 +266,7 @@ impl Ledger for ScriptedLedger {
     ) -> Result<Retained, BackendError> {
         self.inner.retain(payload_after, delete_after, limit).await
     }
+    async fn summarize_sends(&self) -> Result<bool, BackendError> {
+        self.inner.summarize_sends().await
+    }
 }
