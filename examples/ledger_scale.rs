@@ -15,7 +15,7 @@
 
 use aws_config::BehaviorVersion;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use order_confirmation::ledger::Ledger;
+use order_confirmation::ledger::LedgerOps;
 use order_confirmation::ledger::data_api::{DataApiLedger, DataApiTarget};
 use order_confirmation::mailer::outbox::OutboxMailer;
 use order_confirmation::order::OrderId;
@@ -81,7 +81,7 @@ async fn run(base: &str, n: u64) {
     let status = median(|_| async { assert!(ledger.order_state(&one).await.expect("status").is_some()) }).await;
     let rec = median(|_| async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        reconcile(&pipeline, &settings, deadline).await.expect("reconcile")
+        reconcile(&pipeline, ledger.as_ref(), &settings, deadline).await.expect("reconcile")
     })
     .await;
     let batch = median(|i| {

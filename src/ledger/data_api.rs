@@ -12,8 +12,8 @@
 //! pieces per call.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
-    StuckOrder, Unconfirmed, priority_stats, status,
+    Claim, ClaimRequest, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
+    Status, StuckOrder, Unconfirmed, priority_stats,
 };
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
@@ -341,24 +341,20 @@ impl DataApiLedger {
         }
         rows.iter()
             .map(|row| {
+                let previous = field_str(row.get(2)).map(|s| stored_status(&s)).transpose()?;
                 if let Some(token) = field_str(row.get(1)) {
                     let token = uuid::Uuid::parse_str(&token).map_err(|_| shape_error("claim token"))?;
-                    let previous = field_str(row.get(2));
-                    return Ok(Claim::Claimed {
-                        token,
-                        after_expired_lease: previous.as_deref() == Some(status::SENDING),
-                    });
+                    return Ok(Claim::Claimed { token, after_expired_lease: previous == Some(Status::Sending) });
                 }
-                let previous = field_str(row.get(2));
                 let same_payload = field_bool(row.get(3));
-                Ok(match (previous.as_deref(), same_payload) {
+                Ok(match (previous, same_payload) {
                     // Inserted by a concurrent claim after this statement's snapshot: its lease
                     // is at least as long as this one would have been.
                     (None, _) => Claim::InFlight { lease_remaining: lease },
                     (Some(_), Some(false)) => Claim::Conflict,
-                    (Some(status::SENT), _) => Claim::AlreadySent,
-                    (Some(s @ (status::REJECTED | status::ABANDONED)), _) => {
-                        Claim::Terminal { status: s.to_owned(), reason: field_str(row.get(4)).unwrap_or_default() }
+                    (Some(Status::Sent), _) => Claim::AlreadySent,
+                    (Some(status), _) if status.is_terminal() => {
+                        Claim::Terminal { status, reason: field_str(row.get(4)).unwrap_or_default() }
                     }
                     (Some(_), _) => Claim::InFlight { lease_remaining: lease_remaining(row.get(5)) },
                 })
@@ -462,6 +458,22 @@ fn field_str(f: Option<&Field>) -> Option<String> {
     }
 }
 
+/// A text field read through a `parse` constructor: missing, or failing its rule, is a result
+/// shape error for `what` (naming the rule, never the value).
+fn field_parsed<T>(
+    f: Option<&Field>,
+    parse: impl FnOnce(&str) -> Result<T, crate::order::FieldError>,
+    what: &str,
+) -> Result<T, BackendError> {
+    let text = field_str(f).ok_or_else(|| shape_error(what))?;
+    parse(&text).map_err(|e| BackendError::fatal(format!("Data API returned an unexpected value for {what}: {e}")))
+}
+
+/// A stored status read back (see [`field_parsed`]).
+fn stored_status(s: &str) -> Result<Status, BackendError> {
+    Status::parse(s).map_err(|e| BackendError::fatal(format!("the Data API ledger holds an unknown {e}")))
+}
+
 fn field_i64(f: Option<&Field>) -> Option<i64> {
     match f {
         Some(Field::LongValue(n)) => Some(*n),
@@ -556,44 +568,17 @@ fn statements(sql: &str) -> Vec<String> {
 
 #[async_trait::async_trait]
 impl Ledger for DataApiLedger {
-    async fn migrate(&self) -> Result<(), BackendError> {
-        self.execute(
-            "migrate",
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-            Vec::new(),
-            None,
-        )
-        .await?;
-        for (version, sql) in MIGRATIONS {
-            let rows = self
-                .execute(
-                    "migrate",
-                    "SELECT 1 FROM schema_migrations WHERE version = :v",
-                    vec![text("v", *version)],
-                    None,
-                )
-                .await?;
-            if !rows.is_empty() {
-                continue;
-            }
-            let mut stmts = statements(sql);
-            stmts.push(format!("INSERT INTO schema_migrations (version) VALUES ('{version}')"));
-            self.in_transaction(&stmts).await?;
-            tracing::info!(version, "migration applied");
-        }
-        Ok(())
-    }
-
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
         let elements: Vec<String> = orders
             .iter()
             .enumerate()
             .map(|(ord, o)| {
-                // The payload is canonical JSON produced by this service; embed it as JSON.
-                let payload: serde_json::Value = serde_json::from_str(&o.payload).unwrap_or(serde_json::Value::Null);
-                json!({"ord": ord, "order_id": o.order_id.as_str(), "payload_sha256": o.payload_sha256,
-                       "priority": o.priority.as_str(), "payload": payload})
-                .to_string()
+                let head = json!({"ord": ord, "order_id": o.order_id.as_str(), "payload_sha256": o.payload_sha256,
+                       "priority": o.priority.as_str()})
+                .to_string();
+                // The payload is canonical JSON this service serialised: it is appended as the
+                // object's last member as it is, never parsed back (`head` ends with its `}`).
+                format!("{},\"payload\":{}}}", &head[..head.len() - 1], o.payload)
             })
             .collect();
         let runs = split_by_size(&elements, self.limits.request_bytes, self.limits.rows_per_request);
@@ -624,15 +609,10 @@ impl Ledger for DataApiLedger {
             .iter()
             .enumerate()
             .map(|(ord, r)| {
-                let (st, message_id, error) = match &r.outcome {
-                    Outcome::Sent { message_id } => (status::SENT, Some(message_id.as_str()), None),
-                    Outcome::Failed { error } => (status::FAILED, None, Some(error.as_str())),
-                    Outcome::Rejected { reason } => (status::REJECTED, None, Some(reason.as_str())),
-                    Outcome::Released { reason } => (status::FAILED, None, Some(reason.as_str())),
-                };
+                let o = &r.outcome;
                 json!({"ord": ord, "order_id": r.order_id.as_str(), "token": r.token.to_string(),
-                       "status": st, "ses_message_id": message_id, "last_error": error,
-                       "released": matches!(r.outcome, Outcome::Released { .. })})
+                       "status": o.status(), "ses_message_id": o.message_id(), "last_error": o.last_error(),
+                       "released": o.gives_back_attempt()})
                 .to_string()
             })
             .collect();
@@ -651,6 +631,37 @@ impl Ledger for DataApiLedger {
         }
         Ok(applied)
     }
+}
+
+#[async_trait::async_trait]
+impl LedgerOps for DataApiLedger {
+    async fn migrate(&self) -> Result<(), BackendError> {
+        self.execute(
+            "migrate",
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            Vec::new(),
+            None,
+        )
+        .await?;
+        for (version, sql) in MIGRATIONS {
+            let rows = self
+                .execute(
+                    "migrate",
+                    "SELECT 1 FROM schema_migrations WHERE version = :v",
+                    vec![text("v", *version)],
+                    None,
+                )
+                .await?;
+            if !rows.is_empty() {
+                continue;
+            }
+            let mut stmts = statements(sql);
+            stmts.push(format!("INSERT INTO schema_migrations (version) VALUES ('{version}')"));
+            self.in_transaction(&stmts).await?;
+            tracing::info!(version, "migration applied");
+        }
+        Ok(())
+    }
 
     async fn stats(&self) -> Result<LedgerStats, BackendError> {
         let rows = self.execute("stats", &STATS_SQL, Vec::new(), None).await?;
@@ -662,7 +673,7 @@ impl Ledger for DataApiLedger {
                 let (ms, n) = (field_i64(row.get(3)), field_i64(row.get(4)).unwrap_or(0).max(0) as u64);
                 match field_str(row.first()).as_deref() {
                     Some("count") => {
-                        counts.insert(field_str(row.get(2)).ok_or_else(|| shape_error("stats"))?, n);
+                        counts.insert(stored_status(&field_str(row.get(2)).ok_or_else(|| shape_error("stats"))?)?, n);
                     }
                     Some("sent_1h") => sent_last_hour = n,
                     Some("oldest") => oldest_ms = ms,
@@ -670,7 +681,7 @@ impl Ledger for DataApiLedger {
                     _ => return Err(shape_error("stats")),
                 }
             }
-            counts.insert(status::SENT.to_owned(), histogram.iter().map(|(_, n)| n).sum());
+            counts.insert(Status::Sent, histogram.iter().map(|(_, n)| n).sum());
             let oldest = oldest_ms.map(|ms| ms as f64 / 1000.0);
             let ttc = Percentiles::from_histogram(&histogram);
             priorities.push(priority_stats(p, &counts, oldest, sent_last_hour, ttc));
@@ -685,9 +696,9 @@ impl Ledger for DataApiLedger {
         };
         let ms = |i: usize| field_i64(row.get(i)).map(from_ms);
         Ok(Some(OrderState {
-            order_id: field_str(row.first()).ok_or_else(|| shape_error("status"))?,
-            status: field_str(row.get(1)).ok_or_else(|| shape_error("status"))?,
-            priority: field_str(row.get(2)).ok_or_else(|| shape_error("status"))?,
+            order_id: field_parsed(row.first(), OrderId::parse, "status")?,
+            status: field_parsed(row.get(1), Status::parse, "status")?,
+            priority: field_parsed(row.get(2), Priority::parse, "status")?,
             attempts: field_i64(row.get(3)).unwrap_or(0),
             last_error: field_str(row.get(4)),
             ses_message_id: field_str(row.get(5)),
@@ -710,23 +721,23 @@ impl Ledger for DataApiLedger {
                 None,
             )
             .await?;
-        let found: Vec<(String, String, i64, usize)> = rows
+        let found: Vec<(OrderId, Status, i64, usize)> = rows
             .iter()
             .map(|row| {
                 Ok((
-                    field_str(row.first()).ok_or_else(|| shape_error("stuck"))?,
-                    field_str(row.get(1)).ok_or_else(|| shape_error("stuck"))?,
+                    field_parsed(row.first(), OrderId::parse, "stuck")?,
+                    field_parsed(row.get(1), Status::parse, "stuck")?,
                     field_i64(row.get(2)).unwrap_or(0),
                     field_i64(row.get(3)).ok_or_else(|| shape_error("stuck"))?.max(0) as usize,
                 ))
             })
             .collect::<Result<_, BackendError>>()?;
-        let sizes: Vec<(String, usize)> = found.iter().map(|(id, _, _, size)| (id.clone(), *size)).collect();
+        let sizes: Vec<(String, usize)> = found.iter().map(|(id, _, _, size)| (id.to_string(), *size)).collect();
         let mut payloads = self.payloads(&sizes).await?;
         Ok(found
             .into_iter()
             .filter_map(|(order_id, status, attempts, _)| {
-                let payload = payloads.remove(&order_id)?;
+                let payload = payloads.remove(order_id.as_str())?;
                 Some(StuckOrder { order_id, status, attempts, payload })
             })
             .collect())
@@ -758,16 +769,16 @@ impl Ledger for DataApiLedger {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let id = field_str(row.first()).ok_or_else(|| shape_error("release"))?;
+        let id = field_parsed(row.first(), OrderId::parse, "release")?;
         let size = field_i64(row.get(3)).ok_or_else(|| shape_error("release"))?.max(0) as usize;
         let payload = self
-            .payloads(&[(id.clone(), size)])
+            .payloads(&[(id.to_string(), size)])
             .await?
-            .remove(&id)
+            .remove(id.as_str())
             .ok_or_else(|| BackendError::transient(format!("the stored payload of {id} could not be read back")))?;
         Ok(Some(StuckOrder {
+            status: field_parsed(row.get(1), Status::parse, "release")?,
             order_id: id,
-            status: field_str(row.get(1)).ok_or_else(|| shape_error("release"))?,
             attempts: field_i64(row.get(2)).unwrap_or(0),
             payload,
         }))

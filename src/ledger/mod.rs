@@ -10,26 +10,61 @@ pub mod data_api;
 pub mod sqlite;
 
 use crate::error::BackendError;
-use crate::order::{OrderId, Priority};
-use serde::Serialize;
+use crate::order::{FieldError, OrderId, Priority};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Row status values, as stored.
-pub mod status {
+/// An order's status in the ledger, stored as its lowercase name (`as_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
     /// Leased by an invocation that is sending it now (or died while doing so: see `lease_until`).
-    pub const SENDING: &str = "sending";
+    Sending,
     /// Terminal: SES accepted the mail.
-    pub const SENT: &str = "sent";
+    Sent,
     /// Retryable: the last attempt failed transiently, was deferred, or never started.
-    pub const FAILED: &str = "failed";
+    Failed,
     /// Terminal: the mail provider refused this message for good; `last_error` says why.
-    pub const REJECTED: &str = "rejected";
+    Rejected,
     /// Terminal for automation: reconciliation gave up after its attempt bound; a person decides.
-    pub const ABANDONED: &str = "abandoned";
-    pub const ALL: [&str; 5] = [SENDING, SENT, FAILED, REJECTED, ABANDONED];
+    Abandoned,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::Sending, Status::Sent, Status::Failed, Status::Rejected, Status::Abandoned];
+
+    /// The stored name, exactly (a row is written only by this service, so no case folding).
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| FieldError::new("status", "must be one of sending, sent, failed, rejected, abandoned"))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Abandoned => "abandoned",
+        }
+    }
+
+    /// Finished for automation: a claim answers [`Claim::Terminal`] instead of taking it over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Rejected | Self::Abandoned)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One order to claim: what the ledger needs to recognise it and to re-send it later.
@@ -57,7 +92,7 @@ pub enum Claim {
     /// The same `order_id` was seen with a different payload: never mail, report.
     Conflict,
     /// Refused for good earlier (by the mail provider or by reconciliation's bound).
-    Terminal { status: String, reason: String },
+    Terminal { status: Status, reason: String },
     /// This order's part of the claim failed (a backend that splits a large batch into several
     /// requests lost one of them): not claimed, retry later. The rest of the batch is unaffected.
     Unavailable { error: String },
@@ -85,6 +120,39 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The status the record step writes for this outcome: the one mapping both ledgers use.
+    pub fn status(&self) -> Status {
+        match self {
+            Self::Sent { .. } => Status::Sent,
+            Self::Failed { .. } | Self::Released { .. } => Status::Failed,
+            Self::Rejected { .. } => Status::Rejected,
+        }
+    }
+
+    /// The provider's message id, for a sent mail.
+    pub fn message_id(&self) -> Option<&str> {
+        match self {
+            Self::Sent { message_id } => Some(message_id),
+            _ => None,
+        }
+    }
+
+    /// What `last_error` becomes: the error or reason; `None` for a sent mail (which clears it).
+    pub fn last_error(&self) -> Option<&str> {
+        match self {
+            Self::Sent { .. } => None,
+            Self::Failed { error } => Some(error),
+            Self::Rejected { reason } | Self::Released { reason } => Some(reason),
+        }
+    }
+
+    /// A released claim gives its attempt back: a deferral is not a failed attempt.
+    pub fn gives_back_attempt(&self) -> bool {
+        matches!(self, Self::Released { .. })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub order_id: OrderId,
@@ -95,9 +163,9 @@ pub struct Recording {
 /// The state of one order, without personal data: what `order-confirmation status` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderState {
-    pub order_id: String,
-    pub status: String,
-    pub priority: String,
+    pub order_id: OrderId,
+    pub status: Status,
+    pub priority: Priority,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub ses_message_id: Option<String>,
@@ -122,12 +190,12 @@ pub struct OrderState {
 }
 
 /// Statistics for one priority.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PriorityStats {
-    pub priority: String,
+    pub priority: Priority,
     /// Rows per status; every status is present, zero when none. `sent` counts the orders sent in
     /// the last 24 hours (the history is not counted: the cost stays with the pending work).
-    pub by_status: BTreeMap<String, u64>,
+    pub by_status: BTreeMap<Status, u64>,
     /// Orders not yet confirmed and still expected to be (`sending` + `failed`).
     pub pending: u64,
     pub oldest_unsent_age_seconds: Option<f64>,
@@ -212,8 +280,8 @@ pub struct LedgerStats {
 /// An unconfirmed order that reconciliation should retry: its stored payload and history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StuckOrder {
-    pub order_id: String,
-    pub status: String,
+    pub order_id: OrderId,
+    pub status: Status,
     pub attempts: i64,
     /// Canonical JSON of the order, as stored at first claim.
     pub payload: String,
@@ -238,13 +306,12 @@ pub struct Retained {
 /// The payload stored in place of a removed one: valid JSON that names no one.
 pub const REMOVED_PAYLOAD: &str = "{}";
 
-/// The ledger contract. Claim and record take the whole batch so a backend can do each in one
-/// round trip; results come back in input order.
+/// The ledger's hot path: what every queue delivery does (claim, then record). Claim and record
+/// take the whole batch so a backend can do each in one round trip; results come back in input
+/// order. The pipeline needs only this, so a test fake implements only this (docs/design.md,
+/// "Ledger types: two traits, typed rows, the payload once").
 #[async_trait::async_trait]
 pub trait Ledger: Send + Sync {
-    /// Applies pending schema migrations.
-    async fn migrate(&self) -> Result<(), BackendError>;
-
     /// Inserts or takes over each order unless it is terminal or leased by someone else.
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError>;
 
@@ -253,6 +320,15 @@ pub trait Ledger: Send + Sync {
     /// token stays on the row until the next claim replaces it, so a retry of a call whose first
     /// attempt committed (its answer lost) applies again, changes nothing, and answers true.
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
+}
+
+/// Everything else a ledger does, for operators, reconciliation and deployment: the schema,
+/// statistics, one order's state, and the changes made off the hot path. A backend implements
+/// both traits; `Arc<dyn LedgerOps>` is the whole ledger and coerces to `Arc<dyn Ledger>`.
+#[async_trait::async_trait]
+pub trait LedgerOps: Ledger {
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> Result<(), BackendError>;
 
     async fn stats(&self) -> Result<LedgerStats, BackendError>;
 
@@ -323,16 +399,16 @@ pub fn park_note(note: &str) -> Result<&str, &'static str> {
 /// Turns raw per-priority numbers into the reported shape, filling absent statuses with zero.
 pub(crate) fn priority_stats(
     priority: Priority,
-    counts: &BTreeMap<String, u64>,
+    counts: &BTreeMap<Status, u64>,
     oldest_unsent_age_seconds: Option<f64>,
     sent_last_hour: u64,
     time_to_confirm_seconds: Percentiles,
 ) -> PriorityStats {
-    let by_status: BTreeMap<String, u64> =
-        status::ALL.iter().map(|s| ((*s).to_owned(), counts.get(*s).copied().unwrap_or(0))).collect();
+    let by_status: BTreeMap<Status, u64> =
+        Status::ALL.iter().map(|s| (*s, counts.get(s).copied().unwrap_or(0))).collect();
     PriorityStats {
-        priority: priority.as_str().to_owned(),
-        pending: by_status[status::SENDING] + by_status[status::FAILED],
+        priority,
+        pending: by_status[&Status::Sending] + by_status[&Status::Failed],
         by_status,
         oldest_unsent_age_seconds,
         sent_last_hour,
@@ -350,6 +426,34 @@ mod tests {
         assert!(park_note("   ").unwrap_err().contains("empty"));
         assert!(park_note(&"x".repeat(201)).unwrap_err().contains("200"));
         assert!(park_note("ticket\u{1b}[2J").unwrap_err().contains("control"));
+    }
+
+    #[test]
+    fn statuses_read_back_what_they_store_and_refuse_anything_else() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert!(Status::parse("SENT").is_err());
+        assert!(Status::parse("").unwrap_err().rule.contains("one of sending, sent"));
+    }
+
+    #[test]
+    fn each_outcome_maps_to_one_status() {
+        let sent = Outcome::Sent { message_id: "m-1".into() };
+        assert_eq!((sent.status(), sent.message_id(), sent.last_error()), (Status::Sent, Some("m-1"), None));
+        let failed = Outcome::Failed { error: "timeout".into() };
+        assert_eq!(
+            (failed.status(), failed.last_error(), failed.gives_back_attempt()),
+            (Status::Failed, Some("timeout"), false)
+        );
+        let rejected = Outcome::Rejected { reason: "bad address".into() };
+        assert_eq!((rejected.status(), rejected.last_error()), (Status::Rejected, Some("bad address")));
+        let released = Outcome::Released { reason: "not sent: deferred".into() };
+        assert_eq!(
+            (released.status(), released.message_id(), released.gives_back_attempt()),
+            (Status::Failed, None, true)
+        );
     }
 
     #[test]

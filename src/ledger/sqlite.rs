@@ -3,8 +3,8 @@
 //! atomicity the PostgreSQL statement has. Blocking calls run on tokio's blocking pool.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
-    StuckOrder, Unconfirmed, priority_stats, status,
+    Claim, ClaimRequest, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
+    Status, StuckOrder, Unconfirmed, priority_stats,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -116,6 +116,33 @@ fn sql_error(e: rusqlite::Error) -> BackendError {
     }
 }
 
+/// A stored status read back: anything else means the row was written by something other than
+/// this service, which is a fault, not a value to pass on.
+fn stored_status(s: &str) -> Result<Status, BackendError> {
+    Status::parse(s).map_err(|e| BackendError::fatal(format!("SQLite ledger holds an unknown {e}")))
+}
+
+/// A text column read through a `parse` constructor; a value that fails it is a conversion error
+/// naming the column's rule (never the value).
+fn column<T>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    parse: impl FnOnce(&str) -> Result<T, crate::order::FieldError>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into()))
+}
+
+/// A `StuckOrder` from `order_id, status, attempts, payload`.
+fn stuck_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<StuckOrder> {
+    Ok(StuckOrder {
+        order_id: column(r, 0, OrderId::parse)?,
+        status: column(r, 1, Status::parse)?,
+        attempts: r.get(2)?,
+        payload: r.get(3)?,
+    })
+}
+
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -126,6 +153,114 @@ fn from_ms(ms: i64) -> OffsetDateTime {
 
 #[async_trait::async_trait]
 impl Ledger for SqliteLedger {
+    async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        let orders = orders.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let lease_until = now + lease.as_millis() as i64;
+            let mut claims = Vec::with_capacity(orders.len());
+            for o in &orders {
+                let existing: Option<(String, String, Option<i64>, Option<String>)> = tx
+                    .query_row(
+                        "SELECT payload_sha256, status, lease_until, last_error FROM order_confirmations WHERE order_id = ?1",
+                        [o.order_id.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                let existing = match existing {
+                    Some((sha, st, until, reason)) => Some((sha, stored_status(&st)?, until, reason)),
+                    None => None,
+                };
+                let token = Uuid::new_v4();
+                let claim = match existing {
+                    None => {
+                        tx.execute(
+                            "INSERT INTO order_confirmations (order_id, payload_sha256, priority, payload, status, \
+                             claim_token, lease_until, attempts, first_seen_at, updated_at) \
+                             VALUES (?1, ?2, ?3, ?4, 'sending', ?5, ?6, 1, ?7, ?7)",
+                            params![
+                                o.order_id.as_str(),
+                                o.payload_sha256,
+                                o.priority.as_str(),
+                                o.payload,
+                                token.to_string(),
+                                lease_until,
+                                now
+                            ],
+                        )
+                        .map_err(sql_error)?;
+                        Claim::Claimed { token, after_expired_lease: false }
+                    }
+                    Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
+                    Some((_, Status::Sent, _, _)) => Claim::AlreadySent,
+                    Some((_, st, _, reason)) if st.is_terminal() => {
+                        Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
+                    }
+                    Some((_, Status::Sending, Some(until), _)) if until > now => {
+                        Claim::InFlight { lease_remaining: Duration::from_millis((until - now) as u64) }
+                    }
+                    Some((_, previous, _, _)) => {
+                        tx.execute(
+                            "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
+                             attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
+                            params![o.order_id.as_str(), token.to_string(), lease_until, now],
+                        )
+                        .map_err(sql_error)?;
+                        Claim::Claimed { token, after_expired_lease: previous == Status::Sending }
+                    }
+                };
+                claims.push(claim);
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+        let recordings = recordings.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let mut applied = Vec::with_capacity(recordings.len());
+            for r in &recordings {
+                let outcome = &r.outcome;
+                let sent_at = (outcome.status() == Status::Sent).then_some(now);
+                // The token stays on the row (only the next claim replaces it), so a retry of a
+                // record that already committed applies again without changing anything; the
+                // attempt is given back only once, while the row is still leased.
+                let n = tx
+                    .execute(
+                        "UPDATE order_confirmations SET \
+                         attempts = CASE WHEN ?8 AND status = 'sending' THEN max(attempts - 1, 0) ELSE attempts END, \
+                         status = ?3, ses_message_id = COALESCE(?4, ses_message_id), last_error = ?5, \
+                         sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE COALESCE(?6, sent_at) END, \
+                         lease_until = NULL, updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
+                        params![
+                            r.order_id.as_str(),
+                            r.token.to_string(),
+                            outcome.status().as_str(),
+                            outcome.message_id(),
+                            outcome.last_error(),
+                            sent_at,
+                            now,
+                            outcome.gives_back_attempt()
+                        ],
+                    )
+                    .map_err(sql_error)?;
+                applied.push(n == 1);
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(applied)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl LedgerOps for SqliteLedger {
     async fn migrate(&self) -> Result<(), BackendError> {
         self.with_conn(|conn| {
             conn.execute_batch(
@@ -154,113 +289,6 @@ impl Ledger for SqliteLedger {
         .await
     }
 
-    async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
-        let orders = orders.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
-            let lease_until = now + lease.as_millis() as i64;
-            let mut claims = Vec::with_capacity(orders.len());
-            for o in &orders {
-                let existing: Option<(String, String, Option<i64>, Option<String>)> = tx
-                    .query_row(
-                        "SELECT payload_sha256, status, lease_until, last_error FROM order_confirmations WHERE order_id = ?1",
-                        [o.order_id.as_str()],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .optional()
-                    .map_err(sql_error)?;
-                let token = Uuid::new_v4();
-                let claim = match existing {
-                    None => {
-                        tx.execute(
-                            "INSERT INTO order_confirmations (order_id, payload_sha256, priority, payload, status, \
-                             claim_token, lease_until, attempts, first_seen_at, updated_at) \
-                             VALUES (?1, ?2, ?3, ?4, 'sending', ?5, ?6, 1, ?7, ?7)",
-                            params![
-                                o.order_id.as_str(),
-                                o.payload_sha256,
-                                o.priority.as_str(),
-                                o.payload,
-                                token.to_string(),
-                                lease_until,
-                                now
-                            ],
-                        )
-                        .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: false }
-                    }
-                    Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
-                    Some((_, st, _, _)) if st == status::SENT => Claim::AlreadySent,
-                    Some((_, st, _, reason)) if st == status::REJECTED || st == status::ABANDONED => {
-                        Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
-                    }
-                    Some((_, st, Some(until), _)) if st == status::SENDING && until > now => {
-                        Claim::InFlight { lease_remaining: Duration::from_millis((until - now) as u64) }
-                    }
-                    Some((_, previous, _, _)) => {
-                        tx.execute(
-                            "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
-                             attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
-                            params![o.order_id.as_str(), token.to_string(), lease_until, now],
-                        )
-                        .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: previous == status::SENDING }
-                    }
-                };
-                claims.push(claim);
-            }
-            tx.commit().map_err(sql_error)?;
-            Ok(claims)
-        })
-        .await
-    }
-
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
-        let recordings = recordings.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
-            let mut applied = Vec::with_capacity(recordings.len());
-            for r in &recordings {
-                let (new_status, message_id, error, sent_at): (&str, Option<&str>, Option<&str>, Option<i64>) =
-                    match &r.outcome {
-                        Outcome::Sent { message_id } => (status::SENT, Some(message_id), None, Some(now)),
-                        Outcome::Failed { error } => (status::FAILED, None, Some(error), None),
-                        Outcome::Rejected { reason } => (status::REJECTED, None, Some(reason), None),
-                        Outcome::Released { reason } => (status::FAILED, None, Some(reason), None),
-                    };
-                let released = matches!(r.outcome, Outcome::Released { .. });
-                // The token stays on the row (only the next claim replaces it), so a retry of a
-                // record that already committed applies again without changing anything; the
-                // attempt is given back only once, while the row is still leased.
-                let n = tx
-                    .execute(
-                        "UPDATE order_confirmations SET \
-                         attempts = CASE WHEN ?8 AND status = 'sending' THEN max(attempts - 1, 0) ELSE attempts END, \
-                         status = ?3, ses_message_id = COALESCE(?4, ses_message_id), last_error = ?5, \
-                         sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE COALESCE(?6, sent_at) END, \
-                         lease_until = NULL, updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
-                        params![
-                            r.order_id.as_str(),
-                            r.token.to_string(),
-                            new_status,
-                            message_id,
-                            error,
-                            sent_at,
-                            now,
-                            released
-                        ],
-                    )
-                    .map_err(sql_error)?;
-                applied.push(n == 1);
-            }
-            tx.commit().map_err(sql_error)?;
-            Ok(applied)
-        })
-        .await
-    }
-
     async fn stats(&self) -> Result<LedgerStats, BackendError> {
         self.with_conn(|conn| {
             let now = now_ms();
@@ -279,7 +307,7 @@ impl Ledger for SqliteLedger {
                     .map_err(sql_error)?;
                 for row in rows {
                     let (s, n) = row.map_err(sql_error)?;
-                    counts.insert(s, n as u64);
+                    counts.insert(stored_status(&s)?, n as u64);
                 }
                 let oldest: Option<i64> = conn
                     .query_row(
@@ -303,7 +331,7 @@ impl Ledger for SqliteLedger {
                     .map_err(sql_error)?
                     .collect::<Result<_, _>>()
                     .map_err(sql_error)?;
-                counts.insert(status::SENT.to_owned(), histogram.iter().map(|(_, n)| n).sum());
+                counts.insert(Status::Sent, histogram.iter().map(|(_, n)| n).sum());
                 let oldest_age = oldest.map(|t| (now - t) as f64 / 1000.0);
                 let ttc = Percentiles::from_histogram(&histogram);
                 priorities.push(priority_stats(p, &counts, oldest_age, sent_last_hour as u64, ttc));
@@ -323,9 +351,9 @@ impl Ledger for SqliteLedger {
                 [id],
                 |r| {
                     Ok(OrderState {
-                        order_id: r.get(0)?,
-                        status: r.get(1)?,
-                        priority: r.get(2)?,
+                        order_id: column(r, 0, OrderId::parse)?,
+                        status: column(r, 1, Status::parse)?,
+                        priority: column(r, 2, Priority::parse)?,
                         attempts: r.get(3)?,
                         last_error: r.get(4)?,
                         ses_message_id: r.get(5)?,
@@ -356,9 +384,7 @@ impl Ledger for SqliteLedger {
                 )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map(params![now, now - failed_for.as_millis() as i64, limit as i64], |r| {
-                    Ok(StuckOrder { order_id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, payload: r.get(3)? })
-                })
+                .query_map(params![now, now - failed_for.as_millis() as i64, limit as i64], stuck_order)
                 .map_err(sql_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
         })
@@ -413,7 +439,7 @@ impl Ledger for SqliteLedger {
                  updated_at = ?2 WHERE order_id = ?1 AND status IN ('abandoned', 'rejected') \
                  RETURNING order_id, status, attempts, payload",
                 params![id, now_ms()],
-                |r| Ok(StuckOrder { order_id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, payload: r.get(3)? }),
+                stuck_order,
             )
             .optional()
             .map_err(sql_error)
