@@ -161,6 +161,88 @@ pub async fn stats_count_by_priority_and_status(l: Arc<dyn LedgerOps>) {
     assert_eq!(high.by_status.len(), Status::ALL.len());
 }
 
+/// Direct access to a ledger's database, to move sends into the past.
+pub enum Db {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Db {
+    /// Makes `id` sent `ago` before now, first seen `ttc` before that.
+    async fn sent_ago(&self, id: &str, ago: Duration, ttc: Duration) {
+        let (ago_ms, seen_ms) = (ago.as_millis() as i64, (ago + ttc).as_millis() as i64);
+        self.execute(&match self {
+            Db::Sqlite(_) => {
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+                format!(
+                    "UPDATE order_confirmations SET sent_at = {}, first_seen_at = {} WHERE order_id = '{id}'",
+                    now - ago_ms,
+                    now - seen_ms
+                )
+            }
+            Db::Postgres(_) => format!(
+                "UPDATE order_confirmations SET sent_at = now() - interval '{ago_ms} milliseconds', \
+                 first_seen_at = now() - interval '{seen_ms} milliseconds' WHERE order_id = '{id}'"
+            ),
+        })
+        .await;
+    }
+
+    async fn execute(&self, sql: &str) {
+        match self {
+            Db::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
+            Db::Postgres(url) => {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+}
+
+/// The statistics over 24 hours read the hourly summary of the sends once reconcile has made it,
+/// and say the same as the sends themselves: the same counts and the same percentiles (times to
+/// confirm truncated to three significant digits of milliseconds).
+pub async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends(l: Arc<dyn LedgerOps>, db: Db) {
+    // (order, sent this many minutes ago, time to confirm in ms)
+    let sends = [("T1", 30, 250), ("T2", 120, 1_500), ("T3", 300, 2_000), ("T4", 1_410, 12_345), ("T5", 1_500, 60_000)];
+    let reqs: Vec<_> = sends.iter().map(|(id, ..)| req(id, "h", Priority::High)).collect();
+    let claims = l.claim(&reqs, LEASE).await.unwrap();
+    let recordings: Vec<_> = sends
+        .iter()
+        .zip(&claims)
+        .map(|((id, ..), c)| rec(id, token(c), Outcome::Sent { message_id: "m".into() }))
+        .collect();
+    l.record(&recordings).await.unwrap();
+    for (id, minutes, ttc_ms) in sends {
+        db.sent_ago(id, Duration::from_secs(minutes * 60), Duration::from_millis(ttc_ms)).await;
+    }
+
+    let before = l.stats().await.unwrap();
+    let high = before.priorities.iter().find(|p| p.priority == Priority::High).unwrap();
+    assert_eq!((high.by_status[&Status::Sent], high.sent_last_hour), (4, 1), "T5 was sent 25 hours ago");
+    let p = &high.time_to_confirm_seconds;
+    assert_eq!(
+        (p.p50, p.p95, p.p99),
+        (Some(1.5), Some(12.3), Some(12.3)),
+        "nearest rank over 0.25, 1.5, 2 and 12.345 s, the last kept as 12.3 s"
+    );
+
+    let mut hours = 0;
+    while l.summarize_sends().await.unwrap() {
+        hours += 1;
+        assert!(hours <= 24, "at most the whole hours of one day are summarized");
+    }
+    assert!(hours >= 21, "the whole hours of the last day that are over are summarized: {hours}");
+    assert!(!l.summarize_sends().await.unwrap(), "an hour is summarized once");
+    assert_eq!(l.stats().await.unwrap(), before, "the summary says what the sends said");
+
+    // T3 (sent 5 hours ago) is counted from its hour's summary now, not from its row.
+    db.execute("DELETE FROM order_confirmations WHERE order_id = 'T3'").await;
+    assert_eq!(l.stats().await.unwrap(), before, "stats read the summary of T3's hour");
+}
+
 pub async fn unknown_order_has_no_state(l: Arc<dyn LedgerOps>) {
     assert!(l.order_state(&OrderId::parse("nope").unwrap()).await.unwrap().is_none());
 }
@@ -426,6 +508,13 @@ mod sqlite {
     }
 
     ledger_contract_tests!(make);
+
+    #[tokio::test]
+    async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends() {
+        let b = support::LocalBackends::new().await;
+        let db = Db::Sqlite(b.dir.path().join("ledger.db"));
+        super::stats_say_the_same_from_the_hourly_summary_as_from_the_sends(b.ledger.clone(), db).await;
+    }
 }
 
 mod data_api {
@@ -439,6 +528,13 @@ mod data_api {
     }
 
     ledger_contract_tests!(make);
+
+    #[tokio::test]
+    async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends() {
+        let s = support::services::Services::start().await;
+        let db = Db::Postgres(s.database_url.clone());
+        super::stats_say_the_same_from_the_hourly_summary_as_from_the_sends(s.ledger().await, db).await;
+    }
 
     /// `stats` reads only the last 24 hours of sends: an order sent 25 hours ago is no longer
     /// counted as `sent` nor in the percentiles, while refused and unfinished rows are counted

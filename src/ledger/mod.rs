@@ -220,18 +220,65 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Nearest-rank percentiles of a sorted sample.
-    pub fn from_sorted(sorted: &[f64]) -> Self {
+    /// Nearest-rank percentiles of a histogram of times to confirm: `(milliseconds, orders)`
+    /// pairs in any order, the same milliseconds possibly more than once (docs/design.md,
+    /// "Statistics over 24 hours"). The answer is in seconds.
+    pub fn from_histogram(histogram: &[(i64, u64)]) -> Self {
+        let mut merged: BTreeMap<i64, u64> = BTreeMap::new();
+        for (ms, n) in histogram {
+            *merged.entry(*ms).or_default() += n;
+        }
+        let total: u64 = merged.values().sum();
         let rank = |p: f64| -> Option<f64> {
-            if sorted.is_empty() {
+            if total == 0 {
                 return None;
             }
-            let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-            Some(sorted[idx])
+            let wanted = ((p * total as f64).ceil() as u64).clamp(1, total);
+            let mut seen = 0;
+            merged.iter().find_map(|(ms, n)| {
+                seen += n;
+                (seen >= wanted).then_some(*ms as f64 / 1000.0)
+            })
         };
         Self { p50: rank(0.50), p95: rank(0.95), p99: rank(0.99) }
     }
 }
+
+/// Significant decimal digits a time to confirm keeps in the statistics' hourly summary.
+const TTC_DIGITS: u32 = 3;
+
+/// A time to confirm as the statistics keep it: whole milliseconds truncated to three significant
+/// digits (1,234 ms counts as 1,230 ms; below one second it is exact), so it is never above the
+/// exact value and less than 1 % below it, and an hour of sends fits in a few hundred summary rows
+/// whatever the order rate (docs/design.md, "Statistics over 24 hours").
+pub fn ttc_bucket_ms(ms: i64) -> i64 {
+    let ms = ms.max(0);
+    let mut step = 1;
+    while ms >= step * 10_i64.pow(TTC_DIGITS) {
+        step *= 10;
+    }
+    ms / step * step
+}
+
+/// [`ttc_bucket_ms`] as an SQL expression over the integer expression `ms` (non-negative), the
+/// same text for SQLite and PostgreSQL (integer division truncates in both).
+pub(crate) fn ttc_bucket_sql(ms: &str) -> String {
+    let mut sql = String::from("CASE");
+    let mut step: i64 = 1;
+    // Up to 10^12 ms (31 years): far beyond the ledger's horizon.
+    while step < 1_000_000_000 {
+        let bound = step * 10_i64.pow(TTC_DIGITS);
+        sql.push_str(&format!(" WHEN {ms} < {bound} THEN {ms} / {step} * {step}"));
+        step *= 10;
+    }
+    sql.push_str(&format!(" ELSE {ms} / {step} * {step} END"));
+    sql
+}
+
+/// How long after an hour ends its sends are summarized (docs/design.md, "Statistics over 24
+/// hours"): long enough that no send of that hour is still being recorded (a Data API statement
+/// runs at most 45 seconds).
+pub const SUMMARY_SETTLE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerStats {
@@ -329,6 +376,13 @@ pub trait LedgerOps: Ledger {
         delete_after: Duration,
         limit: usize,
     ) -> Result<Retained, BackendError>;
+
+    /// One bounded step of the statistics' summary (docs/design.md, "Statistics over 24 hours"):
+    /// summarizes the sends of the oldest hour inside the last 24 hours not yet summarized, once
+    /// that hour has been over for [`SUMMARY_SETTLE`], and forgets summaries older than 24 hours.
+    /// Returns whether an hour was summarized (false: nothing is due). Idempotent and safe to run
+    /// concurrently: an hour is summarized at most once.
+    async fn summarize_sends(&self) -> Result<bool, BackendError>;
 }
 
 /// The longest note `park` keeps: enough for a ticket reference and a name.
@@ -412,10 +466,43 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        let p = Percentiles::from_sorted(&v);
+        let one_each: Vec<(i64, u64)> = (1..=100).rev().map(|s| (s * 1000, 1)).collect();
+        let p = Percentiles::from_histogram(&one_each);
         assert_eq!((p.p50, p.p95, p.p99), (Some(50.0), Some(95.0), Some(99.0)));
-        assert_eq!(Percentiles::from_sorted(&[]).p50, None);
-        assert_eq!(Percentiles::from_sorted(&[3.0]).p99, Some(3.0));
+        assert_eq!(Percentiles::from_histogram(&[(3_000, 1)]).p99, Some(3.0));
+    }
+
+    #[test]
+    fn a_histogram_gives_the_nearest_rank_of_its_values_merged() {
+        // The same time from an hour's summary and from the sends themselves counts once, summed.
+        let p = Percentiles::from_histogram(&[(2_000, 60), (9_000, 30), (2_000, 5), (40_000, 5)]);
+        assert_eq!((p.p50, p.p95, p.p99), (Some(2.0), Some(9.0), Some(40.0)));
+        assert_eq!(Percentiles::from_histogram(&[]), Percentiles::default());
+        assert_eq!(Percentiles::from_histogram(&[(1_000, 0)]).p50, None);
+    }
+
+    #[test]
+    fn times_to_confirm_keep_three_significant_digits_never_above_and_within_one_percent() {
+        assert_eq!(ttc_bucket_ms(0), 0);
+        assert_eq!(ttc_bucket_ms(-5), 0);
+        assert_eq!(ttc_bucket_ms(999), 999);
+        assert_eq!(ttc_bucket_ms(1_234), 1_230);
+        assert_eq!(ttc_bucket_ms(12_345), 12_300);
+        assert_eq!(ttc_bucket_ms(2_000), 2_000);
+        assert_eq!(ttc_bucket_ms(86_399_999), 86_300_000);
+        for ms in (0..5_000_000).step_by(997).chain([u32::MAX as i64, 400 * 86_400_000]) {
+            let b = ttc_bucket_ms(ms);
+            assert!(b <= ms && (ms - b) as f64 <= ms as f64 * 0.01, "{ms} -> {b}");
+        }
+    }
+
+    #[test]
+    fn the_sql_bucket_is_the_same_as_the_rust_one() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let sql = format!("SELECT {}", ttc_bucket_sql("?1"));
+        for ms in [0_i64, 7, 999, 1_000, 1_234, 99_999, 123_456_789, 400 * 86_400_000, 999_999_999_999] {
+            let got: i64 = conn.query_row(&sql, [ms], |r| r.get(0)).unwrap();
+            assert_eq!(got, ttc_bucket_ms(ms), "{ms}");
+        }
     }
 }

@@ -23,7 +23,53 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_parked_orders", include_str!("../../migrations/sqlite/0003_parked_orders.sql")),
     ("0004_retention", include_str!("../../migrations/sqlite/0004_retention.sql")),
     ("0005_pending_indexes", include_str!("../../migrations/sqlite/0005_pending_indexes.sql")),
+    ("0006_sent_per_hour", include_str!("../../migrations/sqlite/0006_sent_per_hour.sql")),
 ];
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The first hour boundary inside the 24 hours before `now`: the statistics' summary covers whole
+/// hours from here (docs/design.md, "Statistics over 24 hours").
+fn first_whole_hour(now: i64) -> i64 {
+    let since = now - DAY_MS;
+    since - since.rem_euclid(HOUR_MS) + HOUR_MS
+}
+
+/// Every send before this is in `sent_per_hour` (as far as the last 24 hours go).
+fn summarized_until(conn: &Connection) -> Result<i64, BackendError> {
+    conn.query_row("SELECT summarized_until FROM sent_summary_progress", [], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|until| until.unwrap_or(i64::MIN))
+        .map_err(sql_error)
+}
+
+/// The histogram of times to confirm over `[since, now]` per priority: the hourly summaries of the
+/// whole hours `[first, summarized)` and the sends themselves elsewhere (the same split as the
+/// Data API ledger's statement).
+static TTC_HISTOGRAM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let bucket = super::ttc_bucket_sql("ms");
+    format!(
+        "SELECT ttc_ms, SUM(orders) FROM (\
+         SELECT ttc_ms, orders FROM sent_per_hour WHERE priority = ?1 AND hour_start >= ?3 AND hour_start < ?4 \
+         UNION ALL SELECT {bucket}, 1 FROM (\
+         SELECT max(sent_at - first_seen_at, 0) AS ms FROM order_confirmations \
+         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2 AND sent_at < ?3 \
+         UNION ALL SELECT max(sent_at - first_seen_at, 0) AS ms FROM order_confirmations \
+         WHERE priority = ?1 AND status = 'sent' AND sent_at >= max(?3, ?4))) GROUP BY ttc_ms"
+    )
+});
+
+/// One hour's sends, summarized (`?1` the hour's start).
+static SUMMARIZE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let bucket = super::ttc_bucket_sql("ms");
+    format!(
+        "INSERT OR IGNORE INTO sent_per_hour (hour_start, priority, ttc_ms, orders) \
+         SELECT ?1, priority, {bucket} AS ttc_ms, COUNT(*) FROM (\
+         SELECT priority, max(sent_at - first_seen_at, 0) AS ms FROM order_confirmations \
+         WHERE status = 'sent' AND sent_at >= ?1 AND sent_at < ?1 + {HOUR_MS}) GROUP BY priority, ttc_ms"
+    )
+});
 
 pub struct SqliteLedger {
     conn: Arc<Mutex<Connection>>,
@@ -249,21 +295,18 @@ impl LedgerOps for SqliteLedger {
     async fn stats(&self) -> Result<LedgerStats, BackendError> {
         self.with_conn(|conn| {
             let now = now_ms();
+            let summarized = summarized_until(conn)?;
             let mut priorities = Vec::new();
             for p in Priority::ALL {
                 let mut counts = BTreeMap::new();
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT status, COUNT(*) FROM order_confirmations \
-                         WHERE priority = ?1 AND status IN ('sending', 'failed', 'rejected', 'abandoned') GROUP BY status \
-                         UNION ALL SELECT 'sent', COUNT(*) FROM order_confirmations \
-                         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2",
+                         WHERE priority = ?1 AND status IN ('sending', 'failed', 'rejected', 'abandoned') GROUP BY status",
                     )
                     .map_err(sql_error)?;
                 let rows = stmt
-                    .query_map(params![p.as_str(), now - 86_400_000], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                    })
+                    .query_map(params![p.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
                     .map_err(sql_error)?;
                 for row in rows {
                     let (s, n) = row.map_err(sql_error)?;
@@ -283,20 +326,17 @@ impl LedgerOps for SqliteLedger {
                         |r| r.get(0),
                     )
                     .map_err(sql_error)?;
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT sent_at - first_seen_at FROM order_confirmations \
-                         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2 ORDER BY 1",
-                    )
-                    .map_err(sql_error)?;
-                let ttc: Vec<f64> = stmt
-                    .query_map(params![p.as_str(), now - 86_400_000], |r| r.get::<_, i64>(0))
+                let mut stmt = conn.prepare_cached(&TTC_HISTOGRAM_SQL).map_err(sql_error)?;
+                let histogram: Vec<(i64, u64)> = stmt
+                    .query_map(params![p.as_str(), now - DAY_MS, first_whole_hour(now), summarized], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                    })
                     .map_err(sql_error)?
-                    .map(|r| r.map(|ms| ms as f64 / 1000.0))
                     .collect::<Result<_, _>>()
                     .map_err(sql_error)?;
+                counts.insert(Status::Sent, histogram.iter().map(|(_, n)| n).sum());
                 let oldest_age = oldest.map(|t| (now - t) as f64 / 1000.0);
-                let ttc = Percentiles::from_sorted(&ttc);
+                let ttc = Percentiles::from_histogram(&histogram);
                 priorities.push(priority_stats(p, &counts, oldest_age, sent_last_hour as u64, ttc));
             }
             Ok(LedgerStats { priorities })
@@ -458,6 +498,30 @@ impl LedgerOps for SqliteLedger {
                 )
                 .map_err(sql_error)? as u64;
             Ok(Retained { payloads_removed, rows_deleted })
+        })
+        .await
+    }
+
+    async fn summarize_sends(&self) -> Result<bool, BackendError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let first = first_whole_hour(now);
+            let hour = summarized_until(&tx)?.max(first);
+            if hour + HOUR_MS > now - super::SUMMARY_SETTLE.as_millis() as i64 {
+                return Ok(false);
+            }
+            tx.execute(&SUMMARIZE_SQL, [hour]).map_err(sql_error)?;
+            tx.execute("DELETE FROM sent_per_hour WHERE hour_start < ?1", [first]).map_err(sql_error)?;
+            tx.execute(
+                "INSERT INTO sent_summary_progress (singleton, summarized_until) VALUES (1, ?1) \
+                 ON CONFLICT (singleton) DO UPDATE SET summarized_until = excluded.summarized_until \
+                 WHERE summarized_until < excluded.summarized_until",
+                [hour + HOUR_MS],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            Ok(true)
         })
         .await
     }
