@@ -64,4 +64,5 @@ pub mod queues;
 pub mod rate;
 pub mod reconcile;
 pub mod render;
+pub mod ses_event;
 pub mod stats;
