@@ -393,17 +393,12 @@ impl DeliveryEvent {
             None => None,
         };
         let claim_token = match single_tag(tags, CLAIM_TOKEN_TAG)? {
-            Some(v) => Some(
-                Uuid::try_parse(v).map_err(|_| EventRejection::new("tag claim_token is not a UUID"))?,
-            ),
+            Some(v) => Some(Uuid::try_parse(v).map_err(|_| EventRejection::new("tag claim_token is not a UUID"))?),
             None => None,
         };
         let object = &detail[event_type.object_key()];
         if !object.is_object() {
-            return Err(EventRejection::new(format!(
-                "detail.{} is missing or not an object",
-                event_type.object_key()
-            )));
+            return Err(EventRejection::new(format!("detail.{} is missing or not an object", event_type.object_key())));
         }
         let occurred_at = match object["timestamp"].as_str() {
             Some(t) => timestamp(t, event_type.object_key())?,
@@ -416,9 +411,8 @@ impl DeliveryEvent {
             EventType::Send => (Effect::Send, String::new()),
             EventType::Delivery => (Effect::State(DeliveryState::Delivered), String::new()),
             EventType::Bounce => {
-                let bounce_type = object["bounceType"]
-                    .as_str()
-                    .ok_or_else(|| EventRejection::new("bounce.bounceType is missing"))?;
+                let bounce_type =
+                    object["bounceType"].as_str().ok_or_else(|| EventRejection::new("bounce.bounceType is missing"))?;
                 let state = match bounce_type {
                     "Permanent" => DeliveryState::Bounced,
                     "Transient" | "Undetermined" => DeliveryState::SoftBounced,
@@ -430,8 +424,7 @@ impl DeliveryEvent {
                 };
                 let sub = known(object["bounceSubType"].as_str(), BOUNCE_SUB_TYPES).unwrap_or("other");
                 let mut text = format!("{bounce_type}/{sub}");
-                if let Some(status) = object["bouncedRecipients"][0]["status"].as_str().filter(|s| is_dsn_status(s))
-                {
+                if let Some(status) = object["bouncedRecipients"][0]["status"].as_str().filter(|s| is_dsn_status(s)) {
                     text.push(' ');
                     text.push_str(status);
                 }
@@ -544,7 +537,11 @@ mod tests {
     fn each_event_type_has_its_effect() {
         let cases = [
             (EventType::Send, json!({}), Effect::Send),
-            (EventType::Delivery, json!({"timestamp": "2026-11-27T10:00:03Z"}), Effect::State(DeliveryState::Delivered)),
+            (
+                EventType::Delivery,
+                json!({"timestamp": "2026-11-27T10:00:03Z"}),
+                Effect::State(DeliveryState::Delivered),
+            ),
             (
                 EventType::Complaint,
                 json!({"complaintFeedbackType": "abuse", "complainedRecipients": []}),
@@ -639,7 +636,8 @@ mod tests {
             }
             let batch: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             for record in batch["Records"].as_array().unwrap() {
-                let e = DeliveryEvent::parse(record["body"].as_str().unwrap()).unwrap_or_else(|r| panic!("{name}: {r}"));
+                let e =
+                    DeliveryEvent::parse(record["body"].as_str().unwrap()).unwrap_or_else(|r| panic!("{name}: {r}"));
                 assert!(e.order_id.is_some() && e.claim_token.is_some(), "{name}: tags");
                 seen.insert(e.event_type);
             }
