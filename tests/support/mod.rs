@@ -267,4 +267,15 @@ impl Ledger for ScriptedLedger {
     ) -> Result<Retained, BackendError> {
         self.inner.retain(payload_after, delete_after, limit).await
     }
+
+    async fn apply_delivery_events(
+        &self,
+        events: &[order_confirmation::ses_event::DeliveryEvent],
+    ) -> Result<Vec<order_confirmation::ledger::EventMatch>, BackendError> {
+        self.inner.apply_delivery_events(events).await
+    }
+
+    async fn delivery_stats(&self) -> Result<Vec<order_confirmation::ledger::DeliveryStats>, BackendError> {
+        self.inner.delivery_stats().await
+    }
 }
