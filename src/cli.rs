@@ -344,7 +344,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// What `invoke` accepts, for the messages that refuse something else.
-const INVOKE_EXPECTS: &str = "invoke takes an SQS batch, the reconcile schedule event or an operator request as JSON \
+const INVOKE_EXPECTS: &str = "invoke takes an SQS batch (orders, or SES events from the events queue), the reconcile schedule event or an operator request as JSON \
                               (see events/); `-` reads stdin";
 
 /// Reads the event (a file, or stdin for `-`) and runs it through the path the deployed function
@@ -367,6 +367,7 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
     let deadline = Instant::now() + config.invocation_timeout;
     let answer = match EventKind::of(&payload).map_err(usage)? {
         EventKind::SqsBatch => return invoke_batch(config, payload, deadline).await,
+        EventKind::DeliveryEvents => return invoke_delivery_events(config, payload).await,
         EventKind::Schedule => {
             let pipeline = app::build_pipeline(config).await?;
             let report =
@@ -396,6 +397,23 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
         }
     };
     emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
+    Ok(0)
+}
+
+/// A batch from the SES events queue: the handler's path, with the summary on stderr.
+async fn invoke_delivery_events(config: &Config, payload: serde_json::Value) -> anyhow::Result<i32> {
+    let event: SqsEvent = serde_json::from_value(payload)
+        .map_err(|e| usage(format!("the event has Records but is not an SQS event ({e}): {INVOKE_EXPECTS}")))?;
+    let pipeline = app::build_pipeline(config).await?;
+    let report = crate::delivery::handle(pipeline.ledger().as_ref(), &event).await;
+    crate::metrics::record_delivery_events(&report);
+    crate::metrics::flush(crate::metrics::Sink::Stderr);
+    emit(format_args!("{}\n", serde_json::to_string(&report.response())?))?;
+    eprintln!("{}", report.summary());
+    if report.unidentifiable_failures() > 0 {
+        eprintln!("a failed event record has no messageId: Lambda would fail the invocation");
+        return Ok(1);
+    }
     Ok(0)
 }
 
