@@ -112,6 +112,8 @@ pub struct ConsumeArgs {
 pub struct Statistics {
     #[serde(flatten)]
     pub ledger: crate::ledger::LedgerStats,
+    /// What SES said about the mail sent in the last 24 hours, per priority.
+    pub delivery: Vec<crate::ledger::DeliveryStats>,
     pub queues: Vec<crate::queues::QueueDepth>,
 }
 
@@ -240,6 +242,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         .stats()
                         .await
                         .map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
+                    delivery: ledger
+                        .delivery_stats()
+                        .await
+                        .map_err(|e| app::ledger_read_error(&config, e, "reading delivery statistics"))?,
                     queues: match &sqs {
                         Some(client) => {
                             crate::queues::depths(client, &config.queue_urls).await.context("reading queue depths")?
@@ -255,6 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         emit("\x1b[2J\x1b[H")?;
                     }
                     emit(stats::render_table(&s.ledger))?;
+                    emit(stats::render_delivery(&s.delivery))?;
                     emit(stats::render_queues(&s.queues))?;
                 }
                 let Some(every) = args.watch else { break };

@@ -155,16 +155,19 @@ impl EventType {
         }
     }
 
-    /// The configuration set's `MatchingEventTypes` name (template.yaml).
+    /// The event destination's `MatchingEventTypes` value in CloudFormation
+    /// (`AWS::SES::ConfigurationSetEventDestination`, template.yaml): the lower-camel names, which
+    /// CloudFormation has always accepted (the SES v2 API's `DELIVERY_DELAY` form was refused there
+    /// until 2025).
     pub fn matching_name(self) -> &'static str {
         match self {
-            Self::Send => "SEND",
-            Self::Delivery => "DELIVERY",
-            Self::Bounce => "BOUNCE",
-            Self::Complaint => "COMPLAINT",
-            Self::Reject => "REJECT",
-            Self::DeliveryDelay => "DELIVERY_DELAY",
-            Self::RenderingFailure => "RENDERING_FAILURE",
+            Self::Send => "send",
+            Self::Delivery => "delivery",
+            Self::Bounce => "bounce",
+            Self::Complaint => "complaint",
+            Self::Reject => "reject",
+            Self::DeliveryDelay => "deliveryDelay",
+            Self::RenderingFailure => "renderingFailure",
         }
     }
 
