@@ -53,6 +53,11 @@ impl EventRecordReport {
     fn failed(&self) -> bool {
         matches!(self.outcome, EventOutcome::Invalid { .. } | EventOutcome::LedgerUnavailable { .. })
     }
+
+    /// Done with: applied or unknown. The rest comes back (and reaches the DLQ after its retries).
+    pub fn is_acknowledged(&self) -> bool {
+        !self.failed()
+    }
 }
 
 /// One events batch's result.
