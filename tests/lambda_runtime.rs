@@ -380,6 +380,21 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     let again = watch.invoke_json(serde_json::json!({"operator": "retry", "order_id": "ORD-AB1"})).await;
     assert!(again["errorMessage"].as_str().unwrap().contains("is not abandoned or rejected"), "{again}");
 
+    // SES then reports a hard bounce for that mail: the operator's status and stats show it.
+    let batch = retarget("events/ses-bounce-permanent.json", "ORD-AB1");
+    let bounce = order_confirmation::ses_event::DeliveryEvent::parse(batch["Records"][0]["body"].as_str().unwrap())
+        .expect("the sample parses");
+    ledger.apply_delivery_events(&[bounce]).await.unwrap();
+    let status = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-AB1"})).await;
+    assert_eq!(
+        (status["order"]["customer_status"].as_str(), status["order"]["delivery"]["state"].as_str()),
+        (Some("needs_attention"), Some("bounced")),
+        "{status}"
+    );
+    let stats = watch.invoke_json(serde_json::json!({"operator": "stats"})).await;
+    let high = stats["delivery"].as_array().unwrap().iter().find(|p| p["priority"] == "high").unwrap();
+    assert_eq!((high["by_state"]["bounced"].as_u64(), high["bounce_rate"].as_f64()), (Some(1), Some(1.0)), "{stats}");
+
     let migrated = watch.invoke_json(serde_json::json!({"operator": "migrate"})).await;
     assert_eq!(migrated["migrated"], true, "{migrated}");
 
