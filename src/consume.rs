@@ -92,9 +92,11 @@ fn to_record(queue: &Queue, m: Message) -> SqsMessage {
     r
 }
 
-/// Runs until `shutdown` resolves (finishing the batch in hand) or the idle limit passes.
+/// Runs until `shutdown` resolves (finishing the batch in hand) or the idle limit passes. `ledger`
+/// is the pipeline's ledger, whose operations apply the SES events queue's batches.
 pub async fn run(
     pipeline: &Pipeline,
+    ledger: &dyn crate::ledger::LedgerOps,
     client: &Client,
     backoff: &VisibilityBackoff,
     options: &ConsumeOptions,
@@ -149,7 +151,7 @@ pub async fn run(
             // The batch in hand is finished even if a signal arrives meanwhile. The SES events
             // queue's batches go where Lambda sends them: the delivery path.
             let acknowledged: Vec<bool> = if crate::delivery::is_events_queue(&queue.arn) {
-                let report = crate::delivery::handle(pipeline.ledger().as_ref(), &event).await;
+                let report = crate::delivery::handle(ledger, &event).await;
                 crate::metrics::record_delivery_events(&report);
                 crate::metrics::flush(crate::metrics::Sink::Stderr);
                 tracing::info!(queue = %queue.url, summary = %report.summary(), "delivery events done");

@@ -5,7 +5,7 @@
 //! ledger does not hold is counted as `unknown` and acknowledged; a ledger failure fails the
 //! batch's usable records, which SQS redelivers (applying an event twice changes nothing).
 
-use crate::ledger::{EventMatch, Ledger};
+use crate::ledger::{EventMatch, LedgerOps};
 use crate::order::Priority;
 use crate::ses_event::{DeliveryEvent, DeliveryState, Effect};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -141,7 +141,7 @@ impl EventBatchReport {
 }
 
 /// Handles one batch from the SES events queue.
-pub async fn handle(ledger: &dyn Ledger, event: &SqsEvent) -> EventBatchReport {
+pub async fn handle(ledger: &dyn LedgerOps, event: &SqsEvent) -> EventBatchReport {
     let parsed: Vec<Result<DeliveryEvent, String>> = event
         .records
         .iter()

@@ -1,6 +1,6 @@
 //! Human-readable rendering of statistics and order state (the JSON forms are the serde ones).
 
-use crate::ledger::{DeliveryStats, LedgerStats, OrderState, status};
+use crate::ledger::{DeliveryStats, LedgerStats, OrderState, Status};
 use std::fmt::Write;
 
 fn secs(v: Option<f64>) -> String {
@@ -38,16 +38,16 @@ pub fn render_table(stats: &LedgerStats) -> String {
         "ttc_p99"
     );
     for p in &stats.priorities {
-        let n = |s: &str| p.by_status.get(s).copied().unwrap_or(0);
+        let n = |s: Status| p.by_status.get(&s).copied().unwrap_or(0);
         let _ = writeln!(
             out,
             "{:<8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>13} {:>8} {:>9} {:>9} {:>9}",
             p.priority,
-            n(status::SENT),
-            n(status::SENDING),
-            n(status::FAILED),
-            n(status::REJECTED),
-            n(status::ABANDONED),
+            n(Status::Sent),
+            n(Status::Sending),
+            n(Status::Failed),
+            n(Status::Rejected),
+            n(Status::Abandoned),
             p.pending,
             secs(p.oldest_unsent_age_seconds),
             p.sent_last_hour,

@@ -2,7 +2,7 @@
 //! emulator), invoked with `cargo lambda invoke` on the files in `events/`, against the Data API
 //! emulator and the SES emulator. Needs cargo-lambda from `.venv` (installed by `make test`).
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -170,7 +170,7 @@ async fn the_function_serves_sqs_batches_and_the_schedule_through_the_runtime_ap
 /// not hold are acknowledged, and a body that is not an SES event fails only its own record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_ses_event_type_reaches_its_order_through_the_runtime_api() {
-    use order_confirmation::ledger::Ledger as _;
+    use order_confirmation::ledger::LedgerOps as _;
     use order_confirmation::order::OrderId;
     use order_confirmation::ses_event::DeliveryState;
     let s = Services::start().await;
@@ -315,7 +315,7 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     let s = Services::start().await;
     let ledger = s.ledger().await; // migrated
     // One order mailed by the consumer path, one abandoned by automation.
-    use order_confirmation::ledger::{ClaimRequest, Ledger, Outcome, Recording};
+    use order_confirmation::ledger::{ClaimRequest, Ledger, LedgerOps, Outcome, Recording};
     use order_confirmation::order::{OrderId, Priority};
     let body = serde_json::json!({"order_id": "ORD-AB1", "customer_email": "ab1@example.com",
                                   "customer_name": "Ab One", "priority": "high"});
