@@ -906,14 +906,7 @@ impl LedgerOps for DataApiLedger {
                 ))
             })
             .collect::<Result<_, BackendError>>()?;
-        Ok(Priority::ALL
-            .iter()
-            .map(|p| {
-                let mine: Vec<(Option<String>, u64)> =
-                    rows.iter().filter(|r| r.0 == p.as_str()).map(|r| (r.1.clone(), r.2)).collect();
-                super::delivery_stats(*p, &mine)
-            })
-            .collect())
+        Ok(super::delivery_stats_from_rows(&rows))
     }
 }
 

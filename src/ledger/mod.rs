@@ -459,19 +459,25 @@ pub struct DeliveryStats {
 /// The name `DeliveryStats::by_state` gives orders without a delivery event yet.
 pub const DELIVERY_UNKNOWN: &str = "unknown";
 
-/// Turns `(state or None, count)` rows of one priority into the reported shape.
-pub(crate) fn delivery_stats(priority: Priority, rows: &[(Option<String>, u64)]) -> DeliveryStats {
-    let mut by_state: BTreeMap<String, u64> = crate::ses_event::DeliveryState::ALL
+/// Turns `(priority, delivery state or None, count)` rows into one [`DeliveryStats`] per priority
+/// (both always present, every state counted, zero when none).
+pub(crate) fn delivery_stats_from_rows(rows: &[(String, Option<String>, u64)]) -> Vec<DeliveryStats> {
+    Priority::ALL
         .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .chain(std::iter::once((DELIVERY_UNKNOWN.to_owned(), 0)))
-        .collect();
-    for (state, n) in rows {
-        *by_state.entry(state.clone().unwrap_or_else(|| DELIVERY_UNKNOWN.to_owned())).or_insert(0) += n;
-    }
-    let sent: u64 = by_state.values().sum();
-    let bounced = by_state[crate::ses_event::DeliveryState::Bounced.as_str()];
-    DeliveryStats { priority, sent, by_state, bounce_rate: (sent > 0).then(|| bounced as f64 / sent as f64) }
+        .map(|&priority| {
+            let mut by_state: BTreeMap<String, u64> = crate::ses_event::DeliveryState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_owned(), 0))
+                .chain(std::iter::once((DELIVERY_UNKNOWN.to_owned(), 0)))
+                .collect();
+            for (_, state, n) in rows.iter().filter(|r| r.0 == priority.as_str()) {
+                *by_state.entry(state.clone().unwrap_or_else(|| DELIVERY_UNKNOWN.to_owned())).or_insert(0) += n;
+            }
+            let sent: u64 = by_state.values().sum();
+            let bounced = by_state[crate::ses_event::DeliveryState::Bounced.as_str()];
+            DeliveryStats { priority, sent, by_state, bounce_rate: (sent > 0).then(|| bounced as f64 / sent as f64) }
+        })
+        .collect()
 }
 
 /// The longest note `park` keeps: enough for a ticket reference and a name.

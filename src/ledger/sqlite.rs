@@ -559,20 +559,11 @@ impl LedgerOps for SqliteLedger {
                 )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map([since], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?))
-                })
+                .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
                 .map_err(sql_error)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql_error)?;
-            Ok(Priority::ALL
-                .iter()
-                .map(|p| {
-                    let mine: Vec<(Option<String>, u64)> =
-                        rows.iter().filter(|r| r.0 == p.as_str()).map(|r| (r.1.clone(), r.2 as u64)).collect();
-                    super::delivery_stats(*p, &mine)
-                })
-                .collect())
+            Ok(super::delivery_stats_from_rows(&rows))
         })
         .await
     }
