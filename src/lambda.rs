@@ -261,3 +261,24 @@ impl Function {
         Ok(response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+    use serde_json::json;
+
+    fn batch(arns: &[&str]) -> serde_json::Value {
+        json!({"Records": arns.iter().map(|a| json!({"messageId": "m", "body": "{}", "eventSourceARN": a})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn a_batch_from_the_ses_events_queue_is_told_apart_by_its_queue_and_a_mixed_one_is_refused() {
+        let events = "arn:aws:sqs:us-east-1:123456789012:shop-ses-events";
+        let orders = "arn:aws:sqs:us-east-1:123456789012:shop-high";
+        assert_eq!(EventKind::of(&batch(&[events, events])), Ok(EventKind::DeliveryEvents));
+        assert_eq!(EventKind::of(&batch(&[orders])), Ok(EventKind::SqsBatch));
+        assert_eq!(EventKind::of(&json!({"Records": []})), Ok(EventKind::SqsBatch));
+        let mixed = EventKind::of(&batch(&[orders, events])).unwrap_err();
+        assert!(mixed.contains("mixes records from the SES events queue"), "{mixed}");
+    }
+}
