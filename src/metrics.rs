@@ -28,6 +28,7 @@ pub const COUNTERS: &[&str] = &[
     "LegacyPayloadFormat",
     "UnrecordedSend",
     "PossibleDuplicate",
+    "SentEarlier",
     "ReconcileResent",
     "ReconcileAbandoned",
     "LedgerFailure",
@@ -88,6 +89,7 @@ pub fn record_batch(report: &BatchReport) {
             ("LegacyPayloadFormat", c.legacy_payload_format),
             ("UnrecordedSend", c.unrecorded_send),
             ("PossibleDuplicate", c.possible_duplicate),
+            ("SentEarlier", c.sent_earlier),
         ];
         for (name, v) in values {
             if v > 0 {

@@ -83,7 +83,9 @@ pub enum Claim {
     /// This invocation holds the lease and must send, then record with this token.
     /// `takeover`: the order was taken over from an invocation whose lease ran out, so that one
     /// may have mailed it before it died (the at-least-once case; counted).
-    Claimed { token: Uuid, takeover: Option<Takeover> },
+    /// `sent_earlier`: SES's Send event for an earlier claim's mail of this order had been recorded
+    /// (its SES message id): SES accepted that mail, so this claim records it instead of mailing.
+    Claimed { token: Uuid, takeover: Option<Takeover>, sent_earlier: Option<String> },
     /// Already confirmed: acknowledge, do not mail again.
     AlreadySent,
     /// Another invocation holds a live lease for this long yet: retry right after it ends (if
@@ -370,6 +372,12 @@ pub trait Ledger: Send + Sync {
     /// token stays on the row until the next claim replaces it, so a retry of a call whose first
     /// attempt committed (its answer lost) applies again, changes nothing, and answers true.
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
+
+    /// For each `(order, claim token)`: the SES message id of the Send event recorded for a mail
+    /// of that order sent under another claim (or untagged), if one was; in input order. A takeover
+    /// asks while it waits for the previous holder's event (docs/design.md, "SES as the second
+    /// witness").
+    async fn sent_earlier(&self, claims: &[(OrderId, Uuid)]) -> Result<Vec<Option<String>>, BackendError>;
 }
 
 /// Everything else a ledger does, for operators, reconciliation and deployment: the schema,
