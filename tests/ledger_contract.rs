@@ -611,6 +611,34 @@ pub async fn the_send_event_is_kept_with_its_claim_token_and_the_latest_one_wins
     );
 }
 
+pub async fn a_claim_and_a_takeover_find_the_send_event_of_an_earlier_claims_mail(l: Arc<dyn LedgerOps>) {
+    let id = OrderId::parse("W1").unwrap();
+    // Claimed with a lease that ends at once and never recorded: the holder died after SES
+    // accepted its mail.
+    let dead = token(&l.claim(&[req("W1", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
+    let other = uuid::Uuid::new_v4();
+    assert_eq!(l.sent_earlier(&[(id.clone(), other)]).await.unwrap(), vec![None], "no event yet");
+    let mut send = ev(Some("W1"), "ses-w1", Effect::Send, 1);
+    send.claim_token = Some(dead);
+    l.apply_delivery_events(&[send]).await.unwrap();
+    // What a waiting takeover asks: the event is for a mail of another claim.
+    let unknown = OrderId::parse("W-none").unwrap();
+    assert_eq!(
+        l.sent_earlier(&[(id.clone(), other), (unknown, other), (id.clone(), dead)]).await.unwrap(),
+        vec![Some("ses-w1".to_owned()), None, None],
+        "in input order; an order the ledger does not hold, and the holder's own mail, are not earlier mails"
+    );
+    // What the claim that takes the order over finds without asking.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = l.claim(&[req("W1", "h", Priority::Normal)], LEASE).await.unwrap();
+    match &again[0] {
+        Claim::Claimed { takeover: Some(_), sent_earlier, .. } => assert_eq!(sent_earlier.as_deref(), Some("ses-w1")),
+        other => panic!("expected a takeover, got {other:?}"),
+    }
+    let fresh = l.claim(&[req("W2", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(matches!(&fresh[0], Claim::Claimed { sent_earlier: None, .. }), "{fresh:?}");
+}
+
 pub async fn delivery_stats_count_each_state_per_priority_and_the_bounce_rate(l: Arc<dyn LedgerOps>) {
     sent(&l, &["F1", "F2", "F3", "F4"], Priority::Normal).await;
     sent(&l, &["F5"], Priority::High).await;
@@ -665,6 +693,7 @@ macro_rules! ledger_contract_tests {
             events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch,
             an_untagged_event_finds_its_order_by_the_stored_ses_message_id,
             the_send_event_is_kept_with_its_claim_token_and_the_latest_one_wins,
+            a_claim_and_a_takeover_find_the_send_event_of_an_earlier_claims_mail,
             delivery_stats_count_each_state_per_priority_and_the_bounce_rate,
             migrate_is_idempotent);
     };

@@ -612,3 +612,27 @@ async fn a_takeover_whose_send_event_never_comes_waits_only_its_bound_then_mails
     let counters: Vec<_> = report.counters().into_values().collect();
     assert_eq!((counters[0].possible_duplicate, counters[0].sent_earlier), (1, 0));
 }
+
+#[tokio::test]
+async fn reconcile_records_a_stuck_order_from_its_send_event_instead_of_re_sending_it() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let mut witness = s.ses_proxy.witness_sends();
+    // The order's message is gone (say it reached the DLQ): only reconciliation can finish it.
+    let e = event(vec![record("m-kw-4", &order_body("KW-4", "normal"))]);
+    let accepted = killed_after_ses_accepted(&s, &mut witness, &e, "KW-4").await;
+    support::ses_events::deliver_send_event(ledger.as_ref(), &accepted).await;
+
+    let settings = order_confirmation::reconcile::ReconcileSettings {
+        failed_for: Duration::ZERO,
+        grace: Duration::ZERO,
+        ..Default::default()
+    };
+    let p = witnessing_pipeline(&s, Duration::from_secs(10)).await;
+    let report = order_confirmation::reconcile::reconcile(&p, ledger.as_ref(), &settings, deadline(30)).await.unwrap();
+    assert_eq!((report.found, report.resent, report.sent_earlier, report.still_failing), (1, 0, 1, 0));
+    assert_eq!(report.unconfirmed.count, 0, "confirmed: SES accepted its mail");
+    assert_eq!(s.mails_to(&email_of("KW-4")).await, 1);
+    let st = ledger.order_state(&OrderId::parse("KW-4").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status, st.ses_message_id), (Status::Sent, Some(accepted.message_id)));
+}
