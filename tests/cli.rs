@@ -423,7 +423,7 @@ fn ses_event_samples_show_in_status_and_stats() {
     let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/ses-bounce-permanent.json"]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout.trim(), r#"{"batchItemFailures":[]}"#);
-    assert!(stderr.contains("1 events: 1 bounced"), "{stderr}");
+    assert!(stderr.contains("1 event: 1 bounced"), "{stderr}");
     assert!(!stderr.contains("kenji@example.jp"), "the bounced address is never logged: {stderr}");
 
     let (out, status, _) = run(bin(dir.path()).args(["status", "ORD-1002"]));
