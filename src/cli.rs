@@ -194,23 +194,15 @@ impl Cli {
 /// The argument is read from the error's context, then looked up in the command definition.
 fn from_environment(e: &clap::Error) -> Option<String> {
     use clap::CommandFactory;
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
-        return None;
-    }
-    let Some(ContextValue::String(invalid)) = e.get(ContextKind::InvalidArg) else { return None };
     let command = Cli::command();
-    let arg = command.get_arguments().find(|a| {
-        a.get_long().is_some_and(|long| invalid.split_whitespace().next() == Some(format!("--{long}").as_str()))
-    })?;
+    let variable = crate::config::setting_of(e, &command)?;
+    let arg = command.get_arguments().find(|a| a.get_env().is_some_and(|v| v == variable.as_str()))?;
     let long = format!("--{}", arg.get_long()?);
     let typed = std::env::args().any(|a| a == long || a.starts_with(&format!("{long}=")));
-    let variable = arg.get_env()?.to_str()?;
-    if typed || std::env::var_os(variable).is_none() {
+    if typed || std::env::var_os(&variable).is_none() {
         return None;
     }
-    let why =
-        std::error::Error::source(e).map_or_else(|| "not one of the accepted values".to_owned(), |s| s.to_string());
+    let why = crate::config::parse_problem(e);
     Some(format!("configuration: {variable} is not valid: {why} (see --help for the accepted values)"))
 }
 

@@ -60,11 +60,12 @@ pub struct PipelineSettings {
 
 impl Default for PipelineSettings {
     fn default() -> Self {
+        use crate::config::defaults;
         Self {
-            concurrency: 16,
-            safety_margin: Duration::from_secs(5),
-            lease_slack: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(15),
+            concurrency: defaults::SEND_CONCURRENCY,
+            safety_margin: Duration::from_secs(defaults::SAFETY_MARGIN_SECONDS),
+            lease_slack: Duration::from_secs(defaults::LEASE_SLACK_SECONDS),
+            send_timeout: Duration::from_secs(defaults::SEND_TIMEOUT_SECONDS),
             wave_interval: Duration::from_secs(1),
         }
     }

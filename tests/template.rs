@@ -899,12 +899,29 @@ fn operations_invariants_fail_on_a_broken_copy() {
 
 /// The settings a deployment chooses through template parameters, each with the default and the
 /// bounds the configuration enforces (`order_confirmation::config`): (parameter, variable,
-/// default, accepted values).
-fn parameter_settings() -> Vec<(&'static str, &'static str, u64, std::ops::RangeInclusive<u64>)> {
-    use order_confirmation::config::{LEDGER_HORIZON_DAYS, PAYLOAD_RETENTION_DAYS};
+/// default, lowest, highest accepted value).
+fn parameter_settings() -> Vec<(&'static str, &'static str, f64, f64, f64)> {
+    use order_confirmation::config::{
+        HIGH_PRIORITY_RESERVE_RANGE, LEDGER_HORIZON_DAYS_RANGE, PAYLOAD_RETENTION_DAYS_RANGE, defaults,
+    };
+    let days = |r: std::ops::RangeInclusive<u64>| (*r.start() as f64, *r.end() as f64);
+    let (payload, horizon) = (days(PAYLOAD_RETENTION_DAYS_RANGE), days(LEDGER_HORIZON_DAYS_RANGE));
     vec![
-        ("PayloadRetentionDays", "PAYLOAD_RETENTION_DAYS", PAYLOAD_RETENTION_DAYS.0, PAYLOAD_RETENTION_DAYS.1),
-        ("LedgerHorizonDays", "LEDGER_HORIZON_DAYS", LEDGER_HORIZON_DAYS.0, LEDGER_HORIZON_DAYS.1),
+        (
+            "PayloadRetentionDays",
+            "PAYLOAD_RETENTION_DAYS",
+            defaults::PAYLOAD_RETENTION_DAYS as f64,
+            payload.0,
+            payload.1,
+        ),
+        ("LedgerHorizonDays", "LEDGER_HORIZON_DAYS", defaults::LEDGER_HORIZON_DAYS as f64, horizon.0, horizon.1),
+        (
+            "HighPriorityReserve",
+            "HIGH_PRIORITY_RESERVE",
+            defaults::HIGH_PRIORITY_RESERVE,
+            *HIGH_PRIORITY_RESERVE_RANGE.start(),
+            *HIGH_PRIORITY_RESERVE_RANGE.end(),
+        ),
     ]
 }
 
@@ -914,7 +931,7 @@ fn parameter_settings() -> Vec<(&'static str, &'static str, u64, std::ops::Range
 fn parameter_violations(cfn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let functions = of_type(cfn, "AWS::Lambda::Function");
-    for (name, variable, default, bounds) in parameter_settings() {
+    for (name, variable, default, min, max) in parameter_settings() {
         let p = &cfn["Parameters"][name];
         if p.is_null() {
             bad.push(format!("no parameter {name} for {variable}"));
@@ -924,8 +941,8 @@ fn parameter_violations(cfn: &Value) -> Vec<String> {
             bad.push(format!("{name} is not a Number"));
         }
         let number = |key: &str| p[key].as_f64().or_else(|| p[key].as_str().and_then(|s| s.parse().ok()));
-        for (key, expected) in [("Default", default), ("MinValue", *bounds.start()), ("MaxValue", *bounds.end())] {
-            if number(key) != Some(expected as f64) {
+        for (key, expected) in [("Default", default), ("MinValue", min), ("MaxValue", max)] {
+            if number(key) != Some(expected) {
                 bad.push(format!("{name}: {key} is {:?}, the configuration's is {expected}", number(key)));
             }
         }
@@ -940,13 +957,13 @@ fn parameter_violations(cfn: &Value) -> Vec<String> {
 }
 
 #[test]
-fn retention_parameters_have_the_configurations_defaults_and_bounds() {
+fn setting_parameters_have_the_configurations_defaults_and_bounds() {
     let v = parameter_violations(&translated(&root().join(TEMPLATE)));
     assert!(v.is_empty(), "{TEMPLATE}:\n{}", v.join("\n"));
 }
 
 #[test]
-fn retention_parameter_check_fails_on_a_missing_or_unbounded_parameter() {
+fn setting_parameter_check_fails_on_a_missing_or_unbounded_parameter() {
     let (_dir, t) = broken_copy(&[
         ("    Default: 400\n    MinValue: 15\n    MaxValue: 3650\n", "    Default: 400\n    MinValue: 15\n"),
         ("    Default: 30\n    MinValue: 1\n", "    Default: 7\n    MinValue: 0\n"),

@@ -252,9 +252,11 @@ WITH due AS MATERIALIZED (
 DELETE FROM order_confirmations oc USING due WHERE oc.order_id = due.order_id";
 
 /// Where the ledger lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DataApiTarget {
     pub cluster_arn: String,
+    /// Printed masked: the ARN names the secret, which is worth not spreading.
+    #[serde(serialize_with = "crate::config::masked")]
     pub secret_arn: String,
     pub database: String,
 }
