@@ -672,13 +672,21 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         }
     }
     let transactions = ["rds-data:BeginTransaction", "rds-data:CommitTransaction", "rds-data:RollbackTransaction"];
-    let migrators: Vec<String> = resources
-        .values()
-        .filter(|r| {
+    let custom: Vec<(&String, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| {
             r["Type"].as_str().is_some_and(|t| t.starts_with("Custom::") || t == "AWS::CloudFormation::CustomResource")
         })
-        .filter_map(|r| target(&r["Properties"]["ServiceToken"]).map(str::to_owned))
         .collect();
+    // A function that fails at start-up (a bad setting) never answers: CloudFormation then waits
+    // the custom resource's ServiceTimeout, an hour unless the template says less.
+    for (id, r) in &custom {
+        if !r["Properties"]["ServiceTimeout"].as_f64().is_some_and(|t| (60.0..=900.0).contains(&t)) {
+            bad.push(format!("{id}: ServiceTimeout is not set between 60 and 900 seconds (the default is an hour)"));
+        }
+    }
+    let migrators: Vec<String> =
+        custom.iter().filter_map(|(_, r)| target(&r["Properties"]["ServiceToken"]).map(str::to_owned)).collect();
     if migrators.is_empty() {
         bad.push("no custom resource applies the schema during the deploy".into());
     }
@@ -866,6 +874,8 @@ fn operations_invariants_fail_on_a_broken_copy() {
             "          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n",
             "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n",
         ),
+        // The schema's custom resource waits an hour for a function that never answers.
+        ("      ServiceTimeout: 300\n", ""),
         // 6: no bounce-rate alarm; an alarm action that defaults to nobody.
         ("      MetricName: Reputation.BounceRate\n", "      MetricName: Reputation.Bounces\n"),
         // The constraints: a new kind of infrastructure.
@@ -891,6 +901,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
         "EXPECTED_BATCH_SIZE 20 is not the larger BatchSize 50",
         "no alarm on AWS/SES Reputation.BounceRate",
         "AlarmActionArn has a default",
+        "LedgerSchema: ServiceTimeout is not set between 60 and 900 seconds (the default is an hour)",
         "Cache: AWS::ElastiCache::CacheCluster is new infrastructure",
     ] {
         assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
