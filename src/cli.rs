@@ -215,6 +215,8 @@ fn from_environment(e: &clap::Error) -> Option<String> {
 /// Runs the parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.settings.validate(Mode::Local)?;
+    crate::logging::set_service(&config.metric_names.service);
+    crate::metrics::configure(&config.metric_names);
     match cli.command {
         Command::Config => {
             emit(format_args!("{}\n", serde_json::to_string_pretty(&config)?))?;

@@ -142,6 +142,13 @@ pub struct Settings {
     /// `operator` (operator requests and the schema custom resource) [default: consumer]
     #[arg(long, env = "FUNCTION_ROLE", global = true)]
     pub function_role: Option<String>,
+    /// CloudWatch namespace of the metrics (Powertools' variable) [default: OrderConfirmation]
+    #[arg(long, env = "POWERTOOLS_METRICS_NAMESPACE", global = true)]
+    pub metrics_namespace: Option<String>,
+    /// The `service` key of every JSON log line and the `service` dimension of every metric
+    /// (Powertools' variable) [default: order-confirmation]
+    #[arg(long, env = "POWERTOOLS_SERVICE_NAME", global = true)]
+    pub service_name: Option<String>,
 }
 
 /// Which requests a Lambda function answers (docs/design.md, Operations). Two functions run the
@@ -162,6 +169,56 @@ fn parse_function_role(s: Option<&str>) -> Result<FunctionRole, ConfigError> {
         Some("operator") => Ok(FunctionRole::Operator),
         Some(_) => Err(err("FUNCTION_ROLE", "must be consumer or operator")),
     }
+}
+
+pub const DEFAULT_METRICS_NAMESPACE: &str = "OrderConfirmation";
+pub const DEFAULT_SERVICE_NAME: &str = "order-confirmation";
+
+/// The names the metrics are published under: the namespace and the value of the `service`
+/// dimension every metric carries (Powertools' conventions, docs/design.md "Logs and metrics").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricNames {
+    pub namespace: String,
+    pub service: String,
+}
+
+impl Default for MetricNames {
+    fn default() -> Self {
+        Self { namespace: DEFAULT_METRICS_NAMESPACE.to_owned(), service: DEFAULT_SERVICE_NAME.to_owned() }
+    }
+}
+
+/// A CloudWatch namespace: 1-255 of `A-Z a-z 0-9 . - _ / # :` and space, not starting with
+/// `AWS/` (reserved for AWS's own metrics). Unset or empty means the default.
+fn parse_metrics_namespace(value: Option<&str>) -> Result<String, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_METRICS_NAMESPACE.to_owned());
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+    if v.len() > 255 || !v.chars().all(allowed) {
+        return Err(err(
+            "POWERTOOLS_METRICS_NAMESPACE",
+            "must be 1-255 characters of letters, digits, spaces and . - _ / # :",
+        ));
+    }
+    if v.starts_with("AWS/") {
+        return Err(err("POWERTOOLS_METRICS_NAMESPACE", "must not start with AWS/ (reserved for AWS's own metrics)"));
+    }
+    Ok(v.to_owned())
+}
+
+/// A service name, shown in every log line and used as a dimension value: 1-255 of
+/// `A-Z a-z 0-9 . - _ / # :` (no spaces, so a Logs Insights filter needs no quoting).
+/// Unset or empty means the default.
+pub fn parse_service_name(value: Option<&str>) -> Result<String, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_SERVICE_NAME.to_owned());
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#:".contains(c);
+    if v.len() > 255 || !v.chars().all(allowed) {
+        return Err(err("POWERTOOLS_SERVICE_NAME", "must be 1-255 characters of letters, digits and . - _ / # :"));
+    }
+    Ok(v.to_owned())
 }
 
 /// Where the process runs: decides which settings are required.
@@ -200,6 +257,7 @@ pub struct Config {
     pub reconcile: crate::reconcile::ReconcileSettings,
     pub queue_urls: Vec<String>,
     pub function_role: FunctionRole,
+    pub metric_names: MetricNames,
     /// The git commit this binary was built from (build.rs): which code is deployed.
     pub commit: &'static str,
 }
@@ -465,8 +523,13 @@ impl Settings {
             return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
         }
         let function_role = parse_function_role(self.function_role.as_deref())?;
+        let metric_names = MetricNames {
+            namespace: parse_metrics_namespace(self.metrics_namespace.as_deref())?,
+            service: parse_service_name(self.service_name.as_deref())?,
+        };
         Ok(Config {
             function_role,
+            metric_names,
             commit: env!("ORDER_CONFIRMATION_COMMIT"),
             lease_slack,
             backoff,
@@ -543,6 +606,23 @@ mod tests {
             (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
             (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
             (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
+            (
+                Settings { metrics_namespace: Some("AWS/Lambda".into()), ..Default::default() },
+                "POWERTOOLS_METRICS_NAMESPACE",
+            ),
+            (
+                Settings { metrics_namespace: Some("Orders\n".repeat(2)), ..Default::default() },
+                "POWERTOOLS_METRICS_NAMESPACE",
+            ),
+            (
+                Settings { metrics_namespace: Some("N".repeat(256)), ..Default::default() },
+                "POWERTOOLS_METRICS_NAMESPACE",
+            ),
+            (
+                Settings { service_name: Some("order confirmation".into()), ..Default::default() },
+                "POWERTOOLS_SERVICE_NAME",
+            ),
+            (Settings { service_name: Some("s".repeat(256)), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
             (Settings { payload_retention_days: Some(0), ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
             (Settings { ledger_horizon_days: Some(14), ..Default::default() }, "LEDGER_HORIZON_DAYS"),
             (
@@ -595,6 +675,24 @@ mod tests {
             ..Default::default()
         };
         assert!(s.validate(Mode::Local).is_ok());
+    }
+
+    #[test]
+    fn metric_names_default_to_the_namespace_and_service_used_before_they_were_settings() {
+        let c = Settings::default().validate(Mode::Local).unwrap();
+        assert_eq!(c.metric_names, MetricNames::default());
+        assert_eq!(c.metric_names.namespace, "OrderConfirmation");
+        assert_eq!(c.metric_names.service, "order-confirmation");
+        let named = Settings {
+            metrics_namespace: Some("Shop/Orders".into()),
+            service_name: Some("shop-confirmations".into()),
+            ..Default::default()
+        };
+        let c = named.validate(Mode::Local).unwrap();
+        assert_eq!(
+            c.metric_names,
+            MetricNames { namespace: "Shop/Orders".into(), service: "shop-confirmations".into() }
+        );
     }
 
     #[test]

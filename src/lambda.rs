@@ -16,8 +16,10 @@ use crate::pipeline::Pipeline;
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Starts the runtime loop. Returns only on a start-up error or when the runtime API goes away.
 pub async fn run() -> Result<(), Error> {
@@ -25,6 +27,8 @@ pub async fn run() -> Result<(), Error> {
         Ok(c) => c,
         Err(e) => return Err(init_failed(e.to_string()).await),
     };
+    crate::logging::set_service(&config.metric_names.service);
+    metrics::configure(&config.metric_names);
     tracing::info!(ledger = ?config.ledger, mailer = ?config.mailer, "configuration loaded");
     let pipeline = match app::build_pipeline(&config).await {
         Ok(p) => p,
@@ -35,7 +39,7 @@ pub async fn run() -> Result<(), Error> {
     let function = Arc::new(Function { pipeline, backoff, sqs, config });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let function = Arc::clone(&function);
-        async move { function.handle(event).await }
+        async move { function.invoke(event).await }
     }))
     .await
 }
@@ -119,12 +123,26 @@ impl EventKind {
     }
 }
 
+/// Whether this execution environment has answered an invocation yet: the first one is its cold start.
+static WARM: AtomicBool = AtomicBool::new(false);
+
 impl Function {
+    /// One invocation, in the span whose fields every log line of it carries; the environment's
+    /// first invocation also writes the `ColdStart` metric.
+    async fn invoke(&self, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, Error> {
+        let cold_start = !WARM.swap(true, Ordering::Relaxed);
+        let ctx = &event.context;
+        let span = crate::logging::invocation_span(cold_start, &ctx.request_id, ctx.xray_trace_id.as_deref());
+        if cold_start {
+            metrics::cold_start(&ctx.env_config.function_name, Sink::Stdout);
+        }
+        self.handle(event).instrument(span).await
+    }
+
     async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, Error> {
         let (payload, ctx) = event.into_parts();
         let deadline = deadline(&ctx);
         tracing::debug!(
-            request_id = %ctx.request_id,
             deadline_ms = ctx.deadline,
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "invocation"

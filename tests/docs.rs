@@ -304,6 +304,9 @@ const NOT_METRICS: &[&str] = &[
     "Retain",
     "AWSLambdaSQSQueueExecutionRole",
     "BatchSize",
+    "Globals",
+    "LoggingConfig",
+    "ApplicationLogLevel",
 ];
 
 /// CamelCase names in code spans that are neither metrics nor otherwise known.
