@@ -36,7 +36,7 @@ test: node_modules/.installed $(VENV)/.installed ## Run every test (starts its o
 
 soak: node_modules/.installed $(VENV)/.installed ## The large load-and-fault run (steady, peak, backlog; about 15 min) with the throughput and priority targets enforced; see BENCHMARKS.md
 	cargo build --bin order-confirmation
-	SOAK_ENFORCE_TARGETS=1 scripts/with-postgres cargo test --test soak -- --ignored --nocapture large_soak
+	SOAK_ENFORCE_TARGETS=1 scripts/with-postgres cargo test --test integration -- --ignored --nocapture soak::large_soak
 
 # aws-ses-v2-local, the SES v2 emulator the tests start; pinned by package-lock.json.
 node_modules/.installed: package.json package-lock.json
@@ -54,7 +54,7 @@ bench-ledger: ## Ledger at scale: stats, status, reconcile and a batch through r
 # `make test` runs the same fuzz test for 5 seconds; this is the long run BENCHMARKS.md records.
 FUZZ_SECONDS ?= 600
 fuzz: ## Fuzz decode, the Python-literal reader and render for FUZZ_SECONDS (default 600) from fuzz/corpus/
-	FUZZ_SECONDS=$(FUZZ_SECONDS) nice cargo test --test fuzz -- --nocapture
+	FUZZ_SECONDS=$(FUZZ_SECONDS) nice cargo test --test integration -- --nocapture fuzz::
 
 fmt: ## Format the code
 	cargo fmt --all

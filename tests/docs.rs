@@ -690,3 +690,34 @@ fn sam_local_check_fails_on_a_wrong_port_a_missing_event_or_an_unknown_function(
         assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
     }
 }
+
+// ---- the one test crate ----
+
+/// Files in `tests/` that `tests/main.rs` does not declare as modules. With `autotests = false`
+/// such a file would never be compiled, so its tests would silently never run.
+fn test_files_not_in_the_crate(files: &[String], main_rs: &str) -> Vec<String> {
+    let declared: BTreeSet<&str> =
+        main_rs.lines().filter_map(|l| l.trim().strip_prefix("mod ")?.strip_suffix(';')).collect();
+    files.iter().filter(|f| !declared.contains(f.as_str())).cloned().collect()
+}
+
+#[test]
+fn every_test_file_is_a_module_of_the_one_test_crate() {
+    let mut files: Vec<String> = std::fs::read_dir(root().join("tests"))
+        .expect("tests/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter_map(|p| Some(p.file_stem()?.to_str()?.to_owned()))
+        .filter(|stem| stem != "main")
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "expected the test files in tests/, found {files:?}");
+    let missing = test_files_not_in_the_crate(&files, &read("tests/main.rs"));
+    assert!(missing.is_empty(), "tests/main.rs does not declare `mod` for: {missing:?}");
+}
+
+#[test]
+fn test_crate_check_fails_on_an_undeclared_file() {
+    let files = vec!["cli".to_owned(), "delivery".to_owned()];
+    assert_eq!(test_files_not_in_the_crate(&files, "mod support;\nmod cli;\n"), vec!["delivery".to_owned()]);
+}

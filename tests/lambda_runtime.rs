@@ -2,7 +2,7 @@
 //! emulator), invoked with `cargo lambda invoke` on the files in `events/`, against the Data API
 //! emulator and the SES emulator. Needs cargo-lambda from `.venv` (installed by `make test`).
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The ledger contract (docs/design.md, "The ledger"), one suite run against every implementation.
 
-mod support;
+use crate::support;
 
 use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, status};
 use order_confirmation::order::{OrderId, Priority};

@@ -1,7 +1,7 @@
 //! The batch pipeline's invariants (docs/design.md, "The batch pipeline" and "Containment"), on the real SQLite ledger and outbox, with
 //! scripted faults where a real backend cannot produce one on demand.
 
-mod support;
+use crate::support;
 
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::Ledger;

@@ -2,7 +2,7 @@
 //! HTTP, against rds-data-local in front of PostgreSQL and aws-ses-v2-local behind a fault
 //! injector.
 
-mod support;
+use crate::support;
 
 use aws_lambda_events::sqs::SqsEvent;
 use order_confirmation::error::BackendError;

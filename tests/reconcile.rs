@@ -1,7 +1,7 @@
 //! Reconciliation: stuck and long-failed orders are re-sent from their stored payload through the
 //! normal path, the attempt bound marks orders abandoned, and the alarm numbers are right.
 
-mod support;
+use crate::support;
 
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, status};

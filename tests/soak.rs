@@ -21,7 +21,7 @@
 //! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
 //! `SOAK_KILL_EVERY_SECONDS` (30); `SOAK_KEEP_LOGS=1` keeps the workers' logs.
 
-mod support;
+use crate::support;
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use rand::seq::SliceRandom;

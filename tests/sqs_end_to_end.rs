@@ -2,7 +2,7 @@
 //! worker (the event source mapping's behaviour), the Data API emulator over PostgreSQL and the SES
 //! emulator behind the fault injector.
 
-mod support;
+use crate::support;
 
 use order_confirmation::backoff::{BackoffSettings, VisibilityBackoff};
 use order_confirmation::ledger::Ledger;
