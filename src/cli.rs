@@ -112,7 +112,15 @@ pub struct ConsumeArgs {
 pub struct Statistics {
     #[serde(flatten)]
     pub ledger: crate::ledger::LedgerStats,
+    /// The priorities added up ([`stats::totals`]).
+    pub totals: stats::Totals,
     pub queues: Vec<crate::queues::QueueDepth>,
+}
+
+impl Statistics {
+    pub fn new(ledger: crate::ledger::LedgerStats, queues: Vec<crate::queues::QueueDepth>) -> Self {
+        Self { totals: stats::totals(&ledger), ledger, queues }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -237,18 +245,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 Some(crate::aws::sqs_client(crate::aws::sdk_config().await))
             };
             loop {
-                let s = Statistics {
-                    ledger: ledger
-                        .stats()
-                        .await
-                        .map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
-                    queues: match &sqs {
+                let s = Statistics::new(
+                    ledger.stats().await.map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
+                    match &sqs {
                         Some(client) => {
                             crate::queues::depths(client, &config.queue_urls).await.context("reading queue depths")?
                         }
                         None => Vec::new(),
                     },
-                };
+                );
                 if args.json {
                     emit(format_args!("{}\n", serde_json::to_string_pretty(&s)?))?;
                 } else {

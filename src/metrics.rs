@@ -29,17 +29,22 @@ fn names() -> &'static MetricNames {
     NAMES.get_or_init(MetricNames::default)
 }
 
-/// Every metric this service publishes, with its unit. The template's alarms and dashboard use
-/// these names.
+/// Every counter this service publishes (unit Count): per record, with the dimension `priority`,
+/// from `Received` to `PossibleDuplicate` (an outcome's metric is its name in CamelCase, see
+/// [`crate::pipeline::RecordOutcome::metric`]); per reconciliation or ledger call, without it,
+/// the rest. The template's alarms and dashboard, and the docs, use these names; they are the one
+/// list (tests/docs.rs and tests/template.rs read it from here).
 pub const COUNTERS: &[&str] = &[
     "Received",
     "Sent",
-    "Duplicate",
+    "AlreadySent",
+    "Invalid",
     "Rejected",
+    "Conflict",
+    "Terminal",
+    "InFlight",
     "TransientFailure",
     "Deferred",
-    "Conflict",
-    "InFlight",
     "VendorFieldInvalid",
     "OrderDetailInvalid",
     "LegacyPayloadFormat",
@@ -49,6 +54,21 @@ pub const COUNTERS: &[&str] = &[
     "ReconcileAbandoned",
     "LedgerFailure",
 ];
+
+/// Histograms (unit Seconds): `TimeToConfirm`, from the order first entering a queue (the first
+/// message's `SentTimestamp`) to SES accepting its mail, per priority.
+pub const HISTOGRAMS: &[&str] = &["TimeToConfirm"];
+
+/// Gauges set by each reconciliation, without dimension.
+pub const GAUGES: &[&str] = &["UnconfirmedOrders", "OldestUnconfirmedSeconds"];
+
+/// Written once per execution environment in a document of its own ([`cold_start`]).
+pub const COLD_START: &str = "ColdStart";
+
+/// Every metric name this service publishes.
+pub fn published() -> impl Iterator<Item = &'static str> {
+    COUNTERS.iter().chain(HISTOGRAMS).chain(GAUGES).copied().chain([COLD_START])
+}
 
 fn collector() -> Option<&'static Collector> {
     static COLLECTOR: OnceLock<Option<&'static Collector>> = OnceLock::new();
@@ -63,7 +83,9 @@ fn collector() -> Option<&'static Collector> {
                 for name in COUNTERS {
                     metrics::describe_counter!(*name, Unit::Count, "");
                 }
-                metrics::describe_histogram!("TimeToConfirm", Unit::Seconds, "");
+                for name in HISTOGRAMS {
+                    metrics::describe_histogram!(*name, Unit::Seconds, "");
+                }
                 metrics::describe_gauge!("UnconfirmedOrders", Unit::Count, "");
                 metrics::describe_gauge!("OldestUnconfirmedSeconds", Unit::Seconds, "");
                 Some(c)
@@ -83,25 +105,8 @@ pub fn record_batch(report: &BatchReport) {
     }
     for (priority, c) in report.counters() {
         let p = priority.map_or("unknown", Priority::as_str);
-        let values = [
-            ("Received", c.received),
-            ("Sent", c.sent),
-            ("Duplicate", c.duplicate),
-            ("Rejected", c.rejected),
-            ("TransientFailure", c.transient_failure),
-            ("Deferred", c.deferred),
-            ("Conflict", c.conflict),
-            ("InFlight", c.in_flight),
-            ("VendorFieldInvalid", c.vendor_field_invalid),
-            ("OrderDetailInvalid", c.order_detail_invalid),
-            ("LegacyPayloadFormat", c.legacy_payload_format),
-            ("UnrecordedSend", c.unrecorded_send),
-            ("PossibleDuplicate", c.possible_duplicate),
-        ];
-        for (name, v) in values {
-            if v > 0 {
-                metrics::counter!(name, "priority" => p).increment(v);
-            }
+        for (name, v) in c.iter() {
+            metrics::counter!(name, "priority" => p).increment(v);
         }
     }
     for r in &report.records {
@@ -161,12 +166,12 @@ pub fn cold_start_document(names: &MetricNames, function_name: &str, timestamp_m
             "CloudWatchMetrics": [{
                 "Namespace": names.namespace,
                 "Dimensions": [["service", "function_name"]],
-                "Metrics": [{"Name": "ColdStart", "Unit": "Count"}],
+                "Metrics": [{"Name": COLD_START, "Unit": "Count"}],
             }],
         },
         "service": names.service,
         "function_name": function_name,
-        "ColdStart": 1,
+        COLD_START: 1,
     })
     .to_string()
 }
@@ -188,6 +193,65 @@ pub fn cold_start(function_name: &str, sink: Sink) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::RecordOutcome;
+    use std::time::Duration;
+
+    /// One of each outcome; the match makes a new variant fail to compile here until it is added.
+    fn every_outcome() -> Vec<RecordOutcome> {
+        let reason = || "r".to_owned();
+        let all = vec![
+            RecordOutcome::Sent { provider_message_id: "m".into() },
+            RecordOutcome::AlreadySent,
+            RecordOutcome::Invalid { reason: reason() },
+            RecordOutcome::Rejected { reason: reason() },
+            RecordOutcome::Conflict { reason: reason() },
+            RecordOutcome::Terminal { status: "abandoned".into(), reason: reason() },
+            RecordOutcome::InFlight { lease_remaining: Duration::from_secs(1) },
+            RecordOutcome::TransientFailure { reason: reason() },
+            RecordOutcome::Deferred { reason: reason(), requeued: false },
+        ];
+        for o in &all {
+            match o {
+                RecordOutcome::Sent { .. }
+                | RecordOutcome::AlreadySent
+                | RecordOutcome::Invalid { .. }
+                | RecordOutcome::Rejected { .. }
+                | RecordOutcome::Conflict { .. }
+                | RecordOutcome::Terminal { .. }
+                | RecordOutcome::InFlight { .. }
+                | RecordOutcome::TransientFailure { .. }
+                | RecordOutcome::Deferred { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn each_outcome_has_one_name_in_serde_logs_and_its_metric() {
+        let names: Vec<&str> = every_outcome().iter().map(RecordOutcome::name).collect();
+        assert_eq!(names, crate::pipeline::OUTCOME_NAMES);
+        for o in every_outcome() {
+            let json = serde_json::to_value(&o).unwrap();
+            assert_eq!(json["outcome"], o.name(), "serde and name() differ for {o:?}");
+            let camel: String = o.name().split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();
+            assert_eq!(o.metric(), camel, "the metric is the name in CamelCase");
+            assert!(COUNTERS.contains(&o.metric()), "{} is not in COUNTERS", o.metric());
+        }
+    }
+
+    #[test]
+    fn every_published_name_is_listed_once() {
+        let names: Vec<&str> = published().collect();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for note in [
+            crate::decode::Note::LegacyPayloadFormat,
+            crate::decode::Note::VendorFieldInvalid { field: "f", rule: String::new() },
+            crate::decode::Note::OrderDetailInvalid { field: "f", rule: String::new() },
+        ] {
+            assert!(COUNTERS.contains(&note.metric()), "{}", note.metric());
+        }
+    }
 
     #[test]
     fn the_cold_start_metric_is_its_own_document_with_service_and_function_name() {

@@ -220,19 +220,28 @@ fn unknown_subcommands(md: &str, known: &BTreeSet<String>) -> Vec<String> {
     bad
 }
 
-/// Every metric src/metrics.rs publishes: COUNTERS, histograms and gauges.
+/// Every metric the service publishes: the library's one list.
 fn published_metrics() -> BTreeSet<String> {
-    let src = read("src/metrics.rs");
-    let counters = src.split("pub const COUNTERS: &[&str] = &[").nth(1).expect("COUNTERS in src/metrics.rs");
-    let counters = &counters[..counters.find("];").unwrap()];
-    let mut names: BTreeSet<String> = counters.split('"').skip(1).step_by(2).map(str::to_owned).collect();
-    for marker in ["describe_histogram!(\"", "describe_gauge!(\""] {
-        for part in src.split(marker).skip(1) {
-            names.insert(part[..part.find('"').unwrap()].to_owned());
-        }
+    order_confirmation::metrics::published().map(str::to_owned).collect()
+}
+
+/// The outcome words a text filters on: `outcome = "x"` and `outcome in ["x", "y"]` (Logs
+/// Insights), `outcome="x"` (the text log sample).
+fn filtered_outcomes(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for (i, _) in text.match_indices("outcome") {
+        let rest = text[i + "outcome".len()..].trim_start();
+        let list = if let Some(r) = rest.strip_prefix('=') {
+            let r = r.trim_start();
+            r.strip_prefix('"').map(|r| &r[..r.find('"').unwrap_or(0)]).unwrap_or_default().to_owned()
+        } else if let Some(r) = rest.strip_prefix("in [") {
+            r[..r.find(']').unwrap_or(0)].to_owned()
+        } else {
+            continue;
+        };
+        words.extend(list.split(',').map(|w| w.trim().trim_matches('"').to_owned()).filter(|w| !w.is_empty()));
     }
-    assert!(names.len() > 10 && names.contains("TimeToConfirm"), "parsed {names:?}");
-    names
+    words
 }
 
 /// Every identifier and string word in the Rust sources under src/ (for the design notes, which
@@ -358,14 +367,18 @@ fn saved_queries_missing_from_runbook(runbook: &str, template: &str) -> Vec<Stri
         .collect()
 }
 
-/// Settings (`env = "…"` in src/config.rs) without a row in the README's configuration table.
-fn settings_missing_from_readme(config_rs: &str, readme: &str) -> Vec<String> {
-    config_rs
-        .split("env = \"")
-        .skip(1)
-        .map(|p| p[..p.find('"').unwrap()].to_owned())
-        .filter(|v| !readme.lines().any(|l| l.starts_with(&format!("| `{v}` |"))))
+/// Every setting's environment variable, from the command line's definition (clap).
+fn setting_variables() -> Vec<String> {
+    use clap::CommandFactory;
+    order_confirmation::cli::Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env().and_then(|v| v.to_str()).map(str::to_owned))
         .collect()
+}
+
+/// Settings without a row in the README's configuration table.
+fn settings_missing_from_readme(settings: &[String], readme: &str) -> Vec<String> {
+    settings.iter().filter(|v| !readme.lines().any(|l| l.starts_with(&format!("| `{v}` |")))).cloned().collect()
 }
 
 /// GitHub's anchor for a heading.
@@ -483,7 +496,7 @@ fn every_cited_metric_is_published_or_a_standard_aws_metric() {
     }
     assert!(
         bad.is_empty(),
-        "the docs cite names that are neither metrics src/metrics.rs publishes, standard AWS metrics, \
+        "the docs cite names that are neither metrics the service publishes (metrics::published), standard AWS metrics, \
          nor names in template.yaml (add a real non-metric name to NOT_METRICS): {bad:?}"
     );
     let runbook = read("docs/runbook.md");
@@ -539,14 +552,36 @@ fn query_checks_fail_on_an_edited_query() {
 }
 
 #[test]
+fn every_outcome_the_docs_and_queries_filter_on_is_an_outcome_the_service_logs() {
+    let mut unknown = Vec::new();
+    let mut seen = 0;
+    for (path, text) in documents().into_iter().chain([("template.yaml".to_owned(), read("template.yaml"))]).chain([(
+        "src/stats.rs".to_owned(),
+        order_confirmation::stats::not_in_ledger(&order_confirmation::order::OrderId::parse("ORD-1").unwrap()),
+    )]) {
+        for word in filtered_outcomes(&text) {
+            seen += 1;
+            if !order_confirmation::pipeline::OUTCOME_NAMES.contains(&word.as_str()) {
+                unknown.push(format!("{path}: {word}"));
+            }
+        }
+    }
+    assert!(seen >= 5, "found only {seen} outcome filters");
+    assert!(unknown.is_empty(), "filters on outcomes the service never logs: {unknown:?}");
+}
+
+#[test]
+fn outcome_check_reads_equality_and_list_filters() {
+    let q = r#"filter outcome = "rejected" | filter outcome in ["mail_rejected", "conflict"] | outcome="sent" x"#;
+    assert_eq!(filtered_outcomes(q), ["rejected", "mail_rejected", "conflict", "sent"]);
+}
+
+#[test]
 fn every_setting_is_in_the_readme_configuration_table() {
-    let config = read("src/config.rs");
-    assert!(config.matches("env = \"").count() >= 20);
-    let missing = settings_missing_from_readme(&config, &read("README.md"));
-    assert!(
-        missing.is_empty(),
-        "settings in src/config.rs without a row in README.md's configuration table: {missing:?}"
-    );
+    let settings = setting_variables();
+    assert!(settings.len() >= 20 && settings.contains(&"LEDGER".to_owned()), "{settings:?}");
+    let missing = settings_missing_from_readme(&settings, &read("README.md"));
+    assert!(missing.is_empty(), "settings without a row in README.md's configuration table: {missing:?}");
 }
 
 #[test]
@@ -554,7 +589,7 @@ fn settings_check_fails_on_a_missing_row() {
     let readme = read("README.md");
     let broken: String =
         readme.lines().filter(|l| !l.starts_with("| `LEASE_SLACK_SECONDS` |")).collect::<Vec<_>>().join("\n");
-    assert_eq!(settings_missing_from_readme(&read("src/config.rs"), &broken), vec!["LEASE_SLACK_SECONDS"]);
+    assert_eq!(settings_missing_from_readme(&setting_variables(), &broken), vec!["LEASE_SLACK_SECONDS"]);
 }
 
 #[test]

@@ -153,8 +153,8 @@ pub async fn stats_count_by_priority_and_status(l: Arc<dyn Ledger>) {
     assert_eq!((high.by_status["sent"], high.by_status["sending"], high.pending, high.sent_last_hour), (1, 1, 1, 1));
     assert_eq!((normal.by_status["sending"], normal.pending, normal.sent_last_hour), (1, 1, 0));
     assert!(high.oldest_unsent_age_seconds.is_some());
-    assert!(high.time_to_confirm_seconds.p50.is_some());
-    assert!(normal.time_to_confirm_seconds.p50.is_none());
+    assert!(high.time_to_send_seconds.p50.is_some());
+    assert!(normal.time_to_send_seconds.p50.is_none());
     assert_eq!(high.by_status.len(), status::ALL.len());
 }
 
@@ -447,7 +447,7 @@ mod data_api {
         assert_eq!(high.by_status[status::SENT], 1, "W1 was sent 25 hours ago");
         assert_eq!(high.by_status[status::REJECTED], 1, "a refused order counts whatever its age");
         assert_eq!(high.sent_last_hour, 1);
-        let p50 = high.time_to_confirm_seconds.p50.expect("W2's time to confirm");
+        let p50 = high.time_to_send_seconds.p50.expect("W2's time to confirm");
         assert!(p50 < 60.0, "only W2, confirmed at once, is in the percentiles: {p50}");
     }
 
