@@ -8,7 +8,7 @@ mod support;
 use aws_lambda_events::sqs::SqsEvent;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use order_confirmation::error::BackendError;
-use order_confirmation::ledger::Ledger;
+use order_confirmation::ledger::LedgerOps;
 use order_confirmation::ledger::sqlite::SqliteLedger;
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::Order;

@@ -3,9 +3,9 @@
 
 use crate::aws;
 use crate::config::{Config, LedgerChoice, MailerChoice};
-use crate::ledger::Ledger;
 use crate::ledger::data_api::{DataApiLedger, DataApiTarget};
 use crate::ledger::sqlite::SqliteLedger;
+use crate::ledger::{Ledger, LedgerOps};
 use crate::mailer::Mailer;
 use crate::mailer::outbox::OutboxMailer;
 use crate::mailer::ses::SesMailer;
@@ -36,7 +36,7 @@ pub fn ledger_read_error(config: &Config, error: crate::error::BackendError, doi
 
 /// The ledger for commands that only read or change existing orders (`stats`, `status`, `park`):
 /// like [`build_ledger`], but a SQLite file that does not exist is an error, never created.
-pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>> {
+pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
     if let LedgerChoice::Sqlite { path } = &config.ledger
         && !path.exists()
     {
@@ -45,7 +45,8 @@ pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>>
     build_ledger(config).await
 }
 
-pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn Ledger>> {
+/// The whole ledger the configuration names (hot path and operations).
+pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
     Ok(match &config.ledger {
         LedgerChoice::Sqlite { path } => {
             let ledger = SqliteLedger::open(path).with_context(|| format!("LEDGER=sqlite:{}", path.display()))?;
@@ -93,8 +94,9 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
     }
 }
 
-pub async fn build_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
-    let ledger = build_ledger(config).await?;
+/// The pipeline on `ledger` (the one [`build_ledger`] returned, whose operations the caller keeps
+/// for reconciliation and operator requests).
+pub async fn build_pipeline(config: &Config, ledger: Arc<dyn Ledger>) -> anyhow::Result<Pipeline> {
     let mailer = build_mailer(config).await?;
     if let Some(warning) = config.sizing_warning() {
         tracing::warn!("{warning}");
@@ -104,4 +106,12 @@ pub async fn build_pipeline(config: &Config) -> anyhow::Result<Pipeline> {
         Arc::new(SendRateLimiter::new(share, ceiling, config.high_priority_reserve)) as Arc<dyn SendGate>
     });
     Ok(Pipeline::new(ledger, mailer, gate, pipeline_settings(config)))
+}
+
+/// The whole ledger and a pipeline on it: what every entry point that sends needs (the pipeline
+/// uses the hot path, reconciliation and operator requests the operations).
+pub async fn build_ledger_and_pipeline(config: &Config) -> anyhow::Result<(Arc<dyn LedgerOps>, Pipeline)> {
+    let ledger = build_ledger(config).await?;
+    let pipeline = build_pipeline(config, ledger.clone()).await?;
+    Ok((ledger, pipeline))
 }

@@ -276,7 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if config.queue_urls.is_empty() {
                 return Err(usage("consume needs at least one --queue-url (or QUEUE_URLS), high priority first"));
             }
-            let pipeline = app::build_pipeline(&config).await?;
+            let (_, pipeline) = app::build_ledger_and_pipeline(&config).await?;
             let sqs = crate::aws::sqs_client(crate::aws::sdk_config().await);
             let backoff = crate::backoff::VisibilityBackoff::new(sqs.clone(), config.backoff);
             let options = crate::consume::ConsumeOptions {
@@ -291,8 +291,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Retry(args) => {
             let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
-            let pipeline = app::build_pipeline(&config).await?;
-            let Some(order) = pipeline.ledger().release(&id).await.context("releasing the order")? else {
+            let (ledger, pipeline) = app::build_ledger_and_pipeline(&config).await?;
+            let Some(order) = ledger.release(&id).await.context("releasing the order")? else {
                 eprintln!("order {id} is not abandoned or rejected; `status {id}` shows its state");
                 return Ok(EXIT_NOT_FOUND);
             };
@@ -320,11 +320,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::Reconcile => {
-            let pipeline = app::build_pipeline(&config).await?;
-            let report =
-                crate::reconcile::reconcile(&pipeline, &config.reconcile, Instant::now() + config.invocation_timeout)
-                    .await
-                    .context("reconcile")?;
+            let (ledger, pipeline) = app::build_ledger_and_pipeline(&config).await?;
+            let report = crate::reconcile::reconcile(
+                &pipeline,
+                ledger.as_ref(),
+                &config.reconcile,
+                Instant::now() + config.invocation_timeout,
+            )
+            .await
+            .context("reconcile")?;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             emit(format_args!("{}\n", serde_json::to_string(&report)?))?;
             Ok(0)
@@ -375,22 +379,24 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
     let answer = match EventKind::of(&payload).map_err(usage)? {
         EventKind::SqsBatch => return invoke_batch(config, payload, deadline).await,
         EventKind::Schedule => {
-            let pipeline = app::build_pipeline(config).await?;
-            let report =
-                crate::reconcile::reconcile(&pipeline, &config.reconcile, deadline).await.context("reconcile")?;
+            let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
+            let report = crate::reconcile::reconcile(&pipeline, ledger.as_ref(), &config.reconcile, deadline)
+                .await
+                .context("reconcile")?;
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             serde_json::to_value(report)?
         }
         EventKind::Operator => {
             let request = crate::operator::Request::parse(&payload)
                 .map_err(|rule| usage(format!("operator request refused: {rule}")))?;
-            let pipeline = app::build_pipeline(config).await?;
+            let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
             let sqs = if config.queue_urls.is_empty() {
                 None
             } else {
                 Some(crate::aws::sqs_client(crate::aws::sdk_config().await))
             };
-            let operator = crate::operator::Operator { pipeline: &pipeline, config, sqs: sqs.as_ref() };
+            let operator =
+                crate::operator::Operator { pipeline: &pipeline, ledger: ledger.as_ref(), config, sqs: sqs.as_ref() };
             let answer = operator.answer(&request, deadline).await.map_err(|e| anyhow::anyhow!(e));
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             answer?
@@ -410,7 +416,7 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
 async fn invoke_batch(config: &Config, payload: serde_json::Value, deadline: Instant) -> anyhow::Result<i32> {
     let event: SqsEvent = serde_json::from_value(payload)
         .map_err(|e| usage(format!("the event has Records but is not an SQS event ({e}): {INVOKE_EXPECTS}")))?;
-    let pipeline = app::build_pipeline(config).await?;
+    let (_, pipeline) = app::build_ledger_and_pipeline(config).await?;
     let mut report = pipeline.handle(&event, deadline).await;
     crate::finish::finish(&event, &mut report, None, None).await;
     crate::metrics::flush(crate::metrics::Sink::Stderr);

@@ -4,6 +4,7 @@
 
 use clap::Args;
 use serde::Serialize;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -319,6 +320,12 @@ const MAX_RETENTION_DAYS: u64 = 3650;
 /// The shortest horizon: longer than SQS keeps a message (14 days), so a redelivered message
 /// still finds its row and is not mailed twice.
 const MIN_HORIZON_DAYS: u64 = 15;
+/// `PAYLOAD_RETENTION_DAYS`: its default and the values it accepts. The template's
+/// `PayloadRetentionDays` parameter carries the same (tests/template.rs checks).
+pub const PAYLOAD_RETENTION_DAYS: (u64, RangeInclusive<u64>) = (30, 1..=MAX_RETENTION_DAYS);
+/// `LEDGER_HORIZON_DAYS`: its default and the values it accepts (also at least
+/// `PAYLOAD_RETENTION_DAYS`). The template's `LedgerHorizonDays` parameter carries the same.
+pub const LEDGER_HORIZON_DAYS: (u64, RangeInclusive<u64>) = (400, MIN_HORIZON_DAYS..=MAX_RETENTION_DAYS);
 const DAY: u64 = 86_400;
 
 /// The `attempts` column is a PostgreSQL `integer`; no sane bound is near it.
@@ -489,12 +496,12 @@ impl Settings {
         if reconcile.grace > MAX_AGE {
             return Err(err("UNCONFIRMED_GRACE_SECONDS", format!("must be at most {} (30 days)", MAX_AGE.as_secs())));
         }
-        let payload_days = self.payload_retention_days.unwrap_or(30);
-        if !(1..=MAX_RETENTION_DAYS).contains(&payload_days) {
+        let payload_days = self.payload_retention_days.unwrap_or(PAYLOAD_RETENTION_DAYS.0);
+        if !PAYLOAD_RETENTION_DAYS.1.contains(&payload_days) {
             return Err(err("PAYLOAD_RETENTION_DAYS", format!("must be between 1 and {MAX_RETENTION_DAYS}")));
         }
-        let horizon_days = self.ledger_horizon_days.unwrap_or(400);
-        if !(MIN_HORIZON_DAYS..=MAX_RETENTION_DAYS).contains(&horizon_days) {
+        let horizon_days = self.ledger_horizon_days.unwrap_or(LEDGER_HORIZON_DAYS.0);
+        if !LEDGER_HORIZON_DAYS.1.contains(&horizon_days) {
             return Err(err(
                 "LEDGER_HORIZON_DAYS",
                 format!(

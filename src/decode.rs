@@ -99,18 +99,51 @@ pub struct Decoded {
     pub notes: Vec<Note>,
 }
 
+/// A body that can never become an order: why, and its `order_id` when the body has a valid one,
+/// read from the same parse, so support can find the rejection by order id (the logs carry it;
+/// the ledger never saw the order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub rejection: Rejection,
+    pub order_id: Option<OrderId>,
+}
+
+impl Refused {
+    fn without_id(rejection: Rejection) -> Self {
+        Self { rejection, order_id: None }
+    }
+}
+
+impl From<Rejection> for Refused {
+    fn from(rejection: Rejection) -> Self {
+        Self::without_id(rejection)
+    }
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.rejection.fmt(f)
+    }
+}
+
 /// Decodes one message body.
 pub fn decode(body: &str) -> Result<Decoded, Rejection> {
+    decode_message(body).map_err(|refused| refused.rejection)
+}
+
+/// Decodes one message body; a refusal keeps the body's valid `order_id`, if it has one, without
+/// parsing the body a second time.
+pub fn decode_message(body: &str) -> Result<Decoded, Refused> {
     if body.len() > MAX_BODY_BYTES {
-        return Err(Rejection::TooLarge { bytes: body.len() });
+        return Err(Rejection::TooLarge { bytes: body.len() }.into());
     }
     if body.trim().is_empty() {
-        return Err(Rejection::EmptyBody);
+        return Err(Rejection::EmptyBody.into());
     }
     let mut notes = Vec::new();
     let value = match serde_json::from_str::<Value>(body) {
         Ok(v) => v,
-        Err(e) if e.to_string().contains("recursion limit") => return Err(Rejection::TooDeep),
+        Err(e) if e.to_string().contains("recursion limit") => return Err(Rejection::TooDeep.into()),
         Err(json_err) => match field_by_field(body, &mut notes) {
             Some(map) => Value::Object(map?),
             None => match pylit::parse(body) {
@@ -118,16 +151,23 @@ pub fn decode(body: &str) -> Result<Decoded, Rejection> {
                     notes.push(Note::LegacyPayloadFormat);
                     v
                 }
-                Err(py_err) if py_err.message == "nested too deeply" => return Err(Rejection::TooDeep),
-                Err(_) => return Err(Rejection::NotJson { detail: json_err.to_string() }),
+                Err(py_err) if py_err.message == "nested too deeply" => return Err(Rejection::TooDeep.into()),
+                Err(_) => return Err(Rejection::NotJson { detail: json_err.to_string() }.into()),
             },
         },
     };
     let Value::Object(map) = value else {
-        return Err(Rejection::NotAnObject { found: json_type(&value) });
+        return Err(Rejection::NotAnObject { found: json_type(&value) }.into());
     };
-    let order = order_from_map(&map, &mut notes)?;
-    Ok(Decoded { order, notes })
+    match order_from_map(&map, &mut notes) {
+        Ok(order) => Ok(Decoded { order, notes }),
+        Err(rejection) => Err(Refused { rejection, order_id: order_id_of(&map) }),
+    }
+}
+
+/// The valid `order_id` of an object that failed the contract elsewhere, if it has one.
+fn order_id_of(map: &Map<String, Value>) -> Option<OrderId> {
+    map.get("order_id")?.as_str().and_then(|s| OrderId::parse(s).ok())
 }
 
 /// The fields the contract knows; anything else in a body is ignored unread.
@@ -138,19 +178,24 @@ const OPTIONAL_FIELDS: [&str; 6] = ["schema_version", "priority", "total", "curr
 /// kept as raw text first, and only the fields the contract knows are parsed. `None` when the body
 /// is not a JSON object at all (the caller tries the legacy format); `Some(Err)` when a required
 /// field is unreadable.
-fn field_by_field(body: &str, notes: &mut Vec<Note>) -> Option<Result<Map<String, Value>, Rejection>> {
+fn field_by_field(body: &str, notes: &mut Vec<Note>) -> Option<Result<Map<String, Value>, Refused>> {
     let raw: std::collections::HashMap<String, &serde_json::value::RawValue> = serde_json::from_str(body).ok()?;
     let mut map = Map::new();
-    for (key, text) in raw {
-        let Some(field) = REQUIRED_FIELDS.iter().chain(&OPTIONAL_FIELDS).find(|f| **f == key) else {
+    for (key, text) in &raw {
+        let Some(field) = REQUIRED_FIELDS.iter().chain(&OPTIONAL_FIELDS).find(|f| **f == key.as_str()) else {
             continue;
         };
         match serde_json::from_str::<Value>(text.get()) {
             Ok(v) => {
-                map.insert(key, v);
+                map.insert(key.clone(), v);
             }
             Err(_) if REQUIRED_FIELDS.contains(field) => {
-                return Some(Err(FieldError::new(field, "is not readable JSON (a lone surrogate escape?)").into()));
+                let order_id = raw
+                    .get("order_id")
+                    .and_then(|text| serde_json::from_str::<String>(text.get()).ok())
+                    .and_then(|s| OrderId::parse(&s).ok());
+                let rejection = FieldError::new(field, "is not readable JSON (a lone surrogate escape?)").into();
+                return Some(Err(Refused { rejection, order_id }));
             }
             Err(_) => notes.push(Note::OrderDetailInvalid {
                 field,
@@ -159,16 +204,6 @@ fn field_by_field(body: &str, notes: &mut Vec<Note>) -> Option<Result<Map<String
         }
     }
     Some(Ok(map))
-}
-
-/// For a rejected body: its `order_id`, when it has a valid one, so support can find the
-/// rejection by order id (the logs carry it; the ledger never saw the order).
-pub fn salvage_order_id(body: &str) -> Option<OrderId> {
-    if body.len() > MAX_BODY_BYTES {
-        return None;
-    }
-    let value = serde_json::from_str::<Value>(body).ok().or_else(|| pylit::parse(body).ok())?;
-    value.get("order_id")?.as_str().and_then(|s| OrderId::parse(s).ok())
 }
 
 fn order_from_map(map: &Map<String, Value>, notes: &mut Vec<Note>) -> Result<Order, Rejection> {
@@ -368,11 +403,14 @@ mod tests {
 
     #[test]
     fn a_rejected_body_still_names_its_valid_order_id() {
-        assert_eq!(salvage_order_id(r#"{"order_id": "A-1", "customer_name": "x"}"#).unwrap().as_str(), "A-1");
-        assert_eq!(salvage_order_id("{'order_id': 'A-2'}").unwrap().as_str(), "A-2");
-        assert!(salvage_order_id(r#"{"order_id": "bad id"}"#).is_none());
-        assert!(salvage_order_id("[1]").is_none());
-        assert!(salvage_order_id("{").is_none());
+        let order_id = |body: &str| decode_message(body).unwrap_err().order_id.map(|id| id.to_string());
+        assert_eq!(order_id(r#"{"order_id": "A-1", "customer_name": "x"}"#).as_deref(), Some("A-1"));
+        assert_eq!(order_id("{'order_id': 'A-2'}").as_deref(), Some("A-2"));
+        let unreadable_name = r#"{"order_id": "A-3", "customer_email": "a@example.com", "customer_name": "\ud800"}"#;
+        assert_eq!(order_id(unreadable_name).as_deref(), Some("A-3"));
+        assert_eq!(order_id(r#"{"order_id": "bad id"}"#), None);
+        assert_eq!(order_id("[1]"), None);
+        assert_eq!(order_id("{"), None);
     }
 
     #[test]

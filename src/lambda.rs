@@ -11,6 +11,7 @@
 use crate::app;
 use crate::backoff::VisibilityBackoff;
 use crate::config::{Config, FunctionRole, Mode, Settings};
+use crate::ledger::LedgerOps;
 use crate::metrics::{self, Sink};
 use crate::pipeline::Pipeline;
 use aws_lambda_events::sqs::SqsEvent;
@@ -30,13 +31,13 @@ pub async fn run() -> Result<(), Error> {
     crate::logging::set_service(&config.metric_names.service);
     metrics::configure(&config.metric_names);
     tracing::info!(ledger = ?config.ledger, mailer = ?config.mailer, "configuration loaded");
-    let pipeline = match app::build_pipeline(&config).await {
-        Ok(p) => p,
+    let (ledger, pipeline) = match app::build_ledger_and_pipeline(&config).await {
+        Ok(built) => built,
         Err(e) => return Err(init_failed(format!("{e:#}")).await),
     };
     let sqs = crate::aws::sqs_client(crate::aws::sdk_config().await);
     let backoff = VisibilityBackoff::new(sqs.clone(), config.backoff);
-    let function = Arc::new(Function { pipeline, backoff, sqs, config });
+    let function = Arc::new(Function { ledger, pipeline, backoff, sqs, config });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let function = Arc::clone(&function);
         async move { function.invoke(event).await }
@@ -70,6 +71,9 @@ async fn init_failed(message: String) -> Error {
 
 /// What one process holds across invocations.
 struct Function {
+    /// The ledger's operations (reconcile, operator requests, the schema); the pipeline holds the
+    /// same ledger for the hot path.
+    ledger: Arc<dyn LedgerOps>,
     pipeline: Pipeline,
     backoff: VisibilityBackoff,
     sqs: aws_sdk_sqs::Client,
@@ -170,7 +174,9 @@ impl Function {
                     .into());
             }
             EventKind::Schedule => {
-                let report = crate::reconcile::reconcile(&self.pipeline, &self.config.reconcile, deadline).await;
+                let report =
+                    crate::reconcile::reconcile(&self.pipeline, self.ledger.as_ref(), &self.config.reconcile, deadline)
+                        .await;
                 metrics::flush(Sink::Stdout);
                 return Ok(serde_json::to_value(report.map_err(|e| format!("reconcile failed: {e}"))?)?);
             }
@@ -204,7 +210,12 @@ impl Function {
             tracing::info!(verb = request.verb(), request = ?request, "operator request (read-only)");
         }
         let sqs = (!self.config.queue_urls.is_empty()).then_some(&self.sqs);
-        let operator = crate::operator::Operator { pipeline: &self.pipeline, config: &self.config, sqs };
+        let operator = crate::operator::Operator {
+            pipeline: &self.pipeline,
+            ledger: self.ledger.as_ref(),
+            config: &self.config,
+            sqs,
+        };
         let answer = operator.answer(&request, deadline).await;
         metrics::flush(Sink::Stdout);
         answer.map_err(|e| {
@@ -219,7 +230,7 @@ impl Function {
             .map_err(|e| format!("not a CloudFormation custom-resource request: {e}"))?;
         let outcome = match request.action() {
             Ok(crate::custom_resource::Action::Keep) => Ok(serde_json::json!({"Commit": self.config.commit})),
-            Ok(crate::custom_resource::Action::Migrate) => match self.pipeline.ledger().migrate().await {
+            Ok(crate::custom_resource::Action::Migrate) => match self.ledger.migrate().await {
                 Ok(()) => Ok(serde_json::json!({"Commit": self.config.commit})),
                 Err(e) => Err(format!("migrate failed: {e}")),
             },

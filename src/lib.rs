@@ -16,7 +16,8 @@
 //! - [`decode`] turns a body into an [`order::Order`] or a [`decode::Rejection`] (pure; also
 //!   reads the legacy Python-literal format through the data-only grammar in [`pylit`]).
 //! - [`render`] produces the subject, text and HTML parts from `templates/` (pure).
-//! - [`ledger`] is the idempotency store and order state: [`ledger::Ledger`] with a SQLite
+//! - [`ledger`] is the idempotency store and order state: [`ledger::Ledger`] (the hot path: claim,
+//!   record) and [`ledger::LedgerOps`] (statistics, reconciliation, operator changes) with a SQLite
 //!   implementation for local runs and a Data API implementation (Aurora PostgreSQL) for
 //!   production; one contract test suite runs against both.
 //! - [`mailer`] delivers: [`mailer::Mailer`] with an `.eml` outbox for local runs and SES v2.

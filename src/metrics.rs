@@ -205,7 +205,7 @@ mod tests {
             RecordOutcome::Invalid { reason: reason() },
             RecordOutcome::Rejected { reason: reason() },
             RecordOutcome::Conflict { reason: reason() },
-            RecordOutcome::Terminal { status: "abandoned".into(), reason: reason() },
+            RecordOutcome::Terminal { status: crate::ledger::Status::Abandoned, reason: reason() },
             RecordOutcome::InFlight { lease_remaining: Duration::from_secs(1) },
             RecordOutcome::TransientFailure { reason: reason() },
             RecordOutcome::Deferred { reason: reason(), requeued: false },

@@ -103,6 +103,8 @@ impl Request {
 /// What the operator function holds to answer requests.
 pub struct Operator<'a> {
     pub pipeline: &'a Pipeline,
+    /// The ledger the pipeline runs on, for its operations.
+    pub ledger: &'a dyn crate::ledger::LedgerOps,
     pub config: &'a Config,
     /// Present when queue URLs are configured: queue and DLQ depths in `stats`.
     pub sqs: Option<&'a aws_sdk_sqs::Client>,
@@ -112,7 +114,7 @@ impl Operator<'_> {
     /// Answers one request. `Err` is a refusal or a failure the caller reports as the invocation's
     /// error (`aws lambda invoke` shows it with `FunctionError`).
     pub async fn answer(&self, request: &Request, deadline: Instant) -> Result<Value, String> {
-        let ledger = self.pipeline.ledger();
+        let ledger = self.ledger;
         match request {
             Request::Stats => {
                 let stats = crate::cli::Statistics::new(
@@ -136,7 +138,7 @@ impl Operator<'_> {
             }
             Request::Config => serde_json::to_value(self.config).map_err(|e| e.to_string()),
             Request::Reconcile => {
-                let report = crate::reconcile::reconcile(self.pipeline, &self.config.reconcile, deadline)
+                let report = crate::reconcile::reconcile(self.pipeline, self.ledger, &self.config.reconcile, deadline)
                     .await
                     .map_err(|e| format!("reconcile failed: {e}"))?;
                 serde_json::to_value(report).map_err(|e| e.to_string())

@@ -24,6 +24,8 @@ impl fmt::Display for FieldError {
     }
 }
 
+impl std::error::Error for FieldError {}
+
 /// `order_id`: 1–64 characters of `A–Z a–z 0–9 . _ : -`. The narrow alphabet is what lets the id
 /// go into a mail subject, a file name and a log line without escaping.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -314,17 +316,35 @@ pub struct Order {
 }
 
 impl Order {
-    /// Canonical JSON of the order: what the ledger stores and reconciliation re-sends from.
-    pub fn canonical_json(&self) -> String {
+    /// The canonical payload, built once: what the ledger stores and reconciliation re-sends
+    /// from, and its hash.
+    pub fn canonical(&self) -> Canonical {
         // Serialising plain data with string keys cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        let json = serde_json::to_string(self).unwrap_or_default();
+        let sha256 = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(json.as_bytes()))
+        };
+        Canonical { json, sha256 }
     }
 
-    /// SHA-256 of the canonical JSON, hex encoded.
-    pub fn payload_sha256(&self) -> String {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
+    /// Canonical JSON of the order (see [`Order::canonical`]).
+    pub fn canonical_json(&self) -> String {
+        self.canonical().json
     }
+
+    /// SHA-256 of the canonical JSON, hex encoded (see [`Order::canonical`]).
+    pub fn payload_sha256(&self) -> String {
+        self.canonical().sha256
+    }
+}
+
+/// An order's canonical JSON and its SHA-256 (hex), computed together so the hot path serialises
+/// each order once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical {
+    pub json: String,
+    pub sha256: String,
 }
 
 #[cfg(test)]
@@ -396,5 +416,7 @@ mod tests {
         };
         assert_eq!(order("Ann").payload_sha256(), order("Ann").payload_sha256());
         assert_ne!(order("Ann").payload_sha256(), order("Bob").payload_sha256());
+        let canonical = order("Ann").canonical();
+        assert_eq!((canonical.json, canonical.sha256), (order("Ann").canonical_json(), order("Ann").payload_sha256()));
     }
 }

@@ -18,9 +18,9 @@
 
 use crate::decode::{self, Note, Rejection};
 use crate::error::{BackendError, ErrorClass};
-use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording};
+use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, Status};
 use crate::mailer::Mailer;
-use crate::order::{Order, Priority};
+use crate::order::{Canonical, Order, Priority};
 use crate::rate::SendGate;
 use crate::render;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -117,7 +117,7 @@ pub enum RecordOutcome {
     /// `conflict`: the `order_id` was seen before with a different payload.
     Conflict { reason: String },
     /// `terminal`: the ledger already holds the order as `rejected` or `abandoned`.
-    Terminal { status: String, reason: String },
+    Terminal { status: Status, reason: String },
     /// `in_flight`: another invocation holds a live lease on the order for this long yet; the
     /// record comes back right after it ends.
     InFlight {
@@ -355,8 +355,8 @@ struct Item {
 enum Work {
     /// Its fate is decided.
     Done,
-    /// A valid order, to be claimed.
-    Decoded { order: Box<Order>, sha: String },
+    /// A valid order, to be claimed, with its canonical payload (built once).
+    Decoded { order: Box<Order>, canonical: Canonical },
     /// The same order as an earlier record of this batch: it shares that record's fate.
     SameAs(usize),
     /// Claimed: this invocation must send it and record the outcome with `token`.
@@ -390,10 +390,6 @@ impl Pipeline {
         Self { ledger, mailer, gate, settings }
     }
 
-    pub fn ledger(&self) -> &Arc<dyn Ledger> {
-        &self.ledger
-    }
-
     /// Processes one SQS batch that must be finished by `deadline`.
     pub async fn handle(&self, event: &SqsEvent, deadline: Instant) -> BatchReport {
         let budget = Budget::new(deadline, &self.settings);
@@ -420,16 +416,18 @@ impl Pipeline {
     /// Claims every valid order of the batch in one ledger call (split by size inside the ledger).
     async fn claim(&self, items: &mut [Item], budget: &Budget) {
         let (pending, requests): (Vec<usize>, Vec<ClaimRequest>) = items
-            .iter()
+            .iter_mut()
             .enumerate()
-            .filter_map(|(i, it)| match &it.work {
-                Work::Decoded { order, sha } => Some((
+            .filter_map(|(i, it)| match &mut it.work {
+                // The canonical payload moves into the request: from here on the item needs only
+                // its order.
+                Work::Decoded { order, canonical } => Some((
                     i,
                     ClaimRequest {
                         order_id: order.order_id.clone(),
-                        payload_sha256: sha.clone(),
+                        payload_sha256: std::mem::take(&mut canonical.sha256),
                         priority: order.priority,
-                        payload: order.canonical_json(),
+                        payload: std::mem::take(&mut canonical.json),
                     },
                 )),
                 _ => None,
@@ -690,27 +688,27 @@ fn decode_all(records: &[SqsMessage]) -> Vec<Item> {
     for (i, record) in records.iter().enumerate() {
         let mut report = blank_report(record);
         let body = record.body.as_deref();
-        let work = match std::panic::catch_unwind(|| body.map(decode::decode)) {
+        let work = match std::panic::catch_unwind(|| body.map(decode::decode_message)) {
             Ok(None) => {
                 report.outcome = RecordOutcome::Invalid { reason: "record has no body".to_owned() };
                 Work::Done
             }
-            Ok(Some(Err(rejection))) => {
-                report.order_id = body.and_then(decode::salvage_order_id).map(|id| id.to_string());
-                report.outcome = rejected(&rejection);
+            Ok(Some(Err(refused))) => {
+                report.order_id = refused.order_id.map(|id| id.to_string());
+                report.outcome = invalid(&refused.rejection);
                 Work::Done
             }
             Ok(Some(Ok(ok))) => {
                 report.order_id = Some(ok.order.order_id.to_string());
                 report.priority = Some(ok.order.priority);
                 report.notes = ok.notes;
-                let sha = ok.order.payload_sha256();
+                let canonical = ok.order.canonical();
                 match first_of.get(ok.order.order_id.as_str()) {
                     None => {
-                        first_of.insert(ok.order.order_id.to_string(), (i, sha.clone()));
-                        Work::Decoded { order: Box::new(ok.order), sha }
+                        first_of.insert(ok.order.order_id.to_string(), (i, canonical.sha256.clone()));
+                        Work::Decoded { order: Box::new(ok.order), canonical }
                     }
-                    Some((first, first_sha)) if *first_sha == sha => Work::SameAs(*first),
+                    Some((first, first_sha)) if *first_sha == canonical.sha256 => Work::SameAs(*first),
                     Some(_) => {
                         report.outcome = RecordOutcome::Conflict {
                             reason: "order_id repeated in this batch with a different payload".to_owned(),
@@ -754,7 +752,7 @@ fn blank_report(record: &SqsMessage) -> RecordReport {
     }
 }
 
-fn rejected(rejection: &Rejection) -> RecordOutcome {
+fn invalid(rejection: &Rejection) -> RecordOutcome {
     RecordOutcome::Invalid { reason: rejection.to_string() }
 }
 

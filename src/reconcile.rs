@@ -7,7 +7,7 @@
 //! `OldestUnconfirmedSeconds` are published for the alarm either way.
 
 use crate::error::BackendError;
-use crate::ledger::{Ledger, Retained, StuckOrder, Unconfirmed};
+use crate::ledger::{LedgerOps, Retained, StuckOrder, Unconfirmed};
 use crate::order::OrderId;
 use crate::pipeline::{BatchReport, Pipeline};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -109,18 +109,20 @@ fn as_event(orders: &[StuckOrder]) -> SqsEvent {
     event
 }
 
+/// One reconciliation run: `ledger` finds, abandons and counts the stuck orders; `pipeline`
+/// re-sends them (through its own hot-path ledger, normally the same one).
 pub async fn reconcile(
     pipeline: &Pipeline,
+    ledger: &dyn LedgerOps,
     settings: &ReconcileSettings,
     deadline: Instant,
 ) -> Result<ReconcileReport, BackendError> {
-    let ledger = pipeline.ledger();
     let stuck = ledger.stuck(settings.failed_for, settings.batch_limit).await?;
     let found = stuck.len();
     let (exhausted, retry): (Vec<StuckOrder>, Vec<StuckOrder>) =
         stuck.into_iter().partition(|o| o.attempts >= settings.max_attempts);
 
-    let ids: Vec<OrderId> = exhausted.iter().filter_map(|o| OrderId::parse(&o.order_id).ok()).collect();
+    let ids: Vec<OrderId> = exhausted.iter().map(|o| o.order_id.clone()).collect();
     let abandoned = if ids.is_empty() {
         0
     } else {
@@ -139,7 +141,8 @@ pub async fn reconcile(
         let failing = b.records.iter().filter(|r| !r.outcome.is_success()).count();
         (sent as u64, failing as u64)
     });
-    let retained = retain(ledger.as_ref(), &settings.retention).await?;
+    let retained = retain(ledger, &settings.retention).await?;
+    let hours_summarized = summarize(ledger).await?;
     let unconfirmed = ledger.unconfirmed(settings.grace).await?;
     crate::metrics::record_reconcile(unconfirmed, resent, abandoned);
     tracing::info!(
@@ -149,6 +152,7 @@ pub async fn reconcile(
         abandoned,
         payloads_removed = retained.payloads_removed,
         rows_deleted = retained.rows_deleted,
+        hours_summarized,
         unconfirmed = unconfirmed.count,
         oldest_unconfirmed_seconds = unconfirmed.oldest_seconds,
         "reconciliation done"
@@ -156,9 +160,24 @@ pub async fn reconcile(
     Ok(ReconcileReport { found, resent, still_failing, abandoned, unconfirmed, retained, batch })
 }
 
+/// Hours of sends the statistics' summary takes in per run, one bounded step each: a day's
+/// backlog (the first runs after deploying, or after the schedule stopped) is worked off within
+/// half an hour, and `stats` stays exact meanwhile, only slower.
+pub const SUMMARY_STEPS: usize = 4;
+
+/// Summarizes the hours of sends that are due (docs/design.md, "Statistics over 24 hours"), at
+/// most [`SUMMARY_STEPS`]; returns how many.
+pub async fn summarize(ledger: &dyn LedgerOps) -> Result<usize, BackendError> {
+    let mut hours = 0;
+    while hours < SUMMARY_STEPS && ledger.summarize_sends().await? {
+        hours += 1;
+    }
+    Ok(hours)
+}
+
 /// Applies retention in at most `steps` bounded steps, stopping early once a step finds less than
 /// a full step of work.
-pub async fn retain(ledger: &dyn Ledger, retention: &Retention) -> Result<Retained, BackendError> {
+pub async fn retain(ledger: &dyn LedgerOps, retention: &Retention) -> Result<Retained, BackendError> {
     let mut total = Retained::default();
     for _ in 0..retention.steps {
         let step = ledger.retain(retention.payload_after, retention.delete_after, retention.step_limit).await?;

@@ -1,6 +1,6 @@
 //! Human-readable rendering of statistics and order state (the JSON forms are the serde ones).
 
-use crate::ledger::{LedgerStats, OrderState, status};
+use crate::ledger::{LedgerStats, OrderState, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -26,7 +26,7 @@ pub fn not_in_ledger(id: &crate::order::OrderId) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Totals {
     /// Rows per status, summed over the priorities (`sent`: in the last 24 hours).
-    pub by_status: BTreeMap<String, u64>,
+    pub by_status: BTreeMap<Status, u64>,
     /// Orders not yet confirmed and still expected to be (`sending` + `failed`).
     pub pending: u64,
     /// The oldest unsent order of any priority.
@@ -40,7 +40,7 @@ pub fn totals(stats: &LedgerStats) -> Totals {
     let mut t = Totals { by_status: BTreeMap::new(), pending: 0, oldest_unsent_age_seconds: None, sent_last_hour: 0 };
     for p in &stats.priorities {
         for (status, n) in &p.by_status {
-            *t.by_status.entry(status.clone()).or_default() += n;
+            *t.by_status.entry(*status).or_default() += n;
         }
         t.pending += p.pending;
         t.sent_last_hour += p.sent_last_hour;
@@ -94,17 +94,17 @@ pub fn render_table(stats: &LedgerStats) -> String {
     });
     let total = ("total", &t.by_status, t.pending, t.oldest_unsent_age_seconds, t.sent_last_hour, [None; 3]);
     for (priority, by_status, pending, oldest, sent_1h, tts) in per_priority.chain([total]) {
-        let n = |s: &str| by_status.get(s).copied().unwrap_or(0).to_string();
+        let n = |s: Status| by_status.get(&s).copied().unwrap_or(0).to_string();
         let [p50, p95, p99] = tts.map(secs);
         row(
             &mut out,
             [
                 priority.to_owned(),
-                n(status::SENT),
-                n(status::SENDING),
-                n(status::FAILED),
-                n(status::REJECTED),
-                n(status::ABANDONED),
+                n(Status::Sent),
+                n(Status::Sending),
+                n(Status::Failed),
+                n(Status::Rejected),
+                n(Status::Abandoned),
                 pending.to_string(),
                 secs(oldest),
                 sent_1h.to_string(),
@@ -162,22 +162,23 @@ pub fn render_queues(queues: &[crate::queues::QueueDepth]) -> String {
 mod totals_tests {
     use super::*;
     use crate::ledger::{Percentiles, PriorityStats};
+    use crate::order::Priority;
 
-    fn priority(name: &str, sent: u64, failed: u64, sending: u64, oldest: Option<f64>) -> PriorityStats {
-        let by_status = status::ALL
-            .iter()
+    fn priority(priority: Priority, sent: u64, failed: u64, sending: u64, oldest: Option<f64>) -> PriorityStats {
+        let by_status = Status::ALL
+            .into_iter()
             .map(|s| {
-                let n = match *s {
-                    status::SENT => sent,
-                    status::FAILED => failed,
-                    status::SENDING => sending,
-                    _ => 1,
+                let n = match s {
+                    Status::Sent => sent,
+                    Status::Failed => failed,
+                    Status::Sending => sending,
+                    Status::Rejected | Status::Abandoned => 1,
                 };
-                ((*s).to_owned(), n)
+                (s, n)
             })
             .collect();
         PriorityStats {
-            priority: name.to_owned(),
+            priority,
             by_status,
             pending: failed + sending,
             oldest_unsent_age_seconds: oldest,
@@ -189,17 +190,21 @@ mod totals_tests {
     #[test]
     fn totals_add_up_the_priorities_and_keep_the_oldest_unsent_age() {
         let stats = LedgerStats {
-            priorities: vec![priority("high", 10, 1, 2, Some(30.0)), priority("normal", 40, 3, 0, Some(90.5))],
+            priorities: vec![
+                priority(Priority::High, 10, 1, 2, Some(30.0)),
+                priority(Priority::Normal, 40, 3, 0, Some(90.5)),
+            ],
         };
         let t = totals(&stats);
-        assert_eq!((t.by_status[status::SENT], t.by_status[status::FAILED], t.by_status[status::SENDING]), (50, 4, 2));
-        assert_eq!((t.by_status[status::REJECTED], t.by_status[status::ABANDONED]), (2, 2));
+        let n = |s: Status| t.by_status[&s];
+        assert_eq!((n(Status::Sent), n(Status::Failed), n(Status::Sending)), (50, 4, 2));
+        assert_eq!((n(Status::Rejected), n(Status::Abandoned)), (2, 2));
         assert_eq!((t.pending, t.sent_last_hour, t.oldest_unsent_age_seconds), (6, 25, Some(90.5)));
         let table = render_table(&stats);
         let total = table.lines().find(|l| l.starts_with("total")).expect("a total row");
         let cells: Vec<&str> = total.split_whitespace().collect();
         assert_eq!(cells, ["total", "50", "2", "4", "2", "2", "6", "90.5s", "25", "-", "-", "-"], "{table}");
-        let empty = totals(&LedgerStats { priorities: vec![priority("high", 0, 0, 0, None)] });
+        let empty = totals(&LedgerStats { priorities: vec![priority(Priority::High, 0, 0, 0, None)] });
         assert_eq!((empty.pending, empty.oldest_unsent_age_seconds), (0, None));
     }
 }

@@ -279,7 +279,7 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     let s = Services::start().await;
     let ledger = s.ledger().await; // migrated
     // One order mailed by the consumer path, one abandoned by automation.
-    use order_confirmation::ledger::{ClaimRequest, Ledger, Outcome, Recording};
+    use order_confirmation::ledger::{ClaimRequest, Ledger, LedgerOps, Outcome, Recording};
     use order_confirmation::order::{OrderId, Priority};
     let body = serde_json::json!({"order_id": "ORD-AB1", "customer_email": "ab1@example.com",
                                   "customer_name": "Ab One", "priority": "high"});

@@ -2,7 +2,7 @@
 
 use crate::support;
 
-use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, status};
+use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, LedgerOps, Outcome, Recording, Status};
 use order_confirmation::order::{OrderId, Priority};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,23 +29,23 @@ fn rec(id: &str, token: uuid::Uuid, outcome: Outcome) -> Recording {
 
 const LEASE: Duration = Duration::from_secs(60);
 
-pub async fn new_order_is_claimed_then_sent_then_acknowledged(l: Arc<dyn Ledger>) {
+pub async fn new_order_is_claimed_then_sent_then_acknowledged(l: Arc<dyn LedgerOps>) {
     let c = l.claim(&[req("A1", "h1", Priority::High)], LEASE).await.unwrap();
     let t = token(&c[0]);
     let state = l.order_state(&OrderId::parse("A1").unwrap()).await.unwrap().unwrap();
-    assert_eq!((state.status.as_str(), state.attempts), (status::SENDING, 1));
+    assert_eq!((state.status, state.attempts), (Status::Sending, 1));
     assert!(state.lease_until.is_some());
     let applied = l.record(&[rec("A1", t, Outcome::Sent { message_id: "m-1".into() })]).await.unwrap();
     assert_eq!(applied, vec![true]);
     let state = l.order_state(&OrderId::parse("A1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(state.status, status::SENT);
+    assert_eq!(state.status, Status::Sent);
     assert_eq!(state.ses_message_id.as_deref(), Some("m-1"));
     assert!(state.sent_at.is_some() && state.lease_until.is_none());
     let again = l.claim(&[req("A1", "h1", Priority::High)], LEASE).await.unwrap();
     assert_eq!(again, vec![Claim::AlreadySent]);
 }
 
-pub async fn live_lease_is_in_flight_and_expired_lease_is_taken_over(l: Arc<dyn Ledger>) {
+pub async fn live_lease_is_in_flight_and_expired_lease_is_taken_over(l: Arc<dyn LedgerOps>) {
     let first = l.claim(&[req("B1", "h", Priority::Normal)], LEASE).await.unwrap();
     token(&first[0]);
     match l.claim(&[req("B1", "h", Priority::Normal)], LEASE).await.unwrap()[..] {
@@ -65,14 +65,14 @@ pub async fn live_lease_is_in_flight_and_expired_lease_is_taken_over(l: Arc<dyn 
     assert_eq!(state.attempts, 2);
 }
 
-pub async fn stale_claim_token_cannot_overwrite_a_newer_claim(l: Arc<dyn Ledger>) {
+pub async fn stale_claim_token_cannot_overwrite_a_newer_claim(l: Arc<dyn LedgerOps>) {
     let stale = token(&l.claim(&[req("C1", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let newer = token(&l.claim(&[req("C1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let applied = l.record(&[rec("C1", stale, Outcome::Failed { error: "late".into() })]).await.unwrap();
     assert_eq!(applied, vec![false], "the stale invocation's write is fenced off");
     let state = l.order_state(&OrderId::parse("C1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(state.status, status::SENDING, "the newer claim still holds the row");
+    assert_eq!(state.status, Status::Sending, "the newer claim still holds the row");
     assert_eq!(l.record(&[rec("C1", newer, Outcome::Sent { message_id: "m".into() })]).await.unwrap(), vec![true]);
     let applied = l.record(&[rec("C1", stale, Outcome::Sent { message_id: "stale".into() })]).await.unwrap();
     assert_eq!(applied, vec![false]);
@@ -80,12 +80,12 @@ pub async fn stale_claim_token_cannot_overwrite_a_newer_claim(l: Arc<dyn Ledger>
     assert_eq!(state.ses_message_id.as_deref(), Some("m"));
 }
 
-pub async fn different_payload_for_a_known_order_is_a_conflict(l: Arc<dyn Ledger>) {
+pub async fn different_payload_for_a_known_order_is_a_conflict(l: Arc<dyn LedgerOps>) {
     token(&l.claim(&[req("D1", "h1", Priority::Normal)], LEASE).await.unwrap()[0]);
     assert_eq!(l.claim(&[req("D1", "h2", Priority::Normal)], LEASE).await.unwrap(), vec![Claim::Conflict]);
 }
 
-pub async fn failed_and_released_orders_are_claimable_again_at_once(l: Arc<dyn Ledger>) {
+pub async fn failed_and_released_orders_are_claimable_again_at_once(l: Arc<dyn LedgerOps>) {
     let c = l.claim(&[req("E1", "h", Priority::Normal), req("E2", "h", Priority::High)], LEASE).await.unwrap();
     let (t1, t2) = (token(&c[0]), token(&c[1]));
     let applied = l
@@ -97,23 +97,23 @@ pub async fn failed_and_released_orders_are_claimable_again_at_once(l: Arc<dyn L
         .unwrap();
     assert_eq!(applied, vec![true, true]);
     let state = l.order_state(&OrderId::parse("E1").unwrap()).await.unwrap().unwrap();
-    assert_eq!((state.status.as_str(), state.last_error.as_deref()), (status::FAILED, Some("throttled")));
+    assert_eq!((state.status, state.last_error.as_deref()), (Status::Failed, Some("throttled")));
     let again = l.claim(&[req("E1", "h", Priority::Normal), req("E2", "h", Priority::High)], LEASE).await.unwrap();
     token(&again[0]);
     token(&again[1]);
 }
 
-pub async fn rejected_orders_stay_terminal_with_their_reason(l: Arc<dyn Ledger>) {
+pub async fn rejected_orders_stay_terminal_with_their_reason(l: Arc<dyn LedgerOps>) {
     let t = token(&l.claim(&[req("F1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     l.record(&[rec("F1", t, Outcome::Rejected { reason: "MessageRejected: bad address".into() })]).await.unwrap();
     let again = l.claim(&[req("F1", "h", Priority::Normal)], LEASE).await.unwrap();
     assert_eq!(
         again,
-        vec![Claim::Terminal { status: status::REJECTED.into(), reason: "MessageRejected: bad address".into() }]
+        vec![Claim::Terminal { status: Status::Rejected, reason: "MessageRejected: bad address".into() }]
     );
 }
 
-pub async fn batch_results_come_back_in_input_order(l: Arc<dyn Ledger>) {
+pub async fn batch_results_come_back_in_input_order(l: Arc<dyn LedgerOps>) {
     token(&l.claim(&[req("G2", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let ids: Vec<String> = (0..50).map(|i| format!("G{i:03}")).collect();
     let mut reqs: Vec<ClaimRequest> = ids.iter().map(|id| req(id, "h", Priority::Normal)).collect();
@@ -138,7 +138,7 @@ pub async fn batch_results_come_back_in_input_order(l: Arc<dyn Ledger>) {
     assert_eq!(s.ses_message_id.as_deref(), Some("m-G042"));
 }
 
-pub async fn stats_count_by_priority_and_status(l: Arc<dyn Ledger>) {
+pub async fn stats_count_by_priority_and_status(l: Arc<dyn LedgerOps>) {
     let c = l
         .claim(
             &[req("H1", "h", Priority::High), req("H2", "h", Priority::High), req("N1", "h", Priority::Normal)],
@@ -148,21 +148,106 @@ pub async fn stats_count_by_priority_and_status(l: Arc<dyn Ledger>) {
         .unwrap();
     l.record(&[rec("H1", token(&c[0]), Outcome::Sent { message_id: "m".into() })]).await.unwrap();
     let s = l.stats().await.unwrap();
-    let high = s.priorities.iter().find(|p| p.priority == "high").unwrap();
-    let normal = s.priorities.iter().find(|p| p.priority == "normal").unwrap();
-    assert_eq!((high.by_status["sent"], high.by_status["sending"], high.pending, high.sent_last_hour), (1, 1, 1, 1));
-    assert_eq!((normal.by_status["sending"], normal.pending, normal.sent_last_hour), (1, 1, 0));
+    let high = s.priorities.iter().find(|p| p.priority == Priority::High).unwrap();
+    let normal = s.priorities.iter().find(|p| p.priority == Priority::Normal).unwrap();
+    assert_eq!(
+        (high.by_status[&Status::Sent], high.by_status[&Status::Sending], high.pending, high.sent_last_hour),
+        (1, 1, 1, 1)
+    );
+    assert_eq!((normal.by_status[&Status::Sending], normal.pending, normal.sent_last_hour), (1, 1, 0));
     assert!(high.oldest_unsent_age_seconds.is_some());
     assert!(high.time_to_send_seconds.p50.is_some());
     assert!(normal.time_to_send_seconds.p50.is_none());
-    assert_eq!(high.by_status.len(), status::ALL.len());
+    assert_eq!(high.by_status.len(), Status::ALL.len());
 }
 
-pub async fn unknown_order_has_no_state(l: Arc<dyn Ledger>) {
+/// Direct access to a ledger's database, to move sends into the past.
+pub enum Db {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Db {
+    /// Makes `id` sent `ago` before now, first seen `ttc` before that.
+    async fn sent_ago(&self, id: &str, ago: Duration, ttc: Duration) {
+        let (ago_ms, seen_ms) = (ago.as_millis() as i64, (ago + ttc).as_millis() as i64);
+        self.execute(&match self {
+            Db::Sqlite(_) => {
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+                format!(
+                    "UPDATE order_confirmations SET sent_at = {}, first_seen_at = {} WHERE order_id = '{id}'",
+                    now - ago_ms,
+                    now - seen_ms
+                )
+            }
+            Db::Postgres(_) => format!(
+                "UPDATE order_confirmations SET sent_at = now() - interval '{ago_ms} milliseconds', \
+                 first_seen_at = now() - interval '{seen_ms} milliseconds' WHERE order_id = '{id}'"
+            ),
+        })
+        .await;
+    }
+
+    async fn execute(&self, sql: &str) {
+        match self {
+            Db::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
+            Db::Postgres(url) => {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.batch_execute(sql).await.unwrap();
+            }
+        }
+    }
+}
+
+/// The statistics over 24 hours read the hourly summary of the sends once reconcile has made it,
+/// and say the same as the sends themselves: the same counts and the same percentiles (times to
+/// confirm truncated to three significant digits of milliseconds).
+pub async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends(l: Arc<dyn LedgerOps>, db: Db) {
+    // (order, sent this many minutes ago, time to confirm in ms)
+    let sends = [("T1", 30, 250), ("T2", 120, 1_500), ("T3", 300, 2_000), ("T4", 1_410, 12_345), ("T5", 1_500, 60_000)];
+    let reqs: Vec<_> = sends.iter().map(|(id, ..)| req(id, "h", Priority::High)).collect();
+    let claims = l.claim(&reqs, LEASE).await.unwrap();
+    let recordings: Vec<_> = sends
+        .iter()
+        .zip(&claims)
+        .map(|((id, ..), c)| rec(id, token(c), Outcome::Sent { message_id: "m".into() }))
+        .collect();
+    l.record(&recordings).await.unwrap();
+    for (id, minutes, ttc_ms) in sends {
+        db.sent_ago(id, Duration::from_secs(minutes * 60), Duration::from_millis(ttc_ms)).await;
+    }
+
+    let before = l.stats().await.unwrap();
+    let high = before.priorities.iter().find(|p| p.priority == Priority::High).unwrap();
+    assert_eq!((high.by_status[&Status::Sent], high.sent_last_hour), (4, 1), "T5 was sent 25 hours ago");
+    let p = &high.time_to_send_seconds;
+    assert_eq!(
+        (p.p50, p.p95, p.p99),
+        (Some(1.5), Some(12.3), Some(12.3)),
+        "nearest rank over 0.25, 1.5, 2 and 12.345 s, the last kept as 12.3 s"
+    );
+
+    let mut hours = 0;
+    while l.summarize_sends().await.unwrap() {
+        hours += 1;
+        assert!(hours <= 24, "at most the whole hours of one day are summarized");
+    }
+    assert!(hours >= 21, "the whole hours of the last day that are over are summarized: {hours}");
+    assert!(!l.summarize_sends().await.unwrap(), "an hour is summarized once");
+    assert_eq!(l.stats().await.unwrap(), before, "the summary says what the sends said");
+
+    // T3 (sent 5 hours ago) is counted from its hour's summary now, not from its row.
+    db.execute("DELETE FROM order_confirmations WHERE order_id = 'T3'").await;
+    assert_eq!(l.stats().await.unwrap(), before, "stats read the summary of T3's hour");
+}
+
+pub async fn unknown_order_has_no_state(l: Arc<dyn LedgerOps>) {
     assert!(l.order_state(&OrderId::parse("nope").unwrap()).await.unwrap().is_none());
 }
 
-pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: Arc<dyn Ledger>) {
+pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: Arc<dyn LedgerOps>) {
     let c = l
         .claim(
             &[req("S1", "h", Priority::Normal), req("S2", "h", Priority::High), req("S3", "h", Priority::Normal)],
@@ -185,7 +270,7 @@ pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: A
     let payload: serde_json::Value = serde_json::from_str(&stuck[0].payload).unwrap();
     assert_eq!(payload, serde_json::json!({"order_id": "S2"}), "the stored payload, to re-send from");
     assert!(
-        l.stuck(Duration::from_secs(3600), 10).await.unwrap().iter().all(|s| s.order_id != "S2"),
+        l.stuck(Duration::from_secs(3600), 10).await.unwrap().iter().all(|s| s.order_id.as_str() != "S2"),
         "failed too recently"
     );
 
@@ -201,12 +286,9 @@ pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: A
         .unwrap();
     assert_eq!(n, 1, "only S2: S1 is leased");
     let state = l.order_state(&OrderId::parse("S2").unwrap()).await.unwrap().unwrap();
-    assert_eq!(
-        (state.status.as_str(), state.last_error.as_deref()),
-        (status::ABANDONED, Some("gave up after 10 attempts"))
-    );
+    assert_eq!((state.status, state.last_error.as_deref()), (Status::Abandoned, Some("gave up after 10 attempts")));
     assert!(
-        matches!(&l.claim(&[req("S2", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Terminal { status, .. } if status == status::ABANDONED)
+        matches!(&l.claim(&[req("S2", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Terminal { status, .. } if *status == Status::Abandoned)
     );
 
     let u = l.unconfirmed(Duration::ZERO).await.unwrap();
@@ -215,7 +297,7 @@ pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: A
     assert_eq!(l.unconfirmed(Duration::from_secs(3600)).await.unwrap().count, 0);
 }
 
-pub async fn only_abandoned_or_rejected_orders_are_released_for_retry(l: Arc<dyn Ledger>) {
+pub async fn only_abandoned_or_rejected_orders_are_released_for_retry(l: Arc<dyn LedgerOps>) {
     let c = l.claim(&[req("RL1", "h", Priority::High), req("RL2", "h", Priority::Normal)], LEASE).await.unwrap();
     l.record(&[
         rec("RL1", token(&c[0]), Outcome::Rejected { reason: "MessageRejected: bad address".into() }),
@@ -226,7 +308,7 @@ pub async fn only_abandoned_or_rejected_orders_are_released_for_retry(l: Arc<dyn
     assert!(l.release(&OrderId::parse("RL2").unwrap()).await.unwrap().is_none(), "a sent order is never released");
     assert!(l.release(&OrderId::parse("nope").unwrap()).await.unwrap().is_none());
     let released = l.release(&OrderId::parse("RL1").unwrap()).await.unwrap().expect("released");
-    assert_eq!((released.order_id.as_str(), released.status.as_str(), released.attempts), ("RL1", status::FAILED, 0));
+    assert_eq!((released.order_id.as_str(), released.status, released.attempts), ("RL1", Status::Failed, 0));
     let payload: serde_json::Value = serde_json::from_str(&released.payload).unwrap();
     assert_eq!(payload, serde_json::json!({"order_id": "RL1"}));
     let st = l.order_state(&OrderId::parse("RL1").unwrap()).await.unwrap().unwrap();
@@ -234,7 +316,7 @@ pub async fn only_abandoned_or_rejected_orders_are_released_for_retry(l: Arc<dyn
     assert!(matches!(l.claim(&[req("RL1", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Claimed { .. }));
 }
 
-pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn Ledger>) {
+pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn LedgerOps>) {
     let t = token(&l.claim(&[req("RR1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let sent = [rec("RR1", t, Outcome::Sent { message_id: "m-1".into() })];
     assert_eq!(l.record(&sent).await.unwrap(), vec![true]);
@@ -242,7 +324,7 @@ pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn L
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(l.record(&sent).await.unwrap(), vec![true], "the retry of a committed record is applied");
     let again = l.order_state(&OrderId::parse("RR1").unwrap()).await.unwrap().unwrap();
-    assert_eq!((again.status.as_str(), again.sent_at, again.attempts), (status::SENT, first.sent_at, 1));
+    assert_eq!((again.status, again.sent_at, again.attempts), (Status::Sent, first.sent_at, 1));
 
     // Fencing still holds: once a newer claim took the order over, the old token applies nothing.
     let stale = token(&l.claim(&[req("RR2", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
@@ -253,20 +335,20 @@ pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn L
     assert_eq!(l.record(&failed(stale)).await.unwrap(), vec![false]);
 }
 
-pub async fn a_released_claim_gives_its_attempt_back_once(l: Arc<dyn Ledger>) {
+pub async fn a_released_claim_gives_its_attempt_back_once(l: Arc<dyn LedgerOps>) {
     let t = token(&l.claim(&[req("RA1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let released = [rec("RA1", t, Outcome::Released { reason: "not sent: no send slot".into() })];
     assert_eq!(l.record(&released).await.unwrap(), vec![true]);
     assert_eq!(l.record(&released).await.unwrap(), vec![true], "a retried release");
     let st = l.order_state(&OrderId::parse("RA1").unwrap()).await.unwrap().unwrap();
-    assert_eq!((st.status.as_str(), st.attempts), (status::FAILED, 0), "a deferral is not an attempt");
+    assert_eq!((st.status, st.attempts), (Status::Failed, 0), "a deferral is not an attempt");
     let t = token(&l.claim(&[req("RA1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     l.record(&[rec("RA1", t, Outcome::Failed { error: "timeout".into() })]).await.unwrap();
     let st = l.order_state(&OrderId::parse("RA1").unwrap()).await.unwrap().unwrap();
     assert_eq!(st.attempts, 1, "a failed send is");
 }
 
-pub async fn a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried(l: Arc<dyn Ledger>) {
+pub async fn a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried(l: Arc<dyn LedgerOps>) {
     let c = l.claim(&[req("P1", "h", Priority::High), req("P2", "h", Priority::Normal)], LEASE).await.unwrap();
     l.record(&[
         rec("P1", token(&c[0]), Outcome::Failed { error: "timeout".into() }),
@@ -280,11 +362,11 @@ pub async fn a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retr
     assert_eq!(l.unconfirmed(Duration::ZERO).await.unwrap().count, 2);
 
     let parked = l.park(&p1, "OPS-1 (alice)").await.unwrap().expect("an abandoned order is parked");
-    assert_eq!((parked.status.as_str(), parked.parked_note.as_deref()), (status::ABANDONED, Some("OPS-1 (alice)")));
+    assert_eq!((parked.status, parked.parked_note.as_deref()), (Status::Abandoned, Some("OPS-1 (alice)")));
     assert!(parked.parked_at.is_some());
     assert_eq!(l.unconfirmed(Duration::ZERO).await.unwrap().count, 1, "only P2, which nobody has looked at");
     assert!(
-        matches!(&l.claim(&[req("P1", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Terminal { status, .. } if status == status::ABANDONED),
+        matches!(&l.claim(&[req("P1", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Terminal { status, .. } if *status == Status::Abandoned),
         "parking does not release it"
     );
     assert!(l.park(&OrderId::parse("nope").unwrap(), "OPS-1").await.unwrap().is_none());
@@ -297,7 +379,7 @@ pub async fn a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retr
 }
 
 pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finished_rows_past_the_horizon(
-    l: Arc<dyn Ledger>,
+    l: Arc<dyn LedgerOps>,
 ) {
     let ids = ["RT1", "RT2", "RT3", "RT4"];
     let reqs: Vec<_> = ids.iter().map(|id| req(id, "h", Priority::Normal)).collect();
@@ -326,14 +408,14 @@ pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finishe
     for id in ["RT1", "RT2"] {
         let st = state(id).await.unwrap();
         assert!(st.payload_removed_at.is_some(), "{id}: payload removed");
-        assert_eq!(st.status, status::SENT, "{id}: what `status` shows is kept");
+        assert_eq!(st.status, Status::Sent, "{id}: what `status` shows is kept");
         assert!(st.sent_at.is_some() && st.ses_message_id.is_some(), "{id}");
     }
     // A redelivery of a confirmed order is still recognised without its payload.
     assert_eq!(l.claim(&[req("RT1", "h", Priority::Normal)], LEASE).await.unwrap(), vec![Claim::AlreadySent]);
     let stats = l.stats().await.unwrap();
-    let normal = stats.priorities.iter().find(|p| p.priority == "normal").unwrap();
-    assert_eq!(normal.by_status[status::SENT], 2, "the statistics still count them");
+    let normal = stats.priorities.iter().find(|p| p.priority == Priority::Normal).unwrap();
+    assert_eq!(normal.by_status[&Status::Sent], 2, "the statistics still count them");
     // Unfinished or refused orders keep their payload: a person may still retry them.
     assert_eq!(state("RT3").await.unwrap().payload_removed_at, None);
     assert_eq!(state("RT4").await.unwrap().payload_removed_at, None);
@@ -351,10 +433,10 @@ pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finishe
     for id in ["RT1", "RT2", "RT3"] {
         assert_eq!(state(id).await, None, "{id}: deleted past the horizon");
     }
-    assert_eq!(state("RT4").await.unwrap().status, status::FAILED, "a failed order is never deleted");
+    assert_eq!(state("RT4").await.unwrap().status, Status::Failed, "a failed order is never deleted");
 }
 
-pub async fn migrate_is_idempotent(l: Arc<dyn Ledger>) {
+pub async fn migrate_is_idempotent(l: Arc<dyn LedgerOps>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
 }
@@ -395,26 +477,40 @@ macro_rules! ledger_contract_tests {
 mod sqlite {
     use super::*;
 
-    async fn make() -> (support::LocalBackends, Arc<dyn Ledger>) {
+    async fn make() -> (support::LocalBackends, Arc<dyn LedgerOps>) {
         let b = support::LocalBackends::new().await;
-        let l: Arc<dyn Ledger> = b.ledger.clone();
+        let l: Arc<dyn LedgerOps> = b.ledger.clone();
         (b, l)
     }
 
     ledger_contract_tests!(make);
+
+    #[tokio::test]
+    async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends() {
+        let b = support::LocalBackends::new().await;
+        let db = Db::Sqlite(b.dir.path().join("ledger.db"));
+        super::stats_say_the_same_from_the_hourly_summary_as_from_the_sends(b.ledger.clone(), db).await;
+    }
 }
 
 mod data_api {
     use super::*;
 
     /// The Data API ledger over the real SDK, against rds-data-local in front of PostgreSQL.
-    async fn make() -> (support::services::Services, Arc<dyn Ledger>) {
+    async fn make() -> (support::services::Services, Arc<dyn LedgerOps>) {
         let s = support::services::Services::start().await;
-        let l: Arc<dyn Ledger> = s.ledger().await;
+        let l: Arc<dyn LedgerOps> = s.ledger().await;
         (s, l)
     }
 
     ledger_contract_tests!(make);
+
+    #[tokio::test]
+    async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends() {
+        let s = support::services::Services::start().await;
+        let db = Db::Postgres(s.database_url.clone());
+        super::stats_say_the_same_from_the_hourly_summary_as_from_the_sends(s.ledger().await, db).await;
+    }
 
     /// `stats` reads only the last 24 hours of sends: an order sent 25 hours ago is no longer
     /// counted as `sent` nor in the percentiles, while refused and unfinished rows are counted
@@ -443,9 +539,9 @@ mod data_api {
             .await
             .unwrap();
         let stats = l.stats().await.unwrap();
-        let high = stats.priorities.iter().find(|p| p.priority == "high").unwrap();
-        assert_eq!(high.by_status[status::SENT], 1, "W1 was sent 25 hours ago");
-        assert_eq!(high.by_status[status::REJECTED], 1, "a refused order counts whatever its age");
+        let high = stats.priorities.iter().find(|p| p.priority == Priority::High).unwrap();
+        assert_eq!(high.by_status[&Status::Sent], 1, "W1 was sent 25 hours ago");
+        assert_eq!(high.by_status[&Status::Rejected], 1, "a refused order counts whatever its age");
         assert_eq!(high.sent_last_hour, 1);
         let p50 = high.time_to_send_seconds.p50.expect("W2's time to confirm");
         assert!(p50 < 60.0, "only W2, confirmed at once, is in the percentiles: {p50}");

@@ -4,8 +4,7 @@
 use crate::support;
 
 use order_confirmation::error::BackendError;
-use order_confirmation::ledger::Ledger;
-use order_confirmation::ledger::status;
+use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::OrderId;
 use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
@@ -154,7 +153,7 @@ async fn a_panic_while_sending_one_record_fails_that_record_only() {
         matches!(&report.records[1].outcome, RecordOutcome::TransientFailure { reason } if reason.contains("panic while sending: scripted panic for P-2"))
     );
     let state = b.ledger.order_state(&OrderId::parse("P-2").unwrap()).await.unwrap().unwrap();
-    assert_eq!(state.status, status::FAILED, "the panicked order is retryable, not stuck in sending");
+    assert_eq!(state.status, Status::Failed, "the panicked order is retryable, not stuck in sending");
 
     mailer.clear();
     let again = b.pipeline(mailer).handle(&e, deadline(30)).await;
@@ -202,7 +201,7 @@ async fn permanent_mail_rejection_is_terminal_and_reported() {
     let report = b.pipeline(mailer.clone()).handle(&e, deadline(30)).await;
     assert_eq!(failures(&report), vec!["m1"]);
     let state = b.ledger.order_state(&OrderId::parse("R-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(state.status, status::REJECTED);
+    assert_eq!(state.status, Status::Rejected);
     assert_eq!(state.last_error.as_deref(), Some("MessageRejected: Email address is not verified: ***@example.com"));
     // Redelivered, it is still reported (on its way to the DLQ) and never re-sent.
     let again = b.pipeline(mailer.clone()).handle(&e, deadline(30)).await;
@@ -264,7 +263,7 @@ async fn no_send_starts_inside_the_safety_margin_and_the_order_is_released() {
     assert!(matches!(report.records[1].outcome, RecordOutcome::Deferred { .. }));
     assert_eq!(mailer.attempts.load(Ordering::SeqCst), 1, "only D-0 was attempted");
     let state = b.ledger.order_state(&OrderId::parse("D-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(state.status, status::FAILED, "lease released so the next delivery can claim it");
+    assert_eq!(state.status, Status::Failed, "lease released so the next delivery can claim it");
 }
 
 #[tokio::test]
@@ -374,8 +373,8 @@ fn batch_of(prefix: &str, n: usize) -> aws_lambda_events::sqs::SqsEvent {
     event((1..=n).map(|i| record(&format!("m{i}"), &order_body(&format!("{prefix}-{i}"), "normal"))).collect())
 }
 
-async fn status_of(ledger: &dyn Ledger, order_id: &str) -> String {
-    ledger.order_state(&OrderId::parse(order_id).unwrap()).await.unwrap().map(|s| s.status).unwrap_or_default()
+async fn status_of(ledger: &dyn LedgerOps, order_id: &str) -> Option<Status> {
+    ledger.order_state(&OrderId::parse(order_id).unwrap()).await.unwrap().map(|s| s.status)
 }
 
 #[tokio::test]
@@ -390,7 +389,7 @@ async fn a_ledger_outage_after_the_sends_is_ridden_out_and_every_order_is_record
     assert!(report.records.iter().all(|r| !r.unrecorded_send), "the outage ended inside the time budget");
     assert!(ledger.record_calls.load(Ordering::SeqCst) > 1, "the record step was retried");
     for i in 1..=5 {
-        assert_eq!(status_of(b.ledger.as_ref(), &format!("R-{i}")).await, status::SENT);
+        assert_eq!(status_of(b.ledger.as_ref(), &format!("R-{i}")).await, Some(Status::Sent));
     }
     let again = b.pipeline(b.outbox.clone()).handle(&e, deadline(30)).await;
     assert!(again.records.iter().all(|r| r.outcome == RecordOutcome::AlreadySent), "redelivery mails nothing");
@@ -429,7 +428,7 @@ async fn a_crash_half_way_through_a_batch_leaves_at_most_two_waves_unrecorded() 
     let mailed = b.outbox_files().len();
     let mut recorded = 0;
     for i in 1..=40 {
-        if status_of(b.ledger.as_ref(), &format!("W-{i}")).await == status::SENT {
+        if status_of(b.ledger.as_ref(), &format!("W-{i}")).await == Some(Status::Sent) {
             recorded += 1;
         }
     }
@@ -449,11 +448,11 @@ async fn a_hung_send_is_cut_off_so_the_batch_is_recorded_before_the_deadline() {
     let report = b.pipeline(mailer).handle(&e, end).await;
     assert!(tokio::time::Instant::now() < end, "the invocation returned before its deadline");
     assert_eq!(failures(&report), vec!["m2"]);
-    assert_eq!(status_of(b.ledger.as_ref(), "T-1").await, status::SENT);
-    assert_eq!(status_of(b.ledger.as_ref(), "T-3").await, status::SENT);
+    assert_eq!(status_of(b.ledger.as_ref(), "T-1").await, Some(Status::Sent));
+    assert_eq!(status_of(b.ledger.as_ref(), "T-3").await, Some(Status::Sent));
     assert_eq!(
         status_of(b.ledger.as_ref(), "T-2").await,
-        status::SENDING,
+        Some(Status::Sending),
         "a cut-off send may still reach SES: it stays leased, so whoever takes it over counts a possible duplicate"
     );
 }
@@ -496,7 +495,7 @@ async fn a_deferred_order_spends_no_ledger_attempt() {
     let report = Pipeline::new(b.ledger.clone(), mailer, None, settings).handle(&e, deadline(6)).await;
     assert!(matches!(report.records[1].outcome, RecordOutcome::Deferred { .. }));
     let state = b.ledger.order_state(&OrderId::parse("A-2").unwrap()).await.unwrap().unwrap();
-    assert_eq!((state.status.as_str(), state.attempts), (status::FAILED, 0), "released without spending an attempt");
+    assert_eq!((state.status, state.attempts), (Status::Failed, 0), "released without spending an attempt");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use crate::support;
 
 use aws_lambda_events::sqs::SqsEvent;
 use order_confirmation::error::BackendError;
-use order_confirmation::ledger::{Ledger, status};
+use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::{Order, OrderId};
 use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
@@ -64,7 +64,7 @@ async fn sample_batch_is_mailed_through_ses_and_recorded_in_the_data_api_ledger(
         let subject = m["subject"].as_str().unwrap();
         let order_id = subject.trim_start_matches("Your order ").trim_end_matches(" is confirmed");
         let state = ledger.order_state(&OrderId::parse(order_id).unwrap()).await.unwrap().unwrap();
-        assert_eq!(state.status, status::SENT);
+        assert_eq!(state.status, Status::Sent);
         assert_eq!(state.ses_message_id.as_deref(), m["messageId"].as_str());
     }
 
@@ -123,7 +123,7 @@ async fn throttled_ses_defers_only_the_affected_records_and_the_next_delivery_ma
     );
     let ledger = s.ledger().await;
     let state = ledger.order_state(&OrderId::parse("T-2").unwrap()).await.unwrap().unwrap();
-    assert_eq!(state.status, status::FAILED, "retryable");
+    assert_eq!(state.status, Status::Failed, "retryable");
     assert_eq!(state.attempts, 0, "a throttled order spends no ledger attempt");
     let (faulted, _) = s.ses_proxy.counts();
     assert!(faulted > 2, "the SDK retried the throttled calls itself ({faulted} faulted)");
@@ -164,7 +164,7 @@ async fn message_rejected_marks_the_order_rejected_with_its_reason_and_reports_i
     let report = p.handle(&e, deadline(30)).await;
     assert_eq!(failures(&report), vec!["m1"]);
     let state = s.ledger().await.order_state(&OrderId::parse("X-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(state.status, status::REJECTED);
+    assert_eq!(state.status, Status::Rejected);
     let reason = state.last_error.unwrap();
     assert!(reason.starts_with("SendEmail: MessageRejected: Email address is not verified"), "{reason}");
     assert!(!reason.contains("x-1@"), "the address is redacted: {reason}");
@@ -325,7 +325,7 @@ async fn a_20_second_data_api_outage_right_after_the_claim_leaves_every_order_ma
     let ledger = s.ledger().await;
     for i in 1..=5 {
         let state = ledger.order_state(&OrderId::parse(&format!("O-{i}")).unwrap()).await.unwrap().unwrap();
-        assert_eq!(state.status, status::SENT, "O-{i} recorded");
+        assert_eq!(state.status, Status::Sent, "O-{i} recorded");
     }
     // The redelivery (or reconcile) finds every order sent and mails nothing more.
     let again = p.handle(&e, deadline(60)).await;
@@ -383,14 +383,16 @@ async fn reconcile_re_sends_15_stuck_orders_of_87_kb_each() {
         grace: Duration::ZERO,
         ..Default::default()
     };
-    let report = order_confirmation::reconcile::reconcile(&p, &settings, deadline(120)).await.expect("reconcile runs");
+    let report = order_confirmation::reconcile::reconcile(&p, ledger.as_ref(), &settings, deadline(120))
+        .await
+        .expect("reconcile runs");
     assert_eq!((report.found, report.resent, report.still_failing), (15, 15, 0));
     assert_eq!(report.unconfirmed.count, 0);
     for i in 0..15 {
         let id = format!("BIG-{i:02}");
         assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id}");
         let state = ledger.order_state(&OrderId::parse(&id).unwrap()).await.unwrap().unwrap();
-        assert_eq!(state.status, status::SENT, "{id}");
+        assert_eq!(state.status, Status::Sent, "{id}");
     }
     // Re-sent from the whole stored payload: every item reached the mail.
     let mail = s.sent_mails().await.into_iter().find(|m| m["destination"]["to"][0] == email_of("BIG-07")).unwrap();

@@ -4,7 +4,7 @@
 use crate::support;
 
 use order_confirmation::error::BackendError;
-use order_confirmation::ledger::{Ledger, status};
+use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::order::OrderId;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::reconcile::{ReconcileSettings, reconcile};
@@ -31,15 +31,15 @@ async fn failed_orders_are_re_sent_from_the_stored_payload_and_confirmed() {
     let p = b.pipeline(mailer.clone());
     let e = event(vec![record("m1", &order_body("RC-1", "high")), record("m2", &order_body("RC-2", "normal"))]);
     p.handle(&e, deadline(30)).await;
-    assert_eq!(b.ledger.order_state(&OrderId::parse("RC-1").unwrap()).await.unwrap().unwrap().status, status::FAILED);
+    assert_eq!(b.ledger.order_state(&OrderId::parse("RC-1").unwrap()).await.unwrap().unwrap().status, Status::Failed);
 
     // The SQS message is gone (say it reached the DLQ); reconciliation still confirms the order.
     mailer.clear();
-    let report = reconcile(&p, &settings(), deadline(30)).await.unwrap();
+    let report = reconcile(&p, b.ledger.as_ref(), &settings(), deadline(30)).await.unwrap();
     assert_eq!((report.found, report.resent, report.abandoned, report.still_failing), (1, 1, 0, 0));
     assert_eq!(report.unconfirmed.count, 0);
     let st = b.ledger.order_state(&OrderId::parse("RC-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!((st.status.as_str(), st.attempts), (status::SENT, 2));
+    assert_eq!((st.status, st.attempts), (Status::Sent, 2));
     assert_eq!(b.mails_for("RC-1"), 1);
     assert_eq!(b.mails_for("RC-2"), 1, "the confirmed neighbour is left alone");
     let mail = std::fs::read_to_string(
@@ -71,7 +71,7 @@ async fn an_order_stuck_in_sending_past_its_lease_is_completed() {
         .unwrap();
     assert!(matches!(claim[0], order_confirmation::ledger::Claim::Claimed { .. }));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let report = reconcile(&p, &settings(), deadline(30)).await.unwrap();
+    let report = reconcile(&p, b.ledger.as_ref(), &settings(), deadline(30)).await.unwrap();
     assert_eq!((report.found, report.resent), (1, 1));
     let batch = report.batch.unwrap();
     assert_eq!(
@@ -79,7 +79,7 @@ async fn an_order_stuck_in_sending_past_its_lease_is_completed() {
         1,
         "taken over from a dead holder"
     );
-    assert_eq!(b.ledger.order_state(&OrderId::parse("ST-1").unwrap()).await.unwrap().unwrap().status, status::SENT);
+    assert_eq!(b.ledger.order_state(&OrderId::parse("ST-1").unwrap()).await.unwrap().unwrap().status, Status::Sent);
 }
 
 #[tokio::test]
@@ -90,19 +90,19 @@ async fn orders_past_the_attempt_bound_are_abandoned_and_stay_unconfirmed_for_th
     let p = b.pipeline(mailer.clone());
     let e = event(vec![record("m1", &order_body("AB-1", "high"))]);
     p.handle(&e, deadline(30)).await; // attempt 1
-    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap(); // attempt 2
+    let r = reconcile(&p, b.ledger.as_ref(), &settings(), deadline(30)).await.unwrap(); // attempt 2
     assert_eq!((r.resent, r.still_failing, r.abandoned), (0, 1, 0));
-    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap(); // attempt 3
+    let r = reconcile(&p, b.ledger.as_ref(), &settings(), deadline(30)).await.unwrap(); // attempt 3
     assert_eq!((r.still_failing, r.abandoned), (1, 0));
-    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap(); // bound reached
+    let r = reconcile(&p, b.ledger.as_ref(), &settings(), deadline(30)).await.unwrap(); // bound reached
     assert_eq!((r.found, r.resent, r.abandoned), (1, 0, 1));
     assert_eq!(r.unconfirmed.count, 1, "abandoned orders still count as unconfirmed: a person must act");
     assert!(r.unconfirmed.oldest_seconds >= 0.0);
     let st = b.ledger.order_state(&OrderId::parse("AB-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(st.status, status::ABANDONED);
+    assert_eq!(st.status, Status::Abandoned);
     assert_eq!(st.last_error.as_deref(), Some("reconciliation gave up after 3 attempts; needs a person"));
     assert_eq!(mailer.attempts.load(std::sync::atomic::Ordering::SeqCst), 3);
-    let r = reconcile(&p, &settings(), deadline(30)).await.unwrap();
+    let r = reconcile(&p, b.ledger.as_ref(), &settings(), deadline(30)).await.unwrap();
     assert_eq!(r.found, 0, "abandoned orders are not retried again");
 }
 
@@ -226,13 +226,13 @@ async fn each_reconcile_run_applies_retention_in_a_bounded_number_of_steps() {
     };
     let settings = ReconcileSettings { retention, ..settings() };
 
-    let first = reconcile(&p, &settings, deadline(30)).await.unwrap();
+    let first = reconcile(&p, b.ledger.as_ref(), &settings, deadline(30)).await.unwrap();
     assert_eq!(first.retained.payloads_removed, 4, "two steps of two; the fifth waits for the next run");
-    let second = reconcile(&p, &settings, deadline(30)).await.unwrap();
+    let second = reconcile(&p, b.ledger.as_ref(), &settings, deadline(30)).await.unwrap();
     assert_eq!(second.retained.payloads_removed, 1);
     for i in 1..=5 {
         let st = b.ledger.order_state(&OrderId::parse(&format!("RET-{i}")).unwrap()).await.unwrap().unwrap();
-        assert!(st.payload_removed_at.is_some() && st.status == status::SENT, "RET-{i}: {st:?}");
+        assert!(st.payload_removed_at.is_some() && st.status == Status::Sent, "RET-{i}: {st:?}");
     }
     assert_eq!(second.retained.rows_deleted, 0, "the horizon is an hour away");
 }

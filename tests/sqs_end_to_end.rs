@@ -5,7 +5,7 @@
 use crate::support;
 
 use order_confirmation::backoff::{BackoffSettings, VisibilityBackoff};
-use order_confirmation::ledger::Ledger;
+use order_confirmation::ledger::{LedgerOps, Status};
 use order_confirmation::order::OrderId;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use std::collections::HashMap;
@@ -211,7 +211,7 @@ async fn under_a_hard_ses_quota_high_priority_is_mailed_first_and_deferred_norma
         let id = format!("QN-{i}");
         assert_eq!(s.mails_to(&email_of(&id)).await, 1, "{id} mailed once, none lost");
         let st = ledger.order_state(&OrderId::parse(&id).unwrap()).await.unwrap().unwrap();
-        assert_eq!((st.status.as_str(), st.attempts), ("sent", 1), "{id}: deferrals spend no ledger attempt");
+        assert_eq!((st.status, st.attempts), (Status::Sent, 1), "{id}: deferrals spend no ledger attempt");
     }
     assert!(emf_sum(&stderr, "Deferred") > 0.0, "some normal orders were deferred to a later delivery");
     assert_eq!(moto.depth(&high.url).await, (0, 0));
@@ -340,7 +340,7 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing(
     child.wait().await.unwrap();
     let ledger = s.ledger().await;
     let st = ledger.order_state(&OrderId::parse("K-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(st.status, "sending", "the dead worker never recorded the send");
+    assert_eq!(st.status, Status::Sending, "the dead worker never recorded the send");
 
     // A fresh worker: the message comes back after its visibility timeout, the lease has expired,
     // and the order is completed. The mail that went out before the kill cannot be known, so the
@@ -349,7 +349,7 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing(
     moto.send(&q.url, &order_body("K-2", "normal")).await;
     let (summary, stderr) = consume(&s, &moto, &[&q.url], &[("INVOCATION_TIMEOUT_SECONDS", "6")], 12).await;
     let st = ledger.order_state(&OrderId::parse("K-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(st.status, "sent");
+    assert_eq!(st.status, Status::Sent);
     assert_eq!(s.mails_to("k-1@example.com").await, 2, "at least once: the duplicate of a lost acknowledgement");
     assert_eq!(s.mails_to("k-2@example.com").await, 1);
     assert!(summary["deleted"].as_u64().unwrap() >= 1, "{summary}");
@@ -384,6 +384,6 @@ async fn sigterm_lets_the_worker_finish_the_batch_in_hand_then_exit() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((summary["batches"].as_u64(), summary["deleted"].as_u64()), (Some(1), Some(1)), "{summary}");
     let st = s.ledger().await.order_state(&OrderId::parse("G-1").unwrap()).await.unwrap().unwrap();
-    assert_eq!(st.status, "sent", "the batch in hand was recorded before exiting");
+    assert_eq!(st.status, Status::Sent, "the batch in hand was recorded before exiting");
     assert_eq!(moto.depth(&q.url).await, (0, 0), "and acknowledged");
 }

@@ -769,6 +769,80 @@ fn operations_invariants_fail_on_a_broken_copy() {
     }
 }
 
+/// The settings a deployment chooses through template parameters, each with the default and the
+/// bounds the configuration enforces (`order_confirmation::config`): (parameter, variable,
+/// default, accepted values).
+fn parameter_settings() -> Vec<(&'static str, &'static str, u64, std::ops::RangeInclusive<u64>)> {
+    use order_confirmation::config::{LEDGER_HORIZON_DAYS, PAYLOAD_RETENTION_DAYS};
+    vec![
+        ("PayloadRetentionDays", "PAYLOAD_RETENTION_DAYS", PAYLOAD_RETENTION_DAYS.0, PAYLOAD_RETENTION_DAYS.1),
+        ("LedgerHorizonDays", "LEDGER_HORIZON_DAYS", LEDGER_HORIZON_DAYS.0, LEDGER_HORIZON_DAYS.1),
+    ]
+}
+
+/// Every way a settings parameter can differ from the configuration: missing, not a number,
+/// another default or other bounds (a value the configuration refuses would pass the deploy's
+/// checks and stop the function at start-up), or not passed to every function.
+fn parameter_violations(cfn: &Value) -> Vec<String> {
+    let mut bad = Vec::new();
+    let functions = of_type(cfn, "AWS::Lambda::Function");
+    for (name, variable, default, bounds) in parameter_settings() {
+        let p = &cfn["Parameters"][name];
+        if p.is_null() {
+            bad.push(format!("no parameter {name} for {variable}"));
+            continue;
+        }
+        if p["Type"] != "Number" {
+            bad.push(format!("{name} is not a Number"));
+        }
+        let number = |key: &str| p[key].as_f64().or_else(|| p[key].as_str().and_then(|s| s.parse().ok()));
+        for (key, expected) in [("Default", default), ("MinValue", *bounds.start()), ("MaxValue", *bounds.end())] {
+            if number(key) != Some(expected as f64) {
+                bad.push(format!("{name}: {key} is {:?}, the configuration's is {expected}", number(key)));
+            }
+        }
+        for (fid, f) in &functions {
+            let value = &f["Properties"]["Environment"]["Variables"][variable];
+            if *value != serde_json::json!({"Ref": name}) {
+                bad.push(format!("{fid}: {variable} is not the parameter {name}"));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn retention_parameters_have_the_configurations_defaults_and_bounds() {
+    let v = parameter_violations(&translated(&root().join(TEMPLATE)));
+    assert!(v.is_empty(), "{TEMPLATE}:\n{}", v.join("\n"));
+}
+
+#[test]
+fn retention_parameter_check_fails_on_a_missing_or_unbounded_parameter() {
+    let (_dir, t) = broken_copy(&[
+        ("    Default: 400\n    MinValue: 15\n    MaxValue: 3650\n", "    Default: 400\n    MinValue: 15\n"),
+        ("    Default: 30\n    MinValue: 1\n", "    Default: 7\n    MinValue: 0\n"),
+        (
+            "          LEDGER_HORIZON_DAYS: !Ref LedgerHorizonDays\n          INVOCATION_TIMEOUT_SECONDS: 300\n",
+            "          INVOCATION_TIMEOUT_SECONDS: 300\n",
+        ),
+    ]);
+    let v = parameter_violations(&translated(&t)).join("\n");
+    for expected in [
+        "LedgerHorizonDays: MaxValue is None, the configuration's is 3650",
+        "PayloadRetentionDays: Default is Some(7.0), the configuration's is 30",
+        "PayloadRetentionDays: MinValue is Some(0.0), the configuration's is 1",
+        "OperatorFunction: LEDGER_HORIZON_DAYS is not the parameter LedgerHorizonDays",
+    ] {
+        assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
+    }
+    // A parameter taken out altogether (and its uses with it: the template would not translate).
+    let mut cfn = translated(&root().join(TEMPLATE));
+    cfn["Parameters"].as_object_mut().unwrap().remove("PayloadRetentionDays");
+    let v = parameter_violations(&cfn).join("\n");
+    assert!(v.contains("no parameter PayloadRetentionDays for PAYLOAD_RETENTION_DAYS"), "{v}");
+}
+
 /// Without an explicit role, SAM attaches AWSLambdaSQSQueueExecutionRole (receive and delete on
 /// every queue of the account): the managed-policy check sees it on the translation.
 #[test]

@@ -10,26 +10,61 @@ pub mod data_api;
 pub mod sqlite;
 
 use crate::error::BackendError;
-use crate::order::{OrderId, Priority};
-use serde::Serialize;
+use crate::order::{FieldError, OrderId, Priority};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Row status values, as stored.
-pub mod status {
+/// An order's status in the ledger, stored as its lowercase name (`as_str`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
     /// Leased by an invocation that is sending it now (or died while doing so: see `lease_until`).
-    pub const SENDING: &str = "sending";
+    Sending,
     /// Terminal: SES accepted the mail.
-    pub const SENT: &str = "sent";
+    Sent,
     /// Retryable: the last attempt failed transiently, was deferred, or never started.
-    pub const FAILED: &str = "failed";
+    Failed,
     /// Terminal: the mail provider refused this message for good; `last_error` says why.
-    pub const REJECTED: &str = "rejected";
+    Rejected,
     /// Terminal for automation: reconciliation gave up after its attempt bound; a person decides.
-    pub const ABANDONED: &str = "abandoned";
-    pub const ALL: [&str; 5] = [SENDING, SENT, FAILED, REJECTED, ABANDONED];
+    Abandoned,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::Sending, Status::Sent, Status::Failed, Status::Rejected, Status::Abandoned];
+
+    /// The stored name, exactly (a row is written only by this service, so no case folding).
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| FieldError::new("status", "must be one of sending, sent, failed, rejected, abandoned"))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Abandoned => "abandoned",
+        }
+    }
+
+    /// Finished for automation: a claim answers [`Claim::Terminal`] instead of taking it over.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Rejected | Self::Abandoned)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One order to claim: what the ledger needs to recognise it and to re-send it later.
@@ -57,7 +92,7 @@ pub enum Claim {
     /// The same `order_id` was seen with a different payload: never mail, report.
     Conflict,
     /// Refused for good earlier (by the mail provider or by reconciliation's bound).
-    Terminal { status: String, reason: String },
+    Terminal { status: Status, reason: String },
     /// This order's part of the claim failed (a backend that splits a large batch into several
     /// requests lost one of them): not claimed, retry later. The rest of the batch is unaffected.
     Unavailable { error: String },
@@ -85,6 +120,39 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The status the record step writes for this outcome: the one mapping both ledgers use.
+    pub fn status(&self) -> Status {
+        match self {
+            Self::Sent { .. } => Status::Sent,
+            Self::Failed { .. } | Self::Released { .. } => Status::Failed,
+            Self::Rejected { .. } => Status::Rejected,
+        }
+    }
+
+    /// The provider's message id, for a sent mail.
+    pub fn message_id(&self) -> Option<&str> {
+        match self {
+            Self::Sent { message_id } => Some(message_id),
+            _ => None,
+        }
+    }
+
+    /// What `last_error` becomes: the error or reason; `None` for a sent mail (which clears it).
+    pub fn last_error(&self) -> Option<&str> {
+        match self {
+            Self::Sent { .. } => None,
+            Self::Failed { error } => Some(error),
+            Self::Rejected { reason } | Self::Released { reason } => Some(reason),
+        }
+    }
+
+    /// A released claim gives its attempt back: a deferral is not a failed attempt.
+    pub fn gives_back_attempt(&self) -> bool {
+        matches!(self, Self::Released { .. })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub order_id: OrderId,
@@ -95,9 +163,9 @@ pub struct Recording {
 /// The state of one order, without personal data: what `order-confirmation status` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OrderState {
-    pub order_id: String,
-    pub status: String,
-    pub priority: String,
+    pub order_id: OrderId,
+    pub status: Status,
+    pub priority: Priority,
     pub attempts: i64,
     pub last_error: Option<String>,
     pub ses_message_id: Option<String>,
@@ -122,12 +190,12 @@ pub struct OrderState {
 }
 
 /// Statistics for one priority.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PriorityStats {
-    pub priority: String,
+    pub priority: Priority,
     /// Rows per status; every status is present, zero when none. `sent` counts the orders sent in
     /// the last 24 hours (the history is not counted: the cost stays with the pending work).
-    pub by_status: BTreeMap<String, u64>,
+    pub by_status: BTreeMap<Status, u64>,
     /// Orders not yet confirmed and still expected to be (`sending` + `failed`).
     pub pending: u64,
     pub oldest_unsent_age_seconds: Option<f64>,
@@ -146,18 +214,65 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// Nearest-rank percentiles of a sorted sample.
-    pub fn from_sorted(sorted: &[f64]) -> Self {
+    /// Nearest-rank percentiles of a histogram of times to confirm: `(milliseconds, orders)`
+    /// pairs in any order, the same milliseconds possibly more than once (docs/design.md,
+    /// "Statistics over 24 hours"). The answer is in seconds.
+    pub fn from_histogram(histogram: &[(i64, u64)]) -> Self {
+        let mut merged: BTreeMap<i64, u64> = BTreeMap::new();
+        for (ms, n) in histogram {
+            *merged.entry(*ms).or_default() += n;
+        }
+        let total: u64 = merged.values().sum();
         let rank = |p: f64| -> Option<f64> {
-            if sorted.is_empty() {
+            if total == 0 {
                 return None;
             }
-            let idx = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-            Some(sorted[idx])
+            let wanted = ((p * total as f64).ceil() as u64).clamp(1, total);
+            let mut seen = 0;
+            merged.iter().find_map(|(ms, n)| {
+                seen += n;
+                (seen >= wanted).then_some(*ms as f64 / 1000.0)
+            })
         };
         Self { p50: rank(0.50), p95: rank(0.95), p99: rank(0.99) }
     }
 }
+
+/// Significant decimal digits a time to confirm keeps in the statistics' hourly summary.
+const TTC_DIGITS: u32 = 3;
+
+/// A time to confirm as the statistics keep it: whole milliseconds truncated to three significant
+/// digits (1,234 ms counts as 1,230 ms; below one second it is exact), so it is never above the
+/// exact value and less than 1 % below it, and an hour of sends fits in a few hundred summary rows
+/// whatever the order rate (docs/design.md, "Statistics over 24 hours").
+pub fn ttc_bucket_ms(ms: i64) -> i64 {
+    let ms = ms.max(0);
+    let mut step = 1;
+    while ms >= step * 10_i64.pow(TTC_DIGITS) {
+        step *= 10;
+    }
+    ms / step * step
+}
+
+/// [`ttc_bucket_ms`] as an SQL expression over the integer expression `ms` (non-negative), the
+/// same text for SQLite and PostgreSQL (integer division truncates in both).
+pub(crate) fn ttc_bucket_sql(ms: &str) -> String {
+    let mut sql = String::from("CASE");
+    let mut step: i64 = 1;
+    // Up to 10^12 ms (31 years): far beyond the ledger's horizon.
+    while step < 1_000_000_000 {
+        let bound = step * 10_i64.pow(TTC_DIGITS);
+        sql.push_str(&format!(" WHEN {ms} < {bound} THEN {ms} / {step} * {step}"));
+        step *= 10;
+    }
+    sql.push_str(&format!(" ELSE {ms} / {step} * {step} END"));
+    sql
+}
+
+/// How long after an hour ends its sends are summarized (docs/design.md, "Statistics over 24
+/// hours"): long enough that no send of that hour is still being recorded (a Data API statement
+/// runs at most 45 seconds).
+pub const SUMMARY_SETTLE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerStats {
@@ -167,8 +282,8 @@ pub struct LedgerStats {
 /// An unconfirmed order that reconciliation should retry: its stored payload and history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StuckOrder {
-    pub order_id: String,
-    pub status: String,
+    pub order_id: OrderId,
+    pub status: Status,
     pub attempts: i64,
     /// Canonical JSON of the order, as stored at first claim.
     pub payload: String,
@@ -193,13 +308,12 @@ pub struct Retained {
 /// The payload stored in place of a removed one: valid JSON that names no one.
 pub const REMOVED_PAYLOAD: &str = "{}";
 
-/// The ledger contract. Claim and record take the whole batch so a backend can do each in one
-/// round trip; results come back in input order.
+/// The ledger's hot path: what every queue delivery does (claim, then record). Claim and record
+/// take the whole batch so a backend can do each in one round trip; results come back in input
+/// order. The pipeline needs only this, so a test fake implements only this (docs/design.md,
+/// "Ledger types: two traits, typed rows, the payload once").
 #[async_trait::async_trait]
 pub trait Ledger: Send + Sync {
-    /// Applies pending schema migrations.
-    async fn migrate(&self) -> Result<(), BackendError>;
-
     /// Inserts or takes over each order unless it is terminal or leased by someone else.
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError>;
 
@@ -208,6 +322,15 @@ pub trait Ledger: Send + Sync {
     /// token stays on the row until the next claim replaces it, so a retry of a call whose first
     /// attempt committed (its answer lost) applies again, changes nothing, and answers true.
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
+}
+
+/// Everything else a ledger does, for operators, reconciliation and deployment: the schema,
+/// statistics, one order's state, and the changes made off the hot path. A backend implements
+/// both traits; `Arc<dyn LedgerOps>` is the whole ledger and coerces to `Arc<dyn Ledger>`.
+#[async_trait::async_trait]
+pub trait LedgerOps: Ledger {
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> Result<(), BackendError>;
 
     async fn stats(&self) -> Result<LedgerStats, BackendError>;
 
@@ -247,6 +370,13 @@ pub trait Ledger: Send + Sync {
         delete_after: Duration,
         limit: usize,
     ) -> Result<Retained, BackendError>;
+
+    /// One bounded step of the statistics' summary (docs/design.md, "Statistics over 24 hours"):
+    /// summarizes the sends of the oldest hour inside the last 24 hours not yet summarized, once
+    /// that hour has been over for [`SUMMARY_SETTLE`], and forgets summaries older than 24 hours.
+    /// Returns whether an hour was summarized (false: nothing is due). Idempotent and safe to run
+    /// concurrently: an hour is summarized at most once.
+    async fn summarize_sends(&self) -> Result<bool, BackendError>;
 }
 
 /// The longest note `park` keeps: enough for a ticket reference and a name.
@@ -271,16 +401,16 @@ pub fn park_note(note: &str) -> Result<&str, &'static str> {
 /// Turns raw per-priority numbers into the reported shape, filling absent statuses with zero.
 pub(crate) fn priority_stats(
     priority: Priority,
-    counts: &BTreeMap<String, u64>,
+    counts: &BTreeMap<Status, u64>,
     oldest_unsent_age_seconds: Option<f64>,
     sent_last_hour: u64,
     time_to_send_seconds: Percentiles,
 ) -> PriorityStats {
-    let by_status: BTreeMap<String, u64> =
-        status::ALL.iter().map(|s| ((*s).to_owned(), counts.get(*s).copied().unwrap_or(0))).collect();
+    let by_status: BTreeMap<Status, u64> =
+        Status::ALL.iter().map(|s| (*s, counts.get(s).copied().unwrap_or(0))).collect();
     PriorityStats {
-        priority: priority.as_str().to_owned(),
-        pending: by_status[status::SENDING] + by_status[status::FAILED],
+        priority,
+        pending: by_status[&Status::Sending] + by_status[&Status::Failed],
         by_status,
         oldest_unsent_age_seconds,
         sent_last_hour,
@@ -301,11 +431,72 @@ mod tests {
     }
 
     #[test]
+    fn statuses_read_back_what_they_store_and_refuse_anything_else() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        assert!(Status::parse("SENT").is_err());
+        assert!(Status::parse("").unwrap_err().rule.contains("one of sending, sent"));
+    }
+
+    #[test]
+    fn each_outcome_maps_to_one_status() {
+        let sent = Outcome::Sent { message_id: "m-1".into() };
+        assert_eq!((sent.status(), sent.message_id(), sent.last_error()), (Status::Sent, Some("m-1"), None));
+        let failed = Outcome::Failed { error: "timeout".into() };
+        assert_eq!(
+            (failed.status(), failed.last_error(), failed.gives_back_attempt()),
+            (Status::Failed, Some("timeout"), false)
+        );
+        let rejected = Outcome::Rejected { reason: "bad address".into() };
+        assert_eq!((rejected.status(), rejected.last_error()), (Status::Rejected, Some("bad address")));
+        let released = Outcome::Released { reason: "not sent: deferred".into() };
+        assert_eq!(
+            (released.status(), released.message_id(), released.gives_back_attempt()),
+            (Status::Failed, None, true)
+        );
+    }
+
+    #[test]
     fn nearest_rank_percentiles() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        let p = Percentiles::from_sorted(&v);
+        let one_each: Vec<(i64, u64)> = (1..=100).rev().map(|s| (s * 1000, 1)).collect();
+        let p = Percentiles::from_histogram(&one_each);
         assert_eq!((p.p50, p.p95, p.p99), (Some(50.0), Some(95.0), Some(99.0)));
-        assert_eq!(Percentiles::from_sorted(&[]).p50, None);
-        assert_eq!(Percentiles::from_sorted(&[3.0]).p99, Some(3.0));
+        assert_eq!(Percentiles::from_histogram(&[(3_000, 1)]).p99, Some(3.0));
+    }
+
+    #[test]
+    fn a_histogram_gives_the_nearest_rank_of_its_values_merged() {
+        // The same time from an hour's summary and from the sends themselves counts once, summed.
+        let p = Percentiles::from_histogram(&[(2_000, 60), (9_000, 30), (2_000, 5), (40_000, 5)]);
+        assert_eq!((p.p50, p.p95, p.p99), (Some(2.0), Some(9.0), Some(40.0)));
+        assert_eq!(Percentiles::from_histogram(&[]), Percentiles::default());
+        assert_eq!(Percentiles::from_histogram(&[(1_000, 0)]).p50, None);
+    }
+
+    #[test]
+    fn times_to_confirm_keep_three_significant_digits_never_above_and_within_one_percent() {
+        assert_eq!(ttc_bucket_ms(0), 0);
+        assert_eq!(ttc_bucket_ms(-5), 0);
+        assert_eq!(ttc_bucket_ms(999), 999);
+        assert_eq!(ttc_bucket_ms(1_234), 1_230);
+        assert_eq!(ttc_bucket_ms(12_345), 12_300);
+        assert_eq!(ttc_bucket_ms(2_000), 2_000);
+        assert_eq!(ttc_bucket_ms(86_399_999), 86_300_000);
+        for ms in (0..5_000_000).step_by(997).chain([u32::MAX as i64, 400 * 86_400_000]) {
+            let b = ttc_bucket_ms(ms);
+            assert!(b <= ms && (ms - b) as f64 <= ms as f64 * 0.01, "{ms} -> {b}");
+        }
+    }
+
+    #[test]
+    fn the_sql_bucket_is_the_same_as_the_rust_one() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let sql = format!("SELECT {}", ttc_bucket_sql("?1"));
+        for ms in [0_i64, 7, 999, 1_000, 1_234, 99_999, 123_456_789, 400 * 86_400_000, 999_999_999_999] {
+            let got: i64 = conn.query_row(&sql, [ms], |r| r.get(0)).unwrap();
+            assert_eq!(got, ttc_bucket_ms(ms), "{ms}");
+        }
     }
 }

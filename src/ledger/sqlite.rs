@@ -3,8 +3,8 @@
 //! atomicity the PostgreSQL statement has. Blocking calls run on tokio's blocking pool.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Outcome, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
-    StuckOrder, Unconfirmed, priority_stats, status,
+    Claim, ClaimRequest, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
+    Status, StuckOrder, Unconfirmed, priority_stats,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -23,7 +23,53 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_parked_orders", include_str!("../../migrations/sqlite/0003_parked_orders.sql")),
     ("0004_retention", include_str!("../../migrations/sqlite/0004_retention.sql")),
     ("0005_pending_indexes", include_str!("../../migrations/sqlite/0005_pending_indexes.sql")),
+    ("0006_sent_per_hour", include_str!("../../migrations/sqlite/0006_sent_per_hour.sql")),
 ];
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The first hour boundary inside the 24 hours before `now`: the statistics' summary covers whole
+/// hours from here (docs/design.md, "Statistics over 24 hours").
+fn first_whole_hour(now: i64) -> i64 {
+    let since = now - DAY_MS;
+    since - since.rem_euclid(HOUR_MS) + HOUR_MS
+}
+
+/// Every send before this is in `sent_per_hour` (as far as the last 24 hours go).
+fn summarized_until(conn: &Connection) -> Result<i64, BackendError> {
+    conn.query_row("SELECT summarized_until FROM sent_summary_progress", [], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|until| until.unwrap_or(i64::MIN))
+        .map_err(sql_error)
+}
+
+/// The histogram of times to confirm over `[since, now]` per priority: the hourly summaries of the
+/// whole hours `[first, summarized)` and the sends themselves elsewhere (the same split as the
+/// Data API ledger's statement).
+static TTC_HISTOGRAM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let bucket = super::ttc_bucket_sql("ms");
+    format!(
+        "SELECT ttc_ms, SUM(orders) FROM (\
+         SELECT ttc_ms, orders FROM sent_per_hour WHERE priority = ?1 AND hour_start >= ?3 AND hour_start < ?4 \
+         UNION ALL SELECT {bucket}, 1 FROM (\
+         SELECT max(sent_at - first_seen_at, 0) AS ms FROM order_confirmations \
+         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2 AND sent_at < ?3 \
+         UNION ALL SELECT max(sent_at - first_seen_at, 0) AS ms FROM order_confirmations \
+         WHERE priority = ?1 AND status = 'sent' AND sent_at >= max(?3, ?4))) GROUP BY ttc_ms"
+    )
+});
+
+/// One hour's sends, summarized (`?1` the hour's start).
+static SUMMARIZE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let bucket = super::ttc_bucket_sql("ms");
+    format!(
+        "INSERT OR IGNORE INTO sent_per_hour (hour_start, priority, ttc_ms, orders) \
+         SELECT ?1, priority, {bucket} AS ttc_ms, COUNT(*) FROM (\
+         SELECT priority, max(sent_at - first_seen_at, 0) AS ms FROM order_confirmations \
+         WHERE status = 'sent' AND sent_at >= ?1 AND sent_at < ?1 + {HOUR_MS}) GROUP BY priority, ttc_ms"
+    )
+});
 
 pub struct SqliteLedger {
     conn: Arc<Mutex<Connection>>,
@@ -70,6 +116,33 @@ fn sql_error(e: rusqlite::Error) -> BackendError {
     }
 }
 
+/// A stored status read back: anything else means the row was written by something other than
+/// this service, which is a fault, not a value to pass on.
+fn stored_status(s: &str) -> Result<Status, BackendError> {
+    Status::parse(s).map_err(|e| BackendError::fatal(format!("SQLite ledger holds an unknown {e}")))
+}
+
+/// A text column read through a `parse` constructor; a value that fails it is a conversion error
+/// naming the column's rule (never the value).
+fn column<T>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    parse: impl FnOnce(&str) -> Result<T, crate::order::FieldError>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    parse(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into()))
+}
+
+/// A `StuckOrder` from `order_id, status, attempts, payload`.
+fn stuck_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<StuckOrder> {
+    Ok(StuckOrder {
+        order_id: column(r, 0, OrderId::parse)?,
+        status: column(r, 1, Status::parse)?,
+        attempts: r.get(2)?,
+        payload: r.get(3)?,
+    })
+}
+
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -80,6 +153,114 @@ fn from_ms(ms: i64) -> OffsetDateTime {
 
 #[async_trait::async_trait]
 impl Ledger for SqliteLedger {
+    async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
+        let orders = orders.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let lease_until = now + lease.as_millis() as i64;
+            let mut claims = Vec::with_capacity(orders.len());
+            for o in &orders {
+                let existing: Option<(String, String, Option<i64>, Option<String>)> = tx
+                    .query_row(
+                        "SELECT payload_sha256, status, lease_until, last_error FROM order_confirmations WHERE order_id = ?1",
+                        [o.order_id.as_str()],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                let existing = match existing {
+                    Some((sha, st, until, reason)) => Some((sha, stored_status(&st)?, until, reason)),
+                    None => None,
+                };
+                let token = Uuid::new_v4();
+                let claim = match existing {
+                    None => {
+                        tx.execute(
+                            "INSERT INTO order_confirmations (order_id, payload_sha256, priority, payload, status, \
+                             claim_token, lease_until, attempts, first_seen_at, updated_at) \
+                             VALUES (?1, ?2, ?3, ?4, 'sending', ?5, ?6, 1, ?7, ?7)",
+                            params![
+                                o.order_id.as_str(),
+                                o.payload_sha256,
+                                o.priority.as_str(),
+                                o.payload,
+                                token.to_string(),
+                                lease_until,
+                                now
+                            ],
+                        )
+                        .map_err(sql_error)?;
+                        Claim::Claimed { token, after_expired_lease: false }
+                    }
+                    Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
+                    Some((_, Status::Sent, _, _)) => Claim::AlreadySent,
+                    Some((_, st, _, reason)) if st.is_terminal() => {
+                        Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
+                    }
+                    Some((_, Status::Sending, Some(until), _)) if until > now => {
+                        Claim::InFlight { lease_remaining: Duration::from_millis((until - now) as u64) }
+                    }
+                    Some((_, previous, _, _)) => {
+                        tx.execute(
+                            "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
+                             attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
+                            params![o.order_id.as_str(), token.to_string(), lease_until, now],
+                        )
+                        .map_err(sql_error)?;
+                        Claim::Claimed { token, after_expired_lease: previous == Status::Sending }
+                    }
+                };
+                claims.push(claim);
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+        let recordings = recordings.to_vec();
+        self.with_conn(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let mut applied = Vec::with_capacity(recordings.len());
+            for r in &recordings {
+                let outcome = &r.outcome;
+                let sent_at = (outcome.status() == Status::Sent).then_some(now);
+                // The token stays on the row (only the next claim replaces it), so a retry of a
+                // record that already committed applies again without changing anything; the
+                // attempt is given back only once, while the row is still leased.
+                let n = tx
+                    .execute(
+                        "UPDATE order_confirmations SET \
+                         attempts = CASE WHEN ?8 AND status = 'sending' THEN max(attempts - 1, 0) ELSE attempts END, \
+                         status = ?3, ses_message_id = COALESCE(?4, ses_message_id), last_error = ?5, \
+                         sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE COALESCE(?6, sent_at) END, \
+                         lease_until = NULL, updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
+                        params![
+                            r.order_id.as_str(),
+                            r.token.to_string(),
+                            outcome.status().as_str(),
+                            outcome.message_id(),
+                            outcome.last_error(),
+                            sent_at,
+                            now,
+                            outcome.gives_back_attempt()
+                        ],
+                    )
+                    .map_err(sql_error)?;
+                applied.push(n == 1);
+            }
+            tx.commit().map_err(sql_error)?;
+            Ok(applied)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl LedgerOps for SqliteLedger {
     async fn migrate(&self) -> Result<(), BackendError> {
         self.with_conn(|conn| {
             conn.execute_batch(
@@ -108,135 +289,25 @@ impl Ledger for SqliteLedger {
         .await
     }
 
-    async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
-        let orders = orders.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
-            let lease_until = now + lease.as_millis() as i64;
-            let mut claims = Vec::with_capacity(orders.len());
-            for o in &orders {
-                let existing: Option<(String, String, Option<i64>, Option<String>)> = tx
-                    .query_row(
-                        "SELECT payload_sha256, status, lease_until, last_error FROM order_confirmations WHERE order_id = ?1",
-                        [o.order_id.as_str()],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .optional()
-                    .map_err(sql_error)?;
-                let token = Uuid::new_v4();
-                let claim = match existing {
-                    None => {
-                        tx.execute(
-                            "INSERT INTO order_confirmations (order_id, payload_sha256, priority, payload, status, \
-                             claim_token, lease_until, attempts, first_seen_at, updated_at) \
-                             VALUES (?1, ?2, ?3, ?4, 'sending', ?5, ?6, 1, ?7, ?7)",
-                            params![
-                                o.order_id.as_str(),
-                                o.payload_sha256,
-                                o.priority.as_str(),
-                                o.payload,
-                                token.to_string(),
-                                lease_until,
-                                now
-                            ],
-                        )
-                        .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: false }
-                    }
-                    Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
-                    Some((_, st, _, _)) if st == status::SENT => Claim::AlreadySent,
-                    Some((_, st, _, reason)) if st == status::REJECTED || st == status::ABANDONED => {
-                        Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
-                    }
-                    Some((_, st, Some(until), _)) if st == status::SENDING && until > now => {
-                        Claim::InFlight { lease_remaining: Duration::from_millis((until - now) as u64) }
-                    }
-                    Some((_, previous, _, _)) => {
-                        tx.execute(
-                            "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
-                             attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
-                            params![o.order_id.as_str(), token.to_string(), lease_until, now],
-                        )
-                        .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: previous == status::SENDING }
-                    }
-                };
-                claims.push(claim);
-            }
-            tx.commit().map_err(sql_error)?;
-            Ok(claims)
-        })
-        .await
-    }
-
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
-        let recordings = recordings.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
-            let mut applied = Vec::with_capacity(recordings.len());
-            for r in &recordings {
-                let (new_status, message_id, error, sent_at): (&str, Option<&str>, Option<&str>, Option<i64>) =
-                    match &r.outcome {
-                        Outcome::Sent { message_id } => (status::SENT, Some(message_id), None, Some(now)),
-                        Outcome::Failed { error } => (status::FAILED, None, Some(error), None),
-                        Outcome::Rejected { reason } => (status::REJECTED, None, Some(reason), None),
-                        Outcome::Released { reason } => (status::FAILED, None, Some(reason), None),
-                    };
-                let released = matches!(r.outcome, Outcome::Released { .. });
-                // The token stays on the row (only the next claim replaces it), so a retry of a
-                // record that already committed applies again without changing anything; the
-                // attempt is given back only once, while the row is still leased.
-                let n = tx
-                    .execute(
-                        "UPDATE order_confirmations SET \
-                         attempts = CASE WHEN ?8 AND status = 'sending' THEN max(attempts - 1, 0) ELSE attempts END, \
-                         status = ?3, ses_message_id = COALESCE(?4, ses_message_id), last_error = ?5, \
-                         sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE COALESCE(?6, sent_at) END, \
-                         lease_until = NULL, updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
-                        params![
-                            r.order_id.as_str(),
-                            r.token.to_string(),
-                            new_status,
-                            message_id,
-                            error,
-                            sent_at,
-                            now,
-                            released
-                        ],
-                    )
-                    .map_err(sql_error)?;
-                applied.push(n == 1);
-            }
-            tx.commit().map_err(sql_error)?;
-            Ok(applied)
-        })
-        .await
-    }
-
     async fn stats(&self) -> Result<LedgerStats, BackendError> {
         self.with_conn(|conn| {
             let now = now_ms();
+            let summarized = summarized_until(conn)?;
             let mut priorities = Vec::new();
             for p in Priority::ALL {
                 let mut counts = BTreeMap::new();
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT status, COUNT(*) FROM order_confirmations \
-                         WHERE priority = ?1 AND status IN ('sending', 'failed', 'rejected', 'abandoned') GROUP BY status \
-                         UNION ALL SELECT 'sent', COUNT(*) FROM order_confirmations \
-                         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2",
+                         WHERE priority = ?1 AND status IN ('sending', 'failed', 'rejected', 'abandoned') GROUP BY status",
                     )
                     .map_err(sql_error)?;
                 let rows = stmt
-                    .query_map(params![p.as_str(), now - 86_400_000], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                    })
+                    .query_map(params![p.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
                     .map_err(sql_error)?;
                 for row in rows {
                     let (s, n) = row.map_err(sql_error)?;
-                    counts.insert(s, n as u64);
+                    counts.insert(stored_status(&s)?, n as u64);
                 }
                 let oldest: Option<i64> = conn
                     .query_row(
@@ -252,20 +323,17 @@ impl Ledger for SqliteLedger {
                         |r| r.get(0),
                     )
                     .map_err(sql_error)?;
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT sent_at - first_seen_at FROM order_confirmations \
-                         WHERE priority = ?1 AND status = 'sent' AND sent_at >= ?2 ORDER BY 1",
-                    )
-                    .map_err(sql_error)?;
-                let ttc: Vec<f64> = stmt
-                    .query_map(params![p.as_str(), now - 86_400_000], |r| r.get::<_, i64>(0))
+                let mut stmt = conn.prepare_cached(&TTC_HISTOGRAM_SQL).map_err(sql_error)?;
+                let histogram: Vec<(i64, u64)> = stmt
+                    .query_map(params![p.as_str(), now - DAY_MS, first_whole_hour(now), summarized], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                    })
                     .map_err(sql_error)?
-                    .map(|r| r.map(|ms| ms as f64 / 1000.0))
                     .collect::<Result<_, _>>()
                     .map_err(sql_error)?;
+                counts.insert(Status::Sent, histogram.iter().map(|(_, n)| n).sum());
                 let oldest_age = oldest.map(|t| (now - t) as f64 / 1000.0);
-                let ttc = Percentiles::from_sorted(&ttc);
+                let ttc = Percentiles::from_histogram(&histogram);
                 priorities.push(priority_stats(p, &counts, oldest_age, sent_last_hour as u64, ttc));
             }
             Ok(LedgerStats { priorities })
@@ -283,9 +351,9 @@ impl Ledger for SqliteLedger {
                 [id],
                 |r| {
                     Ok(OrderState {
-                        order_id: r.get(0)?,
-                        status: r.get(1)?,
-                        priority: r.get(2)?,
+                        order_id: column(r, 0, OrderId::parse)?,
+                        status: column(r, 1, Status::parse)?,
+                        priority: column(r, 2, Priority::parse)?,
                         attempts: r.get(3)?,
                         last_error: r.get(4)?,
                         ses_message_id: r.get(5)?,
@@ -316,9 +384,7 @@ impl Ledger for SqliteLedger {
                 )
                 .map_err(sql_error)?;
             let rows = stmt
-                .query_map(params![now, now - failed_for.as_millis() as i64, limit as i64], |r| {
-                    Ok(StuckOrder { order_id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, payload: r.get(3)? })
-                })
+                .query_map(params![now, now - failed_for.as_millis() as i64, limit as i64], stuck_order)
                 .map_err(sql_error)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
         })
@@ -373,7 +439,7 @@ impl Ledger for SqliteLedger {
                  updated_at = ?2 WHERE order_id = ?1 AND status IN ('abandoned', 'rejected') \
                  RETURNING order_id, status, attempts, payload",
                 params![id, now_ms()],
-                |r| Ok(StuckOrder { order_id: r.get(0)?, status: r.get(1)?, attempts: r.get(2)?, payload: r.get(3)? }),
+                stuck_order,
             )
             .optional()
             .map_err(sql_error)
@@ -429,6 +495,30 @@ impl Ledger for SqliteLedger {
                 )
                 .map_err(sql_error)? as u64;
             Ok(Retained { payloads_removed, rows_deleted })
+        })
+        .await
+    }
+
+    async fn summarize_sends(&self) -> Result<bool, BackendError> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+            let now = now_ms();
+            let first = first_whole_hour(now);
+            let hour = summarized_until(&tx)?.max(first);
+            if hour + HOUR_MS > now - super::SUMMARY_SETTLE.as_millis() as i64 {
+                return Ok(false);
+            }
+            tx.execute(&SUMMARIZE_SQL, [hour]).map_err(sql_error)?;
+            tx.execute("DELETE FROM sent_per_hour WHERE hour_start < ?1", [first]).map_err(sql_error)?;
+            tx.execute(
+                "INSERT INTO sent_summary_progress (singleton, summarized_until) VALUES (1, ?1) \
+                 ON CONFLICT (singleton) DO UPDATE SET summarized_until = excluded.summarized_until \
+                 WHERE summarized_until < excluded.summarized_until",
+                [hour + HOUR_MS],
+            )
+            .map_err(sql_error)?;
+            tx.commit().map_err(sql_error)?;
+            Ok(true)
         })
         .await
     }

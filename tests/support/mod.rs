@@ -10,12 +10,10 @@ pub mod services;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::sqlite::SqliteLedger;
-use order_confirmation::ledger::{
-    Claim, ClaimRequest, Ledger, LedgerStats, OrderState, Recording, Retained, StuckOrder, Unconfirmed,
-};
+use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, LedgerOps, Recording};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::mailer::outbox::OutboxMailer;
-use order_confirmation::order::{Order, OrderId};
+use order_confirmation::order::Order;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::render::Mail;
 use std::collections::HashMap;
@@ -180,8 +178,8 @@ pub enum RecordFault {
 }
 
 /// A real ledger with scripted trouble: a round-trip time on every claim and record (the Data API
-/// over the network) and a record step that fails as scripted; everything else goes straight to
-/// the real ledger. Counts the claim and record calls.
+/// over the network) and a record step that fails as scripted. Only the hot path: operations go to
+/// the real ledger directly. Counts the claim and record calls.
 pub struct ScriptedLedger {
     pub inner: Arc<dyn Ledger>,
     fault: Option<RecordFault>,
@@ -214,9 +212,6 @@ impl ScriptedLedger {
 
 #[async_trait::async_trait]
 impl Ledger for ScriptedLedger {
-    async fn migrate(&self) -> Result<(), BackendError> {
-        self.inner.migrate().await
-    }
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
         self.claim_calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
@@ -236,34 +231,5 @@ impl Ledger for ScriptedLedger {
             Some(RecordFault::FailFor(d)) if self.started.elapsed() < d => lost(),
             _ => self.inner.record(recordings).await,
         }
-    }
-    async fn stats(&self) -> Result<LedgerStats, BackendError> {
-        self.inner.stats().await
-    }
-    async fn order_state(&self, id: &OrderId) -> Result<Option<OrderState>, BackendError> {
-        self.inner.order_state(id).await
-    }
-    async fn stuck(&self, failed_for: Duration, limit: usize) -> Result<Vec<StuckOrder>, BackendError> {
-        self.inner.stuck(failed_for, limit).await
-    }
-    async fn abandon(&self, ids: &[OrderId], reason: &str) -> Result<u64, BackendError> {
-        self.inner.abandon(ids, reason).await
-    }
-    async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
-        self.inner.unconfirmed(grace).await
-    }
-    async fn release(&self, id: &OrderId) -> Result<Option<StuckOrder>, BackendError> {
-        self.inner.release(id).await
-    }
-    async fn park(&self, id: &OrderId, note: &str) -> Result<Option<OrderState>, BackendError> {
-        self.inner.park(id, note).await
-    }
-    async fn retain(
-        &self,
-        payload_after: Duration,
-        delete_after: Duration,
-        limit: usize,
-    ) -> Result<Retained, BackendError> {
-        self.inner.retain(payload_after, delete_after, limit).await
     }
 }

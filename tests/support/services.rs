@@ -7,7 +7,7 @@
 
 use super::faults::FaultProxy;
 use aws_config::{BehaviorVersion, SdkConfig};
-use order_confirmation::ledger::Ledger;
+use order_confirmation::ledger::LedgerOps;
 use order_confirmation::ledger::data_api::{DataApiLedger, DataApiTarget, Limits};
 use order_confirmation::mailer::ses::SesMailer;
 use std::path::PathBuf;
