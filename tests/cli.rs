@@ -400,10 +400,10 @@ fn a_bad_value_from_an_environment_variable_is_named_by_the_variable_and_not_ech
 }
 
 #[test]
-fn status_of_an_order_rejected_before_it_was_recorded_says_where_to_find_it() {
+fn status_of_an_order_whose_message_was_invalid_says_where_to_find_it() {
     let dir = tempfile::tempdir().unwrap();
     run(bin(dir.path()).arg("invoke"));
-    // ORD-1004 has a valid id but no address: rejected before the ledger saw it.
+    // ORD-1004 has a valid id but no address: invalid, never recorded in the ledger.
     let (out, stdout, stderr) = run(bin(dir.path()).args(["status", "ORD-1004"]));
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stdout.is_empty());

@@ -203,7 +203,7 @@ async fn logs_and_metrics_follow_powertools_conventions_and_count_one_cold_start
     let chatty: Vec<_> = lines.iter().filter(|l| !["WARN", "ERROR"].contains(&l["level"].as_str().unwrap())).collect();
     assert!(chatty.is_empty(), "AWS_LAMBDA_LOG_LEVEL=WARN wins over RUST_LOG=debug: {chatty:?}");
     assert!(lines.iter().all(|l| l["service"] == "shop-confirmations"), "{log}");
-    // Two rejected records per batch, each one warning line.
+    // Two invalid records per batch, each one warning line.
     let failed: Vec<_> = lines.iter().filter(|l| l["message"] == "record failed").collect();
     assert_eq!(failed.len(), 4, "{log}");
     let request = |l: &serde_json::Value| l["function_request_id"].as_str().unwrap_or_default().to_owned();
