@@ -92,6 +92,11 @@ fn json_logs_carry_message_id_order_id_priority_and_outcome() {
     assert_eq!(line["message_id"], "2e1424d4-f796-459a-8184-9c92662be6da");
     assert_eq!(line["priority"], "high");
     assert_eq!(line["outcome"], "sent");
+    // Powertools' keys: the service always; the invocation's keys only inside Lambda.
+    assert_eq!(line["service"], "order-confirmation");
+    for key in ["cold_start", "function_request_id", "xray_trace_id"] {
+        assert!(line.get(key).is_none(), "{key} on a command-line line: {line}");
+    }
 }
 
 #[test]
