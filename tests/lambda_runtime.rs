@@ -230,6 +230,25 @@ async fn logs_and_metrics_follow_powertools_conventions_and_count_one_cold_start
     }
 }
 
+/// The runtime's own lines belong to the invocation too: an event that is not JSON is refused by
+/// lambda_runtime before the handler runs, and its error line names the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtimes_own_error_line_carries_the_invocation_keys() {
+    let s = Services::start().await;
+    s.ledger().await;
+    let mut watch = Watch::start().await;
+    watch.start_function(&function_env(&s, "consumer"));
+    let answer = watch.cargo_lambda_invoke(&["--data-ascii", "{not json"]).await;
+    let log = watch.log();
+    let (lines, _) = json_lines(&log);
+    let refused: Vec<_> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert!(!refused.is_empty(), "{answer} {log}");
+    for l in refused {
+        assert!(l["function_request_id"].as_str().is_some_and(|id| !id.is_empty()), "{l}");
+        assert_eq!((&l["cold_start"], &l["service"]), (&true.into(), &"order-confirmation".into()), "{l}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_setting_fails_the_function_init_with_a_message_naming_it() {
     let mut watch = Watch::start().await;
