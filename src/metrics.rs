@@ -59,7 +59,7 @@ pub const COUNTERS: &[&str] = &[
 /// message's `SentTimestamp`) to SES accepting its mail, per priority.
 pub const HISTOGRAMS: &[&str] = &["TimeToConfirm"];
 
-/// Gauges set by each reconciliation, without dimension.
+/// Gauges set by each reconciliation (the `service` dimension only).
 pub const GAUGES: &[&str] = &["UnconfirmedOrders", "OldestUnconfirmedSeconds"];
 
 /// Written once per execution environment in a document of its own ([`cold_start`]).
