@@ -14,6 +14,7 @@ use order_confirmation::mailer::Mailer;
 use order_confirmation::order::Order;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::render::{Mail, render};
+use order_confirmation::ses_event::MailTags;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +39,7 @@ struct NullMailer;
 
 #[async_trait::async_trait]
 impl Mailer for NullMailer {
-    async fn send(&self, order: &Order, _mail: &Mail) -> Result<String, BackendError> {
+    async fn send(&self, order: &Order, _mail: &Mail, _tags: &MailTags) -> Result<String, BackendError> {
         Ok(order.order_id.to_string())
     }
 }
@@ -83,7 +84,7 @@ struct SlowMailer(Duration);
 
 #[async_trait::async_trait]
 impl Mailer for SlowMailer {
-    async fn send(&self, order: &Order, _mail: &Mail) -> Result<String, BackendError> {
+    async fn send(&self, order: &Order, _mail: &Mail, _tags: &MailTags) -> Result<String, BackendError> {
         tokio::time::sleep(self.0).await;
         Ok(order.order_id.to_string())
     }

@@ -1,6 +1,6 @@
 //! The ledger scale benchmark (`make bench-ledger`, BENCHMARKS.md "Ledger at scale"): fills a
 //! throw-away PostgreSQL with N rows of history through the project's schema (migrated by the
-//! Data API ledger itself), then times `stats`, `status`, `reconcile` and a batch of 10 orders
+//! Data API ledger itself), then times `stats` (and its delivery table), `status`, `reconcile` and a batch of 10 orders
 //! through rds-data-local, the way the operator function and the consumer call them.
 //!
 //! The history is a year of orders, the newest first: 99.9 % `sent` (payloads older than
@@ -31,8 +31,10 @@ async fn main() {
     let sizes: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("sizes are row counts")).collect();
     let sizes = if sizes.is_empty() { vec![1_000, 2_000_000] } else { sizes };
     let base = std::env::var("DATABASE_URL").expect("run under scripts/with-postgres (DATABASE_URL)");
-    println!("| rows | fill (s) | stats (ms) | status (ms) | reconcile (ms) | batch of 10 (ms) |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| rows | fill (s) | stats (ms) | delivery stats (ms) | status (ms) | reconcile (ms) | batch of 10 (ms) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         run(&base, n).await;
     }
@@ -78,6 +80,8 @@ async fn run(base: &str, n: u64) {
     let one = OrderId::parse(&format!("H-{}", n / 2)).expect("order id");
 
     let stats = median(|_| async { ledger.stats().await.expect("stats") }).await;
+    // `stats` also prints the delivery table: the last 24 hours of sends by delivery state.
+    let delivery = median(|_| async { ledger.delivery_stats().await.expect("delivery stats") }).await;
     let status = median(|_| async { assert!(ledger.order_state(&one).await.expect("status").is_some()) }).await;
     let rec = median(|_| async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -94,7 +98,7 @@ async fn run(base: &str, n: u64) {
         }
     })
     .await;
-    println!("| {n} | {:.1} | {stats:.1} | {status:.1} | {rec:.1} | {batch:.1} |", fill.as_secs_f64());
+    println!("| {n} | {:.1} | {stats:.1} | {delivery:.1} | {status:.1} | {rec:.1} | {batch:.1} |", fill.as_secs_f64());
     drop(server);
 }
 

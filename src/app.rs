@@ -3,7 +3,7 @@
 
 use crate::aws;
 use crate::config::{Config, LedgerChoice, MailerChoice};
-use crate::ledger::data_api::{DataApiLedger, DataApiTarget};
+use crate::ledger::data_api::DataApiLedger;
 use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, LedgerOps};
 use crate::mailer::Mailer;
@@ -28,8 +28,10 @@ pub enum NoLedger {
 /// (PostgreSQL's undefined_table, SQLSTATE 42P01, which the Data API puts in its message) becomes
 /// [`NoLedger::Database`]; anything else keeps its cause with `doing` as context.
 pub fn ledger_read_error(config: &Config, error: crate::error::BackendError, doing: &'static str) -> anyhow::Error {
-    match &config.data_api {
-        Some(target) if error.message.contains("SQLState: 42P01") => NoLedger::Database(target.database.clone()).into(),
+    match &config.ledger {
+        LedgerChoice::DataApi(target) if error.message.contains("SQLState: 42P01") => {
+            NoLedger::Database(target.database.clone()).into()
+        }
         _ => anyhow::Error::new(error).context(doing),
     }
 }
@@ -54,18 +56,8 @@ pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>>
             ledger.migrate().await.context("migrating the SQLite ledger")?;
             Arc::new(ledger)
         }
-        LedgerChoice::DataApi => {
-            let target =
-                config.data_api.clone().context("LEDGER=data-api needs DB_CLUSTER_ARN, DB_SECRET_ARN, DB_NAME")?;
-            let client = aws::rds_data_client(aws::sdk_config().await);
-            Arc::new(DataApiLedger::new(
-                client,
-                DataApiTarget {
-                    cluster_arn: target.cluster_arn,
-                    secret_arn: target.secret_arn,
-                    database: target.database,
-                },
-            ))
+        LedgerChoice::DataApi(target) => {
+            Arc::new(DataApiLedger::new(aws::rds_data_client(aws::sdk_config().await), target.clone()))
         }
     })
 }

@@ -37,19 +37,27 @@ use std::time::Duration;
 /// SQS's upper bound for a visibility timeout (12 hours).
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct BackoffSettings {
     /// Delay after the first transient failure (before jitter).
+    #[serde(rename = "base_seconds", with = "crate::config::secs")]
     pub base: Duration,
     /// Longest delay for a transient failure.
+    #[serde(rename = "cap_seconds", with = "crate::config::secs")]
     pub cap: Duration,
     /// Delay for a deferred record (before jitter).
+    #[serde(rename = "deferred_seconds", with = "crate::config::secs")]
     pub deferred: Duration,
 }
 
 impl Default for BackoffSettings {
     fn default() -> Self {
-        Self { base: Duration::from_secs(30), cap: Duration::from_secs(900), deferred: Duration::from_secs(5) }
+        use crate::config::defaults;
+        Self {
+            base: Duration::from_secs(defaults::BACKOFF_BASE_SECONDS),
+            cap: Duration::from_secs(defaults::BACKOFF_CAP_SECONDS),
+            deferred: Duration::from_secs(defaults::DEFERRED_DELAY_SECONDS),
+        }
     }
 }
 

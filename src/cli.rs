@@ -114,12 +114,18 @@ pub struct Statistics {
     pub ledger: crate::ledger::LedgerStats,
     /// The priorities added up ([`stats::totals`]).
     pub totals: stats::Totals,
+    /// What SES said about the mail sent in the last 24 hours, per priority.
+    pub delivery: Vec<crate::ledger::DeliveryStats>,
     pub queues: Vec<crate::queues::QueueDepth>,
 }
 
 impl Statistics {
-    pub fn new(ledger: crate::ledger::LedgerStats, queues: Vec<crate::queues::QueueDepth>) -> Self {
-        Self { totals: stats::totals(&ledger), ledger, queues }
+    pub fn new(
+        ledger: crate::ledger::LedgerStats,
+        delivery: Vec<crate::ledger::DeliveryStats>,
+        queues: Vec<crate::queues::QueueDepth>,
+    ) -> Self {
+        Self { totals: stats::totals(&ledger), ledger, delivery, queues }
     }
 }
 
@@ -200,23 +206,15 @@ impl Cli {
 /// The argument is read from the error's context, then looked up in the command definition.
 fn from_environment(e: &clap::Error) -> Option<String> {
     use clap::CommandFactory;
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
-        return None;
-    }
-    let Some(ContextValue::String(invalid)) = e.get(ContextKind::InvalidArg) else { return None };
     let command = Cli::command();
-    let arg = command.get_arguments().find(|a| {
-        a.get_long().is_some_and(|long| invalid.split_whitespace().next() == Some(format!("--{long}").as_str()))
-    })?;
+    let variable = crate::config::setting_of(e, &command)?;
+    let arg = command.get_arguments().find(|a| a.get_env().is_some_and(|v| v == variable.as_str()))?;
     let long = format!("--{}", arg.get_long()?);
     let typed = std::env::args().any(|a| a == long || a.starts_with(&format!("{long}=")));
-    let variable = arg.get_env()?.to_str()?;
-    if typed || std::env::var_os(variable).is_none() {
+    if typed || std::env::var_os(&variable).is_none() {
         return None;
     }
-    let why =
-        std::error::Error::source(e).map_or_else(|| "not one of the accepted values".to_owned(), |s| s.to_string());
+    let why = crate::config::parse_problem(e);
     Some(format!("configuration: {variable} is not valid: {why} (see --help for the accepted values)"))
 }
 
@@ -247,6 +245,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             loop {
                 let s = Statistics::new(
                     ledger.stats().await.map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
+                    ledger
+                        .delivery_stats()
+                        .await
+                        .map_err(|e| app::ledger_read_error(&config, e, "reading delivery statistics"))?,
                     match &sqs {
                         Some(client) => {
                             crate::queues::depths(client, &config.queue_urls).await.context("reading queue depths")?
@@ -262,6 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         emit("\x1b[2J\x1b[H")?;
                     }
                     emit(stats::render_table(&s.ledger))?;
+                    emit(stats::render_delivery(&s.delivery))?;
                     emit(stats::render_queues(&s.queues))?;
                 }
                 let Some(every) = args.watch else { break };
@@ -276,7 +279,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if config.queue_urls.is_empty() {
                 return Err(usage("consume needs at least one --queue-url (or QUEUE_URLS), high priority first"));
             }
-            let (_, pipeline) = app::build_ledger_and_pipeline(&config).await?;
+            let (ledger, pipeline) = app::build_ledger_and_pipeline(&config).await?;
             let sqs = crate::aws::sqs_client(crate::aws::sdk_config().await);
             let backoff = crate::backoff::VisibilityBackoff::new(sqs.clone(), config.backoff);
             let options = crate::consume::ConsumeOptions {
@@ -285,7 +288,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 batch_timeout: config.invocation_timeout,
                 idle_exit: args.idle_exit.map(std::time::Duration::from_secs),
             };
-            let summary = crate::consume::run(&pipeline, &sqs, &backoff, &options, shutdown_signal()).await?;
+            let summary =
+                crate::consume::run(&pipeline, ledger.as_ref(), &sqs, &backoff, &options, shutdown_signal()).await?;
             emit(format_args!("{}\n", serde_json::to_string(&summary)?))?;
             Ok(0)
         }
@@ -355,7 +359,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// What `invoke` accepts, for the messages that refuse something else.
-const INVOKE_EXPECTS: &str = "invoke takes an SQS batch, the reconcile schedule event or an operator request as JSON \
+const INVOKE_EXPECTS: &str = "invoke takes an SQS batch (orders, or SES events from the events queue), the reconcile schedule event or an operator request as JSON \
                               (see events/); `-` reads stdin";
 
 /// Reads the event (a file, or stdin for `-`) and runs it through the path the deployed function
@@ -378,6 +382,7 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
     let deadline = Instant::now() + config.invocation_timeout;
     let answer = match EventKind::of(&payload).map_err(usage)? {
         EventKind::SqsBatch => return invoke_batch(config, payload, deadline).await,
+        EventKind::DeliveryEvents => return invoke_delivery_events(config, payload).await,
         EventKind::Schedule => {
             let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
             let report = crate::reconcile::reconcile(&pipeline, ledger.as_ref(), &config.reconcile, deadline)
@@ -409,6 +414,23 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
         }
     };
     emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
+    Ok(0)
+}
+
+/// A batch from the SES events queue: the handler's path, with the summary on stderr.
+async fn invoke_delivery_events(config: &Config, payload: serde_json::Value) -> anyhow::Result<i32> {
+    let event: SqsEvent = serde_json::from_value(payload)
+        .map_err(|e| usage(format!("the event has Records but is not an SQS event ({e}): {INVOKE_EXPECTS}")))?;
+    let ledger = app::build_ledger(config).await?;
+    let report = crate::delivery::handle(ledger.as_ref(), &event).await;
+    crate::metrics::record_delivery_events(&report);
+    crate::metrics::flush(crate::metrics::Sink::Stderr);
+    emit(format_args!("{}\n", serde_json::to_string(&report.response())?))?;
+    eprintln!("{}", report.summary());
+    if report.unidentifiable_failures() > 0 {
+        eprintln!("a failed event record has no messageId: Lambda would fail the invocation");
+        return Ok(1);
+    }
     Ok(0)
 }
 

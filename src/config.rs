@@ -2,20 +2,22 @@
 //! validated, and printable with secrets masked (`order-confirmation config`). A missing or wrong
 //! setting is an error that names the setting; nothing falls back silently in Lambda.
 
+use crate::ledger::data_api::DataApiTarget;
 use clap::Args;
 use serde::Serialize;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where order state is kept.
+/// Where order state is kept. The Data API ledger carries its target, so a configuration that
+/// names it always says where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum LedgerChoice {
     /// Embedded SQLite file (local runs).
     Sqlite { path: PathBuf },
     /// Aurora PostgreSQL through the RDS Data API (production).
-    DataApi,
+    DataApi(DataApiTarget),
 }
 
 /// Where mail goes.
@@ -28,13 +30,47 @@ pub enum MailerChoice {
     Ses,
 }
 
-pub const DEFAULT_LEDGER: &str = "sqlite:.local/ledger.db";
-pub const DEFAULT_MAILER: &str = "outbox:.local/outbox";
+/// Every setting's default, written only here: clap shows it in `--help` and fills it in,
+/// [`Settings::validate`] falls back to it (a [`Settings`] built in code has no clap), the typed
+/// settings' `Default`s are made of it, tests/docs.rs compares the README's configuration table
+/// with clap's command and tests/template.rs the template's parameters with it.
+pub mod defaults {
+    /// Local runs only: in Lambda `LEDGER` must be set.
+    pub const LEDGER: &str = "sqlite:.local/ledger.db";
+    /// Local runs only: in Lambda `MAILER` must be set.
+    pub const MAILER: &str = "outbox:.local/outbox";
+    /// The From address of the outbox mailer (the ses mailer needs one set).
+    pub const OUTBOX_SENDER_ADDRESS: &str = "orders@example.com";
+    pub const SEND_TIMEOUT_SECONDS: u64 = 15;
+    pub const HIGH_PRIORITY_RESERVE: f64 = 0.2;
+    pub const SEND_CONCURRENCY: usize = 16;
+    pub const SAFETY_MARGIN_SECONDS: u64 = 5;
+    pub const INVOCATION_TIMEOUT_SECONDS: u64 = 60;
+    pub const LEASE_SLACK_SECONDS: u64 = 60;
+    pub const BACKOFF_BASE_SECONDS: u64 = 30;
+    pub const BACKOFF_CAP_SECONDS: u64 = 900;
+    pub const DEFERRED_DELAY_SECONDS: u64 = 5;
+    pub const RECONCILE_FAILED_AFTER_SECONDS: u64 = 600;
+    pub const RECONCILE_MAX_ATTEMPTS: i64 = 10;
+    pub const UNCONFIRMED_GRACE_SECONDS: u64 = 300;
+    pub const PAYLOAD_RETENTION_DAYS: u64 = 30;
+    pub const LEDGER_HORIZON_DAYS: u64 = 400;
+    pub const FUNCTION_ROLE: &str = "consumer";
+    /// Powertools' variables: the metrics' namespace and the `service` of every metric and log line.
+    pub const METRICS_NAMESPACE: &str = "OrderConfirmation";
+    pub const SERVICE_NAME: &str = "order-confirmation";
+}
 
-fn parse_ledger(s: &str) -> Result<LedgerChoice, String> {
+/// What `LEDGER` names, before the Data API target is known.
+enum LedgerKind {
+    Sqlite(PathBuf),
+    DataApi,
+}
+
+fn parse_ledger(s: &str) -> Result<LedgerKind, String> {
     match s.split_once(':') {
-        _ if s == "data-api" => Ok(LedgerChoice::DataApi),
-        Some(("sqlite", path)) if !path.is_empty() => Ok(LedgerChoice::Sqlite { path: path.into() }),
+        _ if s == "data-api" => Ok(LedgerKind::DataApi),
+        Some(("sqlite", path)) if !path.is_empty() => Ok(LedgerKind::Sqlite(path.into())),
         _ => Err(format!("{s:?} is not a ledger: use data-api or sqlite:<path>")),
     }
 }
@@ -49,15 +85,16 @@ fn parse_mailer(s: &str) -> Result<MailerChoice, String> {
 
 /// Every setting, as flags with environment fallbacks. Shared by all subcommands and by the
 /// Lambda entry (which has no flags, so only the environment applies there).
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Settings (every command; a flag wins over its environment variable)")]
 pub struct Settings {
-    /// Ledger backend: `data-api` or `sqlite:<path>` [default locally: sqlite:.local/ledger.db;
-    /// required in Lambda]
-    #[arg(long, env = "LEDGER", global = true)]
+    // LEDGER, MAILER and SENDER_ADDRESS have no clap default (it depends on where the process runs
+    // or on the mailer): their help names the default from `defaults`.
+    #[arg(long, env = "LEDGER", global = true,
+          help = format!("Ledger backend: `data-api` or `sqlite:<path>` [default locally: {}; required in Lambda]", defaults::LEDGER))]
     pub ledger: Option<String>,
-    /// Mail backend: `ses` or `outbox:<dir>` [default locally: outbox:.local/outbox; required in Lambda]
-    #[arg(long, env = "MAILER", global = true)]
+    #[arg(long, env = "MAILER", global = true,
+          help = format!("Mail backend: `ses` or `outbox:<dir>` [default locally: {}; required in Lambda]", defaults::MAILER))]
     pub mailer: Option<String>,
     /// Aurora cluster ARN (data-api ledger).
     #[arg(long, env = "DB_CLUSTER_ARN", global = true, hide_env_values = true)]
@@ -68,8 +105,8 @@ pub struct Settings {
     /// Database name (data-api ledger).
     #[arg(long, env = "DB_NAME", global = true)]
     pub db_name: Option<String>,
-    /// From address of the confirmations (required for ses; outbox default orders@example.com).
-    #[arg(long, env = "SENDER_ADDRESS", global = true)]
+    #[arg(long, env = "SENDER_ADDRESS", global = true,
+          help = format!("From address of the confirmations (required for ses) [default with the outbox: {}]", defaults::OUTBOX_SENDER_ADDRESS))]
     pub sender_address: Option<String>,
     /// SES configuration set for event publishing (optional).
     #[arg(long, env = "SES_CONFIGURATION_SET", global = true)]
@@ -90,66 +127,101 @@ pub struct Settings {
     /// warns once when it cannot be mailed within the timeout at this instance's share.
     #[arg(long, env = "EXPECTED_BATCH_SIZE", global = true)]
     pub expected_batch_size: Option<u32>,
-    /// Longest one SES send may take, retries included, before it is abandoned [default: 15]
-    #[arg(long, env = "SEND_TIMEOUT_SECONDS", global = true)]
-    pub send_timeout_seconds: Option<u64>,
-    /// Share of the send rate kept for high-priority orders, 0.0-0.9 [default: 0.2]
-    #[arg(long, env = "HIGH_PRIORITY_RESERVE", global = true)]
-    pub high_priority_reserve: Option<f64>,
-    /// Sends in flight at once per invocation [default: 16]
-    #[arg(long, env = "SEND_CONCURRENCY", global = true)]
-    pub send_concurrency: Option<usize>,
-    /// No send starts with less than this many seconds left in the invocation [default: 5]
-    #[arg(long, env = "SAFETY_MARGIN_SECONDS", global = true)]
-    pub safety_margin_seconds: Option<u64>,
-    /// Invocation time budget for runs outside Lambda (`invoke`, `consume`) [default: 60]
-    #[arg(long, env = "INVOCATION_TIMEOUT_SECONDS", global = true)]
-    pub invocation_timeout_seconds: Option<u64>,
-    /// Added to the invocation's remaining time to form an order's lease [default: 60]
-    #[arg(long, env = "LEASE_SLACK_SECONDS", global = true)]
-    pub lease_slack_seconds: Option<u64>,
-    /// First retry delay of a transiently failed message, doubled per receive [default: 30]
-    #[arg(long, env = "BACKOFF_BASE_SECONDS", global = true)]
-    pub backoff_base_seconds: Option<u64>,
-    /// Longest retry delay of a transiently failed message [default: 900]
-    #[arg(long, env = "BACKOFF_CAP_SECONDS", global = true)]
-    pub backoff_cap_seconds: Option<u64>,
-    /// First retry delay of a deferred message (no send slot or no time left), doubled per
-    /// receive [default: 5]
-    #[arg(long, env = "DEFERRED_DELAY_SECONDS", global = true)]
-    pub deferred_delay_seconds: Option<u64>,
-    /// Reconciliation retries a `failed` order once it has not changed for this long [default: 600]
-    #[arg(long, env = "RECONCILE_FAILED_AFTER_SECONDS", global = true)]
-    pub reconcile_failed_after_seconds: Option<u64>,
-    /// Attempts after which reconciliation marks an order `abandoned` [default: 10]
-    #[arg(long, env = "RECONCILE_MAX_ATTEMPTS", global = true)]
-    pub reconcile_max_attempts: Option<i64>,
-    /// Orders younger than this do not count as unconfirmed [default: 300]
-    #[arg(long, env = "UNCONFIRMED_GRACE_SECONDS", global = true)]
-    pub unconfirmed_grace_seconds: Option<u64>,
+    /// Longest one SES send may take, retries included, before it is abandoned
+    #[arg(long, env = "SEND_TIMEOUT_SECONDS", global = true, default_value_t = defaults::SEND_TIMEOUT_SECONDS)]
+    pub send_timeout_seconds: u64,
+    /// Share of the send rate kept for high-priority orders, 0.0-0.9
+    #[arg(long, env = "HIGH_PRIORITY_RESERVE", global = true, default_value_t = defaults::HIGH_PRIORITY_RESERVE)]
+    pub high_priority_reserve: f64,
+    /// Sends in flight at once per invocation
+    #[arg(long, env = "SEND_CONCURRENCY", global = true, default_value_t = defaults::SEND_CONCURRENCY)]
+    pub send_concurrency: usize,
+    /// No send starts with less than this many seconds left in the invocation
+    #[arg(long, env = "SAFETY_MARGIN_SECONDS", global = true, default_value_t = defaults::SAFETY_MARGIN_SECONDS)]
+    pub safety_margin_seconds: u64,
+    /// Invocation time budget for runs outside Lambda (`invoke`, `consume`)
+    #[arg(long, env = "INVOCATION_TIMEOUT_SECONDS", global = true, default_value_t = defaults::INVOCATION_TIMEOUT_SECONDS)]
+    pub invocation_timeout_seconds: u64,
+    /// Added to the invocation's remaining time to form an order's lease
+    #[arg(long, env = "LEASE_SLACK_SECONDS", global = true, default_value_t = defaults::LEASE_SLACK_SECONDS)]
+    pub lease_slack_seconds: u64,
+    /// First retry delay of a transiently failed message, doubled per receive
+    #[arg(long, env = "BACKOFF_BASE_SECONDS", global = true, default_value_t = defaults::BACKOFF_BASE_SECONDS)]
+    pub backoff_base_seconds: u64,
+    /// Longest retry delay of a transiently failed message
+    #[arg(long, env = "BACKOFF_CAP_SECONDS", global = true, default_value_t = defaults::BACKOFF_CAP_SECONDS)]
+    pub backoff_cap_seconds: u64,
+    /// First retry delay of a deferred message (no send slot or no time left), doubled per receive
+    #[arg(long, env = "DEFERRED_DELAY_SECONDS", global = true, default_value_t = defaults::DEFERRED_DELAY_SECONDS)]
+    pub deferred_delay_seconds: u64,
+    /// Reconciliation retries a `failed` order once it has not changed for this long
+    #[arg(long, env = "RECONCILE_FAILED_AFTER_SECONDS", global = true, default_value_t = defaults::RECONCILE_FAILED_AFTER_SECONDS)]
+    pub reconcile_failed_after_seconds: u64,
+    /// Attempts after which reconciliation marks an order `abandoned`
+    #[arg(long, env = "RECONCILE_MAX_ATTEMPTS", global = true, default_value_t = defaults::RECONCILE_MAX_ATTEMPTS)]
+    pub reconcile_max_attempts: i64,
+    /// Orders younger than this do not count as unconfirmed
+    #[arg(long, env = "UNCONFIRMED_GRACE_SECONDS", global = true, default_value_t = defaults::UNCONFIRMED_GRACE_SECONDS)]
+    pub unconfirmed_grace_seconds: u64,
     /// Days after sending that the scheduled reconcile removes a confirmed order's payload (name,
-    /// address, items) [default: 30]
-    #[arg(long, env = "PAYLOAD_RETENTION_DAYS", global = true)]
-    pub payload_retention_days: Option<u64>,
+    /// address, items)
+    #[arg(long, env = "PAYLOAD_RETENTION_DAYS", global = true, default_value_t = defaults::PAYLOAD_RETENTION_DAYS)]
+    pub payload_retention_days: u64,
     /// Days after first sight that the scheduled reconcile deletes a finished order's row
-    /// [default: 400]
-    #[arg(long, env = "LEDGER_HORIZON_DAYS", global = true)]
-    pub ledger_horizon_days: Option<u64>,
+    #[arg(long, env = "LEDGER_HORIZON_DAYS", global = true, default_value_t = defaults::LEDGER_HORIZON_DAYS)]
+    pub ledger_horizon_days: u64,
     /// SQS queue URLs, high priority first (for `consume` and the queue depths in `stats`);
     /// comma-separated in the environment.
     #[arg(long = "queue-url", env = "QUEUE_URLS", value_delimiter = ',', global = true)]
     pub queue_urls: Vec<String>,
     /// What a Lambda function answers: `consumer` (queue batches and the reconcile schedule) or
-    /// `operator` (operator requests and the schema custom resource) [default: consumer]
-    #[arg(long, env = "FUNCTION_ROLE", global = true)]
+    /// `operator` (operator requests and the schema custom resource)
+    #[arg(long, env = "FUNCTION_ROLE", global = true, default_value = defaults::FUNCTION_ROLE)]
     pub function_role: Option<String>,
-    /// CloudWatch namespace of the metrics (Powertools' variable) [default: OrderConfirmation]
-    #[arg(long, env = "POWERTOOLS_METRICS_NAMESPACE", global = true)]
-    pub metrics_namespace: Option<String>,
+    /// CloudWatch namespace of the metrics (Powertools' variable)
+    #[arg(long, env = "POWERTOOLS_METRICS_NAMESPACE", global = true, default_value = defaults::METRICS_NAMESPACE)]
+    pub metrics_namespace: String,
     /// The `service` key of every JSON log line and the `service` dimension of every metric
-    /// (Powertools' variable) [default: order-confirmation]
-    #[arg(long, env = "POWERTOOLS_SERVICE_NAME", global = true)]
-    pub service_name: Option<String>,
+    /// (Powertools' variable)
+    #[arg(long, env = "POWERTOOLS_SERVICE_NAME", global = true, default_value = defaults::SERVICE_NAME)]
+    pub service_name: String,
+}
+
+/// The settings with nothing set: what the command line gives without flags or variables.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            ledger: None,
+            mailer: None,
+            db_cluster_arn: None,
+            db_secret_arn: None,
+            db_name: None,
+            sender_address: None,
+            ses_configuration_set: None,
+            ses_max_send_rate: None,
+            ses_account_max_send_rate: None,
+            ses_senders: None,
+            expected_batch_size: None,
+            send_timeout_seconds: defaults::SEND_TIMEOUT_SECONDS,
+            high_priority_reserve: defaults::HIGH_PRIORITY_RESERVE,
+            send_concurrency: defaults::SEND_CONCURRENCY,
+            invocation_timeout_seconds: defaults::INVOCATION_TIMEOUT_SECONDS,
+            safety_margin_seconds: defaults::SAFETY_MARGIN_SECONDS,
+            backoff_base_seconds: defaults::BACKOFF_BASE_SECONDS,
+            backoff_cap_seconds: defaults::BACKOFF_CAP_SECONDS,
+            deferred_delay_seconds: defaults::DEFERRED_DELAY_SECONDS,
+            reconcile_failed_after_seconds: defaults::RECONCILE_FAILED_AFTER_SECONDS,
+            reconcile_max_attempts: defaults::RECONCILE_MAX_ATTEMPTS,
+            unconfirmed_grace_seconds: defaults::UNCONFIRMED_GRACE_SECONDS,
+            lease_slack_seconds: defaults::LEASE_SLACK_SECONDS,
+            payload_retention_days: defaults::PAYLOAD_RETENTION_DAYS,
+            ledger_horizon_days: defaults::LEDGER_HORIZON_DAYS,
+            queue_urls: Vec::new(),
+            function_role: None,
+            metrics_namespace: defaults::METRICS_NAMESPACE.to_owned(),
+            service_name: defaults::SERVICE_NAME.to_owned(),
+        }
+    }
 }
 
 /// Which requests a Lambda function answers (docs/design.md, Operations). Two functions run the
@@ -172,9 +244,6 @@ fn parse_function_role(s: Option<&str>) -> Result<FunctionRole, ConfigError> {
     }
 }
 
-pub const DEFAULT_METRICS_NAMESPACE: &str = "OrderConfirmation";
-pub const DEFAULT_SERVICE_NAME: &str = "order-confirmation";
-
 /// The names the metrics are published under: the namespace and the value of the `service`
 /// dimension every metric carries (Powertools' conventions, docs/design.md "Logs and metrics").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -185,7 +254,7 @@ pub struct MetricNames {
 
 impl Default for MetricNames {
     fn default() -> Self {
-        Self { namespace: DEFAULT_METRICS_NAMESPACE.to_owned(), service: DEFAULT_SERVICE_NAME.to_owned() }
+        Self { namespace: defaults::METRICS_NAMESPACE.to_owned(), service: defaults::SERVICE_NAME.to_owned() }
     }
 }
 
@@ -193,7 +262,7 @@ impl Default for MetricNames {
 /// `AWS/` (reserved for AWS's own metrics). Unset or empty means the default.
 fn parse_metrics_namespace(value: Option<&str>) -> Result<String, ConfigError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(DEFAULT_METRICS_NAMESPACE.to_owned());
+        return Ok(defaults::METRICS_NAMESPACE.to_owned());
     };
     let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
     if v.len() > 255 || !v.chars().all(allowed) {
@@ -213,7 +282,7 @@ fn parse_metrics_namespace(value: Option<&str>) -> Result<String, ConfigError> {
 /// Unset or empty means the default.
 pub fn parse_service_name(value: Option<&str>) -> Result<String, ConfigError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(DEFAULT_SERVICE_NAME.to_owned());
+        return Ok(defaults::SERVICE_NAME.to_owned());
     };
     let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#:".contains(c);
     if v.len() > 255 || !v.chars().all(allowed) {
@@ -236,11 +305,11 @@ pub enum Mode {
 pub struct Config {
     pub ledger: LedgerChoice,
     pub mailer: MailerChoice,
-    pub data_api: Option<DataApiConfig>,
     pub sender_address: String,
     pub ses_configuration_set: Option<String>,
     pub ses_max_send_rate: Option<f64>,
     pub ses_account_max_send_rate: Option<f64>,
+    pub ses_senders: Option<u32>,
     pub expected_batch_size: Option<u32>,
     pub high_priority_reserve: f64,
     #[serde(with = "secs")]
@@ -252,9 +321,7 @@ pub struct Config {
     pub invocation_timeout: Duration,
     #[serde(with = "secs")]
     pub lease_slack: Duration,
-    #[serde(skip)]
     pub backoff: crate::backoff::BackoffSettings,
-    #[serde(skip)]
     pub reconcile: crate::reconcile::ReconcileSettings,
     pub queue_urls: Vec<String>,
     pub function_role: FunctionRole,
@@ -280,21 +347,14 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct DataApiConfig {
-    pub cluster_arn: String,
-    /// Printed masked: the ARN names the secret, which is worth not spreading.
-    #[serde(serialize_with = "masked")]
-    pub secret_arn: String,
-    pub database: String,
-}
-
-fn masked<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
+/// Prints only the last six characters: enough to tell two apart, not enough to spread a name.
+pub(crate) fn masked<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
     let tail: String = value.chars().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
     s.serialize_str(&format!("****{tail}"))
 }
 
-mod secs {
+/// Durations print as seconds.
+pub(crate) mod secs {
     pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
@@ -320,12 +380,15 @@ const MAX_RETENTION_DAYS: u64 = 3650;
 /// The shortest horizon: longer than SQS keeps a message (14 days), so a redelivered message
 /// still finds its row and is not mailed twice.
 const MIN_HORIZON_DAYS: u64 = 15;
-/// `PAYLOAD_RETENTION_DAYS`: its default and the values it accepts. The template's
-/// `PayloadRetentionDays` parameter carries the same (tests/template.rs checks).
-pub const PAYLOAD_RETENTION_DAYS: (u64, RangeInclusive<u64>) = (30, 1..=MAX_RETENTION_DAYS);
-/// `LEDGER_HORIZON_DAYS`: its default and the values it accepts (also at least
-/// `PAYLOAD_RETENTION_DAYS`). The template's `LedgerHorizonDays` parameter carries the same.
-pub const LEDGER_HORIZON_DAYS: (u64, RangeInclusive<u64>) = (400, MIN_HORIZON_DAYS..=MAX_RETENTION_DAYS);
+/// The values `HIGH_PRIORITY_RESERVE` accepts; the template's `HighPriorityReserve` parameter has
+/// the same bounds.
+pub const HIGH_PRIORITY_RESERVE_RANGE: RangeInclusive<f64> = 0.0..=0.9;
+/// The values `PAYLOAD_RETENTION_DAYS` accepts. The template's `PayloadRetentionDays` parameter
+/// has the same bounds (tests/template.rs checks).
+pub const PAYLOAD_RETENTION_DAYS_RANGE: RangeInclusive<u64> = 1..=MAX_RETENTION_DAYS;
+/// The values `LEDGER_HORIZON_DAYS` accepts (it must also be at least `PAYLOAD_RETENTION_DAYS`).
+/// The template's `LedgerHorizonDays` parameter has the same bounds.
+pub const LEDGER_HORIZON_DAYS_RANGE: RangeInclusive<u64> = MIN_HORIZON_DAYS..=MAX_RETENTION_DAYS;
 const DAY: u64 = 86_400;
 
 /// The `attempts` column is a PostgreSQL `integer`; no sane bound is near it.
@@ -344,27 +407,47 @@ fn required(setting: &'static str, value: &Option<String>, why: &str) -> Result<
     }
 }
 
+/// The settings alone, as the Lambda entry reads them.
+#[derive(clap::Parser)]
+struct EnvOnly {
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// The setting a clap value error is about: the argument clap names in the error's context
+/// (`ContextKind::InvalidArg`, "--send-concurrency <SEND_CONCURRENCY>"), looked up in `command`,
+/// where its environment variable is declared. `None` for other errors, or an argument without a
+/// variable.
+pub fn setting_of(e: &clap::Error, command: &clap::Command) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(e.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) {
+        return None;
+    }
+    let Some(ContextValue::String(invalid)) = e.get(ContextKind::InvalidArg) else { return None };
+    let flag = invalid.split_whitespace().next()?;
+    let arg = command.get_arguments().find(|a| a.get_long().is_some_and(|long| flag == format!("--{long}")))?;
+    arg.get_env()?.to_str().map(str::to_owned)
+}
+
+/// Why a value did not parse, without the value (clap's message repeats it).
+pub fn parse_problem(e: &clap::Error) -> String {
+    std::error::Error::source(e).map_or_else(|| "not one of the accepted values".to_owned(), |s| s.to_string())
+}
+
+/// A value from the environment that does not parse: the error names the variable (from clap's
+/// error context) and the rule, never the value.
+fn unparsable(e: &clap::Error) -> ConfigError {
+    use clap::CommandFactory;
+    let setting = setting_of(e, &EnvOnly::command()).unwrap_or_else(|| "environment".to_owned());
+    ConfigError { setting, problem: format!("has a value that does not parse: {}", parse_problem(e)) }
+}
+
 impl Settings {
     /// Settings from the environment alone (the Lambda entry has no flags). A value that does not
     /// parse (`SES_MAX_SEND_RATE=fast`) is an error naming the variable, never a silent default.
     pub fn from_env() -> Result<Self, ConfigError> {
-        #[derive(clap::Parser)]
-        struct EnvOnly {
-            #[command(flatten)]
-            settings: Settings,
-        }
         use clap::Parser;
-        EnvOnly::try_parse_from(["order-confirmation"]).map(|e| e.settings).map_err(|e| {
-            // clap names the flag and its value name ("invalid value 'fast' for
-            // '--ses-max-send-rate <SES_MAX_SEND_RATE>'"); every value name here is the variable's.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
-            let setting = first
-                .split_once('<')
-                .and_then(|(_, rest)| rest.split_once('>'))
-                .map_or_else(|| "environment".to_owned(), |(name, _)| name.to_owned());
-            ConfigError { setting, problem: format!("has a value that does not parse: {first}") }
-        })
+        EnvOnly::try_parse_from(["order-confirmation"]).map(|e| e.settings).map_err(|e| unparsable(&e))
     }
 
     pub fn validate(&self, mode: Mode) -> Result<Config, ConfigError> {
@@ -378,16 +461,16 @@ impl Settings {
                 )),
             }
         };
-        let ledger = parse_ledger(&pick("LEDGER", &self.ledger, DEFAULT_LEDGER)?).map_err(|p| err("LEDGER", p))?;
-        let mailer = parse_mailer(&pick("MAILER", &self.mailer, DEFAULT_MAILER)?).map_err(|p| err("MAILER", p))?;
+        let ledger = parse_ledger(&pick("LEDGER", &self.ledger, defaults::LEDGER)?).map_err(|p| err("LEDGER", p))?;
+        let mailer = parse_mailer(&pick("MAILER", &self.mailer, defaults::MAILER)?).map_err(|p| err("MAILER", p))?;
 
-        let data_api = match ledger {
-            LedgerChoice::DataApi => Some(DataApiConfig {
+        let ledger = match ledger {
+            LedgerKind::DataApi => LedgerChoice::DataApi(DataApiTarget {
                 cluster_arn: required("DB_CLUSTER_ARN", &self.db_cluster_arn, "the data-api ledger needs it")?,
                 secret_arn: required("DB_SECRET_ARN", &self.db_secret_arn, "the data-api ledger needs it")?,
                 database: required("DB_NAME", &self.db_name, "the data-api ledger needs it")?,
             }),
-            LedgerChoice::Sqlite { .. } => None,
+            LedgerKind::Sqlite(path) => LedgerChoice::Sqlite { path },
         };
         for (setting, value) in [("DB_CLUSTER_ARN", &self.db_cluster_arn), ("DB_SECRET_ARN", &self.db_secret_arn)] {
             if let Some(v) = value.as_deref().filter(|v| !v.is_empty())
@@ -402,7 +485,7 @@ impl Settings {
                 required("SENDER_ADDRESS", &self.sender_address, "the ses mailer needs a verified From address")?
             }
             MailerChoice::Outbox { .. } => {
-                self.sender_address.clone().unwrap_or_else(|| "orders@example.com".to_owned())
+                self.sender_address.clone().unwrap_or_else(|| defaults::OUTBOX_SENDER_ADDRESS.to_owned())
             }
         };
         crate::order::CustomerEmail::parse(&sender_address)
@@ -442,32 +525,32 @@ impl Settings {
         {
             return Err(err("EXPECTED_BATCH_SIZE", "must be between 1 and 10000"));
         }
-        let send_timeout = Duration::from_secs(self.send_timeout_seconds.unwrap_or(15));
+        let send_timeout = Duration::from_secs(self.send_timeout_seconds);
         if !(1..=300).contains(&send_timeout.as_secs()) {
             return Err(err("SEND_TIMEOUT_SECONDS", "must be between 1 and 300"));
         }
-        let high_priority_reserve = self.high_priority_reserve.unwrap_or(0.2);
-        if !(0.0..=0.9).contains(&high_priority_reserve) {
+        let high_priority_reserve = self.high_priority_reserve;
+        if !HIGH_PRIORITY_RESERVE_RANGE.contains(&high_priority_reserve) {
             return Err(err("HIGH_PRIORITY_RESERVE", "must be between 0.0 and 0.9"));
         }
-        let send_concurrency = self.send_concurrency.unwrap_or(16);
+        let send_concurrency = self.send_concurrency;
         if !(1..=256).contains(&send_concurrency) {
             return Err(err("SEND_CONCURRENCY", "must be between 1 and 256"));
         }
-        let invocation_timeout = Duration::from_secs(self.invocation_timeout_seconds.unwrap_or(60));
+        let invocation_timeout = Duration::from_secs(self.invocation_timeout_seconds);
         // Upper bounds keep every duration far from overflowing the clock arithmetic built on it
         // (a deadline, a lease, a visibility timeout), so a typo names its setting at start-up.
         if !(1..=MAX_TIMEOUT_SECONDS).contains(&invocation_timeout.as_secs()) {
             return Err(err("INVOCATION_TIMEOUT_SECONDS", format!("must be between 1 and {MAX_TIMEOUT_SECONDS}")));
         }
-        let safety_margin = Duration::from_secs(self.safety_margin_seconds.unwrap_or(5));
+        let safety_margin = Duration::from_secs(self.safety_margin_seconds);
         if safety_margin >= invocation_timeout {
             return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
         }
         let backoff = crate::backoff::BackoffSettings {
-            base: Duration::from_secs(self.backoff_base_seconds.unwrap_or(30)),
-            cap: Duration::from_secs(self.backoff_cap_seconds.unwrap_or(900)),
-            deferred: Duration::from_secs(self.deferred_delay_seconds.unwrap_or(5)),
+            base: Duration::from_secs(self.backoff_base_seconds),
+            cap: Duration::from_secs(self.backoff_cap_seconds),
+            deferred: Duration::from_secs(self.deferred_delay_seconds),
         };
         if backoff.base.is_zero() || backoff.base > backoff.cap {
             return Err(err("BACKOFF_BASE_SECONDS", "must be at least 1 and at most BACKOFF_CAP_SECONDS"));
@@ -479,9 +562,9 @@ impl Settings {
             return Err(err("DEFERRED_DELAY_SECONDS", "must be at most 900 (the SQS message delay limit)"));
         }
         let reconcile = crate::reconcile::ReconcileSettings {
-            failed_for: Duration::from_secs(self.reconcile_failed_after_seconds.unwrap_or(600)),
-            max_attempts: self.reconcile_max_attempts.unwrap_or(10),
-            grace: Duration::from_secs(self.unconfirmed_grace_seconds.unwrap_or(300)),
+            failed_for: Duration::from_secs(self.reconcile_failed_after_seconds),
+            max_attempts: self.reconcile_max_attempts,
+            grace: Duration::from_secs(self.unconfirmed_grace_seconds),
             ..crate::reconcile::ReconcileSettings::default()
         };
         if !(1..=MAX_ATTEMPTS).contains(&reconcile.max_attempts) {
@@ -496,12 +579,12 @@ impl Settings {
         if reconcile.grace > MAX_AGE {
             return Err(err("UNCONFIRMED_GRACE_SECONDS", format!("must be at most {} (30 days)", MAX_AGE.as_secs())));
         }
-        let payload_days = self.payload_retention_days.unwrap_or(PAYLOAD_RETENTION_DAYS.0);
-        if !PAYLOAD_RETENTION_DAYS.1.contains(&payload_days) {
+        let payload_days = self.payload_retention_days;
+        if !PAYLOAD_RETENTION_DAYS_RANGE.contains(&payload_days) {
             return Err(err("PAYLOAD_RETENTION_DAYS", format!("must be between 1 and {MAX_RETENTION_DAYS}")));
         }
-        let horizon_days = self.ledger_horizon_days.unwrap_or(LEDGER_HORIZON_DAYS.0);
-        if !LEDGER_HORIZON_DAYS.1.contains(&horizon_days) {
+        let horizon_days = self.ledger_horizon_days;
+        if !LEDGER_HORIZON_DAYS_RANGE.contains(&horizon_days) {
             return Err(err(
                 "LEDGER_HORIZON_DAYS",
                 format!(
@@ -520,7 +603,7 @@ impl Settings {
             },
             ..reconcile
         };
-        let lease_slack = Duration::from_secs(self.lease_slack_seconds.unwrap_or(60));
+        let lease_slack = Duration::from_secs(self.lease_slack_seconds);
         if lease_slack.as_secs() > MAX_TIMEOUT_SECONDS {
             return Err(err("LEASE_SLACK_SECONDS", format!("must be at most {MAX_TIMEOUT_SECONDS}")));
         }
@@ -531,8 +614,8 @@ impl Settings {
         }
         let function_role = parse_function_role(self.function_role.as_deref())?;
         let metric_names = MetricNames {
-            namespace: parse_metrics_namespace(self.metrics_namespace.as_deref())?,
-            service: parse_service_name(self.service_name.as_deref())?,
+            namespace: parse_metrics_namespace(Some(&self.metrics_namespace))?,
+            service: parse_service_name(Some(&self.service_name))?,
         };
         Ok(Config {
             function_role,
@@ -544,11 +627,11 @@ impl Settings {
             queue_urls,
             ledger,
             mailer,
-            data_api,
             sender_address,
             ses_configuration_set: self.ses_configuration_set.clone().filter(|s| !s.is_empty()),
             ses_max_send_rate,
             ses_account_max_send_rate,
+            ses_senders: self.ses_senders,
             expected_batch_size: self.expected_batch_size,
             high_priority_reserve,
             send_timeout,
@@ -601,39 +684,30 @@ mod tests {
             (Settings { ledger: Some("postgres".into()), ..Default::default() }, "LEDGER"),
             (Settings { mailer: Some("smtp:x".into()), ..Default::default() }, "MAILER"),
             (Settings { ses_max_send_rate: Some(0.0), ..Default::default() }, "SES_MAX_SEND_RATE"),
-            (Settings { high_priority_reserve: Some(1.5), ..Default::default() }, "HIGH_PRIORITY_RESERVE"),
-            (Settings { send_concurrency: Some(0), ..Default::default() }, "SEND_CONCURRENCY"),
+            (Settings { high_priority_reserve: 1.5, ..Default::default() }, "HIGH_PRIORITY_RESERVE"),
+            (Settings { send_concurrency: 0, ..Default::default() }, "SEND_CONCURRENCY"),
             (Settings { sender_address: Some("nope".into()), ..Default::default() }, "SENDER_ADDRESS"),
             (Settings { db_secret_arn: Some("secret".into()), ..Default::default() }, "DB_SECRET_ARN"),
-            (Settings { backoff_base_seconds: Some(0), ..Default::default() }, "BACKOFF_BASE_SECONDS"),
-            (Settings { backoff_cap_seconds: Some(50_000), ..Default::default() }, "BACKOFF_CAP_SECONDS"),
-            (Settings { reconcile_max_attempts: Some(0), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+            (Settings { backoff_base_seconds: 0, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
+            (Settings { backoff_cap_seconds: 50_000, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
+            (Settings { reconcile_max_attempts: 0, ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
             (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
             (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
             (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
             (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
             (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
+            (Settings { metrics_namespace: "AWS/Lambda".into(), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
             (
-                Settings { metrics_namespace: Some("AWS/Lambda".into()), ..Default::default() },
+                Settings { metrics_namespace: "Orders\n".repeat(2), ..Default::default() },
                 "POWERTOOLS_METRICS_NAMESPACE",
             ),
+            (Settings { metrics_namespace: "N".repeat(256), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
+            (Settings { service_name: "order confirmation".into(), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
+            (Settings { service_name: "s".repeat(256), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
+            (Settings { payload_retention_days: 0, ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
+            (Settings { ledger_horizon_days: 14, ..Default::default() }, "LEDGER_HORIZON_DAYS"),
             (
-                Settings { metrics_namespace: Some("Orders\n".repeat(2)), ..Default::default() },
-                "POWERTOOLS_METRICS_NAMESPACE",
-            ),
-            (
-                Settings { metrics_namespace: Some("N".repeat(256)), ..Default::default() },
-                "POWERTOOLS_METRICS_NAMESPACE",
-            ),
-            (
-                Settings { service_name: Some("order confirmation".into()), ..Default::default() },
-                "POWERTOOLS_SERVICE_NAME",
-            ),
-            (Settings { service_name: Some("s".repeat(256)), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
-            (Settings { payload_retention_days: Some(0), ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
-            (Settings { ledger_horizon_days: Some(14), ..Default::default() }, "LEDGER_HORIZON_DAYS"),
-            (
-                Settings { payload_retention_days: Some(60), ledger_horizon_days: Some(30), ..Default::default() },
+                Settings { payload_retention_days: 60, ledger_horizon_days: 30, ..Default::default() },
                 "LEDGER_HORIZON_DAYS",
             ),
         ];
@@ -644,21 +718,23 @@ mod tests {
 
     #[test]
     fn very_large_values_name_the_setting_instead_of_panicking() {
-        let max = Some(u64::MAX);
         let cases = [
-            (Settings { send_timeout_seconds: max, ..Default::default() }, "SEND_TIMEOUT_SECONDS"),
-            (Settings { invocation_timeout_seconds: max, ..Default::default() }, "INVOCATION_TIMEOUT_SECONDS"),
-            (Settings { safety_margin_seconds: max, ..Default::default() }, "SAFETY_MARGIN_SECONDS"),
-            (Settings { lease_slack_seconds: max, ..Default::default() }, "LEASE_SLACK_SECONDS"),
-            (Settings { backoff_base_seconds: max, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
-            (Settings { backoff_cap_seconds: max, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
-            (Settings { deferred_delay_seconds: max, ..Default::default() }, "DEFERRED_DELAY_SECONDS"),
-            (Settings { reconcile_failed_after_seconds: max, ..Default::default() }, "RECONCILE_FAILED_AFTER_SECONDS"),
-            (Settings { unconfirmed_grace_seconds: max, ..Default::default() }, "UNCONFIRMED_GRACE_SECONDS"),
-            (Settings { reconcile_max_attempts: Some(i64::MAX), ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
-            (Settings { payload_retention_days: max, ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
-            (Settings { ledger_horizon_days: max, ..Default::default() }, "LEDGER_HORIZON_DAYS"),
-            (Settings { send_concurrency: Some(usize::MAX), ..Default::default() }, "SEND_CONCURRENCY"),
+            (Settings { send_timeout_seconds: u64::MAX, ..Default::default() }, "SEND_TIMEOUT_SECONDS"),
+            (Settings { invocation_timeout_seconds: u64::MAX, ..Default::default() }, "INVOCATION_TIMEOUT_SECONDS"),
+            (Settings { safety_margin_seconds: u64::MAX, ..Default::default() }, "SAFETY_MARGIN_SECONDS"),
+            (Settings { lease_slack_seconds: u64::MAX, ..Default::default() }, "LEASE_SLACK_SECONDS"),
+            (Settings { backoff_base_seconds: u64::MAX, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
+            (Settings { backoff_cap_seconds: u64::MAX, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
+            (Settings { deferred_delay_seconds: u64::MAX, ..Default::default() }, "DEFERRED_DELAY_SECONDS"),
+            (
+                Settings { reconcile_failed_after_seconds: u64::MAX, ..Default::default() },
+                "RECONCILE_FAILED_AFTER_SECONDS",
+            ),
+            (Settings { unconfirmed_grace_seconds: u64::MAX, ..Default::default() }, "UNCONFIRMED_GRACE_SECONDS"),
+            (Settings { reconcile_max_attempts: i64::MAX, ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+            (Settings { payload_retention_days: u64::MAX, ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
+            (Settings { ledger_horizon_days: u64::MAX, ..Default::default() }, "LEDGER_HORIZON_DAYS"),
+            (Settings { send_concurrency: usize::MAX, ..Default::default() }, "SEND_CONCURRENCY"),
             (Settings { ses_max_send_rate: Some(f64::MAX), ..Default::default() }, "SES_MAX_SEND_RATE"),
             (
                 Settings { ses_max_send_rate: Some(1.0), ses_account_max_send_rate: Some(1e300), ..Default::default() },
@@ -671,17 +747,123 @@ mod tests {
         }
         // The largest accepted values still make a working configuration.
         let s = Settings {
-            invocation_timeout_seconds: Some(MAX_TIMEOUT_SECONDS),
-            lease_slack_seconds: Some(MAX_TIMEOUT_SECONDS),
-            deferred_delay_seconds: Some(900),
-            reconcile_failed_after_seconds: Some(MAX_AGE.as_secs()),
-            unconfirmed_grace_seconds: Some(MAX_AGE.as_secs()),
-            reconcile_max_attempts: Some(MAX_ATTEMPTS),
-            payload_retention_days: Some(MAX_RETENTION_DAYS),
-            ledger_horizon_days: Some(MAX_RETENTION_DAYS),
+            invocation_timeout_seconds: MAX_TIMEOUT_SECONDS,
+            lease_slack_seconds: MAX_TIMEOUT_SECONDS,
+            deferred_delay_seconds: 900,
+            reconcile_failed_after_seconds: MAX_AGE.as_secs(),
+            unconfirmed_grace_seconds: MAX_AGE.as_secs(),
+            reconcile_max_attempts: MAX_ATTEMPTS,
+            payload_retention_days: MAX_RETENTION_DAYS,
+            ledger_horizon_days: MAX_RETENTION_DAYS,
             ..Default::default()
         };
         assert!(s.validate(Mode::Local).is_ok());
+    }
+
+    /// The settings a command line gives (no environment variable of these names is set in tests).
+    fn parsed(args: &[&str]) -> Result<Settings, clap::Error> {
+        use clap::Parser;
+        EnvOnly::try_parse_from(std::iter::once("order-confirmation").chain(args.iter().copied())).map(|e| e.settings)
+    }
+
+    #[test]
+    fn the_data_api_ledger_carries_its_target() {
+        let s = parsed(&[
+            "--ledger=data-api",
+            "--db-cluster-arn=arn:aws:rds:us-east-1:1:cluster:c",
+            "--db-secret-arn=arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf",
+            "--db-name=orders",
+        ])
+        .unwrap();
+        let c = s.validate(Mode::Local).unwrap();
+        let LedgerChoice::DataApi(target) = &c.ledger else { panic!("{:?}", c.ledger) };
+        assert_eq!(target.database, "orders");
+        let printed = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            printed["ledger"],
+            serde_json::json!({"kind": "data-api", "cluster_arn": "arn:aws:rds:us-east-1:1:cluster:c",
+                               "secret_arn": "****AbCdEf", "database": "orders"}),
+        );
+        assert!(printed.get("data_api").is_none(), "one place for the target: {printed}");
+    }
+
+    /// `config` (the command and the operator's request) prints every setting: changing any one
+    /// of them, alone, changes what it prints. The settings come from clap's command, so a new
+    /// setting is checked without being listed here, unless it has neither a default nor a value
+    /// below.
+    #[test]
+    fn config_shows_every_setting() {
+        use clap::CommandFactory;
+        // The data-api ledger, so its target's settings count.
+        let base = [
+            "--ledger=data-api",
+            "--db-cluster-arn=arn:aws:rds:us-east-1:1:cluster:c",
+            "--db-secret-arn=arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf",
+            "--db-name=orders",
+            "--ses-senders=7",
+        ];
+        // The base with one flag replaced (or added).
+        let shown = |flag: Option<&str>| {
+            let name = flag.map(|f| f.split('=').next().unwrap_or_default().to_owned() + "=");
+            let mut args: Vec<&str> =
+                base.iter().copied().filter(|a| name.as_ref().is_none_or(|n| !a.starts_with(n.as_str()))).collect();
+            args.extend(flag);
+            let config = parsed(&args).unwrap().validate(Mode::Local).unwrap();
+            serde_json::to_value(config).unwrap()
+        };
+        let other_value = |variable: &str, default: Option<&str>| -> String {
+            let value = match (variable, default) {
+                ("LEDGER", _) => "sqlite:elsewhere.db",
+                ("MAILER", _) => "outbox:elsewhere",
+                ("DB_CLUSTER_ARN", _) => "arn:aws:rds:us-east-1:1:cluster:other",
+                ("DB_SECRET_ARN", _) => "arn:aws:secretsmanager:us-east-1:1:secret:s-Other1",
+                ("DB_NAME", _) => "other",
+                ("SENDER_ADDRESS", _) => "shop@example.com",
+                ("SES_CONFIGURATION_SET", _) => "events",
+                ("SES_MAX_SEND_RATE", _) => "3",
+                ("SES_ACCOUNT_MAX_SEND_RATE", _) => "14",
+                ("SES_SENDERS", _) => "8",
+                ("EXPECTED_BATCH_SIZE", _) => "20",
+                ("QUEUE_URLS", _) => "https://sqs.us-east-1.amazonaws.com/1/high",
+                ("FUNCTION_ROLE", _) => "operator",
+                ("POWERTOOLS_METRICS_NAMESPACE", _) => "Shop/Orders",
+                ("POWERTOOLS_SERVICE_NAME", _) => "shop-confirmations",
+                (_, Some(default)) if default.contains('.') => {
+                    return (default.parse::<f64>().unwrap() + 0.1).to_string();
+                }
+                (_, Some(default)) => return (default.parse::<i64>().unwrap() + 1).to_string(),
+                (_, None) => panic!("{variable} has no default: give it a value in this test"),
+            };
+            value.to_owned()
+        };
+        let unchanged = shown(None);
+        let command = EnvOnly::command();
+        let settings: Vec<_> = command.get_arguments().filter(|a| a.get_env().is_some()).collect();
+        assert!(settings.len() >= 25, "{}", settings.len());
+        let mut hidden = Vec::new();
+        for arg in settings {
+            let variable = arg.get_env().unwrap().to_str().unwrap();
+            let default = arg.get_default_values().first().and_then(|d| d.to_str());
+            let flag = format!("--{}={}", arg.get_long().unwrap(), other_value(variable, default));
+            if shown(Some(&flag)) == unchanged {
+                hidden.push(variable);
+            }
+        }
+        assert!(hidden.is_empty(), "settings `config` does not show: {hidden:?}");
+    }
+
+    #[test]
+    fn a_value_that_does_not_parse_is_named_by_its_variable_from_clap_and_not_repeated() {
+        use clap::CommandFactory;
+        // A value with angle brackets: clap's message then holds two `<…>`, and the value's
+        // comes first.
+        let e = parsed(&["--ses-max-send-rate=<fast>"]).unwrap_err();
+        assert_eq!(setting_of(&e, &EnvOnly::command()).as_deref(), Some("SES_MAX_SEND_RATE"));
+        let error = unparsable(&e);
+        assert_eq!(error.setting, "SES_MAX_SEND_RATE");
+        assert!(!error.to_string().contains("fast"), "the value is not repeated: {error}");
+        let e = parsed(&["--send-concurrency=-3"]).unwrap_err();
+        assert_eq!(unparsable(&e).setting, "SEND_CONCURRENCY");
     }
 
     #[test]
@@ -691,8 +873,8 @@ mod tests {
         assert_eq!(c.metric_names.namespace, "OrderConfirmation");
         assert_eq!(c.metric_names.service, "order-confirmation");
         let named = Settings {
-            metrics_namespace: Some("Shop/Orders".into()),
-            service_name: Some("shop-confirmations".into()),
+            metrics_namespace: "Shop/Orders".into(),
+            service_name: "shop-confirmations".into(),
             ..Default::default()
         };
         let c = named.validate(Mode::Local).unwrap();
@@ -718,8 +900,8 @@ mod tests {
             ses_account_max_send_rate: Some(14.0),
             ses_senders: Some(14),
             expected_batch_size: Some(batch),
-            invocation_timeout_seconds: Some(60),
-            safety_margin_seconds: Some(5),
+            invocation_timeout_seconds: 60,
+            safety_margin_seconds: 5,
             ..Default::default()
         };
         assert_eq!(sized(50).validate(Mode::Local).unwrap().sizing_warning(), None);

@@ -4,6 +4,9 @@
 //! the backoff's visibility timeout). Queues are polled in the order given, so the high-priority queue is always drained
 //! ahead of the normal one. On SIGINT/SIGTERM it finishes the batch in hand, then exits.
 //!
+//! A queue whose name ends in `-ses-events` carries SES's events about sent mail: its batches go
+//! to [`crate::delivery`], as Lambda's dispatch sends them.
+//!
 //! The end-to-end tests run it against a real SQS API (moto), and it runs the service on a plain
 //! host or container.
 
@@ -89,9 +92,11 @@ fn to_record(queue: &Queue, m: Message) -> SqsMessage {
     r
 }
 
-/// Runs until `shutdown` resolves (finishing the batch in hand) or the idle limit passes.
+/// Runs until `shutdown` resolves (finishing the batch in hand) or the idle limit passes. `ledger`
+/// is the pipeline's ledger, whose operations apply the SES events queue's batches.
 pub async fn run(
     pipeline: &Pipeline,
+    ledger: &dyn crate::ledger::LedgerOps,
     client: &Client,
     backoff: &VisibilityBackoff,
     options: &ConsumeOptions,
@@ -143,22 +148,32 @@ pub async fn run(
             last_message = Instant::now();
             let mut event = SqsEvent::default();
             event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
-            // The batch in hand is finished even if a signal arrives meanwhile.
-            let mut report = pipeline.handle(&event, Instant::now() + options.batch_timeout).await;
-            crate::finish::finish(&event, &mut report, Some(backoff), Some(&queue.url)).await;
-            crate::metrics::flush(crate::metrics::Sink::Stderr);
-            summary.requeued += report
-                .records
-                .iter()
-                .filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Deferred { requeued: true, .. }))
-                .count() as u64;
-            summary.retried += report.records.iter().filter(|r| !r.outcome.is_acknowledged()).count() as u64;
+            // The batch in hand is finished even if a signal arrives meanwhile. The SES events
+            // queue's batches go where Lambda sends them: the delivery path.
+            let acknowledged: Vec<bool> = if crate::delivery::is_events_queue(&queue.arn) {
+                let report = crate::delivery::handle(ledger, &event).await;
+                crate::metrics::record_delivery_events(&report);
+                crate::metrics::flush(crate::metrics::Sink::Stderr);
+                tracing::info!(queue = %queue.url, summary = %report.summary(), "delivery events done");
+                report.records.iter().map(crate::delivery::EventRecordReport::is_acknowledged).collect()
+            } else {
+                let mut report = pipeline.handle(&event, Instant::now() + options.batch_timeout).await;
+                crate::finish::finish(&event, &mut report, Some(backoff), Some(&queue.url)).await;
+                crate::metrics::flush(crate::metrics::Sink::Stderr);
+                summary.requeued += report
+                    .records
+                    .iter()
+                    .filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Deferred { requeued: true, .. }))
+                    .count() as u64;
+                report.records.iter().map(|r| r.outcome.is_acknowledged()).collect()
+            };
+            summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
             let entries: Vec<DeleteMessageBatchRequestEntry> = event
                 .records
                 .iter()
-                .zip(&report.records)
+                .zip(&acknowledged)
                 .enumerate()
-                .filter(|(_, (_, r))| r.outcome.is_acknowledged())
+                .filter(|(_, (_, acknowledged))| **acknowledged)
                 .filter_map(|(i, (m, _))| {
                     DeleteMessageBatchRequestEntry::builder()
                         .id(format!("d{i}"))

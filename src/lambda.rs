@@ -142,8 +142,11 @@ fn deadline(ctx: &lambda_runtime::Context) -> Instant {
 /// Every kind of event the function accepts, told apart once for Lambda and for `invoke`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// `{"Records": [...]}` from either queue's event source mapping.
+    /// `{"Records": [...]}` from either order queue's event source mapping.
     SqsBatch,
+    /// `{"Records": [...]}` from the SES events queue (every record's `eventSourceARN` names a
+    /// queue ending in `-ses-events`): SES's events about sent mail ([`crate::delivery`]).
+    DeliveryEvents,
     /// The EventBridge schedule that runs reconciliation (`source: aws.events`,
     /// `detail-type: Scheduled Event`).
     Schedule,
@@ -162,8 +165,18 @@ impl EventKind {
             Ok(Self::CustomResource)
         } else if payload["source"] == "aws.events" && payload["detail-type"] == "Scheduled Event" {
             Ok(Self::Schedule)
-        } else if payload.get("Records").is_some() {
-            Ok(Self::SqsBatch)
+        } else if let Some(records) = payload.get("Records") {
+            let from_events_queue =
+                |r: &serde_json::Value| r["eventSourceARN"].as_str().is_some_and(crate::delivery::is_events_queue);
+            match records.as_array() {
+                Some(rs) if !rs.is_empty() && rs.iter().all(from_events_queue) => Ok(Self::DeliveryEvents),
+                Some(rs) if rs.iter().any(from_events_queue) => Err(format!(
+                    "unsupported event: an SQS batch mixes records from the SES events queue (a queue whose name \
+                     ends in {}) with records from other queues; an event source mapping never does",
+                    crate::delivery::EVENTS_QUEUE_SUFFIX
+                )),
+                _ => Ok(Self::SqsBatch),
+            }
         } else {
             Err(format!(
                 "unsupported event: expected an SQS event (with Records), the reconciliation schedule \
@@ -212,6 +225,21 @@ impl Function {
                         .await;
                 metrics::flush(Sink::Stdout);
                 return Ok(serde_json::to_value(report.map_err(|e| format!("reconcile failed: {e}"))?)?);
+            }
+            EventKind::DeliveryEvents => {
+                let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
+                let report = crate::delivery::handle(self.ledger.as_ref(), &event).await;
+                metrics::record_delivery_events(&report);
+                metrics::flush(Sink::Stdout);
+                tracing::info!(summary = %report.summary(), "delivery events done");
+                let unnamed = report.unidentifiable_failures();
+                if unnamed > 0 {
+                    return Err(format!(
+                        "{unnamed} failed event record(s) have no messageId; failing the invocation so the batch is retried"
+                    )
+                    .into());
+                }
+                return Ok(serde_json::to_value(report.response())?);
             }
             EventKind::SqsBatch => {}
         }
@@ -282,5 +310,26 @@ impl Function {
             e
         })?;
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventKind;
+    use serde_json::json;
+
+    fn batch(arns: &[&str]) -> serde_json::Value {
+        json!({"Records": arns.iter().map(|a| json!({"messageId": "m", "body": "{}", "eventSourceARN": a})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn a_batch_from_the_ses_events_queue_is_told_apart_by_its_queue_and_a_mixed_one_is_refused() {
+        let events = "arn:aws:sqs:us-east-1:123456789012:shop-ses-events";
+        let orders = "arn:aws:sqs:us-east-1:123456789012:shop-high";
+        assert_eq!(EventKind::of(&batch(&[events, events])), Ok(EventKind::DeliveryEvents));
+        assert_eq!(EventKind::of(&batch(&[orders])), Ok(EventKind::SqsBatch));
+        assert_eq!(EventKind::of(&json!({"Records": []})), Ok(EventKind::SqsBatch));
+        let mixed = EventKind::of(&batch(&[orders, events])).unwrap_err();
+        assert!(mixed.contains("mixes records from the SES events queue"), "{mixed}");
     }
 }

@@ -31,6 +31,8 @@
 //! - [`reconcile`] re-sends orders stuck in `sending` or `failed` from their stored payload, and
 //!   publishes the numbers the `UnconfirmedOrders` alarm watches.
 //! - [`consume`] is the long-poll worker with the event source mapping's semantics (tests, hosts).
+//! - [`delivery`] applies SES's events about sent mail (delivered, bounced, complained…, parsed by
+//!   [`ses_event`]) to each order's delivery state; they arrive on their own queue.
 //! - [`metrics`] writes CloudWatch EMF lines; [`queues`] reads queue and DLQ depths for `stats`.
 //! - [`operator`] answers the operator's requests to the deployed function (`aws lambda invoke`:
 //!   stats, status, reconcile, retry, park, migrate, config); [`custom_resource`] applies the
@@ -50,6 +52,7 @@ pub mod config;
 pub mod consume;
 pub mod custom_resource;
 pub mod decode;
+pub mod delivery;
 pub mod error;
 pub mod finish;
 pub mod lambda;
@@ -65,4 +68,5 @@ pub mod queues;
 pub mod rate;
 pub mod reconcile;
 pub mod render;
+pub mod ses_event;
 pub mod stats;

@@ -53,6 +53,18 @@ pub const COUNTERS: &[&str] = &[
     "ReconcileResent",
     "ReconcileAbandoned",
     "LedgerFailure",
+    // SES's events about sent mail (crate::delivery::metric_name): per priority.
+    "SendEvent",
+    "Delivered",
+    "DeliveryDelayed",
+    "SoftBounced",
+    "Bounced",
+    "Complained",
+    "RejectedBySes",
+    "RenderingFailed",
+    // Events the ledger could not place, and bodies that were not SES events: no dimension.
+    "DeliveryEventUnknown",
+    "DeliveryEventInvalid",
 ];
 
 /// Histograms (unit Seconds): `TimeToConfirm`, from the order first entering a queue (the first
@@ -112,6 +124,20 @@ pub fn record_batch(report: &BatchReport) {
     for r in &report.records {
         if let (Some(p), Some(ttc)) = (r.priority, r.time_to_confirm_seconds) {
             metrics::histogram!("TimeToConfirm", "priority" => p.as_str()).record(ttc);
+        }
+    }
+}
+
+/// Records one SES events batch: each applied event under its delivery state's metric (dimension
+/// priority), unknown and invalid events without dimension.
+pub fn record_delivery_events(report: &crate::delivery::EventBatchReport) {
+    if collector().is_none() {
+        return;
+    }
+    for ((name, priority), n) in report.counters() {
+        match priority {
+            Some(p) => metrics::counter!(name, "priority" => p.as_str()).increment(n),
+            None => metrics::counter!(name).increment(n),
         }
     }
 }

@@ -119,6 +119,7 @@ impl Operator<'_> {
             Request::Stats => {
                 let stats = crate::cli::Statistics::new(
                     ledger.stats().await.map_err(|e| format!("reading statistics: {e}"))?,
+                    ledger.delivery_stats().await.map_err(|e| format!("reading delivery statistics: {e}"))?,
                     match self.sqs {
                         Some(client) => crate::queues::depths(client, &self.config.queue_urls)
                             .await

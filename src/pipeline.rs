@@ -23,6 +23,7 @@ use crate::mailer::Mailer;
 use crate::order::{Canonical, Order, Priority};
 use crate::rate::SendGate;
 use crate::render;
+use crate::ses_event::MailTags;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
@@ -59,11 +60,12 @@ pub struct PipelineSettings {
 
 impl Default for PipelineSettings {
     fn default() -> Self {
+        use crate::config::defaults;
         Self {
-            concurrency: 16,
-            safety_margin: Duration::from_secs(5),
-            lease_slack: Duration::from_secs(60),
-            send_timeout: Duration::from_secs(15),
+            concurrency: defaults::SEND_CONCURRENCY,
+            safety_margin: Duration::from_secs(defaults::SAFETY_MARGIN_SECONDS),
+            lease_slack: Duration::from_secs(defaults::LEASE_SLACK_SECONDS),
+            send_timeout: Duration::from_secs(defaults::SEND_TIMEOUT_SECONDS),
             wave_interval: Duration::from_secs(1),
         }
     }
@@ -499,8 +501,9 @@ impl Pipeline {
                 .for_each_concurrent(self.settings.concurrency.max(1), |(i, order, token, lease_ends)| {
                     let (tx, fatal) = (tx.clone(), &fatal);
                     async move {
-                        let attempt =
-                            AssertUnwindSafe(self.send_one(order, lease_ends, budget, fatal)).catch_unwind().await;
+                        let attempt = AssertUnwindSafe(self.send_one(order, token, lease_ends, budget, fatal))
+                            .catch_unwind()
+                            .await;
                         let sent = attempt.unwrap_or_else(|panic| {
                             Sent::Record(Outcome::Failed {
                                 error: format!("panic while sending: {}", panic_text(&panic)),
@@ -619,7 +622,14 @@ impl Pipeline {
     }
 
     /// Renders and sends one claimed order, unless the invocation must stop sending.
-    async fn send_one(&self, order: &Order, lease_ends: Instant, budget: &Budget, fatal: &AtomicBool) -> Sent {
+    async fn send_one(
+        &self,
+        order: &Order,
+        token: uuid::Uuid,
+        lease_ends: Instant,
+        budget: &Budget,
+        fatal: &AtomicBool,
+    ) -> Sent {
         let release = |reason: &str| Sent::Record(Outcome::Released { reason: format!("not sent: {reason}") });
         // Checked before and again after waiting for a slot: the wait takes time (or the process
         // was paused), so the lease and the budget may have run out meanwhile.
@@ -650,7 +660,8 @@ impl Pipeline {
             Ok(mail) => mail,
             Err(e) => return Sent::Record(Outcome::Failed { error: e.to_string() }),
         };
-        let result = match tokio::time::timeout_at(budget.send_cutoff, self.mailer.send(order, &mail)).await {
+        let tags = MailTags { order_id: order.order_id.clone(), claim_token: token };
+        let result = match tokio::time::timeout_at(budget.send_cutoff, self.mailer.send(order, &mail, &tags)).await {
             Ok(result) => result,
             Err(_) => {
                 return Sent::Unknown(

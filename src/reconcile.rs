@@ -15,16 +15,18 @@ use serde::Serialize;
 use std::time::Duration;
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct ReconcileSettings {
     /// A `failed` order is retried here once it has not changed for this long (queue retries
     /// usually get it first).
+    #[serde(rename = "failed_after_seconds", with = "crate::config::secs")]
     pub failed_for: Duration,
     /// Attempts after which reconciliation stops and marks the order `abandoned`.
     pub max_attempts: i64,
     /// Orders handled per run; the rest wait for the next run.
     pub batch_limit: usize,
     /// Orders younger than this are not counted as unconfirmed (they are still in normal flow).
+    #[serde(rename = "unconfirmed_grace_seconds", with = "crate::config::secs")]
     pub grace: Duration,
     pub retention: Retention,
 }
@@ -32,11 +34,13 @@ pub struct ReconcileSettings {
 /// How long the ledger keeps what (docs/design.md, "Retention"), applied by each reconcile run in
 /// at most `steps` bounded steps of `step_limit` rows each, so no statement runs long and a
 /// backlog (the first run after deploying) is worked off over several runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize)]
 pub struct Retention {
     /// A confirmed order's payload (name, address, items) is removed this long after it was sent.
+    #[serde(rename = "payload_after_seconds", with = "crate::config::secs")]
     pub payload_after: Duration,
     /// Finished rows first seen this long ago are deleted.
+    #[serde(rename = "delete_after_seconds", with = "crate::config::secs")]
     pub delete_after: Duration,
     pub step_limit: usize,
     pub steps: usize,
@@ -44,9 +48,10 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
+        use crate::config::defaults;
         Self {
-            payload_after: Duration::from_secs(30 * 86_400),
-            delete_after: Duration::from_secs(400 * 86_400),
+            payload_after: Duration::from_secs(defaults::PAYLOAD_RETENTION_DAYS * 86_400),
+            delete_after: Duration::from_secs(defaults::LEDGER_HORIZON_DAYS * 86_400),
             step_limit: 500,
             steps: 4,
         }
@@ -55,11 +60,12 @@ impl Default for Retention {
 
 impl Default for ReconcileSettings {
     fn default() -> Self {
+        use crate::config::defaults;
         Self {
-            failed_for: Duration::from_secs(600),
-            max_attempts: 10,
+            failed_for: Duration::from_secs(defaults::RECONCILE_FAILED_AFTER_SECONDS),
+            max_attempts: defaults::RECONCILE_MAX_ATTEMPTS,
             batch_limit: 100,
-            grace: Duration::from_secs(300),
+            grace: Duration::from_secs(defaults::UNCONFIRMED_GRACE_SECONDS),
             retention: Retention::default(),
         }
     }

@@ -1,6 +1,6 @@
 //! Human-readable rendering of statistics and order state (the JSON forms are the serde ones).
 
-use crate::ledger::{LedgerStats, OrderState, Status};
+use crate::ledger::{DeliveryStats, LedgerStats, OrderState, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -117,6 +117,47 @@ pub fn render_table(stats: &LedgerStats) -> String {
     out
 }
 
+/// The delivery table: per priority, the orders sent in the last 24 hours by what SES said about
+/// their mail (`not_delivered`: refused by SES or not rendered; `unknown`: no event yet), and the
+/// bounce rate (hard bounces over sends).
+pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
+    use crate::ses_event::DeliveryState as D;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>11}",
+        "priority",
+        "sent_24h",
+        "delivered",
+        "delayed",
+        "bounced",
+        "soft_bounced",
+        "complained",
+        "not_delivered",
+        "unknown",
+        "bounce_rate"
+    );
+    for p in delivery {
+        let n = |s: &str| p.by_state.get(s).copied().unwrap_or(0);
+        let rate = p.bounce_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}%", r * 100.0));
+        let _ = writeln!(
+            out,
+            "{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>11}",
+            p.priority,
+            p.sent,
+            n(D::Delivered.as_str()),
+            n(D::Delayed.as_str()),
+            n(D::Bounced.as_str()),
+            n(D::SoftBounced.as_str()),
+            n(D::Complained.as_str()),
+            n(D::Rejected.as_str()) + n(D::RenderingFailed.as_str()),
+            n(crate::ledger::DELIVERY_UNKNOWN),
+            rate,
+        );
+    }
+    out
+}
+
 pub fn render_order(s: &OrderState) -> String {
     let mut out = String::new();
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
@@ -133,6 +174,16 @@ pub fn render_order(s: &OrderState) -> String {
     let _ = writeln!(out, "updated_at:     {}", time(Some(s.updated_at)));
     let _ = writeln!(out, "sent_at:        {}", time(s.sent_at));
     let _ = writeln!(out, "lease_until:    {}", time(s.lease_until));
+    let _ = writeln!(out, "customer_status: {}", s.customer_status);
+    let _ = writeln!(out, "delivery:       {}", s.delivery.state.map_or("-", |d| d.as_str()));
+    if s.delivery.state.is_some() {
+        let _ = writeln!(out, "delivery_detail: {}", opt(&s.delivery.detail));
+        let _ = writeln!(out, "delivery_at:    {}", time(s.delivery.at));
+    }
+    if let Some(send) = &s.delivery.send_event {
+        let token = send.claim_token.map_or_else(|| "-".to_owned(), |t| t.to_string());
+        let _ = writeln!(out, "send_event:     {} (claim {token}) at {}", send.message_id, time(Some(send.at)));
+    }
     if s.parked_at.is_some() {
         let _ = writeln!(out, "parked_at:      {}", time(s.parked_at));
         let _ = writeln!(out, "parked_note:    {}", opt(&s.parked_note));

@@ -270,7 +270,12 @@ fn invoke_without_the_event_file_says_what_it_expected_and_where_it_looked() {
     assert!(stdout.is_empty());
     let looked = dir.path().join("events/sqs-batch.json");
     assert!(stderr.contains(&format!("no event file at {}", looked.display())), "{stderr}");
-    assert!(stderr.contains("an SQS batch, the reconcile schedule event or an operator request"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "an SQS batch (orders, or SES events from the events queue), the reconcile schedule event or an operator request"
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("`-` reads stdin"), "{stderr}");
 }
 
@@ -415,4 +420,51 @@ fn status_of_an_order_whose_message_was_invalid_says_where_to_find_it() {
     assert!(stderr.contains("dead-letter queue"), "{stderr}");
     assert!(stderr.contains(r#"filter order_id = "ORD-1004" and outcome = "invalid""#), "the query: {stderr}");
     assert!(!stderr.contains("before it had a valid id"), "{stderr}");
+}
+
+/// The delivery loop on the local defaults: after the sample orders are mailed, the sample SES
+/// events (as the events queue delivers them) reach `status` and `stats`; a hard bounce makes
+/// its order `needs_attention` within that one event.
+#[test]
+fn ses_event_samples_show_in_status_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).arg("invoke"));
+    assert!(out.status.success(), "{stderr}");
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/ses-bounce-permanent.json"]));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"batchItemFailures":[]}"#);
+    assert!(stderr.contains("1 events: 1 bounced"), "{stderr}");
+    assert!(!stderr.contains("kenji@example.jp"), "the bounced address is never logged: {stderr}");
+
+    let (out, status, _) = run(bin(dir.path()).args(["status", "ORD-1002"]));
+    assert!(out.status.success());
+    assert!(status.contains("customer_status: needs_attention"), "{status}");
+    assert!(status.contains("delivery:       bounced"), "{status}");
+    assert!(status.contains("delivery_detail: Permanent/General 5.1.1"), "{status}");
+    let (_, json, _) = run(bin(dir.path()).args(["status", "ORD-1002", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (json["customer_status"].as_str(), json["delivery"]["state"].as_str()),
+        (Some("needs_attention"), Some("bounced"))
+    );
+
+    for file in ["events/ses-delivery.json", "events/ses-complaint.json", "events/ses-reject.json"] {
+        let (out, _, stderr) = run(bin(dir.path()).args(["invoke", file]));
+        assert!(out.status.success(), "{file}: {stderr}");
+    }
+    let (_, json, _) = run(bin(dir.path()).args(["stats", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let high = json["delivery"].as_array().unwrap().iter().find(|p| p["priority"] == "high").unwrap().clone();
+    let normal = json["delivery"].as_array().unwrap().iter().find(|p| p["priority"] == "normal").unwrap().clone();
+    // High: ORD-1002 (bounced) and ORD-1005 (complained). Normal: ORD-1001 (delivered), ORD-1006.
+    assert_eq!(
+        (high["sent"].as_u64(), high["by_state"]["bounced"].as_u64(), high["by_state"]["complained"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(high["bounce_rate"].as_f64(), Some(0.5));
+    assert_eq!((normal["by_state"]["delivered"].as_u64(), normal["by_state"]["unknown"].as_u64()), (Some(1), Some(1)));
+    let (_, table, _) = run(bin(dir.path()).arg("stats"));
+    assert!(table.contains("bounce_rate"), "{table}");
+    let high_row = table.lines().filter(|l| l.starts_with("high")).nth(1).expect("a delivery row for high");
+    assert!(high_row.ends_with("50.00%"), "{table}");
 }

@@ -367,18 +367,45 @@ fn saved_queries_missing_from_runbook(runbook: &str, template: &str) -> Vec<Stri
         .collect()
 }
 
-/// Every setting's environment variable, from the command line's definition (clap).
-fn setting_variables() -> Vec<String> {
+/// The README's configuration table against the settings as clap declares them
+/// (`order_confirmation::cli::Cli`'s command, read through the library): every setting has a row,
+/// and the row's default is clap's (the code's, [`order_confirmation::config::defaults`]). A
+/// setting without a clap default shows its local default from the same module, or no value
+/// (only other settings' names).
+fn readme_table_problems(readme: &str) -> Vec<String> {
     use clap::CommandFactory;
-    order_confirmation::cli::Cli::command()
-        .get_arguments()
-        .filter_map(|a| a.get_env().and_then(|v| v.to_str()).map(str::to_owned))
-        .collect()
-}
-
-/// Settings without a row in the README's configuration table.
-fn settings_missing_from_readme(settings: &[String], readme: &str) -> Vec<String> {
-    settings.iter().filter(|v| !readme.lines().any(|l| l.starts_with(&format!("| `{v}` |")))).cloned().collect()
+    use order_confirmation::config::defaults;
+    let local = [
+        ("LEDGER", format!("`{}` locally", defaults::LEDGER)),
+        ("MAILER", format!("`{}` locally", defaults::MAILER)),
+        ("SENDER_ADDRESS", format!("`{}` with the outbox", defaults::OUTBOX_SENDER_ADDRESS)),
+    ];
+    let command = order_confirmation::cli::Cli::command();
+    let mut problems = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(variable) = arg.get_env().and_then(|v| v.to_str()) else { continue };
+        let Some(row) = readme.lines().find(|l| l.starts_with(&format!("| `{variable}` |"))) else {
+            problems.push(format!("{variable}: no row in README.md's configuration table"));
+            continue;
+        };
+        let cell = row.split('|').nth(2).unwrap_or_default().trim();
+        let defaults: Vec<String> = arg.get_default_values().iter().map(|d| d.to_string_lossy().into_owned()).collect();
+        let expected = match (defaults.as_slice(), local.iter().find(|(v, _)| *v == variable)) {
+            ([default], _) => Some(format!("`{default}`")),
+            (_, Some((_, text))) => Some(text.clone()),
+            _ => None,
+        };
+        match expected {
+            Some(expected) if cell != expected => {
+                problems.push(format!("{variable}: README.md says {cell}, the code's default is {expected}"))
+            }
+            None if code_spans(cell).iter().any(|c| !c.starts_with(|ch: char| ch.is_ascii_uppercase())) => {
+                problems.push(format!("{variable}: README.md gives a default ({cell}) the code does not have"))
+            }
+            _ => {}
+        }
+    }
+    problems
 }
 
 /// GitHub's anchor for a heading.
@@ -577,19 +604,31 @@ fn outcome_check_reads_equality_and_list_filters() {
 }
 
 #[test]
-fn every_setting_is_in_the_readme_configuration_table() {
-    let settings = setting_variables();
-    assert!(settings.len() >= 20 && settings.contains(&"LEDGER".to_owned()), "{settings:?}");
-    let missing = settings_missing_from_readme(&settings, &read("README.md"));
-    assert!(missing.is_empty(), "settings without a row in README.md's configuration table: {missing:?}");
+fn every_setting_is_in_the_readme_configuration_table_with_the_codes_default() {
+    let problems = readme_table_problems(&read("README.md"));
+    assert!(problems.is_empty(), "README.md's configuration table and the code disagree:\n{}", problems.join("\n"));
 }
 
 #[test]
-fn settings_check_fails_on_a_missing_row() {
+fn settings_check_fails_on_a_missing_row_or_a_stale_default() {
     let readme = read("README.md");
-    let broken: String =
-        readme.lines().filter(|l| !l.starts_with("| `LEASE_SLACK_SECONDS` |")).collect::<Vec<_>>().join("\n");
-    assert_eq!(settings_missing_from_readme(&setting_variables(), &broken), vec!["LEASE_SLACK_SECONDS"]);
+    let broken: String = readme
+        .lines()
+        .filter(|l| !l.starts_with("| `LEASE_SLACK_SECONDS` |"))
+        .map(|l| l.replace("| `SEND_CONCURRENCY` | `16` |", "| `SEND_CONCURRENCY` | `8` |"))
+        .map(|l| l.replace("| `SES_SENDERS` | unset |", "| `SES_SENDERS` | `1` |"))
+        .map(|l| l.replace("`outbox:.local/outbox` locally", "`outbox:outbox` locally"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        readme_table_problems(&broken),
+        vec![
+            "MAILER: README.md says `outbox:outbox` locally, the code's default is `outbox:.local/outbox` locally",
+            "SES_SENDERS: README.md gives a default (`1`) the code does not have",
+            "SEND_CONCURRENCY: README.md says `8`, the code's default is `16`",
+            "LEASE_SLACK_SECONDS: no row in README.md's configuration table",
+        ]
+    );
 }
 
 #[test]

@@ -249,6 +249,108 @@ async fn the_runtimes_own_error_line_carries_the_invocation_keys() {
     }
 }
 
+/// Each SES event type in `events/`, as the events queue delivers it, through the runtime API:
+/// after the sample orders were mailed, every event reaches its order's delivery state (by the
+/// order-id tag), redelivered and late events change nothing, events for orders the ledger does
+/// not hold are acknowledged, and a body that is not an SES event fails only its own record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_ses_event_type_reaches_its_order_through_the_runtime_api() {
+    use order_confirmation::ledger::LedgerOps as _;
+    use order_confirmation::order::OrderId;
+    use order_confirmation::ses_event::DeliveryState;
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let mut env: Vec<(String, String)> = s.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.push(("AWS_ENDPOINT_URL_SQS".into(), format!("http://127.0.0.1:{}", free_port())));
+    env.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
+    let mut watch = Watch::start().await;
+    watch.start_function(&env);
+    watch.invoke("events/sqs-batch.json").await;
+    assert_eq!(s.sent_mails().await.len(), 4, "{}", watch.log());
+
+    let none = serde_json::json!({"batchItemFailures": []});
+    for file in [
+        "events/ses-send.json",
+        "events/ses-delivery.json",
+        "events/ses-delivery-delay.json",
+        "events/ses-bounce-transient.json",
+        "events/ses-bounce-permanent.json",
+        "events/ses-complaint.json",
+        "events/ses-reject.json",
+        "events/ses-rendering-failure.json",
+    ] {
+        assert_eq!(watch.invoke(file).await, none, "{file}: {}", watch.log());
+    }
+    let state = |id: &'static str| {
+        let ledger = ledger.clone();
+        async move { ledger.order_state(&OrderId::parse(id).unwrap()).await.unwrap() }
+    };
+    let expected = [
+        ("ORD-1001", DeliveryState::Delivered, "confirmed"),
+        ("ORD-1002", DeliveryState::Bounced, "needs_attention"),
+        ("ORD-1005", DeliveryState::Complained, "needs_attention"),
+        ("ORD-1006", DeliveryState::SoftBounced, "needs_attention"),
+    ];
+    for (id, delivery, customer) in expected {
+        let st = state(id).await.expect(id);
+        assert_eq!((st.delivery.state, st.customer_status), (Some(delivery), customer), "{id}: {st:?}");
+    }
+    let bounced = state("ORD-1002").await.unwrap();
+    assert_eq!(bounced.delivery.detail.as_deref(), Some("Permanent/General 5.1.1"));
+    let send = state("ORD-1001").await.unwrap().delivery.send_event.expect("the Send event of ORD-1001");
+    assert_eq!(send.message_id, "010001929a1b2c3d-5e6f7a8b-1001-4c2d-9e0f-1a2b3c4d5e6f-000000");
+    assert_eq!(send.claim_token.map(|t| t.to_string()).as_deref(), Some("5b0d6f5e-3c1a-4f0e-9a37-2f4b8e6d1c20"));
+    assert!(state("ORD-1007").await.is_none() && state("ORD-1008").await.is_none(), "unknown orders stay unknown");
+
+    // Redelivered, and late: a Delivery after the complaint, a DeliveryDelay after the soft bounce.
+    for file in ["events/ses-bounce-permanent.json", "events/ses-delivery-delay.json"] {
+        assert_eq!(watch.invoke(file).await, none, "{file}");
+    }
+    let late = watch.invoke_json(retarget("events/ses-delivery.json", "ORD-1005")).await;
+    assert_eq!(late, none);
+    for (id, delivery, _) in expected {
+        assert_eq!(state(id).await.unwrap().delivery.state, Some(delivery), "{id} after redelivery");
+    }
+
+    // A body that is not an SES event fails its own record only; its neighbour is applied.
+    let mut batch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("events/ses-delivery.json")).unwrap()).unwrap();
+    let mut bad = batch["Records"][0].clone();
+    bad["messageId"] = "bad-1".into();
+    bad["body"] =
+        serde_json::json!({"source": "aws.ses", "detail-type": "Email Bounced", "detail": {"eventType": "Bounce",
+        "mail": {"messageId": "x", "timestamp": "2026-11-27T10:00:00Z", "destination": ["jane.doe@example.com"]},
+        "bounce": {"bounceType": "jane.doe@example.com"}}})
+        .to_string()
+        .into();
+    batch["Records"].as_array_mut().unwrap().push(bad);
+    let answer = watch.invoke_json(batch).await;
+    assert_eq!(answer, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "bad-1"}]}));
+
+    let log = watch.log();
+    assert!(log.contains("bounce.bounceType must be Permanent, Transient or Undetermined"), "{log}");
+    for metric in ["\"Delivered\":", "\"Bounced\":", "\"Complained\":", "\"SoftBounced\":", "\"DeliveryEventUnknown\":"]
+    {
+        assert!(log.contains(metric), "EMF {metric} missing: {log}");
+    }
+    assert!(!log.contains("jane.doe@example.com") && !log.contains("kenji@example.jp"), "no address is logged: {log}");
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An events sample whose mail is re-tagged for another order.
+fn retarget(file: &str, order_id: &str) -> serde_json::Value {
+    let mut batch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join(file)).unwrap()).unwrap();
+    let record = &mut batch["Records"][0];
+    let mut body: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+    body["detail"]["mail"]["tags"]["order_id"] = serde_json::json!([order_id]);
+    record["body"] = body.to_string().into();
+    batch
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_setting_fails_the_function_init_with_a_message_naming_it() {
     let mut watch = Watch::start().await;
@@ -362,6 +464,21 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     assert_eq!(s.sent_mails().await.len(), 1);
     let again = watch.invoke_json(serde_json::json!({"operator": "retry", "order_id": "ORD-AB1"})).await;
     assert!(again["errorMessage"].as_str().unwrap().contains("is not abandoned or rejected"), "{again}");
+
+    // SES then reports a hard bounce for that mail: the operator's status and stats show it.
+    let batch = retarget("events/ses-bounce-permanent.json", "ORD-AB1");
+    let bounce = order_confirmation::ses_event::DeliveryEvent::parse(batch["Records"][0]["body"].as_str().unwrap())
+        .expect("the sample parses");
+    ledger.apply_delivery_events(&[bounce]).await.unwrap();
+    let status = watch.invoke_json(serde_json::json!({"operator": "status", "order_id": "ORD-AB1"})).await;
+    assert_eq!(
+        (status["order"]["customer_status"].as_str(), status["order"]["delivery"]["state"].as_str()),
+        (Some("needs_attention"), Some("bounced")),
+        "{status}"
+    );
+    let stats = watch.invoke_json(serde_json::json!({"operator": "stats"})).await;
+    let high = stats["delivery"].as_array().unwrap().iter().find(|p| p["priority"] == "high").unwrap();
+    assert_eq!((high["by_state"]["bounced"].as_u64(), high["bounce_rate"].as_f64()), (Some(1), Some(1.0)), "{stats}");
 
     let migrated = watch.invoke_json(serde_json::json!({"operator": "migrate"})).await;
     assert_eq!(migrated["migrated"], true, "{migrated}");

@@ -2,8 +2,9 @@
 
 use crate::support;
 
-use order_confirmation::ledger::{Claim, ClaimRequest, Ledger, LedgerOps, Outcome, Recording, Status};
+use order_confirmation::ledger::{Claim, ClaimRequest, EventMatch, Ledger, LedgerOps, Outcome, Recording, Status};
 use order_confirmation::order::{OrderId, Priority};
+use order_confirmation::ses_event::{DeliveryEvent, DeliveryState, Effect, EventType, SesMessageId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -436,6 +437,180 @@ pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finishe
     assert_eq!(state("RT4").await.unwrap().status, Status::Failed, "a failed order is never deleted");
 }
 
+/// An SES event for the contract cases: `order` is the `order_id` tag (None: an untagged mail),
+/// `at` seconds after a fixed time.
+fn ev(order: Option<&str>, message_id: &str, effect: Effect, at: i64) -> DeliveryEvent {
+    DeliveryEvent {
+        event_type: match effect {
+            Effect::Send => EventType::Send,
+            Effect::State(DeliveryState::Delivered) => EventType::Delivery,
+            Effect::State(DeliveryState::Delayed) => EventType::DeliveryDelay,
+            Effect::State(DeliveryState::Complained) => EventType::Complaint,
+            Effect::State(DeliveryState::Rejected) => EventType::Reject,
+            Effect::State(DeliveryState::RenderingFailed) => EventType::RenderingFailure,
+            Effect::State(_) => EventType::Bounce,
+        },
+        message_id: SesMessageId::parse(message_id).unwrap(),
+        order_id: order.map(|o| OrderId::parse(o).unwrap()),
+        claim_token: Some(uuid::Uuid::from_u128(at as u128)),
+        occurred_at: time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + at).unwrap(),
+        effect,
+        detail: format!("detail at {at}"),
+    }
+}
+
+fn state(s: DeliveryState) -> Effect {
+    Effect::State(s)
+}
+
+/// Claims and records each order as sent with message id `m-<order>`.
+async fn sent(l: &Arc<dyn LedgerOps>, ids: &[&str], priority: Priority) {
+    let reqs: Vec<_> = ids.iter().map(|id| req(id, "h", priority)).collect();
+    let tokens: Vec<_> = l.claim(&reqs, LEASE).await.unwrap().iter().map(token).collect();
+    let recs: Vec<_> =
+        ids.iter().zip(tokens).map(|(id, t)| rec(id, t, Outcome::Sent { message_id: format!("m-{id}") })).collect();
+    assert!(l.record(&recs).await.unwrap().iter().all(|a| *a));
+}
+
+async fn delivery_of(l: &Arc<dyn LedgerOps>, id: &str) -> (Option<DeliveryState>, &'static str) {
+    let s = l.order_state(&OrderId::parse(id).unwrap()).await.unwrap().unwrap();
+    (s.delivery.state, s.customer_status)
+}
+
+pub async fn a_late_delivery_never_overwrites_a_bounce_and_nothing_overwrites_a_complaint(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["E1"], Priority::Normal).await;
+    l.apply_delivery_events(&[ev(Some("E1"), "m-E1", state(DeliveryState::Delivered), 1)]).await.unwrap();
+    assert_eq!(delivery_of(&l, "E1").await, (Some(DeliveryState::Delivered), "confirmed"));
+    l.apply_delivery_events(&[ev(Some("E1"), "m-E1", state(DeliveryState::Bounced), 2)]).await.unwrap();
+    assert_eq!(delivery_of(&l, "E1").await, (Some(DeliveryState::Bounced), "needs_attention"));
+    let st = l.order_state(&OrderId::parse("E1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.delivery.detail.as_deref(), Some("detail at 2"));
+    assert_eq!(st.delivery.at.map(|t| t.unix_timestamp()), Some(1_800_000_002));
+    assert_eq!((st.status, st.ses_message_id.as_deref()), (Status::Sent, Some("m-E1")), "send state untouched");
+    l.apply_delivery_events(&[ev(Some("E1"), "m-E1", state(DeliveryState::Delivered), 3)]).await.unwrap();
+    assert_eq!(delivery_of(&l, "E1").await.0, Some(DeliveryState::Bounced), "the late delivery is fenced off");
+    l.apply_delivery_events(&[ev(Some("E1"), "m-E1", state(DeliveryState::Complained), 4)]).await.unwrap();
+    for late in [DeliveryState::Bounced, DeliveryState::Delivered, DeliveryState::Delayed, DeliveryState::SoftBounced] {
+        l.apply_delivery_events(&[ev(Some("E1"), "m-E1", state(late), 5)]).await.unwrap();
+    }
+    assert_eq!(delivery_of(&l, "E1").await, (Some(DeliveryState::Complained), "needs_attention"));
+}
+
+pub async fn redelivered_and_out_of_order_events_converge_on_the_same_state(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["E2", "E3", "E4"], Priority::High).await;
+    let timeline = |id: &'static str| {
+        [
+            ev(Some(id), &format!("m-{id}"), state(DeliveryState::Delayed), 1),
+            ev(Some(id), &format!("m-{id}"), state(DeliveryState::Delivered), 2),
+            ev(Some(id), &format!("m-{id}"), state(DeliveryState::Bounced), 3),
+        ]
+    };
+    // E2: one event per call, in order. E3: the reverse order in one call, with each event twice.
+    // E4: in order, then the whole timeline redelivered.
+    for e in timeline("E2") {
+        l.apply_delivery_events(&[e]).await.unwrap();
+    }
+    let mut reversed: Vec<_> = timeline("E3").into_iter().rev().collect();
+    reversed.extend(reversed.clone());
+    let matches = l.apply_delivery_events(&reversed).await.unwrap();
+    assert_eq!(matches.len(), 6);
+    assert!(
+        matches.iter().all(
+            |m| matches!(m, EventMatch::Order { order_id, priority: Priority::High } if order_id.as_str() == "E3")
+        )
+    );
+    l.apply_delivery_events(&timeline("E4")).await.unwrap();
+    l.apply_delivery_events(&timeline("E4")).await.unwrap();
+    let mut details = Vec::new();
+    for id in ["E2", "E3", "E4"] {
+        let st = l.order_state(&OrderId::parse(id).unwrap()).await.unwrap().unwrap();
+        assert_eq!(st.delivery.state, Some(DeliveryState::Bounced), "{id}");
+        details.push((st.delivery.detail, st.delivery.at));
+    }
+    assert!(details.iter().all(|d| *d == details[0]), "the same bounce is kept whatever the order: {details:?}");
+}
+
+pub async fn events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["E5"], Priority::Normal).await;
+    let matches = l
+        .apply_delivery_events(&[
+            ev(Some("NOPE-1"), "m-nope", state(DeliveryState::Bounced), 1),
+            ev(None, "m-never-stored", state(DeliveryState::Delivered), 1),
+            ev(Some("E5"), "m-E5", state(DeliveryState::Delivered), 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        matches,
+        vec![
+            EventMatch::Unknown,
+            EventMatch::Unknown,
+            EventMatch::Order { order_id: OrderId::parse("E5").unwrap(), priority: Priority::Normal }
+        ]
+    );
+    assert!(l.order_state(&OrderId::parse("NOPE-1").unwrap()).await.unwrap().is_none(), "no row is created");
+    assert_eq!(delivery_of(&l, "E5").await.0, Some(DeliveryState::Delivered));
+}
+
+pub async fn an_untagged_event_finds_its_order_by_the_stored_ses_message_id(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["E6"], Priority::High).await;
+    let matches = l.apply_delivery_events(&[ev(None, "m-E6", state(DeliveryState::Complained), 1)]).await.unwrap();
+    assert!(matches!(&matches[..], [EventMatch::Order { order_id, .. }] if order_id.as_str() == "E6"));
+    assert_eq!(delivery_of(&l, "E6").await, (Some(DeliveryState::Complained), "needs_attention"));
+}
+
+pub async fn the_send_event_is_kept_with_its_claim_token_and_the_latest_one_wins(l: Arc<dyn LedgerOps>) {
+    // Claimed but never recorded: the process died after SES accepted the mail.
+    let t = token(&l.claim(&[req("E7", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let before = l.order_state(&OrderId::parse("E7").unwrap()).await.unwrap().unwrap();
+    let mut first = ev(Some("E7"), "ses-first", Effect::Send, 10);
+    first.claim_token = Some(t);
+    let older = ev(Some("E7"), "ses-older", Effect::Send, 5);
+    l.apply_delivery_events(&[first.clone(), older]).await.unwrap();
+    l.apply_delivery_events(&[first]).await.unwrap();
+    let st = l.order_state(&OrderId::parse("E7").unwrap()).await.unwrap().unwrap();
+    let send = st.delivery.send_event.clone().expect("the Send event is recorded");
+    assert_eq!((send.message_id.as_str(), send.claim_token), ("ses-first", Some(t)));
+    assert_eq!(send.at.unix_timestamp(), 1_800_000_010);
+    assert_eq!(st.delivery.state, None, "a Send event is not a delivery state");
+    assert_eq!(
+        (st.status, st.attempts, st.updated_at),
+        (Status::Sending, 1, before.updated_at),
+        "the claim is untouched"
+    );
+    assert_eq!(st.customer_status, "processing");
+    l.apply_delivery_events(&[ev(Some("E7"), "ses-second", Effect::Send, 20)]).await.unwrap();
+    let st = l.order_state(&OrderId::parse("E7").unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        st.delivery.send_event.unwrap().message_id,
+        "ses-second",
+        "a later Send event (a second mail) replaces it"
+    );
+}
+
+pub async fn delivery_stats_count_each_state_per_priority_and_the_bounce_rate(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["F1", "F2", "F3", "F4"], Priority::Normal).await;
+    sent(&l, &["F5"], Priority::High).await;
+    l.claim(&[req("F6", "h", Priority::Normal)], LEASE).await.unwrap(); // not sent: not counted
+    l.apply_delivery_events(&[
+        ev(Some("F1"), "m-F1", state(DeliveryState::Delivered), 1),
+        ev(Some("F2"), "m-F2", state(DeliveryState::Bounced), 1),
+        ev(Some("F3"), "m-F3", state(DeliveryState::Complained), 1),
+        ev(Some("F5"), "m-F5", state(DeliveryState::Delivered), 1),
+        ev(Some("F6"), "m-F6", Effect::Send, 1),
+    ])
+    .await
+    .unwrap();
+    let stats = l.delivery_stats().await.unwrap();
+    let normal = stats.iter().find(|p| p.priority == Priority::Normal).unwrap();
+    assert_eq!(normal.sent, 4);
+    let n = |s: &str| normal.by_state[s];
+    assert_eq!((n("delivered"), n("bounced"), n("complained"), n("unknown"), n("delayed")), (1, 1, 1, 1, 0));
+    assert_eq!(normal.bounce_rate, Some(0.25));
+    let high = stats.iter().find(|p| p.priority == Priority::High).unwrap();
+    assert_eq!((high.sent, high.by_state["delivered"], high.bounce_rate), (1, 1, Some(0.0)));
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn LedgerOps>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -461,6 +636,12 @@ macro_rules! ledger_contract_tests {
             a_released_claim_gives_its_attempt_back_once,
             a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried,
             retention_removes_old_payloads_in_bounded_steps_and_deletes_finished_rows_past_the_horizon,
+            a_late_delivery_never_overwrites_a_bounce_and_nothing_overwrites_a_complaint,
+            redelivered_and_out_of_order_events_converge_on_the_same_state,
+            events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch,
+            an_untagged_event_finds_its_order_by_the_stored_ses_message_id,
+            the_send_event_is_kept_with_its_claim_token_and_the_latest_one_wins,
+            delivery_stats_count_each_state_per_priority_and_the_bounce_rate,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {

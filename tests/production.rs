@@ -11,6 +11,7 @@ use order_confirmation::mailer::Mailer;
 use order_confirmation::order::{Order, OrderId};
 use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
 use order_confirmation::render::Mail;
+use order_confirmation::ses_event::MailTags;
 use std::sync::Arc;
 use std::time::Duration;
 use support::faults::{Action, Rule};
@@ -51,10 +52,21 @@ async fn sample_batch_is_mailed_through_ses_and_recorded_in_the_data_api_ledger(
     let ana = mails.iter().find(|m| m["destination"]["to"][0] == "ana@example.pt").unwrap();
     assert!(ana["body"]["html"].as_str().unwrap().contains("Ana &lt;b&gt;Silva&lt;&#x2f;b&gt;"));
 
-    // What the SDK sent: a priority tag and the configuration set, and no personal data in tags.
+    // What the SDK sent: the priority, order id and claim token tags (each in SES's tag alphabet,
+    // none personal) and the configuration set.
     let request = s.ses_proxy.requests().into_iter().find(|r| r.contains("ORD-1002")).unwrap();
     let request: serde_json::Value = serde_json::from_str(&request).unwrap();
-    assert_eq!(request["EmailTags"], serde_json::json!([{"Name": "priority", "Value": "high"}]));
+    let tags = request["EmailTags"].as_array().unwrap();
+    let tag = |name: &str| tags.iter().find(|t| t["Name"] == name).map(|t| t["Value"].as_str().unwrap().to_owned());
+    assert_eq!(tags.len(), 3, "{tags:?}");
+    assert_eq!(tag("priority").as_deref(), Some("high"));
+    assert_eq!(tag("order_id").as_deref(), Some("ORD-1002"));
+    let token = tag("claim_token").expect("claim_token tag");
+    assert!(uuid::Uuid::try_parse(&token).is_ok(), "{token}");
+    for t in tags {
+        let value = t["Value"].as_str().unwrap();
+        assert!(value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'), "{value}");
+    }
     assert_eq!(request["ConfigurationSetName"], "order-confirmations");
     assert_eq!(request["Destination"]["ToAddresses"], serde_json::json!(["kenji@example.jp"]));
 
@@ -299,13 +311,13 @@ struct OutageAfterClaim {
 
 #[async_trait::async_trait]
 impl Mailer for OutageAfterClaim {
-    async fn send(&self, order: &Order, mail: &Mail) -> Result<String, BackendError> {
+    async fn send(&self, order: &Order, mail: &Mail, tags: &MailTags) -> Result<String, BackendError> {
         if !self.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let body = serde_json::json!({ "resuming_for_ms": self.outage.as_millis() as u64 }).to_string();
             let (status, _) = support::services::http_request("POST", &self.data_api_faults, Some(body)).await.unwrap();
             assert!(status < 300);
         }
-        self.inner.send(order, mail).await
+        self.inner.send(order, mail, tags).await
     }
 }
 

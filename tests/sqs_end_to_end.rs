@@ -400,3 +400,140 @@ async fn sigterm_lets_the_worker_finish_the_batch_in_hand_then_exit() {
     assert_eq!(st.status, Status::Sent, "the batch in hand was recorded before exiting");
     assert_eq!(moto.depth(&q.url).await, (0, 0), "and acknowledged");
 }
+
+/// The SES event SES would publish for one mail the emulator accepted, as the events rule puts it
+/// into the events queue: an EventBridge event whose `detail` carries the mail's id and tags.
+fn ses_event(detail_type: &str, event_type: &str, mail: &serde_json::Value, object: serde_json::Value) -> String {
+    let key = match event_type {
+        "Send" => "send",
+        "Delivery" => "delivery",
+        "Bounce" => "bounce",
+        "Complaint" => "complaint",
+        other => panic!("no sample for {other}"),
+    };
+    let mut detail = serde_json::json!({"eventType": event_type, "mail": mail});
+    detail[key] = object;
+    serde_json::json!({"version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": detail_type,
+        "source": "aws.ses", "account": "123456789012", "time": "2026-11-27T10:00:02Z", "region": "us-east-1",
+        "resources": [], "detail": detail})
+    .to_string()
+}
+
+/// The end-to-end run: orders are mailed through SES, SES's events about those mails come
+/// back on the events queue (some bounce, one draws a complaint, a bounce is redelivered and a
+/// Delivery arrives after it), the same worker applies them, and `stats` and `status` report them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn some_mails_bounce_and_stats_reports_them_once_their_ses_events_come_back() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let high = moto.queue_pair("orders-high", 5, 30).await;
+    let normal = moto.queue_pair("orders-normal", 5, 30).await;
+    let events = moto.queue_pair("orders-ses-events", 5, 30).await;
+    for i in 0..2 {
+        moto.send(&high.url, &order_body(&format!("H-{i}"), "high")).await;
+    }
+    for i in 0..8 {
+        moto.send(&normal.url, &order_body(&format!("N-{i}"), "normal")).await;
+    }
+    consume(&s, &moto, &[&high.url, &normal.url], &[], 3).await;
+    assert_eq!(s.sent_mails().await.len(), 10);
+
+    // Each accepted mail as SES's events describe it: its SES message id, and the tags the
+    // service put on the SendEmail request.
+    let requests: Vec<serde_json::Value> =
+        s.ses_proxy.requests().iter().filter_map(|r| serde_json::from_str(r).ok()).collect();
+    let mut mail_of: HashMap<String, serde_json::Value> = HashMap::new();
+    for m in s.sent_mails().await {
+        let to = m["destination"]["to"][0].as_str().unwrap().to_owned();
+        let request = requests.iter().find(|r| r["Destination"]["ToAddresses"][0] == to.as_str()).unwrap();
+        let mut tags = serde_json::Map::new();
+        tags.insert("ses:configuration-set".into(), serde_json::json!(["order-confirmations"]));
+        for t in request["EmailTags"].as_array().unwrap() {
+            tags.insert(t["Name"].as_str().unwrap().to_owned(), serde_json::json!([t["Value"]]));
+        }
+        let order = tags["order_id"][0].as_str().unwrap().to_owned();
+        mail_of.insert(
+            order,
+            serde_json::json!({"timestamp": "2026-11-27T10:00:00.000Z", "source": "orders@example.com",
+                "messageId": m["messageId"], "destination": [to], "tags": tags}),
+        );
+    }
+    assert_eq!(mail_of.len(), 10, "every mail carries its order_id tag");
+    let bounce = |order: &str| {
+        ses_event(
+            "Email Bounced",
+            "Bounce",
+            &mail_of[order],
+            serde_json::json!({"bounceType": "Permanent",
+            "bounceSubType": "General", "timestamp": "2026-11-27T10:00:01.000Z",
+            "bouncedRecipients": [{"emailAddress": email_of(order), "action": "failed", "status": "5.1.1"}]}),
+        )
+    };
+    let delivered = |order: &str| {
+        ses_event(
+            "Email Delivered",
+            "Delivery",
+            &mail_of[order],
+            serde_json::json!({"timestamp": "2026-11-27T10:00:02.000Z",
+            "processingTimeMillis": 2000, "recipients": [email_of(order)], "smtpResponse": "250 ok"}),
+        )
+    };
+    for order in mail_of.keys() {
+        moto.send(&events.url, &ses_event("Email Sent", "Send", &mail_of[order], serde_json::json!({}))).await;
+    }
+    for order in ["N-0", "N-2", "N-3", "N-5", "N-6", "N-7"] {
+        moto.send(&events.url, &delivered(order)).await;
+    }
+    for order in ["N-1", "N-4", "H-0", "N-1"] {
+        moto.send(&events.url, &bounce(order)).await; // N-1's bounce twice: a redelivery
+    }
+    moto.send(&events.url, &delivered("N-1")).await; // late: must not hide the bounce
+    moto.send(
+        &events.url,
+        &ses_event(
+            "Email Complaint Received",
+            "Complaint",
+            &mail_of["N-2"],
+            serde_json::json!({"complaintFeedbackType": "abuse", "timestamp": "2026-11-27T10:30:00.000Z",
+                "complainedRecipients": [{"emailAddress": email_of("N-2")}]}),
+        ),
+    )
+    .await;
+    let (summary, stderr) = consume(&s, &moto, &[&events.url], &[], 3).await;
+    assert_eq!(summary["received"], 10 + 6 + 4 + 1 + 1, "{summary}");
+    assert_eq!(summary["deleted"], summary["received"], "every event acknowledged: {summary}");
+    assert_eq!(moto.depth(&events.dlq_url).await, (0, 0));
+    assert_eq!(s.sent_mails().await.len(), 10, "events never mail");
+    assert!(!stderr.contains("@example.com"), "no address in the worker's logs");
+
+    let mut c = binary(&s, &moto, &[&high.url, &normal.url]);
+    c.args(["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&c.output().await.unwrap().stdout).unwrap();
+    let d = |p: &str| stats["delivery"].as_array().unwrap().iter().find(|x| x["priority"] == p).unwrap().clone();
+    let n = |p: &str, state: &str| d(p)["by_state"][state].as_u64().unwrap();
+    assert_eq!(
+        (n("normal", "delivered"), n("normal", "bounced"), n("normal", "complained"), n("normal", "unknown")),
+        (5, 2, 1, 0),
+        "{stats}"
+    );
+    assert_eq!(d("normal")["bounce_rate"].as_f64(), Some(0.25));
+    assert_eq!((n("high", "bounced"), n("high", "unknown"), d("high")["bounce_rate"].as_f64()), (1, 1, Some(0.5)));
+
+    let ledger = s.ledger().await;
+    for (order, customer) in
+        [("N-1", "needs_attention"), ("N-2", "needs_attention"), ("N-0", "confirmed"), ("H-1", "confirmed")]
+    {
+        let st = ledger.order_state(&OrderId::parse(order).unwrap()).await.unwrap().unwrap();
+        assert_eq!(st.customer_status, customer, "{order}: {st:?}");
+        let send = st.delivery.send_event.unwrap_or_else(|| panic!("{order}: its Send event"));
+        assert_eq!(Some(send.message_id.as_str()), st.ses_message_id.as_deref(), "{order}: the Send event is its mail");
+    }
+    let bounced_emf: u64 = stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"_aws\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|doc| doc["Bounced"].as_u64())
+        .sum();
+    assert!(bounced_emf >= 3, "the Bounced metric counts the bounce events: {bounced_emf}");
+}

@@ -268,8 +268,8 @@ fn violations(cfn: &Value) -> Vec<String> {
     let queues = of_type(cfn, "AWS::SQS::Queue");
     let mappings = of_type(cfn, "AWS::Lambda::EventSourceMapping");
     let sources: Vec<_> = queues.iter().filter(|(_, q)| q["Properties"].get("RedrivePolicy").is_some()).collect();
-    if sources.len() != 2 {
-        bad.push(format!("expected 2 queues with a DLQ (high, normal), got {}", sources.len()));
+    if sources.len() != 3 {
+        bad.push(format!("expected 3 queues with a DLQ (high, normal, SES events), got {}", sources.len()));
     }
     for (qid, q) in &sources {
         let qp = &q["Properties"];
@@ -348,6 +348,7 @@ fn violations(cfn: &Value) -> Vec<String> {
         }
     }
     bad.extend(operations_violations(cfn, fid));
+    bad.extend(delivery_event_violations(cfn));
 
     // Alarms on the function and on the reconcile metric.
     let alarms = of_type(cfn, "AWS::CloudWatch::Alarm");
@@ -390,6 +391,83 @@ fn violations(cfn: &Value) -> Vec<String> {
         }
     }
     bad
+}
+
+/// SES's events reach the function (docs/design.md, "Delivery events"): the configuration set's
+/// EventBridge destination publishes every type the code reads, one rule forwards exactly those
+/// (`detail-type`) of this configuration set to the events queue (with a DLQ of its own), only that
+/// rule may put into the queue, and the queue's name carries the suffix the code recognises.
+fn delivery_event_violations(cfn: &Value) -> Vec<String> {
+    use order_confirmation::ses_event::EventType;
+    let mut bad = Vec::new();
+    let suffix = order_confirmation::delivery::EVENTS_QUEUE_SUFFIX;
+    let queues = of_type(cfn, "AWS::SQS::Queue");
+    let Some((events_queue, _)) = queues.iter().find(|(_, q)| {
+        q["Properties"].get("RedrivePolicy").is_some()
+            && q["Properties"]["QueueName"]["Fn::Sub"].as_str().is_some_and(|n| n.ends_with(suffix))
+    }) else {
+        return vec![format!("no source queue named *{suffix}: the function would read SES events as orders")];
+    };
+    let detail_types: Vec<&str> = EventType::ALL.iter().map(|t| t.detail_type()).collect();
+    let matching: Vec<&str> = EventType::ALL.iter().map(|t| t.matching_name()).collect();
+    let destinations = of_type(cfn, "AWS::SES::ConfigurationSetEventDestination");
+    let publishes = destinations.iter().any(|(_, d)| {
+        let ed = &d["Properties"]["EventDestination"];
+        let types: Vec<&str> =
+            ed["MatchingEventTypes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        ed["Enabled"] == true
+            && ed["EventBridgeDestination"]["EventBusArn"]["Fn::Sub"]
+                .as_str()
+                .is_some_and(|a| a.ends_with(":event-bus/default"))
+            && d["Properties"]["ConfigurationSetName"]["Ref"] == "SesConfigurationSetName"
+            && matching.iter().all(|m| types.contains(m))
+    });
+    if !publishes {
+        bad.push(format!(
+            "no enabled EventBridge event destination on SesConfigurationSetName publishing {matching:?}"
+        ));
+    }
+    let rules = of_type(cfn, "AWS::Events::Rule");
+    let rule = rules.iter().find(|(_, r)| r["Properties"]["EventPattern"]["source"] == serde_json::json!(["aws.ses"]));
+    match rule {
+        None => bad.push("no EventBridge rule for source aws.ses".into()),
+        Some((rid, r)) => {
+            let pattern = &r["Properties"]["EventPattern"];
+            let types: Vec<&str> =
+                pattern["detail-type"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            if types != detail_types {
+                bad.push(format!("{rid}: detail-type {types:?} is not the types the code reads {detail_types:?}"));
+            }
+            if pattern["detail"]["mail"]["tags"]["ses:configuration-set"]
+                != serde_json::json!([{"Ref": "SesConfigurationSetName"}])
+            {
+                bad.push(format!("{rid}: does not filter on this stack's configuration set"));
+            }
+            let targets = r["Properties"]["Targets"].as_array().cloned().unwrap_or_default();
+            let ok = targets.len() == 1
+                && target(&targets[0]["Arn"]) == Some(*events_queue)
+                && target(&targets[0]["DeadLetterConfig"]["Arn"]).is_some();
+            if !ok {
+                bad.push(format!("{rid}: its one target is not {events_queue} with a dead-letter queue"));
+            }
+            let allowed = of_type(cfn, "AWS::SQS::QueuePolicy").iter().any(|(_, p)| {
+                statements_of(&p["Properties"]["PolicyDocument"]).iter().any(|st| {
+                    st["Principal"]["Service"] == "events.amazonaws.com"
+                        && st["Action"] == "sqs:SendMessage"
+                        && target(&st["Condition"]["ArnEquals"]["aws:SourceArn"]) == Some(*rid)
+                        && as_list(&st["Resource"]).iter().any(|r| target(r) == Some(*events_queue))
+                })
+            });
+            if !allowed {
+                bad.push(format!("{events_queue}: no queue policy lets {rid} (and only it) send to it"));
+            }
+        }
+    }
+    bad
+}
+
+fn statements_of(document: &Value) -> Vec<Value> {
+    as_list(&document["Statement"])
 }
 
 fn as_list(v: &Value) -> Vec<Value> {
@@ -486,6 +564,10 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         "AWS::CloudWatch::Alarm",
         "AWS::CloudWatch::Dashboard",
         "Custom::LedgerSchema",
+        // Configuration of what exists: who may put into the SES events queue, and where the
+        // existing configuration set publishes its events (the default event bus).
+        "AWS::SQS::QueuePolicy",
+        "AWS::SES::ConfigurationSetEventDestination",
     ];
     for (id, r) in resources {
         let ty = r["Type"].as_str().unwrap_or_default();
@@ -561,13 +643,23 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
     let sources: Vec<&str> = mappings.iter().filter_map(|(_, m)| target(&m["Properties"]["EventSourceArn"])).collect();
     for q in &sources {
         let actions = actions_on(&consumer_role, q);
-        for need in [
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:GetQueueAttributes",
-            "sqs:ChangeMessageVisibility",
-            "sqs:SendMessage",
-        ] {
+        // The events queue is only polled and deleted from; the order queues also get backoff
+        // (visibility) and re-enqueued deferrals.
+        let events = cfn["Resources"][*q]["Properties"]["QueueName"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(order_confirmation::delivery::EVENTS_QUEUE_SUFFIX));
+        let needed: &[&str] = if events {
+            &["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+        } else {
+            &[
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ChangeMessageVisibility",
+                "sqs:SendMessage",
+            ]
+        };
+        for need in needed {
             if !actions.iter().any(|a| a == need) {
                 bad.push(format!("{consumer}: role lacks {need} on {q}"));
             }
@@ -577,7 +669,7 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         let on_other_queue = as_list(&st["Action"]).iter().any(|a| a.as_str().is_some_and(|a| a.starts_with("sqs:")))
             && as_list(&st["Resource"]).iter().any(|r| !target(r).is_some_and(|t| sources.contains(&t)));
         if on_other_queue {
-            bad.push(format!("{consumer}: SQS actions on something other than its two queues: {}", st["Resource"]));
+            bad.push(format!("{consumer}: SQS actions on something other than its queues: {}", st["Resource"]));
         }
     }
     let transactions = ["rds-data:BeginTransaction", "rds-data:CommitTransaction", "rds-data:RollbackTransaction"];
@@ -619,7 +711,7 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         + 1.0;
     if reserved.is_none_or(|r| r < needed) {
         bad.push(format!(
-            "{consumer}: reserved concurrency {reserved:?} does not cover both mappings + reconcile ({needed})"
+            "{consumer}: reserved concurrency {reserved:?} does not cover the mappings + reconcile ({needed})"
         ));
     }
     let env = &fp["Environment"]["Variables"];
@@ -649,6 +741,7 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         ("OrderConfirmation", "LedgerFailure"),
         ("OrderConfirmation", "UnrecordedSend"),
         ("OrderConfirmation", "PossibleDuplicate"),
+        ("OrderConfirmation", "Bounced"),
     ] {
         if !read.iter().any(|(n, m, _)| n == ns && m == metric) {
             bad.push(format!("no alarm on {ns} {metric}"));
@@ -707,6 +800,42 @@ fn deployment_invariants_fail_on_a_broken_copy() {
 
 /// Each operations requirement (arrival alarms, the cut-over switch, least privilege, the missing alarms) and the quota wiring, broken once.
 #[test]
+fn delivery_event_invariants_fail_on_a_broken_copy() {
+    let (_dir, t) = broken_copy(&[
+        // The destination forgets bounces; the rule forgets complaints and another stack's set
+        // would match; the queue policy names no rule.
+        (
+            "        MatchingEventTypes: [send, delivery, bounce, complaint,",
+            "        MatchingEventTypes: [send, delivery, complaint,",
+        ),
+        ("          - Email Complaint Received\n", ""),
+        (
+            "              ses:configuration-set: [!Ref SesConfigurationSetName]\n",
+            "              ses:configuration-set: [prefix]\n",
+        ),
+        (
+            "                aws:SourceArn: !GetAtt SesEventsRule.Arn\n",
+            "                aws:SourceArn: !GetAtt HighPriorityQueue.Arn\n",
+        ),
+    ]);
+    let v = violations(&translated(&t)).join("\n");
+    for expected in [
+        "no enabled EventBridge event destination on SesConfigurationSetName",
+        "SesEventsRule: detail-type",
+        "SesEventsRule: does not filter on this stack's configuration set",
+        "SesEventsQueue: no queue policy lets SesEventsRule",
+    ] {
+        assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
+    }
+    let (_dir, t) = broken_copy(&[(
+        "      QueueName: !Sub ${AWS::StackName}-ses-events\n",
+        "      QueueName: !Sub ${AWS::StackName}-events\n",
+    )]);
+    let v = violations(&translated(&t)).join("\n");
+    assert!(v.contains("no source queue named *-ses-events"), "{v}");
+}
+
+#[test]
 fn operations_invariants_fail_on_a_broken_copy() {
     let (_dir, t) = broken_copy(&[
         // 1: the high DLQ alarm watches the depth itself (stays in ALARM while anything is left).
@@ -732,7 +861,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
             "        redrivePermission: byQueue\n        sourceQueueArns:\n          - !Sub arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${AWS::StackName}-high\n",
             "        redrivePermission: allowAll\n",
         ),
-        ("    Default: 15\n    MinValue: 5\n", "    Default: 14\n    MinValue: 5\n"),
+        ("    Default: 17\n    MinValue: 5\n", "    Default: 16\n    MinValue: 5\n"),
         // quota wiring: a per-instance rate instead of the derived share; the wrong batch size.
         (
             "          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n",
@@ -757,7 +886,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
         "OrderConfirmationFunction: Data API transaction permissions, but migrate does not run there",
         "NormalPriorityQueue: DeletionPolicy and UpdateReplacePolicy are not Retain",
         "HighPriorityDeadLetterQueue: redrive-allow policy does not admit exactly its source queue",
-        "reserved concurrency Some(14.0) does not cover both mappings + reconcile (15)",
+        "reserved concurrency Some(16.0) does not cover the mappings + reconcile (17)",
         "SES_MAX_SEND_RATE is set per instance",
         "SES_SENDERS is not the reserved concurrency",
         "EXPECTED_BATCH_SIZE 20 is not the larger BatchSize 50",
@@ -771,12 +900,29 @@ fn operations_invariants_fail_on_a_broken_copy() {
 
 /// The settings a deployment chooses through template parameters, each with the default and the
 /// bounds the configuration enforces (`order_confirmation::config`): (parameter, variable,
-/// default, accepted values).
-fn parameter_settings() -> Vec<(&'static str, &'static str, u64, std::ops::RangeInclusive<u64>)> {
-    use order_confirmation::config::{LEDGER_HORIZON_DAYS, PAYLOAD_RETENTION_DAYS};
+/// default, lowest, highest accepted value).
+fn parameter_settings() -> Vec<(&'static str, &'static str, f64, f64, f64)> {
+    use order_confirmation::config::{
+        HIGH_PRIORITY_RESERVE_RANGE, LEDGER_HORIZON_DAYS_RANGE, PAYLOAD_RETENTION_DAYS_RANGE, defaults,
+    };
+    let days = |r: std::ops::RangeInclusive<u64>| (*r.start() as f64, *r.end() as f64);
+    let (payload, horizon) = (days(PAYLOAD_RETENTION_DAYS_RANGE), days(LEDGER_HORIZON_DAYS_RANGE));
     vec![
-        ("PayloadRetentionDays", "PAYLOAD_RETENTION_DAYS", PAYLOAD_RETENTION_DAYS.0, PAYLOAD_RETENTION_DAYS.1),
-        ("LedgerHorizonDays", "LEDGER_HORIZON_DAYS", LEDGER_HORIZON_DAYS.0, LEDGER_HORIZON_DAYS.1),
+        (
+            "PayloadRetentionDays",
+            "PAYLOAD_RETENTION_DAYS",
+            defaults::PAYLOAD_RETENTION_DAYS as f64,
+            payload.0,
+            payload.1,
+        ),
+        ("LedgerHorizonDays", "LEDGER_HORIZON_DAYS", defaults::LEDGER_HORIZON_DAYS as f64, horizon.0, horizon.1),
+        (
+            "HighPriorityReserve",
+            "HIGH_PRIORITY_RESERVE",
+            defaults::HIGH_PRIORITY_RESERVE,
+            *HIGH_PRIORITY_RESERVE_RANGE.start(),
+            *HIGH_PRIORITY_RESERVE_RANGE.end(),
+        ),
     ]
 }
 
@@ -786,7 +932,7 @@ fn parameter_settings() -> Vec<(&'static str, &'static str, u64, std::ops::Range
 fn parameter_violations(cfn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let functions = of_type(cfn, "AWS::Lambda::Function");
-    for (name, variable, default, bounds) in parameter_settings() {
+    for (name, variable, default, min, max) in parameter_settings() {
         let p = &cfn["Parameters"][name];
         if p.is_null() {
             bad.push(format!("no parameter {name} for {variable}"));
@@ -796,8 +942,8 @@ fn parameter_violations(cfn: &Value) -> Vec<String> {
             bad.push(format!("{name} is not a Number"));
         }
         let number = |key: &str| p[key].as_f64().or_else(|| p[key].as_str().and_then(|s| s.parse().ok()));
-        for (key, expected) in [("Default", default), ("MinValue", *bounds.start()), ("MaxValue", *bounds.end())] {
-            if number(key) != Some(expected as f64) {
+        for (key, expected) in [("Default", default), ("MinValue", min), ("MaxValue", max)] {
+            if number(key) != Some(expected) {
                 bad.push(format!("{name}: {key} is {:?}, the configuration's is {expected}", number(key)));
             }
         }
@@ -812,13 +958,13 @@ fn parameter_violations(cfn: &Value) -> Vec<String> {
 }
 
 #[test]
-fn retention_parameters_have_the_configurations_defaults_and_bounds() {
+fn setting_parameters_have_the_configurations_defaults_and_bounds() {
     let v = parameter_violations(&translated(&root().join(TEMPLATE)));
     assert!(v.is_empty(), "{TEMPLATE}:\n{}", v.join("\n"));
 }
 
 #[test]
-fn retention_parameter_check_fails_on_a_missing_or_unbounded_parameter() {
+fn setting_parameter_check_fails_on_a_missing_or_unbounded_parameter() {
     let (_dir, t) = broken_copy(&[
         ("    Default: 400\n    MinValue: 15\n    MaxValue: 3650\n", "    Default: 400\n    MinValue: 15\n"),
         ("    Default: 30\n    MinValue: 1\n", "    Default: 7\n    MinValue: 0\n"),

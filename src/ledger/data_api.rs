@@ -12,11 +12,12 @@
 //! pieces per call.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
-    Status, StuckOrder, Unconfirmed, priority_stats,
+    Claim, ClaimRequest, Delivery, DeliveryStats, EventMatch, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles,
+    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Unconfirmed, customer_status, priority_stats,
 };
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
+use crate::ses_event::{DeliveryEvent, DeliveryState, Effect};
 use aws_sdk_rdsdata::Client;
 use aws_sdk_rdsdata::types::{Field, SqlParameter};
 use serde_json::json;
@@ -32,6 +33,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_retention", include_str!("../../migrations/postgres/0004_retention.sql")),
     ("0005_pending_indexes", include_str!("../../migrations/postgres/0005_pending_indexes.sql")),
     ("0006_sent_per_hour", include_str!("../../migrations/postgres/0006_sent_per_hour.sql")),
+    ("0007_delivery_events", include_str!("../../migrations/postgres/0007_delivery_events.sql")),
 ];
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
@@ -220,7 +222,9 @@ SELECT order_id, status, priority, attempts, last_error, ses_message_id,
     CAST(EXTRACT(EPOCH FROM sent_at) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM lease_until) * 1000 AS bigint),
     CAST(EXTRACT(EPOCH FROM parked_at) * 1000 AS bigint), parked_note,
-    CAST(EXTRACT(EPOCH FROM payload_removed_at) * 1000 AS bigint)
+    CAST(EXTRACT(EPOCH FROM payload_removed_at) * 1000 AS bigint),
+    delivery_state, delivery_detail, CAST(EXTRACT(EPOCH FROM delivery_at) * 1000 AS bigint),
+    send_event_message_id, CAST(send_event_claim_token AS text), CAST(EXTRACT(EPOCH FROM send_event_at) * 1000 AS bigint)
 FROM order_confirmations WHERE order_id = :order_id";
 
 /// One retention step's payload part: the oldest confirmed orders past the retention period, at
@@ -248,9 +252,11 @@ WITH due AS MATERIALIZED (
 DELETE FROM order_confirmations oc USING due WHERE oc.order_id = due.order_id";
 
 /// Where the ledger lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DataApiTarget {
     pub cluster_arn: String,
+    /// Printed masked: the ARN names the secret, which is worth not spreading.
+    #[serde(serialize_with = "crate::config::masked")]
     pub secret_arn: String,
     pub database: String,
 }
@@ -695,9 +701,12 @@ impl LedgerOps for DataApiLedger {
             return Ok(None);
         };
         let ms = |i: usize| field_i64(row.get(i)).map(from_ms);
+        let status = field_parsed(row.get(1), Status::parse, "status")?;
+        // The schema's CHECK admits only the states DeliveryState names.
+        let delivery_state = field_str(row.get(13)).and_then(|s| DeliveryState::parse(&s).ok());
         Ok(Some(OrderState {
             order_id: field_parsed(row.first(), OrderId::parse, "status")?,
-            status: field_parsed(row.get(1), Status::parse, "status")?,
+            status,
             priority: field_parsed(row.get(2), Priority::parse, "status")?,
             attempts: field_i64(row.get(3)).unwrap_or(0),
             last_error: field_str(row.get(4)),
@@ -709,6 +718,20 @@ impl LedgerOps for DataApiLedger {
             parked_at: ms(10),
             parked_note: field_str(row.get(11)),
             payload_removed_at: ms(12),
+            customer_status: customer_status(status, delivery_state),
+            delivery: Delivery {
+                state: delivery_state,
+                detail: field_str(row.get(14)),
+                at: ms(15),
+                send_event: match (field_str(row.get(16)), ms(18)) {
+                    (Some(message_id), Some(at)) => Some(SendEvent {
+                        message_id,
+                        claim_token: field_str(row.get(17)).and_then(|t| uuid::Uuid::parse_str(&t).ok()),
+                        at,
+                    }),
+                    _ => None,
+                },
+            },
         }))
     }
 
@@ -832,10 +855,126 @@ impl LedgerOps for DataApiLedger {
         let out = self.execute_output("summarize", &SUMMARIZE_SQL, vec![settle], None).await?;
         Ok(out.number_of_records_updated > 0)
     }
+
+    async fn apply_delivery_events(&self, events: &[DeliveryEvent]) -> Result<Vec<EventMatch>, BackendError> {
+        let elements: Vec<String> = events
+            .iter()
+            .enumerate()
+            .map(|(ord, e)| {
+                let (state, send) = match e.effect {
+                    Effect::State(s) => (Some(s.as_str()), false),
+                    Effect::Send => (None, true),
+                };
+                json!({"ord": ord, "order_id": e.order_id.as_ref().map(OrderId::as_str),
+                       "message_id": e.message_id.as_str(), "state": state, "detail": e.detail,
+                       "at_ms": (e.occurred_at.unix_timestamp_nanos() / 1_000_000) as i64,
+                       "token": e.claim_token.map(|t| t.to_string()), "send": send})
+                .to_string()
+            })
+            .collect();
+        let sql = apply_events_sql();
+        let mut matches = Vec::with_capacity(events.len());
+        // Each run is one statement; a run that fails fails the call, and the retry re-applies the
+        // runs that committed without changing them (the fence makes the events idempotent).
+        for run in split_by_size(&elements, self.limits.request_bytes, self.limits.rows_per_request) {
+            let batch = json_array(&elements[run.clone()]);
+            let rows = self.execute("delivery events", &sql, vec![text("batch", batch)], None).await?;
+            if rows.len() != run.len() {
+                return Err(shape_error("delivery events"));
+            }
+            for row in &rows {
+                let found = match (field_str(row.get(1)), field_str(row.get(2))) {
+                    (Some(id), Some(p)) => EventMatch::Order {
+                        order_id: OrderId::parse(&id).map_err(|_| shape_error("delivery events"))?,
+                        priority: Priority::parse(&p).map_err(|_| shape_error("delivery events"))?,
+                    },
+                    _ => EventMatch::Unknown,
+                };
+                matches.push(found);
+            }
+        }
+        Ok(matches)
+    }
+
+    async fn delivery_stats(&self) -> Result<Vec<DeliveryStats>, BackendError> {
+        let rows = self.execute("stats", DELIVERY_STATS_SQL, Vec::new(), None).await?;
+        let rows: Vec<(String, Option<String>, u64)> = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    field_str(r.first()).ok_or_else(|| shape_error("stats"))?,
+                    field_str(r.get(1)),
+                    field_i64(r.get(2)).ok_or_else(|| shape_error("stats"))? as u64,
+                ))
+            })
+            .collect::<Result<_, BackendError>>()?;
+        Ok(super::delivery_stats_from_rows(&rows))
+    }
 }
 
 /// Parks an abandoned order (docs/design.md, Operations): it stays abandoned, out of the
 /// unconfirmed count.
+/// Delivery counts over the last 24 hours of sends, through `order_confirmations_recent_delivery`
+/// (0007, index-only).
+const DELIVERY_STATS_SQL: &str = "\
+SELECT priority, delivery_state, count(*) FROM order_confirmations
+WHERE status = 'sent' AND sent_at >= now() - interval '24 hours' GROUP BY priority, delivery_state";
+
+/// Applies a batch of SES events in one statement (docs/design.md, "Delivery events"). Each event
+/// finds its order by the `order_id` tag, else by the stored SES message id. PostgreSQL updates a
+/// row at most once per statement, so the batch is first reduced per order: the strongest state
+/// (the first of equal rank in input order) and the latest Send event. The fence is in the
+/// `UPDATE` itself, evaluated on the locked row, so concurrent invocations keep the stronger state.
+fn apply_events_sql() -> String {
+    let rank = |column: &str| crate::ses_event::DeliveryState::sql_rank(column);
+    format!(
+        "\
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
+        AS b(ord int, order_id text, message_id text, state text, detail text, at_ms bigint, token uuid, send boolean)
+),
+matched AS (
+    SELECT i.*, to_timestamp(i.at_ms / 1000.0) AS at, COALESCE(t.order_id, m.order_id) AS target,
+        COALESCE(t.priority, m.priority) AS priority
+    FROM input i
+    LEFT JOIN order_confirmations t ON t.order_id = i.order_id
+    LEFT JOIN order_confirmations m ON i.order_id IS NULL AND m.ses_message_id = i.message_id
+),
+best_state AS (
+    SELECT DISTINCT ON (target) target, state, detail, at FROM matched
+    WHERE target IS NOT NULL AND state IS NOT NULL ORDER BY target, {state_rank} DESC, ord
+),
+best_send AS (
+    SELECT DISTINCT ON (target) target, message_id, token, at FROM matched
+    WHERE target IS NOT NULL AND send ORDER BY target, at DESC, ord
+),
+changes AS (
+    SELECT target, s.state, s.detail, s.at AS state_at, n.message_id, n.token, n.at AS send_at
+    FROM (SELECT DISTINCT target FROM matched WHERE target IS NOT NULL) t
+    LEFT JOIN best_state s USING (target) LEFT JOIN best_send n USING (target)
+),
+updated AS (
+    UPDATE order_confirmations oc SET
+        delivery_state = CASE WHEN {new_rank} > {old_rank} THEN c.state ELSE oc.delivery_state END,
+        delivery_detail = CASE WHEN {new_rank} > {old_rank} THEN c.detail ELSE oc.delivery_detail END,
+        delivery_at = CASE WHEN {new_rank} > {old_rank} THEN c.state_at ELSE oc.delivery_at END,
+        send_event_message_id = CASE WHEN c.send_at > COALESCE(oc.send_event_at, '-infinity')
+            THEN c.message_id ELSE oc.send_event_message_id END,
+        send_event_claim_token = CASE WHEN c.send_at > COALESCE(oc.send_event_at, '-infinity')
+            THEN c.token ELSE oc.send_event_claim_token END,
+        send_event_at = CASE WHEN c.send_at > COALESCE(oc.send_event_at, '-infinity')
+            THEN c.send_at ELSE oc.send_event_at END
+    FROM changes c
+    WHERE oc.order_id = c.target
+    RETURNING oc.order_id
+)
+SELECT m.ord, m.target, m.priority FROM matched m ORDER BY m.ord",
+        state_rank = rank("state"),
+        new_rank = rank("c.state"),
+        old_rank = rank("oc.delivery_state"),
+    )
+}
+
 const PARK_SQL: &str = "\
 UPDATE order_confirmations SET parked_at = now(), parked_note = :note
 WHERE order_id = :order_id AND status = 'abandoned'";

@@ -187,6 +187,48 @@ pub struct OrderState {
     /// it is kept.
     #[serde(with = "time::serde::rfc3339::option")]
     pub payload_removed_at: Option<OffsetDateTime>,
+    /// What SES said about the mail after accepting it (docs/design.md, "Delivery events").
+    pub delivery: Delivery,
+    /// What the status page may show: `confirmed`, `processing` or `needs_attention` (the same
+    /// rule as the `order_confirmation_status` view; see [`customer_status`]).
+    pub customer_status: &'static str,
+}
+
+/// An order's delivery facts from SES's events; all `None` until the first event.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Delivery {
+    /// The strongest delivery state seen.
+    pub state: Option<crate::ses_event::DeliveryState>,
+    /// Bounce type and sub-type with the SMTP status code, complaint or delay type; no personal data.
+    pub detail: Option<String>,
+    /// When SES says that state happened.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub at: Option<OffsetDateTime>,
+    /// The latest Send event: SES's witness that it accepted the mail of a claim.
+    pub send_event: Option<SendEvent>,
+}
+
+/// SES's Send event for one of the order's mails.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SendEvent {
+    pub message_id: String,
+    /// The claim that sent it (the mail's `claim_token` tag); `None` for an untagged mail.
+    pub claim_token: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// What the status page may show for an order: `needs_attention` when a person must act (SES
+/// refused the mail, reconciliation gave up, or the mail was sent and then bounced, was refused,
+/// or drew a complaint), `confirmed` when sent, else `processing`. The view
+/// `order_confirmation_status` (migration 0007) says the same.
+pub fn customer_status(status: Status, delivery: Option<crate::ses_event::DeliveryState>) -> &'static str {
+    match status {
+        Status::Sent if delivery.is_some_and(crate::ses_event::DeliveryState::needs_attention) => "needs_attention",
+        Status::Sent => "confirmed",
+        Status::Rejected | Status::Abandoned => "needs_attention",
+        Status::Sending | Status::Failed => "processing",
+    }
 }
 
 /// Statistics for one priority.
@@ -377,6 +419,67 @@ pub trait LedgerOps: Ledger {
     /// Returns whether an hour was summarized (false: nothing is due). Idempotent and safe to run
     /// concurrently: an hour is summarized at most once.
     async fn summarize_sends(&self) -> Result<bool, BackendError>;
+
+    /// Applies SES events (docs/design.md, "Delivery events") in one call, and says per event,
+    /// in input order, which order it belonged to. An event finds its order by its `order_id`
+    /// tag, else by the stored SES message id. A delivery state is replaced only by one of higher
+    /// rank ([`crate::ses_event::DeliveryState::rank`]), so redelivered and out-of-order events
+    /// converge; a Send event is kept when it is the latest seen for the order. Never changes
+    /// `status`, `updated_at` or the claim.
+    async fn apply_delivery_events(
+        &self,
+        events: &[crate::ses_event::DeliveryEvent],
+    ) -> Result<Vec<EventMatch>, BackendError>;
+
+    /// Delivery states of the orders sent in the last 24 hours, per priority (both always present).
+    async fn delivery_stats(&self) -> Result<Vec<DeliveryStats>, BackendError>;
+}
+
+/// Which order an SES event was applied to (docs/design.md, "Delivery events"), with its priority
+/// for the metrics; `Unknown` when the ledger holds no order for it (counted, not an error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventMatch {
+    Order { order_id: OrderId, priority: Priority },
+    Unknown,
+}
+
+/// Delivery states of the orders of one priority sent in the last 24 hours (the same window as
+/// `stats`' `sent`), and the bounce rate over them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryStats {
+    pub priority: Priority,
+    /// Orders sent in the last 24 hours.
+    pub sent: u64,
+    /// Per delivery state (every state present, zero when none), plus `unknown`: sent, and no
+    /// event yet that says delivered or failed (a `delayed` order is counted as `delayed`).
+    pub by_state: BTreeMap<String, u64>,
+    /// Hard bounces over sends (`bounced / sent`), the ratio SES's own reputation metric uses;
+    /// `None` with no sends.
+    pub bounce_rate: Option<f64>,
+}
+
+/// The name `DeliveryStats::by_state` gives orders without a delivery event yet.
+pub const DELIVERY_UNKNOWN: &str = "unknown";
+
+/// Turns `(priority, delivery state or None, count)` rows into one [`DeliveryStats`] per priority
+/// (both always present, every state counted, zero when none).
+pub(crate) fn delivery_stats_from_rows(rows: &[(String, Option<String>, u64)]) -> Vec<DeliveryStats> {
+    Priority::ALL
+        .iter()
+        .map(|&priority| {
+            let mut by_state: BTreeMap<String, u64> = crate::ses_event::DeliveryState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_owned(), 0))
+                .chain(std::iter::once((DELIVERY_UNKNOWN.to_owned(), 0)))
+                .collect();
+            for (_, state, n) in rows.iter().filter(|r| r.0 == priority.as_str()) {
+                *by_state.entry(state.clone().unwrap_or_else(|| DELIVERY_UNKNOWN.to_owned())).or_insert(0) += n;
+            }
+            let sent: u64 = by_state.values().sum();
+            let bounced = by_state[crate::ses_event::DeliveryState::Bounced.as_str()];
+            DeliveryStats { priority, sent, by_state, bounce_rate: (sent > 0).then(|| bounced as f64 / sent as f64) }
+        })
+        .collect()
 }
 
 /// The longest note `park` keeps: enough for a ticket reference and a name.

@@ -3,11 +3,12 @@
 //! atomicity the PostgreSQL statement has. Blocking calls run on tokio's blocking pool.
 
 use super::{
-    Claim, ClaimRequest, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles, REMOVED_PAYLOAD, Recording, Retained,
-    Status, StuckOrder, Unconfirmed, priority_stats,
+    Claim, ClaimRequest, Delivery, DeliveryStats, EventMatch, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles,
+    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Unconfirmed, customer_status, priority_stats,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
+use crate::ses_event::{DeliveryEvent, DeliveryState, Effect};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +25,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_retention", include_str!("../../migrations/sqlite/0004_retention.sql")),
     ("0005_pending_indexes", include_str!("../../migrations/sqlite/0005_pending_indexes.sql")),
     ("0006_sent_per_hour", include_str!("../../migrations/sqlite/0006_sent_per_hour.sql")),
+    ("0007_delivery_events", include_str!("../../migrations/sqlite/0007_delivery_events.sql")),
 ];
 
 const HOUR_MS: i64 = 3_600_000;
@@ -346,13 +348,18 @@ impl LedgerOps for SqliteLedger {
         self.with_conn(move |conn| {
             conn.query_row(
                 "SELECT order_id, status, priority, attempts, last_error, ses_message_id, first_seen_at, updated_at, \
-                 sent_at, lease_until, parked_at, parked_note, payload_removed_at \
+                 sent_at, lease_until, parked_at, parked_note, payload_removed_at, \
+                 delivery_state, delivery_detail, delivery_at, send_event_message_id, send_event_claim_token, \
+                 send_event_at \
                  FROM order_confirmations WHERE order_id = ?1",
                 [id],
                 |r| {
+                    let status = column(r, 1, Status::parse)?;
+                    // The schema's CHECK admits only the states DeliveryState names.
+                    let delivery_state = r.get::<_, Option<String>>(13)?.and_then(|s| DeliveryState::parse(&s).ok());
                     Ok(OrderState {
                         order_id: column(r, 0, OrderId::parse)?,
-                        status: column(r, 1, Status::parse)?,
+                        status,
                         priority: column(r, 2, Priority::parse)?,
                         attempts: r.get(3)?,
                         last_error: r.get(4)?,
@@ -364,6 +371,20 @@ impl LedgerOps for SqliteLedger {
                         parked_at: r.get::<_, Option<i64>>(10)?.map(from_ms),
                         parked_note: r.get(11)?,
                         payload_removed_at: r.get::<_, Option<i64>>(12)?.map(from_ms),
+                        customer_status: customer_status(status, delivery_state),
+                        delivery: Delivery {
+                            state: delivery_state,
+                            detail: r.get(14)?,
+                            at: r.get::<_, Option<i64>>(15)?.map(from_ms),
+                            send_event: match (r.get::<_, Option<String>>(16)?, r.get::<_, Option<i64>>(18)?) {
+                                (Some(message_id), Some(at)) => Some(SendEvent {
+                                    message_id,
+                                    claim_token: r.get::<_, Option<String>>(17)?.and_then(|t| Uuid::parse_str(&t).ok()),
+                                    at: from_ms(at),
+                                }),
+                                _ => None,
+                            },
+                        },
                     })
                 },
             )
@@ -522,4 +543,90 @@ impl LedgerOps for SqliteLedger {
         })
         .await
     }
+
+    async fn apply_delivery_events(&self, events: &[DeliveryEvent]) -> Result<Vec<EventMatch>, BackendError> {
+        let events = events.to_vec();
+        self.with_conn(move |conn| apply_delivery_events(conn, &events)).await
+    }
+
+    async fn delivery_stats(&self) -> Result<Vec<DeliveryStats>, BackendError> {
+        self.with_conn(|conn| {
+            let since = now_ms() - 24 * 3_600_000;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT priority, delivery_state, count(*) FROM order_confirmations \
+                     WHERE status = 'sent' AND sent_at >= ?1 GROUP BY priority, delivery_state",
+                )
+                .map_err(sql_error)?;
+            let rows = stmt
+                .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))
+                .map_err(sql_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_error)?;
+            Ok(super::delivery_stats_from_rows(&rows))
+        })
+        .await
+    }
+}
+
+/// The SQLite side of [`Ledger::apply_delivery_events`]: one transaction, the events in input
+/// order, each fenced against the row as the previous ones left it (the same result as the
+/// PostgreSQL statement, which ranks the batch's events per order first).
+fn apply_delivery_events(conn: &mut Connection, events: &[DeliveryEvent]) -> Result<Vec<EventMatch>, BackendError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+    let mut matches = Vec::with_capacity(events.len());
+    for e in events {
+        let target: Option<(String, String, Option<String>, Option<i64>)> = match &e.order_id {
+            Some(id) => tx
+                .query_row(
+                    "SELECT order_id, priority, delivery_state, send_event_at FROM order_confirmations WHERE order_id = ?1",
+                    [id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional(),
+            None => tx
+                .query_row(
+                    "SELECT order_id, priority, delivery_state, send_event_at FROM order_confirmations \
+                     WHERE ses_message_id = ?1 LIMIT 1",
+                    [e.message_id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional(),
+        }
+        .map_err(sql_error)?;
+        let Some((order_id, priority, stored_state, send_event_at)) = target else {
+            matches.push(EventMatch::Unknown);
+            continue;
+        };
+        let at = (e.occurred_at.unix_timestamp_nanos() / 1_000_000) as i64;
+        match e.effect {
+            Effect::State(state) => {
+                let stored_rank =
+                    stored_state.as_deref().and_then(|s| DeliveryState::parse(s).ok()).map_or(0, DeliveryState::rank);
+                if state.rank() > stored_rank {
+                    tx.execute(
+                        "UPDATE order_confirmations SET delivery_state = ?2, delivery_detail = ?3, delivery_at = ?4 \
+                         WHERE order_id = ?1",
+                        params![order_id, state.as_str(), e.detail, at],
+                    )
+                    .map_err(sql_error)?;
+                }
+            }
+            Effect::Send => {
+                if send_event_at.is_none_or(|stored| at > stored) {
+                    tx.execute(
+                        "UPDATE order_confirmations SET send_event_message_id = ?2, send_event_claim_token = ?3, \
+                         send_event_at = ?4 WHERE order_id = ?1",
+                        params![order_id, e.message_id.as_str(), e.claim_token.map(|t| t.to_string()), at],
+                    )
+                    .map_err(sql_error)?;
+                }
+            }
+        }
+        let order_id = OrderId::parse(&order_id).map_err(|e| BackendError::fatal(format!("ledger row: {e}")))?;
+        let priority = Priority::parse(&priority).map_err(|e| BackendError::fatal(format!("ledger row: {e}")))?;
+        matches.push(EventMatch::Order { order_id, priority });
+    }
+    tx.commit().map_err(sql_error)?;
+    Ok(matches)
 }

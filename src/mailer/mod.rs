@@ -8,10 +8,13 @@ pub mod ses;
 use crate::error::BackendError;
 use crate::order::Order;
 use crate::render::Mail;
+use crate::ses_event::MailTags;
 
 /// Sends one confirmation. Returns the provider's message id, stored in the ledger so support can
-/// trace the mail (SES message id, or the outbox file name).
+/// trace the mail (SES message id, or the outbox file name). `tags` (the order id and the claim
+/// token that sent it) go on the mail, so SES's events about it name the order and the claim
+/// (docs/design.md, "Delivery events").
 #[async_trait::async_trait]
 pub trait Mailer: Send + Sync {
-    async fn send(&self, order: &Order, mail: &Mail) -> Result<String, BackendError>;
+    async fn send(&self, order: &Order, mail: &Mail, tags: &MailTags) -> Result<String, BackendError>;
 }

@@ -16,6 +16,7 @@ use order_confirmation::mailer::outbox::OutboxMailer;
 use order_confirmation::order::Order;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::render::Mail;
+use order_confirmation::ses_event::MailTags;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,7 +139,7 @@ impl ScriptedMailer {
 
 #[async_trait::async_trait]
 impl Mailer for ScriptedMailer {
-    async fn send(&self, order: &Order, mail: &Mail) -> Result<String, BackendError> {
+    async fn send(&self, order: &Order, mail: &Mail, tags: &MailTags) -> Result<String, BackendError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         self.order_of_attempts.lock().unwrap().push(order.order_id.to_string());
         let fault = {
@@ -157,9 +158,9 @@ impl Mailer for ScriptedMailer {
             Some(Fault::Fail(e)) => Err(e),
             Some(Fault::Delay(d)) => {
                 tokio::time::sleep(d).await;
-                self.inner.send(order, mail).await
+                self.inner.send(order, mail, tags).await
             }
-            Some(Fault::FailTimes(..)) | None => self.inner.send(order, mail).await,
+            Some(Fault::FailTimes(..)) | None => self.inner.send(order, mail, tags).await,
         }
     }
 }
