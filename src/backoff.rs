@@ -318,15 +318,15 @@ mod tests {
     use super::*;
 
     fn transient() -> RecordOutcome {
-        RecordOutcome::Transient { reason: "throttled".into() }
+        RecordOutcome::TransientFailure { reason: "throttled".into() }
     }
 
     #[test]
     fn permanent_failures_come_back_at_once() {
         let s = BackoffSettings::default();
         for outcome in [
+            RecordOutcome::Invalid { reason: "x".into() },
             RecordOutcome::Rejected { reason: "x".into() },
-            RecordOutcome::MailRejected { reason: "x".into() },
             RecordOutcome::Conflict { reason: "x".into() },
         ] {
             assert_eq!(visibility_for(&outcome, 3, &s, 0.7), Duration::ZERO);
