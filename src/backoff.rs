@@ -289,8 +289,10 @@ impl VisibilityBackoff {
             .enumerate()
             .filter_map(|(i, (record, r))| {
                 let outcome = match &r.outcome {
-                    EventOutcome::Invalid { rule } => RecordOutcome::Rejected { reason: rule.clone() },
-                    EventOutcome::LedgerUnavailable { error } => RecordOutcome::Transient { reason: error.clone() },
+                    EventOutcome::Invalid { rule } => RecordOutcome::Invalid { reason: rule.clone() },
+                    EventOutcome::LedgerUnavailable { error } => {
+                        RecordOutcome::TransientFailure { reason: error.clone() }
+                    }
                     EventOutcome::Applied | EventOutcome::Unknown => return None,
                 };
                 let receive_count =
@@ -362,15 +364,15 @@ mod tests {
     use super::*;
 
     fn transient() -> RecordOutcome {
-        RecordOutcome::Transient { reason: "throttled".into() }
+        RecordOutcome::TransientFailure { reason: "throttled".into() }
     }
 
     #[test]
     fn permanent_failures_come_back_at_once() {
         let s = BackoffSettings::default();
         for outcome in [
+            RecordOutcome::Invalid { reason: "x".into() },
             RecordOutcome::Rejected { reason: "x".into() },
-            RecordOutcome::MailRejected { reason: "x".into() },
             RecordOutcome::Conflict { reason: "x".into() },
         ] {
             assert_eq!(visibility_for(&outcome, 3, &s, 0.7), Duration::ZERO);

@@ -190,12 +190,12 @@ pub async fn run(
                     Ok(out) => {
                         summary.deleted += out.successful.len() as u64;
                         for f in out.failed {
-                            tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as a duplicate");
+                            tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as already_sent");
                         }
                     }
                     Err(e) => {
                         let e = from_sdk(Service::Sqs, "DeleteMessageBatch", &e);
-                        tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as duplicates");
+                        tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as already_sent");
                     }
                 }
             }

@@ -1,6 +1,8 @@
 //! Human-readable rendering of statistics and order state (the JSON forms are the serde ones).
 
 use crate::ledger::{DeliveryStats, LedgerStats, OrderState, Status};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 fn secs(v: Option<f64>) -> String {
@@ -8,22 +10,62 @@ fn secs(v: Option<f64>) -> String {
 }
 
 /// What to say about an order the ledger does not hold: it never arrived, or its message was
-/// rejected before it was recorded (a bad message is logged with its order id and the rule it
+/// invalid and never recorded (a bad message is logged with its order id and the rule it
 /// broke, and reaches the dead-letter queue after its retries). Names the Logs Insights query.
 pub fn not_in_ledger(id: &crate::order::OrderId) -> String {
     format!(
-        "order {id} is not in the ledger: it was never received, or its message was rejected before it was recorded \
+        "order {id} is not in the ledger: it was never received, or its message was invalid and never recorded \
          (the dead-letter queue holds it after its retries); find the rejection and the rule it broke in the \
          function's logs with CloudWatch Logs Insights: fields @timestamp, message_id, reason | \
-         filter order_id = \"{id}\" and outcome = \"rejected\""
+         filter order_id = \"{id}\" and outcome = \"invalid\""
     )
 }
 
+/// The service across priorities, in the ledger's words: what the old `getOrderStats` gave
+/// (processed: `sent`; failed: `failed`, `rejected`, `abandoned`; pending).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Totals {
+    /// Rows per status, summed over the priorities (`sent`: in the last 24 hours).
+    pub by_status: BTreeMap<Status, u64>,
+    /// Orders not yet confirmed and still expected to be (`sending` + `failed`).
+    pub pending: u64,
+    /// The oldest unsent order of any priority.
+    pub oldest_unsent_age_seconds: Option<f64>,
+    pub sent_last_hour: u64,
+}
+
+/// Sums the per-priority statistics. Time-to-send percentiles are per priority only: they cannot
+/// be combined from the priorities' percentiles.
+pub fn totals(stats: &LedgerStats) -> Totals {
+    let mut t = Totals { by_status: BTreeMap::new(), pending: 0, oldest_unsent_age_seconds: None, sent_last_hour: 0 };
+    for p in &stats.priorities {
+        for (status, n) in &p.by_status {
+            *t.by_status.entry(*status).or_default() += n;
+        }
+        t.pending += p.pending;
+        t.sent_last_hour += p.sent_last_hour;
+        t.oldest_unsent_age_seconds = match (t.oldest_unsent_age_seconds, p.oldest_unsent_age_seconds) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    t
+}
+
+/// Column widths of the statistics table: the first left-aligned, the numbers right-aligned.
+const WIDTHS: [usize; 12] = [8, 8, 8, 8, 8, 9, 8, 13, 8, 9, 9, 9];
+
+fn row(out: &mut String, cells: [String; 12]) {
+    for (i, (cell, w)) in cells.iter().zip(WIDTHS).enumerate() {
+        let _ = if i == 0 { write!(out, "{cell:<w$}") } else { write!(out, " {cell:>w$}") };
+    }
+    out.push('\n');
+}
+
+/// One row per priority, then `total` (time-to-send percentiles `-`: per priority only).
 pub fn render_table(stats: &LedgerStats) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>13} {:>8} {:>9} {:>9} {:>9}",
+    let header = [
         "priority",
         "sent_24h",
         "sending",
@@ -33,27 +75,43 @@ pub fn render_table(stats: &LedgerStats) -> String {
         "pending",
         "oldest_unsent",
         "sent_1h",
-        "ttc_p50",
-        "ttc_p95",
-        "ttc_p99"
-    );
-    for p in &stats.priorities {
-        let n = |s: Status| p.by_status.get(&s).copied().unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "{:<8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>13} {:>8} {:>9} {:>9} {:>9}",
+        "send_p50",
+        "send_p95",
+        "send_p99",
+    ];
+    row(&mut out, header.map(str::to_owned));
+    let t = totals(stats);
+    let per_priority = stats.priorities.iter().map(|p| {
+        let tts = &p.time_to_send_seconds;
+        (
             p.priority.as_str(),
-            n(Status::Sent),
-            n(Status::Sending),
-            n(Status::Failed),
-            n(Status::Rejected),
-            n(Status::Abandoned),
+            &p.by_status,
             p.pending,
-            secs(p.oldest_unsent_age_seconds),
+            p.oldest_unsent_age_seconds,
             p.sent_last_hour,
-            secs(p.time_to_confirm_seconds.p50),
-            secs(p.time_to_confirm_seconds.p95),
-            secs(p.time_to_confirm_seconds.p99),
+            [tts.p50, tts.p95, tts.p99],
+        )
+    });
+    let total = ("total", &t.by_status, t.pending, t.oldest_unsent_age_seconds, t.sent_last_hour, [None; 3]);
+    for (priority, by_status, pending, oldest, sent_1h, tts) in per_priority.chain([total]) {
+        let n = |s: Status| by_status.get(&s).copied().unwrap_or(0).to_string();
+        let [p50, p95, p99] = tts.map(secs);
+        row(
+            &mut out,
+            [
+                priority.to_owned(),
+                n(Status::Sent),
+                n(Status::Sending),
+                n(Status::Failed),
+                n(Status::Rejected),
+                n(Status::Abandoned),
+                pending.to_string(),
+                secs(oldest),
+                sent_1h.to_string(),
+                p50,
+                p95,
+                p99,
+            ],
         );
     }
     out
@@ -149,6 +207,57 @@ pub fn render_queues(queues: &[crate::queues::QueueDepth]) -> String {
         let _ = writeln!(out, "{name:<width$} {:>8} {:>9} {:>8}", q.visible, q.in_flight, dlq);
     }
     out
+}
+
+#[cfg(test)]
+mod totals_tests {
+    use super::*;
+    use crate::ledger::{Percentiles, PriorityStats};
+    use crate::order::Priority;
+
+    fn priority(priority: Priority, sent: u64, failed: u64, sending: u64, oldest: Option<f64>) -> PriorityStats {
+        let by_status = Status::ALL
+            .into_iter()
+            .map(|s| {
+                let n = match s {
+                    Status::Sent => sent,
+                    Status::Failed => failed,
+                    Status::Sending => sending,
+                    Status::Rejected | Status::Abandoned => 1,
+                };
+                (s, n)
+            })
+            .collect();
+        PriorityStats {
+            priority,
+            by_status,
+            pending: failed + sending,
+            oldest_unsent_age_seconds: oldest,
+            sent_last_hour: sent / 2,
+            time_to_send_seconds: Percentiles { p50: Some(1.0), p95: Some(2.0), p99: Some(3.0) },
+        }
+    }
+
+    #[test]
+    fn totals_add_up_the_priorities_and_keep_the_oldest_unsent_age() {
+        let stats = LedgerStats {
+            priorities: vec![
+                priority(Priority::High, 10, 1, 2, Some(30.0)),
+                priority(Priority::Normal, 40, 3, 0, Some(90.5)),
+            ],
+        };
+        let t = totals(&stats);
+        let n = |s: Status| t.by_status[&s];
+        assert_eq!((n(Status::Sent), n(Status::Failed), n(Status::Sending)), (50, 4, 2));
+        assert_eq!((n(Status::Rejected), n(Status::Abandoned)), (2, 2));
+        assert_eq!((t.pending, t.sent_last_hour, t.oldest_unsent_age_seconds), (6, 25, Some(90.5)));
+        let table = render_table(&stats);
+        let total = table.lines().find(|l| l.starts_with("total")).expect("a total row");
+        let cells: Vec<&str> = total.split_whitespace().collect();
+        assert_eq!(cells, ["total", "50", "2", "4", "2", "2", "6", "90.5s", "25", "-", "-", "-"], "{table}");
+        let empty = totals(&LedgerStats { priorities: vec![priority(Priority::High, 0, 0, 0, None)] });
+        assert_eq!((empty.pending, empty.oldest_unsent_age_seconds), (0, None));
+    }
 }
 
 #[cfg(test)]

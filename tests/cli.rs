@@ -45,12 +45,12 @@ fn invoke_twice_mails_once_and_reports_the_same_failures() {
         first.trim(),
         r#"{"batchItemFailures":[{"itemIdentifier":"b9b3c0b5-3a30-4d43-9c7a-0d6a3f5f2a11"},{"itemIdentifier":"c3f4e5d6-1111-4a2b-9c3d-4e5f60718293"}]}"#
     );
-    assert!(stderr.contains("6 records: 2 rejected, 4 sent"), "{stderr}");
+    assert!(stderr.contains("6 records: 2 invalid, 4 sent"), "{stderr}");
     assert_eq!(outbox_count(dir.path()), 4);
 
     let (_, second, stderr) = run(bin(dir.path()).args(["invoke", "events/sqs-batch.json"]));
     assert_eq!(second, first);
-    assert!(stderr.contains("6 records: 4 duplicate, 2 rejected"), "{stderr}");
+    assert!(stderr.contains("6 records: 4 already_sent, 2 invalid"), "{stderr}");
     assert_eq!(outbox_count(dir.path()), 4, "no new mail on the second run");
 }
 
@@ -92,6 +92,11 @@ fn json_logs_carry_message_id_order_id_priority_and_outcome() {
     assert_eq!(line["message_id"], "2e1424d4-f796-459a-8184-9c92662be6da");
     assert_eq!(line["priority"], "high");
     assert_eq!(line["outcome"], "sent");
+    // Powertools' keys: the service always; the invocation's keys only inside Lambda.
+    assert_eq!(line["service"], "order-confirmation");
+    for key in ["cold_start", "function_request_id", "xray_trace_id"] {
+        assert!(line.get(key).is_none(), "{key} on a command-line line: {line}");
+    }
 }
 
 #[test]
@@ -104,8 +109,13 @@ fn stats_and_status_read_the_ledger() {
     let high = v["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == "high").unwrap();
     assert_eq!(high["by_status"]["sent"], 2);
     assert_eq!(high["pending"], 0);
+    // Across priorities: two high and two normal orders sent, nothing pending.
+    assert_eq!((v["totals"]["by_status"]["sent"].as_u64(), v["totals"]["pending"].as_u64()), (Some(4), Some(0)), "{v}");
     let (_, table, _) = run(bin(dir.path()).arg("stats"));
     assert!(table.starts_with("priority"), "{table}");
+    let total: Vec<&str> =
+        table.lines().find(|l| l.starts_with("total")).expect("a total row").split_whitespace().collect();
+    assert_eq!((total[1], total[6]), ("4", "0"), "sent_24h and pending across priorities: {table}");
 
     let (out, stdout, _) = run(bin(dir.path()).args(["status", "ORD-1002"]));
     assert!(out.status.success());
@@ -400,15 +410,15 @@ fn a_bad_value_from_an_environment_variable_is_named_by_the_variable_and_not_ech
 }
 
 #[test]
-fn status_of_an_order_rejected_before_it_was_recorded_says_where_to_find_it() {
+fn status_of_an_order_whose_message_was_invalid_says_where_to_find_it() {
     let dir = tempfile::tempdir().unwrap();
     run(bin(dir.path()).arg("invoke"));
-    // ORD-1004 has a valid id but no address: rejected before the ledger saw it.
+    // ORD-1004 has a valid id but no address: invalid, never recorded in the ledger.
     let (out, stdout, stderr) = run(bin(dir.path()).args(["status", "ORD-1004"]));
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stdout.is_empty());
     assert!(stderr.contains("dead-letter queue"), "{stderr}");
-    assert!(stderr.contains(r#"filter order_id = "ORD-1004" and outcome = "rejected""#), "the query: {stderr}");
+    assert!(stderr.contains(r#"filter order_id = "ORD-1004" and outcome = "invalid""#), "the query: {stderr}");
     assert!(!stderr.contains("before it had a valid id"), "{stderr}");
 }
 

@@ -225,7 +225,7 @@ async fn a_database_that_stays_down_fails_the_batch_cleanly_as_transient_and_mar
     let report = p.handle(&e, deadline(60)).await;
     assert_eq!(failures(&report), vec!["m1", "m2"]);
     assert!(report.records.iter().all(
-        |r| matches!(&r.outcome, RecordOutcome::Transient { reason } if reason.contains("DatabaseResumingException"))
+        |r| matches!(&r.outcome, RecordOutcome::TransientFailure { reason } if reason.contains("DatabaseResumingException"))
     ));
     assert!(s.sent_mails().await.is_empty(), "nothing is sent without a claim");
     s.data_api_faults(serde_json::json!({"resuming_for_ms": 0})).await;
@@ -292,7 +292,7 @@ async fn the_binary_runs_on_the_production_backends_through_the_standard_endpoin
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let normal = stats["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == "normal").unwrap().clone();
     assert_eq!(normal["by_status"]["sent"], 2);
-    assert!(normal["time_to_confirm_seconds"]["p50"].is_number());
+    assert!(normal["time_to_send_seconds"]["p50"].is_number());
     let out = run(&["config"]).await;
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("\"kind\": \"data-api\"") && !printed.contains(SECRET_ARN_TAIL), "{printed}");
@@ -468,7 +468,7 @@ async fn a_claim_request_that_fails_fails_only_the_orders_it_carried() {
     let report = p.handle(&e, deadline(60)).await;
     assert_eq!(failures(&report), vec!["m-PART-B-1", "m-PART-B-2"]);
     assert!(
-        matches!(&report.records[2].outcome, RecordOutcome::Transient { reason } if reason.starts_with("claim failed")),
+        matches!(&report.records[2].outcome, RecordOutcome::TransientFailure { reason } if reason.starts_with("claim failed")),
         "{:?}",
         report.records[2].outcome
     );

@@ -242,8 +242,10 @@ pub struct PriorityStats {
     pub pending: u64,
     pub oldest_unsent_age_seconds: Option<f64>,
     pub sent_last_hour: u64,
-    /// Time from first sight to SES acceptance, over orders sent in the last 24 hours.
-    pub time_to_confirm_seconds: Percentiles,
+    /// Time to send: from the ledger first seeing the order (`first_seen_at`, its first claim) to
+    /// SES accepting its mail (`sent_at`), over orders sent in the last 24 hours. Not the metric
+    /// `TimeToConfirm`, which starts earlier, when the order entered a queue.
+    pub time_to_send_seconds: Percentiles,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
@@ -505,7 +507,7 @@ pub(crate) fn priority_stats(
     counts: &BTreeMap<Status, u64>,
     oldest_unsent_age_seconds: Option<f64>,
     sent_last_hour: u64,
-    time_to_confirm_seconds: Percentiles,
+    time_to_send_seconds: Percentiles,
 ) -> PriorityStats {
     let by_status: BTreeMap<Status, u64> =
         Status::ALL.iter().map(|s| (*s, counts.get(s).copied().unwrap_or(0))).collect();
@@ -515,7 +517,7 @@ pub(crate) fn priority_stats(
         by_status,
         oldest_unsent_age_seconds,
         sent_last_hour,
-        time_to_confirm_seconds,
+        time_to_send_seconds,
     }
 }
 
