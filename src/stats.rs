@@ -137,14 +137,27 @@ pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
         "unknown",
         "bounce_rate"
     );
+    // Across priorities, like the status table's total row; the rate over all sends.
+    let mut total: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for p in delivery {
-        let n = |s: &str| p.by_state.get(s).copied().unwrap_or(0);
-        let rate = p.bounce_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}%", r * 100.0));
+        for (state, n) in &p.by_state {
+            *total.entry(state.clone()).or_insert(0) += n;
+        }
+    }
+    let sent: u64 = delivery.iter().map(|p| p.sent).sum();
+    let total_rate = (sent > 0).then(|| total.get(D::Bounced.as_str()).copied().unwrap_or(0) as f64 / sent as f64);
+    let rows = delivery
+        .iter()
+        .map(|p| (p.priority.as_str(), p.sent, &p.by_state, p.bounce_rate))
+        .chain([("total", sent, &total, total_rate)]);
+    for (priority, sent, by_state, bounce_rate) in rows {
+        let n = |s: &str| by_state.get(s).copied().unwrap_or(0);
+        let rate = bounce_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}%", r * 100.0));
         let _ = writeln!(
             out,
             "{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>11}",
-            p.priority.as_str(),
-            p.sent,
+            priority,
+            sent,
             n(D::Delivered.as_str()),
             n(D::Delayed.as_str()),
             n(D::Bounced.as_str()),
@@ -296,9 +309,11 @@ mod delivery_table_tests {
         ];
         let table = render_delivery(&crate::ledger::delivery_stats_from_rows(&rows));
         let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
-        assert_eq!(lines.len(), 3, "{table}");
+        assert_eq!(lines.len(), 4, "{table}");
         assert!(lines.iter().all(|l| l.len() == lines[0].len()), "every row as wide as the header:\n{table}");
         assert!(lines[1].starts_with("high ") && lines[1].ends_with("50.00%"), "{table}");
         assert!(lines[2].ends_with("0.00%") && lines[2].contains("12345"), "{table}");
+        // 12,347 sends, one hard bounce.
+        assert!(lines[3].starts_with("total ") && lines[3].contains("12347") && lines[3].ends_with("0.01%"), "{table}");
     }
 }
