@@ -152,6 +152,7 @@ pub async fn run(
             // queue's batches go where Lambda sends them: the delivery path.
             let acknowledged: Vec<bool> = if crate::delivery::is_events_queue(&queue.arn) {
                 let report = crate::delivery::handle(ledger, &event).await;
+                backoff.apply_to_events(&event, &report, Some(&queue.url)).await;
                 crate::metrics::record_delivery_events(&report);
                 crate::metrics::flush(crate::metrics::Sink::Stderr);
                 tracing::info!(queue = %queue.url, summary = %report.summary(), "delivery events done");

@@ -229,6 +229,7 @@ impl Function {
             EventKind::DeliveryEvents => {
                 let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
                 let report = crate::delivery::handle(self.ledger.as_ref(), &event).await;
+                self.backoff.apply_to_events(&event, &report, None).await;
                 metrics::record_delivery_events(&report);
                 metrics::flush(Sink::Stdout);
                 tracing::info!(summary = %report.summary(), "delivery events done");

@@ -143,7 +143,7 @@ pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
         let _ = writeln!(
             out,
             "{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>11}",
-            p.priority,
+            p.priority.as_str(),
             p.sent,
             n(D::Delivered.as_str()),
             n(D::Delayed.as_str()),
@@ -280,5 +280,25 @@ mod queue_table_tests {
         assert_eq!(lines.len(), 3, "{table}");
         let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
         assert!(widths.iter().all(|w| *w == widths[0]), "every row as wide as the header: {table}");
+    }
+}
+
+#[cfg(test)]
+mod delivery_table_tests {
+    use super::render_delivery;
+
+    #[test]
+    fn delivery_rows_line_up_under_their_header() {
+        let rows = vec![
+            ("high".to_owned(), Some("bounced".to_owned()), 1),
+            ("high".to_owned(), None, 1),
+            ("normal".to_owned(), Some("delivered".to_owned()), 12345),
+        ];
+        let table = render_delivery(&crate::ledger::delivery_stats_from_rows(&rows));
+        let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines.iter().all(|l| l.len() == lines[0].len()), "every row as wide as the header:\n{table}");
+        assert!(lines[1].starts_with("high ") && lines[1].ends_with("50.00%"), "{table}");
+        assert!(lines[2].ends_with("0.00%") && lines[2].contains("12345"), "{table}");
     }
 }

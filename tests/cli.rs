@@ -433,7 +433,7 @@ fn ses_event_samples_show_in_status_and_stats() {
     let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/ses-bounce-permanent.json"]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout.trim(), r#"{"batchItemFailures":[]}"#);
-    assert!(stderr.contains("1 events: 1 bounced"), "{stderr}");
+    assert!(stderr.contains("1 event: 1 bounced"), "{stderr}");
     assert!(!stderr.contains("kenji@example.jp"), "the bounced address is never logged: {stderr}");
 
     let (out, status, _) = run(bin(dir.path()).args(["status", "ORD-1002"]));
@@ -467,4 +467,50 @@ fn ses_event_samples_show_in_status_and_stats() {
     assert!(table.contains("bounce_rate"), "{table}");
     let high_row = table.lines().filter(|l| l.starts_with("high")).nth(1).expect("a delivery row for high");
     assert!(high_row.ends_with("50.00%"), "{table}");
+}
+
+/// The delivery loop without AWS: the outbox plays SES (a local suppression list bounces, as SES's
+/// account suppression list would), writes each mail's events as the events queue would deliver
+/// them, and `invoke` on those files brings them to `status` and `stats`.
+#[test]
+fn the_outbox_simulates_ses_so_the_delivery_loop_runs_without_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("suppression-list.txt"), "kenji@example.jp\n").unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).arg("invoke"));
+    assert!(out.status.success(), "{stderr}");
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir.path().join("ses-events")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "one events file per mail: {files:?}");
+    for f in &files {
+        let (out, stdout, stderr) = run(bin(dir.path()).arg("invoke").arg(f));
+        assert!(out.status.success(), "{}: {stderr}", f.display());
+        assert_eq!(stdout.trim(), r#"{"batchItemFailures":[]}"#);
+        assert!(!stderr.contains("kenji@example.jp") && !stderr.contains("jane.doe@example.com"), "{stderr}");
+    }
+    let status = |id: &str| {
+        let (_, json, _) = run(bin(dir.path()).args(["status", id, "--json"]));
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()
+    };
+    let kenji = status("ORD-1002");
+    assert_eq!(kenji["customer_status"], "needs_attention", "{kenji}");
+    assert_eq!(kenji["delivery"]["state"], "bounced");
+    assert_eq!(kenji["delivery"]["detail"], "Permanent/OnAccountSuppressionList 5.1.1");
+    let jane = status("ORD-1001");
+    assert_eq!(
+        (jane["customer_status"].as_str(), jane["delivery"]["state"].as_str()),
+        (Some("confirmed"), Some("delivered"))
+    );
+    assert_eq!(
+        jane["delivery"]["send_event"]["message_id"], jane["ses_message_id"],
+        "the Send event names the mail: {jane}"
+    );
+    let (_, json, _) = run(bin(dir.path()).args(["stats", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let high = json["delivery"].as_array().unwrap().iter().find(|p| p["priority"] == "high").unwrap().clone();
+    assert_eq!(
+        (high["by_state"]["bounced"].as_u64(), high["by_state"]["delivered"].as_u64()),
+        (Some(1), Some(1)),
+        "{high}"
+    );
 }
