@@ -174,13 +174,8 @@ impl EventType {
     /// The object in `detail` that describes this event.
     fn object_key(self) -> &'static str {
         match self {
-            Self::Send => "send",
-            Self::Delivery => "delivery",
-            Self::Bounce => "bounce",
-            Self::Complaint => "complaint",
-            Self::Reject => "reject",
-            Self::DeliveryDelay => "deliveryDelay",
             Self::RenderingFailure => "failure",
+            other => other.matching_name(),
         }
     }
 

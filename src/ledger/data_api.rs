@@ -26,15 +26,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 /// Migrations, in order. Each file's statements are separated by a line ending in `;`.
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_order_confirmations", include_str!("../../migrations/postgres/0001_order_confirmations.sql")),
-    ("0002_order_confirmation_status", include_str!("../../migrations/postgres/0002_order_confirmation_status.sql")),
-    ("0003_parked_orders", include_str!("../../migrations/postgres/0003_parked_orders.sql")),
-    ("0004_retention", include_str!("../../migrations/postgres/0004_retention.sql")),
-    ("0005_pending_indexes", include_str!("../../migrations/postgres/0005_pending_indexes.sql")),
-    ("0006_sent_per_hour", include_str!("../../migrations/postgres/0006_sent_per_hour.sql")),
-    ("0007_delivery_events", include_str!("../../migrations/postgres/0007_delivery_events.sql")),
-];
+const MIGRATIONS: &[(&str, &str)] = migrations!("postgres");
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
 /// payload and is `failed` or `sending` with an expired lease. The outer query reports, per input

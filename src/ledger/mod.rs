@@ -6,6 +6,26 @@
 //! [`sqlite::SqliteLedger`], the embedded default for local runs, and
 //! [`data_api::DataApiLedger`], Aurora PostgreSQL through the RDS Data API in production.
 
+/// The schema's migrations in order, as `(version, SQL)`, for one dialect's directory under
+/// `migrations/`: one list of versions for both ledgers, so a migration is added to both at once.
+macro_rules! migrations {
+    ($dialect:literal) => {
+        migrations!(
+            $dialect;
+            "0001_order_confirmations",
+            "0002_order_confirmation_status",
+            "0003_parked_orders",
+            "0004_retention",
+            "0005_pending_indexes",
+            "0006_sent_per_hour",
+            "0007_delivery_events"
+        )
+    };
+    ($dialect:literal; $($version:literal),+) => {
+        &[$(($version, include_str!(concat!("../../migrations/", $dialect, "/", $version, ".sql")))),+]
+    };
+}
+
 pub mod data_api;
 pub mod sqlite;
 
@@ -524,6 +544,21 @@ pub(crate) fn priority_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_migration_file_of_both_dialects_is_in_the_one_list() {
+        let listed: &[(&str, &str)] = migrations!("postgres");
+        let listed: Vec<String> = listed.iter().map(|(v, _)| format!("{v}.sql")).collect();
+        for dialect in ["postgres", "sqlite"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+            let mut files: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            assert_eq!(files, listed, "migrations/{dialect}/ holds exactly the listed versions");
+        }
+    }
 
     #[test]
     fn park_notes_must_say_something_short_and_printable() {
