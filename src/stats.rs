@@ -171,37 +171,40 @@ pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
     out
 }
 
+/// One order as `label: value` lines, the values in one column. A missing or empty value is `-`.
 pub fn render_order(s: &OrderState) -> String {
-    let mut out = String::new();
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    let opt = |v: &Option<String>| v.clone().filter(|v| !v.is_empty()).unwrap_or_else(|| "-".to_owned());
     let time = |t: Option<time::OffsetDateTime>| {
         t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_else(|| "-".to_owned())
     };
-    let _ = writeln!(out, "order_id:       {}", s.order_id);
-    let _ = writeln!(out, "status:         {}", s.status);
-    let _ = writeln!(out, "priority:       {}", s.priority);
-    let _ = writeln!(out, "attempts:       {}", s.attempts);
-    let _ = writeln!(out, "last_error:     {}", opt(&s.last_error));
-    let _ = writeln!(out, "ses_message_id: {}", opt(&s.ses_message_id));
-    let _ = writeln!(out, "first_seen_at:  {}", time(Some(s.first_seen_at)));
-    let _ = writeln!(out, "updated_at:     {}", time(Some(s.updated_at)));
-    let _ = writeln!(out, "sent_at:        {}", time(s.sent_at));
-    let _ = writeln!(out, "lease_until:    {}", time(s.lease_until));
-    let _ = writeln!(out, "customer_status: {}", s.customer_status);
-    let _ = writeln!(out, "delivery:       {}", s.delivery.state.map_or("-", |d| d.as_str()));
+    let mut lines: Vec<(&str, String)> = vec![
+        ("order_id", s.order_id.to_string()),
+        ("status", s.status.to_string()),
+        ("priority", s.priority.to_string()),
+        ("attempts", s.attempts.to_string()),
+        ("last_error", opt(&s.last_error)),
+        ("ses_message_id", opt(&s.ses_message_id)),
+        ("first_seen_at", time(Some(s.first_seen_at))),
+        ("updated_at", time(Some(s.updated_at))),
+        ("sent_at", time(s.sent_at)),
+        ("lease_until", time(s.lease_until)),
+        ("customer_status", s.customer_status.to_string()),
+        ("delivery", s.delivery.state.map_or("-", |d| d.as_str()).to_owned()),
+    ];
     if s.delivery.state.is_some() {
-        let _ = writeln!(out, "delivery_detail: {}", opt(&s.delivery.detail));
-        let _ = writeln!(out, "delivery_at:    {}", time(s.delivery.at));
+        lines.push(("delivery_detail", opt(&s.delivery.detail)));
+        lines.push(("delivery_at", time(s.delivery.at)));
     }
     if let Some(send) = &s.delivery.send_event {
         let token = send.claim_token.map_or_else(|| "-".to_owned(), |t| t.to_string());
-        let _ = writeln!(out, "send_event:     {} (claim {token}) at {}", send.message_id, time(Some(send.at)));
+        lines.push(("send_event", format!("{} (claim {token}) at {}", send.message_id, time(Some(send.at)))));
     }
     if s.parked_at.is_some() {
-        let _ = writeln!(out, "parked_at:      {}", time(s.parked_at));
-        let _ = writeln!(out, "parked_note:    {}", opt(&s.parked_note));
+        lines.push(("parked_at", time(s.parked_at)));
+        lines.push(("parked_note", opt(&s.parked_note)));
     }
-    out
+    let width = lines.iter().map(|(label, _)| label.len() + 1).max().unwrap_or(0);
+    lines.iter().map(|(label, value)| format!("{:width$} {value}\n", format!("{label}:"))).collect()
 }
 
 /// The queue table: each queue by its name (the URL's last segment; the account and region are
@@ -220,6 +223,47 @@ pub fn render_queues(queues: &[crate::queues::QueueDepth]) -> String {
         let _ = writeln!(out, "{name:<width$} {:>8} {:>9} {:>8}", q.visible, q.in_flight, dlq);
     }
     out
+}
+
+#[cfg(test)]
+mod render_order_tests {
+    use super::*;
+    use crate::order::{OrderId, Priority};
+
+    #[test]
+    fn every_value_of_an_order_starts_in_one_column_and_an_empty_one_reads_as_a_dash() {
+        let at = time::OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap();
+        let state = OrderState {
+            order_id: OrderId::parse("ORD-1").unwrap(),
+            status: Status::Sent,
+            priority: Priority::High,
+            attempts: 1,
+            last_error: Some(String::new()),
+            ses_message_id: Some("m-1".into()),
+            first_seen_at: at,
+            updated_at: at,
+            sent_at: Some(at),
+            lease_until: None,
+            parked_at: None,
+            parked_note: None,
+            payload_removed_at: None,
+            delivery: crate::ledger::Delivery {
+                state: Some(crate::ses_event::DeliveryState::Delivered),
+                detail: Some(String::new()),
+                at: Some(at),
+                send_event: None,
+            },
+            customer_status: "confirmed",
+        };
+        let out = render_order(&state);
+        let value_column = |l: &str| l.find(':').map(|c| c + 1 + l[c + 1..].len() - l[c + 1..].trim_start().len());
+        let columns: std::collections::BTreeSet<_> = out.lines().map(value_column).collect();
+        assert_eq!(columns.len(), 1, "{out}");
+        assert_eq!(out.lines().count(), 14, "{out}");
+        for label in ["last_error:", "delivery_detail:", "lease_until:"] {
+            assert!(out.lines().any(|l| l.starts_with(label) && l.ends_with(" -")), "{label} {out}");
+        }
+    }
 }
 
 #[cfg(test)]
