@@ -26,9 +26,11 @@ LINT_REGION := us-east-1
 help: ## List the targets
 	@grep -E '^[a-z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-run: ## Build and run the handler on events/sqs-batch.json with the embedded local defaults
+run: ## Build and run the handler on events/sqs-batch.json with the embedded local defaults, then on the SES events the outbox simulated
 	@cargo build --quiet --bin order-confirmation
 	$(BIN) invoke events/sqs-batch.json
+	@for f in .local/ses-events/*.json; do [ -e "$$f" ] || continue; \
+		RUST_LOG=warn $(BIN) invoke "$$f" > /dev/null && rm "$$f"; done
 
 test: node_modules/.installed $(VENV)/.installed ## Run every test (starts its own PostgreSQL and local services)
 	cargo build --workspace --all-targets

@@ -261,18 +261,64 @@ impl VisibilityBackoff {
     /// each record's `eventSourceARN` (the `consume` worker knows its queue's exact URL).
     /// Returns how many records were changed.
     pub async fn apply(&self, event: &SqsEvent, report: &BatchReport, queue_url: Option<&str>) -> usize {
+        let failed = event
+            .records
+            .iter()
+            .zip(&report.records)
+            .enumerate()
+            .filter(|(_, (_, r))| !r.outcome.is_acknowledged())
+            .map(|(i, (record, r))| (i, record, r.outcome.clone(), r.receive_count))
+            .collect();
+        self.change_visibility(failed, queue_url).await
+    }
+
+    /// The same for a batch from the SES events queue: a body that is not a usable event is a
+    /// permanent failure (back at once, so it reaches the events DLQ within seconds), a ledger
+    /// failure a transient one.
+    pub async fn apply_to_events(
+        &self,
+        event: &SqsEvent,
+        report: &crate::delivery::EventBatchReport,
+        queue_url: Option<&str>,
+    ) -> usize {
+        use crate::delivery::EventOutcome;
+        let failed = event
+            .records
+            .iter()
+            .zip(&report.records)
+            .enumerate()
+            .filter_map(|(i, (record, r))| {
+                let outcome = match &r.outcome {
+                    EventOutcome::Invalid { rule } => RecordOutcome::Invalid { reason: rule.clone() },
+                    EventOutcome::LedgerUnavailable { error } => {
+                        RecordOutcome::TransientFailure { reason: error.clone() }
+                    }
+                    EventOutcome::Applied | EventOutcome::Unknown => return None,
+                };
+                let receive_count =
+                    record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+                Some((i, record, outcome, receive_count))
+            })
+            .collect();
+        self.change_visibility(failed, queue_url).await
+    }
+
+    /// Sets each failed record's visibility timeout from its outcome ([`visibility_for`]), in
+    /// batches of 10 per queue. Returns how many were changed.
+    async fn change_visibility(
+        &self,
+        failed: Vec<(usize, &SqsMessage, RecordOutcome, u32)>,
+        queue_url: Option<&str>,
+    ) -> usize {
         let mut by_queue: BTreeMap<String, Vec<ChangeMessageVisibilityBatchRequestEntry>> = BTreeMap::new();
-        for (i, (record, r)) in event.records.iter().zip(&report.records).enumerate() {
-            if r.outcome.is_acknowledged() {
-                continue;
-            }
+        for (i, record, outcome, receive_count) in failed {
             let Some(handle) = record.receipt_handle.as_deref() else { continue };
             let Some(url) = url_of(record, queue_url) else { continue };
-            let timeout = visibility_for(&r.outcome, r.receive_count, &self.settings, rand::random::<f64>());
+            let timeout = visibility_for(&outcome, receive_count, &self.settings, rand::random::<f64>());
             tracing::debug!(
-                message_id = r.message_id.as_deref().unwrap_or("-"),
-                outcome = r.outcome.name(),
-                receive_count = r.receive_count,
+                message_id = record.message_id.as_deref().unwrap_or("-"),
+                outcome = outcome.name(),
+                receive_count,
                 visibility_seconds = timeout.as_secs(),
                 "retry scheduled"
             );
@@ -318,15 +364,15 @@ mod tests {
     use super::*;
 
     fn transient() -> RecordOutcome {
-        RecordOutcome::Transient { reason: "throttled".into() }
+        RecordOutcome::TransientFailure { reason: "throttled".into() }
     }
 
     #[test]
     fn permanent_failures_come_back_at_once() {
         let s = BackoffSettings::default();
         for outcome in [
+            RecordOutcome::Invalid { reason: "x".into() },
             RecordOutcome::Rejected { reason: "x".into() },
-            RecordOutcome::MailRejected { reason: "x".into() },
             RecordOutcome::Conflict { reason: "x".into() },
         ] {
             assert_eq!(visibility_for(&outcome, 3, &s, 0.7), Duration::ZERO);

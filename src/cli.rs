@@ -112,9 +112,21 @@ pub struct ConsumeArgs {
 pub struct Statistics {
     #[serde(flatten)]
     pub ledger: crate::ledger::LedgerStats,
+    /// The priorities added up ([`stats::totals`]).
+    pub totals: stats::Totals,
     /// What SES said about the mail sent in the last 24 hours, per priority.
     pub delivery: Vec<crate::ledger::DeliveryStats>,
     pub queues: Vec<crate::queues::QueueDepth>,
+}
+
+impl Statistics {
+    pub fn new(
+        ledger: crate::ledger::LedgerStats,
+        delivery: Vec<crate::ledger::DeliveryStats>,
+        queues: Vec<crate::queues::QueueDepth>,
+    ) -> Self {
+        Self { totals: stats::totals(&ledger), ledger, delivery, queues }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,6 +221,8 @@ fn from_environment(e: &clap::Error) -> Option<String> {
 /// Runs the parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.settings.validate(Mode::Local)?;
+    crate::logging::set_service(&config.metric_names.service);
+    crate::metrics::configure(&config.metric_names);
     match cli.command {
         Command::Config => {
             emit(format_args!("{}\n", serde_json::to_string_pretty(&config)?))?;
@@ -229,22 +243,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 Some(crate::aws::sqs_client(crate::aws::sdk_config().await))
             };
             loop {
-                let s = Statistics {
-                    ledger: ledger
-                        .stats()
-                        .await
-                        .map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
-                    delivery: ledger
+                let s = Statistics::new(
+                    ledger.stats().await.map_err(|e| app::ledger_read_error(&config, e, "reading statistics"))?,
+                    ledger
                         .delivery_stats()
                         .await
                         .map_err(|e| app::ledger_read_error(&config, e, "reading delivery statistics"))?,
-                    queues: match &sqs {
+                    match &sqs {
                         Some(client) => {
                             crate::queues::depths(client, &config.queue_urls).await.context("reading queue depths")?
                         }
                         None => Vec::new(),
                     },
-                };
+                );
                 if args.json {
                     emit(format_args!("{}\n", serde_json::to_string_pretty(&s)?))?;
                 } else {

@@ -57,6 +57,9 @@ pub mod defaults {
     pub const PAYLOAD_RETENTION_DAYS: u64 = 30;
     pub const LEDGER_HORIZON_DAYS: u64 = 400;
     pub const FUNCTION_ROLE: &str = "consumer";
+    /// Powertools' variables: the metrics' namespace and the `service` of every metric and log line.
+    pub const METRICS_NAMESPACE: &str = "OrderConfirmation";
+    pub const SERVICE_NAME: &str = "order-confirmation";
 }
 
 /// What `LEDGER` names, before the Data API target is known.
@@ -181,6 +184,13 @@ pub struct Settings {
     /// `operator` (operator requests and the schema custom resource)
     #[arg(long, env = "FUNCTION_ROLE", global = true, default_value = defaults::FUNCTION_ROLE)]
     pub function_role: Option<String>,
+    /// CloudWatch namespace of the metrics (Powertools' variable)
+    #[arg(long, env = "POWERTOOLS_METRICS_NAMESPACE", global = true, default_value = defaults::METRICS_NAMESPACE)]
+    pub metrics_namespace: String,
+    /// The `service` key of every JSON log line and the `service` dimension of every metric
+    /// (Powertools' variable)
+    #[arg(long, env = "POWERTOOLS_SERVICE_NAME", global = true, default_value = defaults::SERVICE_NAME)]
+    pub service_name: String,
 }
 
 /// The settings with nothing set: what the command line gives without flags or variables.
@@ -215,6 +225,8 @@ impl Default for Settings {
             ledger_horizon_days: defaults::LEDGER_HORIZON_DAYS,
             queue_urls: Vec::new(),
             function_role: None,
+            metrics_namespace: defaults::METRICS_NAMESPACE.to_owned(),
+            service_name: defaults::SERVICE_NAME.to_owned(),
         }
     }
 }
@@ -237,6 +249,53 @@ fn parse_function_role(s: Option<&str>) -> Result<FunctionRole, ConfigError> {
         Some("operator") => Ok(FunctionRole::Operator),
         Some(_) => Err(err("FUNCTION_ROLE", "must be consumer or operator")),
     }
+}
+
+/// The names the metrics are published under: the namespace and the value of the `service`
+/// dimension every metric carries (Powertools' conventions, docs/design.md "Logs and metrics").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricNames {
+    pub namespace: String,
+    pub service: String,
+}
+
+impl Default for MetricNames {
+    fn default() -> Self {
+        Self { namespace: defaults::METRICS_NAMESPACE.to_owned(), service: defaults::SERVICE_NAME.to_owned() }
+    }
+}
+
+/// A CloudWatch namespace: 1-255 of `A-Z a-z 0-9 . - _ / # :` and space, not starting with
+/// `AWS/` (reserved for AWS's own metrics). Unset or empty means the default.
+fn parse_metrics_namespace(value: Option<&str>) -> Result<String, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(defaults::METRICS_NAMESPACE.to_owned());
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+    if v.len() > 255 || !v.chars().all(allowed) {
+        return Err(err(
+            "POWERTOOLS_METRICS_NAMESPACE",
+            "must be 1-255 characters of letters, digits, spaces and . - _ / # :",
+        ));
+    }
+    if v.starts_with("AWS/") {
+        return Err(err("POWERTOOLS_METRICS_NAMESPACE", "must not start with AWS/ (reserved for AWS's own metrics)"));
+    }
+    Ok(v.to_owned())
+}
+
+/// A service name, shown in every log line and used as a dimension value: 1-255 of
+/// `A-Z a-z 0-9 . - _ / # :` (no spaces, so a Logs Insights filter needs no quoting).
+/// Unset or empty means the default.
+pub fn parse_service_name(value: Option<&str>) -> Result<String, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(defaults::SERVICE_NAME.to_owned());
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#:".contains(c);
+    if v.len() > 255 || !v.chars().all(allowed) {
+        return Err(err("POWERTOOLS_SERVICE_NAME", "must be 1-255 characters of letters, digits and . - _ / # :"));
+    }
+    Ok(v.to_owned())
 }
 
 /// Where the process runs: decides which settings are required.
@@ -275,6 +334,7 @@ pub struct Config {
     pub reconcile: crate::reconcile::ReconcileSettings,
     pub queue_urls: Vec<String>,
     pub function_role: FunctionRole,
+    pub metric_names: MetricNames,
     /// The git commit this binary was built from (build.rs): which code is deployed.
     pub commit: &'static str,
 }
@@ -572,8 +632,13 @@ impl Settings {
             return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
         }
         let function_role = parse_function_role(self.function_role.as_deref())?;
+        let metric_names = MetricNames {
+            namespace: parse_metrics_namespace(Some(&self.metrics_namespace))?,
+            service: parse_service_name(Some(&self.service_name))?,
+        };
         Ok(Config {
             function_role,
+            metric_names,
             commit: env!("ORDER_CONFIRMATION_COMMIT"),
             lease_slack,
             send_event_wait,
@@ -651,6 +716,14 @@ mod tests {
             (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
             (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
             (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
+            (Settings { metrics_namespace: "AWS/Lambda".into(), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
+            (
+                Settings { metrics_namespace: "Orders\n".repeat(2), ..Default::default() },
+                "POWERTOOLS_METRICS_NAMESPACE",
+            ),
+            (Settings { metrics_namespace: "N".repeat(256), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
+            (Settings { service_name: "order confirmation".into(), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
+            (Settings { service_name: "s".repeat(256), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
             (Settings { payload_retention_days: 0, ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
             (Settings { ledger_horizon_days: 14, ..Default::default() }, "LEDGER_HORIZON_DAYS"),
             (
@@ -775,6 +848,8 @@ mod tests {
                 ("EXPECTED_BATCH_SIZE", _) => "20",
                 ("QUEUE_URLS", _) => "https://sqs.us-east-1.amazonaws.com/1/high",
                 ("FUNCTION_ROLE", _) => "operator",
+                ("POWERTOOLS_METRICS_NAMESPACE", _) => "Shop/Orders",
+                ("POWERTOOLS_SERVICE_NAME", _) => "shop-confirmations",
                 (_, Some(default)) if default.contains('.') => {
                     return (default.parse::<f64>().unwrap() + 0.1).to_string();
                 }
@@ -811,6 +886,24 @@ mod tests {
         assert!(!error.to_string().contains("fast"), "the value is not repeated: {error}");
         let e = parsed(&["--send-concurrency=-3"]).unwrap_err();
         assert_eq!(unparsable(&e).setting, "SEND_CONCURRENCY");
+    }
+
+    #[test]
+    fn metric_names_default_to_the_namespace_and_service_used_before_they_were_settings() {
+        let c = Settings::default().validate(Mode::Local).unwrap();
+        assert_eq!(c.metric_names, MetricNames::default());
+        assert_eq!(c.metric_names.namespace, "OrderConfirmation");
+        assert_eq!(c.metric_names.service, "order-confirmation");
+        let named = Settings {
+            metrics_namespace: "Shop/Orders".into(),
+            service_name: "shop-confirmations".into(),
+            ..Default::default()
+        };
+        let c = named.validate(Mode::Local).unwrap();
+        assert_eq!(
+            c.metric_names,
+            MetricNames { namespace: "Shop/Orders".into(), service: "shop-confirmations".into() }
+        );
     }
 
     #[test]

@@ -156,6 +156,7 @@ pub async fn run(
             // queue's batches go where Lambda sends them: the delivery path.
             let acknowledged: Vec<bool> = if crate::delivery::is_events_queue(&queue.arn) {
                 let report = crate::delivery::handle(ledger, &event).await;
+                backoff.apply_to_events(&event, &report, Some(&queue.url)).await;
                 crate::metrics::record_delivery_events(&report);
                 crate::metrics::flush(crate::metrics::Sink::Stderr);
                 tracing::info!(queue = %queue.url, summary = %report.summary(), "delivery events done");
@@ -193,12 +194,12 @@ pub async fn run(
                     Ok(out) => {
                         summary.deleted += out.successful.len() as u64;
                         for f in out.failed {
-                            tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as a duplicate");
+                            tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as already_sent");
                         }
                     }
                     Err(e) => {
                         let e = from_sdk(Service::Sqs, "DeleteMessageBatch", &e);
-                        tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as duplicates");
+                        tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as already_sent");
                     }
                 }
             }

@@ -123,7 +123,8 @@ impl EventBatchReport {
         out
     }
 
-    /// `8 events: 1 bounced, 2 delivered, 1 send, 1 unknown, 1 invalid`: one line for the log.
+    /// `8 events: 1 bounced, 2 delivered, 1 send, 1 unknown, 1 invalid` (`1 event: …`): one line
+    /// for the log.
     pub fn summary(&self) -> String {
         let mut parts: BTreeMap<String, usize> = BTreeMap::new();
         for r in &self.records {
@@ -136,7 +137,8 @@ impl EventBatchReport {
             *parts.entry(word).or_insert(0) += 1;
         }
         let parts: Vec<String> = parts.into_iter().map(|(w, n)| format!("{n} {w}")).collect();
-        format!("{} events: {}", self.records.len(), parts.join(", "))
+        let n = self.records.len();
+        format!("{n} event{}: {}", if n == 1 { "" } else { "s" }, parts.join(", "))
     }
 }
 

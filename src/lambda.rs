@@ -15,10 +15,12 @@ use crate::ledger::LedgerOps;
 use crate::metrics::{self, Sink};
 use crate::pipeline::Pipeline;
 use aws_lambda_events::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Error, LambdaEvent, LambdaInvocation, service_fn};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Starts the runtime loop. Returns only on a start-up error or when the runtime API goes away.
 pub async fn run() -> Result<(), Error> {
@@ -26,6 +28,8 @@ pub async fn run() -> Result<(), Error> {
         Ok(c) => c,
         Err(e) => return Err(init_failed(e.to_string()).await),
     };
+    crate::logging::set_service(&config.metric_names.service);
+    metrics::configure(&config.metric_names);
     tracing::info!(ledger = ?config.ledger, mailer = ?config.mailer, "configuration loaded");
     let (ledger, pipeline) = match app::build_ledger_and_pipeline(&config).await {
         Ok(built) => built,
@@ -34,11 +38,59 @@ pub async fn run() -> Result<(), Error> {
     let sqs = crate::aws::sqs_client(crate::aws::sdk_config().await);
     let backoff = VisibilityBackoff::new(sqs.clone(), config.backoff);
     let function = Arc::new(Function { ledger, pipeline, backoff, sqs, config });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+    let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let function = Arc::clone(&function);
         async move { function.handle(event).await }
-    }))
-    .await
+    });
+    // What lambda_runtime::run does, with Invocations in place of its TracingLayer.
+    lambda_runtime::Runtime::new(handler).layer(Invocations).run().await
+}
+
+/// Whether this execution environment has answered an invocation yet: the first one is its cold start.
+static WARM: AtomicBool = AtomicBool::new(false);
+
+/// The outermost layer around every invocation, in place of lambda_runtime's `TracingLayer`: it
+/// runs the whole invocation, the runtime's own lines included (a panic, an event that does not
+/// parse, a response the runtime API refused), in the span whose fields every log line of it
+/// carries ([`crate::logging::invocation_span`]); the environment's first invocation also writes
+/// the `ColdStart` metric.
+struct Invocations;
+
+impl<S> lambda_runtime::tower::Layer<S> for Invocations {
+    type Service = InvocationService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InvocationService { inner }
+    }
+}
+
+struct InvocationService<S> {
+    inner: S,
+}
+
+impl<S> lambda_runtime::Service<LambdaInvocation> for InvocationService<S>
+where
+    S: lambda_runtime::Service<LambdaInvocation, Response = (), Error = Error>,
+{
+    type Response = ();
+    type Error = Error;
+    type Future = tracing::instrument::Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, invocation: LambdaInvocation) -> Self::Future {
+        let cold_start = !WARM.swap(true, Ordering::Relaxed);
+        let ctx = &invocation.context;
+        let span = crate::logging::invocation_span(cold_start, &ctx.request_id, ctx.xray_trace_id.as_deref());
+        if cold_start {
+            metrics::cold_start(&ctx.env_config.function_name, Sink::Stdout);
+        }
+        // Entered while the inner service starts, so spans it opens at once are children of it.
+        let future = span.in_scope(|| self.inner.call(invocation));
+        future.instrument(span)
+    }
 }
 
 /// Logs a start-up failure and reports it to the runtime API's init-error endpoint (with the
@@ -141,7 +193,6 @@ impl Function {
         let (payload, ctx) = event.into_parts();
         let deadline = deadline(&ctx);
         tracing::debug!(
-            request_id = %ctx.request_id,
             deadline_ms = ctx.deadline,
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "invocation"
@@ -178,6 +229,7 @@ impl Function {
             EventKind::DeliveryEvents => {
                 let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
                 let report = crate::delivery::handle(self.ledger.as_ref(), &event).await;
+                self.backoff.apply_to_events(&event, &report, None).await;
                 metrics::record_delivery_events(&report);
                 metrics::flush(Sink::Stdout);
                 tracing::info!(summary = %report.summary(), "delivery events done");

@@ -1,7 +1,10 @@
 //! CloudWatch metrics as Embedded Metric Format log lines (no extra service: CloudWatch Logs
-//! extracts them). Namespace `OrderConfirmation`, dimension `priority` for per-order counts.
-//! Written with `metrics_cloudwatch_embedded`; flushed after every batch and every
-//! reconciliation.
+//! extracts them). Namespace `POWERTOOLS_METRICS_NAMESPACE` (default `OrderConfirmation`); every
+//! metric carries the dimension `service` (`POWERTOOLS_SERVICE_NAME`, default
+//! `order-confirmation`), per-order counts also `priority`, as Powertools for AWS Lambda does
+//! (docs/design.md, "Logs and metrics"). Written with `metrics_cloudwatch_embedded`; flushed after
+//! every batch and every reconciliation. The `ColdStart` metric is its own document, written once
+//! per execution environment ([`cold_start`]).
 
 use crate::ledger::Unconfirmed;
 use crate::order::Priority;
@@ -10,25 +13,44 @@ use metrics::Unit;
 use metrics_cloudwatch_embedded::Collector;
 use std::sync::OnceLock;
 
-pub const NAMESPACE: &str = "OrderConfirmation";
+use crate::config::MetricNames;
 
-/// Every metric this service publishes, with its unit. The template's alarms and dashboard use
-/// these names.
+/// The names the collector is built with; set once from the validated configuration before the
+/// first metric ([`configure`]), else the defaults.
+static NAMES: OnceLock<MetricNames> = OnceLock::new();
+
+/// Publishes every later metric under these names. Call it before the first metric is recorded:
+/// the collector is built once, with the names set by then.
+pub fn configure(names: &MetricNames) {
+    let _ = NAMES.set(names.clone());
+}
+
+fn names() -> &'static MetricNames {
+    NAMES.get_or_init(MetricNames::default)
+}
+
+/// Every counter this service publishes (unit Count): per record, with the dimension `priority`,
+/// from `Received` to `PossibleDuplicate` (an outcome's metric is its name in CamelCase, see
+/// [`crate::pipeline::RecordOutcome::metric`]); per reconciliation or ledger call, without it,
+/// the rest. The template's alarms and dashboard, and the docs, use these names; they are the one
+/// list (tests/docs.rs and tests/template.rs read it from here).
 pub const COUNTERS: &[&str] = &[
     "Received",
     "Sent",
-    "Duplicate",
+    "AlreadySent",
+    "SentEarlier",
+    "Invalid",
     "Rejected",
+    "Conflict",
+    "Terminal",
+    "InFlight",
     "TransientFailure",
     "Deferred",
-    "Conflict",
-    "InFlight",
     "VendorFieldInvalid",
     "OrderDetailInvalid",
     "LegacyPayloadFormat",
     "UnrecordedSend",
     "PossibleDuplicate",
-    "SentEarlier",
     "ReconcileResent",
     "ReconcileAbandoned",
     "LedgerFailure",
@@ -46,16 +68,37 @@ pub const COUNTERS: &[&str] = &[
     "DeliveryEventInvalid",
 ];
 
+/// Histograms (unit Seconds): `TimeToConfirm`, from the order first entering a queue (the first
+/// message's `SentTimestamp`) to SES accepting its mail, per priority.
+pub const HISTOGRAMS: &[&str] = &["TimeToConfirm"];
+
+/// Gauges set by each reconciliation (the `service` dimension only).
+pub const GAUGES: &[&str] = &["UnconfirmedOrders", "OldestUnconfirmedSeconds"];
+
+/// Written once per execution environment in a document of its own ([`cold_start`]).
+pub const COLD_START: &str = "ColdStart";
+
+/// Every metric name this service publishes.
+pub fn published() -> impl Iterator<Item = &'static str> {
+    COUNTERS.iter().chain(HISTOGRAMS).chain(GAUGES).copied().chain([COLD_START])
+}
+
 fn collector() -> Option<&'static Collector> {
     static COLLECTOR: OnceLock<Option<&'static Collector>> = OnceLock::new();
     *COLLECTOR.get_or_init(|| {
-        let c = metrics_cloudwatch_embedded::Builder::new().cloudwatch_namespace(NAMESPACE).init();
+        let names = names();
+        let c = metrics_cloudwatch_embedded::Builder::new()
+            .cloudwatch_namespace(names.namespace.clone())
+            .with_dimension("service", names.service.clone())
+            .init();
         match c {
             Ok(c) => {
                 for name in COUNTERS {
                     metrics::describe_counter!(*name, Unit::Count, "");
                 }
-                metrics::describe_histogram!("TimeToConfirm", Unit::Seconds, "");
+                for name in HISTOGRAMS {
+                    metrics::describe_histogram!(*name, Unit::Seconds, "");
+                }
                 metrics::describe_gauge!("UnconfirmedOrders", Unit::Count, "");
                 metrics::describe_gauge!("OldestUnconfirmedSeconds", Unit::Seconds, "");
                 Some(c)
@@ -75,26 +118,8 @@ pub fn record_batch(report: &BatchReport) {
     }
     for (priority, c) in report.counters() {
         let p = priority.map_or("unknown", Priority::as_str);
-        let values = [
-            ("Received", c.received),
-            ("Sent", c.sent),
-            ("Duplicate", c.duplicate),
-            ("Rejected", c.rejected),
-            ("TransientFailure", c.transient_failure),
-            ("Deferred", c.deferred),
-            ("Conflict", c.conflict),
-            ("InFlight", c.in_flight),
-            ("VendorFieldInvalid", c.vendor_field_invalid),
-            ("OrderDetailInvalid", c.order_detail_invalid),
-            ("LegacyPayloadFormat", c.legacy_payload_format),
-            ("UnrecordedSend", c.unrecorded_send),
-            ("PossibleDuplicate", c.possible_duplicate),
-            ("SentEarlier", c.sent_earlier),
-        ];
-        for (name, v) in values {
-            if v > 0 {
-                metrics::counter!(name, "priority" => p).increment(v);
-            }
+        for (name, v) in c.iter() {
+            metrics::counter!(name, "priority" => p).increment(v);
         }
     }
     for r in &report.records {
@@ -156,4 +181,120 @@ pub fn record_ledger_failure() {
         return;
     }
     metrics::counter!("LedgerFailure").increment(1);
+}
+
+/// The `ColdStart` metric of an execution environment's first invocation, in Powertools' shape:
+/// a document of its own with the dimensions `service` and `function_name` (the per-batch
+/// documents have no function name, so it cannot ride along with them).
+pub fn cold_start_document(names: &MetricNames, function_name: &str, timestamp_ms: u64) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": names.namespace,
+                "Dimensions": [["service", "function_name"]],
+                "Metrics": [{"Name": COLD_START, "Unit": "Count"}],
+            }],
+        },
+        "service": names.service,
+        "function_name": function_name,
+        COLD_START: 1,
+    })
+    .to_string()
+}
+
+/// Writes the `ColdStart` metric to `sink`, for the function named `function_name`.
+pub fn cold_start(function_name: &str, sink: Sink) {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let line = cold_start_document(names(), function_name, u64::try_from(now_ms).unwrap_or(u64::MAX));
+    use std::io::Write;
+    let result = match sink {
+        Sink::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
+        Sink::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "writing the ColdStart metric failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::RecordOutcome;
+    use std::time::Duration;
+
+    /// One of each outcome; the match makes a new variant fail to compile here until it is added.
+    fn every_outcome() -> Vec<RecordOutcome> {
+        let reason = || "r".to_owned();
+        let all = vec![
+            RecordOutcome::Sent { provider_message_id: "m".into() },
+            RecordOutcome::AlreadySent,
+            RecordOutcome::SentEarlier { provider_message_id: "m".into() },
+            RecordOutcome::Invalid { reason: reason() },
+            RecordOutcome::Rejected { reason: reason() },
+            RecordOutcome::Conflict { reason: reason() },
+            RecordOutcome::Terminal { status: crate::ledger::Status::Abandoned, reason: reason() },
+            RecordOutcome::InFlight { lease_remaining: Duration::from_secs(1) },
+            RecordOutcome::TransientFailure { reason: reason() },
+            RecordOutcome::Deferred { reason: reason(), requeued: false },
+        ];
+        for o in &all {
+            match o {
+                RecordOutcome::Sent { .. }
+                | RecordOutcome::AlreadySent
+                | RecordOutcome::SentEarlier { .. }
+                | RecordOutcome::Invalid { .. }
+                | RecordOutcome::Rejected { .. }
+                | RecordOutcome::Conflict { .. }
+                | RecordOutcome::Terminal { .. }
+                | RecordOutcome::InFlight { .. }
+                | RecordOutcome::TransientFailure { .. }
+                | RecordOutcome::Deferred { .. } => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn each_outcome_has_one_name_in_serde_logs_and_its_metric() {
+        let names: Vec<&str> = every_outcome().iter().map(RecordOutcome::name).collect();
+        assert_eq!(names, crate::pipeline::OUTCOME_NAMES);
+        for o in every_outcome() {
+            let json = serde_json::to_value(&o).unwrap();
+            assert_eq!(json["outcome"], o.name(), "serde and name() differ for {o:?}");
+            let camel: String = o.name().split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();
+            assert_eq!(o.metric(), camel, "the metric is the name in CamelCase");
+            assert!(COUNTERS.contains(&o.metric()), "{} is not in COUNTERS", o.metric());
+        }
+    }
+
+    #[test]
+    fn every_published_name_is_listed_once() {
+        let names: Vec<&str> = published().collect();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for note in [
+            crate::decode::Note::LegacyPayloadFormat,
+            crate::decode::Note::VendorFieldInvalid { field: "f", rule: String::new() },
+            crate::decode::Note::OrderDetailInvalid { field: "f", rule: String::new() },
+        ] {
+            assert!(COUNTERS.contains(&note.metric()), "{}", note.metric());
+        }
+    }
+
+    #[test]
+    fn the_cold_start_metric_is_its_own_document_with_service_and_function_name() {
+        let names = MetricNames { namespace: "Shop/Orders".into(), service: "shop-confirmations".into() };
+        let doc: serde_json::Value =
+            serde_json::from_str(&cold_start_document(&names, "stack-order-confirmation", 1_700_000_000_000)).unwrap();
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Shop/Orders");
+        assert_eq!(directive["Dimensions"], serde_json::json!([["service", "function_name"]]));
+        assert_eq!(directive["Metrics"], serde_json::json!([{"Name": "ColdStart", "Unit": "Count"}]));
+        assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000_u64);
+        assert_eq!(
+            (&doc["service"], &doc["function_name"], &doc["ColdStart"]),
+            (&"shop-confirmations".into(), &"stack-order-confirmation".into(), &1.into())
+        );
+    }
 }

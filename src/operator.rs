@@ -117,16 +117,16 @@ impl Operator<'_> {
         let ledger = self.ledger;
         match request {
             Request::Stats => {
-                let stats = crate::cli::Statistics {
-                    ledger: ledger.stats().await.map_err(|e| format!("reading statistics: {e}"))?,
-                    delivery: ledger.delivery_stats().await.map_err(|e| format!("reading delivery statistics: {e}"))?,
-                    queues: match self.sqs {
+                let stats = crate::cli::Statistics::new(
+                    ledger.stats().await.map_err(|e| format!("reading statistics: {e}"))?,
+                    ledger.delivery_stats().await.map_err(|e| format!("reading delivery statistics: {e}"))?,
+                    match self.sqs {
                         Some(client) => crate::queues::depths(client, &self.config.queue_urls)
                             .await
                             .map_err(|e| format!("reading queue depths: {e:#}"))?,
                         None => Vec::new(),
                     },
-                };
+                );
                 serde_json::to_value(stats).map_err(|e| e.to_string())
             }
             Request::Status { order_id } => {

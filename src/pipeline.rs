@@ -110,42 +110,59 @@ impl Budget {
 }
 
 /// How one record ended. Failures are retried by SQS (and reach the DLQ after `maxReceiveCount`).
+/// Each outcome has one name, the same in the batch summary, the logs' `outcome`, `retry`'s
+/// output (the serde tag) and, in CamelCase, the metric that counts it (docs/design.md,
+/// "Vocabulary").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum RecordOutcome {
-    /// Mailed in this invocation.
+    /// `sent`: mailed in this invocation (SES accepted it).
     Sent { provider_message_id: String },
-    /// Already confirmed earlier: acknowledged without mailing (the idempotency).
+    /// `already_sent`: confirmed earlier; acknowledged without mailing (the idempotency).
     AlreadySent,
-    /// Not mailed: SES's Send event shows it accepted an earlier claim's mail of this order (a
-    /// holder that died before recording it), so that mail is recorded as the order's: the
-    /// duplicate a takeover would have sent, prevented.
+    /// `sent_earlier`: not mailed: SES's Send event shows it accepted an earlier claim's mail of
+    /// this order (a holder that died before recording it), so that mail is recorded as the
+    /// order's: the duplicate a takeover would have sent, prevented.
     SentEarlier { provider_message_id: String },
-    /// The body breaks the message contract.
+    /// `invalid`: the message breaks the message contract; it never reaches the ledger or SES.
+    Invalid { reason: String },
+    /// `rejected`: SES refused this mail for good; the ledger keeps the order as `rejected`.
     Rejected { reason: String },
-    /// The mail provider refused this mail for good.
-    MailRejected { reason: String },
-    /// The `order_id` was seen before with a different payload.
+    /// `conflict`: the `order_id` was seen before with a different payload.
     Conflict { reason: String },
-    /// The order is terminal in the ledger (rejected or abandoned earlier).
+    /// `terminal`: the ledger already holds the order as `rejected` or `abandoned`.
     Terminal { status: Status, reason: String },
-    /// Another invocation holds a live lease on the order for this long yet; the record comes
-    /// back right after it ends.
+    /// `in_flight`: another invocation holds a live lease on the order for this long yet; the
+    /// record comes back right after it ends.
     InFlight {
         #[serde(rename = "lease_remaining_seconds", serialize_with = "as_seconds")]
         lease_remaining: Duration,
     },
-    /// A transient failure (timeout, 5xx, ledger unreachable, stopped after a fatal error).
-    Transient { reason: String },
-    /// Not attempted in this invocation (no send slot, SES at its rate, no time left): not a
-    /// failure. `requeued`: a delayed copy went back to the queue and this delivery is
-    /// acknowledged, so the deferral spends no receive.
+    /// `transient_failure`: timeout, 5xx, ledger unreachable, stopped after a fatal error.
+    TransientFailure { reason: String },
+    /// `deferred`: not attempted in this invocation (no send slot, SES at its rate, no time
+    /// left): not a failure. `requeued`: a delayed copy went back to the queue and this delivery
+    /// is acknowledged, so the deferral spends no receive.
     Deferred {
         reason: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         requeued: bool,
     },
 }
+
+/// Every outcome's name ([`RecordOutcome::name`]), for checks on what the docs and queries filter on.
+pub const OUTCOME_NAMES: [&str; 10] = [
+    "sent",
+    "already_sent",
+    "sent_earlier",
+    "invalid",
+    "rejected",
+    "conflict",
+    "terminal",
+    "in_flight",
+    "transient_failure",
+    "deferred",
+];
 
 fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
@@ -167,36 +184,52 @@ impl RecordOutcome {
     pub fn failure_class(&self) -> Option<ErrorClass> {
         match self {
             _ if self.is_acknowledged() => None,
-            Self::Rejected { .. } | Self::MailRejected { .. } | Self::Conflict { .. } | Self::Terminal { .. } => {
+            Self::Invalid { .. } | Self::Rejected { .. } | Self::Conflict { .. } | Self::Terminal { .. } => {
                 Some(ErrorClass::Permanent)
             }
             _ => Some(ErrorClass::Transient),
         }
     }
 
-    /// Short machine name, used in logs and metrics.
+    /// The outcome's name: the serde tag, the logs' `outcome`, the summary's word.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Sent { .. } => "sent",
-            Self::AlreadySent => "duplicate",
+            Self::AlreadySent => "already_sent",
             Self::SentEarlier { .. } => "sent_earlier",
+            Self::Invalid { .. } => "invalid",
             Self::Rejected { .. } => "rejected",
-            Self::MailRejected { .. } => "mail_rejected",
             Self::Conflict { .. } => "conflict",
             Self::Terminal { .. } => "terminal",
             Self::InFlight { .. } => "in_flight",
-            Self::Transient { .. } => "transient_failure",
+            Self::TransientFailure { .. } => "transient_failure",
             Self::Deferred { .. } => "deferred",
+        }
+    }
+
+    /// The metric that counts this outcome: the name in CamelCase.
+    pub fn metric(&self) -> &'static str {
+        match self {
+            Self::Sent { .. } => "Sent",
+            Self::AlreadySent => "AlreadySent",
+            Self::SentEarlier { .. } => "SentEarlier",
+            Self::Invalid { .. } => "Invalid",
+            Self::Rejected { .. } => "Rejected",
+            Self::Conflict { .. } => "Conflict",
+            Self::Terminal { .. } => "Terminal",
+            Self::InFlight { .. } => "InFlight",
+            Self::TransientFailure { .. } => "TransientFailure",
+            Self::Deferred { .. } => "Deferred",
         }
     }
 
     fn reason(&self) -> Option<&str> {
         match self {
-            Self::Rejected { reason }
-            | Self::MailRejected { reason }
+            Self::Invalid { reason }
+            | Self::Rejected { reason }
             | Self::Conflict { reason }
             | Self::Terminal { reason, .. }
-            | Self::Transient { reason }
+            | Self::TransientFailure { reason }
             | Self::Deferred { reason, .. } => Some(reason),
             _ => None,
         }
@@ -232,27 +265,27 @@ pub struct RecordReport {
     pub first_sent_ms: Option<i64>,
 }
 
-/// Counters for one priority (or for records whose priority is unknown).
+/// Counts for one priority (or for records whose priority is unknown), by metric name: each
+/// record counts once under `Received` and once under its outcome's metric, plus once per note
+/// and under `UnrecordedSend` / `PossibleDuplicate` when those apply. Every name is one of
+/// [`crate::metrics::COUNTERS`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    pub received: u64,
-    pub sent: u64,
-    pub duplicate: u64,
-    pub rejected: u64,
-    pub transient_failure: u64,
-    pub deferred: u64,
-    pub conflict: u64,
-    pub in_flight: u64,
-    pub vendor_field_invalid: u64,
-    pub order_detail_invalid: u64,
-    pub legacy_payload_format: u64,
-    /// Mails accepted whose `sent` record could not be written (ledger down or lease lost).
-    pub unrecorded_send: u64,
-    /// Mails sent after taking over an expired lease: the previous holder may have mailed too.
-    pub possible_duplicate: u64,
-    /// Orders recorded from SES's Send event for an earlier claim's mail instead of being mailed
-    /// again: duplicates prevented.
-    pub sent_earlier: u64,
+pub struct Counters(BTreeMap<&'static str, u64>);
+
+impl Counters {
+    /// The count under `metric`, 0 when nothing counted there.
+    pub fn get(&self, metric: &str) -> u64 {
+        self.0.get(metric).copied().unwrap_or(0)
+    }
+
+    /// The metrics counted at least once, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().map(|(k, v)| (*k, *v))
+    }
+
+    fn add(&mut self, metric: &'static str) {
+        *self.0.entry(metric).or_default() += 1;
+    }
 }
 
 /// The result of one batch: per-record reports and the Lambda response.
@@ -290,42 +323,27 @@ impl BatchReport {
             .count()
     }
 
-    /// Counters per priority; records rejected before their priority was known count under `None`.
+    /// Counters per priority; invalid records whose priority could not be read count under `None`.
     pub fn counters(&self) -> BTreeMap<Option<Priority>, Counters> {
         let mut map: BTreeMap<Option<Priority>, Counters> = BTreeMap::new();
         for r in &self.records {
             let c = map.entry(r.priority).or_default();
-            c.received += 1;
-            match &r.outcome {
-                RecordOutcome::Sent { .. } => c.sent += 1,
-                RecordOutcome::AlreadySent => c.duplicate += 1,
-                RecordOutcome::SentEarlier { .. } => c.sent_earlier += 1,
-                RecordOutcome::Rejected { .. }
-                | RecordOutcome::MailRejected { .. }
-                | RecordOutcome::Terminal { .. } => c.rejected += 1,
-                RecordOutcome::Conflict { .. } => c.conflict += 1,
-                RecordOutcome::InFlight { .. } => c.in_flight += 1,
-                RecordOutcome::Transient { .. } => c.transient_failure += 1,
-                RecordOutcome::Deferred { .. } => c.deferred += 1,
-            }
+            c.add("Received");
+            c.add(r.outcome.metric());
             if r.unrecorded_send {
-                c.unrecorded_send += 1;
+                c.add("UnrecordedSend");
             }
             if r.after_expired_lease && matches!(r.outcome, RecordOutcome::Sent { .. }) {
-                c.possible_duplicate += 1;
+                c.add("PossibleDuplicate");
             }
             for n in &r.notes {
-                match n {
-                    Note::VendorFieldInvalid { .. } => c.vendor_field_invalid += 1,
-                    Note::OrderDetailInvalid { .. } => c.order_detail_invalid += 1,
-                    Note::LegacyPayloadFormat => c.legacy_payload_format += 1,
-                }
+                c.add(n.metric());
             }
         }
         map
     }
 
-    /// One-line human summary, e.g. `5 records: 2 sent, 1 duplicate, 2 rejected`.
+    /// One-line human summary in the outcomes' names, e.g. `5 records: 1 already_sent, 2 invalid, 2 sent`.
     pub fn summary(&self) -> String {
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for r in &self.records {
@@ -464,7 +482,7 @@ impl Pipeline {
                 tracing::error!(error = %reason, orders = pending.len(), "claim failed; the batch will be retried");
                 for &i in &pending {
                     items[i].work = Work::Done;
-                    items[i].report.outcome = RecordOutcome::Transient { reason: reason.clone() };
+                    items[i].report.outcome = RecordOutcome::TransientFailure { reason: reason.clone() };
                 }
                 return;
             }
@@ -487,7 +505,9 @@ impl Pipeline {
                     RecordOutcome::Conflict { reason: "order_id was seen before with a different payload".to_owned() }
                 }
                 Claim::Terminal { status, reason } => RecordOutcome::Terminal { status, reason },
-                Claim::Unavailable { error } => RecordOutcome::Transient { reason: format!("claim failed: {error}") },
+                Claim::Unavailable { error } => {
+                    RecordOutcome::TransientFailure { reason: format!("claim failed: {error}") }
+                }
             };
         }
     }
@@ -571,15 +591,15 @@ impl Pipeline {
                         .map(|ms| ms as f64 / 1000.0);
                     RecordOutcome::Sent { provider_message_id: message_id }
                 }
-                Sent::Record(Outcome::Failed { error }) => RecordOutcome::Transient { reason: error },
-                Sent::Record(Outcome::Rejected { reason }) => RecordOutcome::MailRejected { reason },
+                Sent::Record(Outcome::Failed { error }) => RecordOutcome::TransientFailure { reason: error },
+                Sent::Record(Outcome::Rejected { reason }) => RecordOutcome::Rejected { reason },
                 Sent::Record(Outcome::Released { reason }) => RecordOutcome::Deferred { reason, requeued: false },
                 Sent::Earlier(message_id) => {
                     // Mailed earlier, by a claim that did not live to record it.
                     report.unrecorded_send = !applied;
                     RecordOutcome::SentEarlier { provider_message_id: message_id }
                 }
-                Sent::Unknown(reason) => RecordOutcome::Transient { reason },
+                Sent::Unknown(reason) => RecordOutcome::TransientFailure { reason },
             };
         }
     }
@@ -767,12 +787,12 @@ fn decode_all(records: &[SqsMessage]) -> Vec<Item> {
         let body = record.body.as_deref();
         let work = match std::panic::catch_unwind(|| body.map(decode::decode_message)) {
             Ok(None) => {
-                report.outcome = RecordOutcome::Rejected { reason: "record has no body".to_owned() };
+                report.outcome = RecordOutcome::Invalid { reason: "record has no body".to_owned() };
                 Work::Done
             }
             Ok(Some(Err(refused))) => {
                 report.order_id = refused.order_id.map(|id| id.to_string());
-                report.outcome = rejected(&refused.rejection);
+                report.outcome = invalid(&refused.rejection);
                 Work::Done
             }
             Ok(Some(Ok(ok))) => {
@@ -796,7 +816,7 @@ fn decode_all(records: &[SqsMessage]) -> Vec<Item> {
             }
             Err(panic) => {
                 report.outcome =
-                    RecordOutcome::Transient { reason: format!("panic while decoding: {}", panic_text(&panic)) };
+                    RecordOutcome::TransientFailure { reason: format!("panic while decoding: {}", panic_text(&panic)) };
                 Work::Done
             }
         };
@@ -820,7 +840,7 @@ fn blank_report(record: &SqsMessage) -> RecordReport {
         order_id: None,
         priority: None,
         receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1),
-        outcome: RecordOutcome::Transient { reason: "not processed".to_owned() },
+        outcome: RecordOutcome::TransientFailure { reason: "not processed".to_owned() },
         notes: Vec::new(),
         unrecorded_send: false,
         time_to_confirm_seconds: None,
@@ -829,8 +849,8 @@ fn blank_report(record: &SqsMessage) -> RecordReport {
     }
 }
 
-fn rejected(rejection: &Rejection) -> RecordOutcome {
-    RecordOutcome::Rejected { reason: rejection.to_string() }
+fn invalid(rejection: &Rejection) -> RecordOutcome {
+    RecordOutcome::Invalid { reason: rejection.to_string() }
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -174,13 +174,8 @@ impl EventType {
     /// The object in `detail` that describes this event.
     fn object_key(self) -> &'static str {
         match self {
-            Self::Send => "send",
-            Self::Delivery => "delivery",
-            Self::Bounce => "bounce",
-            Self::Complaint => "complaint",
-            Self::Reject => "reject",
-            Self::DeliveryDelay => "deliveryDelay",
             Self::RenderingFailure => "failure",
+            other => other.matching_name(),
         }
     }
 
@@ -455,6 +450,36 @@ impl DeliveryEvent {
         };
         Ok(Self { event_type, message_id, order_id, claim_token, occurred_at, effect, detail: detail_text })
     }
+}
+
+/// One SES event for a mail, in the shape the events queue delivers it: the EventBridge event (as
+/// a JSON text, the SQS body) whose `detail` is the SES event record with `mail` (id, recipient,
+/// tags) and `object` under the type's key. The outbox mailer's local SES simulation uses it.
+pub fn eventbridge_body(
+    event_type: EventType,
+    message_id: &str,
+    tags: &MailTags,
+    recipient: &str,
+    sent_at: OffsetDateTime,
+    at: OffsetDateTime,
+    object: Value,
+) -> String {
+    let time = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let mut mail_tags = serde_json::Map::new();
+    for (name, value) in tags.pairs() {
+        mail_tags.insert(name.to_owned(), serde_json::json!([value]));
+    }
+    let mut detail = serde_json::json!({
+        "eventType": event_type.as_str(),
+        "mail": {"timestamp": time(sent_at), "messageId": message_id, "destination": [recipient], "tags": mail_tags},
+    });
+    detail[event_type.object_key()] = object;
+    serde_json::json!({
+        "version": "0", "id": Uuid::new_v4().to_string(), "detail-type": event_type.detail_type(),
+        "source": "aws.ses", "account": "000000000000", "time": time(at), "region": "local", "resources": [],
+        "detail": detail,
+    })
+    .to_string()
 }
 
 /// The one value of a tag (SES publishes each tag as a list of values), or `None` without it.

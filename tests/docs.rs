@@ -220,19 +220,28 @@ fn unknown_subcommands(md: &str, known: &BTreeSet<String>) -> Vec<String> {
     bad
 }
 
-/// Every metric src/metrics.rs publishes: COUNTERS, histograms and gauges.
+/// Every metric the service publishes: the library's one list.
 fn published_metrics() -> BTreeSet<String> {
-    let src = read("src/metrics.rs");
-    let counters = src.split("pub const COUNTERS: &[&str] = &[").nth(1).expect("COUNTERS in src/metrics.rs");
-    let counters = &counters[..counters.find("];").unwrap()];
-    let mut names: BTreeSet<String> = counters.split('"').skip(1).step_by(2).map(str::to_owned).collect();
-    for marker in ["describe_histogram!(\"", "describe_gauge!(\""] {
-        for part in src.split(marker).skip(1) {
-            names.insert(part[..part.find('"').unwrap()].to_owned());
-        }
+    order_confirmation::metrics::published().map(str::to_owned).collect()
+}
+
+/// The outcome words a text filters on: `outcome = "x"` and `outcome in ["x", "y"]` (Logs
+/// Insights), `outcome="x"` (the text log sample).
+fn filtered_outcomes(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for (i, _) in text.match_indices("outcome") {
+        let rest = text[i + "outcome".len()..].trim_start();
+        let list = if let Some(r) = rest.strip_prefix('=') {
+            let r = r.trim_start();
+            r.strip_prefix('"').map(|r| &r[..r.find('"').unwrap_or(0)]).unwrap_or_default().to_owned()
+        } else if let Some(r) = rest.strip_prefix("in [") {
+            r[..r.find(']').unwrap_or(0)].to_owned()
+        } else {
+            continue;
+        };
+        words.extend(list.split(',').map(|w| w.trim().trim_matches('"').to_owned()).filter(|w| !w.is_empty()));
     }
-    assert!(names.len() > 10 && names.contains("TimeToConfirm"), "parsed {names:?}");
-    names
+    words
 }
 
 /// Every identifier and string word in the Rust sources under src/ (for the design notes, which
@@ -304,6 +313,9 @@ const NOT_METRICS: &[&str] = &[
     "Retain",
     "AWSLambdaSQSQueueExecutionRole",
     "BatchSize",
+    "Globals",
+    "LoggingConfig",
+    "ApplicationLogLevel",
 ];
 
 /// CamelCase names in code spans that are neither metrics nor otherwise known.
@@ -511,7 +523,7 @@ fn every_cited_metric_is_published_or_a_standard_aws_metric() {
     }
     assert!(
         bad.is_empty(),
-        "the docs cite names that are neither metrics src/metrics.rs publishes, standard AWS metrics, \
+        "the docs cite names that are neither metrics the service publishes (metrics::published), standard AWS metrics, \
          nor names in template.yaml (add a real non-metric name to NOT_METRICS): {bad:?}"
     );
     let runbook = read("docs/runbook.md");
@@ -564,6 +576,31 @@ fn query_checks_fail_on_an_edited_query() {
     assert_ne!(broken, runbook, "the mutation target is gone from docs/runbook.md");
     assert_eq!(unsaved_runbook_queries(&broken, &template).len(), 1);
     assert_eq!(saved_queries_missing_from_runbook(&broken, &template), vec!["ErrorsQuery (errors-by-message)"]);
+}
+
+#[test]
+fn every_outcome_the_docs_and_queries_filter_on_is_an_outcome_the_service_logs() {
+    let mut unknown = Vec::new();
+    let mut seen = 0;
+    for (path, text) in documents().into_iter().chain([("template.yaml".to_owned(), read("template.yaml"))]).chain([(
+        "src/stats.rs".to_owned(),
+        order_confirmation::stats::not_in_ledger(&order_confirmation::order::OrderId::parse("ORD-1").unwrap()),
+    )]) {
+        for word in filtered_outcomes(&text) {
+            seen += 1;
+            if !order_confirmation::pipeline::OUTCOME_NAMES.contains(&word.as_str()) {
+                unknown.push(format!("{path}: {word}"));
+            }
+        }
+    }
+    assert!(seen >= 5, "found only {seen} outcome filters");
+    assert!(unknown.is_empty(), "filters on outcomes the service never logs: {unknown:?}");
+}
+
+#[test]
+fn outcome_check_reads_equality_and_list_filters() {
+    let q = r#"filter outcome = "rejected" | filter outcome in ["mail_rejected", "conflict"] | outcome="sent" x"#;
+    assert_eq!(filtered_outcomes(q), ["rejected", "mail_rejected", "conflict", "sent"]);
 }
 
 #[test]

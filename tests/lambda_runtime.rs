@@ -48,7 +48,7 @@ impl Watch {
             .env("PATH", path_with_venv())
             .env_remove("AWS_LAMBDA_RUNTIME_API")
             .stdout(std::process::Stdio::null())
-            .stderr(log.reopen().unwrap())
+            .stderr(appender(&log))
             .kill_on_drop(true)
             .spawn()
             .expect("start cargo lambda watch");
@@ -65,8 +65,8 @@ impl Watch {
             .env("AWS_LAMBDA_FUNCTION_NAME", "_")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .stdout(self.log.reopen().unwrap())
-            .stderr(self.log.reopen().unwrap())
+            .stdout(appender(&self.log))
+            .stderr(appender(&self.log))
             .kill_on_drop(true);
         for (k, v) in env {
             c.env(k, v);
@@ -117,6 +117,12 @@ impl Watch {
     }
 }
 
+/// The log file opened for appending: several writers (the emulator, the function's stdout and
+/// stderr) each with their own descriptor, none overwriting the others' lines.
+fn appender(log: &tempfile::NamedTempFile) -> std::fs::File {
+    std::fs::OpenOptions::new().append(true).open(log.path()).expect("open the log for appending")
+}
+
 /// Waits until the runtime API emulator accepts connections.
 async fn wait_for(port: u16) {
     for _ in 0..600 {
@@ -162,6 +168,85 @@ async fn the_function_serves_sqs_batches_and_the_schedule_through_the_runtime_ap
     let reconcile = watch.invoke("events/schedule-reconcile.json").await;
     assert_eq!(reconcile["found"], 0, "{reconcile}");
     assert_eq!(reconcile["unconfirmed"]["count"], 0);
+}
+
+/// The function's JSON lines (stdout and stderr) in the watch log: log lines and EMF documents.
+fn json_lines(log: &str) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let values: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let (emf, logs): (Vec<_>, Vec<_>) =
+        values.into_iter().filter(|v| v.is_object()).partition(|v| v.get("_aws").is_some());
+    (logs.into_iter().filter(|v| v.get("level").is_some()).collect(), emf)
+}
+
+/// Powertools' conventions, through the real runtime API: the function's log level wins over
+/// RUST_LOG, every line of an invocation names the service, the cold start and the request, the
+/// metrics go to the configured namespace with the service dimension, and the first invocation
+/// of the execution environment, and only it, counts a ColdStart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_metrics_follow_powertools_conventions_and_count_one_cold_start() {
+    let s = Services::start().await;
+    s.ledger().await;
+    let mut env = function_env(&s, "consumer");
+    env.extend([
+        ("RUST_LOG".to_owned(), "debug".to_owned()),
+        ("AWS_LAMBDA_LOG_LEVEL".to_owned(), "WARN".to_owned()),
+        ("POWERTOOLS_METRICS_NAMESPACE".to_owned(), "Shop/Orders".to_owned()),
+        ("POWERTOOLS_SERVICE_NAME".to_owned(), "shop-confirmations".to_owned()),
+    ]);
+    let mut watch = Watch::start().await;
+    watch.start_function(&env);
+    watch.invoke("events/sqs-batch.json").await;
+    watch.invoke("events/sqs-batch.json").await;
+    let log = watch.log();
+    let (lines, emf) = json_lines(&log);
+
+    let chatty: Vec<_> = lines.iter().filter(|l| !["WARN", "ERROR"].contains(&l["level"].as_str().unwrap())).collect();
+    assert!(chatty.is_empty(), "AWS_LAMBDA_LOG_LEVEL=WARN wins over RUST_LOG=debug: {chatty:?}");
+    assert!(lines.iter().all(|l| l["service"] == "shop-confirmations"), "{log}");
+    // Two invalid records per batch, each one warning line.
+    let failed: Vec<_> = lines.iter().filter(|l| l["message"] == "record failed").collect();
+    assert_eq!(failed.len(), 4, "{log}");
+    let request = |l: &serde_json::Value| l["function_request_id"].as_str().unwrap_or_default().to_owned();
+    assert!(failed.iter().all(|l| !request(l).is_empty()), "{failed:?}");
+    assert_eq!((request(failed[0]), &failed[0]["cold_start"]), (request(failed[1]), &true.into()));
+    assert_eq!((request(failed[2]), &failed[2]["cold_start"]), (request(failed[3]), &false.into()));
+    assert_ne!(request(failed[0]), request(failed[2]), "each invocation has its own request id");
+    // cargo lambda, like Lambda with active tracing, sends each invocation a trace header.
+    assert!(failed.iter().all(|l| l["xray_trace_id"].as_str().is_some_and(|t| t.starts_with("Root="))), "{failed:?}");
+
+    let cold: Vec<_> = emf.iter().filter(|d| d.get("ColdStart").is_some()).collect();
+    assert_eq!(cold.len(), 1, "one ColdStart per execution environment: {emf:?}");
+    assert_eq!(
+        cold[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        serde_json::json!([["service", "function_name"]])
+    );
+    assert_eq!((&cold[0]["function_name"], &cold[0]["service"]), (&"_".into(), &"shop-confirmations".into()));
+    assert!(emf.len() > 1, "the batches' metrics: {emf:?}");
+    for doc in &emf {
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Shop/Orders", "{doc}");
+        assert!(directive["Dimensions"][0].as_array().unwrap().contains(&"service".into()), "{doc}");
+        assert_eq!(doc["service"], "shop-confirmations", "{doc}");
+    }
+}
+
+/// The runtime's own lines belong to the invocation too: an event that is not JSON is refused by
+/// lambda_runtime before the handler runs, and its error line names the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtimes_own_error_line_carries_the_invocation_keys() {
+    let s = Services::start().await;
+    s.ledger().await;
+    let mut watch = Watch::start().await;
+    watch.start_function(&function_env(&s, "consumer"));
+    let answer = watch.cargo_lambda_invoke(&["--data-ascii", "{not json"]).await;
+    let log = watch.log();
+    let (lines, _) = json_lines(&log);
+    let refused: Vec<_> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert!(!refused.is_empty(), "{answer} {log}");
+    for l in refused {
+        assert!(l["function_request_id"].as_str().is_some_and(|id| !id.is_empty()), "{l}");
+        assert_eq!((&l["cold_start"], &l["service"]), (&true.into(), &"order-confirmation".into()), "{l}");
+    }
 }
 
 /// Each SES event type in `events/`, as the events queue delivers it, through the runtime API:

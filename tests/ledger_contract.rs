@@ -157,8 +157,8 @@ pub async fn stats_count_by_priority_and_status(l: Arc<dyn LedgerOps>) {
     );
     assert_eq!((normal.by_status[&Status::Sending], normal.pending, normal.sent_last_hour), (1, 1, 0));
     assert!(high.oldest_unsent_age_seconds.is_some());
-    assert!(high.time_to_confirm_seconds.p50.is_some());
-    assert!(normal.time_to_confirm_seconds.p50.is_none());
+    assert!(high.time_to_send_seconds.p50.is_some());
+    assert!(normal.time_to_send_seconds.p50.is_none());
     assert_eq!(high.by_status.len(), Status::ALL.len());
 }
 
@@ -223,7 +223,7 @@ pub async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends(l: Arc
     let before = l.stats().await.unwrap();
     let high = before.priorities.iter().find(|p| p.priority == Priority::High).unwrap();
     assert_eq!((high.by_status[&Status::Sent], high.sent_last_hour), (4, 1), "T5 was sent 25 hours ago");
-    let p = &high.time_to_confirm_seconds;
+    let p = &high.time_to_send_seconds;
     assert_eq!(
         (p.p50, p.p95, p.p99),
         (Some(1.5), Some(12.3), Some(12.3)),
@@ -777,7 +777,7 @@ mod data_api {
         assert_eq!(high.by_status[&Status::Sent], 1, "W1 was sent 25 hours ago");
         assert_eq!(high.by_status[&Status::Rejected], 1, "a refused order counts whatever its age");
         assert_eq!(high.sent_last_hour, 1);
-        let p50 = high.time_to_confirm_seconds.p50.expect("W2's time to confirm");
+        let p50 = high.time_to_send_seconds.p50.expect("W2's time to confirm");
         assert!(p50 < 60.0, "only W2, confirmed at once, is in the percentiles: {p50}");
     }
 

@@ -48,8 +48,8 @@ async fn sample_event_sends_valid_orders_and_reports_the_bad_ones() {
         assert_eq!(b.mails_for(id), 1, "{id} mailed once");
     }
     let counters = report.counters();
-    let total_legacy: u64 = counters.values().map(|c| c.legacy_payload_format).sum();
-    let total_vendor: u64 = counters.values().map(|c| c.vendor_field_invalid).sum();
+    let total_legacy: u64 = counters.values().map(|c| c.get("LegacyPayloadFormat")).sum();
+    let total_vendor: u64 = counters.values().map(|c| c.get("VendorFieldInvalid")).sum();
     assert_eq!((total_legacy, total_vendor), (1, 2));
 }
 
@@ -63,7 +63,7 @@ async fn redelivery_of_a_sent_batch_mails_nothing_and_reports_the_same_failures(
     let second = p.handle(&event, deadline(30)).await;
     assert_eq!(b.outbox_files(), mails, "no new mail on redelivery");
     assert_eq!(failures(&first), failures(&second));
-    let valid = second.records.iter().filter(|r| !matches!(r.outcome, RecordOutcome::Rejected { .. }));
+    let valid = second.records.iter().filter(|r| !matches!(r.outcome, RecordOutcome::Invalid { .. }));
     assert!(valid.clone().count() == 4 && valid.clone().all(|r| r.outcome == RecordOutcome::AlreadySent));
     // A rejected body with a valid order id is still named, so support can find it by order id.
     assert_eq!(second.records[3].order_id.as_deref(), Some("ORD-1004"));
@@ -78,7 +78,7 @@ async fn every_bad_input_gets_a_specific_reason_and_spares_its_neighbours() {
     let reason = |suffix: &str| -> String {
         let r = report.records.iter().find(|r| r.message_id.as_deref().unwrap().ends_with(suffix)).unwrap();
         match &r.outcome {
-            RecordOutcome::Rejected { reason } => reason.clone(),
+            RecordOutcome::Invalid { reason } => reason.clone(),
             other => format!("{other:?}"),
         }
     };
@@ -110,7 +110,7 @@ async fn oversized_body_is_rejected_without_being_parsed() {
     let report = b.pipeline(b.outbox.clone()).handle(&event, deadline(30)).await;
     assert_eq!(failures(&report), vec!["m-big"]);
     assert!(
-        matches!(&report.records[0].outcome, RecordOutcome::Rejected { reason } if reason.contains("the limit is 262144"))
+        matches!(&report.records[0].outcome, RecordOutcome::Invalid { reason } if reason.contains("the limit is 262144"))
     );
 }
 
@@ -150,7 +150,7 @@ async fn a_panic_while_sending_one_record_fails_that_record_only() {
     assert_response_invariants(&e, &report);
     assert_eq!(failures(&report), vec!["m2"]);
     assert!(
-        matches!(&report.records[1].outcome, RecordOutcome::Transient { reason } if reason.contains("panic while sending: scripted panic for P-2"))
+        matches!(&report.records[1].outcome, RecordOutcome::TransientFailure { reason } if reason.contains("panic while sending: scripted panic for P-2"))
     );
     let state = b.ledger.order_state(&OrderId::parse("P-2").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.status, Status::Failed, "the panicked order is retryable, not stuck in sending");
@@ -275,7 +275,7 @@ async fn ledger_down_after_the_send_acknowledges_and_counts_the_unrecorded_mail(
     let report = p.handle(&e, deadline(30)).await;
     assert!(failures(&report).is_empty(), "the mail went out: at least once wins");
     assert!(report.records[0].unrecorded_send);
-    assert_eq!(report.counters().values().map(|c| c.unrecorded_send).sum::<u64>(), 1);
+    assert_eq!(report.counters().values().map(|c| c.get("UnrecordedSend")).sum::<u64>(), 1);
 }
 
 #[tokio::test]

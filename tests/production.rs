@@ -204,10 +204,15 @@ async fn sending_paused_stops_all_further_sends_in_the_invocation() {
 }
 
 #[tokio::test]
-async fn a_database_resuming_for_a_few_seconds_is_ridden_out_by_the_sdk() {
+async fn a_database_resuming_for_a_second_is_ridden_out_by_the_sdk() {
     let s = Services::start().await;
     let p = pipeline(&s).await;
-    s.data_api_faults(serde_json::json!({"resuming_for_ms": 2500})).await;
+    // The Data API client makes 6 attempts with jittered backoff: each wait is uniform in
+    // [0, min(0.5 s x 2^n, 5 s)], so all five waits together can be short. They sum to less than
+    // 2.5 s about 2.5 % of the time (this test once failed that way with a 2.5 s window), and to
+    // less than 1.2 s about 0.1 % of the time (before counting the requests themselves). Longer
+    // outages are the pipeline's to ride out (the 20 s outage test) or the queue's (the next test).
+    s.data_api_faults(serde_json::json!({"resuming_for_ms": 1200})).await;
     let e = event_of(&[("m1", "W-1"), ("m2", "W-2")]);
     let report = p.handle(&e, deadline(60)).await;
     assert!(failures(&report).is_empty(), "{:?}", report.records);
@@ -225,7 +230,7 @@ async fn a_database_that_stays_down_fails_the_batch_cleanly_as_transient_and_mar
     let report = p.handle(&e, deadline(60)).await;
     assert_eq!(failures(&report), vec!["m1", "m2"]);
     assert!(report.records.iter().all(
-        |r| matches!(&r.outcome, RecordOutcome::Transient { reason } if reason.contains("DatabaseResumingException"))
+        |r| matches!(&r.outcome, RecordOutcome::TransientFailure { reason } if reason.contains("DatabaseResumingException"))
     ));
     assert!(s.sent_mails().await.is_empty(), "nothing is sent without a claim");
     s.data_api_faults(serde_json::json!({"resuming_for_ms": 0})).await;
@@ -292,7 +297,7 @@ async fn the_binary_runs_on_the_production_backends_through_the_standard_endpoin
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let normal = stats["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == "normal").unwrap().clone();
     assert_eq!(normal["by_status"]["sent"], 2);
-    assert!(normal["time_to_confirm_seconds"]["p50"].is_number());
+    assert!(normal["time_to_send_seconds"]["p50"].is_number());
     let out = run(&["config"]).await;
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("\"kind\": \"data-api\"") && !printed.contains(SECRET_ARN_TAIL), "{printed}");
@@ -468,7 +473,7 @@ async fn a_claim_request_that_fails_fails_only_the_orders_it_carried() {
     let report = p.handle(&e, deadline(60)).await;
     assert_eq!(failures(&report), vec!["m-PART-B-1", "m-PART-B-2"]);
     assert!(
-        matches!(&report.records[2].outcome, RecordOutcome::Transient { reason } if reason.starts_with("claim failed")),
+        matches!(&report.records[2].outcome, RecordOutcome::TransientFailure { reason } if reason.starts_with("claim failed")),
         "{:?}",
         report.records[2].outcome
     );
@@ -565,7 +570,8 @@ async fn a_takeover_after_a_kill_between_ses_and_the_record_step_mails_nothing_o
     let st = ledger.order_state(&OrderId::parse("KW-1").unwrap()).await.unwrap().unwrap();
     assert_eq!((st.status, st.ses_message_id.as_deref()), (Status::Sent, Some(accepted.message_id.as_str())));
     let counters: Vec<_> = report.counters().into_values().collect();
-    assert_eq!((counters[0].sent_earlier, counters[0].possible_duplicate, counters[0].sent), (1, 0, 0));
+    let c = &counters[0];
+    assert_eq!((c.get("SentEarlier"), c.get("PossibleDuplicate"), c.get("Sent")), (1, 0, 0));
 }
 
 #[tokio::test]
@@ -610,7 +616,7 @@ async fn a_takeover_whose_send_event_never_comes_waits_only_its_bound_then_mails
     assert!(took >= Duration::from_millis(2500) && took < Duration::from_secs(8), "waited about 3 s: {took:?}");
     assert_eq!(s.mails_to(&email_of("KW-3")).await, 2, "at least once: the duplicate the event would have prevented");
     let counters: Vec<_> = report.counters().into_values().collect();
-    assert_eq!((counters[0].possible_duplicate, counters[0].sent_earlier), (1, 0));
+    assert_eq!((counters[0].get("PossibleDuplicate"), counters[0].get("SentEarlier")), (1, 0));
 }
 
 #[tokio::test]

@@ -696,12 +696,12 @@ impl fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "service metrics  Sent {} Deferred {} TransientFailure {} InFlight {} Duplicate {}",
+            "service metrics  Sent {} Deferred {} TransientFailure {} InFlight {} AlreadySent {}",
             emf("Sent"),
             emf("Deferred"),
             emf("TransientFailure"),
             emf("InFlight"),
-            emf("Duplicate")
+            emf("AlreadySent")
         )?;
         writeln!(
             f,

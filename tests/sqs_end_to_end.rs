@@ -541,10 +541,15 @@ async fn some_mails_bounce_and_stats_reports_them_once_their_ses_events_come_bac
         ),
     )
     .await;
+    // Something that is not an SES event: refused at once on each receive, so it reaches the
+    // events DLQ after its 5 receives within seconds, not after 5 visibility timeouts.
+    let invalid = r#"{"source": "aws.ses", "detail-type": "Email Bounced", "detail": {"eventType": "Bounce"}}"#;
+    moto.send(&events.url, invalid).await;
     let (summary, stderr) = consume(&s, &moto, &[&events.url], &[], 3).await;
-    assert_eq!(summary["received"], 10 + 6 + 4 + 1 + 1, "{summary}");
-    assert_eq!(summary["deleted"], summary["received"], "every event acknowledged: {summary}");
-    assert_eq!(moto.depth(&events.dlq_url).await, (0, 0));
+    assert_eq!(summary["received"], 10 + 6 + 4 + 1 + 1 + 5, "{summary}");
+    assert_eq!(summary["deleted"], 10 + 6 + 4 + 1 + 1, "every SES event acknowledged: {summary}");
+    assert_eq!(moto.drain_view(&events.dlq_url).await, vec![(invalid.to_owned(), 6)], "only the invalid body");
+    assert!(stderr.contains("detail.mail is missing or not an object"), "the rule it broke is logged");
     assert_eq!(s.sent_mails().await.len(), 10, "events never mail");
     assert!(!stderr.contains("@example.com"), "no address in the worker's logs");
 

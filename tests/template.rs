@@ -8,6 +8,7 @@
 //! installs.
 
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -672,13 +673,21 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         }
     }
     let transactions = ["rds-data:BeginTransaction", "rds-data:CommitTransaction", "rds-data:RollbackTransaction"];
-    let migrators: Vec<String> = resources
-        .values()
-        .filter(|r| {
+    let custom: Vec<(&String, &Value)> = resources
+        .iter()
+        .filter(|(_, r)| {
             r["Type"].as_str().is_some_and(|t| t.starts_with("Custom::") || t == "AWS::CloudFormation::CustomResource")
         })
-        .filter_map(|r| target(&r["Properties"]["ServiceToken"]).map(str::to_owned))
         .collect();
+    // A function that fails at start-up (a bad setting) never answers: CloudFormation then waits
+    // the custom resource's ServiceTimeout, an hour unless the template says less.
+    for (id, r) in &custom {
+        if !r["Properties"]["ServiceTimeout"].as_f64().is_some_and(|t| (60.0..=900.0).contains(&t)) {
+            bad.push(format!("{id}: ServiceTimeout is not set between 60 and 900 seconds (the default is an hour)"));
+        }
+    }
+    let migrators: Vec<String> =
+        custom.iter().filter_map(|(_, r)| target(&r["Properties"]["ServiceToken"]).map(str::to_owned)).collect();
     if migrators.is_empty() {
         bad.push("no custom resource applies the schema during the deploy".into());
     }
@@ -866,6 +875,8 @@ fn operations_invariants_fail_on_a_broken_copy() {
             "          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n",
             "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n",
         ),
+        // The schema's custom resource waits an hour for a function that never answers.
+        ("      ServiceTimeout: 300\n", ""),
         // 6: no bounce-rate alarm; an alarm action that defaults to nobody.
         ("      MetricName: Reputation.BounceRate\n", "      MetricName: Reputation.Bounces\n"),
         // The constraints: a new kind of infrastructure.
@@ -891,6 +902,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
         "EXPECTED_BATCH_SIZE 20 is not the larger BatchSize 50",
         "no alarm on AWS/SES Reputation.BounceRate",
         "AlarmActionArn has a default",
+        "LedgerSchema: ServiceTimeout is not set between 60 and 900 seconds (the default is an hour)",
         "Cache: AWS::ElastiCache::CacheCluster is new infrastructure",
     ] {
         assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
@@ -1028,10 +1040,10 @@ fn sam_build_yields_a_bootstrap() {
 }
 
 /// Every `OrderConfirmation` metric an alarm or the dashboard reads is one the service publishes
-/// (src/metrics.rs names them): a renamed metric must not leave an alarm watching nothing.
+/// (`metrics::published`): a renamed metric must not leave an alarm watching nothing.
 #[test]
 fn template_reads_only_metrics_the_service_publishes() {
-    let published = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
+    let published: Vec<&str> = order_confirmation::metrics::published().collect();
     let cfn = translated(&root().join(TEMPLATE));
     let mut read: Vec<String> = of_type(&cfn, "AWS::CloudWatch::Alarm")
         .iter()
@@ -1047,8 +1059,100 @@ fn template_reads_only_metrics_the_service_publishes() {
         }
     }
     assert!(read.len() >= 2, "found no OrderConfirmation metrics in {TEMPLATE}");
-    let missing: Vec<_> = read.iter().filter(|m| !published.contains(&format!("\"{m}\""))).collect();
-    assert!(missing.is_empty(), "{TEMPLATE} reads metrics src/metrics.rs does not publish: {missing:?}");
+    let missing: Vec<_> = read.iter().filter(|m| !published.contains(&m.as_str())).collect();
+    assert!(missing.is_empty(), "{TEMPLATE} reads metrics the service does not publish: {missing:?}");
+}
+
+/// Where the template's own metrics must be read: the namespace and service both functions publish
+/// with (Globals: POWERTOOLS_METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME) against every alarm and
+/// dashboard row outside the `AWS/` namespaces. A metric carries the `service` dimension, and
+/// CloudWatch matches dimensions exactly: a row without it reads nothing.
+fn metric_name_violations(cfn: &Value) -> Vec<String> {
+    let mut bad = Vec::new();
+    let functions = of_type(cfn, "AWS::Lambda::Function");
+    let mut setting = |name: &str| -> Option<String> {
+        let values: BTreeSet<_> = functions
+            .iter()
+            .map(|(_, f)| f["Properties"]["Environment"]["Variables"][name].as_str().unwrap_or_default().to_owned())
+            .collect();
+        match values.into_iter().collect::<Vec<_>>().as_slice() {
+            [one] if !one.is_empty() => Some(one.clone()),
+            other => {
+                bad.push(format!("{name} must be set once for every function (Globals), found {other:?}"));
+                None
+            }
+        }
+    };
+    let (Some(namespace), Some(service)) =
+        (setting("POWERTOOLS_METRICS_NAMESPACE"), setting("POWERTOOLS_SERVICE_NAME"))
+    else {
+        return bad;
+    };
+    let service_dimension = serde_json::json!({"Name": "service", "Value": service});
+    for (id, a) in of_type(cfn, "AWS::CloudWatch::Alarm") {
+        let p = &a["Properties"];
+        let mut metrics: Vec<&Value> =
+            p["Metrics"].as_array().into_iter().flatten().map(|m| &m["MetricStat"]["Metric"]).collect();
+        if p.get("MetricName").is_some() {
+            metrics.push(p);
+        }
+        for m in metrics.into_iter().filter(|m| m["Namespace"].as_str().is_some_and(|n| !n.starts_with("AWS/"))) {
+            let name = m["MetricName"].as_str().unwrap_or_default();
+            if m["Namespace"] != namespace.as_str() {
+                bad.push(format!("{id}: {name} in namespace {} instead of {namespace}", m["Namespace"]));
+            }
+            if !m["Dimensions"].as_array().is_some_and(|d| d.contains(&service_dimension)) {
+                bad.push(format!("{id}: {name} without the dimension service = {service}"));
+            }
+        }
+    }
+    for (id, d) in of_type(cfn, "AWS::CloudWatch::Dashboard") {
+        let body = d["Properties"]["DashboardBody"]["Fn::Sub"][0].as_str().unwrap_or_default();
+        let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{id}: the body is not JSON: {e}"));
+        for widget in body["widgets"].as_array().into_iter().flatten() {
+            for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+                let row = row.as_array().unwrap();
+                let Some(ns) = row[0].as_str().filter(|n| !n.starts_with("AWS/")) else { continue };
+                let name = row[1].as_str().unwrap_or_default();
+                if ns != namespace {
+                    bad.push(format!("{id}: {name} in namespace {ns} instead of {namespace}"));
+                }
+                if !row.windows(2).any(|w| w[0] == "service" && w[1] == service.as_str()) {
+                    bad.push(format!("{id}: {name} without the dimension service = {service}"));
+                }
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn alarms_and_dashboard_read_the_namespace_and_service_the_functions_publish_with() {
+    let v = metric_name_violations(&translated(&root().join(TEMPLATE)));
+    assert!(v.is_empty(), "{TEMPLATE}:\n{}", v.join("\n"));
+}
+
+#[test]
+fn metric_name_check_fails_on_another_namespace_or_a_missing_service_dimension() {
+    let (_dir, t) = broken_copy(&[
+        (
+            "      MetricName: UnconfirmedOrders\n      Dimensions: [{ Name: service, Value: order-confirmation }]\n",
+            "      MetricName: UnconfirmedOrders\n",
+        ),
+        (
+            "[\"OrderConfirmation\", \"Deferred\", \"service\", \"order-confirmation\", \"priority\", \"high\"",
+            "[\"Orders\", \"Deferred\", \"service\", \"order-confirmation\", \"priority\", \"high\"",
+        ),
+        ("        POWERTOOLS_SERVICE_NAME: order-confirmation\n", "        POWERTOOLS_SERVICE_NAME: shop\n"),
+    ]);
+    let v = metric_name_violations(&translated(&t)).join("\n");
+    for expected in [
+        "UnconfirmedOrdersAlarm: UnconfirmedOrders without the dimension service = shop",
+        "Dashboard: Deferred in namespace Orders instead of OrderConfirmation",
+        "Dashboard: Sent without the dimension service = shop",
+    ] {
+        assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
+    }
 }
 
 /// `sam local invoke --env-vars events/env.json` overrides only variables the template declares

@@ -28,15 +28,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Migrations, in order. Each file's statements are separated by a line ending in `;`.
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_order_confirmations", include_str!("../../migrations/postgres/0001_order_confirmations.sql")),
-    ("0002_order_confirmation_status", include_str!("../../migrations/postgres/0002_order_confirmation_status.sql")),
-    ("0003_parked_orders", include_str!("../../migrations/postgres/0003_parked_orders.sql")),
-    ("0004_retention", include_str!("../../migrations/postgres/0004_retention.sql")),
-    ("0005_pending_indexes", include_str!("../../migrations/postgres/0005_pending_indexes.sql")),
-    ("0006_sent_per_hour", include_str!("../../migrations/postgres/0006_sent_per_hour.sql")),
-    ("0007_delivery_events", include_str!("../../migrations/postgres/0007_delivery_events.sql")),
-];
+const MIGRATIONS: &[(&str, &str)] = migrations!("postgres");
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
 /// payload and is `failed` or `sending` with an expired lease. The outer query reports, per input
@@ -912,13 +904,12 @@ impl LedgerOps for DataApiLedger {
                 .to_string()
             })
             .collect();
-        let sql = apply_events_sql();
         let mut matches = Vec::with_capacity(events.len());
         // Each run is one statement; a run that fails fails the call, and the retry re-applies the
         // runs that committed without changing them (the fence makes the events idempotent).
         for run in split_by_size(&elements, self.limits.request_bytes, self.limits.rows_per_request) {
             let batch = json_array(&elements[run.clone()]);
-            let rows = self.execute("delivery events", &sql, vec![text("batch", batch)], None).await?;
+            let rows = self.execute("delivery events", &APPLY_EVENTS_SQL, vec![text("batch", batch)], None).await?;
             if rows.len() != run.len() {
                 return Err(shape_error("delivery events"));
             }
@@ -965,7 +956,7 @@ WHERE status = 'sent' AND sent_at >= now() - interval '24 hours' GROUP BY priori
 /// row at most once per statement, so the batch is first reduced per order: the strongest state
 /// (the first of equal rank in input order) and the latest Send event. The fence is in the
 /// `UPDATE` itself, evaluated on the locked row, so concurrent invocations keep the stronger state.
-fn apply_events_sql() -> String {
+static APPLY_EVENTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let rank = |column: &str| crate::ses_event::DeliveryState::sql_rank(column);
     format!(
         "\
@@ -1013,7 +1004,7 @@ SELECT m.ord, m.target, m.priority FROM matched m ORDER BY m.ord",
         new_rank = rank("c.state"),
         old_rank = rank("oc.delivery_state"),
     )
-}
+});
 
 const PARK_SQL: &str = "\
 UPDATE order_confirmations SET parked_at = now(), parked_note = :note

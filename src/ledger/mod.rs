@@ -6,6 +6,26 @@
 //! [`sqlite::SqliteLedger`], the embedded default for local runs, and
 //! [`data_api::DataApiLedger`], Aurora PostgreSQL through the RDS Data API in production.
 
+/// The schema's migrations in order, as `(version, SQL)`, for one dialect's directory under
+/// `migrations/`: one list of versions for both ledgers, so a migration is added to both at once.
+macro_rules! migrations {
+    ($dialect:literal) => {
+        migrations!(
+            $dialect;
+            "0001_order_confirmations",
+            "0002_order_confirmation_status",
+            "0003_parked_orders",
+            "0004_retention",
+            "0005_pending_indexes",
+            "0006_sent_per_hour",
+            "0007_delivery_events"
+        )
+    };
+    ($dialect:literal; $($version:literal),+) => {
+        &[$(($version, include_str!(concat!("../../migrations/", $dialect, "/", $version, ".sql")))),+]
+    };
+}
+
 pub mod data_api;
 pub mod sqlite;
 
@@ -252,8 +272,10 @@ pub struct PriorityStats {
     pub pending: u64,
     pub oldest_unsent_age_seconds: Option<f64>,
     pub sent_last_hour: u64,
-    /// Time from first sight to SES acceptance, over orders sent in the last 24 hours.
-    pub time_to_confirm_seconds: Percentiles,
+    /// Time to send: from the ledger first seeing the order (`first_seen_at`, its first claim) to
+    /// SES accepting its mail (`sent_at`), over orders sent in the last 24 hours. Not the metric
+    /// `TimeToConfirm`, which starts earlier, when the order entered a queue.
+    pub time_to_send_seconds: Percentiles,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
@@ -521,7 +543,7 @@ pub(crate) fn priority_stats(
     counts: &BTreeMap<Status, u64>,
     oldest_unsent_age_seconds: Option<f64>,
     sent_last_hour: u64,
-    time_to_confirm_seconds: Percentiles,
+    time_to_send_seconds: Percentiles,
 ) -> PriorityStats {
     let by_status: BTreeMap<Status, u64> =
         Status::ALL.iter().map(|s| (*s, counts.get(s).copied().unwrap_or(0))).collect();
@@ -531,13 +553,28 @@ pub(crate) fn priority_stats(
         by_status,
         oldest_unsent_age_seconds,
         sent_last_hour,
-        time_to_confirm_seconds,
+        time_to_send_seconds,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_migration_file_of_both_dialects_is_in_the_one_list() {
+        let listed: &[(&str, &str)] = migrations!("postgres");
+        let listed: Vec<String> = listed.iter().map(|(v, _)| format!("{v}.sql")).collect();
+        for dialect in ["postgres", "sqlite"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+            let mut files: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            assert_eq!(files, listed, "migrations/{dialect}/ holds exactly the listed versions");
+        }
+    }
 
     #[test]
     fn park_notes_must_say_something_short_and_printable() {

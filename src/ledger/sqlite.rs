@@ -19,15 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Migrations, in order; applied once each, tracked in `schema_migrations`.
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_order_confirmations", include_str!("../../migrations/sqlite/0001_order_confirmations.sql")),
-    ("0002_order_confirmation_status", include_str!("../../migrations/sqlite/0002_order_confirmation_status.sql")),
-    ("0003_parked_orders", include_str!("../../migrations/sqlite/0003_parked_orders.sql")),
-    ("0004_retention", include_str!("../../migrations/sqlite/0004_retention.sql")),
-    ("0005_pending_indexes", include_str!("../../migrations/sqlite/0005_pending_indexes.sql")),
-    ("0006_sent_per_hour", include_str!("../../migrations/sqlite/0006_sent_per_hour.sql")),
-    ("0007_delivery_events", include_str!("../../migrations/sqlite/0007_delivery_events.sql")),
-];
+const MIGRATIONS: &[(&str, &str)] = migrations!("sqlite");
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
