@@ -180,6 +180,13 @@ pub async fn handle(ledger: &dyn LedgerOps, event: &SqsEvent) -> EventBatchRepor
             match parsed {
                 Err(rule) => report.outcome = EventOutcome::Invalid { rule },
                 Ok(e) => {
+                    for rule in &e.ignored {
+                        tracing::warn!(
+                            message_id = record.message_id.as_deref().unwrap_or("-"),
+                            reason = rule,
+                            "delivery event: a malformed tag was left out; the event is matched by its SES message id"
+                        );
+                    }
                     report.event_type = e.event_type.as_str();
                     report.order_id = e.order_id.as_ref().map(|o| o.to_string());
                     report.delivery_state = match e.effect {
