@@ -184,7 +184,7 @@ pub async fn handle(ledger: &dyn LedgerOps, event: &SqsEvent) -> EventBatchRepor
                         tracing::warn!(
                             message_id = record.message_id.as_deref().unwrap_or("-"),
                             reason = rule,
-                            "delivery event: a malformed tag was left out; the event is matched by its SES message id"
+                            "delivery event: an unusable optional detail was left out; the event still counts"
                         );
                     }
                     report.event_type = e.event_type.as_str();

@@ -300,9 +300,10 @@ pub struct DeliveryEvent {
     /// complaint or delay type. Never an address or a diagnostic text.
     pub detail: String,
     /// Optional parts of the event that were unusable and left out, each as the rule it broke
-    /// (never the value): a malformed `order_id` or `claim_token` tag. The event still counts,
-    /// tied to its order by the message id.
-    pub ignored: Vec<&'static str>,
+    /// (never the value): a malformed `order_id` or `claim_token` tag (the event still counts,
+    /// tied to its order by the message id), or a malformed time in the event's object (the mail's
+    /// time stands in).
+    pub ignored: Vec<String>,
 }
 
 /// Why a body is not a usable SES event: the field and the rule, never the value.
@@ -402,25 +403,33 @@ impl DeliveryEvent {
         let order_id = single_tag(tags, ORDER_ID_TAG)
             .and_then(|v| v.map(MailTags::parse_order_id).transpose())
             .unwrap_or_else(|rule| {
-                ignored.push(rule);
+                ignored.push(rule.to_owned());
                 None
             });
         let claim_token = single_tag(tags, CLAIM_TOKEN_TAG)
             .and_then(|v| v.map(|v| Uuid::try_parse(v).map_err(|_| "tag claim_token is not a UUID")).transpose())
             .unwrap_or_else(|rule| {
-                ignored.push(rule);
+                ignored.push(rule.to_owned());
                 None
             });
         let object = &detail[event_type.object_key()];
         if !object.is_object() {
             return Err(EventRejection::new(format!("detail.{} is missing or not an object", event_type.object_key())));
         }
-        let occurred_at = match object["timestamp"].as_str() {
-            Some(t) => timestamp(t, event_type.object_key())?,
-            None => timestamp(
+        let mail_time = || {
+            timestamp(
                 mail["timestamp"].as_str().ok_or_else(|| EventRejection::new("mail.timestamp is missing"))?,
                 "mail",
-            )?,
+            )
+        };
+        // The event's own time is an optional detail: when it is unreadable, the mail's stands in.
+        let occurred_at = match object["timestamp"].as_str().map(|t| timestamp(t, event_type.object_key())) {
+            Some(Ok(t)) => t,
+            Some(Err(rule)) => {
+                ignored.push(rule.rule);
+                mail_time()?
+            }
+            None => mail_time()?,
         };
         let (effect, detail_text) = match event_type {
             EventType::Send => (Effect::Send, String::new()),
@@ -669,6 +678,22 @@ mod tests {
         }
         let clean = DeliveryEvent::parse(&envelope(EventType::Delivery, json!({}))).unwrap();
         assert!(clean.ignored.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_event_time_falls_back_to_the_mail_time_instead_of_losing_the_event() {
+        let body = envelope(
+            EventType::Bounce,
+            json!({"bounceType": "Permanent", "bounceSubType": "General", "timestamp": "jane.doe@example.com"}),
+        );
+        let e = DeliveryEvent::parse(&body).unwrap_or_else(|r| panic!("lost the event: {r}"));
+        assert_eq!(e.effect, Effect::State(DeliveryState::Bounced));
+        assert_eq!(e.occurred_at, time::macros::datetime!(2026-11-27 10:00:00 UTC));
+        assert_eq!(e.ignored, vec!["bounce.timestamp is not an RFC 3339 time"]);
+        let mut no_mail_time: Value = serde_json::from_str(&body).unwrap();
+        no_mail_time["detail"]["mail"]["timestamp"] = json!(null);
+        let r = DeliveryEvent::parse(&no_mail_time.to_string()).unwrap_err();
+        assert_eq!(r.rule, "mail.timestamp is missing", "without any usable time the event is refused");
     }
 
     #[test]
