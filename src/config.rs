@@ -71,7 +71,7 @@ fn parse_ledger(s: &str) -> Result<LedgerKind, String> {
     match s.split_once(':') {
         _ if s == "data-api" => Ok(LedgerKind::DataApi),
         Some(("sqlite", path)) if !path.is_empty() => Ok(LedgerKind::Sqlite(path.into())),
-        _ => Err(format!("{s:?} is not a ledger: use data-api or sqlite:<path>")),
+        _ => Err("must be data-api or sqlite:<path>".to_owned()),
     }
 }
 
@@ -79,7 +79,7 @@ fn parse_mailer(s: &str) -> Result<MailerChoice, String> {
     match s.split_once(':') {
         _ if s == "ses" => Ok(MailerChoice::Ses),
         Some(("outbox", dir)) if !dir.is_empty() => Ok(MailerChoice::Outbox { dir: dir.into() }),
-        _ => Err(format!("{s:?} is not a mailer: use ses or outbox:<dir>")),
+        _ => Err("must be ses or outbox:<dir>".to_owned()),
     }
 }
 
@@ -609,8 +609,8 @@ impl Settings {
         }
         let queue_urls: Vec<String> =
             self.queue_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
-        if let Some(bad) = queue_urls.iter().find(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
-            return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
+        if let Some(n) = queue_urls.iter().position(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            return Err(err("QUEUE_URLS", format!("entry {} is not an http(s) queue URL", n + 1)));
         }
         let function_role = parse_function_role(self.function_role.as_deref())?;
         let metric_names = MetricNames {
@@ -864,6 +864,25 @@ mod tests {
         assert!(!error.to_string().contains("fast"), "the value is not repeated: {error}");
         let e = parsed(&["--send-concurrency=-3"]).unwrap_err();
         assert_eq!(unparsable(&e).setting, "SEND_CONCURRENCY");
+    }
+
+    #[test]
+    fn a_wrong_ledger_mailer_or_queue_url_is_named_with_its_rule_and_the_value_is_not_repeated() {
+        let secret = "secret-value";
+        for (flag, setting, rule) in [
+            ("--ledger", "LEDGER", "must be data-api or sqlite:<path>"),
+            ("--mailer", "MAILER", "must be ses or outbox:<dir>"),
+        ] {
+            let error = parsed(&[&format!("{flag}={secret}")]).unwrap().validate(Mode::Local).unwrap_err();
+            assert_eq!(error.setting, setting);
+            assert!(error.to_string().contains(rule), "{error}");
+            assert!(!error.to_string().contains(secret), "the value is repeated: {error}");
+        }
+        let s = Settings { queue_urls: vec!["https://sqs.example/1/high".into(), secret.into()], ..Default::default() };
+        let error = s.validate(Mode::Local).unwrap_err();
+        assert_eq!(error.setting, "QUEUE_URLS");
+        assert!(error.to_string().contains("entry 2 is not an http(s) queue URL"), "{error}");
+        assert!(!error.to_string().contains(secret), "the value is repeated: {error}");
     }
 
     #[test]
