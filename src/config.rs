@@ -291,6 +291,17 @@ pub fn parse_service_name(value: Option<&str>) -> Result<String, ConfigError> {
     Ok(v.to_owned())
 }
 
+/// `SES_CONFIGURATION_SET`: SES's rule for configuration set names (1-64 letters, digits, `_`
+/// and `-`, as the template's parameter also requires). Unset or empty means none. A name SES
+/// would refuse fails at start-up instead of failing every send.
+fn parse_configuration_set(value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    if v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(err("SES_CONFIGURATION_SET", "must be 1-64 characters of letters, digits, _ and -"));
+    }
+    Ok(Some(v.to_owned()))
+}
+
 /// Where the process runs: decides which settings are required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -628,7 +639,7 @@ impl Settings {
             ledger,
             mailer,
             sender_address,
-            ses_configuration_set: self.ses_configuration_set.clone().filter(|s| !s.is_empty()),
+            ses_configuration_set: parse_configuration_set(self.ses_configuration_set.as_deref())?,
             ses_max_send_rate,
             ses_account_max_send_rate,
             ses_senders: self.ses_senders,
@@ -883,6 +894,24 @@ mod tests {
         assert_eq!(error.setting, "QUEUE_URLS");
         assert!(error.to_string().contains("entry 2 is not an http(s) queue URL"), "{error}");
         assert!(!error.to_string().contains(secret), "the value is repeated: {error}");
+    }
+
+    #[test]
+    fn a_configuration_set_name_ses_would_refuse_fails_at_start_up_naming_the_setting() {
+        let with = |name: &str| {
+            Settings { ses_configuration_set: Some(name.to_owned()), ..Default::default() }.validate(Mode::Local)
+        };
+        for bad in ["order confirmation", "events.v2", &"x".repeat(65)] {
+            let error = with(bad).unwrap_err();
+            assert_eq!(error.setting, "SES_CONFIGURATION_SET", "{bad}");
+            assert!(error.to_string().contains("letters, digits, _ and -"), "{error}");
+        }
+        assert_eq!(
+            with("order-confirmation_2").unwrap().ses_configuration_set.as_deref(),
+            Some("order-confirmation_2")
+        );
+        assert_eq!(with(&"x".repeat(64)).unwrap().ses_configuration_set.map(|s| s.len()), Some(64));
+        assert_eq!(with("").unwrap().ses_configuration_set, None, "empty means none, as the template passes it");
     }
 
     #[test]
