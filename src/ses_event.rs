@@ -484,22 +484,26 @@ pub fn eventbridge_body(
     at: OffsetDateTime,
     object: Value,
 ) -> String {
-    let time = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     let mut mail_tags = serde_json::Map::new();
     for (name, value) in tags.pairs() {
         mail_tags.insert(name.to_owned(), serde_json::json!([value]));
     }
     let mut detail = serde_json::json!({
         "eventType": event_type.as_str(),
-        "mail": {"timestamp": time(sent_at), "messageId": message_id, "destination": [recipient], "tags": mail_tags},
+        "mail": {"timestamp": rfc3339(sent_at), "messageId": message_id, "destination": [recipient], "tags": mail_tags},
     });
     detail[event_type.object_key()] = object;
     serde_json::json!({
         "version": "0", "id": Uuid::new_v4().to_string(), "detail-type": event_type.detail_type(),
-        "source": "aws.ses", "account": "000000000000", "time": time(at), "region": "local", "resources": [],
+        "source": "aws.ses", "account": "000000000000", "time": rfc3339(at), "region": "local", "resources": [],
         "detail": detail,
     })
     .to_string()
+}
+
+/// A time as SES writes it in its events (RFC 3339, UTC).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
 }
 
 /// The one value of a tag (SES publishes each tag as a list of values), or `None` without it.
