@@ -6,7 +6,6 @@ use crate::lambda::EventKind;
 use crate::order::OrderId;
 use crate::stats;
 use anyhow::Context;
-use aws_lambda_events::sqs::SqsEvent;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -419,8 +418,7 @@ async fn invoke(config: &Config, event_file: &Path) -> anyhow::Result<i32> {
 
 /// A batch from the SES events queue: the handler's path, with the summary on stderr.
 async fn invoke_delivery_events(config: &Config, payload: serde_json::Value) -> anyhow::Result<i32> {
-    let event: SqsEvent = serde_json::from_value(payload)
-        .map_err(|e| usage(format!("the event has Records but is not an SQS event ({e}): {INVOKE_EXPECTS}")))?;
+    let event = crate::lambda::sqs_event(payload).map_err(|e| usage(format!("{e}: {INVOKE_EXPECTS}")))?;
     let ledger = app::build_ledger(config).await?;
     let report = crate::delivery::handle(ledger.as_ref(), &event).await;
     crate::metrics::record_delivery_events(&report);
@@ -436,8 +434,7 @@ async fn invoke_delivery_events(config: &Config, payload: serde_json::Value) -> 
 
 /// An SQS batch: the handler's path, with the batch summary on stderr.
 async fn invoke_batch(config: &Config, payload: serde_json::Value, deadline: Instant) -> anyhow::Result<i32> {
-    let event: SqsEvent = serde_json::from_value(payload)
-        .map_err(|e| usage(format!("the event has Records but is not an SQS event ({e}): {INVOKE_EXPECTS}")))?;
+    let event = crate::lambda::sqs_event(payload).map_err(|e| usage(format!("{e}: {INVOKE_EXPECTS}")))?;
     let (_, pipeline) = app::build_ledger_and_pipeline(config).await?;
     let mut report = pipeline.handle(&event, deadline).await;
     crate::finish::finish(&event, &mut report, None, None).await;

@@ -72,7 +72,7 @@ fn parse_ledger(s: &str) -> Result<LedgerKind, String> {
     match s.split_once(':') {
         _ if s == "data-api" => Ok(LedgerKind::DataApi),
         Some(("sqlite", path)) if !path.is_empty() => Ok(LedgerKind::Sqlite(path.into())),
-        _ => Err(format!("{s:?} is not a ledger: use data-api or sqlite:<path>")),
+        _ => Err("must be data-api or sqlite:<path>".to_owned()),
     }
 }
 
@@ -80,7 +80,7 @@ fn parse_mailer(s: &str) -> Result<MailerChoice, String> {
     match s.split_once(':') {
         _ if s == "ses" => Ok(MailerChoice::Ses),
         Some(("outbox", dir)) if !dir.is_empty() => Ok(MailerChoice::Outbox { dir: dir.into() }),
-        _ => Err(format!("{s:?} is not a mailer: use ses or outbox:<dir>")),
+        _ => Err("must be ses or outbox:<dir>".to_owned()),
     }
 }
 
@@ -296,6 +296,17 @@ pub fn parse_service_name(value: Option<&str>) -> Result<String, ConfigError> {
         return Err(err("POWERTOOLS_SERVICE_NAME", "must be 1-255 characters of letters, digits and . - _ / # :"));
     }
     Ok(v.to_owned())
+}
+
+/// `SES_CONFIGURATION_SET`: SES's rule for configuration set names (1-64 letters, digits, `_`
+/// and `-`, as the template's parameter also requires). Unset or empty means none. A name SES
+/// would refuse fails at start-up instead of failing every send.
+fn parse_configuration_set(value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    if v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(err("SES_CONFIGURATION_SET", "must be 1-64 characters of letters, digits, _ and -"));
+    }
+    Ok(Some(v.to_owned()))
 }
 
 /// Where the process runs: decides which settings are required.
@@ -628,8 +639,8 @@ impl Settings {
         }
         let queue_urls: Vec<String> =
             self.queue_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
-        if let Some(bad) = queue_urls.iter().find(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
-            return Err(err("QUEUE_URLS", format!("{bad:?} is not a queue URL")));
+        if let Some(n) = queue_urls.iter().position(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
+            return Err(err("QUEUE_URLS", format!("entry {} is not an http(s) queue URL", n + 1)));
         }
         let function_role = parse_function_role(self.function_role.as_deref())?;
         let metric_names = MetricNames {
@@ -648,7 +659,7 @@ impl Settings {
             ledger,
             mailer,
             sender_address,
-            ses_configuration_set: self.ses_configuration_set.clone().filter(|s| !s.is_empty()),
+            ses_configuration_set: parse_configuration_set(self.ses_configuration_set.as_deref())?,
             ses_max_send_rate,
             ses_account_max_send_rate,
             ses_senders: self.ses_senders,
@@ -886,6 +897,43 @@ mod tests {
         assert!(!error.to_string().contains("fast"), "the value is not repeated: {error}");
         let e = parsed(&["--send-concurrency=-3"]).unwrap_err();
         assert_eq!(unparsable(&e).setting, "SEND_CONCURRENCY");
+    }
+
+    #[test]
+    fn a_wrong_ledger_mailer_or_queue_url_is_named_with_its_rule_and_the_value_is_not_repeated() {
+        let secret = "secret-value";
+        for (flag, setting, rule) in [
+            ("--ledger", "LEDGER", "must be data-api or sqlite:<path>"),
+            ("--mailer", "MAILER", "must be ses or outbox:<dir>"),
+        ] {
+            let error = parsed(&[&format!("{flag}={secret}")]).unwrap().validate(Mode::Local).unwrap_err();
+            assert_eq!(error.setting, setting);
+            assert!(error.to_string().contains(rule), "{error}");
+            assert!(!error.to_string().contains(secret), "the value is repeated: {error}");
+        }
+        let s = Settings { queue_urls: vec!["https://sqs.example/1/high".into(), secret.into()], ..Default::default() };
+        let error = s.validate(Mode::Local).unwrap_err();
+        assert_eq!(error.setting, "QUEUE_URLS");
+        assert!(error.to_string().contains("entry 2 is not an http(s) queue URL"), "{error}");
+        assert!(!error.to_string().contains(secret), "the value is repeated: {error}");
+    }
+
+    #[test]
+    fn a_configuration_set_name_ses_would_refuse_fails_at_start_up_naming_the_setting() {
+        let with = |name: &str| {
+            Settings { ses_configuration_set: Some(name.to_owned()), ..Default::default() }.validate(Mode::Local)
+        };
+        for bad in ["order confirmation", "events.v2", &"x".repeat(65)] {
+            let error = with(bad).unwrap_err();
+            assert_eq!(error.setting, "SES_CONFIGURATION_SET", "{bad}");
+            assert!(error.to_string().contains("letters, digits, _ and -"), "{error}");
+        }
+        assert_eq!(
+            with("order-confirmation_2").unwrap().ses_configuration_set.as_deref(),
+            Some("order-confirmation_2")
+        );
+        assert_eq!(with(&"x".repeat(64)).unwrap().ses_configuration_set.map(|s| s.len()), Some(64));
+        assert_eq!(with("").unwrap().ses_configuration_set, None, "empty means none, as the template passes it");
     }
 
     #[test]

@@ -180,6 +180,13 @@ pub async fn handle(ledger: &dyn LedgerOps, event: &SqsEvent) -> EventBatchRepor
             match parsed {
                 Err(rule) => report.outcome = EventOutcome::Invalid { rule },
                 Ok(e) => {
+                    for rule in &e.ignored {
+                        tracing::warn!(
+                            message_id = record.message_id.as_deref().unwrap_or("-"),
+                            reason = rule,
+                            "delivery event: an unusable optional detail was left out; the event still counts"
+                        );
+                    }
                     report.event_type = e.event_type.as_str();
                     report.order_id = e.order_id.as_ref().map(|o| o.to_string());
                     report.delivery_state = match e.effect {

@@ -188,6 +188,14 @@ impl EventKind {
     }
 }
 
+/// The SQS event in a payload that has `Records`. A payload of another shape is refused naming
+/// the field that does not fit (`Records[0].attributes`), never its value: serde's own message
+/// quotes the offending string, which can be a customer's address.
+pub fn sqs_event(payload: serde_json::Value) -> Result<SqsEvent, String> {
+    serde_path_to_error::deserialize(payload)
+        .map_err(|e| format!("the event has Records but is not an SQS event: {} has the wrong type", e.path()))
+}
+
 impl Function {
     async fn handle(&self, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, Error> {
         let (payload, ctx) = event.into_parts();
@@ -227,7 +235,7 @@ impl Function {
                 return Ok(serde_json::to_value(report.map_err(|e| format!("reconcile failed: {e}"))?)?);
             }
             EventKind::DeliveryEvents => {
-                let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
+                let event = sqs_event(payload)?;
                 let report = crate::delivery::handle(self.ledger.as_ref(), &event).await;
                 self.backoff.apply_to_events(&event, &report, None).await;
                 metrics::record_delivery_events(&report);
@@ -244,7 +252,7 @@ impl Function {
             }
             EventKind::SqsBatch => {}
         }
-        let event: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS event: {e}"))?;
+        let event = sqs_event(payload)?;
         let mut report = self.pipeline.handle(&event, deadline).await;
         crate::finish::finish(&event, &mut report, Some(&self.backoff), None).await;
         metrics::flush(Sink::Stdout);

@@ -299,6 +299,11 @@ pub struct DeliveryEvent {
     /// A short, non-personal description: bounce type and sub-type, the SMTP status code, the
     /// complaint or delay type. Never an address or a diagnostic text.
     pub detail: String,
+    /// Optional parts of the event that were unusable and left out, each as the rule it broke
+    /// (never the value): a malformed `order_id` or `claim_token` tag (the event still counts,
+    /// tied to its order by the message id), or a malformed time in the event's object (the mail's
+    /// time stands in).
+    pub ignored: Vec<String>,
 }
 
 /// Why a body is not a usable SES event: the field and the rule, never the value.
@@ -391,25 +396,40 @@ impl DeliveryEvent {
             mail["messageId"].as_str().ok_or_else(|| EventRejection::new("mail.messageId is missing"))?,
         )
         .map_err(EventRejection::new)?;
+        // The tags are optional details: a malformed one is left out (and reported in `ignored`),
+        // never the reason an event is lost; the message id alone still finds the order.
         let tags = &mail["tags"];
-        let order_id = match single_tag(tags, ORDER_ID_TAG)? {
-            Some(v) => Some(MailTags::parse_order_id(v).map_err(EventRejection::new)?),
-            None => None,
-        };
-        let claim_token = match single_tag(tags, CLAIM_TOKEN_TAG)? {
-            Some(v) => Some(Uuid::try_parse(v).map_err(|_| EventRejection::new("tag claim_token is not a UUID"))?),
-            None => None,
-        };
+        let mut ignored = Vec::new();
+        let order_id = single_tag(tags, ORDER_ID_TAG)
+            .and_then(|v| v.map(MailTags::parse_order_id).transpose())
+            .unwrap_or_else(|rule| {
+                ignored.push(rule.to_owned());
+                None
+            });
+        let claim_token = single_tag(tags, CLAIM_TOKEN_TAG)
+            .and_then(|v| v.map(|v| Uuid::try_parse(v).map_err(|_| "tag claim_token is not a UUID")).transpose())
+            .unwrap_or_else(|rule| {
+                ignored.push(rule.to_owned());
+                None
+            });
         let object = &detail[event_type.object_key()];
         if !object.is_object() {
             return Err(EventRejection::new(format!("detail.{} is missing or not an object", event_type.object_key())));
         }
-        let occurred_at = match object["timestamp"].as_str() {
-            Some(t) => timestamp(t, event_type.object_key())?,
-            None => timestamp(
+        let mail_time = || {
+            timestamp(
                 mail["timestamp"].as_str().ok_or_else(|| EventRejection::new("mail.timestamp is missing"))?,
                 "mail",
-            )?,
+            )
+        };
+        // The event's own time is an optional detail: when it is unreadable, the mail's stands in.
+        let occurred_at = match object["timestamp"].as_str().map(|t| timestamp(t, event_type.object_key())) {
+            Some(Ok(t)) => t,
+            Some(Err(rule)) => {
+                ignored.push(rule.rule);
+                mail_time()?
+            }
+            None => mail_time()?,
         };
         let (effect, detail_text) = match event_type {
             EventType::Send => (Effect::Send, String::new()),
@@ -448,7 +468,7 @@ impl DeliveryEvent {
                 (Effect::State(DeliveryState::RenderingFailed), "template rendering failed".to_owned())
             }
         };
-        Ok(Self { event_type, message_id, order_id, claim_token, occurred_at, effect, detail: detail_text })
+        Ok(Self { event_type, message_id, order_id, claim_token, occurred_at, effect, detail: detail_text, ignored })
     }
 }
 
@@ -464,33 +484,41 @@ pub fn eventbridge_body(
     at: OffsetDateTime,
     object: Value,
 ) -> String {
-    let time = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     let mut mail_tags = serde_json::Map::new();
     for (name, value) in tags.pairs() {
         mail_tags.insert(name.to_owned(), serde_json::json!([value]));
     }
     let mut detail = serde_json::json!({
         "eventType": event_type.as_str(),
-        "mail": {"timestamp": time(sent_at), "messageId": message_id, "destination": [recipient], "tags": mail_tags},
+        "mail": {"timestamp": rfc3339(sent_at), "messageId": message_id, "destination": [recipient], "tags": mail_tags},
     });
     detail[event_type.object_key()] = object;
     serde_json::json!({
         "version": "0", "id": Uuid::new_v4().to_string(), "detail-type": event_type.detail_type(),
-        "source": "aws.ses", "account": "000000000000", "time": time(at), "region": "local", "resources": [],
+        "source": "aws.ses", "account": "000000000000", "time": rfc3339(at), "region": "local", "resources": [],
         "detail": detail,
     })
     .to_string()
 }
 
+/// A time as SES writes it in its events (RFC 3339, UTC).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
 /// The one value of a tag (SES publishes each tag as a list of values), or `None` without it.
-fn single_tag<'a>(tags: &'a Value, name: &'static str) -> Result<Option<&'a str>, EventRejection> {
+fn single_tag<'a>(tags: &'a Value, name: &'static str) -> Result<Option<&'a str>, &'static str> {
+    let (one_string, a_list) = match name {
+        ORDER_ID_TAG => ("tag order_id must hold exactly one string", "tag order_id must be a list of strings"),
+        _ => ("tag claim_token must hold exactly one string", "tag claim_token must be a list of strings"),
+    };
     match &tags[name] {
         Value::Null => Ok(None),
         Value::Array(values) => match values.as_slice() {
             [Value::String(v)] => Ok(Some(v)),
-            _ => Err(EventRejection::new(format!("tag {name} must hold exactly one string"))),
+            _ => Err(one_string),
         },
-        _ => Err(EventRejection::new(format!("tag {name} must be a list of strings"))),
+        _ => Err(a_list),
     }
 }
 
@@ -605,10 +633,6 @@ mod tests {
         let secret = "jane.doe@example.com";
         let mut wrong_type: Value = serde_json::from_str(&envelope(EventType::Delivery, json!({}))).unwrap();
         wrong_type["detail-type"] = json!("Email Bounced");
-        let mut bad_tag: Value = serde_json::from_str(&envelope(EventType::Delivery, json!({}))).unwrap();
-        bad_tag["detail"]["mail"]["tags"]["order_id"] = json!([secret]);
-        let mut bad_token: Value = serde_json::from_str(&envelope(EventType::Delivery, json!({}))).unwrap();
-        bad_token["detail"]["mail"]["tags"]["claim_token"] = json!([secret]);
         let mut no_id: Value = serde_json::from_str(&envelope(EventType::Delivery, json!({}))).unwrap();
         no_id["detail"]["mail"]["messageId"] = json!(format!("has space {secret}"));
         let cases = [
@@ -616,8 +640,6 @@ mod tests {
             (json!({"source": secret}).to_string(), "source must be"),
             (json!({"source": "aws.ses", "detail-type": secret}).to_string(), "detail-type is not one"),
             (wrong_type.to_string(), "does not match"),
-            (bad_tag.to_string(), "order_id"),
-            (bad_token.to_string(), "claim_token is not a UUID"),
             (no_id.to_string(), "messageId"),
             (envelope(EventType::Bounce, json!({"bounceType": secret})), "bounceType must be"),
         ];
@@ -626,6 +648,56 @@ mod tests {
             assert!(r.rule.contains(rule), "{} should contain {rule}", r.rule);
             assert!(!r.rule.contains(secret), "{} repeats the value", r.rule);
         }
+    }
+
+    #[test]
+    fn a_malformed_tag_is_left_out_and_the_event_still_counts_by_its_message_id() {
+        let secret = "jane.doe@example.com";
+        let cases = [
+            ("order_id", json!([secret]), "tag order_id is not a valid order id"),
+            ("order_id", json!(["ORD_x1"]), "tag order_id has an underscore not followed by _, d or c"),
+            ("order_id", json!(secret), "tag order_id must be a list of strings"),
+            ("claim_token", json!([secret]), "tag claim_token is not a UUID"),
+            ("claim_token", json!(["a", "b"]), "tag claim_token must hold exactly one string"),
+        ];
+        for (tag, value, rule) in cases {
+            let mut body: Value = serde_json::from_str(&envelope(
+                EventType::Bounce,
+                json!({"bounceType": "Permanent", "bounceSubType": "General"}),
+            ))
+            .unwrap();
+            body["detail"]["mail"]["tags"][tag] = value;
+            let e = DeliveryEvent::parse(&body.to_string()).unwrap_or_else(|r| panic!("{tag}: lost the event: {r}"));
+            assert_eq!(e.effect, Effect::State(DeliveryState::Bounced), "{tag}");
+            assert_eq!(e.message_id.as_str(), "0100018c-4a2b-7c3d-9e8f-0a1b2c3d4e5f-000000");
+            assert_eq!(e.ignored, vec![rule], "{tag}");
+            if tag == "order_id" {
+                assert_eq!(e.order_id, None);
+                assert!(e.claim_token.is_some(), "the other tag is kept");
+            } else {
+                assert_eq!(e.claim_token, None);
+                assert_eq!(e.order_id.as_ref().map(OrderId::as_str), Some("ORD-1001"), "the other tag is kept");
+            }
+            assert!(!format!("{e:?}").contains(secret), "the event repeats the value");
+        }
+        let clean = DeliveryEvent::parse(&envelope(EventType::Delivery, json!({}))).unwrap();
+        assert!(clean.ignored.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_event_time_falls_back_to_the_mail_time_instead_of_losing_the_event() {
+        let body = envelope(
+            EventType::Bounce,
+            json!({"bounceType": "Permanent", "bounceSubType": "General", "timestamp": "jane.doe@example.com"}),
+        );
+        let e = DeliveryEvent::parse(&body).unwrap_or_else(|r| panic!("lost the event: {r}"));
+        assert_eq!(e.effect, Effect::State(DeliveryState::Bounced));
+        assert_eq!(e.occurred_at, time::macros::datetime!(2026-11-27 10:00:00 UTC));
+        assert_eq!(e.ignored, vec!["bounce.timestamp is not an RFC 3339 time"]);
+        let mut no_mail_time: Value = serde_json::from_str(&body).unwrap();
+        no_mail_time["detail"]["mail"]["timestamp"] = json!(null);
+        let r = DeliveryEvent::parse(&no_mail_time.to_string()).unwrap_err();
+        assert_eq!(r.rule, "mail.timestamp is missing", "without any usable time the event is refused");
     }
 
     #[test]

@@ -296,6 +296,23 @@ fn invoke_refuses_json_that_is_no_event_the_function_accepts() {
 }
 
 #[test]
+fn an_sqs_batch_of_the_wrong_shape_is_refused_naming_the_field_and_never_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "jane.doe@example.com";
+    for arn in ["arn:aws:sqs:us-east-1:1:shop-high", "arn:aws:sqs:us-east-1:1:shop-ses-events"] {
+        let file = dir.path().join("bad.json");
+        let event = serde_json::json!({"Records": [{"messageId": "m1", "body": "{}", "eventSourceARN": arn,
+                                                     "attributes": secret}]});
+        std::fs::write(&file, event.to_string()).unwrap();
+        let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", file.to_str().unwrap()]));
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains("Records[0].attributes"), "{arn}: names the field: {stderr}");
+        assert!(!stderr.contains(secret), "{arn}: repeats the value: {stderr}");
+    }
+}
+
+#[test]
 fn stats_watch_into_a_pipe_that_closes_ends_quietly_without_clear_screen_codes() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();

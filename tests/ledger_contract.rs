@@ -479,6 +479,7 @@ fn ev(order: Option<&str>, message_id: &str, effect: Effect, at: i64) -> Deliver
         occurred_at: time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + at).unwrap(),
         effect,
         detail: format!("detail at {at}"),
+        ignored: Vec::new(),
     }
 }
 

@@ -21,7 +21,7 @@ use super::Mailer;
 use crate::error::BackendError;
 use crate::order::Order;
 use crate::render::Mail;
-use crate::ses_event::MailTags;
+use crate::ses_event::{MailTags, rfc3339};
 use mail_builder::MessageBuilder;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -153,10 +153,6 @@ enum Fate {
 fn delivery_object(to: &str, at: OffsetDateTime) -> serde_json::Value {
     serde_json::json!({"timestamp": rfc3339(at), "processingTimeMillis": 1000, "recipients": [to],
                        "smtpResponse": "250 2.0.0 OK (outbox)", "reportingMTA": "outbox.local"})
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 #[async_trait::async_trait]
