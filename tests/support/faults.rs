@@ -92,8 +92,6 @@ pub struct AcceptedSend {
     pub tags: Vec<(String, String)>,
     /// The request's `Destination.ToAddresses`.
     pub to: Vec<String>,
-    /// The request's sender (`FromEmailAddress`).
-    pub from: String,
     pub at: std::time::SystemTime,
 }
 
@@ -114,7 +112,6 @@ impl AcceptedSend {
                 .filter_map(|t| Some((t["Name"].as_str()?.to_owned(), t["Value"].as_str()?.to_owned())))
                 .collect(),
             to: strings(&req["Destination"]["ToAddresses"]),
-            from: req["FromEmailAddress"].as_str().unwrap_or_default().to_owned(),
             at: std::time::SystemTime::now(),
         })
     }

@@ -7,47 +7,23 @@
 
 use super::faults::AcceptedSend;
 use aws_lambda_events::sqs::SqsMessage;
-use time::format_description::well_known::Rfc3339;
+use order_confirmation::ses_event::{EventType, MailTags, eventbridge_body};
 
 /// The queue the events arrive on (its name ends in `-ses-events`, as the template names it).
 pub const EVENTS_QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:order-confirmation-ses-events";
-const CONFIGURATION_SET: &str = "order-confirmations";
 
-/// The EventBridge event (`detail-type: Email Sent`) SES publishes for an accepted mail.
+/// The EventBridge event (`detail-type: Email Sent`) SES publishes for an accepted mail, built by
+/// the same function as the outbox's simulated events. The mail must carry the `order_id` and
+/// `claim_token` tags (the service's mails always do).
 pub fn send_event_body(sent: &AcceptedSend) -> String {
+    let tag = |name: &str| sent.tag(name).unwrap_or_else(|| panic!("the mail has no {name} tag: {:?}", sent.tags));
+    let tags = MailTags {
+        order_id: MailTags::parse_order_id(tag("order_id")).expect("an order_id tag the service wrote"),
+        claim_token: uuid::Uuid::try_parse(tag("claim_token")).expect("a claim_token tag the service wrote"),
+    };
     let at = time::OffsetDateTime::from(sent.at);
-    let mail_time = at.format(&Rfc3339).unwrap_or_default();
-    let mut tags = serde_json::Map::new();
-    tags.insert("ses:operation".into(), serde_json::json!(["SendEmail"]));
-    tags.insert("ses:configuration-set".into(), serde_json::json!([CONFIGURATION_SET]));
-    for (name, value) in &sent.tags {
-        tags.insert(name.clone(), serde_json::json!([value]));
-    }
-    serde_json::json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "Email Sent",
-        "source": "aws.ses",
-        "account": "123456789012",
-        "time": mail_time,
-        "region": "us-east-1",
-        "resources": [format!("arn:aws:ses:us-east-1:123456789012:configuration-set/{CONFIGURATION_SET}")],
-        "detail": {
-            "eventType": "Send",
-            "mail": {
-                "timestamp": mail_time,
-                "source": sent.from,
-                "sendingAccountId": "123456789012",
-                "messageId": sent.message_id,
-                "destination": sent.to,
-                "headersTruncated": false,
-                "commonHeaders": {"from": [sent.from], "to": sent.to, "messageId": sent.message_id},
-                "tags": tags,
-            },
-            "send": {},
-        },
-    })
-    .to_string()
+    let to = sent.to.first().map_or("", String::as_str);
+    eventbridge_body(EventType::Send, &sent.message_id, &tags, to, at, at, serde_json::json!({}))
 }
 
 /// One record of the SES events queue carrying `body`.
