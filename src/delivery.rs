@@ -8,7 +8,7 @@
 use crate::ledger::{EventMatch, LedgerOps};
 use crate::order::Priority;
 use crate::ses_event::{DeliveryEvent, DeliveryState, Effect};
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -89,18 +89,7 @@ impl EventBatchReport {
     /// The batch response: exactly the records to retry, each named once (a record without a
     /// messageId cannot be named: see [`Self::unidentifiable_failures`]).
     pub fn response(&self) -> SqsBatchResponse {
-        let mut seen = std::collections::HashSet::new();
-        let mut response = SqsBatchResponse::default();
-        for r in self.records.iter().filter(|r| r.failed()) {
-            if let Some(id) = r.message_id.as_deref().filter(|id| !id.is_empty())
-                && seen.insert(id)
-            {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.to_owned();
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
+        crate::pipeline::failures_response(self.records.iter().filter(|r| r.failed()).map(|r| r.message_id.as_deref()))
     }
 
     /// Failed records without a messageId: the invocation must fail instead of naming them.

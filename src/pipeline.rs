@@ -294,22 +294,26 @@ pub struct BatchReport {
     pub records: Vec<RecordReport>,
 }
 
+/// The `SqsBatchResponse` for a batch whose failed records have these message ids: each non-empty
+/// id once. A failed record without one cannot be named (an empty identifier fails the whole batch
+/// in Lambda); its caller fails the invocation instead.
+pub fn failures_response<'a>(failed_message_ids: impl IntoIterator<Item = Option<&'a str>>) -> SqsBatchResponse {
+    let mut seen = std::collections::HashSet::new();
+    let mut response = SqsBatchResponse::default();
+    for id in failed_message_ids.into_iter().flatten().filter(|id| !id.is_empty()) {
+        if seen.insert(id) {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.to_owned();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
 impl BatchReport {
     /// The `SqsBatchResponse`: every failed record that has a message id, once each.
     pub fn response(&self) -> SqsBatchResponse {
-        let mut seen = std::collections::HashSet::new();
-        let mut response = SqsBatchResponse::default();
-        for r in &self.records {
-            if let (false, Some(id)) =
-                (r.outcome.is_acknowledged(), r.message_id.as_deref().filter(|id| !id.is_empty()))
-                && seen.insert(id)
-            {
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id.to_owned();
-                response.batch_item_failures.push(failure);
-            }
-        }
-        response
+        failures_response(self.records.iter().filter(|r| !r.outcome.is_acknowledged()).map(|r| r.message_id.as_deref()))
     }
 
     /// Failed records that have no message id: they cannot be named in the response (an empty
