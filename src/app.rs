@@ -81,6 +81,7 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
         concurrency: config.send_concurrency,
         safety_margin: config.safety_margin,
         lease_slack: config.lease_slack,
+        send_event_wait: config.send_event_wait,
         send_timeout: config.send_timeout,
         ..PipelineSettings::default()
     }

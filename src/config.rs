@@ -47,6 +47,7 @@ pub mod defaults {
     pub const SAFETY_MARGIN_SECONDS: u64 = 5;
     pub const INVOCATION_TIMEOUT_SECONDS: u64 = 60;
     pub const LEASE_SLACK_SECONDS: u64 = 60;
+    pub const SEND_EVENT_WAIT_SECONDS: u64 = 30;
     pub const BACKOFF_BASE_SECONDS: u64 = 30;
     pub const BACKOFF_CAP_SECONDS: u64 = 900;
     pub const DEFERRED_DELAY_SECONDS: u64 = 5;
@@ -145,6 +146,11 @@ pub struct Settings {
     /// Added to the invocation's remaining time to form an order's lease
     #[arg(long, env = "LEASE_SLACK_SECONDS", global = true, default_value_t = defaults::LEASE_SLACK_SECONDS)]
     pub lease_slack_seconds: u64,
+    /// How long after SES accepts a mail its Send event is expected in the ledger: an order taken
+    /// over from a dead holder is mailed again only once this long has passed since the holder's
+    /// last possible send, unless the event arrives
+    #[arg(long, env = "SEND_EVENT_WAIT_SECONDS", global = true, default_value_t = defaults::SEND_EVENT_WAIT_SECONDS)]
+    pub send_event_wait_seconds: u64,
     /// First retry delay of a transiently failed message, doubled per receive
     #[arg(long, env = "BACKOFF_BASE_SECONDS", global = true, default_value_t = defaults::BACKOFF_BASE_SECONDS)]
     pub backoff_base_seconds: u64,
@@ -214,6 +220,7 @@ impl Default for Settings {
             reconcile_max_attempts: defaults::RECONCILE_MAX_ATTEMPTS,
             unconfirmed_grace_seconds: defaults::UNCONFIRMED_GRACE_SECONDS,
             lease_slack_seconds: defaults::LEASE_SLACK_SECONDS,
+            send_event_wait_seconds: defaults::SEND_EVENT_WAIT_SECONDS,
             payload_retention_days: defaults::PAYLOAD_RETENTION_DAYS,
             ledger_horizon_days: defaults::LEDGER_HORIZON_DAYS,
             queue_urls: Vec::new(),
@@ -332,6 +339,8 @@ pub struct Config {
     pub invocation_timeout: Duration,
     #[serde(with = "secs")]
     pub lease_slack: Duration,
+    #[serde(with = "secs")]
+    pub send_event_wait: Duration,
     pub backoff: crate::backoff::BackoffSettings,
     pub reconcile: crate::reconcile::ReconcileSettings,
     pub queue_urls: Vec<String>,
@@ -382,6 +391,9 @@ pub struct ConfigError {
 /// The longest invocation budget and lease slack: 12 hours, the SQS visibility limit (a batch
 /// cannot be held longer anyway).
 const MAX_TIMEOUT_SECONDS: u64 = 12 * 3600;
+/// The longest a takeover may wait for the previous holder's Send event: beyond this the wait
+/// costs more invocation time than the events' delivery is worth waiting for.
+const MAX_SEND_EVENT_WAIT_SECONDS: u64 = 300;
 /// The longest SQS message delay (`DelaySeconds`), used for deferred copies.
 const MAX_DELAY: Duration = Duration::from_secs(900);
 /// Reconcile and alarm ages: 30 days, longer than SQS keeps any message.
@@ -618,6 +630,13 @@ impl Settings {
         if lease_slack.as_secs() > MAX_TIMEOUT_SECONDS {
             return Err(err("LEASE_SLACK_SECONDS", format!("must be at most {MAX_TIMEOUT_SECONDS}")));
         }
+        let send_event_wait = Duration::from_secs(self.send_event_wait_seconds);
+        if send_event_wait.as_secs() > MAX_SEND_EVENT_WAIT_SECONDS {
+            return Err(err(
+                "SEND_EVENT_WAIT_SECONDS",
+                format!("must be at most {MAX_SEND_EVENT_WAIT_SECONDS} (a waiting takeover holds a send slot)"),
+            ));
+        }
         let queue_urls: Vec<String> =
             self.queue_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
         if let Some(n) = queue_urls.iter().position(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
@@ -633,6 +652,7 @@ impl Settings {
             metric_names,
             commit: env!("ORDER_CONFIRMATION_COMMIT"),
             lease_slack,
+            send_event_wait,
             backoff,
             reconcile,
             queue_urls,
@@ -734,6 +754,8 @@ mod tests {
             (Settings { invocation_timeout_seconds: u64::MAX, ..Default::default() }, "INVOCATION_TIMEOUT_SECONDS"),
             (Settings { safety_margin_seconds: u64::MAX, ..Default::default() }, "SAFETY_MARGIN_SECONDS"),
             (Settings { lease_slack_seconds: u64::MAX, ..Default::default() }, "LEASE_SLACK_SECONDS"),
+            (Settings { send_event_wait_seconds: 301, ..Default::default() }, "SEND_EVENT_WAIT_SECONDS"),
+            (Settings { send_event_wait_seconds: u64::MAX, ..Default::default() }, "SEND_EVENT_WAIT_SECONDS"),
             (Settings { backoff_base_seconds: u64::MAX, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
             (Settings { backoff_cap_seconds: u64::MAX, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
             (Settings { deferred_delay_seconds: u64::MAX, ..Default::default() }, "DEFERRED_DELAY_SECONDS"),

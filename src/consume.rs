@@ -5,7 +5,7 @@
 //! ahead of the normal one. On SIGINT/SIGTERM it finishes the batch in hand, then exits.
 //!
 //! A queue whose name ends in `-ses-events` carries SES's events about sent mail: its batches go
-//! to [`crate::delivery`], as Lambda's dispatch sends them.
+//! to [`crate::delivery`], as Lambda's dispatch sends them. It is polled before the order queues.
 //!
 //! The end-to-end tests run it against a real SQS API (moto), and it runs the service on a plain
 //! host or container.
@@ -106,6 +106,10 @@ pub async fn run(
     for url in &options.queue_urls {
         queues.push(describe(client, url).await?);
     }
+    // SES events first, whatever the order given: a batch of them is one cheap ledger call, and a
+    // takeover may be waiting for a Send event (docs/design.md, "SES as the second witness").
+    // The order queues keep their order after them.
+    queues.sort_by_key(|q| !crate::delivery::is_events_queue(&q.arn));
     tokio::pin!(shutdown);
     let mut summary = ConsumeSummary::default();
     let mut last_message = Instant::now();

@@ -38,6 +38,7 @@ pub const COUNTERS: &[&str] = &[
     "Received",
     "Sent",
     "AlreadySent",
+    "SentEarlier",
     "Invalid",
     "Rejected",
     "Conflict",
@@ -228,6 +229,7 @@ mod tests {
         let all = vec![
             RecordOutcome::Sent { provider_message_id: "m".into() },
             RecordOutcome::AlreadySent,
+            RecordOutcome::SentEarlier { provider_message_id: "m".into() },
             RecordOutcome::Invalid { reason: reason() },
             RecordOutcome::Rejected { reason: reason() },
             RecordOutcome::Conflict { reason: reason() },
@@ -240,6 +242,7 @@ mod tests {
             match o {
                 RecordOutcome::Sent { .. }
                 | RecordOutcome::AlreadySent
+                | RecordOutcome::SentEarlier { .. }
                 | RecordOutcome::Invalid { .. }
                 | RecordOutcome::Rejected { .. }
                 | RecordOutcome::Conflict { .. }

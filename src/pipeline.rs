@@ -18,7 +18,7 @@
 
 use crate::decode::{self, Note, Rejection};
 use crate::error::{BackendError, ErrorClass};
-use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, Status};
+use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, Status, Takeover};
 use crate::mailer::Mailer;
 use crate::order::{Canonical, Order, Priority};
 use crate::rate::SendGate;
@@ -40,6 +40,9 @@ pub const FIRST_SENT_ATTRIBUTE: &str = "OrderConfirmationFirstSent";
 /// The message attribute that counts how many times the order was deferred and re-enqueued.
 pub const DEFERRALS_ATTRIBUTE: &str = "OrderConfirmationDeferrals";
 
+/// How often a takeover looks for the previous holder's Send event while it waits.
+const SEND_EVENT_POLL: Duration = Duration::from_millis(500);
+
 /// Tuning that does not change correctness.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -56,6 +59,10 @@ pub struct PipelineSettings {
     pub send_timeout: Duration,
     /// A wave is recorded at the latest this long after its first send finished.
     pub wave_interval: Duration,
+    /// How long after SES accepts a mail its Send event is expected in the ledger: a takeover
+    /// waits until this long has passed since the previous holder's last possible send before
+    /// mailing the order again (docs/design.md, "SES as the second witness").
+    pub send_event_wait: Duration,
 }
 
 impl Default for PipelineSettings {
@@ -67,6 +74,7 @@ impl Default for PipelineSettings {
             lease_slack: Duration::from_secs(defaults::LEASE_SLACK_SECONDS),
             send_timeout: Duration::from_secs(defaults::SEND_TIMEOUT_SECONDS),
             wave_interval: Duration::from_secs(1),
+            send_event_wait: Duration::from_secs(30),
         }
     }
 }
@@ -112,6 +120,10 @@ pub enum RecordOutcome {
     Sent { provider_message_id: String },
     /// `already_sent`: confirmed earlier; acknowledged without mailing (the idempotency).
     AlreadySent,
+    /// `sent_earlier`: not mailed: SES's Send event shows it accepted an earlier claim's mail of
+    /// this order (a holder that died before recording it), so that mail is recorded as the
+    /// order's: the duplicate a takeover would have sent, prevented.
+    SentEarlier { provider_message_id: String },
     /// `invalid`: the message breaks the message contract; it never reaches the ledger or SES.
     Invalid { reason: String },
     /// `rejected`: SES refused this mail for good; the ledger keeps the order as `rejected`.
@@ -139,9 +151,10 @@ pub enum RecordOutcome {
 }
 
 /// Every outcome's name ([`RecordOutcome::name`]), for checks on what the docs and queries filter on.
-pub const OUTCOME_NAMES: [&str; 9] = [
+pub const OUTCOME_NAMES: [&str; 10] = [
     "sent",
     "already_sent",
+    "sent_earlier",
     "invalid",
     "rejected",
     "conflict",
@@ -158,7 +171,7 @@ fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Erro
 impl RecordOutcome {
     /// Sent now or earlier.
     pub fn is_success(&self) -> bool {
-        matches!(self, Self::Sent { .. } | Self::AlreadySent)
+        matches!(self, Self::Sent { .. } | Self::AlreadySent | Self::SentEarlier { .. })
     }
 
     /// The delivery is done with: a success, or a deferral whose copy is back in the queue.
@@ -183,6 +196,7 @@ impl RecordOutcome {
         match self {
             Self::Sent { .. } => "sent",
             Self::AlreadySent => "already_sent",
+            Self::SentEarlier { .. } => "sent_earlier",
             Self::Invalid { .. } => "invalid",
             Self::Rejected { .. } => "rejected",
             Self::Conflict { .. } => "conflict",
@@ -198,6 +212,7 @@ impl RecordOutcome {
         match self {
             Self::Sent { .. } => "Sent",
             Self::AlreadySent => "AlreadySent",
+            Self::SentEarlier { .. } => "SentEarlier",
             Self::Invalid { .. } => "Invalid",
             Self::Rejected { .. } => "Rejected",
             Self::Conflict { .. } => "Conflict",
@@ -362,7 +377,19 @@ enum Work {
     /// The same order as an earlier record of this batch: it shares that record's fate.
     SameAs(usize),
     /// Claimed: this invocation must send it and record the outcome with `token`.
-    Claimed { order: Box<Order>, token: uuid::Uuid, lease_ends: Instant },
+    Claimed(Box<Claimed>),
+}
+
+/// A claimed order and what the claim found out about it.
+struct Claimed {
+    order: Order,
+    token: uuid::Uuid,
+    lease_ends: Instant,
+    /// Taken over from a holder whose lease ran out: it may have mailed the order.
+    takeover: Option<Takeover>,
+    /// SES's Send event for an earlier claim's mail of this order (its message id), recorded
+    /// when the claim was made: SES accepted that mail, so this one is not sent.
+    sent_earlier: Option<String>,
 }
 
 /// One finished send, on its way to the recorder.
@@ -377,6 +404,9 @@ struct Finished {
 enum Sent {
     /// An outcome to record in the ledger.
     Record(Outcome),
+    /// Not mailed: SES's Send event shows it accepted an earlier claim's mail of this order (this
+    /// SES message id), which is recorded as the order's mail.
+    Earlier(String),
     /// Abandoned at the time budget's cut-off: SES may or may not have accepted it. The order is
     /// left leased, so whoever takes it over after the lease counts a possible duplicate.
     Unknown(String),
@@ -403,7 +433,7 @@ impl Pipeline {
         for i in 0..items.len() {
             if let Work::SameAs(first) = items[i].work {
                 items[i].report.outcome = match &items[first].report.outcome {
-                    RecordOutcome::Sent { .. } => RecordOutcome::AlreadySent,
+                    RecordOutcome::Sent { .. } | RecordOutcome::SentEarlier { .. } => RecordOutcome::AlreadySent,
                     other => other.clone(),
                 };
             }
@@ -461,9 +491,12 @@ impl Pipeline {
             let Work::Decoded { order, .. } = std::mem::replace(&mut items[i].work, Work::Done) else { continue };
             let report = &mut items[i].report;
             report.outcome = match claim {
-                Claim::Claimed { token, after_expired_lease } => {
-                    report.after_expired_lease = after_expired_lease;
-                    items[i].work = Work::Claimed { order, token, lease_ends: started + lease };
+                Claim::Claimed { token, takeover, sent_earlier } => {
+                    report.after_expired_lease = takeover.is_some();
+                    let lease_ends = started + lease;
+                    let order = *order;
+                    items[i].work =
+                        Work::Claimed(Box::new(Claimed { order, token, lease_ends, takeover, sent_earlier }));
                     continue;
                 }
                 Claim::AlreadySent => RecordOutcome::AlreadySent,
@@ -482,34 +515,34 @@ impl Pipeline {
     /// Sends the claimed orders (high priority first, bounded concurrency) while a recorder
     /// writes their outcomes in waves.
     async fn send_and_record(&self, items: &mut [Item], budget: &Budget) {
-        let mut claimed: Vec<(usize, &Order, uuid::Uuid, Instant)> = items
+        let mut claimed: Vec<(usize, &Claimed)> = items
             .iter()
             .enumerate()
             .filter_map(|(i, it)| match &it.work {
-                Work::Claimed { order, token, lease_ends } => Some((i, order.as_ref(), *token, *lease_ends)),
+                Work::Claimed(c) => Some((i, c.as_ref())),
                 _ => None,
             })
             .collect();
         if claimed.is_empty() {
             return;
         }
-        claimed.sort_by_key(|&(_, order, _, _)| order.priority);
+        claimed.sort_by_key(|&(_, c)| c.order.priority);
         let fatal = AtomicBool::new(false);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
         let sender = async move {
             futures::stream::iter(claimed)
-                .for_each_concurrent(self.settings.concurrency.max(1), |(i, order, token, lease_ends)| {
+                .for_each_concurrent(self.settings.concurrency.max(1), |(i, c)| {
                     let (tx, fatal) = (tx.clone(), &fatal);
                     async move {
-                        let attempt = AssertUnwindSafe(self.send_one(order, token, lease_ends, budget, fatal))
-                            .catch_unwind()
-                            .await;
+                        let attempt =
+                            AssertUnwindSafe(self.send_unless_sent_earlier(c, budget, fatal)).catch_unwind().await;
                         let sent = attempt.unwrap_or_else(|panic| {
                             Sent::Record(Outcome::Failed {
                                 error: format!("panic while sending: {}", panic_text(&panic)),
                             })
                         });
-                        let _ = tx.send(Finished { index: i, order_id: order.order_id.clone(), token, sent });
+                        let _ =
+                            tx.send(Finished { index: i, order_id: c.order.order_id.clone(), token: c.token, sent });
                     }
                 })
                 .await;
@@ -561,6 +594,11 @@ impl Pipeline {
                 Sent::Record(Outcome::Failed { error }) => RecordOutcome::TransientFailure { reason: error },
                 Sent::Record(Outcome::Rejected { reason }) => RecordOutcome::Rejected { reason },
                 Sent::Record(Outcome::Released { reason }) => RecordOutcome::Deferred { reason, requeued: false },
+                Sent::Earlier(message_id) => {
+                    // Mailed earlier, by a claim that did not live to record it.
+                    report.unrecorded_send = !applied;
+                    RecordOutcome::SentEarlier { provider_message_id: message_id }
+                }
                 Sent::Unknown(reason) => RecordOutcome::TransientFailure { reason },
             };
         }
@@ -575,6 +613,11 @@ impl Pipeline {
                 Sent::Record(outcome) => {
                     Some(Recording { order_id: f.order_id.clone(), token: f.token, outcome: outcome.clone() })
                 }
+                Sent::Earlier(message_id) => Some(Recording {
+                    order_id: f.order_id.clone(),
+                    token: f.token,
+                    outcome: Outcome::Sent { message_id: message_id.clone() },
+                }),
                 Sent::Unknown(_) => None,
             })
             .collect();
@@ -589,7 +632,7 @@ impl Pipeline {
         let mut applied = applied.into_iter();
         wave.into_iter()
             .map(|f| {
-                let ok = matches!(f.sent, Sent::Record(_)) && applied.next().unwrap_or(false);
+                let ok = matches!(f.sent, Sent::Record(_) | Sent::Earlier(_)) && applied.next().unwrap_or(false);
                 (f.index, f.sent, ok)
             })
             .collect()
@@ -619,6 +662,49 @@ impl Pipeline {
             tokio::time::sleep_until(wake).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Sends one claimed order, unless SES already accepted an earlier claim's mail of it: the
+    /// claim found that mail's Send event, or, taken over from a holder whose lease ended only
+    /// recently, the event arrives within the wait (docs/design.md, "SES as the second witness").
+    async fn send_unless_sent_earlier(&self, c: &Claimed, budget: &Budget, fatal: &AtomicBool) -> Sent {
+        if let Some(message_id) = &c.sent_earlier {
+            return Sent::Earlier(message_id.clone());
+        }
+        if let Some(takeover) = c.takeover
+            && let Some(message_id) = self.await_send_event(c, takeover, budget).await
+        {
+            return Sent::Earlier(message_id);
+        }
+        self.send_one(&c.order, c.token, c.lease_ends, budget, fatal).await
+    }
+
+    /// Waits, a bounded time, for SES's Send event of a mail the previous holder may have had
+    /// accepted. Its last send ended before its own deadline, a lease slack before its lease
+    /// ended, so the event has had `lease_slack + lease_ended_ago` to arrive; the wait tops that up
+    /// to `send_event_wait`. It ends in time for the send to start in this invocation: an order
+    /// released for lack of time would come back as a plain retry, no longer known as a takeover.
+    async fn await_send_event(&self, c: &Claimed, takeover: Takeover, budget: &Budget) -> Option<String> {
+        let waited = self.settings.lease_slack + takeover.lease_ended_ago;
+        let last_start = budget.stop_starting_at.checked_sub(SEND_EVENT_POLL).unwrap_or(budget.stop_starting_at);
+        let until = (Instant::now() + self.settings.send_event_wait.saturating_sub(waited)).min(last_start);
+        let claim = [(c.order.order_id.clone(), c.token)];
+        while Instant::now() < until {
+            tokio::time::sleep_until((Instant::now() + SEND_EVENT_POLL).min(until)).await;
+            match tokio::time::timeout_at(budget.ledger_until, self.ledger.sent_earlier(&claim)).await {
+                Ok(Ok(found)) => {
+                    if let Some(Some(message_id)) = found.into_iter().next() {
+                        return Some(message_id);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(order_id = %c.order.order_id, error = %e, "looking for the previous holder's Send event failed; sending");
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// Renders and sends one claimed order, unless the invocation must stop sending.
@@ -795,7 +881,8 @@ fn log_record(r: &RecordReport) {
             "mail sent but not recorded in the ledger; it may be mailed again"
         );
     }
-    if let RecordOutcome::Sent { provider_message_id } = &r.outcome {
+    if let RecordOutcome::Sent { provider_message_id } | RecordOutcome::SentEarlier { provider_message_id } = &r.outcome
+    {
         tracing::info!(
             message_id,
             order_id,

@@ -77,6 +77,9 @@ pub struct ReconcileReport {
     pub found: usize,
     /// Orders re-sent and accepted by the mailer.
     pub resent: u64,
+    /// Stuck orders recorded from SES's Send event of their dead holder's mail instead of being
+    /// re-sent (docs/design.md, "SES as the second witness").
+    pub sent_earlier: u64,
     /// Orders still failing after this run's attempt (they stay retryable).
     pub still_failing: u64,
     /// Orders marked `abandoned` this run (attempt bound reached).
@@ -141,11 +144,13 @@ pub async fn reconcile(
     };
 
     let batch = if retry.is_empty() { None } else { Some(resend(pipeline, &retry, deadline).await) };
-    let (resent, still_failing) = batch.as_ref().map_or((0, 0), |b| {
-        let sent =
-            b.records.iter().filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Sent { .. })).count();
-        let failing = b.records.iter().filter(|r| !r.outcome.is_success()).count();
-        (sent as u64, failing as u64)
+    let (resent, sent_earlier, still_failing) = batch.as_ref().map_or((0, 0, 0), |b| {
+        let count = |f: fn(&crate::pipeline::RecordOutcome) -> bool| b.records.iter().filter(|r| f(&r.outcome)).count();
+        (
+            count(|o| matches!(o, crate::pipeline::RecordOutcome::Sent { .. })) as u64,
+            count(|o| matches!(o, crate::pipeline::RecordOutcome::SentEarlier { .. })) as u64,
+            count(|o| !o.is_success()) as u64,
+        )
     });
     let retained = retain(ledger, &settings.retention).await?;
     let hours_summarized = summarize(ledger).await?;
@@ -154,6 +159,7 @@ pub async fn reconcile(
     tracing::info!(
         found,
         resent,
+        sent_earlier,
         still_failing,
         abandoned,
         payloads_removed = retained.payloads_removed,
@@ -163,7 +169,7 @@ pub async fn reconcile(
         oldest_unconfirmed_seconds = unconfirmed.oldest_seconds,
         "reconciliation done"
     );
-    Ok(ReconcileReport { found, resent, still_failing, abandoned, unconfirmed, retained, batch })
+    Ok(ReconcileReport { found, resent, sent_earlier, still_failing, abandoned, unconfirmed, retained, batch })
 }
 
 /// Hours of sends the statistics' summary takes in per run, one bounded step each: a day's

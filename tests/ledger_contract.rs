@@ -275,11 +275,17 @@ pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: A
         "failed too recently"
     );
 
-    // Taking over S4's expired lease is flagged: the dead holder may have mailed it.
+    // Taking over S4's expired lease is flagged with how long ago that lease ended: the dead
+    // holder may have mailed it.
     let again = l.claim(&[req("S4", "h", Priority::Normal)], LEASE).await.unwrap();
-    assert!(matches!(again[0], Claim::Claimed { after_expired_lease: true, .. }));
+    match &again[0] {
+        Claim::Claimed { takeover: Some(t), .. } => {
+            assert!(t.lease_ended_ago < Duration::from_secs(30), "S4's lease ended moments ago: {t:?}")
+        }
+        other => panic!("expected a takeover, got {other:?}"),
+    }
     let fresh = l.claim(&[req("S5", "h", Priority::Normal)], LEASE).await.unwrap();
-    assert!(matches!(fresh[0], Claim::Claimed { after_expired_lease: false, .. }));
+    assert!(matches!(fresh[0], Claim::Claimed { takeover: None, .. }));
 
     let n = l
         .abandon(&[OrderId::parse("S2").unwrap(), OrderId::parse("S1").unwrap()], "gave up after 10 attempts")
@@ -437,6 +443,23 @@ pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finishe
     assert_eq!(state("RT4").await.unwrap().status, Status::Failed, "a failed order is never deleted");
 }
 
+pub async fn a_takeover_says_how_long_ago_the_holders_lease_ended(l: Arc<dyn LedgerOps>) {
+    let first = l.claim(&[req("TK1", "h", Priority::Normal)], Duration::from_millis(200)).await.unwrap();
+    assert!(matches!(first[0], Claim::Claimed { takeover: None, .. }), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = l.claim(&[req("TK1", "h", Priority::Normal)], LEASE).await.unwrap();
+    let Claim::Claimed { takeover: Some(t), .. } = &again[0] else { panic!("expected a takeover, got {again:?}") };
+    assert!(
+        t.lease_ended_ago >= Duration::from_millis(400) && t.lease_ended_ago < Duration::from_secs(10),
+        "the lease ended about 500 ms before the takeover: {t:?}"
+    );
+    // Claiming a failed order again is a retry, not a takeover: nobody may be sending it.
+    let token = token(&again[0]);
+    l.record(&[rec("TK1", token, Outcome::Failed { error: "timeout".into() })]).await.unwrap();
+    let retry = l.claim(&[req("TK1", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(matches!(retry[0], Claim::Claimed { takeover: None, .. }), "{retry:?}");
+}
+
 /// An SES event for the contract cases: `order` is the `order_id` tag (None: an untagged mail),
 /// `at` seconds after a fixed time.
 fn ev(order: Option<&str>, message_id: &str, effect: Effect, at: i64) -> DeliveryEvent {
@@ -589,6 +612,34 @@ pub async fn the_send_event_is_kept_with_its_claim_token_and_the_latest_one_wins
     );
 }
 
+pub async fn a_claim_and_a_takeover_find_the_send_event_of_an_earlier_claims_mail(l: Arc<dyn LedgerOps>) {
+    let id = OrderId::parse("W1").unwrap();
+    // Claimed with a lease that ends at once and never recorded: the holder died after SES
+    // accepted its mail.
+    let dead = token(&l.claim(&[req("W1", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
+    let other = uuid::Uuid::new_v4();
+    assert_eq!(l.sent_earlier(&[(id.clone(), other)]).await.unwrap(), vec![None], "no event yet");
+    let mut send = ev(Some("W1"), "ses-w1", Effect::Send, 1);
+    send.claim_token = Some(dead);
+    l.apply_delivery_events(&[send]).await.unwrap();
+    // What a waiting takeover asks: the event is for a mail of another claim.
+    let unknown = OrderId::parse("W-none").unwrap();
+    assert_eq!(
+        l.sent_earlier(&[(id.clone(), other), (unknown, other), (id.clone(), dead)]).await.unwrap(),
+        vec![Some("ses-w1".to_owned()), None, None],
+        "in input order; an order the ledger does not hold, and the holder's own mail, are not earlier mails"
+    );
+    // What the claim that takes the order over finds without asking.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = l.claim(&[req("W1", "h", Priority::Normal)], LEASE).await.unwrap();
+    match &again[0] {
+        Claim::Claimed { takeover: Some(_), sent_earlier, .. } => assert_eq!(sent_earlier.as_deref(), Some("ses-w1")),
+        other => panic!("expected a takeover, got {other:?}"),
+    }
+    let fresh = l.claim(&[req("W2", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(matches!(&fresh[0], Claim::Claimed { sent_earlier: None, .. }), "{fresh:?}");
+}
+
 pub async fn delivery_stats_count_each_state_per_priority_and_the_bounce_rate(l: Arc<dyn LedgerOps>) {
     sent(&l, &["F1", "F2", "F3", "F4"], Priority::Normal).await;
     sent(&l, &["F5"], Priority::High).await;
@@ -637,11 +688,13 @@ macro_rules! ledger_contract_tests {
             a_released_claim_gives_its_attempt_back_once,
             a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried,
             retention_removes_old_payloads_in_bounded_steps_and_deletes_finished_rows_past_the_horizon,
+            a_takeover_says_how_long_ago_the_holders_lease_ended,
             a_late_delivery_never_overwrites_a_bounce_and_nothing_overwrites_a_complaint,
             redelivered_and_out_of_order_events_converge_on_the_same_state,
             events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch,
             an_untagged_event_finds_its_order_by_the_stored_ses_message_id,
             the_send_event_is_kept_with_its_claim_token_and_the_latest_one_wins,
+            a_claim_and_a_takeover_find_the_send_event_of_an_earlier_claims_mail,
             delivery_stats_count_each_state_per_priority_and_the_bounce_rate,
             migrate_is_idempotent);
     };

@@ -507,3 +507,138 @@ async fn read_only_commands_on_a_database_without_the_ledger_schema_say_to_run_m
         );
     }
 }
+
+/// A pipeline whose takeovers wait for the previous holder's Send event: a lease slack of 1 s and
+/// a wait bound of `wait`.
+async fn witnessing_pipeline(s: &Services, wait: Duration) -> Pipeline {
+    let settings =
+        PipelineSettings { lease_slack: Duration::from_secs(1), send_event_wait: wait, ..PipelineSettings::default() };
+    Pipeline::new(s.ledger().await, s.mailer().await, None, settings)
+}
+
+/// SES accepts `order_id`'s mail, and the invocation sending it dies before the answer arrives
+/// (it is dropped mid-send, between SES and the record step). Returns what SES accepted, once the
+/// order's lease has run out.
+async fn killed_after_ses_accepted(
+    s: &Services,
+    witness: &mut tokio::sync::mpsc::UnboundedReceiver<support::faults::AcceptedSend>,
+    e: &SqsEvent,
+    order_id: &str,
+) -> support::faults::AcceptedSend {
+    s.ses_proxy.add(Rule::matching(&email_of(order_id), Action::Hold(Duration::from_secs(60))).times(1));
+    let dying = witnessing_pipeline(s, Duration::from_secs(10)).await;
+    let e2 = e.clone();
+    let worker = tokio::spawn(async move { dying.handle(&e2, deadline(3)).await });
+    let accepted = tokio::time::timeout(Duration::from_secs(10), witness.recv())
+        .await
+        .expect("SES accepted the mail in time")
+        .expect("the proxy announces accepted mails");
+    worker.abort(); // the kill: nothing after SES's acceptance runs
+    let _ = worker.await;
+    let ledger = s.ledger().await;
+    let id = OrderId::parse(order_id).unwrap();
+    let st = ledger.order_state(&id).await.unwrap().unwrap();
+    assert_eq!(st.status, Status::Sending, "the dead invocation never recorded the send");
+    // Until the lease (3 s of invocation + 1 s of slack) runs out, a redelivery is in flight.
+    let until = st.lease_until.expect("leased");
+    let left = until - time::OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::try_from(left).unwrap_or_default() + Duration::from_millis(100)).await;
+    accepted
+}
+
+#[tokio::test]
+async fn a_takeover_after_a_kill_between_ses_and_the_record_step_mails_nothing_once_the_send_event_arrived() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let mut witness = s.ses_proxy.witness_sends();
+    let e = event(vec![record("m-kw-1", &order_body("KW-1", "normal"))]);
+    let accepted = killed_after_ses_accepted(&s, &mut witness, &e, "KW-1").await;
+    assert_eq!(accepted.tag("order_id"), Some("KW-1"), "the mail names its order");
+    assert!(accepted.tag("claim_token").is_some(), "and the claim that sent it");
+    // SES's Send event reaches the ledger through the events path.
+    support::ses_events::deliver_send_event(ledger.as_ref(), &accepted).await;
+
+    // The redelivery takes the order over: the Send event shows SES accepted the dead holder's
+    // mail, so that mail is recorded and nothing is sent.
+    let report = witnessing_pipeline(&s, Duration::from_secs(10)).await.handle(&e, deadline(30)).await;
+    assert_eq!(
+        report.records[0].outcome,
+        RecordOutcome::SentEarlier { provider_message_id: accepted.message_id.clone() }
+    );
+    assert!(failures(&report).is_empty());
+    assert_eq!(s.mails_to(&email_of("KW-1")).await, 1, "one mail: the one SES accepted before the kill");
+    let st = ledger.order_state(&OrderId::parse("KW-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status, st.ses_message_id.as_deref()), (Status::Sent, Some(accepted.message_id.as_str())));
+    let counters: Vec<_> = report.counters().into_values().collect();
+    let c = &counters[0];
+    assert_eq!((c.get("SentEarlier"), c.get("PossibleDuplicate"), c.get("Sent")), (1, 0, 0));
+}
+
+#[tokio::test]
+async fn a_takeover_waits_for_a_send_event_still_on_its_way_and_then_mails_nothing() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let mut witness = s.ses_proxy.witness_sends();
+    let e = event(vec![record("m-kw-2", &order_body("KW-2", "high"))]);
+    let accepted = killed_after_ses_accepted(&s, &mut witness, &e, "KW-2").await;
+
+    // The Send event arrives 1.5 s after the takeover began: within its wait (10 s from the
+    // holder's last possible send, 1 s of slack of which had passed).
+    let late = {
+        let ledger = ledger.clone();
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            support::ses_events::deliver_send_event(ledger.as_ref(), &accepted).await;
+        })
+    };
+    let started = std::time::Instant::now();
+    let report = witnessing_pipeline(&s, Duration::from_secs(10)).await.handle(&e, deadline(30)).await;
+    late.await.unwrap();
+    assert_eq!(report.records[0].outcome, RecordOutcome::SentEarlier { provider_message_id: accepted.message_id });
+    assert!(started.elapsed() >= Duration::from_millis(1500), "it waited for the event");
+    assert_eq!(s.mails_to(&email_of("KW-2")).await, 1);
+}
+
+#[tokio::test]
+async fn a_takeover_whose_send_event_never_comes_waits_only_its_bound_then_mails_and_counts_the_duplicate() {
+    let s = Services::start().await;
+    let mut witness = s.ses_proxy.witness_sends();
+    let e = event(vec![record("m-kw-3", &order_body("KW-3", "normal"))]);
+    killed_after_ses_accepted(&s, &mut witness, &e, "KW-3").await;
+
+    // No Send event (SES publishes best effort): after 3 s (a 4 s bound, 1 s of slack already
+    // passed) the takeover mails, and counts the possible duplicate.
+    let started = std::time::Instant::now();
+    let report = witnessing_pipeline(&s, Duration::from_secs(4)).await.handle(&e, deadline(30)).await;
+    let took = started.elapsed();
+    assert!(matches!(report.records[0].outcome, RecordOutcome::Sent { .. }), "{:?}", report.records[0].outcome);
+    assert!(took >= Duration::from_millis(2500) && took < Duration::from_secs(8), "waited about 3 s: {took:?}");
+    assert_eq!(s.mails_to(&email_of("KW-3")).await, 2, "at least once: the duplicate the event would have prevented");
+    let counters: Vec<_> = report.counters().into_values().collect();
+    assert_eq!((counters[0].get("PossibleDuplicate"), counters[0].get("SentEarlier")), (1, 0));
+}
+
+#[tokio::test]
+async fn reconcile_records_a_stuck_order_from_its_send_event_instead_of_re_sending_it() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let mut witness = s.ses_proxy.witness_sends();
+    // The order's message is gone (say it reached the DLQ): only reconciliation can finish it.
+    let e = event(vec![record("m-kw-4", &order_body("KW-4", "normal"))]);
+    let accepted = killed_after_ses_accepted(&s, &mut witness, &e, "KW-4").await;
+    support::ses_events::deliver_send_event(ledger.as_ref(), &accepted).await;
+
+    let settings = order_confirmation::reconcile::ReconcileSettings {
+        failed_for: Duration::ZERO,
+        grace: Duration::ZERO,
+        ..Default::default()
+    };
+    let p = witnessing_pipeline(&s, Duration::from_secs(10)).await;
+    let report = order_confirmation::reconcile::reconcile(&p, ledger.as_ref(), &settings, deadline(30)).await.unwrap();
+    assert_eq!((report.found, report.resent, report.sent_earlier, report.still_failing), (1, 0, 1, 0));
+    assert_eq!(report.unconfirmed.count, 0, "confirmed: SES accepted its mail");
+    assert_eq!(s.mails_to(&email_of("KW-4")).await, 1);
+    let st = ledger.order_state(&OrderId::parse("KW-4").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status, st.ses_message_id), (Status::Sent, Some(accepted.message_id)));
+}

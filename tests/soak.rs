@@ -94,6 +94,11 @@ struct SoakParams {
     max_receive: u32,
     /// Fail the run when a throughput or priority target is missed.
     enforce_targets: bool,
+    /// How long after SES accepted a mail its Send event reaches the events queue (SES and
+    /// EventBridge's latency).
+    send_event_delay: Duration,
+    /// The workers' `SEND_EVENT_WAIT_SECONDS`: how long a takeover waits for that event.
+    send_event_wait: Duration,
 }
 
 impl SoakParams {
@@ -116,6 +121,8 @@ impl SoakParams {
             reconcile_every: Duration::from_secs(8),
             max_receive: 5,
             enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
+            send_event_delay: Duration::from_secs(1),
+            send_event_wait: Duration::from_secs(8),
         }
     }
 
@@ -147,6 +154,8 @@ impl SoakParams {
             reconcile_every: Duration::from_secs(60),
             max_receive: 5,
             enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
+            send_event_delay: Duration::from_secs(1),
+            send_event_wait: Duration::from_secs(8),
         }
     }
 
@@ -181,6 +190,7 @@ impl SoakParams {
             ("BACKOFF_BASE_SECONDS", "5".into()),
             ("BACKOFF_CAP_SECONDS", "60".into()),
             ("DEFERRED_DELAY_SECONDS", "5".into()),
+            ("SEND_EVENT_WAIT_SECONDS", self.send_event_wait.as_secs().to_string()),
             ("RUST_LOG", "info".into()),
         ]
     }
@@ -240,6 +250,10 @@ struct Rig {
     moto: Moto,
     high: QueuePair,
     normal: QueuePair,
+    /// SES's events, as EventBridge delivers them to the events queue the workers also read.
+    events: QueuePair,
+    /// How many Send events were published so far.
+    send_events: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     dir: tempfile::TempDir,
 }
 
@@ -250,11 +264,13 @@ impl Rig {
         let moto = Moto::start_for_load().await;
         let high = moto.queue_pair("soak-high", p.max_receive, 30).await;
         let normal = moto.queue_pair("soak-normal", p.max_receive, 30).await;
+        let events = moto.queue_pair("soak-ses-events", p.max_receive, 30).await;
+        let send_events = publish_send_events(&s, &moto, &events.url, p.send_event_delay);
         s.ses_proxy.track_accepted(ses_recipient);
         s.ses_proxy.add(Rule::always(Action::Throttle).sometimes(p.ses_throttle_rate));
         s.ses_proxy.add(Rule::always(Action::Quota(p.quota)));
         s.data_api_faults(serde_json::json!({ "error_rate": p.data_api_error_rate })).await;
-        Self { s, moto, high, normal, dir: tempfile::tempdir().expect("temp dir") }
+        Self { s, moto, high, normal, events, send_events, dir: tempfile::tempdir().expect("temp dir") }
     }
 
     fn binary(&self) -> tokio::process::Command {
@@ -262,7 +278,7 @@ impl Rig {
         c.current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_remove("AWS_LAMBDA_RUNTIME_API")
             .env("AWS_ENDPOINT_URL_SQS", &self.moto.url)
-            .env("QUEUE_URLS", format!("{},{}", self.high.url, self.normal.url))
+            .env("QUEUE_URLS", format!("{},{},{}", self.high.url, self.normal.url, self.events.url))
             .kill_on_drop(true);
         for (k, v) in self.s.env() {
             c.env(k, v);
@@ -356,6 +372,33 @@ impl Rig {
         }
         counts
     }
+}
+
+/// SES's event publishing for the run: every mail SES accepts becomes its Send event (with the
+/// mail's tags) on the events queue `delay` later, as SES → EventBridge → SQS delivers it; the
+/// workers apply it from there. Returns the count of events published.
+fn publish_send_events(
+    s: &Services,
+    moto: &Moto,
+    events_url: &str,
+    delay: Duration,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let published = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut witness = s.ses_proxy.witness_sends();
+    let (client, url, count) = (moto.client.clone(), events_url.to_owned(), published.clone());
+    tokio::spawn(async move {
+        while let Some(sent) = witness.recv().await {
+            let (client, url, count) = (client.clone(), url.clone(), count.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let body = support::ses_events::send_event_body(&sent);
+                if client.send_message().queue_url(&url).message_body(body).send().await.is_ok() {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    published
 }
 
 /// The `consume` workers, each writing its logs and metrics to its own file per incarnation.
@@ -477,6 +520,8 @@ struct SoakReport {
     dlq_valid: Vec<String>,
     ledger: HashMap<String, u64>,
     emf: HashMap<String, f64>,
+    /// Send events published to the events queue.
+    send_events: usize,
     over_quota: usize,
     drain: Duration,
     /// When 99 % of the valid orders had been mailed.
@@ -624,6 +669,15 @@ impl fmt::Display for SoakReport {
             self.extra_mails,
             emf("PossibleDuplicate"),
             emf("UnrecordedSend")
+        )?;
+        writeln!(
+            f,
+            "Send events      {} published {:.1} s after SES accepted each mail; takeovers waited up to {:.0} s \
+             for one; duplicates they prevented: SentEarlier {}",
+            self.send_events,
+            secs(p.send_event_delay),
+            secs(p.send_event_wait),
+            emf("SentEarlier")
         )?;
         writeln!(
             f,
@@ -837,6 +891,7 @@ async fn soak(p: SoakParams) -> SoakReport {
         dlq_valid,
         ledger: rig.ledger_statuses().await,
         emf: emf_totals(rig.dir.path()),
+        send_events: rig.send_events.load(std::sync::atomic::Ordering::Relaxed),
         over_quota: rig.s.ses_proxy.over_quota(),
         drain: Duration::from_secs_f64(percentile(&mut confirmed_at, 100.0)),
         drain_99: Duration::from_secs_f64(percentile(&mut confirmed_at, 99.0)),

@@ -62,6 +62,31 @@ async fn migrate(s: &Services) {
     s.ledger().await;
 }
 
+/// Starts a `consume` worker on `queues` (6 s batches, 1 s of lease slack) and SIGKILLs it as soon
+/// as SES has accepted the mail to `address`, whose answer the fault injector holds back: the
+/// worker dies between the SES call and the record step, with no chance to record anything.
+async fn kill_a_worker_once_ses_accepts(s: &Services, moto: &Moto, queues: &[&str], address: &str) {
+    s.ses_proxy.add(Rule::matching(address, Action::Hold(Duration::from_secs(120))).times(1));
+    let mut c = binary(s, moto, queues);
+    c.args(["consume", "--wait-seconds", "1"])
+        .env("INVOCATION_TIMEOUT_SECONDS", "6")
+        .env("LEASE_SLACK_SECONDS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut accepted = false;
+    for _ in 0..200 {
+        if s.mails_to(address).await == 1 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(accepted, "SES accepted the mail to {address}");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_load_on_two_queues_is_mailed_once_each_and_only_the_invalid_reach_the_dlqs() {
     let s = Services::start().await;
@@ -330,34 +355,15 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing(
     let moto = Moto::start().await;
     let q = moto.queue_pair("kill", 5, 30).await;
     moto.send(&q.url, &order_body("K-1", "normal")).await;
-    // SES accepts K-1's mail but the worker never hears back before it dies.
-    s.ses_proxy.add(Rule::matching("k-1@example.com", Action::Hold(Duration::from_secs(120))).times(1));
-
-    let mut c = binary(&s, &moto, &[&q.url]);
-    c.args(["consume", "--wait-seconds", "1"])
-        .env("INVOCATION_TIMEOUT_SECONDS", "6")
-        .env("LEASE_SLACK_SECONDS", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = c.spawn().unwrap();
-    let mut accepted = false;
-    for _ in 0..200 {
-        if s.mails_to("k-1@example.com").await == 1 {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(accepted, "SES accepted K-1");
-    child.start_kill().unwrap(); // SIGKILL: no chance to record anything
-    child.wait().await.unwrap();
+    kill_a_worker_once_ses_accepts(&s, &moto, &[&q.url], "k-1@example.com").await;
     let ledger = s.ledger().await;
     let st = ledger.order_state(&OrderId::parse("K-1").unwrap()).await.unwrap().unwrap();
     assert_eq!(st.status, Status::Sending, "the dead worker never recorded the send");
 
     // A fresh worker: the message comes back after its visibility timeout, the lease has expired,
-    // and the order is completed. The mail that went out before the kill cannot be known, so the
-    // customer gets a second confirmation; it is counted as a possible duplicate.
+    // and the order is completed. No SES event reaches this ledger (no events queue), so the mail
+    // that went out before the kill cannot be known: after waiting what its time budget allows for
+    // a Send event, the takeover mails again and counts it as a possible duplicate.
     s.ses_proxy.clear();
     moto.send(&q.url, &order_body("K-2", "normal")).await;
     let (summary, stderr) = consume(&s, &moto, &[&q.url], &[("INVOCATION_TIMEOUT_SECONDS", "6")], 12).await;
@@ -368,6 +374,41 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing(
     assert!(summary["deleted"].as_u64().unwrap() >= 1, "{summary}");
     assert_eq!(emf_sum(&stderr, "PossibleDuplicate"), 1.0, "the duplicate is counted");
     assert_eq!(moto.depth(&q.url).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_the_ses_call_and_the_record_step_is_not_mailed_again_once_ses_reports_the_send() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let q = moto.queue_pair("witness", 5, 30).await;
+    let events = moto.queue_pair("witness-ses-events", 5, 30).await;
+    let mut witness = s.ses_proxy.witness_sends();
+    moto.send(&q.url, &order_body("KS-1", "normal")).await;
+    kill_a_worker_once_ses_accepts(&s, &moto, &[&q.url, &events.url], "ks-1@example.com").await;
+    let accepted = tokio::time::timeout(Duration::from_secs(5), witness.recv())
+        .await
+        .expect("the proxy announced the accepted mail")
+        .expect("the proxy announces accepted mails");
+    let ledger = s.ledger().await;
+    let st = ledger.order_state(&OrderId::parse("KS-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.status, Status::Sending, "the dead worker never recorded the send");
+
+    // SES publishes its Send event for the mail, tagged with the order and the dead worker's
+    // claim; EventBridge puts it on the events queue.
+    moto.send(&events.url, &support::ses_events::send_event_body(&accepted)).await;
+    s.ses_proxy.clear();
+    // A fresh worker reads the event, then takes the order over when its message comes back: the
+    // Send event shows SES accepted the dead worker's mail, so that mail is recorded, none sent.
+    let (summary, stderr) =
+        consume(&s, &moto, &[&q.url, &events.url], &[("INVOCATION_TIMEOUT_SECONDS", "6")], 12).await;
+    let st = ledger.order_state(&OrderId::parse("KS-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status, st.ses_message_id.as_deref()), (Status::Sent, Some(accepted.message_id.as_str())));
+    assert_eq!(s.mails_to("ks-1@example.com").await, 1, "one mail: the one SES accepted before the kill");
+    assert_eq!(emf_sum(&stderr, "SentEarlier"), 1.0, "the prevented duplicate is counted: {summary}");
+    assert_eq!(emf_sum(&stderr, "PossibleDuplicate"), 0.0);
+    assert_eq!(moto.depth(&q.url).await, (0, 0));
+    assert_eq!(moto.depth(&events.url).await, (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,8 @@
 
 use super::{
     Claim, ClaimRequest, Delivery, DeliveryStats, EventMatch, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles,
-    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Unconfirmed, customer_status, priority_stats,
+    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed, customer_status,
+    priority_stats,
 };
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
@@ -24,20 +25,23 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 /// Migrations, in order. Each file's statements are separated by a line ending in `;`.
 const MIGRATIONS: &[(&str, &str)] = migrations!("postgres");
 
 /// Insert-or-take-over for the whole batch. A row is taken over only when it has the same
 /// payload and is `failed` or `sending` with an expired lease. The outer query reports, per input
-/// row in input order, the new token (claimed) or the pre-statement state (why not).
+/// row in input order, the new token (claimed) or the pre-statement state (why not), and how long
+/// the previous lease has had to run (still) or has been over (a takeover), and the Send event
+/// recorded for an earlier claim's mail.
 const CLAIM_SQL: &str = "\
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
         AS b(ord int, order_id text, payload_sha256 text, priority text, payload jsonb)
 ),
 before AS (
-    SELECT oc.order_id, oc.status, oc.payload_sha256, oc.last_error, oc.lease_until
+    SELECT oc.order_id, oc.status, oc.payload_sha256, oc.last_error, oc.lease_until, oc.send_event_message_id
     FROM order_confirmations oc JOIN input USING (order_id)
 ),
 claimed AS (
@@ -54,7 +58,8 @@ claimed AS (
     RETURNING oc.order_id, oc.claim_token
 )
 SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payload_sha256, left(b.last_error, 1000),
-    CAST(GREATEST(EXTRACT(EPOCH FROM b.lease_until - now()) * 1000, 0) AS bigint)
+    CAST(GREATEST(EXTRACT(EPOCH FROM b.lease_until - now()) * 1000, 0) AS bigint),
+    CAST(GREATEST(EXTRACT(EPOCH FROM now() - b.lease_until) * 1000, 0) AS bigint), b.send_event_message_id
 FROM input i LEFT JOIN claimed c USING (order_id) LEFT JOIN before b USING (order_id)
 ORDER BY i.ord";
 
@@ -177,6 +182,15 @@ SELECT order_id, status, attempts, octet_length(CAST(payload AS text)) FROM orde
 WHERE (status = 'sending' AND lease_until <= now())
    OR (status = 'failed' AND updated_at <= now() - make_interval(secs => CAST(:failed_ms AS double precision) / 1000))
 ORDER BY first_seen_at LIMIT :limit";
+
+/// The Send event recorded for each `(order_id, token)` from a mail of another claim (or an
+/// untagged one); one row per input, in input order.
+const SENT_EARLIER_SQL: &str = "\
+SELECT i.ord, oc.send_event_message_id
+FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS i(ord int, order_id text, token uuid)
+LEFT JOIN order_confirmations oc ON oc.order_id = i.order_id AND oc.send_event_message_id IS NOT NULL
+    AND oc.send_event_claim_token IS DISTINCT FROM i.token
+ORDER BY i.ord";
 
 const ABANDON_SQL: &str = "\
 UPDATE order_confirmations SET status = 'abandoned', last_error = :reason, claim_token = NULL, lease_until = NULL,
@@ -342,7 +356,9 @@ impl DataApiLedger {
                 let previous = field_str(row.get(2)).map(|s| stored_status(&s)).transpose()?;
                 if let Some(token) = field_str(row.get(1)) {
                     let token = uuid::Uuid::parse_str(&token).map_err(|_| shape_error("claim token"))?;
-                    return Ok(Claim::Claimed { token, after_expired_lease: previous == Some(Status::Sending) });
+                    let takeover = (previous == Some(Status::Sending))
+                        .then(|| Takeover { lease_ended_ago: duration_ms(row.get(6)) });
+                    return Ok(Claim::Claimed { token, takeover, sent_earlier: field_str(row.get(7)) });
                 }
                 let same_payload = field_bool(row.get(3));
                 Ok(match (previous, same_payload) {
@@ -354,7 +370,7 @@ impl DataApiLedger {
                     (Some(status), _) if status.is_terminal() => {
                         Claim::Terminal { status, reason: field_str(row.get(4)).unwrap_or_default() }
                     }
-                    (Some(_), _) => Claim::InFlight { lease_remaining: lease_remaining(row.get(5)) },
+                    (Some(_), _) => Claim::InFlight { lease_remaining: duration_ms(row.get(5)) },
                 })
             })
             .collect()
@@ -527,7 +543,8 @@ fn json_array(elements: &[String]) -> String {
     format!("[{}]", elements.join(","))
 }
 
-fn lease_remaining(f: Option<&Field>) -> Duration {
+/// A non-negative number of milliseconds (a missing one is zero).
+fn duration_ms(f: Option<&Field>) -> Duration {
     Duration::from_millis(field_i64(f).unwrap_or(0).max(0) as u64)
 }
 
@@ -628,6 +645,29 @@ impl Ledger for DataApiLedger {
             }
         }
         Ok(applied)
+    }
+
+    async fn sent_earlier(&self, claims: &[(OrderId, Uuid)]) -> Result<Vec<Option<String>>, BackendError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch: Vec<serde_json::Value> = claims
+            .iter()
+            .enumerate()
+            .map(|(ord, (id, token))| json!({"ord": ord, "order_id": id.as_str(), "token": token.to_string()}))
+            .collect();
+        let rows = self
+            .execute(
+                "sent_earlier",
+                SENT_EARLIER_SQL,
+                vec![text("batch", serde_json::Value::Array(batch).to_string())],
+                None,
+            )
+            .await?;
+        if rows.len() != claims.len() {
+            return Err(shape_error("sent_earlier"));
+        }
+        Ok(rows.iter().map(|row| field_str(row.get(1))).collect())
     }
 }
 

@@ -101,9 +101,11 @@ pub struct ClaimRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This invocation holds the lease and must send, then record with this token.
-    /// `after_expired_lease`: the order was taken over from an invocation whose lease ran out, so
-    /// that one may have mailed it before it died (the at-least-once case; counted).
-    Claimed { token: Uuid, after_expired_lease: bool },
+    /// `takeover`: the order was taken over from an invocation whose lease ran out, so that one
+    /// may have mailed it before it died (the at-least-once case; counted).
+    /// `sent_earlier`: SES's Send event for an earlier claim's mail of this order had been recorded
+    /// (its SES message id): SES accepted that mail, so this claim records it instead of mailing.
+    Claimed { token: Uuid, takeover: Option<Takeover>, sent_earlier: Option<String> },
     /// Already confirmed: acknowledge, do not mail again.
     AlreadySent,
     /// Another invocation holds a live lease for this long yet: retry right after it ends (if
@@ -116,6 +118,14 @@ pub enum Claim {
     /// This order's part of the claim failed (a backend that splits a large batch into several
     /// requests lost one of them): not claimed, retry later. The rest of the batch is unaffected.
     Unavailable { error: String },
+}
+
+/// A claim that took an order over from a holder whose lease had run out (it died, or was stopped
+/// mid-send), as the claim found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Takeover {
+    /// How long before this claim the holder's lease ended (zero when it ended just now).
+    pub lease_ended_ago: Duration,
 }
 
 /// The result of one send attempt, written by the record step.
@@ -384,6 +394,12 @@ pub trait Ledger: Send + Sync {
     /// token stays on the row until the next claim replaces it, so a retry of a call whose first
     /// attempt committed (its answer lost) applies again, changes nothing, and answers true.
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
+
+    /// For each `(order, claim token)`: the SES message id of the Send event recorded for a mail
+    /// of that order sent under another claim (or untagged), if one was; in input order. A takeover
+    /// asks while it waits for the previous holder's event (docs/design.md, "SES as the second
+    /// witness").
+    async fn sent_earlier(&self, claims: &[(OrderId, Uuid)]) -> Result<Vec<Option<String>>, BackendError>;
 }
 
 /// Everything else a ledger does, for operators, reconciliation and deployment: the schema,

@@ -4,7 +4,8 @@
 
 use super::{
     Claim, ClaimRequest, Delivery, DeliveryStats, EventMatch, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles,
-    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Unconfirmed, customer_status, priority_stats,
+    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed, customer_status,
+    priority_stats,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -155,16 +156,17 @@ impl Ledger for SqliteLedger {
             let lease_until = now + lease.as_millis() as i64;
             let mut claims = Vec::with_capacity(orders.len());
             for o in &orders {
-                let existing: Option<(String, String, Option<i64>, Option<String>)> = tx
+                let existing: Option<(String, String, Option<i64>, Option<String>, Option<String>)> = tx
                     .query_row(
-                        "SELECT payload_sha256, status, lease_until, last_error FROM order_confirmations WHERE order_id = ?1",
+                        "SELECT payload_sha256, status, lease_until, last_error, send_event_message_id \
+                         FROM order_confirmations WHERE order_id = ?1",
                         [o.order_id.as_str()],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                     )
                     .optional()
                     .map_err(sql_error)?;
                 let existing = match existing {
-                    Some((sha, st, until, reason)) => Some((sha, stored_status(&st)?, until, reason)),
+                    Some((sha, st, until, reason, sent)) => Some((sha, stored_status(&st)?, until, reason, sent)),
                     None => None,
                 };
                 let token = Uuid::new_v4();
@@ -185,24 +187,27 @@ impl Ledger for SqliteLedger {
                             ],
                         )
                         .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: false }
+                        Claim::Claimed { token, takeover: None, sent_earlier: None }
                     }
-                    Some((sha, _, _, _)) if sha != o.payload_sha256 => Claim::Conflict,
-                    Some((_, Status::Sent, _, _)) => Claim::AlreadySent,
-                    Some((_, st, _, reason)) if st.is_terminal() => {
+                    Some((sha, ..)) if sha != o.payload_sha256 => Claim::Conflict,
+                    Some((_, Status::Sent, ..)) => Claim::AlreadySent,
+                    Some((_, st, _, reason, _)) if st.is_terminal() => {
                         Claim::Terminal { status: st, reason: reason.unwrap_or_default() }
                     }
-                    Some((_, Status::Sending, Some(until), _)) if until > now => {
+                    Some((_, Status::Sending, Some(until), ..)) if until > now => {
                         Claim::InFlight { lease_remaining: Duration::from_millis((until - now) as u64) }
                     }
-                    Some((_, previous, _, _)) => {
+                    Some((_, previous, until, _, sent_earlier)) => {
                         tx.execute(
                             "UPDATE order_confirmations SET status = 'sending', claim_token = ?2, lease_until = ?3, \
                              attempts = attempts + 1, updated_at = ?4 WHERE order_id = ?1",
                             params![o.order_id.as_str(), token.to_string(), lease_until, now],
                         )
                         .map_err(sql_error)?;
-                        Claim::Claimed { token, after_expired_lease: previous == Status::Sending }
+                        let takeover = (previous == Status::Sending).then(|| Takeover {
+                            lease_ended_ago: Duration::from_millis(until.map_or(0, |u| (now - u).max(0)) as u64),
+                        });
+                        Claim::Claimed { token, takeover, sent_earlier }
                     }
                 };
                 claims.push(claim);
@@ -248,6 +253,24 @@ impl Ledger for SqliteLedger {
             }
             tx.commit().map_err(sql_error)?;
             Ok(applied)
+        })
+        .await
+    }
+
+    async fn sent_earlier(&self, claims: &[(OrderId, Uuid)]) -> Result<Vec<Option<String>>, BackendError> {
+        let claims: Vec<(String, String)> = claims.iter().map(|(id, t)| (id.to_string(), t.to_string())).collect();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT send_event_message_id FROM order_confirmations WHERE order_id = ?1 \
+                     AND send_event_message_id IS NOT NULL \
+                     AND (send_event_claim_token IS NULL OR send_event_claim_token != ?2)",
+                )
+                .map_err(sql_error)?;
+            claims
+                .iter()
+                .map(|(id, token)| stmt.query_row(params![id, token], |r| r.get(0)).optional().map_err(sql_error))
+                .collect()
         })
         .await
     }

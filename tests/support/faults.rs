@@ -78,6 +78,51 @@ struct Shared {
     /// With `track_accepted`: the key of every request the upstream answered 2xx, and when.
     key_of: Option<fn(&str) -> Option<String>>,
     accepted: Vec<(String, std::time::Instant)>,
+    /// With `witness_sends`: where each `SendEmail` the upstream accepted is announced, at the
+    /// moment it was accepted (before any `Hold`), as SES's own Send event would be.
+    witness: Option<tokio::sync::mpsc::UnboundedSender<AcceptedSend>>,
+}
+
+/// One `SendEmail` the upstream (SES) accepted: what SES's Send event says about the mail.
+#[derive(Debug, Clone)]
+pub struct AcceptedSend {
+    /// The SES message id from the response.
+    pub message_id: String,
+    /// The request's `EmailTags`, name and value.
+    pub tags: Vec<(String, String)>,
+    /// The request's `Destination.ToAddresses`.
+    pub to: Vec<String>,
+    /// The request's sender (`FromEmailAddress`).
+    pub from: String,
+    pub at: std::time::SystemTime,
+}
+
+impl AcceptedSend {
+    /// From a `SendEmail` request body and the upstream's answer; `None` for anything else.
+    fn parse(request: &str, response: &[u8]) -> Option<Self> {
+        let req: serde_json::Value = serde_json::from_str(request).ok()?;
+        let res: serde_json::Value = serde_json::from_slice(response).ok()?;
+        let strings = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+        };
+        Some(Self {
+            message_id: res["MessageId"].as_str()?.to_owned(),
+            tags: req["EmailTags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| Some((t["Name"].as_str()?.to_owned(), t["Value"].as_str()?.to_owned())))
+                .collect(),
+            to: strings(&req["Destination"]["ToAddresses"]),
+            from: req["FromEmailAddress"].as_str().unwrap_or_default().to_owned(),
+            at: std::time::SystemTime::now(),
+        })
+    }
+
+    /// The value of the tag `name`, if the mail carries it.
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        self.tags.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Clone)]
@@ -161,6 +206,14 @@ impl FaultProxy {
     /// How many requests the upstream accepted so far (with `track_accepted`).
     pub fn accepted_count(&self) -> usize {
         self.shared.lock().unwrap().accepted.len()
+    }
+
+    /// From now on, announce every `SendEmail` the upstream accepts, the moment it does (before a
+    /// `Hold` keeps the answer from the caller): what SES publishes as its Send event.
+    pub fn witness_sends(&self) -> tokio::sync::mpsc::UnboundedReceiver<AcceptedSend> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.shared.lock().unwrap().witness = Some(tx);
+        rx
     }
 
     /// Every accepted request's key and time, in order (with `track_accepted`).
@@ -250,10 +303,30 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
         Err(e) => return aws_error(500, None, &format!("fault proxy: {e}")),
     };
     let result = proxy.client.request(forward).await;
+    let witnessing = proxy.shared.lock().unwrap().witness.is_some();
+    let response = match result {
+        Ok(res) if witnessing && res.status().is_success() => {
+            // The answer is read whole (a small JSON document) so its MessageId can be announced
+            // now, while SES has accepted the mail and the caller does not know it yet.
+            let (parts, body) = res.into_parts();
+            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            if let Some(sent) = AcceptedSend::parse(&text, &bytes)
+                && let Some(witness) = &proxy.shared.lock().unwrap().witness
+            {
+                let _ = witness.send(sent);
+            }
+            Ok(Response::from_parts(parts, Body::from(bytes)))
+        }
+        Ok(res) => {
+            let (parts, body) = res.into_parts();
+            Ok(Response::from_parts(parts, Body::new(body)))
+        }
+        Err(e) => Err(e),
+    };
     if let Some(Action::Hold(d)) = action {
         tokio::time::sleep(d).await;
     }
-    if let Ok(res) = &result
+    if let Ok(res) = &response
         && res.status().is_success()
     {
         let mut s = proxy.shared.lock().unwrap();
@@ -261,11 +334,5 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
             s.accepted.push((key, std::time::Instant::now()));
         }
     }
-    match result {
-        Ok(res) => {
-            let (parts, body) = res.into_parts();
-            Response::from_parts(parts, Body::new(body))
-        }
-        Err(e) => aws_error(502, None, &format!("fault proxy: upstream unreachable: {e}")),
-    }
+    response.unwrap_or_else(|e| aws_error(502, None, &format!("fault proxy: upstream unreachable: {e}")))
 }

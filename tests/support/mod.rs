@@ -6,6 +6,7 @@
 pub mod faults;
 pub mod moto;
 pub mod services;
+pub mod ses_events;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use order_confirmation::error::BackendError;
@@ -232,5 +233,11 @@ impl Ledger for ScriptedLedger {
             Some(RecordFault::FailFor(d)) if self.started.elapsed() < d => lost(),
             _ => self.inner.record(recordings).await,
         }
+    }
+    async fn sent_earlier(
+        &self,
+        claims: &[(order_confirmation::order::OrderId, uuid::Uuid)],
+    ) -> Result<Vec<Option<String>>, BackendError> {
+        self.inner.sent_earlier(claims).await
     }
 }
