@@ -76,8 +76,8 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Refresh every this many seconds until interrupted.
-    #[arg(long, value_name = "SECONDS")]
+    /// Refresh every this many seconds (at least 1) until interrupted.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub watch: Option<u64>,
 }
 
@@ -268,7 +268,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 let Some(every) = args.watch else { break };
                 tokio::select! {
-                    () = tokio::time::sleep(std::time::Duration::from_secs(every.max(1))) => {}
+                    () = tokio::time::sleep(std::time::Duration::from_secs(every)) => {}
                     _ = tokio::signal::ctrl_c() => break,
                 }
             }

@@ -313,6 +313,31 @@ fn an_sqs_batch_of_the_wrong_shape_is_refused_naming_the_field_and_never_its_val
 }
 
 #[test]
+fn stats_watch_zero_is_a_usage_mistake_not_a_silent_one_second() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    let mut child = bin(dir.path())
+        .args(["stats", "--watch", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("`stats --watch 0` was accepted and kept refreshing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("--watch"), "names the flag: {stderr}");
+}
+
+#[test]
 fn stats_watch_into_a_pipe_that_closes_ends_quietly_without_clear_screen_codes() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
