@@ -1070,25 +1070,40 @@ fn template_reads_only_metrics_the_service_publishes() {
 fn metric_name_violations(cfn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let functions = of_type(cfn, "AWS::Lambda::Function");
-    let mut setting = |name: &str| -> Option<String> {
-        let values: BTreeSet<_> = functions
-            .iter()
-            .map(|(_, f)| f["Properties"]["Environment"]["Variables"][name].as_str().unwrap_or_default().to_owned())
-            .collect();
-        match values.into_iter().collect::<Vec<_>>().as_slice() {
-            [one] if !one.is_empty() => Some(one.clone()),
-            other => {
-                bad.push(format!("{name} must be set once for every function (Globals), found {other:?}"));
+    // A value as the alarms (a literal or `{"Ref": name}`) and as the dashboard's `Fn::Sub` body
+    // (the literal or `${name}`) write it.
+    let mut setting = |name: &str| -> Option<(Value, String)> {
+        let values: BTreeSet<String> =
+            functions.iter().map(|(_, f)| f["Properties"]["Environment"]["Variables"][name].to_string()).collect();
+        let one: Option<Value> = match values.iter().collect::<Vec<_>>().as_slice() {
+            [one] => serde_json::from_str(one).ok(),
+            _ => None,
+        };
+        let in_sub = match &one {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(v) => v["Ref"].as_str().map(|r| format!("${{{r}}}")),
+            None => None,
+        };
+        match (one, in_sub) {
+            (Some(v), Some(sub)) => Some((v, sub)),
+            _ => {
+                bad.push(format!("{name} must be set once for every function (Globals), found {values:?}"));
                 None
             }
         }
     };
-    let (Some(namespace), Some(service)) =
+    let (Some((_, namespace)), Some((service_value, service))) =
         (setting("POWERTOOLS_METRICS_NAMESPACE"), setting("POWERTOOLS_SERVICE_NAME"))
     else {
         return bad;
     };
-    let service_dimension = serde_json::json!({"Name": "service", "Value": service});
+    if service_value != serde_json::json!({"Ref": "AWS::StackName"}) {
+        bad.push(
+            "POWERTOOLS_SERVICE_NAME is not the stack's name: two stacks in one account would feed each other's alarms"
+                .into(),
+        );
+    }
+    let service_dimension = serde_json::json!({"Name": "service", "Value": service_value});
     for (id, a) in of_type(cfn, "AWS::CloudWatch::Alarm") {
         let p = &a["Properties"];
         let mut metrics: Vec<&Value> =
@@ -1136,20 +1151,21 @@ fn alarms_and_dashboard_read_the_namespace_and_service_the_functions_publish_wit
 fn metric_name_check_fails_on_another_namespace_or_a_missing_service_dimension() {
     let (_dir, t) = broken_copy(&[
         (
-            "      MetricName: UnconfirmedOrders\n      Dimensions: [{ Name: service, Value: order-confirmation }]\n",
+            "      MetricName: UnconfirmedOrders\n      Dimensions: [{ Name: service, Value: !Ref AWS::StackName }]\n",
             "      MetricName: UnconfirmedOrders\n",
         ),
         (
-            "[\"OrderConfirmation\", \"Deferred\", \"service\", \"order-confirmation\", \"priority\", \"high\"",
-            "[\"Orders\", \"Deferred\", \"service\", \"order-confirmation\", \"priority\", \"high\"",
+            "[\"OrderConfirmation\", \"Deferred\", \"service\", \"${AWS::StackName}\", \"priority\", \"high\"",
+            "[\"Orders\", \"Deferred\", \"service\", \"${AWS::StackName}\", \"priority\", \"high\"",
         ),
-        ("        POWERTOOLS_SERVICE_NAME: order-confirmation\n", "        POWERTOOLS_SERVICE_NAME: shop\n"),
+        ("        POWERTOOLS_SERVICE_NAME: !Ref AWS::StackName\n", "        POWERTOOLS_SERVICE_NAME: shop\n"),
     ]);
     let v = metric_name_violations(&translated(&t)).join("\n");
     for expected in [
         "UnconfirmedOrdersAlarm: UnconfirmedOrders without the dimension service = shop",
         "Dashboard: Deferred in namespace Orders instead of OrderConfirmation",
         "Dashboard: Sent without the dimension service = shop",
+        "POWERTOOLS_SERVICE_NAME is not the stack's name",
     ] {
         assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
     }
