@@ -202,6 +202,54 @@ impl Db {
     }
 }
 
+impl Db {
+    /// `order_confirmation_status.customer_status` of one order: what the status page reads.
+    async fn view_customer_status(&self, id: &str) -> String {
+        let sql = "SELECT customer_status FROM order_confirmation_status WHERE order_id = $1";
+        match self {
+            Db::Sqlite(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .query_row(&sql.replace("$1", "?1"), [id], |r| r.get(0))
+                .unwrap(),
+            Db::Postgres(url) => {
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.query_one(sql, &[&id]).await.unwrap().get(0)
+            }
+        }
+    }
+}
+
+/// The status page's view and `status` (the ledger's Rust rule) say the same `customer_status`
+/// for every kind of order: the rule is written in SQL for the view and in Rust for `status`.
+pub async fn the_status_view_and_status_say_the_same_customer_status(l: Arc<dyn LedgerOps>, db: Db) {
+    let mut ids: Vec<String> = ["V-SENT", "V-SENDING", "V-FAILED", "V-REJECTED"].map(String::from).to_vec();
+    let reqs: Vec<_> = ids.iter().map(|id| req(id, "h", Priority::Normal)).collect();
+    let tokens: Vec<_> = l.claim(&reqs, LEASE).await.unwrap().iter().map(token).collect();
+    let outcomes = [
+        Some(Outcome::Sent { message_id: "m-V-SENT".into() }),
+        None,
+        Some(Outcome::Failed { error: "timeout".into() }),
+        Some(Outcome::Rejected { reason: "MessageRejected".into() }),
+    ];
+    let recs: Vec<_> =
+        ids.iter().zip(tokens).zip(outcomes).filter_map(|((id, t), o)| o.map(|o| rec(id.as_str(), t, o))).collect();
+    assert!(l.record(&recs).await.unwrap().iter().all(|a| *a));
+    for d in DeliveryState::ALL {
+        let id = format!("V-{}", d.as_str().to_uppercase().replace('_', "-"));
+        sent(&l, &[&id], Priority::Normal).await;
+        l.apply_delivery_events(&[ev(Some(&id), &format!("m-{id}"), state(d), 1)]).await.unwrap();
+        ids.push(id);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for id in &ids {
+        let rust = l.order_state(&OrderId::parse(id).unwrap()).await.unwrap().unwrap().customer_status;
+        assert_eq!(db.view_customer_status(id).await, rust, "{id}");
+        seen.insert(rust);
+    }
+    assert_eq!(seen.len(), 3, "confirmed, processing and needs_attention all occur: {seen:?}");
+}
+
 /// The statistics over 24 hours read the hourly summary of the sends once reconcile has made it,
 /// and say the same as the sends themselves: the same counts and the same percentiles (times to
 /// confirm truncated to three significant digits of milliseconds).
@@ -726,6 +774,13 @@ mod sqlite {
         let db = Db::Sqlite(b.dir.path().join("ledger.db"));
         super::stats_say_the_same_from_the_hourly_summary_as_from_the_sends(b.ledger.clone(), db).await;
     }
+
+    #[tokio::test]
+    async fn the_status_view_and_status_say_the_same_customer_status() {
+        let b = support::LocalBackends::new().await;
+        let db = Db::Sqlite(b.dir.path().join("ledger.db"));
+        super::the_status_view_and_status_say_the_same_customer_status(b.ledger.clone(), db).await;
+    }
 }
 
 mod data_api {
@@ -745,6 +800,13 @@ mod data_api {
         let s = support::services::Services::start().await;
         let db = Db::Postgres(s.database_url.clone());
         super::stats_say_the_same_from_the_hourly_summary_as_from_the_sends(s.ledger().await, db).await;
+    }
+
+    #[tokio::test]
+    async fn the_status_view_and_status_say_the_same_customer_status() {
+        let s = support::services::Services::start().await;
+        let db = Db::Postgres(s.database_url.clone());
+        super::the_status_view_and_status_say_the_same_customer_status(s.ledger().await, db).await;
     }
 
     /// `stats` reads only the last 24 hours of sends: an order sent 25 hours ago is no longer
