@@ -14,6 +14,10 @@ pub struct QueueDepth {
     /// `ApproximateNumberOfMessagesNotVisible`: received and not yet deleted (in flight or
     /// waiting out a retry backoff).
     pub in_flight: u64,
+    /// `ApproximateNumberOfMessagesDelayed`: deferred orders' copies waiting out their delay (and
+    /// any message a producer sent with one). At a peak the backlog sits here, neither visible nor
+    /// in flight. Not called "delayed": that word is SES's delivery delay.
+    pub deferred: u64,
     pub dlq_url: Option<String>,
     /// Messages in the DLQ: each one is an order that needs a person.
     pub dlq_visible: Option<u64>,
@@ -28,6 +32,7 @@ async fn attributes(
         .queue_url(url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .attribute_names(QueueAttributeName::RedrivePolicy)
         .send()
         .await
@@ -67,6 +72,7 @@ pub async fn depths(client: &Client, urls: &[String]) -> Result<Vec<QueueDepth>,
             queue_url: url.clone(),
             visible: count(&attrs, QueueAttributeName::ApproximateNumberOfMessages),
             in_flight: count(&attrs, QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            deferred: count(&attrs, QueueAttributeName::ApproximateNumberOfMessagesDelayed),
             dlq_url,
             dlq_visible,
         });

@@ -217,10 +217,10 @@ pub fn render_queues(queues: &[crate::queues::QueueDepth]) -> String {
     let name = |url: &str| url.trim_end_matches('/').rsplit('/').next().unwrap_or(url).to_owned();
     let names: Vec<String> = queues.iter().map(|q| name(&q.queue_url)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max("queue".len());
-    let _ = writeln!(out, "\n{:<width$} {:>8} {:>9} {:>8}", "queue", "visible", "in_flight", "dlq");
+    let _ = writeln!(out, "\n{:<width$} {:>8} {:>9} {:>8} {:>8}", "queue", "visible", "in_flight", "deferred", "dlq");
     for (q, name) in queues.iter().zip(&names) {
         let dlq = q.dlq_visible.map_or_else(|| "-".to_owned(), |n| n.to_string());
-        let _ = writeln!(out, "{name:<width$} {:>8} {:>9} {:>8}", q.visible, q.in_flight, dlq);
+        let _ = writeln!(out, "{name:<width$} {:>8} {:>9} {:>8} {:>8}", q.visible, q.in_flight, q.deferred, dlq);
     }
     out
 }
@@ -323,7 +323,14 @@ mod queue_table_tests {
     use crate::queues::QueueDepth;
 
     fn depth(url: &str, visible: u64) -> QueueDepth {
-        QueueDepth { queue_url: url.to_owned(), visible, in_flight: 1, dlq_url: None, dlq_visible: Some(0) }
+        QueueDepth {
+            queue_url: url.to_owned(),
+            visible,
+            in_flight: 1,
+            deferred: 2,
+            dlq_url: None,
+            dlq_visible: Some(0),
+        }
     }
 
     #[test]

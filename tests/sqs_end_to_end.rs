@@ -583,3 +583,32 @@ async fn some_mails_bounce_and_stats_reports_them_once_their_ses_events_come_bac
         .sum();
     assert!(bounced_emf >= 3, "the Bounced metric counts the bounce events: {bounced_emf}");
 }
+
+/// A deferred order's copy waits out its delay on the queue, neither visible nor in flight: at a
+/// peak that is where the backlog is, so `stats` counts it apart, as `deferred`.
+#[tokio::test]
+async fn stats_counts_the_deferred_copies_waiting_out_their_delay() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let normal = moto.queue_pair("d-normal", 5, 30).await;
+    for i in 0..3 {
+        let body = order_body(&format!("D-{i}"), "normal");
+        moto.client.send_message().queue_url(&normal.url).message_body(body).delay_seconds(600).send().await.unwrap();
+    }
+    moto.send(&normal.url, &order_body("D-9", "normal")).await;
+
+    let mut c = binary(&s, &moto, &[&normal.url]);
+    let out = c.args(["stats", "--json"]).output().await.unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let q = &stats["queues"][0];
+    assert_eq!((&q["visible"], &q["in_flight"], &q["deferred"]), (&1.into(), &0.into(), &3.into()), "{stats}");
+
+    let mut c = binary(&s, &moto, &[&normal.url]);
+    let table = String::from_utf8(c.arg("stats").output().await.unwrap().stdout).unwrap();
+    let header = table.lines().find(|l| l.starts_with("queue")).expect("a queue table");
+    let row: Vec<&str> =
+        table.lines().find(|l| l.starts_with("d-normal")).expect("the queue's row").split_whitespace().collect();
+    let column = header.split_whitespace().position(|h| h == "deferred").expect("a deferred column");
+    assert_eq!(row[column], "3", "{table}");
+}
