@@ -3,6 +3,7 @@
 //! setting is an error that names the setting; nothing falls back silently in Lambda.
 
 use crate::ledger::data_api::DataApiTarget;
+use crate::metrics::MetricNames;
 use clap::Args;
 use serde::Serialize;
 use std::ops::RangeInclusive;
@@ -30,37 +31,10 @@ pub enum MailerChoice {
     Ses,
 }
 
-/// Every setting's default, written only here: clap shows it in `--help` and fills it in,
-/// [`Settings::validate`] falls back to it (a [`Settings`] built in code has no clap), the typed
-/// settings' `Default`s are made of it, tests/docs.rs compares the README's configuration table
-/// with clap's command and tests/template.rs the template's parameters with it.
-pub mod defaults {
-    /// Local runs only: in Lambda `LEDGER` must be set.
-    pub const LEDGER: &str = "sqlite:.local/ledger.db";
-    /// Local runs only: in Lambda `MAILER` must be set.
-    pub const MAILER: &str = "outbox:.local/outbox";
-    /// The From address of the outbox mailer (the ses mailer needs one set).
-    pub const OUTBOX_SENDER_ADDRESS: &str = "orders@example.com";
-    pub const SEND_TIMEOUT_SECONDS: u64 = 15;
-    pub const HIGH_PRIORITY_RESERVE: f64 = 0.2;
-    pub const SEND_CONCURRENCY: usize = 16;
-    pub const SAFETY_MARGIN_SECONDS: u64 = 5;
-    pub const INVOCATION_TIMEOUT_SECONDS: u64 = 60;
-    pub const LEASE_SLACK_SECONDS: u64 = 60;
-    pub const SEND_EVENT_WAIT_SECONDS: u64 = 30;
-    pub const BACKOFF_BASE_SECONDS: u64 = 30;
-    pub const BACKOFF_CAP_SECONDS: u64 = 900;
-    pub const DEFERRED_DELAY_SECONDS: u64 = 5;
-    pub const RECONCILE_FAILED_AFTER_SECONDS: u64 = 600;
-    pub const RECONCILE_MAX_ATTEMPTS: i64 = 10;
-    pub const UNCONFIRMED_GRACE_SECONDS: u64 = 300;
-    pub const PAYLOAD_RETENTION_DAYS: u64 = 30;
-    pub const LEDGER_HORIZON_DAYS: u64 = 400;
-    pub const FUNCTION_ROLE: &str = "consumer";
-    /// Powertools' variables: the metrics' namespace and the `service` of every metric and log line.
-    pub const METRICS_NAMESPACE: &str = "OrderConfirmation";
-    pub const SERVICE_NAME: &str = "order-confirmation";
-}
+/// Every setting's default, defined in [`crate::defaults`] (below the settings' users, which
+/// build their `Default` from it); named here too because `--help` and the documents read it as
+/// the configuration's.
+pub use crate::defaults;
 
 /// What `LEDGER` names, before the Data API target is known.
 enum LedgerKind {
@@ -251,20 +225,6 @@ fn parse_function_role(s: Option<&str>) -> Result<FunctionRole, ConfigError> {
     }
 }
 
-/// The names the metrics are published under: the namespace and the value of the `service`
-/// dimension every metric carries (Powertools' conventions, docs/design.md "Logs and metrics").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MetricNames {
-    pub namespace: String,
-    pub service: String,
-}
-
-impl Default for MetricNames {
-    fn default() -> Self {
-        Self { namespace: defaults::METRICS_NAMESPACE.to_owned(), service: defaults::SERVICE_NAME.to_owned() }
-    }
-}
-
 /// A CloudWatch namespace: 1-255 of `A-Z a-z 0-9 . - _ / # :` and space, not starting with
 /// `AWS/` (reserved for AWS's own metrics). Unset or empty means the default.
 fn parse_metrics_namespace(value: Option<&str>) -> Result<String, ConfigError> {
@@ -330,16 +290,16 @@ pub struct Config {
     pub ses_senders: Option<u32>,
     pub expected_batch_size: Option<u32>,
     pub high_priority_reserve: f64,
-    #[serde(with = "secs")]
+    #[serde(with = "crate::serde_helpers::secs")]
     pub send_timeout: Duration,
     pub send_concurrency: usize,
-    #[serde(with = "secs")]
+    #[serde(with = "crate::serde_helpers::secs")]
     pub safety_margin: Duration,
-    #[serde(with = "secs")]
+    #[serde(with = "crate::serde_helpers::secs")]
     pub invocation_timeout: Duration,
-    #[serde(with = "secs")]
+    #[serde(with = "crate::serde_helpers::secs")]
     pub lease_slack: Duration,
-    #[serde(with = "secs")]
+    #[serde(with = "crate::serde_helpers::secs")]
     pub send_event_wait: Duration,
     pub backoff: crate::backoff::BackoffSettings,
     pub reconcile: crate::reconcile::ReconcileSettings,
@@ -351,6 +311,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the operator's answers need ([`crate::service::operator::Operator`]).
+    pub fn operator_settings(&self) -> crate::service::operator::OperatorSettings {
+        crate::service::operator::OperatorSettings {
+            reconcile: self.reconcile,
+            queue_urls: self.queue_urls.clone(),
+            commit: self.commit,
+            printed: serde_json::to_value(self).unwrap_or_else(|e| serde_json::json!({"error": e.to_string()})),
+        }
+    }
+
     /// One line for start-up when a full batch cannot be mailed within the invocation at this
     /// instance's share of the SES rate: the rest would be deferred every time, never failed, but
     /// the mapping's BatchSize is then larger than it can use.
@@ -364,19 +334,6 @@ impl Config {
                  more than the {budget:.0} s the timeout leaves: lower the BatchSize or raise the SES rate"
             )
         })
-    }
-}
-
-/// Prints only the last six characters: enough to tell two apart, not enough to spread a name.
-pub(crate) fn masked<S: serde::Serializer>(value: &str, s: S) -> Result<S::Ok, S::Error> {
-    let tail: String = value.chars().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
-    s.serialize_str(&format!("****{tail}"))
-}
-
-/// Durations print as seconds.
-pub(crate) mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
     }
 }
 
@@ -473,7 +430,50 @@ impl Settings {
         EnvOnly::try_parse_from(["order-confirmation"]).map(|e| e.settings).map_err(|e| unparsable(&e))
     }
 
+    /// The typed configuration, or the first wrong setting, named. The groups below are checked
+    /// in this order (backends, send rates, sending, retry timing, reconciliation, takeovers,
+    /// queues), so the setting reported first does not depend on how the code is split.
     pub fn validate(&self, mode: Mode) -> Result<Config, ConfigError> {
+        let (ledger, mailer, sender_address) = self.backends(mode)?;
+        let (ses_max_send_rate, ses_account_max_send_rate) = self.send_rates()?;
+        let (send_timeout, high_priority_reserve, send_concurrency, invocation_timeout, safety_margin) =
+            self.sending()?;
+        let backoff = self.backoff()?;
+        let reconcile = self.reconcile()?;
+        let (lease_slack, send_event_wait) = self.takeovers()?;
+        let queue_urls = self.queue_urls()?;
+        let function_role = parse_function_role(self.function_role.as_deref())?;
+        let metric_names = MetricNames {
+            namespace: parse_metrics_namespace(Some(&self.metrics_namespace))?,
+            service: parse_service_name(Some(&self.service_name))?,
+        };
+        Ok(Config {
+            function_role,
+            metric_names,
+            commit: env!("ORDER_CONFIRMATION_COMMIT"),
+            lease_slack,
+            send_event_wait,
+            backoff,
+            reconcile,
+            queue_urls,
+            ledger,
+            mailer,
+            sender_address,
+            ses_configuration_set: parse_configuration_set(self.ses_configuration_set.as_deref())?,
+            ses_max_send_rate,
+            ses_account_max_send_rate,
+            ses_senders: self.ses_senders,
+            expected_batch_size: self.expected_batch_size,
+            high_priority_reserve,
+            send_timeout,
+            send_concurrency,
+            safety_margin,
+            invocation_timeout,
+        })
+    }
+
+    /// `LEDGER`, `MAILER`, the Data API target and the From address.
+    fn backends(&self, mode: Mode) -> Result<(LedgerChoice, MailerChoice, String), ConfigError> {
         let pick = |setting: &'static str, value: &Option<String>, default: &str| -> Result<String, ConfigError> {
             match (value.as_deref().map(str::trim).filter(|v| !v.is_empty()), mode) {
                 (Some(v), _) => Ok(v.to_owned()),
@@ -514,6 +514,11 @@ impl Settings {
         crate::order::CustomerEmail::parse(&sender_address)
             .map_err(|e| err("SENDER_ADDRESS", format!("is not a valid address: {}", e.rule)))?;
 
+        Ok((ledger, mailer, sender_address))
+    }
+
+    /// This instance's starting share of the SES rate and the account's rate.
+    fn send_rates(&self) -> Result<(Option<f64>, Option<f64>), ConfigError> {
         let positive = |setting: &'static str, value: Option<f64>| match value {
             Some(r) if !(r.is_finite() && r > 0.0 && r <= MAX_SEND_RATE) => {
                 Err(err(setting, format!("must be a positive number up to {MAX_SEND_RATE}")))
@@ -542,7 +547,11 @@ impl Settings {
             },
             (None, None) => None,
         };
-        let ses_account_max_send_rate = account_rate;
+        Ok((ses_max_send_rate, account_rate))
+    }
+
+    /// The batch size, the send timeout, the reserve, the concurrency and the invocation's time.
+    fn sending(&self) -> Result<(Duration, f64, usize, Duration, Duration), ConfigError> {
         if let Some(batch) = self.expected_batch_size
             && !(1..=10_000).contains(&batch)
         {
@@ -570,6 +579,11 @@ impl Settings {
         if safety_margin >= invocation_timeout {
             return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
         }
+        Ok((send_timeout, high_priority_reserve, send_concurrency, invocation_timeout, safety_margin))
+    }
+
+    /// How failed and deferred records come back.
+    fn backoff(&self) -> Result<crate::backoff::BackoffSettings, ConfigError> {
         let backoff = crate::backoff::BackoffSettings {
             base: Duration::from_secs(self.backoff_base_seconds),
             cap: Duration::from_secs(self.backoff_cap_seconds),
@@ -584,6 +598,11 @@ impl Settings {
         if backoff.deferred > MAX_DELAY {
             return Err(err("DEFERRED_DELAY_SECONDS", "must be at most 900 (the SQS message delay limit)"));
         }
+        Ok(backoff)
+    }
+
+    /// Reconciliation and retention.
+    fn reconcile(&self) -> Result<crate::reconcile::ReconcileSettings, ConfigError> {
         let reconcile = crate::reconcile::ReconcileSettings {
             failed_for: Duration::from_secs(self.reconcile_failed_after_seconds),
             max_attempts: self.reconcile_max_attempts,
@@ -626,6 +645,11 @@ impl Settings {
             },
             ..reconcile
         };
+        Ok(reconcile)
+    }
+
+    /// How long a takeover waits: the lease's slack and the wait for a dead holder's Send event.
+    fn takeovers(&self) -> Result<(Duration, Duration), ConfigError> {
         let lease_slack = Duration::from_secs(self.lease_slack_seconds);
         if lease_slack.as_secs() > MAX_TIMEOUT_SECONDS {
             return Err(err("LEASE_SLACK_SECONDS", format!("must be at most {MAX_TIMEOUT_SECONDS}")));
@@ -637,345 +661,19 @@ impl Settings {
                 format!("must be at most {MAX_SEND_EVENT_WAIT_SECONDS} (a waiting takeover holds a send slot)"),
             ));
         }
+        Ok((lease_slack, send_event_wait))
+    }
+
+    /// `QUEUE_URLS`, trimmed, each an http(s) URL.
+    fn queue_urls(&self) -> Result<Vec<String>, ConfigError> {
         let queue_urls: Vec<String> =
             self.queue_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
         if let Some(n) = queue_urls.iter().position(|u| !(u.starts_with("https://") || u.starts_with("http://"))) {
             return Err(err("QUEUE_URLS", format!("entry {} is not an http(s) queue URL", n + 1)));
         }
-        let function_role = parse_function_role(self.function_role.as_deref())?;
-        let metric_names = MetricNames {
-            namespace: parse_metrics_namespace(Some(&self.metrics_namespace))?,
-            service: parse_service_name(Some(&self.service_name))?,
-        };
-        Ok(Config {
-            function_role,
-            metric_names,
-            commit: env!("ORDER_CONFIRMATION_COMMIT"),
-            lease_slack,
-            send_event_wait,
-            backoff,
-            reconcile,
-            queue_urls,
-            ledger,
-            mailer,
-            sender_address,
-            ses_configuration_set: parse_configuration_set(self.ses_configuration_set.as_deref())?,
-            ses_max_send_rate,
-            ses_account_max_send_rate,
-            ses_senders: self.ses_senders,
-            expected_batch_size: self.expected_batch_size,
-            high_priority_reserve,
-            send_timeout,
-            send_concurrency,
-            safety_margin,
-            invocation_timeout,
-        })
+        Ok(queue_urls)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_mode_uses_the_embedded_defaults() {
-        let c = Settings::default().validate(Mode::Local).unwrap();
-        assert_eq!(c.ledger, LedgerChoice::Sqlite { path: ".local/ledger.db".into() });
-        assert_eq!(c.mailer, MailerChoice::Outbox { dir: ".local/outbox".into() });
-    }
-
-    #[test]
-    fn lambda_mode_requires_ledger_and_mailer_by_name() {
-        let e = Settings::default().validate(Mode::Lambda).unwrap_err();
-        assert_eq!(e.setting, "LEDGER");
-        let s = Settings { ledger: Some("data-api".into()), ..Default::default() };
-        assert_eq!(s.validate(Mode::Lambda).unwrap_err().setting, "MAILER");
-    }
-
-    #[test]
-    fn data_api_and_ses_require_their_settings() {
-        let mut s = Settings { ledger: Some("data-api".into()), mailer: Some("ses".into()), ..Default::default() };
-        assert_eq!(
-            s.validate(Mode::Lambda).unwrap_err().to_string(),
-            "configuration: DB_CLUSTER_ARN is not set (the data-api ledger needs it)"
-        );
-        s.db_cluster_arn = Some("arn:aws:rds:us-east-1:1:cluster:c".into());
-        s.db_secret_arn = Some("arn:aws:secretsmanager:us-east-1:1:secret:s".into());
-        s.db_name = Some("orders".into());
-        assert_eq!(s.validate(Mode::Lambda).unwrap_err().setting, "SENDER_ADDRESS");
-        s.sender_address = Some("orders@shop.example.com".into());
-        let c = s.validate(Mode::Lambda).unwrap();
-        let printed = serde_json::to_string(&c).unwrap();
-        assert!(!printed.contains("secretsmanager"), "{printed}");
-    }
-
-    #[test]
-    fn wrong_values_name_the_setting() {
-        let cases = [
-            (Settings { ledger: Some("postgres".into()), ..Default::default() }, "LEDGER"),
-            (Settings { mailer: Some("smtp:x".into()), ..Default::default() }, "MAILER"),
-            (Settings { ses_max_send_rate: Some(0.0), ..Default::default() }, "SES_MAX_SEND_RATE"),
-            (Settings { high_priority_reserve: 1.5, ..Default::default() }, "HIGH_PRIORITY_RESERVE"),
-            (Settings { send_concurrency: 0, ..Default::default() }, "SEND_CONCURRENCY"),
-            (Settings { sender_address: Some("nope".into()), ..Default::default() }, "SENDER_ADDRESS"),
-            (Settings { db_secret_arn: Some("secret".into()), ..Default::default() }, "DB_SECRET_ARN"),
-            (Settings { backoff_base_seconds: 0, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
-            (Settings { backoff_cap_seconds: 50_000, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
-            (Settings { reconcile_max_attempts: 0, ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
-            (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
-            (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
-            (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
-            (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
-            (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
-            (Settings { metrics_namespace: "AWS/Lambda".into(), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
-            (
-                Settings { metrics_namespace: "Orders\n".repeat(2), ..Default::default() },
-                "POWERTOOLS_METRICS_NAMESPACE",
-            ),
-            (Settings { metrics_namespace: "N".repeat(256), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
-            (Settings { service_name: "order confirmation".into(), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
-            (Settings { service_name: "s".repeat(256), ..Default::default() }, "POWERTOOLS_SERVICE_NAME"),
-            (Settings { payload_retention_days: 0, ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
-            (Settings { ledger_horizon_days: 14, ..Default::default() }, "LEDGER_HORIZON_DAYS"),
-            (
-                Settings { payload_retention_days: 60, ledger_horizon_days: 30, ..Default::default() },
-                "LEDGER_HORIZON_DAYS",
-            ),
-        ];
-        for (s, setting) in cases {
-            assert_eq!(s.validate(Mode::Local).unwrap_err().setting, setting);
-        }
-    }
-
-    #[test]
-    fn very_large_values_name_the_setting_instead_of_panicking() {
-        let cases = [
-            (Settings { send_timeout_seconds: u64::MAX, ..Default::default() }, "SEND_TIMEOUT_SECONDS"),
-            (Settings { invocation_timeout_seconds: u64::MAX, ..Default::default() }, "INVOCATION_TIMEOUT_SECONDS"),
-            (Settings { safety_margin_seconds: u64::MAX, ..Default::default() }, "SAFETY_MARGIN_SECONDS"),
-            (Settings { lease_slack_seconds: u64::MAX, ..Default::default() }, "LEASE_SLACK_SECONDS"),
-            (Settings { send_event_wait_seconds: 301, ..Default::default() }, "SEND_EVENT_WAIT_SECONDS"),
-            (Settings { send_event_wait_seconds: u64::MAX, ..Default::default() }, "SEND_EVENT_WAIT_SECONDS"),
-            (Settings { backoff_base_seconds: u64::MAX, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
-            (Settings { backoff_cap_seconds: u64::MAX, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
-            (Settings { deferred_delay_seconds: u64::MAX, ..Default::default() }, "DEFERRED_DELAY_SECONDS"),
-            (
-                Settings { reconcile_failed_after_seconds: u64::MAX, ..Default::default() },
-                "RECONCILE_FAILED_AFTER_SECONDS",
-            ),
-            (Settings { unconfirmed_grace_seconds: u64::MAX, ..Default::default() }, "UNCONFIRMED_GRACE_SECONDS"),
-            (Settings { reconcile_max_attempts: i64::MAX, ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
-            (Settings { payload_retention_days: u64::MAX, ..Default::default() }, "PAYLOAD_RETENTION_DAYS"),
-            (Settings { ledger_horizon_days: u64::MAX, ..Default::default() }, "LEDGER_HORIZON_DAYS"),
-            (Settings { send_concurrency: usize::MAX, ..Default::default() }, "SEND_CONCURRENCY"),
-            (Settings { ses_max_send_rate: Some(f64::MAX), ..Default::default() }, "SES_MAX_SEND_RATE"),
-            (
-                Settings { ses_max_send_rate: Some(1.0), ses_account_max_send_rate: Some(1e300), ..Default::default() },
-                "SES_ACCOUNT_MAX_SEND_RATE",
-            ),
-        ];
-        for (s, setting) in cases {
-            let result = std::panic::catch_unwind(|| s.validate(Mode::Local));
-            assert_eq!(result.expect("no panic").unwrap_err().setting, setting);
-        }
-        // The largest accepted values still make a working configuration.
-        let s = Settings {
-            invocation_timeout_seconds: MAX_TIMEOUT_SECONDS,
-            lease_slack_seconds: MAX_TIMEOUT_SECONDS,
-            deferred_delay_seconds: 900,
-            reconcile_failed_after_seconds: MAX_AGE.as_secs(),
-            unconfirmed_grace_seconds: MAX_AGE.as_secs(),
-            reconcile_max_attempts: MAX_ATTEMPTS,
-            payload_retention_days: MAX_RETENTION_DAYS,
-            ledger_horizon_days: MAX_RETENTION_DAYS,
-            ..Default::default()
-        };
-        assert!(s.validate(Mode::Local).is_ok());
-    }
-
-    /// The settings a command line gives (no environment variable of these names is set in tests).
-    fn parsed(args: &[&str]) -> Result<Settings, clap::Error> {
-        use clap::Parser;
-        EnvOnly::try_parse_from(std::iter::once("order-confirmation").chain(args.iter().copied())).map(|e| e.settings)
-    }
-
-    #[test]
-    fn the_data_api_ledger_carries_its_target() {
-        let s = parsed(&[
-            "--ledger=data-api",
-            "--db-cluster-arn=arn:aws:rds:us-east-1:1:cluster:c",
-            "--db-secret-arn=arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf",
-            "--db-name=orders",
-        ])
-        .unwrap();
-        let c = s.validate(Mode::Local).unwrap();
-        let LedgerChoice::DataApi(target) = &c.ledger else { panic!("{:?}", c.ledger) };
-        assert_eq!(target.database, "orders");
-        let printed = serde_json::to_value(&c).unwrap();
-        assert_eq!(
-            printed["ledger"],
-            serde_json::json!({"kind": "data-api", "cluster_arn": "arn:aws:rds:us-east-1:1:cluster:c",
-                               "secret_arn": "****AbCdEf", "database": "orders"}),
-        );
-        assert!(printed.get("data_api").is_none(), "one place for the target: {printed}");
-    }
-
-    /// `config` (the command and the operator's request) prints every setting: changing any one
-    /// of them, alone, changes what it prints. The settings come from clap's command, so a new
-    /// setting is checked without being listed here, unless it has neither a default nor a value
-    /// below.
-    #[test]
-    fn config_shows_every_setting() {
-        use clap::CommandFactory;
-        // The data-api ledger, so its target's settings count.
-        let base = [
-            "--ledger=data-api",
-            "--db-cluster-arn=arn:aws:rds:us-east-1:1:cluster:c",
-            "--db-secret-arn=arn:aws:secretsmanager:us-east-1:1:secret:s-AbCdEf",
-            "--db-name=orders",
-            "--ses-senders=7",
-        ];
-        // The base with one flag replaced (or added).
-        let shown = |flag: Option<&str>| {
-            let name = flag.map(|f| f.split('=').next().unwrap_or_default().to_owned() + "=");
-            let mut args: Vec<&str> =
-                base.iter().copied().filter(|a| name.as_ref().is_none_or(|n| !a.starts_with(n.as_str()))).collect();
-            args.extend(flag);
-            let config = parsed(&args).unwrap().validate(Mode::Local).unwrap();
-            serde_json::to_value(config).unwrap()
-        };
-        let other_value = |variable: &str, default: Option<&str>| -> String {
-            let value = match (variable, default) {
-                ("LEDGER", _) => "sqlite:elsewhere.db",
-                ("MAILER", _) => "outbox:elsewhere",
-                ("DB_CLUSTER_ARN", _) => "arn:aws:rds:us-east-1:1:cluster:other",
-                ("DB_SECRET_ARN", _) => "arn:aws:secretsmanager:us-east-1:1:secret:s-Other1",
-                ("DB_NAME", _) => "other",
-                ("SENDER_ADDRESS", _) => "shop@example.com",
-                ("SES_CONFIGURATION_SET", _) => "events",
-                ("SES_MAX_SEND_RATE", _) => "3",
-                ("SES_ACCOUNT_MAX_SEND_RATE", _) => "14",
-                ("SES_SENDERS", _) => "8",
-                ("EXPECTED_BATCH_SIZE", _) => "20",
-                ("QUEUE_URLS", _) => "https://sqs.us-east-1.amazonaws.com/1/high",
-                ("FUNCTION_ROLE", _) => "operator",
-                ("POWERTOOLS_METRICS_NAMESPACE", _) => "Shop/Orders",
-                ("POWERTOOLS_SERVICE_NAME", _) => "shop-confirmations",
-                (_, Some(default)) if default.contains('.') => {
-                    return (default.parse::<f64>().unwrap() + 0.1).to_string();
-                }
-                (_, Some(default)) => return (default.parse::<i64>().unwrap() + 1).to_string(),
-                (_, None) => panic!("{variable} has no default: give it a value in this test"),
-            };
-            value.to_owned()
-        };
-        let unchanged = shown(None);
-        let command = EnvOnly::command();
-        let settings: Vec<_> = command.get_arguments().filter(|a| a.get_env().is_some()).collect();
-        assert!(settings.len() >= 25, "{}", settings.len());
-        let mut hidden = Vec::new();
-        for arg in settings {
-            let variable = arg.get_env().unwrap().to_str().unwrap();
-            let default = arg.get_default_values().first().and_then(|d| d.to_str());
-            let flag = format!("--{}={}", arg.get_long().unwrap(), other_value(variable, default));
-            if shown(Some(&flag)) == unchanged {
-                hidden.push(variable);
-            }
-        }
-        assert!(hidden.is_empty(), "settings `config` does not show: {hidden:?}");
-    }
-
-    #[test]
-    fn a_value_that_does_not_parse_is_named_by_its_variable_from_clap_and_not_repeated() {
-        use clap::CommandFactory;
-        // A value with angle brackets: clap's message then holds two `<…>`, and the value's
-        // comes first.
-        let e = parsed(&["--ses-max-send-rate=<fast>"]).unwrap_err();
-        assert_eq!(setting_of(&e, &EnvOnly::command()).as_deref(), Some("SES_MAX_SEND_RATE"));
-        let error = unparsable(&e);
-        assert_eq!(error.setting, "SES_MAX_SEND_RATE");
-        assert!(!error.to_string().contains("fast"), "the value is not repeated: {error}");
-        let e = parsed(&["--send-concurrency=-3"]).unwrap_err();
-        assert_eq!(unparsable(&e).setting, "SEND_CONCURRENCY");
-    }
-
-    #[test]
-    fn a_wrong_ledger_mailer_or_queue_url_is_named_with_its_rule_and_the_value_is_not_repeated() {
-        let secret = "secret-value";
-        for (flag, setting, rule) in [
-            ("--ledger", "LEDGER", "must be data-api or sqlite:<path>"),
-            ("--mailer", "MAILER", "must be ses or outbox:<dir>"),
-        ] {
-            let error = parsed(&[&format!("{flag}={secret}")]).unwrap().validate(Mode::Local).unwrap_err();
-            assert_eq!(error.setting, setting);
-            assert!(error.to_string().contains(rule), "{error}");
-            assert!(!error.to_string().contains(secret), "the value is repeated: {error}");
-        }
-        let s = Settings { queue_urls: vec!["https://sqs.example/1/high".into(), secret.into()], ..Default::default() };
-        let error = s.validate(Mode::Local).unwrap_err();
-        assert_eq!(error.setting, "QUEUE_URLS");
-        assert!(error.to_string().contains("entry 2 is not an http(s) queue URL"), "{error}");
-        assert!(!error.to_string().contains(secret), "the value is repeated: {error}");
-    }
-
-    #[test]
-    fn a_configuration_set_name_ses_would_refuse_fails_at_start_up_naming_the_setting() {
-        let with = |name: &str| {
-            Settings { ses_configuration_set: Some(name.to_owned()), ..Default::default() }.validate(Mode::Local)
-        };
-        for bad in ["order confirmation", "events.v2", &"x".repeat(65)] {
-            let error = with(bad).unwrap_err();
-            assert_eq!(error.setting, "SES_CONFIGURATION_SET", "{bad}");
-            assert!(error.to_string().contains("letters, digits, _ and -"), "{error}");
-        }
-        assert_eq!(
-            with("order-confirmation_2").unwrap().ses_configuration_set.as_deref(),
-            Some("order-confirmation_2")
-        );
-        assert_eq!(with(&"x".repeat(64)).unwrap().ses_configuration_set.map(|s| s.len()), Some(64));
-        assert_eq!(with("").unwrap().ses_configuration_set, None, "empty means none, as the template passes it");
-    }
-
-    #[test]
-    fn metric_names_default_to_the_namespace_and_service_used_before_they_were_settings() {
-        let c = Settings::default().validate(Mode::Local).unwrap();
-        assert_eq!(c.metric_names, MetricNames::default());
-        assert_eq!(c.metric_names.namespace, "OrderConfirmation");
-        assert_eq!(c.metric_names.service, "order-confirmation");
-        let named = Settings {
-            metrics_namespace: "Shop/Orders".into(),
-            service_name: "shop-confirmations".into(),
-            ..Default::default()
-        };
-        let c = named.validate(Mode::Local).unwrap();
-        assert_eq!(
-            c.metric_names,
-            MetricNames { namespace: "Shop/Orders".into(), service: "shop-confirmations".into() }
-        );
-    }
-
-    #[test]
-    fn each_instance_starts_at_the_account_rate_divided_among_the_senders() {
-        let s = Settings { ses_account_max_send_rate: Some(14.0), ses_senders: Some(7), ..Default::default() };
-        let c = s.validate(Mode::Local).unwrap();
-        assert_eq!(c.ses_max_send_rate, Some(2.0));
-        assert_eq!(c.ses_account_max_send_rate, Some(14.0));
-        let explicit = Settings { ses_max_send_rate: Some(3.0), ..s };
-        assert_eq!(explicit.validate(Mode::Local).unwrap().ses_max_send_rate, Some(3.0));
-    }
-
-    #[test]
-    fn start_up_warns_when_a_full_batch_cannot_be_mailed_within_the_timeout() {
-        let sized = |batch| Settings {
-            ses_account_max_send_rate: Some(14.0),
-            ses_senders: Some(14),
-            expected_batch_size: Some(batch),
-            invocation_timeout_seconds: 60,
-            safety_margin_seconds: 5,
-            ..Default::default()
-        };
-        assert_eq!(sized(50).validate(Mode::Local).unwrap().sizing_warning(), None);
-        let warning = sized(100).validate(Mode::Local).unwrap().sizing_warning().expect("100 mails at 1/s exceed 55 s");
-        assert!(warning.starts_with("EXPECTED_BATCH_SIZE 100 needs 100 s"), "{warning}");
-    }
-}
+mod tests;

@@ -13,6 +13,7 @@
 use crate::backoff::VisibilityBackoff;
 use crate::error::{BackendError, Service, from_sdk};
 use crate::pipeline::Pipeline;
+use crate::service::{self, BatchKind};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
@@ -154,24 +155,13 @@ pub async fn run(
             event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
             // The batch in hand is finished even if a signal arrives meanwhile. The SES events
             // queue's batches go where Lambda sends them: the delivery path.
-            let acknowledged: Vec<bool> = if crate::delivery::is_events_queue(&queue.arn) {
-                let report = crate::delivery::handle(ledger, &event).await;
-                backoff.apply_to_events(&event, &report, Some(&queue.url)).await;
-                crate::metrics::record_delivery_events(&report);
-                crate::metrics::flush(crate::metrics::Sink::Stderr);
-                tracing::info!(queue = %queue.url, summary = %report.summary(), "delivery events done");
-                report.records.iter().map(crate::delivery::EventRecordReport::is_acknowledged).collect()
-            } else {
-                let mut report = pipeline.handle(&event, Instant::now() + options.batch_timeout).await;
-                crate::finish::finish(&event, &mut report, Some(backoff), Some(&queue.url)).await;
-                crate::metrics::flush(crate::metrics::Sink::Stderr);
-                summary.requeued += report
-                    .records
-                    .iter()
-                    .filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Deferred { requeued: true, .. }))
-                    .count() as u64;
-                report.records.iter().map(|r| r.outcome.is_acknowledged()).collect()
-            };
+            let kind = BatchKind::of_queue(&queue.arn);
+            let deadline = Instant::now() + options.batch_timeout;
+            let answer =
+                service::run_batch(pipeline, ledger, kind, &event, deadline, Some(backoff), Some(&queue.url)).await;
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
+            summary.requeued += answer.requeued() as u64;
+            let acknowledged = answer.acknowledged();
             summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
             let entries: Vec<DeleteMessageBatchRequestEntry> = event
                 .records

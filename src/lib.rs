@@ -44,29 +44,45 @@
 //! wiring, the Lambda entry, the command line and log set-up. The binary in `src/bin/` only calls
 //! into them.
 
-pub mod app;
+// Ground types: no I/O, imported by every layer above.
+pub mod defaults;
+pub mod error;
+pub mod order;
+pub mod serde_helpers;
+pub mod status;
+
+// Pure readers: bytes in, typed values out.
+pub mod decode;
+pub mod pylit;
+pub mod render;
+pub mod ses_event;
+
+// The batch vocabulary no flow owns.
+pub mod batch;
+
+// Ports and adapters.
 pub mod aws;
 pub mod backoff;
+pub mod custom_resource;
+pub mod ledger;
+pub mod mailer;
+pub mod metrics;
+pub mod queues;
+pub mod rate;
+
+// Flows.
+pub mod delivery;
+pub mod pipeline;
+pub mod reconcile;
+pub mod stats;
+
+// The service layer.
+pub mod service;
+
+// Edges.
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod consume;
-pub mod custom_resource;
-pub mod decode;
-pub mod delivery;
-pub mod error;
-pub mod finish;
 pub mod lambda;
-pub mod ledger;
 pub mod logging;
-pub mod mailer;
-pub mod metrics;
-pub mod operator;
-pub mod order;
-pub mod pipeline;
-pub mod pylit;
-pub mod queues;
-pub mod rate;
-pub mod reconcile;
-pub mod render;
-pub mod ses_event;
-pub mod stats;

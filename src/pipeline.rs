@@ -16,29 +16,23 @@
 //!   applied.
 //! - **Panics** while decoding, rendering or sending one record fail that record only.
 
+use crate::batch::{BatchReport, FIRST_SENT_ATTRIBUTE, RecordOutcome, RecordReport};
 use crate::decode::{self, Note, Rejection};
 use crate::error::{BackendError, ErrorClass};
-use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, Status, Takeover};
+use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, Takeover};
 use crate::mailer::Mailer;
 use crate::order::{Canonical, Order, Priority};
 use crate::rate::SendGate;
 use crate::render;
 use crate::ses_event::MailTags;
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use futures::{FutureExt, StreamExt};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// The message attribute that carries, across deferrals, when the order first entered a queue
-/// (Unix milliseconds), so time-to-confirm counts from the first arrival.
-pub const FIRST_SENT_ATTRIBUTE: &str = "OrderConfirmationFirstSent";
-/// The message attribute that counts how many times the order was deferred and re-enqueued.
-pub const DEFERRALS_ATTRIBUTE: &str = "OrderConfirmationDeferrals";
 
 /// How often a takeover looks for the previous holder's Send event while it waits.
 const SEND_EVENT_POLL: Duration = Duration::from_millis(500);
@@ -67,7 +61,7 @@ pub struct PipelineSettings {
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        use crate::config::defaults;
+        use crate::defaults;
         Self {
             concurrency: defaults::SEND_CONCURRENCY,
             safety_margin: Duration::from_secs(defaults::SAFETY_MARGIN_SECONDS),
@@ -106,255 +100,6 @@ impl Budget {
             send_cutoff,
             stop_starting_at: before(send_cutoff, send),
         }
-    }
-}
-
-/// How one record ended. Failures are retried by SQS (and reach the DLQ after `maxReceiveCount`).
-/// Each outcome has one name, the same in the batch summary, the logs' `outcome`, `retry`'s
-/// output (the serde tag) and, in CamelCase, the metric that counts it (docs/design.md,
-/// "Vocabulary").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum RecordOutcome {
-    /// `sent`: mailed in this invocation (SES accepted it).
-    Sent { provider_message_id: String },
-    /// `already_sent`: confirmed earlier; acknowledged without mailing (the idempotency).
-    AlreadySent,
-    /// `sent_earlier`: not mailed: SES's Send event shows it accepted an earlier claim's mail of
-    /// this order (a holder that died before recording it), so that mail is recorded as the
-    /// order's: the duplicate a takeover would have sent, prevented.
-    SentEarlier { provider_message_id: String },
-    /// `invalid`: the message breaks the message contract; it never reaches the ledger or SES.
-    Invalid { reason: String },
-    /// `rejected`: SES refused this mail for good; the ledger keeps the order as `rejected`.
-    Rejected { reason: String },
-    /// `conflict`: the `order_id` was seen before with a different payload.
-    Conflict { reason: String },
-    /// `terminal`: the ledger already holds the order as `rejected` or `abandoned`.
-    Terminal { status: Status, reason: String },
-    /// `in_flight`: another invocation holds a live lease on the order for this long yet; the
-    /// record comes back right after it ends.
-    InFlight {
-        #[serde(rename = "lease_remaining_seconds", serialize_with = "as_seconds")]
-        lease_remaining: Duration,
-    },
-    /// `transient_failure`: timeout, 5xx, ledger unreachable, stopped after a fatal error.
-    TransientFailure { reason: String },
-    /// `deferred`: not attempted in this invocation (no send slot, SES at its rate, no time
-    /// left): not a failure. `requeued`: a delayed copy went back to the queue and this delivery
-    /// is acknowledged, so the deferral spends no receive.
-    Deferred {
-        reason: String,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        requeued: bool,
-    },
-}
-
-/// Every outcome's name ([`RecordOutcome::name`]), for checks on what the docs and queries filter on.
-pub const OUTCOME_NAMES: [&str; 10] = [
-    "sent",
-    "already_sent",
-    "sent_earlier",
-    "invalid",
-    "rejected",
-    "conflict",
-    "terminal",
-    "in_flight",
-    "transient_failure",
-    "deferred",
-];
-
-fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-impl RecordOutcome {
-    /// Sent now or earlier.
-    pub fn is_success(&self) -> bool {
-        matches!(self, Self::Sent { .. } | Self::AlreadySent | Self::SentEarlier { .. })
-    }
-
-    /// The delivery is done with: a success, or a deferral whose copy is back in the queue.
-    /// Everything else is listed in `batchItemFailures`.
-    pub fn is_acknowledged(&self) -> bool {
-        self.is_success() || matches!(self, Self::Deferred { requeued: true, .. })
-    }
-
-    /// How a failed record should be retried; `None` for acknowledged ones.
-    pub fn failure_class(&self) -> Option<ErrorClass> {
-        match self {
-            _ if self.is_acknowledged() => None,
-            Self::Invalid { .. } | Self::Rejected { .. } | Self::Conflict { .. } | Self::Terminal { .. } => {
-                Some(ErrorClass::Permanent)
-            }
-            _ => Some(ErrorClass::Transient),
-        }
-    }
-
-    /// The outcome's name: the serde tag, the logs' `outcome`, the summary's word.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Sent { .. } => "sent",
-            Self::AlreadySent => "already_sent",
-            Self::SentEarlier { .. } => "sent_earlier",
-            Self::Invalid { .. } => "invalid",
-            Self::Rejected { .. } => "rejected",
-            Self::Conflict { .. } => "conflict",
-            Self::Terminal { .. } => "terminal",
-            Self::InFlight { .. } => "in_flight",
-            Self::TransientFailure { .. } => "transient_failure",
-            Self::Deferred { .. } => "deferred",
-        }
-    }
-
-    /// The metric that counts this outcome: the name in CamelCase.
-    pub fn metric(&self) -> &'static str {
-        match self {
-            Self::Sent { .. } => "Sent",
-            Self::AlreadySent => "AlreadySent",
-            Self::SentEarlier { .. } => "SentEarlier",
-            Self::Invalid { .. } => "Invalid",
-            Self::Rejected { .. } => "Rejected",
-            Self::Conflict { .. } => "Conflict",
-            Self::Terminal { .. } => "Terminal",
-            Self::InFlight { .. } => "InFlight",
-            Self::TransientFailure { .. } => "TransientFailure",
-            Self::Deferred { .. } => "Deferred",
-        }
-    }
-
-    fn reason(&self) -> Option<&str> {
-        match self {
-            Self::Invalid { reason }
-            | Self::Rejected { reason }
-            | Self::Conflict { reason }
-            | Self::Terminal { reason, .. }
-            | Self::TransientFailure { reason }
-            | Self::Deferred { reason, .. } => Some(reason),
-            _ => None,
-        }
-    }
-}
-
-/// What happened to one record of the batch.
-#[derive(Debug, Clone, Serialize)]
-pub struct RecordReport {
-    pub message_id: Option<String>,
-    pub order_id: Option<String>,
-    pub priority: Option<Priority>,
-    /// `ApproximateReceiveCount` from the record's attributes (1 on first delivery).
-    pub receive_count: u32,
-    #[serde(flatten)]
-    pub outcome: RecordOutcome,
-    /// Decode notes: legacy format, dropped vendor fields or details.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<Note>,
-    /// The order's mail was accepted but the ledger could not record it (at-least-once case).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub unrecorded_send: bool,
-    /// For orders mailed now: seconds from the order first entering a queue to the mail being
-    /// accepted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time_to_confirm_seconds: Option<f64>,
-    /// The order was taken over from an invocation whose lease expired; if this one mails it,
-    /// the customer may get a second confirmation (counted as `possible_duplicate`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub after_expired_lease: bool,
-    /// When the order first entered a queue (Unix ms), if the record says.
-    #[serde(skip)]
-    pub first_sent_ms: Option<i64>,
-}
-
-/// Counts for one priority (or for records whose priority is unknown), by metric name: each
-/// record counts once under `Received` and once under its outcome's metric, plus once per note
-/// and under `UnrecordedSend` / `PossibleDuplicate` when those apply. Every name is one of
-/// [`crate::metrics::COUNTERS`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counters(BTreeMap<&'static str, u64>);
-
-impl Counters {
-    /// The count under `metric`, 0 when nothing counted there.
-    pub fn get(&self, metric: &str) -> u64 {
-        self.0.get(metric).copied().unwrap_or(0)
-    }
-
-    /// The metrics counted at least once, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        self.0.iter().map(|(k, v)| (*k, *v))
-    }
-
-    fn add(&mut self, metric: &'static str) {
-        *self.0.entry(metric).or_default() += 1;
-    }
-}
-
-/// The result of one batch: per-record reports and the Lambda response.
-#[derive(Debug, Clone, Serialize)]
-pub struct BatchReport {
-    pub records: Vec<RecordReport>,
-}
-
-/// The `SqsBatchResponse` for a batch whose failed records have these message ids: each non-empty
-/// id once. A failed record without one cannot be named (an empty identifier fails the whole batch
-/// in Lambda); its caller fails the invocation instead.
-pub fn failures_response<'a>(failed_message_ids: impl IntoIterator<Item = Option<&'a str>>) -> SqsBatchResponse {
-    let mut seen = std::collections::HashSet::new();
-    let mut response = SqsBatchResponse::default();
-    for id in failed_message_ids.into_iter().flatten().filter(|id| !id.is_empty()) {
-        if seen.insert(id) {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id.to_owned();
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
-}
-
-impl BatchReport {
-    /// The `SqsBatchResponse`: every failed record that has a message id, once each.
-    pub fn response(&self) -> SqsBatchResponse {
-        failures_response(self.records.iter().filter(|r| !r.outcome.is_acknowledged()).map(|r| r.message_id.as_deref()))
-    }
-
-    /// Failed records that have no message id: they cannot be named in the response (an empty
-    /// identifier fails the whole batch in Lambda), so the caller must fail the invocation to get
-    /// them retried. The rest of the batch is safe to redeliver: the ledger acknowledges what was
-    /// already sent.
-    pub fn unidentifiable_failures(&self) -> usize {
-        self.records
-            .iter()
-            .filter(|r| !r.outcome.is_acknowledged() && r.message_id.as_deref().is_none_or(str::is_empty))
-            .count()
-    }
-
-    /// Counters per priority; invalid records whose priority could not be read count under `None`.
-    pub fn counters(&self) -> BTreeMap<Option<Priority>, Counters> {
-        let mut map: BTreeMap<Option<Priority>, Counters> = BTreeMap::new();
-        for r in &self.records {
-            let c = map.entry(r.priority).or_default();
-            c.add("Received");
-            c.add(r.outcome.metric());
-            if r.unrecorded_send {
-                c.add("UnrecordedSend");
-            }
-            if r.after_expired_lease && matches!(r.outcome, RecordOutcome::Sent { .. }) {
-                c.add("PossibleDuplicate");
-            }
-            for n in &r.notes {
-                c.add(n.metric());
-            }
-        }
-        map
-    }
-
-    /// One-line human summary in the outcomes' names, e.g. `5 records: 1 already_sent, 2 invalid, 2 sent`.
-    pub fn summary(&self) -> String {
-        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in &self.records {
-            *counts.entry(r.outcome.name()).or_default() += 1;
-        }
-        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-        format!("{} records: {}", self.records.len(), parts.join(", "))
     }
 }
 
@@ -843,7 +588,7 @@ fn blank_report(record: &SqsMessage) -> RecordReport {
         message_id: record.message_id.clone(),
         order_id: None,
         priority: None,
-        receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1),
+        receive_count: crate::batch::receive_count(record),
         outcome: RecordOutcome::TransientFailure { reason: "not processed".to_owned() },
         notes: Vec::new(),
         unrecorded_send: false,

@@ -588,7 +588,7 @@ fn every_outcome_the_docs_and_queries_filter_on_is_an_outcome_the_service_logs()
     )]) {
         for word in filtered_outcomes(&text) {
             seen += 1;
-            if !order_confirmation::pipeline::OUTCOME_NAMES.contains(&word.as_str()) {
+            if !order_confirmation::batch::OUTCOME_NAMES.contains(&word.as_str()) {
                 unknown.push(format!("{path}: {word}"));
             }
         }
@@ -710,7 +710,7 @@ fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<Strin
             Ok(text) => {
                 let payload: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let fits = if *function == "OperatorFunction" {
-                    order_confirmation::operator::Request::parse(&payload).is_ok()
+                    order_confirmation::service::operator::Request::parse(&payload).is_ok()
                 } else {
                     payload.get("Records").is_some() || payload["detail-type"] == "Scheduled Event"
                 };

@@ -16,10 +16,10 @@
 //! Parsing is pure ([`Request::parse`]); a request that does not parse is refused with the rule
 //! it broke, never with the rejected value.
 
-use crate::config::Config;
-use crate::ledger::park_note;
+use crate::ledger::{LedgerOps, park_note};
 use crate::order::OrderId;
 use crate::pipeline::Pipeline;
+use crate::reconcile::ReconcileSettings;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -104,10 +104,22 @@ impl Request {
 pub struct Operator<'a> {
     pub pipeline: &'a Pipeline,
     /// The ledger the pipeline runs on, for its operations.
-    pub ledger: &'a dyn crate::ledger::LedgerOps,
-    pub config: &'a Config,
+    pub ledger: &'a dyn LedgerOps,
+    pub settings: &'a OperatorSettings,
     /// Present when queue URLs are configured: queue and DLQ depths in `stats`.
     pub sqs: Option<&'a aws_sdk_sqs::Client>,
+}
+
+/// What the operator's answers need from the configuration (built by `config`).
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    pub reconcile: ReconcileSettings,
+    /// The order queues and the SES events queue, for `stats`' queue depths.
+    pub queue_urls: Vec<String>,
+    /// The git commit this binary was built from, in `migrate`'s answer.
+    pub commit: &'static str,
+    /// The whole validated configuration as `config` prints it (secrets masked).
+    pub printed: Value,
 }
 
 impl Operator<'_> {
@@ -115,18 +127,11 @@ impl Operator<'_> {
     /// error (`aws lambda invoke` shows it with `FunctionError`).
     pub async fn answer(&self, request: &Request, deadline: Instant) -> Result<Value, String> {
         let ledger = self.ledger;
+        let settings = self.settings;
         match request {
             Request::Stats => {
-                let stats = crate::cli::Statistics::new(
-                    ledger.stats().await.map_err(|e| format!("reading statistics: {e}"))?,
-                    ledger.delivery_stats().await.map_err(|e| format!("reading delivery statistics: {e}"))?,
-                    match self.sqs {
-                        Some(client) => crate::queues::depths(client, &self.config.queue_urls)
-                            .await
-                            .map_err(|e| format!("reading queue depths: {e:#}"))?,
-                        None => Vec::new(),
-                    },
-                );
+                let stats =
+                    crate::stats::gather(ledger, self.sqs, &settings.queue_urls).await.map_err(|e| e.to_string())?;
                 serde_json::to_value(stats).map_err(|e| e.to_string())
             }
             Request::Status { order_id } => {
@@ -137,21 +142,22 @@ impl Operator<'_> {
                                    "hint": crate::stats::not_in_ledger(order_id)}),
                 })
             }
-            Request::Config => serde_json::to_value(self.config).map_err(|e| e.to_string()),
+            Request::Config => Ok(settings.printed.clone()),
             Request::Reconcile => {
-                let report = crate::reconcile::reconcile(self.pipeline, self.ledger, &self.config.reconcile, deadline)
+                let report = super::reconcile(self.pipeline, ledger, &settings.reconcile, deadline)
                     .await
                     .map_err(|e| format!("reconcile failed: {e}"))?;
                 serde_json::to_value(report).map_err(|e| e.to_string())
             }
             Request::Retry { order_id } => {
-                let Some(order) = ledger.release(order_id).await.map_err(|e| format!("releasing the order: {e}"))?
+                let Some(report) = super::retry(self.pipeline, ledger, order_id, deadline)
+                    .await
+                    .map_err(|e| format!("releasing the order: {e}"))?
                 else {
                     return Err(format!(
                         "order {order_id} is not abandoned or rejected; {{\"operator\": \"status\"}} shows its state"
                     ));
                 };
-                let report = crate::reconcile::resend(self.pipeline, &[order], deadline).await;
                 let outcome = report.records.first().map(|r| &r.outcome);
                 Ok(json!({"order_id": order_id.as_str(), "released": true, "outcome": outcome,
                           "sent": outcome.is_some_and(|o| o.is_success())}))
@@ -165,7 +171,7 @@ impl Operator<'_> {
             },
             Request::Migrate => {
                 ledger.migrate().await.map_err(|e| format!("migrate failed: {e}"))?;
-                Ok(json!({"migrated": true, "commit": self.config.commit}))
+                Ok(json!({"migrated": true, "commit": settings.commit}))
             }
         }
     }
