@@ -163,39 +163,48 @@ pub async fn run(
             summary.requeued += answer.requeued() as u64;
             let acknowledged = answer.acknowledged();
             summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
-            let entries: Vec<DeleteMessageBatchRequestEntry> = event
-                .records
-                .iter()
-                .zip(&acknowledged)
-                .enumerate()
-                .filter(|(_, (_, acknowledged))| **acknowledged)
-                .filter_map(|(i, (m, _))| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(format!("d{i}"))
-                        .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                        .build()
-                        .ok()
-                })
-                .collect();
             summary.batches += 1;
             summary.received += event.records.len() as u64;
-            if !entries.is_empty() {
-                match client.delete_message_batch().queue_url(&queue.url).set_entries(Some(entries)).send().await {
-                    Ok(out) => {
-                        summary.deleted += out.successful.len() as u64;
-                        for f in out.failed {
-                            tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as already_sent");
-                        }
-                    }
-                    Err(e) => {
-                        let e = from_sdk(Service::Sqs, "DeleteMessageBatch", &e);
-                        tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as already_sent");
-                    }
-                }
-            }
+            summary.deleted += delete_acknowledged(client, &queue.url, &event, &acknowledged).await;
             // Back to the top: the high-priority queue is checked again before any other.
             continue 'poll;
         }
     }
     Ok(summary)
+}
+
+/// Deletes the acknowledged records of a batch (`acknowledged[i]` for `event.records[i]`);
+/// returns how many SQS deleted. A refused or failed delete only costs a redelivery, which the
+/// ledger acknowledges as already sent.
+async fn delete_acknowledged(client: &Client, queue_url: &str, event: &SqsEvent, acknowledged: &[bool]) -> u64 {
+    let entries: Vec<DeleteMessageBatchRequestEntry> = event
+        .records
+        .iter()
+        .zip(acknowledged)
+        .enumerate()
+        .filter(|(_, (_, acknowledged))| **acknowledged)
+        .filter_map(|(i, (m, _))| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(format!("d{i}"))
+                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return 0;
+    }
+    match client.delete_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await {
+        Ok(out) => {
+            for f in out.failed {
+                tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as already_sent");
+            }
+            out.successful.len() as u64
+        }
+        Err(e) => {
+            let e = from_sdk(Service::Sqs, "DeleteMessageBatch", &e);
+            tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as already_sent");
+            0
+        }
+    }
 }

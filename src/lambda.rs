@@ -133,7 +133,7 @@ struct Function {
 /// Unix milliseconds; `cargo lambda watch` sends the timeout itself (e.g. `600000`). A value that
 /// would lie decades in the past can only be such a duration, so it is read as one.
 fn deadline(ctx: &lambda_runtime::Context) -> Instant {
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let now_ms = i128::from(crate::clock::unix_ms_now());
     let deadline = i128::from(ctx.deadline);
     const YEAR_2001_MS: i128 = 978_307_200_000;
     let remaining = if deadline < YEAR_2001_MS { deadline } else { deadline - now_ms };

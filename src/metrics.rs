@@ -198,8 +198,8 @@ pub fn cold_start_document(names: &MetricNames, function_name: &str, timestamp_m
 
 /// Writes the `ColdStart` metric to `sink`, for the function named `function_name`.
 pub fn cold_start(function_name: &str, sink: Sink) {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let line = cold_start_document(names(), function_name, u64::try_from(now_ms).unwrap_or(u64::MAX));
+    let now_ms = u64::try_from(crate::clock::unix_ms_now()).unwrap_or(0);
+    let line = cold_start_document(names(), function_name, now_ms);
     use std::io::Write;
     let result = match sink {
         Sink::Stdout => writeln!(std::io::stdout().lock(), "{line}"),

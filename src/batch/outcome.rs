@@ -47,19 +47,32 @@ pub enum RecordOutcome {
     },
 }
 
-/// Every outcome's name ([`RecordOutcome::name`]), for checks on what the docs and queries filter on.
-pub const OUTCOME_NAMES: [&str; 10] = [
-    "sent",
-    "already_sent",
-    "sent_earlier",
-    "invalid",
-    "rejected",
-    "conflict",
-    "terminal",
-    "in_flight",
-    "transient_failure",
-    "deferred",
+/// Every outcome's name and the metric that counts it (the name in CamelCase), in the order of
+/// [`RecordOutcome`]'s variants: the one table [`RecordOutcome::name`] and
+/// [`RecordOutcome::metric`] read (serde's tag is the same name; a unit test checks it).
+const OUTCOMES: [(&str, &str); 10] = [
+    ("sent", "Sent"),
+    ("already_sent", "AlreadySent"),
+    ("sent_earlier", "SentEarlier"),
+    ("invalid", "Invalid"),
+    ("rejected", "Rejected"),
+    ("conflict", "Conflict"),
+    ("terminal", "Terminal"),
+    ("in_flight", "InFlight"),
+    ("transient_failure", "TransientFailure"),
+    ("deferred", "Deferred"),
 ];
+
+/// Every outcome's name ([`RecordOutcome::name`]), for checks on what the docs and queries filter on.
+pub const OUTCOME_NAMES: [&str; 10] = {
+    let mut names = [""; 10];
+    let mut i = 0;
+    while i < OUTCOMES.len() {
+        names[i] = OUTCOMES[i].0;
+        i += 1;
+    }
+    names
+};
 
 impl RecordOutcome {
     /// Sent now or earlier.
@@ -84,36 +97,30 @@ impl RecordOutcome {
         }
     }
 
+    /// The variant's place in [`OUTCOMES`].
+    fn index(&self) -> usize {
+        match self {
+            Self::Sent { .. } => 0,
+            Self::AlreadySent => 1,
+            Self::SentEarlier { .. } => 2,
+            Self::Invalid { .. } => 3,
+            Self::Rejected { .. } => 4,
+            Self::Conflict { .. } => 5,
+            Self::Terminal { .. } => 6,
+            Self::InFlight { .. } => 7,
+            Self::TransientFailure { .. } => 8,
+            Self::Deferred { .. } => 9,
+        }
+    }
+
     /// The outcome's name: the serde tag, the logs' `outcome`, the summary's word.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Sent { .. } => "sent",
-            Self::AlreadySent => "already_sent",
-            Self::SentEarlier { .. } => "sent_earlier",
-            Self::Invalid { .. } => "invalid",
-            Self::Rejected { .. } => "rejected",
-            Self::Conflict { .. } => "conflict",
-            Self::Terminal { .. } => "terminal",
-            Self::InFlight { .. } => "in_flight",
-            Self::TransientFailure { .. } => "transient_failure",
-            Self::Deferred { .. } => "deferred",
-        }
+        OUTCOMES[self.index()].0
     }
 
     /// The metric that counts this outcome: the name in CamelCase.
     pub fn metric(&self) -> &'static str {
-        match self {
-            Self::Sent { .. } => "Sent",
-            Self::AlreadySent => "AlreadySent",
-            Self::SentEarlier { .. } => "SentEarlier",
-            Self::Invalid { .. } => "Invalid",
-            Self::Rejected { .. } => "Rejected",
-            Self::Conflict { .. } => "Conflict",
-            Self::Terminal { .. } => "Terminal",
-            Self::InFlight { .. } => "InFlight",
-            Self::TransientFailure { .. } => "TransientFailure",
-            Self::Deferred { .. } => "Deferred",
-        }
+        OUTCOMES[self.index()].1
     }
 
     /// Why the record was not sent, for failures and deferrals.

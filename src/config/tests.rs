@@ -1,3 +1,4 @@
+use super::settings::{EnvOnly, unparsable};
 use super::*;
 
 #[test]

@@ -35,8 +35,61 @@ pub enum Request {
     Migrate,
 }
 
-/// Every verb, in the order the help text lists them.
-pub const VERBS: &[&str] = &["stats", "status", "config", "reconcile", "retry", "park", "migrate"];
+/// An operator request's verb: its name and the fields it takes are written only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Stats,
+    Status,
+    Config,
+    Reconcile,
+    Retry,
+    Park,
+    Migrate,
+}
+
+impl Verb {
+    /// Every verb, in the order the help text lists them.
+    pub const ALL: [Verb; 7] =
+        [Verb::Stats, Verb::Status, Verb::Config, Verb::Reconcile, Verb::Retry, Verb::Park, Verb::Migrate];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stats => "stats",
+            Self::Status => "status",
+            Self::Config => "config",
+            Self::Reconcile => "reconcile",
+            Self::Retry => "retry",
+            Self::Park => "park",
+            Self::Migrate => "migrate",
+        }
+    }
+
+    /// The fields a request with this verb may carry.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Stats | Self::Config | Self::Reconcile | Self::Migrate => &["operator"],
+            Self::Status | Self::Retry => &["operator", "order_id"],
+            Self::Park => &["operator", "order_id", "note"],
+        }
+    }
+
+    /// Whether a request with this verb changes state (logged at WARN with the verb, so the log
+    /// group shows who changed what when; read-only requests log at INFO).
+    pub fn changes_state(self) -> bool {
+        !matches!(self, Self::Stats | Self::Status | Self::Config)
+    }
+}
+
+/// Every verb's name, in the order the help text lists them.
+pub const VERBS: [&str; 7] = {
+    let mut names = [""; 7];
+    let mut i = 0;
+    while i < Verb::ALL.len() {
+        names[i] = Verb::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// Is this payload meant as an operator request (whether or not it is a valid one)?
 pub fn is_operator_request(payload: &Value) -> bool {
@@ -49,30 +102,32 @@ impl Request {
         let Some(object) = payload.as_object() else {
             return Err("an operator request is a JSON object such as {\"operator\": \"stats\"}".into());
         };
-        let verb = object.get("operator").and_then(Value::as_str).unwrap_or_default();
-        let allowed: &[&str] = match verb {
-            "stats" | "config" | "reconcile" | "migrate" => &["operator"],
-            "status" | "retry" => &["operator", "order_id"],
-            "park" => &["operator", "order_id", "note"],
-            _ => return Err(format!("operator: must be one of {}", VERBS.join(", "))),
+        let name = object.get("operator").and_then(Value::as_str).unwrap_or_default();
+        let Some(verb) = Verb::ALL.into_iter().find(|v| v.as_str() == name) else {
+            return Err(format!("operator: must be one of {}", VERBS.join(", ")));
         };
+        let allowed = verb.fields();
         if let Some(extra) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
             let known = extra.chars().all(|c| c.is_ascii_lowercase() || c == '_') && extra.len() <= 32;
             let name = if known { format!("field {extra}") } else { "a field".to_owned() };
-            return Err(format!("{name} is not part of the {verb} request (it takes: {})", allowed.join(", ")));
+            return Err(format!(
+                "{name} is not part of the {} request (it takes: {})",
+                verb.as_str(),
+                allowed.join(", ")
+            ));
         }
         let order_id = || -> Result<OrderId, String> {
             let raw = object.get("order_id").and_then(Value::as_str).ok_or("order_id: is missing or not a string")?;
             OrderId::parse(raw).map_err(|e| e.to_string())
         };
         Ok(match verb {
-            "stats" => Self::Stats,
-            "config" => Self::Config,
-            "reconcile" => Self::Reconcile,
-            "migrate" => Self::Migrate,
-            "status" => Self::Status { order_id: order_id()? },
-            "retry" => Self::Retry { order_id: order_id()? },
-            _ => {
+            Verb::Stats => Self::Stats,
+            Verb::Config => Self::Config,
+            Verb::Reconcile => Self::Reconcile,
+            Verb::Migrate => Self::Migrate,
+            Verb::Status => Self::Status { order_id: order_id()? },
+            Verb::Retry => Self::Retry { order_id: order_id()? },
+            Verb::Park => {
                 let order_id = order_id()?;
                 let note = object.get("note").and_then(Value::as_str).ok_or("note: is missing or not a string")?;
                 let note = park_note(note).map_err(|rule| format!("note: {rule}"))?.to_owned();
@@ -81,22 +136,27 @@ impl Request {
         })
     }
 
-    /// Whether the request changes state (logged at WARN with the verb, so the log group shows who
-    /// changed what when; read-only requests log at INFO).
-    pub fn changes_state(&self) -> bool {
-        !matches!(self, Self::Stats | Self::Status { .. } | Self::Config)
+    /// The request's verb.
+    pub fn kind(&self) -> Verb {
+        match self {
+            Self::Stats => Verb::Stats,
+            Self::Status { .. } => Verb::Status,
+            Self::Config => Verb::Config,
+            Self::Reconcile => Verb::Reconcile,
+            Self::Retry { .. } => Verb::Retry,
+            Self::Park { .. } => Verb::Park,
+            Self::Migrate => Verb::Migrate,
+        }
     }
 
+    /// Whether the request changes state ([`Verb::changes_state`]).
+    pub fn changes_state(&self) -> bool {
+        self.kind().changes_state()
+    }
+
+    /// The verb's name, for the logs.
     pub fn verb(&self) -> &'static str {
-        match self {
-            Self::Stats => "stats",
-            Self::Status { .. } => "status",
-            Self::Config => "config",
-            Self::Reconcile => "reconcile",
-            Self::Retry { .. } => "retry",
-            Self::Park { .. } => "park",
-            Self::Migrate => "migrate",
-        }
+        self.kind().as_str()
     }
 }
 

@@ -1,5 +1,5 @@
-use super::*;
 use super::parse::is_dsn_status;
+use super::*;
 use serde_json::json;
 
 fn envelope(event_type: EventType, object: Value) -> String {
