@@ -48,6 +48,9 @@ pub struct BackoffSettings {
     /// Delay for a deferred record (before jitter).
     #[serde(rename = "deferred_seconds", with = "crate::config::secs")]
     pub deferred: Duration,
+    /// The source queues' redrive `maxReceiveCount`: a record failed on this receive goes to the
+    /// DLQ ([`failed_on_last_receive`]).
+    pub max_receive_count: u32,
 }
 
 impl Default for BackoffSettings {
@@ -57,6 +60,7 @@ impl Default for BackoffSettings {
             base: Duration::from_secs(defaults::BACKOFF_BASE_SECONDS),
             cap: Duration::from_secs(defaults::BACKOFF_CAP_SECONDS),
             deferred: Duration::from_secs(defaults::DEFERRED_DELAY_SECONDS),
+            max_receive_count: defaults::MAX_RECEIVE_COUNT,
         }
     }
 }
@@ -110,6 +114,23 @@ pub fn queue_url_from_arn(arn: &str) -> Option<String> {
 /// The queue a record came from: `queue_url` when the caller knows it, else its event source ARN.
 fn url_of(record: &SqsMessage, queue_url: Option<&str>) -> Option<String> {
     queue_url.map(str::to_owned).or_else(|| record.event_source_arn.as_deref().and_then(queue_url_from_arn))
+}
+
+/// The failed records that were on their last allowed receive (`ApproximateReceiveCount` at least
+/// `max_receive_count`), per source queue name: SQS moves each to its DLQ instead of delivering it
+/// again. The DLQ alarms read this count (`FailedOnLastReceive`) rather than the DLQ's depth alone,
+/// which an idle DLQ stops reporting (its wake-up would read as arrivals).
+pub fn failed_on_last_receive<'a>(
+    failed: impl IntoIterator<Item = (&'a SqsMessage, u32)>,
+    max_receive_count: u32,
+    queue_url: Option<&str>,
+) -> BTreeMap<String, u64> {
+    let mut per_queue = BTreeMap::new();
+    for (record, _) in failed.into_iter().filter(|(_, n)| *n >= max_receive_count) {
+        let queue = url_of(record, queue_url).and_then(|u| u.rsplit('/').next().map(str::to_owned));
+        *per_queue.entry(queue.unwrap_or_else(|| "unknown".to_owned())).or_default() += 1;
+    }
+    per_queue
 }
 
 /// SQS allows 10 message attributes per message; the copy adds two.
@@ -310,6 +331,9 @@ impl VisibilityBackoff {
         failed: Vec<(usize, &SqsMessage, RecordOutcome, u32)>,
         queue_url: Option<&str>,
     ) -> usize {
+        let last =
+            failed_on_last_receive(failed.iter().map(|f| (f.1, f.3)), self.settings.max_receive_count, queue_url);
+        crate::metrics::record_failed_on_last_receive(&last);
         let mut by_queue: BTreeMap<String, Vec<ChangeMessageVisibilityBatchRequestEntry>> = BTreeMap::new();
         for (i, record, outcome, receive_count) in failed {
             let Some(handle) = record.receipt_handle.as_deref() else { continue };
@@ -380,11 +404,35 @@ mod tests {
     }
 
     #[test]
+    fn only_records_failed_on_their_last_allowed_receive_are_counted_per_source_queue() {
+        let from = |arn: &str| {
+            let mut m = SqsMessage::default();
+            m.event_source_arn = Some(arn.to_owned());
+            m
+        };
+        let high = from("arn:aws:sqs:eu-west-1:123456789012:shop-high");
+        let events = from("arn:aws:sqs:eu-west-1:123456789012:shop-ses-events");
+        let failed = [(&high, 4), (&high, 5), (&high, 6), (&events, 5), (&events, 1)];
+        assert_eq!(
+            failed_on_last_receive(failed, 5, None),
+            BTreeMap::from([("shop-high".to_owned(), 2), ("shop-ses-events".to_owned(), 1)])
+        );
+        assert!(failed_on_last_receive([(&high, 4)], 5, None).is_empty(), "a receive left: not on its way to the DLQ");
+        // `consume` names its queue by URL.
+        let url = "http://127.0.0.1:5000/123456789012/q-normal";
+        assert_eq!(
+            failed_on_last_receive([(&SqsMessage::default(), 3)], 3, Some(url)),
+            BTreeMap::from([("q-normal".to_owned(), 1)])
+        );
+    }
+
+    #[test]
     fn transient_delays_grow_with_the_receive_count_and_are_capped() {
         let s = BackoffSettings {
             base: Duration::from_secs(2),
             cap: Duration::from_secs(60),
             deferred: Duration::from_secs(1),
+            ..BackoffSettings::default()
         };
         let lows: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.0).as_secs()).collect();
         let highs: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.999).as_secs()).collect();

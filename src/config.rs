@@ -51,6 +51,8 @@ pub mod defaults {
     pub const BACKOFF_BASE_SECONDS: u64 = 30;
     pub const BACKOFF_CAP_SECONDS: u64 = 900;
     pub const DEFERRED_DELAY_SECONDS: u64 = 5;
+    /// SQS's `maxReceiveCount` on the template's source queues.
+    pub const MAX_RECEIVE_COUNT: u32 = 5;
     pub const RECONCILE_FAILED_AFTER_SECONDS: u64 = 600;
     pub const RECONCILE_MAX_ATTEMPTS: i64 = 10;
     pub const UNCONFIRMED_GRACE_SECONDS: u64 = 300;
@@ -160,6 +162,10 @@ pub struct Settings {
     /// First retry delay of a deferred message (no send slot or no time left), doubled per receive
     #[arg(long, env = "DEFERRED_DELAY_SECONDS", global = true, default_value_t = defaults::DEFERRED_DELAY_SECONDS)]
     pub deferred_delay_seconds: u64,
+    /// The source queues' redrive maxReceiveCount: a record failed on this receive goes to the DLQ
+    /// and is counted as FailedOnLastReceive (the DLQ alarms read it)
+    #[arg(long, env = "MAX_RECEIVE_COUNT", global = true, default_value_t = defaults::MAX_RECEIVE_COUNT)]
+    pub max_receive_count: u32,
     /// Reconciliation retries a `failed` order once it has not changed for this long
     #[arg(long, env = "RECONCILE_FAILED_AFTER_SECONDS", global = true, default_value_t = defaults::RECONCILE_FAILED_AFTER_SECONDS)]
     pub reconcile_failed_after_seconds: u64,
@@ -216,6 +222,7 @@ impl Default for Settings {
             backoff_base_seconds: defaults::BACKOFF_BASE_SECONDS,
             backoff_cap_seconds: defaults::BACKOFF_CAP_SECONDS,
             deferred_delay_seconds: defaults::DEFERRED_DELAY_SECONDS,
+            max_receive_count: defaults::MAX_RECEIVE_COUNT,
             reconcile_failed_after_seconds: defaults::RECONCILE_FAILED_AFTER_SECONDS,
             reconcile_max_attempts: defaults::RECONCILE_MAX_ATTEMPTS,
             unconfirmed_grace_seconds: defaults::UNCONFIRMED_GRACE_SECONDS,
@@ -574,7 +581,11 @@ impl Settings {
             base: Duration::from_secs(self.backoff_base_seconds),
             cap: Duration::from_secs(self.backoff_cap_seconds),
             deferred: Duration::from_secs(self.deferred_delay_seconds),
+            max_receive_count: self.max_receive_count,
         };
+        if !(1..=1000).contains(&backoff.max_receive_count) {
+            return Err(err("MAX_RECEIVE_COUNT", "must be between 1 and 1000 (the SQS maxReceiveCount range)"));
+        }
         if backoff.base.is_zero() || backoff.base > backoff.cap {
             return Err(err("BACKOFF_BASE_SECONDS", "must be at least 1 and at most BACKOFF_CAP_SECONDS"));
         }
@@ -722,6 +733,8 @@ mod tests {
             (Settings { backoff_base_seconds: 0, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
             (Settings { backoff_cap_seconds: 50_000, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
             (Settings { reconcile_max_attempts: 0, ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+            (Settings { max_receive_count: 0, ..Default::default() }, "MAX_RECEIVE_COUNT"),
+            (Settings { max_receive_count: 1001, ..Default::default() }, "MAX_RECEIVE_COUNT"),
             (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
             (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
             (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),

@@ -54,6 +54,9 @@ pub const COUNTERS: &[&str] = &[
     "ReconcileResent",
     "ReconcileAbandoned",
     "LedgerFailure",
+    // A record failed on its last allowed receive, on its way to the DLQ: dimension `queue` (the
+    // source queue's name) instead of `priority` (crate::backoff::failed_on_last_receive).
+    "FailedOnLastReceive",
     // SES's events about sent mail (crate::delivery::metric_name): per priority.
     "SendEvent",
     "Delivered",
@@ -140,6 +143,17 @@ pub fn record_delivery_events(report: &crate::delivery::EventBatchReport) {
             Some(p) => metrics::counter!(name, "priority" => p.as_str()).increment(n),
             None => metrics::counter!(name).increment(n),
         }
+    }
+}
+
+/// Records failed on their last allowed receive, per source queue (dimension `queue`): each is on
+/// its way to that queue's DLQ. Flushed with the batch.
+pub fn record_failed_on_last_receive(per_queue: &std::collections::BTreeMap<String, u64>) {
+    if per_queue.is_empty() || collector().is_none() {
+        return;
+    }
+    for (queue, n) in per_queue {
+        metrics::counter!("FailedOnLastReceive", "queue" => queue.clone()).increment(*n);
     }
 }
 
