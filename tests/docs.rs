@@ -815,11 +815,12 @@ fn test_crate_check_fails_on_an_undeclared_file() {
 const AWS_STAND_IN: &str = r##"#!/usr/bin/env bash
 # Stand-in for the AWS CLI (tests/docs.rs): records the call, answers canned values.
 printf 'aws %s\n' "$*" >> "$STAND_IN_LOG"
-profile=; query=; words=()
+profile=; query=; url=; words=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile=$2; shift 2 ;;
     --query) query=$2; words+=("$1" "$2"); shift 2 ;;
+    --queue-url) url=$2; words+=("$1" "$2"); shift 2 ;;
     *) words+=("$1"); shift ;;
   esac
 done
@@ -828,6 +829,8 @@ case "${words[0]} ${words[1]}" in
   "lambda invoke")
     printf '{"answer":"from the operator function","as":"%s"}' "${profile:-default}" > "$last"
     echo '{"StatusCode": 200, "ExecutedVersion": "$LATEST"}' ;;
+  "sqs get-queue-attributes")
+    echo "arn-of:$url" ;;
   "cloudformation describe-stacks")
     key=$(printf '%s' "$query" | sed -n "s/.*Key=='\([A-Za-z]*\)'.*/\1/p")
     if [ -n "$key" ]; then echo "stand-in-$key"; else echo '[]'; fi ;;
@@ -1068,4 +1071,66 @@ fn guide_check_fails_on_a_missing_grant_a_late_quota_check_or_a_lost_value() {
     ] {
         assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
     }
+}
+
+/// What is wrong with the runbook's redrives, each block that starts a move task run after the
+/// setup block: every DLQ the stack has is moved somewhere, and always to a named destination, its
+/// own source queue (the SES events DLQ also holds events EventBridge put there itself, which a
+/// move task without a destination cannot return anywhere).
+fn redrive_problems(runbook: &str) -> Vec<String> {
+    let setup = runbook_setup(runbook);
+    let mut bad = Vec::new();
+    let mut moved = BTreeSet::new();
+    for (_, block) in
+        code_blocks(runbook).into_iter().filter(|(l, b)| l == "sh" && b.contains("start-message-move-task"))
+    {
+        let r = run_documented_shell(&format!("{setup}\n{block}\n"));
+        if !r.ok {
+            bad.push(format!("a redrive block fails: {}", r.stderr));
+        }
+        for call in r.calls.iter().filter(|c| c.contains("sqs start-message-move-task")) {
+            let after =
+                |flag: &str| call.split(flag).nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
+            let source = after("--source-arn ").unwrap_or_default();
+            let Some(dlq) = source.strip_prefix("arn-of:stand-in-").and_then(|s| s.strip_suffix("DeadLetterQueueUrl"))
+            else {
+                bad.push(format!("the move task's source is not a DLQ of the stack: {call}"));
+                continue;
+            };
+            moved.insert(dlq.to_owned());
+            let expected = format!("arn-of:stand-in-{dlq}QueueUrl");
+            if after("--destination-arn ").as_deref() != Some(expected.as_str()) {
+                bad.push(format!("{dlq}'s DLQ is moved without naming its source queue as the destination: {call}"));
+            }
+        }
+    }
+    for dlq in ["HighPriority", "NormalPriority", "SesEvents"] {
+        if !moved.contains(dlq) {
+            bad.push(format!("no redrive of {dlq}'s DLQ"));
+        }
+    }
+    bad
+}
+
+#[test]
+fn every_runbook_redrive_names_its_destination_and_runs() {
+    let problems = redrive_problems(&read("docs/runbook.md"));
+    assert!(problems.is_empty(), "docs/runbook.md's redrives:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn redrive_check_fails_on_a_move_task_without_destination() {
+    let runbook = read("docs/runbook.md");
+    let target = "aws sqs start-message-move-task --source-arn \"$(arn_of \"$EVENTS_DLQ_URL\")\" \\\n  --destination-arn \"$(arn_of \"$(out SesEventsQueueUrl)\")\" --max-number-of-messages-per-second 10\n";
+    assert_eq!(runbook.matches(target).count(), 1, "the mutation target is gone from docs/runbook.md");
+    let broken =
+        runbook.replace(target, "aws sqs start-message-move-task --source-arn \"$(arn_of \"$EVENTS_DLQ_URL\")\"\n");
+    assert_eq!(
+        redrive_problems(&broken),
+        vec![
+            "SesEvents's DLQ is moved without naming its source queue as the destination: aws sqs start-message-move-task --source-arn arn-of:stand-in-SesEventsDeadLetterQueueUrl"
+        ]
+    );
+    let without = runbook.replace(target, "");
+    assert_eq!(redrive_problems(&without), vec!["no redrive of SesEvents's DLQ"]);
 }
