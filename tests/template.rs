@@ -1259,7 +1259,7 @@ fn optional_value(v: &Value) -> Option<(&str, &Value)> {
         .flatten()
 }
 
-/// Items 1, 2, 4 (with operations_violations), 5 (idem), 8, 10, 12, 13, 14 and 15 of issue 21,
+/// Items 1, 2, 4 (with operations_violations), 5 (idem), 7, 8, 10, 12, 13, 14 and 15 of issue 21,
 /// on the translated template.
 fn first_deploy_violations(cfn: &Value) -> Vec<String> {
     let mut bad = Vec::new();
@@ -1439,6 +1439,44 @@ fn first_deploy_violations(cfn: &Value) -> Vec<String> {
             }
         }
     }
+    // 7. UnconfirmedOrders: a missing report pages only once the schedule fired (or the function
+    // ran), so a stack that was just created is not in ALARM, and a reconcile that stopped
+    // reporting still pages.
+    let schedule = of_type(cfn, "AWS::Events::Rule")
+        .into_iter()
+        .find(|(_, r)| r["Properties"].get("ScheduleExpression").is_some())
+        .map(|(id, _)| id);
+    for (aid, a) in alarms.iter().filter(|(_, a)| alarm_metrics(a).iter().any(|(_, m, _)| m == "UnconfirmedOrders")) {
+        let p = &a["Properties"];
+        let metrics: Vec<&Value> = p["Metrics"].as_array().into_iter().flatten().collect();
+        let id_of = |ns: &str, name: &str| {
+            metrics
+                .iter()
+                .find(|m| {
+                    m["MetricStat"]["Metric"]["Namespace"] == ns && m["MetricStat"]["Metric"]["MetricName"] == name
+                })
+                .and_then(|m| m["Id"].as_str())
+        };
+        let ticks = metrics.iter().find(|m| {
+            let metric = &m["MetricStat"]["Metric"];
+            metric["Namespace"] == "AWS/Events"
+                && schedule.is_some_and(|s| target(&metric["Dimensions"][0]["Value"]) == Some(s))
+        });
+        let returned =
+            metrics.iter().find(|m| m["ReturnData"] == true).and_then(|m| m["Expression"].as_str()).unwrap_or("");
+        let compact: String = returned.chars().filter(|c| !c.is_whitespace()).collect();
+        let missing_breaches =
+            id_of("OrderConfirmation", "UnconfirmedOrders").is_some_and(|u| compact.contains(&format!("FILL({u},1)")));
+        let gated =
+            ticks.and_then(|m| m["Id"].as_str()).is_some_and(|id| compact.starts_with("IF(") && compact.contains(id));
+        if p["TreatMissingData"] == "breaching" || !missing_breaches || !gated {
+            bad.push(format!(
+                "{aid}: a missing reconcile report must page only once the schedule fired (IF on its rule's invocations, FILL(unconfirmed, 1), TreatMissingData not breaching), got {returned:?} with {}",
+                p["TreatMissingData"]
+            ));
+        }
+    }
+
     // 12. Gradual deployment of the consumer: the mappings and the schedule invoke an alias that
     // CodeDeploy shifts step by step (not all at once) and rolls back on the function's own
     // alarms (errors, unrecorded sends, ledger failures), with an explicit role.
@@ -1557,6 +1595,11 @@ fn first_deploy_check_fails_on_a_broken_copy() {
             "            Resource: [!GetAtt SesEventsQueue.Arn, !GetAtt SesEventsDeadLetterQueue.Arn]\n            Condition:\n              Bool:\n                aws:SecureTransport: \"false\"\n",
             "            Resource: [!GetAtt SesEventsQueue.Arn, !GetAtt SesEventsDeadLetterQueue.Arn]\n            Condition:\n              Bool:\n                aws:SecureTransport: \"true\"\n",
         ),
+        // 7: the unconfirmed-orders alarm back to missing data breaching from the first minute.
+        (
+            "          Expression: IF(FILL(ticks, 0) + FILL(invocations, 0) > 0, FILL(unconfirmed, 1), FILL(unconfirmed, 0))\n          ReturnData: true\n      EvaluationPeriods: 3\n      DatapointsToAlarm: 2\n      Threshold: 0\n      ComparisonOperator: GreaterThanThreshold\n      TreatMissingData: notBreaching\n",
+            "          Expression: FILL(unconfirmed, 0)\n          ReturnData: true\n      EvaluationPeriods: 3\n      DatapointsToAlarm: 2\n      Threshold: 0\n      ComparisonOperator: GreaterThanThreshold\n      TreatMissingData: breaching\n",
+        ),
         // 14: the duration alarm at the timeout itself; no alarm on the operator's errors.
         ("      Threshold: 48000\n", "      Threshold: 60000\n"),
         ("          Value: !Ref OperatorFunction\n", "          Value: !Ref OrderConfirmationFunction\n"),
@@ -1578,6 +1621,7 @@ fn first_deploy_check_fails_on_a_broken_copy() {
         "SesEventsQueue: no queue policy denies requests without TLS",
         "DurationNearTimeoutAlarm: threshold 60000 ms is not near the timeout (60000 ms)",
         "no alarm on OperatorFunction's Errors",
+        "UnconfirmedOrdersAlarm: a missing reconcile report must page only once the schedule fired",
     ] {
         assert!(v.contains(expected), "expected a violation {expected:?}, got:\n{v}");
     }
