@@ -51,6 +51,9 @@ pub struct BackoffSettings {
     /// Delay for a deferred record (before jitter).
     #[serde(rename = "deferred_seconds", with = "crate::serde_helpers::secs")]
     pub deferred: Duration,
+    /// The source queues' redrive `maxReceiveCount`: a record failed on this receive goes to the
+    /// DLQ ([`failed_on_last_receive`]).
+    pub max_receive_count: u32,
 }
 
 impl Default for BackoffSettings {
@@ -60,6 +63,7 @@ impl Default for BackoffSettings {
             base: Duration::from_secs(defaults::BACKOFF_BASE_SECONDS),
             cap: Duration::from_secs(defaults::BACKOFF_CAP_SECONDS),
             deferred: Duration::from_secs(defaults::DEFERRED_DELAY_SECONDS),
+            max_receive_count: defaults::MAX_RECEIVE_COUNT,
         }
     }
 }
@@ -113,6 +117,23 @@ pub fn queue_url_from_arn(arn: &str) -> Option<String> {
 /// The queue a record came from: `queue_url` when the caller knows it, else its event source ARN.
 fn url_of(record: &SqsMessage, queue_url: Option<&str>) -> Option<String> {
     queue_url.map(str::to_owned).or_else(|| record.event_source_arn.as_deref().and_then(queue_url_from_arn))
+}
+
+/// The failed records that were on their last allowed receive (`ApproximateReceiveCount` at least
+/// `max_receive_count`), per source queue name: SQS moves each to its DLQ instead of delivering it
+/// again. The DLQ alarms read this count (`FailedOnLastReceive`) rather than the DLQ's depth alone,
+/// which an idle DLQ stops reporting (its wake-up would read as arrivals).
+pub fn failed_on_last_receive<'a>(
+    failed: impl IntoIterator<Item = (&'a SqsMessage, u32)>,
+    max_receive_count: u32,
+    queue_url: Option<&str>,
+) -> BTreeMap<String, u64> {
+    let mut per_queue = BTreeMap::new();
+    for (record, _) in failed.into_iter().filter(|(_, n)| *n >= max_receive_count) {
+        let queue = url_of(record, queue_url).and_then(|u| u.rsplit('/').next().map(str::to_owned));
+        *per_queue.entry(queue.unwrap_or_else(|| "unknown".to_owned())).or_default() += 1;
+    }
+    per_queue
 }
 
 /// SQS allows 10 message attributes per message; the copy adds two.
@@ -305,6 +326,9 @@ impl VisibilityBackoff {
         failed: Vec<(usize, &SqsMessage, RecordOutcome, u32)>,
         queue_url: Option<&str>,
     ) -> usize {
+        let last =
+            failed_on_last_receive(failed.iter().map(|f| (f.1, f.3)), self.settings.max_receive_count, queue_url);
+        crate::metrics::record_failed_on_last_receive(&last);
         let mut by_queue: BTreeMap<String, Vec<ChangeMessageVisibilityBatchRequestEntry>> = BTreeMap::new();
         for (i, record, outcome, receive_count) in failed {
             let Some(handle) = record.receipt_handle.as_deref() else { continue };

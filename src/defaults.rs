@@ -19,6 +19,8 @@ pub const SEND_EVENT_WAIT_SECONDS: u64 = 30;
 pub const BACKOFF_BASE_SECONDS: u64 = 30;
 pub const BACKOFF_CAP_SECONDS: u64 = 900;
 pub const DEFERRED_DELAY_SECONDS: u64 = 5;
+/// SQS's `maxReceiveCount` on the template's source queues.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
 pub const RECONCILE_FAILED_AFTER_SECONDS: u64 = 600;
 pub const RECONCILE_MAX_ATTEMPTS: i64 = 10;
 pub const UNCONFIRMED_GRACE_SECONDS: u64 = 300;

@@ -67,6 +67,9 @@ pub const COUNTERS: &[&str] = &[
     "ReconcileResent",
     "ReconcileAbandoned",
     "LedgerFailure",
+    // A record failed on its last allowed receive, on its way to the DLQ: dimension `queue` (the
+    // source queue's name) instead of `priority` (crate::backoff::failed_on_last_receive).
+    "FailedOnLastReceive",
     // SES's events about sent mail (crate::delivery::metric_name): per priority.
     "SendEvent",
     "Delivered",
@@ -144,6 +147,17 @@ pub fn time_to_confirm(priority: Priority, seconds: f64) {
         return;
     }
     metrics::histogram!("TimeToConfirm", "priority" => priority.as_str()).record(seconds);
+}
+
+/// Records failed on their last allowed receive, per source queue (dimension `queue`): each is on
+/// its way to that queue's DLQ. Flushed with the batch.
+pub fn record_failed_on_last_receive(per_queue: &std::collections::BTreeMap<String, u64>) {
+    if per_queue.is_empty() || collector().is_none() {
+        return;
+    }
+    for (queue, n) in per_queue {
+        metrics::counter!("FailedOnLastReceive", "queue" => queue.clone()).increment(*n);
+    }
 }
 
 /// The alarm's gauges after a reconciliation: how many orders are unconfirmed past their grace,

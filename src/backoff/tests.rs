@@ -17,11 +17,35 @@ fn permanent_failures_come_back_at_once() {
 }
 
 #[test]
+fn only_records_failed_on_their_last_allowed_receive_are_counted_per_source_queue() {
+    let from = |arn: &str| {
+        let mut m = SqsMessage::default();
+        m.event_source_arn = Some(arn.to_owned());
+        m
+    };
+    let high = from("arn:aws:sqs:eu-west-1:123456789012:shop-high");
+    let events = from("arn:aws:sqs:eu-west-1:123456789012:shop-ses-events");
+    let failed = [(&high, 4), (&high, 5), (&high, 6), (&events, 5), (&events, 1)];
+    assert_eq!(
+        failed_on_last_receive(failed, 5, None),
+        BTreeMap::from([("shop-high".to_owned(), 2), ("shop-ses-events".to_owned(), 1)])
+    );
+    assert!(failed_on_last_receive([(&high, 4)], 5, None).is_empty(), "a receive left: not on its way to the DLQ");
+    // `consume` names its queue by URL.
+    let url = "http://127.0.0.1:5000/123456789012/q-normal";
+    assert_eq!(
+        failed_on_last_receive([(&SqsMessage::default(), 3)], 3, Some(url)),
+        BTreeMap::from([("q-normal".to_owned(), 1)])
+    );
+}
+
+#[test]
 fn transient_delays_grow_with_the_receive_count_and_are_capped() {
     let s = BackoffSettings {
         base: Duration::from_secs(2),
         cap: Duration::from_secs(60),
         deferred: Duration::from_secs(1),
+        ..BackoffSettings::default()
     };
     let lows: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.0).as_secs()).collect();
     let highs: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.999).as_secs()).collect();

@@ -80,6 +80,10 @@ pub struct Settings {
     /// First retry delay of a deferred message (no send slot or no time left), doubled per receive
     #[arg(long, env = "DEFERRED_DELAY_SECONDS", global = true, default_value_t = defaults::DEFERRED_DELAY_SECONDS)]
     pub deferred_delay_seconds: u64,
+    /// The source queues' redrive maxReceiveCount: a record failed on this receive goes to the DLQ
+    /// and is counted as FailedOnLastReceive (the DLQ alarms read it)
+    #[arg(long, env = "MAX_RECEIVE_COUNT", global = true, default_value_t = defaults::MAX_RECEIVE_COUNT)]
+    pub max_receive_count: u32,
     /// Reconciliation retries a `failed` order once it has not changed for this long
     #[arg(long, env = "RECONCILE_FAILED_AFTER_SECONDS", global = true, default_value_t = defaults::RECONCILE_FAILED_AFTER_SECONDS)]
     pub reconcile_failed_after_seconds: u64,
@@ -136,6 +140,7 @@ impl Default for Settings {
             backoff_base_seconds: defaults::BACKOFF_BASE_SECONDS,
             backoff_cap_seconds: defaults::BACKOFF_CAP_SECONDS,
             deferred_delay_seconds: defaults::DEFERRED_DELAY_SECONDS,
+            max_receive_count: defaults::MAX_RECEIVE_COUNT,
             reconcile_failed_after_seconds: defaults::RECONCILE_FAILED_AFTER_SECONDS,
             reconcile_max_attempts: defaults::RECONCILE_MAX_ATTEMPTS,
             unconfirmed_grace_seconds: defaults::UNCONFIRMED_GRACE_SECONDS,

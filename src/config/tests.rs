@@ -46,6 +46,8 @@ fn wrong_values_name_the_setting() {
         (Settings { backoff_base_seconds: 0, ..Default::default() }, "BACKOFF_BASE_SECONDS"),
         (Settings { backoff_cap_seconds: 50_000, ..Default::default() }, "BACKOFF_CAP_SECONDS"),
         (Settings { reconcile_max_attempts: 0, ..Default::default() }, "RECONCILE_MAX_ATTEMPTS"),
+        (Settings { max_receive_count: 0, ..Default::default() }, "MAX_RECEIVE_COUNT"),
+        (Settings { max_receive_count: 1001, ..Default::default() }, "MAX_RECEIVE_COUNT"),
         (Settings { queue_urls: vec!["orders-high".into()], ..Default::default() }, "QUEUE_URLS"),
         (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
         (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),

@@ -236,7 +236,11 @@ impl Settings {
             base: Duration::from_secs(self.backoff_base_seconds),
             cap: Duration::from_secs(self.backoff_cap_seconds),
             deferred: Duration::from_secs(self.deferred_delay_seconds),
+            max_receive_count: self.max_receive_count,
         };
+        if !(1..=1000).contains(&backoff.max_receive_count) {
+            return Err(err("MAX_RECEIVE_COUNT", "must be between 1 and 1000 (the SQS maxReceiveCount range)"));
+        }
         if backoff.base.is_zero() || backoff.base > backoff.cap {
             return Err(err("BACKOFF_BASE_SECONDS", "must be at least 1 and at most BACKOFF_CAP_SECONDS"));
         }
