@@ -2,8 +2,9 @@
 //! section, every `order-confirmation <subcommand>` the docs show exists in the built binary, every
 //! metric they cite is one the service (or AWS) publishes, every Logs Insights query in the runbook
 //! is a saved `AWS::Logs::QueryDefinition` and the other way round, every setting is in the README's
-//! configuration table, and every relative link and anchor resolves. Each check is a function over
-//! text, and each is also run on a deliberately broken input to prove it can fail.
+//! configuration table, the README's layout names every file and folder in `src/`, and every
+//! relative link and anchor resolves. Each check is a function over text, and each is also run on
+//! a deliberately broken input to prove it can fail.
 //!
 //! `template.yaml` is read with a line-based scan (CloudFormation short tags like `!Sub` would need
 //! a custom YAML parser; the template's two-space layout is regular).
@@ -1133,4 +1134,59 @@ fn redrive_check_fails_on_a_move_task_without_destination() {
     );
     let without = runbook.replace(target, "");
     assert_eq!(redrive_problems(&without), vec!["no redrive of SesEvents's DLQ"]);
+}
+
+/// What the README's Layout section gets wrong about `src/`: entries (`order.rs`, `ledger/`) it does
+/// not name, and names it gives that are not there. A folder beside a module file (`decode/` beside
+/// `decode.rs`, holding its tests or parts) is covered by the file.
+fn layout_problems(readme: &str, src_entries: &[String]) -> Vec<String> {
+    let Some(start) = readme.find("\n## Layout\n") else { return vec!["README.md has no Layout section".to_owned()] };
+    let section = &readme[start + 1..];
+    let section = section[3..].find("\n## ").map_or(section, |end| &section[..end + 3]);
+    let named: BTreeSet<&str> = section.split_whitespace().filter_map(|w| w.strip_prefix("src/")).collect();
+    let mut problems: Vec<String> = src_entries
+        .iter()
+        .filter(|e| !named.contains(e.as_str()))
+        .filter(|e| !e.strip_suffix('/').is_some_and(|m| named.contains(format!("{m}.rs").as_str())))
+        .map(|e| format!("src/{e} is not in the README's layout"))
+        .collect();
+    problems.extend(
+        named
+            .iter()
+            .filter(|n| !src_entries.iter().any(|e| e == *n))
+            .map(|n| format!("src/{n} is named but not there")),
+    );
+    problems
+}
+
+#[test]
+fn the_readme_layout_names_every_file_and_folder_in_src() {
+    let mut entries: Vec<String> = std::fs::read_dir(root().join("src"))
+        .expect("src/ exists")
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_owned();
+            Some(if p.is_dir() { format!("{name}/") } else { name })
+        })
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 20, "expected the modules of src/, found {entries:?}");
+    let problems = layout_problems(&read("README.md"), &entries);
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn layout_check_fails_on_a_missing_or_stale_entry() {
+    let readme =
+        "# x\n\n## Layout\n\n```\nsrc/lib.rs  map\nsrc/decode.rs  x\nsrc/gone.rs  old\n```\n\n## Next\nsrc/order.rs\n";
+    let entries: Vec<String> =
+        ["lib.rs", "decode.rs", "decode/", "order.rs", "ledger/"].into_iter().map(str::to_owned).collect();
+    assert_eq!(
+        layout_problems(readme, &entries),
+        vec![
+            "src/order.rs is not in the README's layout".to_owned(),
+            "src/ledger/ is not in the README's layout".to_owned(),
+            "src/gone.rs is named but not there".to_owned(),
+        ]
+    );
 }
