@@ -44,7 +44,7 @@ fn names() -> &'static MetricNames {
 
 /// Every counter this service publishes (unit Count): per record, with the dimension `priority`,
 /// from `Received` to `PossibleDuplicate` (an outcome's metric is its name in CamelCase, see
-/// [`crate::pipeline::RecordOutcome::metric`]); per reconciliation or ledger call, without it,
+/// [`crate::batch::RecordOutcome::metric`]); per reconciliation or ledger call, without it,
 /// the rest. The template's alarms and dashboard, and the docs, use these names; they are the one
 /// list (tests/docs.rs and tests/template.rs read it from here).
 pub const COUNTERS: &[&str] = &[
