@@ -216,7 +216,7 @@ impl Function {
         metrics::flush(Sink::Stdout);
         answer.map_err(|e| {
             tracing::error!(verb = request.verb(), error = %e, "operator request failed");
-            e.into()
+            e.to_string().into()
         })
     }
 

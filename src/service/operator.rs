@@ -16,6 +16,7 @@
 //! Parsing is pure ([`Request::parse`]); a request that does not parse is refused with the rule
 //! it broke, never with the rejected value.
 
+use crate::error::BackendError;
 use crate::ledger::{LedgerOps, park_note};
 use crate::order::OrderId;
 use crate::pipeline::Pipeline;
@@ -182,20 +183,40 @@ pub struct OperatorSettings {
     pub printed: Value,
 }
 
+/// Why an operator request got no answer. Its text is the invocation's error message.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The request is valid, but the order is not in a state for it.
+    #[error("{0}")]
+    Refused(String),
+    /// A backend failed while answering; `doing` says at which step.
+    #[error("{doing}: {error}")]
+    Failed { doing: &'static str, error: BackendError },
+    /// Reading the statistics failed ([`crate::stats::GatherError`] names the read).
+    #[error(transparent)]
+    Stats(#[from] crate::stats::GatherError),
+    /// The answer could not be written as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Tags a backend failure with the step it broke.
+fn failed(doing: &'static str) -> impl FnOnce(BackendError) -> OperatorError {
+    move |error| OperatorError::Failed { doing, error }
+}
+
 impl Operator<'_> {
     /// Answers one request. `Err` is a refusal or a failure the caller reports as the invocation's
     /// error (`aws lambda invoke` shows it with `FunctionError`).
-    pub async fn answer(&self, request: &Request, deadline: Instant) -> Result<Value, String> {
+    pub async fn answer(&self, request: &Request, deadline: Instant) -> Result<Value, OperatorError> {
         let ledger = self.ledger;
         let settings = self.settings;
         match request {
             Request::Stats => {
-                let stats =
-                    crate::stats::gather(ledger, self.sqs, &settings.queue_urls).await.map_err(|e| e.to_string())?;
-                serde_json::to_value(stats).map_err(|e| e.to_string())
+                Ok(serde_json::to_value(crate::stats::gather(ledger, self.sqs, &settings.queue_urls).await?)?)
             }
             Request::Status { order_id } => {
-                let state = ledger.order_state(order_id).await.map_err(|e| format!("reading the order: {e}"))?;
+                let state = ledger.order_state(order_id).await.map_err(failed("reading the order"))?;
                 Ok(match state {
                     Some(state) => json!({"found": true, "order": state}),
                     None => json!({"found": false, "order_id": order_id.as_str(),
@@ -206,31 +227,30 @@ impl Operator<'_> {
             Request::Reconcile => {
                 let report = super::reconcile(self.pipeline, ledger, &settings.reconcile, deadline)
                     .await
-                    .map_err(|e| format!("reconcile failed: {e}"))?;
-                serde_json::to_value(report).map_err(|e| e.to_string())
+                    .map_err(failed("reconcile failed"))?;
+                Ok(serde_json::to_value(report)?)
             }
             Request::Retry { order_id } => {
-                let Some(report) = super::retry(self.pipeline, ledger, order_id, deadline)
-                    .await
-                    .map_err(|e| format!("releasing the order: {e}"))?
-                else {
-                    return Err(format!(
+                let retried = super::retry(self.pipeline, ledger, order_id, deadline).await;
+                let Some(report) = retried.map_err(failed("releasing the order"))? else {
+                    return Err(OperatorError::Refused(format!(
                         "order {order_id} is not abandoned or rejected; {{\"operator\": \"status\"}} shows its state"
-                    ));
+                    )));
                 };
                 let outcome = report.records.first().map(|r| &r.outcome);
                 Ok(json!({"order_id": order_id.as_str(), "released": true, "outcome": outcome,
                           "sent": outcome.is_some_and(|o| o.is_success())}))
             }
-            Request::Park { order_id, note } => match ledger.park(order_id, note).await {
-                Ok(Some(state)) => Ok(json!({"parked": true, "order": state})),
-                Ok(None) => {
-                    Err(format!("order {order_id} is not abandoned: only an order automation gave up on can be parked"))
+            Request::Park { order_id, note } => {
+                match ledger.park(order_id, note).await.map_err(failed("parking the order"))? {
+                    Some(state) => Ok(json!({"parked": true, "order": state})),
+                    None => Err(OperatorError::Refused(format!(
+                        "order {order_id} is not abandoned: only an order automation gave up on can be parked"
+                    ))),
                 }
-                Err(e) => Err(format!("parking the order: {e}")),
-            },
+            }
             Request::Migrate => {
-                ledger.migrate().await.map_err(|e| format!("migrate failed: {e}"))?;
+                ledger.migrate().await.map_err(failed("migrate failed"))?;
                 Ok(json!({"migrated": true, "commit": settings.commit}))
             }
         }
