@@ -48,6 +48,31 @@ pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOp
     build_ledger(config).await
 }
 
+/// The ledger for commands that only read (`stats`, `status`): like [`existing_ledger`], but a
+/// SQLite file whose schema is current is opened read-only and not migrated, so a ledger file
+/// this user may not write can still be read. An older schema is migrated as before.
+pub async fn ledger_to_read(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
+    if let LedgerChoice::Sqlite { path } = &config.ledger {
+        if !path.exists() {
+            return Err(NoLedger::File(path.clone()).into());
+        }
+        let ledger = SqliteLedger::open_read_only(path).with_context(|| format!("LEDGER=sqlite:{}", path.display()))?;
+        if ledger.is_current().await.context("reading the SQLite ledger's schema version")? {
+            return Ok(Arc::new(ledger));
+        }
+    }
+    existing_ledger(config).await
+}
+
+/// The ledger as the commands name it on stderr and in `stats --json`: which file or which
+/// database was read, so a stray default never passes for the real ledger.
+pub fn ledger_name(config: &Config) -> String {
+    match &config.ledger {
+        LedgerChoice::Sqlite { path } => format!("sqlite:{}", path.display()),
+        LedgerChoice::DataApi(target) => format!("data-api:{} database {}", target.cluster_arn, target.database),
+    }
+}
+
 /// The whole ledger the configuration names (hot path and operations).
 pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
     Ok(match &config.ledger {
@@ -100,6 +125,15 @@ pub async fn build_pipeline(config: &Config, ledger: Arc<dyn Ledger>) -> anyhow:
         Arc::new(SendRateLimiter::new(share, ceiling, config.high_priority_reserve)) as Arc<dyn SendGate>
     });
     Ok(Pipeline::new(ledger, mailer, gate, pipeline_settings(config)))
+}
+
+/// [`build_ledger_and_pipeline`] on a ledger that must exist ([`existing_ledger`]): `retry`,
+/// `reconcile` and operator requests change orders a ledger already holds, and only `migrate`
+/// (or the first batch) may create one.
+pub async fn existing_ledger_and_pipeline(config: &Config) -> anyhow::Result<(Arc<dyn LedgerOps>, Pipeline)> {
+    let ledger = existing_ledger(config).await?;
+    let pipeline = build_pipeline(config, ledger.clone()).await?;
+    Ok((ledger, pipeline))
 }
 
 /// The whole ledger and a pipeline on it: what every entry point that sends needs (the pipeline

@@ -54,8 +54,15 @@ pub async fn gather(
     Ok(Statistics::new(counts, delivery, queues))
 }
 
+/// A duration in the unit that fits it: `6ms`, `4.2s`, `12.5min`, `24.0h` (JSON keeps seconds).
 fn secs(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}s"))
+    match v {
+        None => "-".to_owned(),
+        Some(s) if s < 1.0 => format!("{:.0}ms", s * 1000.0),
+        Some(s) if s < 60.0 => format!("{s:.1}s"),
+        Some(s) if s < 3600.0 => format!("{:.1}min", s / 60.0),
+        Some(s) => format!("{:.1}h", s / 3600.0),
+    }
 }
 
 /// What to say about an order the ledger does not hold: it never arrived, or its message was

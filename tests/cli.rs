@@ -4,6 +4,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The sample batch: `invoke` runs only the event it is given, never this one by default.
+const SAMPLE: &str = "events/sqs-batch.json";
+
 fn bin(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_order-confirmation"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -11,7 +14,10 @@ fn bin(dir: &Path) -> Command {
         .env_remove("MAILER")
         .env_remove("AWS_LAMBDA_RUNTIME_API")
         .env("LEDGER", format!("sqlite:{}", dir.join("ledger.db").display()))
-        .env("MAILER", format!("outbox:{}", dir.join("outbox").display()));
+        .env("MAILER", format!("outbox:{}", dir.join("outbox").display()))
+        .env_remove("DB_CLUSTER_ARN")
+        .env_remove("DB_SECRET_ARN")
+        .env_remove("DB_NAME");
     c
 }
 
@@ -44,7 +50,7 @@ fn outbox_count(dir: &Path) -> usize {
 #[test]
 fn invoke_twice_mails_once_and_reports_the_same_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, first, stderr) = run(bin(dir.path()).arg("invoke"));
+    let (out, first, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]));
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         first.trim(),
@@ -88,7 +94,7 @@ fn logs_never_contain_customer_addresses_or_names() {
 #[test]
 fn json_logs_carry_message_id_order_id_priority_and_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, _, stderr) = run(bin(dir.path()).arg("invoke").env("AWS_LAMBDA_LOG_FORMAT", "JSON"));
+    let (_, _, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]).env("AWS_LAMBDA_LOG_FORMAT", "JSON"));
     let line = stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -107,7 +113,7 @@ fn json_logs_carry_message_id_order_id_priority_and_outcome() {
 #[test]
 fn stats_and_status_read_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    run(bin(dir.path()).arg("invoke"));
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
     let (out, stdout, _) = run(bin(dir.path()).args(["stats", "--json"]));
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -144,18 +150,21 @@ fn flags_win_over_the_environment() {
 #[test]
 fn a_wrong_setting_fails_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run(bin(dir.path()).arg("invoke").env("LEDGER", "mysql://x"));
+    let (out, _, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]).env("LEDGER", "mysql://x"));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("LEDGER"), "{stderr}");
 }
 
 #[test]
-fn a_batch_with_an_unnamed_failing_record_fails_the_invocation_instead_of_reporting_an_empty_id() {
+fn a_batch_with_an_unnamed_failing_record_fails_the_invocation_and_prints_no_response() {
     let dir = tempfile::tempdir().unwrap();
     let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/sqs-no-message-id.json"]));
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stdout.trim(), r#"{"batchItemFailures":[]}"#);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Lambda returns no response for a failed invocation: an empty batchItemFailures on stdout
+    // would say "all done" while the exit code says the whole batch comes back.
+    assert!(stdout.is_empty(), "no response beside a failed invocation: {stdout}");
     assert!(stderr.contains("have no messageId"), "{stderr}");
+    assert!(stderr.contains("no response"), "says why stdout is empty: {stderr}");
 }
 
 #[test]
@@ -186,7 +195,7 @@ fn migrate_creates_the_ledger() {
 #[test]
 fn stats_watch_refreshes_until_interrupted() {
     let dir = tempfile::tempdir().unwrap();
-    run(bin(dir.path()).arg("invoke"));
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
     let child = bin(dir.path())
         .args(["stats", "--watch", "1"])
         .stdout(std::process::Stdio::piped())
@@ -252,7 +261,7 @@ fn invoke_runs_the_reconcile_schedule_event_as_the_function_does() {
 fn invoke_answers_an_operator_request_read_from_stdin() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    run(bin(dir.path()).arg("invoke"));
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
     let mut child = bin(dir.path())
         .args(["invoke", "-"])
         .stdin(std::process::Stdio::piped())
@@ -270,7 +279,7 @@ fn invoke_answers_an_operator_request_read_from_stdin() {
 #[test]
 fn invoke_without_the_event_file_says_what_it_expected_and_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, stdout, stderr) = run(bin(dir.path()).arg("invoke").current_dir(dir.path()));
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]).current_dir(dir.path()));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stdout.is_empty());
     let looked = dir.path().join("events/sqs-batch.json");
@@ -341,7 +350,7 @@ fn stats_watch_zero_is_a_usage_mistake_not_a_silent_one_second() {
 fn stats_watch_into_a_pipe_that_closes_ends_quietly_without_clear_screen_codes() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    run(bin(dir.path()).arg("invoke"));
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
     // `stats --watch 1 | head -1`: read one line, then close the pipe.
     let mut child = bin(dir.path())
         .args(["stats", "--watch", "1"])
@@ -412,6 +421,11 @@ fn data_api_bin(dir: &Path) -> Command {
     c
 }
 
+/// The lines of stderr besides the one naming the ledger read.
+fn error_lines(stderr: &str) -> usize {
+    stderr.trim().lines().filter(|l| !l.starts_with("ledger: ")).count()
+}
+
 /// A local port nothing listens on.
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -426,7 +440,7 @@ fn an_unreachable_endpoint_is_one_line_that_says_what_to_check() {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_ENDPOINT_URL_RDS_DATA", format!("http://127.0.0.1:{}", closed_port())));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert_eq!(error_lines(&stderr), 1, "one line: {stderr}");
     assert!(stderr.contains("cannot reach the Data API endpoint"), "{stderr}");
     assert!(stderr.contains("AWS_ENDPOINT_URL_RDS_DATA"), "says what to check: {stderr}");
     assert!(!stderr.contains("DispatchFailure") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
@@ -437,7 +451,7 @@ fn missing_credentials_are_one_line_that_says_how_to_provide_them() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _, stderr) = run(data_api_bin(dir.path()).args(["status", "ORD-1"]));
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line, no provider warnings: {stderr}");
+    assert_eq!(error_lines(&stderr), 1, "one line, no provider warnings: {stderr}");
     assert!(stderr.contains("no AWS credentials"), "{stderr}");
     assert!(stderr.contains("AWS_PROFILE"), "says what to do: {stderr}");
     assert!(!stderr.contains("ProviderError") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
@@ -459,7 +473,7 @@ fn a_bad_value_from_an_environment_variable_is_named_by_the_variable_and_not_ech
 #[test]
 fn status_of_an_order_whose_message_was_invalid_says_where_to_find_it() {
     let dir = tempfile::tempdir().unwrap();
-    run(bin(dir.path()).arg("invoke"));
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
     // ORD-1004 has a valid id but no address: invalid, never recorded in the ledger.
     let (out, stdout, stderr) = run(bin(dir.path()).args(["status", "ORD-1004"]));
     assert_eq!(out.status.code(), Some(3), "{stderr}");
@@ -475,7 +489,7 @@ fn status_of_an_order_whose_message_was_invalid_says_where_to_find_it() {
 #[test]
 fn ses_event_samples_show_in_status_and_stats() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, _, stderr) = run(bin(dir.path()).arg("invoke"));
+    let (out, _, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]));
     assert!(out.status.success(), "{stderr}");
     let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", "events/ses-bounce-permanent.json"]));
     assert!(out.status.success(), "{stderr}");
@@ -523,7 +537,7 @@ fn ses_event_samples_show_in_status_and_stats() {
 fn the_outbox_simulates_ses_so_the_delivery_loop_runs_without_aws() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("suppression-list.txt"), "kenji@example.jp\n").unwrap();
-    let (out, _, stderr) = run(bin(dir.path()).arg("invoke"));
+    let (out, _, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]));
     assert!(out.status.success(), "{stderr}");
     let mut files: Vec<_> =
         std::fs::read_dir(dir.path().join("ses-events")).unwrap().map(|e| e.unwrap().path()).collect();
@@ -560,4 +574,232 @@ fn the_outbox_simulates_ses_so_the_delivery_loop_runs_without_aws() {
         (Some(1), Some(1)),
         "{high}"
     );
+}
+
+#[test]
+fn invoke_without_an_event_file_refuses_and_never_runs_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).arg("invoke"));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("EVENT_FILE"), "names what is missing: {stderr}");
+    assert!(stderr.contains("`-`"), "says how to read stdin: {stderr}");
+    assert_eq!(outbox_count(dir.path()), 0, "nothing was mailed");
+    assert!(!dir.path().join("ledger.db").exists(), "no order was claimed");
+}
+
+#[test]
+fn retry_and_reconcile_refuse_a_ledger_that_does_not_exist_and_never_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.db");
+    let flag = format!("sqlite:{}", typo.display());
+    for args in [vec!["retry", "ORD-1", "--ledger", &flag], vec!["reconcile", "--ledger", &flag]] {
+        let (out, stdout, stderr) = run(bin(dir.path()).args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} reports nothing: {stdout}");
+        assert!(
+            stderr.contains(&format!("no ledger at {}; check --ledger or run migrate", typo.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(!typo.exists(), "{args:?} created the ledger");
+    }
+}
+
+/// Puts one order of the sample in `failed` with `cause` as its last error, `attempts` times
+/// tried and last changed long ago: a stand-in for a mailer that kept failing, written straight
+/// into the SQLite ledger because the outbox cannot be made to fail on demand.
+fn make_failed(dir: &Path, order_id: &str, attempts: i64, cause: &str) {
+    let db = rusqlite::Connection::open(dir.join("ledger.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE order_confirmations SET status = 'failed', attempts = ?2, last_error = ?3, updated_at = 0, \
+             sent_at = NULL, ses_message_id = NULL WHERE order_id = ?1",
+            rusqlite::params![order_id, attempts, cause],
+        )
+        .unwrap();
+    assert_eq!(changed, 1, "{order_id} is in the ledger");
+}
+
+#[test]
+fn when_reconcile_gives_up_last_error_keeps_the_cause_beside_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]));
+    assert!(out.status.success(), "{stderr}");
+    make_failed(dir.path(), "ORD-1001", 12, "SES refused the mail: Permission denied");
+    let (out, stdout, stderr) = run(bin(dir.path()).arg("reconcile"));
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["abandoned"], 1, "{report}");
+    let (_, status, _) = run(bin(dir.path()).args(["status", "ORD-1001"]));
+    let last_error = field(&status, "last_error").unwrap_or_default();
+    assert!(last_error.contains("gave up after"), "the verdict: {status}");
+    assert!(last_error.contains("Permission denied"), "the cause: {status}");
+}
+
+#[test]
+fn invoke_exits_1_when_every_order_failed_because_the_ledger_could_not_be_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(data_api_bin(dir.path())
+        .args(["invoke", SAMPLE])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_RDS_DATA", format!("http://127.0.0.1:{}", closed_port())));
+    assert_eq!(out.status.code(), Some(1), "a backend call failed: {stderr}");
+    let response: serde_json::Value = serde_json::from_str(&stdout).expect("the response Lambda would return");
+    assert_eq!(response["batchItemFailures"].as_array().map(Vec::len), Some(6), "every record comes back: {stdout}");
+    assert!(stderr.contains("transient"), "says why: {stderr}");
+}
+
+#[test]
+fn every_command_that_reads_a_ledger_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]));
+    let named = format!("ledger: sqlite:{}", dir.path().join("ledger.db").display());
+    assert!(stderr.contains(&named), "invoke: {stderr}");
+    for args in [vec!["stats"], vec!["status", "ORD-1001"], vec!["reconcile"]] {
+        let (out, stdout, stderr) = run(bin(dir.path()).args(&args));
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(&named), "{args:?}: {stderr}");
+        assert!(!stdout.contains("ledger: "), "{args:?}: stdout carries only data: {stdout}");
+    }
+    let (_, json, _) = run(bin(dir.path()).args(["stats", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["ledger"], format!("sqlite:{}", dir.path().join("ledger.db").display()), "{json}");
+}
+
+#[test]
+fn data_api_settings_without_the_data_api_ledger_are_a_usage_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    for setting in ["DB_CLUSTER_ARN", "DB_SECRET_ARN", "DB_NAME"] {
+        let value = if setting == "DB_NAME" { "orders" } else { "arn:aws:rds:us-east-1:123456789012:cluster:orders" };
+        let (out, stdout, stderr) = run(bin(dir.path()).arg("stats").env(setting, value));
+        assert_eq!(out.status.code(), Some(2), "{setting}: {stderr}");
+        assert!(stdout.is_empty(), "{setting}: {stdout}");
+        assert!(stderr.contains(setting) && stderr.contains("LEDGER=data-api"), "{setting}: {stderr}");
+    }
+}
+
+#[test]
+fn a_missing_region_is_one_line_that_names_aws_region() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [vec!["status", "ORD-1"], vec!["stats"], vec!["invoke", SAMPLE]] {
+        let (out, stdout, stderr) = run(data_api_bin(dir.path())
+            .args(&args)
+            .env_remove("AWS_REGION")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL_RDS_DATA", format!("http://127.0.0.1:{}", closed_port())));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.contains("AWS_REGION"), "{args:?}: {stderr}");
+        assert!(!stderr.contains('{') && !stderr.contains("Debug"), "{args:?}: no SDK dump: {stderr}");
+    }
+}
+
+#[test]
+fn read_only_commands_work_on_a_ledger_file_they_may_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(bin(dir.path()).args(["invoke", SAMPLE]));
+    assert!(out.status.success(), "{stderr}");
+    // Root may write any file, so the reader runs as `nobody`: the ledger file and its directory
+    // are root's and read-only to it (no -wal or -shm file can be created either).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(dir.path().join("ledger.db"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    for args in [vec!["stats"], vec!["stats", "--json"], vec!["status", "ORD-1001"]] {
+        let c = bin(dir.path());
+        let program = c.get_program().to_owned();
+        let mut as_nobody = Command::new("setpriv");
+        as_nobody.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(program).args(&args);
+        for (key, value) in c.get_envs() {
+            match value {
+                Some(v) => as_nobody.env(key, v),
+                None => as_nobody.env_remove(key),
+            };
+        }
+        as_nobody.current_dir(dir.path());
+        let (out, stdout, stderr) = run(&mut as_nobody);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stdout.is_empty(), "{args:?}");
+        assert!(!stderr.contains("readonly"), "{args:?}: {stderr}");
+    }
+}
+
+/// Sets one order's status straight in the SQLite ledger (see [`make_failed`] for why).
+fn set_status(dir: &Path, order_id: &str, status: &str) {
+    let db = rusqlite::Connection::open(dir.join("ledger.db")).unwrap();
+    let changed = db
+        .execute("UPDATE order_confirmations SET status = ?2 WHERE order_id = ?1", rusqlite::params![order_id, status])
+        .unwrap();
+    assert_eq!(changed, 1, "{order_id} is in the ledger");
+}
+
+#[test]
+fn park_never_replaces_another_persons_note_silently_and_retry_says_it_mails_a_parked_order() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
+    set_status(dir.path(), "ORD-1001", "abandoned");
+    let (out, _, stderr) = run(bin(dir.path()).args(["park", "ORD-1001", "--note", "OPS-1 (ana)"]));
+    assert!(out.status.success(), "{stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["park", "ORD-1001", "--note", "OPS-2 (bo)"]));
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("already parked") && stderr.contains("OPS-1 (ana)"), "{stderr}");
+    assert!(stderr.contains("--replace"), "says how to replace it: {stderr}");
+    let (_, status, _) = run(bin(dir.path()).args(["status", "ORD-1001"]));
+    assert_eq!(field(&status, "parked_note"), Some("OPS-1 (ana)"), "{status}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["park", "ORD-1001", "--note", "OPS-2 (bo)", "--replace"]));
+    assert!(out.status.success(), "{stderr}");
+    let (_, status, _) = run(bin(dir.path()).args(["status", "ORD-1001"]));
+    assert_eq!(field(&status, "parked_note"), Some("OPS-2 (bo)"), "{status}");
+
+    let (_, _, stderr) = run(bin(dir.path()).args(["retry", "ORD-1001"]));
+    assert!(stderr.contains("parked") && stderr.contains("OPS-2 (bo)"), "retry says it mails a parked order: {stderr}");
+}
+
+#[test]
+fn park_retry_and_status_of_an_unknown_order_say_it_is_not_in_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    for args in [vec!["park", "ORD-404", "--note", "OPS-1"], vec!["retry", "ORD-404"]] {
+        let (out, stdout, stderr) = run(bin(dir.path()).args(&args));
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert!(stderr.contains("not in the ledger"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("is not abandoned"), "{args:?}: {stderr}");
+    }
+    let (out, stdout, _) = run(bin(dir.path()).args(["status", "ORD-404", "--json"]));
+    assert_eq!(out.status.code(), Some(3));
+    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("JSON, as the operator request answers");
+    assert_eq!((answer["found"].as_bool(), answer["order_id"].as_str()), (Some(false), Some("ORD-404")), "{answer}");
+}
+
+#[test]
+fn stats_shows_times_in_units_that_fit_and_exact_numbers_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
+    // An order first seen a day ago and still unsent: its age is a day.
+    let db = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    db.execute(
+        "UPDATE order_confirmations SET status = 'failed', sent_at = NULL, \
+         first_seen_at = CAST(strftime('%s','now') AS INTEGER) * 1000 - 86400000 WHERE order_id = 'ORD-1001'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let (_, table, _) = run(bin(dir.path()).arg("stats"));
+    let cells = |prefix: &str| -> Vec<String> {
+        let line = table.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {table}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(cells("normal")[7], "24.0h", "a day unsent: {table}");
+    let high = cells("high");
+    assert!(high[9].ends_with("ms"), "the sample is sent in milliseconds: {table}");
+    assert!(!table.contains("0.0s"), "{table}");
+    let (_, json, _) = run(bin(dir.path()).args(["stats", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let normal = json["priorities"].as_array().unwrap().iter().find(|p| p["priority"] == "normal").unwrap();
+    let age = normal["oldest_unsent_age_seconds"].as_f64().unwrap();
+    assert!((86400.0..86500.0).contains(&age), "exact seconds in JSON: {age}");
 }

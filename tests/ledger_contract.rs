@@ -341,7 +341,11 @@ pub async fn expired_leases_and_old_failures_are_stuck_and_can_be_abandoned(l: A
         .unwrap();
     assert_eq!(n, 1, "only S2: S1 is leased");
     let state = l.order_state(&OrderId::parse("S2").unwrap()).await.unwrap().unwrap();
-    assert_eq!((state.status, state.last_error.as_deref()), (Status::Abandoned, Some("gave up after 10 attempts")));
+    // The verdict, with the cause it replaced kept beside it for the person who must act.
+    assert_eq!(
+        (state.status, state.last_error.as_deref()),
+        (Status::Abandoned, Some("gave up after 10 attempts; last error: throttled"))
+    );
     assert!(
         matches!(&l.claim(&[req("S2", "h", Priority::High)], LEASE).await.unwrap()[0], Claim::Terminal { status, .. } if *status == Status::Abandoned)
     );

@@ -10,9 +10,9 @@ use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct InvokeArgs {
-    /// Event JSON file (the shape Lambda passes to the function); `-` reads stdin.
-    #[arg(default_value = "events/sqs-batch.json")]
-    pub event_file: PathBuf,
+    /// Event JSON file (the shape Lambda passes to the function, e.g. events/sqs-batch.json);
+    /// `-` reads stdin. Required: with production settings a default sample would mail its orders.
+    pub event_file: Option<PathBuf>,
 }
 
 /// What `invoke` accepts, for the messages that refuse something else.
@@ -22,7 +22,14 @@ const INVOKE_EXPECTS: &str = "invoke takes an SQS batch (orders, or SES events f
 /// Reads the event (a file, or stdin for `-`) and runs it through the path the deployed function
 /// takes for its kind.
 pub async fn run(config: &Config, args: &InvokeArgs) -> anyhow::Result<i32> {
-    let event_file = args.event_file.as_path();
+    // Never a default: with the production settings exported, running a sample event would claim
+    // and mail its orders for real.
+    let Some(event_file) = args.event_file.as_deref() else {
+        return Err(usage(format!(
+            "invoke needs an event file (EVENT_FILE), e.g. events/sqs-batch.json; it never runs a sample by \
+             default. {INVOKE_EXPECTS}"
+        )));
+    };
     let text = if event_file == Path::new("-") {
         std::io::read_to_string(std::io::stdin()).context("reading the event from stdin")?
     } else {
@@ -42,7 +49,7 @@ pub async fn run(config: &Config, args: &InvokeArgs) -> anyhow::Result<i32> {
         EventKind::SqsBatch => return invoke_batch(config, BatchKind::Orders, payload, deadline).await,
         EventKind::DeliveryEvents => return invoke_batch(config, BatchKind::DeliveryEvents, payload, deadline).await,
         EventKind::Schedule => {
-            let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
+            let (ledger, pipeline) = app::existing_ledger_and_pipeline(config).await?;
             let report = service::reconcile(&pipeline, ledger.as_ref(), &config.reconcile, deadline)
                 .await
                 .context("reconcile")?;
@@ -52,7 +59,12 @@ pub async fn run(config: &Config, args: &InvokeArgs) -> anyhow::Result<i32> {
         EventKind::Operator => {
             let request = operator::Request::parse(&payload)
                 .map_err(|rule| usage(format!("operator request refused: {rule}")))?;
-            let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
+            // Only migrate may create a ledger; every other request answers about an existing one.
+            let (ledger, pipeline) = if request == operator::Request::Migrate {
+                app::build_ledger_and_pipeline(config).await?
+            } else {
+                app::existing_ledger_and_pipeline(config).await?
+            };
             let sqs = if config.queue_urls.is_empty() {
                 None
             } else {
@@ -92,15 +104,32 @@ async fn invoke_batch(
     let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
     let answer = service::run_batch(&pipeline, ledger.as_ref(), kind, &event, deadline, None, None).await;
     crate::metrics::flush(crate::metrics::Sink::Stderr);
-    emit(format_args!("{}\n", serde_json::to_string(&answer.response())?))?;
-    eprintln!("{}", answer.summary());
     let unnamed = answer.unidentifiable_failures();
     if unnamed > 0 {
+        // Lambda returns no response for a failed invocation; printing one here would say
+        // "done" beside an exit code that says the whole batch comes back.
+        eprintln!("{}", answer.summary());
         eprintln!(
             "error: {unnamed} failed record(s) have no messageId and cannot be listed in batchItemFailures; \
-             in Lambda this invocation fails so the whole batch is retried"
+             in Lambda this invocation fails (no response) so the whole batch is retried"
         );
         return Ok(EXIT_RUNTIME);
+    }
+    emit(format_args!("{}\n", serde_json::to_string(&answer.response())?))?;
+    eprintln!("{}", answer.summary());
+    if let service::BatchAnswer::Orders(report) = &answer {
+        let transient = report
+            .records
+            .iter()
+            .filter(|r| matches!(r.outcome, crate::batch::RecordOutcome::TransientFailure { .. }))
+            .count();
+        if transient > 0 && !report.records.iter().any(|r| r.outcome.is_success()) {
+            eprintln!(
+                "error: no order was confirmed and {transient} failed with a transient error (a backend call failed); \
+                 the queue would deliver them again"
+            );
+            return Ok(EXIT_RUNTIME);
+        }
     }
     Ok(0)
 }

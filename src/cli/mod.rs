@@ -153,9 +153,43 @@ fn from_environment(e: &clap::Error) -> Option<String> {
     Some(format!("configuration: {variable} is not valid: {why} (see --help for the accepted values)"))
 }
 
+/// Whether the configuration talks to AWS (Data API, SES or SQS), so a region must be known.
+fn needs_aws(config: &crate::config::Config) -> bool {
+    matches!(config.ledger, crate::config::LedgerChoice::DataApi(_))
+        || matches!(config.mailer, crate::config::MailerChoice::Ses)
+        || !config.queue_urls.is_empty()
+}
+
 /// Runs the parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = cli.settings.validate(Mode::Local)?;
+    if let crate::config::LedgerChoice::Sqlite { path } = &config.ledger {
+        let data_api = [
+            ("DB_CLUSTER_ARN", &cli.settings.db_cluster_arn),
+            ("DB_SECRET_ARN", &cli.settings.db_secret_arn),
+            ("DB_NAME", &cli.settings.db_name),
+        ];
+        if let Some((setting, _)) = data_api.iter().find(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty())) {
+            // Settings for the Data API beside a SQLite ledger: reading .local/ledger.db while
+            // the person meant production would report the wrong ledger without a word.
+            return Err(usage(format!(
+                "configuration: {setting} is set but the ledger is sqlite:{}: set LEDGER=data-api to use the Data \
+                 API, or unset {setting}",
+                path.display()
+            )));
+        }
+    }
+    if needs_aws(&config)
+        && !matches!(cli.command, Command::Config)
+        && crate::aws::sdk_config().await.region().is_none()
+    {
+        return Err(usage(
+            "no AWS region: set AWS_REGION (or AWS_PROFILE with a region in ~/.aws/config) for the Data API, SES and SQS",
+        ));
+    }
+    if !matches!(cli.command, Command::Config) {
+        eprintln!("ledger: {}", app::ledger_name(&config));
+    }
     crate::logging::set_service(&config.metric_names.service);
     crate::metrics::configure(&config.metric_names);
     match &cli.command {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use tokio::time::Instant;
 
 pub async fn run(config: &Config) -> anyhow::Result<i32> {
-    let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
+    let (ledger, pipeline) = app::existing_ledger_and_pipeline(config).await?;
     let deadline = Instant::now() + config.invocation_timeout;
     let report =
         service::reconcile(&pipeline, ledger.as_ref(), &config.reconcile, deadline).await.context("reconcile")?;

@@ -16,7 +16,16 @@ pub struct RetryArgs {
 
 pub async fn run(config: &Config, args: &RetryArgs) -> anyhow::Result<i32> {
     let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
-    let (ledger, pipeline) = app::build_ledger_and_pipeline(config).await?;
+    let (ledger, pipeline) = app::existing_ledger_and_pipeline(config).await?;
+    let Some(before) =
+        ledger.order_state(&id).await.map_err(|e| app::ledger_read_error(config, e, "reading the order"))?
+    else {
+        eprintln!("{}", crate::stats::not_in_ledger(&id));
+        return Ok(EXIT_NOT_FOUND);
+    };
+    if let Some(note) = before.parked_note.as_deref().filter(|_| before.parked_at.is_some()) {
+        eprintln!("order {id} is parked with the note \"{note}\": retry mails it now and clears the parking");
+    }
     let deadline = Instant::now() + config.invocation_timeout;
     let retried = service::retry(&pipeline, ledger.as_ref(), &id, deadline).await;
     crate::metrics::flush(crate::metrics::Sink::Stderr);

@@ -17,7 +17,7 @@ pub struct StatsArgs {
 }
 
 pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
-    let ledger = app::existing_ledger(config).await?;
+    let ledger = app::ledger_to_read(config).await?;
     let sqs =
         if config.queue_urls.is_empty() { None } else { Some(crate::aws::sqs_client(crate::aws::sdk_config().await)) };
     loop {
@@ -26,7 +26,9 @@ pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
             stats::GatherError::Queues(error) => anyhow::Error::new(error).context("reading queue depths"),
         })?;
         if args.json {
-            emit(format_args!("{}\n", serde_json::to_string_pretty(&s)?))?;
+            let mut json = serde_json::to_value(&s)?;
+            json["ledger"] = app::ledger_name(config).into();
+            emit(format_args!("{}\n", serde_json::to_string_pretty(&json)?))?;
         } else {
             if args.watch.is_some() && std::io::stdout().is_terminal() {
                 // Clear the screen and home the cursor, like `watch`; never into a pipe or file.

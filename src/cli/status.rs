@@ -17,8 +17,15 @@ pub struct StatusArgs {
 
 pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<i32> {
     let id = OrderId::parse(&args.order_id).map_err(|e| usage(e.to_string()))?;
-    let ledger = app::existing_ledger(config).await?;
+    let ledger = app::ledger_to_read(config).await?;
     match ledger.order_state(&id).await.map_err(|e| app::ledger_read_error(config, e, "reading the order"))? {
+        None if args.json => {
+            // The same answer as the operator's status request.
+            let hint = stats::not_in_ledger(&id);
+            emit(format_args!("{}\n", serde_json::json!({"found": false, "order_id": id.as_str(), "hint": hint})))?;
+            eprintln!("{hint}");
+            Ok(EXIT_NOT_FOUND)
+        }
         None => {
             eprintln!("{}", stats::not_in_ledger(&id));
             Ok(EXIT_NOT_FOUND)

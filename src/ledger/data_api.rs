@@ -193,7 +193,8 @@ LEFT JOIN order_confirmations oc ON oc.order_id = i.order_id AND oc.send_event_m
 ORDER BY i.ord";
 
 const ABANDON_SQL: &str = "\
-UPDATE order_confirmations SET status = 'abandoned', last_error = :reason, claim_token = NULL, lease_until = NULL,
+UPDATE order_confirmations SET status = 'abandoned',
+    last_error = :reason || COALESCE('; last error: ' || NULLIF(last_error, ''), ''), claim_token = NULL, lease_until = NULL,
     updated_at = now()
 WHERE order_id IN (SELECT jsonb_array_elements_text(CAST(:ids AS jsonb)))
   AND (status = 'failed' OR (status = 'sending' AND lease_until <= now()))";

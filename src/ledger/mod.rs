@@ -371,7 +371,9 @@ pub trait LedgerOps: Ledger {
 
     /// Marks orders `abandoned` (reconciliation's attempt bound reached), unless something
     /// changed them meanwhile (they must still be `failed`, or `sending` with an expired lease).
-    /// Returns how many were marked.
+    /// `last_error` becomes `reason` followed by `; last error: ` and the error it held, so the
+    /// verdict never hides the cause a person needs (a refusal, a permission). Returns how many
+    /// were marked.
     async fn abandon(&self, order_ids: &[OrderId], reason: &str) -> Result<u64, BackendError>;
 
     /// An operator's retry of an order automation gave up on (`abandoned`) or SES refused

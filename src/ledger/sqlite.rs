@@ -87,6 +87,56 @@ impl SqliteLedger {
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
+    /// Opens an existing database file for reading only, for the commands that only read
+    /// (`stats`, `status`): they work on a ledger file this user may not write. When SQLite
+    /// cannot create its -shm file beside a WAL database (a read-only directory), the file is
+    /// opened as immutable: nothing else can be writing it through that directory either.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, BackendError> {
+        use rusqlite::OpenFlags;
+        let path = path.as_ref();
+        let cannot =
+            |e: rusqlite::Error| BackendError::fatal(format!("cannot open SQLite ledger {}: {e}", path.display()));
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let readable =
+            |conn: &Connection| conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+        let conn = Connection::open_with_flags(path, flags).map_err(cannot)?;
+        let conn = match readable(&conn) {
+            Ok(_) => conn,
+            Err(_) => {
+                let escaped = path.to_string_lossy().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+                let conn = Connection::open_with_flags(format!("file:{escaped}?immutable=1"), flags).map_err(cannot)?;
+                readable(&conn).map_err(cannot)?;
+                conn
+            }
+        };
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sql_error)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    /// Whether every migration this build knows has been applied (reads only).
+    pub async fn is_current(&self) -> Result<bool, BackendError> {
+        self.with_conn(|conn| {
+            let has_table: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations')",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql_error)?;
+            if !has_table {
+                return Ok(false);
+            }
+            let mut stmt = conn.prepare("SELECT version FROM schema_migrations").map_err(sql_error)?;
+            let applied = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(sql_error)?
+                .collect::<Result<std::collections::HashSet<String>, _>>()
+                .map_err(sql_error)?;
+            Ok(MIGRATIONS.iter().all(|(version, _)| applied.contains(*version)))
+        })
+        .await
+    }
+
     async fn with_conn<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
@@ -433,7 +483,7 @@ impl LedgerOps for SqliteLedger {
             for id in &ids {
                 n += tx
                     .execute(
-                        "UPDATE order_confirmations SET status = 'abandoned', last_error = ?2, claim_token = NULL, \
+                        "UPDATE order_confirmations SET status = 'abandoned', last_error = ?2 || COALESCE('; last error: ' || NULLIF(last_error, ''), ''), claim_token = NULL, \
                          lease_until = NULL, updated_at = ?3 \
                          WHERE order_id = ?1 AND (status = 'failed' OR (status = 'sending' AND lease_until <= ?3))",
                         params![id, reason, now],
