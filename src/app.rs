@@ -23,6 +23,8 @@ pub enum NoLedger {
     File(std::path::PathBuf),
     #[error("no ledger in database {0}; check DB_NAME or run migrate")]
     Database(String),
+    #[error("LEDGER=sqlite:{} is a directory; give the ledger file's path (e.g. {}/ledger.db)", .0.display(), .0.display())]
+    Directory(std::path::PathBuf),
 }
 
 /// An error from a ledger read for a command: a Data API database without the ledger's tables
@@ -40,6 +42,7 @@ pub fn ledger_read_error(config: &Config, error: crate::error::BackendError, doi
 /// The ledger for commands that only read or change existing orders (`stats`, `status`, `park`):
 /// like [`build_ledger`], but a SQLite file that does not exist is an error, never created.
 pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
+    refuse_directory(config)?;
     if let LedgerChoice::Sqlite { path } = &config.ledger
         && !path.exists()
     {
@@ -48,10 +51,19 @@ pub async fn existing_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOp
     build_ledger(config).await
 }
 
+/// A SQLite ledger path that names a directory: SQLite only says "unable to open database file".
+fn refuse_directory(config: &Config) -> Result<(), NoLedger> {
+    match &config.ledger {
+        LedgerChoice::Sqlite { path } if path.is_dir() => Err(NoLedger::Directory(path.clone())),
+        _ => Ok(()),
+    }
+}
+
 /// The ledger for commands that only read (`stats`, `status`): like [`existing_ledger`], but a
 /// SQLite file whose schema is current is opened read-only and not migrated, so a ledger file
 /// this user may not write can still be read. An older schema is migrated as before.
 pub async fn ledger_to_read(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
+    refuse_directory(config)?;
     if let LedgerChoice::Sqlite { path } = &config.ledger {
         if !path.exists() {
             return Err(NoLedger::File(path.clone()).into());
@@ -75,6 +87,7 @@ pub fn ledger_name(config: &Config) -> String {
 
 /// The whole ledger the configuration names (hot path and operations).
 pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
+    refuse_directory(config)?;
     Ok(match &config.ledger {
         LedgerChoice::Sqlite { path } => {
             let ledger = SqliteLedger::open(path).with_context(|| format!("LEDGER=sqlite:{}", path.display()))?;

@@ -72,6 +72,7 @@ pub fn init() {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
+            .with_timer(FixedWidthTime)
             .compact()
             .finish();
         tracing::subscriber::set_global_default(subscriber)
@@ -125,6 +126,7 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
         let mut line = Map::new();
+        line.insert("timestamp".into(), timestamp().into());
         line.insert("level".into(), event.metadata().level().as_str().into());
         line.insert("target".into(), event.metadata().target().into());
         event.record(&mut JsonVisitor(&mut line));
@@ -139,6 +141,32 @@ where
         }
         line.insert("service".into(), SERVICE.get().unwrap_or(&self.service).as_str().into());
         writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// The time of a log line in UTC, RFC 3339 with exactly six fractional digits: the same width on
+/// every line, so columns line up and the lines sort as text. JSON lines carry it as `timestamp`
+/// (Powertools' key).
+pub fn timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.microsecond()
+    )
+}
+
+/// The readable lines' time: [`timestamp`].
+struct FixedWidthTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for FixedWidthTime {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        w.write_str(&timestamp())
     }
 }
 

@@ -803,3 +803,134 @@ fn stats_shows_times_in_units_that_fit_and_exact_numbers_in_json() {
     let age = normal["oldest_unsent_age_seconds"].as_f64().unwrap();
     assert!((86400.0..86500.0).contains(&age), "exact seconds in JSON: {age}");
 }
+
+#[test]
+fn stats_watch_into_a_pipe_stamps_each_refresh_and_json_is_one_document_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
+    for json in [false, true] {
+        let mut c = bin(dir.path());
+        c.args(["stats", "--watch", "1"]);
+        if json {
+            c.arg("--json");
+        }
+        let child = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if json {
+            let docs: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one document per line ({e}): {l}")))
+                .collect();
+            assert!(docs.len() >= 2, "refreshed at least once: {text}");
+            for doc in &docs {
+                let at = doc["at"].as_str().unwrap_or_else(|| panic!("no timestamp: {doc}"));
+                assert!(
+                    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).is_ok(),
+                    "{at}"
+                );
+            }
+        } else {
+            let stamps: Vec<&str> = text.lines().filter(|l| l.starts_with("-- as of ")).collect();
+            assert!(stamps.len() >= 2, "every refresh ends with its time: {text}");
+            assert_eq!(stamps.len(), text.matches("priority sent_24h  sending").count(), "one per refresh: {text}");
+        }
+    }
+}
+
+/// Runs `invoke -` with `input` on stdin.
+fn invoke_stdin(dir: &Path, input: &[u8]) -> (Output, String, String) {
+    use std::io::Write;
+    let mut child = bin(dir)
+        .args(["invoke", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[test]
+fn invalid_utf8_is_the_same_usage_mistake_from_stdin_and_from_a_file_and_a_bom_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = b"{\"operator\": \"stats\xff\"}";
+    let file = dir.path().join("bad.json");
+    std::fs::write(&file, bad).unwrap();
+    let (from_file, _, file_err) = run(bin(dir.path()).args(["invoke", file.to_str().unwrap()]));
+    let (from_stdin, _, stdin_err) = invoke_stdin(dir.path(), bad);
+    assert_eq!(from_file.status.code(), Some(2), "{file_err}");
+    assert_eq!(from_stdin.status.code(), Some(2), "{stdin_err}");
+    for stderr in [&file_err, &stdin_err] {
+        assert!(stderr.contains("not UTF-8"), "{stderr}");
+    }
+
+    run(bin(dir.path()).arg("migrate"));
+    let with_bom = dir.path().join("bom.json");
+    std::fs::write(&with_bom, b"\xef\xbb\xbf{\"operator\": \"status\", \"order_id\": \"ORD-1\"}").unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", with_bom.to_str().unwrap()]));
+    assert!(out.status.success(), "a UTF-8 BOM is not a reason to refuse JSON: {stderr}");
+    assert!(stdout.contains("\"found\":false"), "{stdout}");
+}
+
+#[test]
+fn a_ledger_path_that_is_a_directory_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = format!("sqlite:{}", dir.path().display());
+    for args in [
+        vec!["stats", "--ledger", &flag],
+        vec!["invoke", SAMPLE, "--ledger", &flag],
+        vec!["migrate", "--ledger", &flag],
+    ] {
+        let (out, _, stderr) = run(bin(dir.path()).args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("is a directory"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("unable to open database file"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn log_timestamps_have_one_width_and_json_lines_carry_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut widths = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let (_, _, stderr) = invoke_with_debug_logs(dir.path(), SAMPLE, "text");
+        for line in stderr.lines().filter(|l| l.starts_with("20")) {
+            widths.insert(line.split_whitespace().next().unwrap_or_default().len());
+        }
+    }
+    assert_eq!(widths.len(), 1, "one timestamp width: {widths:?}");
+    let (_, _, stderr) = invoke_with_debug_logs(dir.path(), SAMPLE, "json");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("level").is_some())
+        .collect();
+    assert!(!lines.is_empty(), "{stderr}");
+    for line in &lines {
+        let at = line["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp: {line}"));
+        assert!(time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).is_ok(), "{at}");
+    }
+}
+
+#[test]
+fn the_readme_says_how_to_put_the_binary_on_path_and_that_line_works() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("export PATH=") && l.contains("target/"))
+        .expect("a README line that puts order-confirmation on PATH");
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -eu\n{line}\norder-confirmation --version")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("order-confirmation "));
+}

@@ -30,10 +30,12 @@ pub async fn run(config: &Config, args: &InvokeArgs) -> anyhow::Result<i32> {
              default. {INVOKE_EXPECTS}"
         )));
     };
-    let text = if event_file == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("reading the event from stdin")?
+    let bytes = if event_file == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading the event from stdin")?;
+        bytes
     } else {
-        std::fs::read_to_string(event_file).map_err(|e| {
+        std::fs::read(event_file).map_err(|e| {
             let looked = std::path::absolute(event_file).unwrap_or_else(|_| event_file.to_owned());
             if e.kind() == std::io::ErrorKind::NotFound {
                 usage(format!("no event file at {}: {INVOKE_EXPECTS}", looked.display()))
@@ -42,8 +44,14 @@ pub async fn run(config: &Config, args: &InvokeArgs) -> anyhow::Result<i32> {
             }
         })?
     };
+    // The same bytes get the same answer from a file and from stdin; a UTF-8 byte order mark
+    // (editors on Windows write one) is not part of the JSON.
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        usage(format!("the event is not UTF-8 text (invalid byte at offset {}): {INVOKE_EXPECTS}", e.valid_up_to()))
+    })?;
     let payload: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| usage(format!("the event is not JSON ({e}): {INVOKE_EXPECTS}")))?;
+        serde_json::from_str(text).map_err(|e| usage(format!("the event is not JSON ({e}): {INVOKE_EXPECTS}")))?;
     let deadline = Instant::now() + config.invocation_timeout;
     let answer = match EventKind::of(&payload).map_err(usage)? {
         EventKind::SqsBatch => return invoke_batch(config, BatchKind::Orders, payload, deadline).await,

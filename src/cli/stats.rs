@@ -28,7 +28,14 @@ pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
         if args.json {
             let mut json = serde_json::to_value(&s)?;
             json["ledger"] = app::ledger_name(config).into();
-            emit(format_args!("{}\n", serde_json::to_string_pretty(&json)?))?;
+            if args.watch.is_some() {
+                // One document per line with its time (NDJSON): what `jq`, log shippers and a
+                // later reader of the file can tell apart.
+                json["at"] = crate::logging::timestamp().into();
+                emit(format_args!("{}\n", serde_json::to_string(&json)?))?;
+            } else {
+                emit(format_args!("{}\n", serde_json::to_string_pretty(&json)?))?;
+            }
         } else {
             if args.watch.is_some() && std::io::stdout().is_terminal() {
                 // Clear the screen and home the cursor, like `watch`; never into a pipe or file.
@@ -37,6 +44,10 @@ pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
             emit(stats::render_table(&s.ledger))?;
             emit(stats::render_delivery(&s.delivery))?;
             emit(stats::render_queues(&s.queues))?;
+            if args.watch.is_some() && !std::io::stdout().is_terminal() {
+                // Into a pipe or file the refreshes follow each other: each ends with its time.
+                emit(format_args!("-- as of {} --\n\n", crate::logging::timestamp()))?;
+            }
         }
         let Some(every) = args.watch else { break };
         tokio::select! {
