@@ -85,6 +85,18 @@ pub fn ledger_name(config: &Config) -> String {
     }
 }
 
+/// The ledger for `migrate`: as [`build_ledger`], but a SQLite ledger is not migrated on opening,
+/// so `migrate` itself applies what is pending and can say which migrations ran.
+pub async fn ledger_to_migrate(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
+    refuse_directory(config)?;
+    match &config.ledger {
+        LedgerChoice::Sqlite { path } => {
+            Ok(Arc::new(SqliteLedger::open(path).with_context(|| format!("LEDGER=sqlite:{}", path.display()))?))
+        }
+        LedgerChoice::DataApi(_) => build_ledger(config).await,
+    }
+}
+
 /// The whole ledger the configuration names (hot path and operations).
 pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>> {
     refuse_directory(config)?;

@@ -227,7 +227,7 @@ impl Function {
         let outcome = match request.action() {
             Ok(crate::custom_resource::Action::Keep) => Ok(serde_json::json!({"Commit": self.config.commit})),
             Ok(crate::custom_resource::Action::Migrate) => match self.ledger.migrate().await {
-                Ok(()) => Ok(serde_json::json!({"Commit": self.config.commit})),
+                Ok(_) => Ok(serde_json::json!({"Commit": self.config.commit})),
                 Err(e) => Err(format!("migrate failed: {e}")),
             },
             Err(rule) => Err(rule),

@@ -934,3 +934,43 @@ fn the_readme_says_how_to_put_the_binary_on_path_and_that_line_works() {
     assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("order-confirmation "));
 }
+
+#[test]
+fn migrate_says_which_migrations_ran_and_that_none_were_pending_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).arg("migrate"));
+    assert!(out.status.success(), "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&stdout).expect("migrate answers as the operator request");
+    let applied = first["applied"].as_array().expect("the migrations applied").clone();
+    assert!(applied.iter().any(|v| v == "0001_order_confirmations"), "{first}");
+    assert_eq!(first["migrated"], true, "{first}");
+    let (out, stdout, stderr) = run(bin(dir.path()).arg("migrate"));
+    assert!(out.status.success(), "{stderr}");
+    let second: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(second["applied"], serde_json::json!([]), "{second}");
+    assert!(stderr.contains("no migration was pending"), "{stderr}");
+    assert!(!stderr.contains("migrations applied"), "{stderr}");
+}
+
+#[test]
+fn commands_that_change_state_answer_with_the_operator_requests_json() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
+    set_status(dir.path(), "ORD-1001", "abandoned");
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["park", "ORD-1001", "--note", "OPS-1"]));
+    assert!(out.status.success(), "{stderr}");
+    let parked: serde_json::Value = serde_json::from_str(&stdout).expect("park answers JSON");
+    assert_eq!((parked["parked"].as_bool(), parked["order"]["parked_note"].as_str()), (Some(true), Some("OPS-1")));
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["retry", "ORD-1001"]));
+    assert!(out.status.success(), "{stderr}");
+    let retried: serde_json::Value = serde_json::from_str(&stdout).expect("retry answers JSON");
+    assert_eq!(
+        (retried["order_id"].as_str(), retried["released"].as_bool(), retried["sent"].as_bool()),
+        (Some("ORD-1001"), Some(true), Some(true)),
+        "{retried}"
+    );
+    assert_eq!(retried["outcome"]["outcome"], "sent", "{retried}");
+    let (_, stdout, _) = run(bin(dir.path()).arg("reconcile"));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("reconcile answers JSON");
+    assert!(report["unconfirmed"].is_object(), "{report}");
+}

@@ -138,7 +138,11 @@ fn the_retry_command_re_sends_an_abandoned_order_once_its_cause_is_fixed() {
     let out = run(&["retry", "ORD-1001"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(outcome["outcome"], "sent");
+    assert_eq!(
+        (outcome["outcome"]["outcome"].as_str(), outcome["sent"].as_bool()),
+        (Some("sent"), Some(true)),
+        "{outcome}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("released ORD-1001 for retry"));
     let status: String =
         conn.query_row("SELECT status FROM order_confirmations WHERE order_id = 'ORD-1001'", [], |r| r.get(0)).unwrap();

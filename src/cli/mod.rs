@@ -62,12 +62,13 @@ pub enum Command {
     /// Retry one order that reconciliation abandoned or SES rejected, once its cause is fixed.
     ///
     /// The order is released (status `failed`, attempts reset) and re-sent at once from its
-    /// stored payload through the normal claim, send and record path. Prints the outcome.
+    /// stored payload through the normal claim, send and record path. Prints the outcome as the
+    /// operator's retry request answers it.
     Retry(RetryArgs),
     /// Park an abandoned order: record that a person took it over, so it leaves the
     /// UnconfirmedOrders count (the alarm can then page for the next one). `retry` clears it.
     Park(ParkArgs),
-    /// Apply the ledger's schema migrations.
+    /// Apply the ledger's schema migrations; prints which ran (none when the schema is current).
     Migrate,
     /// Print the effective configuration (secrets masked) and exit.
     Config,
@@ -198,9 +199,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Migrate => {
-            let ledger = app::build_ledger(&config).await?;
-            ledger.migrate().await.context("migrate")?;
-            eprintln!("migrations applied");
+            let ledger = app::ledger_to_migrate(&config).await?;
+            let applied = ledger.migrate().await.context("migrate")?;
+            if applied.is_empty() {
+                eprintln!("no migration was pending: the schema is current");
+            } else {
+                eprintln!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+            }
+            let answer = crate::service::operator::migrate_answer(&applied, config.commit);
+            emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
             Ok(0)
         }
         Command::Invoke(args) => invoke::run(&config, args).await,

@@ -36,7 +36,8 @@ pub async fn run(config: &Config, args: &ParkArgs) -> anyhow::Result<i32> {
     }
     match ledger.park(&id, note).await.map_err(|e| app::ledger_read_error(config, e, "parking the order"))? {
         Some(state) => {
-            emit(stats::render_order(&state))?;
+            let answer = crate::service::operator::park_answer(&state);
+            emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
             Ok(0)
         }
         None => {

@@ -37,6 +37,7 @@ pub async fn run(config: &Config, args: &RetryArgs) -> anyhow::Result<i32> {
         return Err(anyhow::anyhow!("the re-sent batch reported no record for order {id}"));
     };
     eprintln!("released {id} for retry and re-sent it");
-    emit(format_args!("{}\n", serde_json::to_string(outcome)?))?;
+    let answer = crate::service::operator::retry_answer(&id, Some(outcome));
+    emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
     Ok(if outcome.is_success() { 0 } else { EXIT_RUNTIME })
 }

@@ -675,7 +675,8 @@ impl Ledger for DataApiLedger {
 
 #[async_trait::async_trait]
 impl LedgerOps for DataApiLedger {
-    async fn migrate(&self) -> Result<(), BackendError> {
+    async fn migrate(&self) -> Result<Vec<&'static str>, BackendError> {
+        let mut ran = Vec::new();
         self.execute(
             "migrate",
             "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
@@ -699,8 +700,9 @@ impl LedgerOps for DataApiLedger {
             stmts.push(format!("INSERT INTO schema_migrations (version) VALUES ('{version}')"));
             self.in_transaction(&stmts).await?;
             tracing::info!(version, "migration applied");
+            ran.push(*version);
         }
-        Ok(())
+        Ok(ran)
     }
 
     async fn stats(&self) -> Result<LedgerStats, BackendError> {

@@ -358,8 +358,9 @@ pub trait Ledger: Send + Sync {
 /// both traits; `Arc<dyn LedgerOps>` is the whole ledger and coerces to `Arc<dyn Ledger>`.
 #[async_trait::async_trait]
 pub trait LedgerOps: Ledger {
-    /// Applies pending schema migrations.
-    async fn migrate(&self) -> Result<(), BackendError>;
+    /// Applies pending schema migrations. Returns the versions applied by this call, oldest
+    /// first (empty when the schema was current), so `migrate` can say what it did.
+    async fn migrate(&self) -> Result<Vec<&'static str>, BackendError>;
 
     async fn stats(&self) -> Result<LedgerStats, BackendError>;
 

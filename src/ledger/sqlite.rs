@@ -324,8 +324,9 @@ impl Ledger for SqliteLedger {
 
 #[async_trait::async_trait]
 impl LedgerOps for SqliteLedger {
-    async fn migrate(&self) -> Result<(), BackendError> {
+    async fn migrate(&self) -> Result<Vec<&'static str>, BackendError> {
         self.with_conn(|conn| {
+            let mut ran = Vec::new();
             conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)",
             )
@@ -344,10 +345,11 @@ impl LedgerOps for SqliteLedger {
                         params![version, crate::clock::unix_ms_now()],
                     )
                     .map_err(sql_error)?;
+                    ran.push(*version);
                 }
                 tx.commit().map_err(sql_error)?;
             }
-            Ok(())
+            Ok(ran)
         })
         .await
     }

@@ -200,6 +200,23 @@ pub enum OperatorError {
     Json(#[from] serde_json::Error),
 }
 
+/// The answer to `migrate`, from the operator request and the command line alike: which
+/// migrations this run applied (none when the schema was current) and the build's commit.
+pub fn migrate_answer(applied: &[&str], commit: &str) -> Value {
+    json!({"migrated": true, "applied": applied, "commit": commit})
+}
+
+/// The answer to `retry` once the order was released and re-sent (`outcome`: the re-send's).
+pub fn retry_answer(order_id: &OrderId, outcome: Option<&crate::batch::RecordOutcome>) -> Value {
+    json!({"order_id": order_id.as_str(), "released": true, "outcome": outcome,
+           "sent": outcome.is_some_and(|o| o.is_success())})
+}
+
+/// The answer to `park`: the parked order's state.
+pub fn park_answer(state: &crate::ledger::OrderState) -> Value {
+    json!({"parked": true, "order": state})
+}
+
 /// Tags a backend failure with the step it broke.
 fn failed(doing: &'static str) -> impl FnOnce(BackendError) -> OperatorError {
     move |error| OperatorError::Failed { doing, error }
@@ -237,21 +254,19 @@ impl Operator<'_> {
                         "order {order_id} is not abandoned or rejected; {{\"operator\": \"status\"}} shows its state"
                     )));
                 };
-                let outcome = report.records.first().map(|r| &r.outcome);
-                Ok(json!({"order_id": order_id.as_str(), "released": true, "outcome": outcome,
-                          "sent": outcome.is_some_and(|o| o.is_success())}))
+                Ok(retry_answer(order_id, report.records.first().map(|r| &r.outcome)))
             }
             Request::Park { order_id, note } => {
                 match ledger.park(order_id, note).await.map_err(failed("parking the order"))? {
-                    Some(state) => Ok(json!({"parked": true, "order": state})),
+                    Some(state) => Ok(park_answer(&state)),
                     None => Err(OperatorError::Refused(format!(
                         "order {order_id} is not abandoned: only an order automation gave up on can be parked"
                     ))),
                 }
             }
             Request::Migrate => {
-                ledger.migrate().await.map_err(failed("migrate failed"))?;
-                Ok(json!({"migrated": true, "commit": settings.commit}))
+                let applied = ledger.migrate().await.map_err(failed("migrate failed"))?;
+                Ok(migrate_answer(&applied, settings.commit))
             }
         }
     }
