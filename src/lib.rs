@@ -15,7 +15,8 @@
 //!
 //! - [`decode`] turns a body into an [`order::Order`] or a [`decode::Rejection`] (pure; also
 //!   reads the legacy Python-literal format through the data-only grammar in [`pylit`]).
-//! - [`render`] produces the subject, text and HTML parts from `templates/` (pure).
+//! - [`render`] produces the subject, text and HTML parts from `templates/` (pure), in the
+//!   order's language from the catalogues in [`catalogue`], amounts by [`money`] (ICU4X, CLDR).
 //! - [`ledger`] is the idempotency store and order state: [`ledger::Ledger`] (the hot path: claim,
 //!   record) and [`ledger::LedgerOps`] (statistics, reconciliation, operator changes) with a SQLite
 //!   implementation for local runs and a Data API implementation (Aurora PostgreSQL) for
@@ -47,6 +48,7 @@
 pub mod app;
 pub mod aws;
 pub mod backoff;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod consume;
@@ -60,6 +62,7 @@ pub mod ledger;
 pub mod logging;
 pub mod mailer;
 pub mod metrics;
+pub mod money;
 pub mod operator;
 pub mod order;
 pub mod pipeline;
