@@ -112,6 +112,10 @@ pub struct Settings {
     /// SES configuration set for event publishing (optional).
     #[arg(long, env = "SES_CONFIGURATION_SET", global = true)]
     pub ses_configuration_set: Option<String>,
+    /// The order status page linked from every mail, an https URL with `{order_id}` in it
+    /// (e.g. https://shop.example/orders/{order_id}); no link when unset.
+    #[arg(long, env = "STATUS_URL_TEMPLATE", global = true)]
+    pub status_url_template: Option<String>,
     /// This instance's share of the SES send quota, in mails per second (unset: derived from
     /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when both are set, otherwise unlimited).
     #[arg(long, env = "SES_MAX_SEND_RATE", global = true)]
@@ -204,6 +208,7 @@ impl Default for Settings {
             db_name: None,
             sender_address: None,
             ses_configuration_set: None,
+            status_url_template: None,
             ses_max_send_rate: None,
             ses_account_max_send_rate: None,
             ses_senders: None,
@@ -309,6 +314,13 @@ fn parse_configuration_set(value: Option<&str>) -> Result<Option<String>, Config
     Ok(Some(v.to_owned()))
 }
 
+/// `STATUS_URL_TEMPLATE`: checked here so a template no mail could use fails at start-up, not
+/// in every mail. Unset or empty means no link. The error states the rule, never the value.
+fn parse_status_url_template(value: Option<&str>) -> Result<Option<crate::render::StatusUrlTemplate>, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    crate::render::StatusUrlTemplate::parse(v).map(Some).map_err(|rule| err("STATUS_URL_TEMPLATE", rule))
+}
+
 /// Where the process runs: decides which settings are required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -325,6 +337,7 @@ pub struct Config {
     pub mailer: MailerChoice,
     pub sender_address: String,
     pub ses_configuration_set: Option<String>,
+    pub status_url_template: Option<crate::render::StatusUrlTemplate>,
     pub ses_max_send_rate: Option<f64>,
     pub ses_account_max_send_rate: Option<f64>,
     pub ses_senders: Option<u32>,
@@ -660,6 +673,7 @@ impl Settings {
             mailer,
             sender_address,
             ses_configuration_set: parse_configuration_set(self.ses_configuration_set.as_deref())?,
+            status_url_template: parse_status_url_template(self.status_url_template.as_deref())?,
             ses_max_send_rate,
             ses_account_max_send_rate,
             ses_senders: self.ses_senders,
@@ -853,6 +867,7 @@ mod tests {
                 ("DB_NAME", _) => "other",
                 ("SENDER_ADDRESS", _) => "shop@example.com",
                 ("SES_CONFIGURATION_SET", _) => "events",
+                ("STATUS_URL_TEMPLATE", _) => "https://shop.example/orders/{order_id}",
                 ("SES_MAX_SEND_RATE", _) => "3",
                 ("SES_ACCOUNT_MAX_SEND_RATE", _) => "14",
                 ("SES_SENDERS", _) => "8",
@@ -934,6 +949,23 @@ mod tests {
         );
         assert_eq!(with(&"x".repeat(64)).unwrap().ses_configuration_set.map(|s| s.len()), Some(64));
         assert_eq!(with("").unwrap().ses_configuration_set, None, "empty means none, as the template passes it");
+    }
+
+    #[test]
+    fn a_status_url_template_no_mail_could_use_fails_at_start_up_naming_the_setting() {
+        let with = |template: &str| {
+            Settings { status_url_template: Some(template.to_owned()), ..Default::default() }.validate(Mode::Local)
+        };
+        for bad in
+            ["http://shop.example/{order_id}", "https://shop.example/orders", "https://shop.example/{id}<x>{order_id}"]
+        {
+            let error = with(bad).unwrap_err();
+            assert_eq!(error.setting, "STATUS_URL_TEMPLATE", "{bad}");
+            assert!(!error.to_string().contains("shop.example/{"), "the value is not repeated: {error}");
+        }
+        let ok = with("https://shop.example/orders/{order_id}").unwrap().status_url_template.unwrap();
+        assert_eq!(ok.url_for("ORD-1"), "https://shop.example/orders/ORD-1");
+        assert_eq!(with("").unwrap().status_url_template, None, "empty means no link");
     }
 
     #[test]
