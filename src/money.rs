@@ -19,7 +19,9 @@ use icu_locale_core::LanguageIdentifier;
 use icu_provider::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::rc::Rc;
+use std::thread::LocalKey;
 
 /// Distinct (locale, currency) formatters kept per thread before the cache starts over.
 const CACHE_LIMIT: usize = 256;
@@ -75,43 +77,45 @@ pub fn format(amount: &str, currency: Option<&str>, locale: &LanguageIdentifier)
 /// The number in the locale's digits, separators and grouping.
 fn number(value: &Decimal, locale: &LanguageIdentifier) -> String {
     thread_local! {
-        static CACHE: RefCell<HashMap<LanguageIdentifier, Rc<DecimalFormatter>>> = RefCell::new(HashMap::new());
+        static CACHE: FormatterCache<LanguageIdentifier, DecimalFormatter> = RefCell::default();
     }
-    let formatter = CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(f) = cache.get(locale) {
-            return Some(f.clone());
-        }
-        let f = Rc::new(DecimalFormatter::try_new(locale.into(), Default::default()).ok()?);
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(locale.clone(), f.clone());
-        Some(f)
-    });
-    match formatter {
+    match cached(&CACHE, locale, || DecimalFormatter::try_new(locale.into(), Default::default()).ok()) {
         Some(f) => f.format(value).to_string(),
         None => value.to_string(),
     }
 }
 
 fn currency_formatter(locale: &LanguageIdentifier, currency: &str) -> Option<Rc<CurrencyFormatter<DecimalFormatter>>> {
-    type Key = (LanguageIdentifier, CurrencyType);
     thread_local! {
-        static CACHE: RefCell<HashMap<Key, Rc<CurrencyFormatter<DecimalFormatter>>>> = RefCell::new(HashMap::new());
+        static CACHE: FormatterCache<(LanguageIdentifier, CurrencyType), CurrencyFormatter<DecimalFormatter>> =
+            RefCell::default();
     }
     let code = CurrencyType::try_from_str(currency).ok()?;
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let key = (locale.clone(), code);
-        if let Some(f) = cache.get(&key) {
+    cached(&CACHE, &(locale.clone(), code), || {
+        CurrencyFormatter::try_new_symbol(locale.into(), code, Default::default()).ok()
+    })
+}
+
+/// ICU4X formatters of one kind, kept by one thread (they are not `Sync`).
+pub(crate) type FormatterCache<K, V> = RefCell<HashMap<K, Rc<V>>>;
+
+/// The formatter for `key` from this thread's `cache`, built by `build` the first time. The cache
+/// starts over past [`CACHE_LIMIT`] entries. `None` when ICU4X has no data to build it.
+pub(crate) fn cached<K: Clone + Eq + Hash + 'static, V: 'static>(
+    cache: &'static LocalKey<FormatterCache<K, V>>,
+    key: &K,
+    build: impl FnOnce() -> Option<V>,
+) -> Option<Rc<V>> {
+    cache.with(|cache| {
+        if let Some(f) = cache.borrow().get(key) {
             return Some(f.clone());
         }
-        let f = Rc::new(CurrencyFormatter::try_new_symbol(locale.into(), code, Default::default()).ok()?);
+        let f = Rc::new(build()?);
+        let mut cache = cache.borrow_mut();
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(key, f.clone());
+        cache.insert(key.clone(), f.clone());
         Some(f)
     })
 }

@@ -15,9 +15,7 @@ use icu_datetime::fieldsets::YMD;
 use icu_locale_core::LanguageIdentifier;
 use minijinja::value::Value;
 use minijinja::{Environment, context};
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::sync::OnceLock;
 
 /// A rendered mail, ready for any [`crate::mailer::Mailer`].
@@ -189,7 +187,7 @@ pub fn render(order: &Order, settings: &MailSettings) -> Result<Mail, RenderErro
 fn long_date(date: &str, locale: &LanguageIdentifier) -> String {
     type Formatter = FixedCalendarDateTimeFormatter<Gregorian, YMD>;
     thread_local! {
-        static CACHE: RefCell<HashMap<LanguageIdentifier, Rc<Formatter>>> = RefCell::new(HashMap::new());
+        static CACHE: crate::money::FormatterCache<LanguageIdentifier, Formatter> = Default::default();
     }
     let mut parts = date.splitn(3, '-').map(str::parse::<u32>);
     let (Some(Ok(year)), Some(Ok(month)), Some(Ok(day))) = (parts.next(), parts.next(), parts.next()) else {
@@ -201,19 +199,7 @@ fn long_date(date: &str, locale: &LanguageIdentifier) -> String {
     let Ok(date_value) = Date::try_new_gregorian(year, month, day) else {
         return date.to_owned();
     };
-    let formatter = CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if let Some(f) = cache.get(locale) {
-            return Some(f.clone());
-        }
-        let f = Rc::new(Formatter::try_new(locale.into(), YMD::long()).ok()?);
-        // Bounded like the money formatters: distinct locales cannot grow it without limit.
-        if cache.len() >= 256 {
-            cache.clear();
-        }
-        cache.insert(locale.clone(), f.clone());
-        Some(f)
-    });
+    let formatter = crate::money::cached(&CACHE, locale, || Formatter::try_new(locale.into(), YMD::long()).ok());
     match formatter {
         Some(f) => f.format(&date_value).to_string(),
         None => date.to_owned(),
