@@ -155,10 +155,13 @@ pub fn render(order: &Order, settings: &MailSettings) -> Result<Mail, RenderErro
             context! { name => item.name.as_str(), quantity => item.quantity, price, each }
         })
         .collect();
+    // The id's alphabet is restricted (see `OrderId`), so it is safe in a header as is; the
+    // catalogue's words are the shop's own.
+    let subject = words.format("subject", &[("order_id", order_id)]);
     let ctx = context! {
         lang => locale.tag(),
         t => labels(&locale),
-        subject => words.format("subject", &[("order_id", order_id)]),
+        subject => subject.as_str(),
         preheader => words.format("preheader", &[("order_id", order_id)]),
         greeting => words.format("greeting", &[("name", order.customer_name.as_str())]),
         order_id,
@@ -173,13 +176,8 @@ pub fn render(order: &Order, settings: &MailSettings) -> Result<Mail, RenderErro
             .and_then(|t| t.render(&ctx))
             .map_err(|source| RenderError { template, source })
     };
-    Ok(Mail {
-        // The id's alphabet is restricted (see `OrderId`), so it is safe in a header as is; the
-        // catalogue's words are the shop's own.
-        subject: words.format("subject", &[("order_id", order_id)]),
-        text: part("confirmation.txt")?,
-        html: part("confirmation.html")?,
-    })
+    let (text, html) = (part("confirmation.txt")?, part("confirmation.html")?);
+    Ok(Mail { subject, text, html })
 }
 
 /// A `YYYY-MM-DD` date as the locale writes it in full (`December 2, 2026`, `2. Dezember 2026`,
