@@ -274,14 +274,16 @@ fn order_from_map(map: &Map<String, Value>, notes: &mut Vec<Note>) -> Result<Ord
     // An amount the currency cannot hold (129.5 JPY) is mailed as given, never rounded into
     // another price; the note is how its producer hears of it.
     if let Some(currency) = &currency {
-        let minor_units = crate::money::minor_units(currency).unwrap_or(2);
         let unheld = |amount: &str| !crate::money::fits(amount, currency);
-        let rule = format!("has more decimals than {currency} has minor units ({minor_units}); shown as given");
+        let rule = || {
+            let minor_units = crate::money::minor_units(currency).unwrap_or(2);
+            format!("has more decimals than {currency} has minor units ({minor_units}); shown as given")
+        };
         if total.as_deref().is_some_and(unheld) {
-            notes.push(Note::AmountShownAsGiven { field: "total", rule: rule.clone() });
+            notes.push(Note::AmountShownAsGiven { field: "total", rule: rule() });
         }
         if items.iter().any(|i| i.price.as_deref().is_some_and(unheld)) {
-            notes.push(Note::AmountShownAsGiven { field: "items.price", rule });
+            notes.push(Note::AmountShownAsGiven { field: "items.price", rule: rule() });
         }
     }
     let fulfillment = fulfillment(map.get("fulfillment"), notes);
