@@ -13,6 +13,7 @@ mod fuzz;
 mod lambda_init;
 mod lambda_runtime;
 mod ledger_contract;
+mod mail_preview;
 mod pipeline;
 mod production;
 mod reconcile;

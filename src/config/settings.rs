@@ -32,6 +32,10 @@ pub struct Settings {
     /// SES configuration set for event publishing (optional).
     #[arg(long, env = "SES_CONFIGURATION_SET", global = true)]
     pub ses_configuration_set: Option<String>,
+    /// The order status page linked from every mail, an https URL with `{order_id}` in it
+    /// (e.g. https://shop.example/orders/{order_id}); no link when unset.
+    #[arg(long, env = "STATUS_URL_TEMPLATE", global = true)]
+    pub status_url_template: Option<String>,
     /// This instance's share of the SES send quota, in mails per second (unset: derived from
     /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when both are set, otherwise unlimited).
     #[arg(long, env = "SES_MAX_SEND_RATE", global = true)]
@@ -128,6 +132,7 @@ impl Default for Settings {
             db_name: None,
             sender_address: None,
             ses_configuration_set: None,
+            status_url_template: None,
             ses_max_send_rate: None,
             ses_account_max_send_rate: None,
             ses_senders: None,
