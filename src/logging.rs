@@ -71,7 +71,8 @@ pub fn init() {
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
+            // NO_COLOR (no-color.org): any non-empty value turns colours off.
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
             .with_timer(FixedWidthTime)
             .compact()
             .finish();

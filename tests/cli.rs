@@ -974,3 +974,35 @@ fn commands_that_change_state_answer_with_the_operator_requests_json() {
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("reconcile answers JSON");
     assert!(report["unconfirmed"].is_object(), "{report}");
 }
+
+#[test]
+fn a_bad_watch_interval_says_what_the_flag_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).arg("migrate"));
+    for value in ["0", "1.5", "-3", "soon"] {
+        let (out, stdout, stderr) = run(bin(dir.path()).args(["stats", &format!("--watch={value}")]));
+        assert_eq!(out.status.code(), Some(2), "{value}: {stderr}");
+        assert!(stdout.is_empty(), "{value}: {stdout}");
+        assert!(
+            stderr.contains("--watch") && stderr.contains("whole number of seconds, at least 1"),
+            "{value}: {stderr}"
+        );
+        assert!(!stderr.contains("18446744073709551615") && !stderr.contains("invalid digit"), "{value}: {stderr}");
+    }
+}
+
+#[test]
+fn version_names_the_commit_and_help_lists_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, _) = run(bin(dir.path()).arg("--version"));
+    assert!(out.status.success());
+    let commit = stdout.split("commit ").nth(1).unwrap_or_else(|| panic!("no commit in --version: {stdout}"));
+    let commit: String = commit.chars().take_while(char::is_ascii_hexdigit).collect();
+    assert!(commit.len() >= 7, "the commit's hash: {stdout}");
+    assert!(stdout.starts_with(&format!("order-confirmation {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
+    let (_, help, _) = run(bin(dir.path()).arg("--help"));
+    let codes = help.find("Exit codes:").unwrap_or_else(|| panic!("no exit codes in --help: {help}"));
+    for code in ["0 ", "1 ", "2 ", "3 "] {
+        assert!(help[codes..].lines().any(|l| l.trim_start().starts_with(code)), "exit code {code}in --help: {help}");
+    }
+}

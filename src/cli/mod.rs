@@ -27,7 +27,7 @@ use clap::{Parser, Subcommand};
 /// .local/outbox/. Inside Lambda (AWS_LAMBDA_RUNTIME_API set) the binary serves the Lambda
 /// runtime API instead and ignores the command line.
 #[derive(Debug, Parser)]
-#[command(name = "order-confirmation", version, propagate_version = true)]
+#[command(name = "order-confirmation", version = VERSION, propagate_version = true, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -73,6 +73,16 @@ pub enum Command {
     /// Print the effective configuration (secrets masked) and exit.
     Config,
 }
+
+/// `--version`: the crate's version and the commit the binary was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ORDER_CONFIRMATION_COMMIT"), ")");
+
+/// The exit codes, at the end of `--help` (the README's table says the same).
+const EXIT_CODES_HELP: &str = "Exit codes:
+  0  done (also when the reader of stdout went away)
+  1  a failure at run time: a backend or AWS call failed, or the answer was a failure
+  2  a usage or configuration mistake (the message names the flag or setting)
+  3  the order asked about is not in the ledger, or not in a state for the request";
 
 /// Exit code for a failure at run time: a backend failed, or the answer was a failure.
 pub const EXIT_RUNTIME: i32 = 1;

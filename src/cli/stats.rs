@@ -12,8 +12,17 @@ pub struct StatsArgs {
     #[arg(long)]
     pub json: bool,
     /// Refresh every this many seconds (at least 1) until interrupted.
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", value_parser = watch_seconds)]
     pub watch: Option<u64>,
+}
+
+/// `--watch`'s value: clap's own messages for it were `0 is not in 1..18446744073709551615` and
+/// `invalid digit found in string`; this one says what the flag takes.
+fn watch_seconds(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(seconds) if seconds >= 1 => Ok(seconds),
+        _ => Err("--watch takes a whole number of seconds, at least 1 (e.g. --watch 5)".to_owned()),
+    }
 }
 
 pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
