@@ -1006,3 +1006,74 @@ fn version_names_the_commit_and_help_lists_the_exit_codes() {
         assert!(help[codes..].lines().any(|l| l.trim_start().starts_with(code)), "exit code {code}in --help: {help}");
     }
 }
+
+/// Whether `line` is what `pattern` shows, where each `…` in the pattern stands for any text.
+fn shows(pattern: &str, line: &str) -> bool {
+    let pieces: Vec<&str> = pattern.split('…').collect();
+    let (first, rest) = (pieces[0], &pieces[1..]);
+    let Some(mut left) = line.strip_prefix(first) else { return false };
+    let Some((last, middle)) = rest.split_last() else { return left.is_empty() };
+    for piece in middle {
+        let Some(at) = left.find(piece) else { return false };
+        left = &left[at + piece.len()..];
+    }
+    left.ends_with(last)
+}
+
+/// The lines of the README's fenced block that follows `heading`'s first ```text fence.
+fn readme_block(after: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find(after).unwrap_or_else(|| panic!("README has {after}"));
+    let fence = start + readme[start..].find("```text\n").unwrap() + "```text\n".len();
+    let end = fence + readme[fence..].find("```").unwrap();
+    readme[fence..end].lines().map(str::to_owned).collect()
+}
+
+/// Checks that the README's lines appear in `transcript`, in order (a line `…` allows anything).
+fn assert_readme_shows(readme: &[String], transcript: &str) {
+    let mut lines = transcript.lines();
+    for expected in readme.iter().filter(|l| l.as_str() != "…") {
+        assert!(
+            lines.any(|actual| shows(expected, actual)),
+            "README line not printed (in this order):\n{expected}\n--- what the commands printed:\n{transcript}"
+        );
+    }
+}
+
+#[test]
+fn the_readmes_make_run_walk_through_shows_what_the_commands_print() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("events")).unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE);
+    std::fs::copy(&sample, dir.path().join(SAMPLE)).unwrap();
+    // What `make run` runs, from a fresh checkout's directory on the embedded defaults, with
+    // stdout and stderr into one file as a terminal shows them.
+    let log = dir.path().join("transcript.txt");
+    let invoke = |event: &str, quiet: bool| {
+        let mut c = bin(dir.path());
+        c.env_remove("LEDGER").env_remove("MAILER").env_remove("RUST_LOG").current_dir(dir.path());
+        c.args(["invoke", event]);
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        if quiet {
+            c.env("RUST_LOG", "warn").stdout(std::process::Stdio::null());
+        } else {
+            c.stdout(out.try_clone().unwrap());
+        }
+        assert!(c.stderr(out).status().unwrap().success(), "{event}");
+    };
+    invoke(SAMPLE, false);
+    let mut events: Vec<_> =
+        std::fs::read_dir(dir.path().join(".local/ses-events")).unwrap().map(|e| e.unwrap().path()).collect();
+    events.sort();
+    for event in &events {
+        invoke(event.to_str().unwrap(), true);
+    }
+    assert_readme_shows(&readme_block("## What `make run` prints"), &std::fs::read_to_string(&log).unwrap());
+
+    std::fs::write(&log, "").unwrap();
+    invoke(SAMPLE, false);
+    assert_readme_shows(
+        &readme_block("Run it again and nothing new is mailed"),
+        &std::fs::read_to_string(&log).unwrap(),
+    );
+}
