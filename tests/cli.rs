@@ -1077,3 +1077,29 @@ fn the_readmes_make_run_walk_through_shows_what_the_commands_print() {
         &std::fs::read_to_string(&log).unwrap(),
     );
 }
+
+#[test]
+fn a_50_mb_body_is_refused_for_its_record_alone_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE)).unwrap())
+            .unwrap();
+    let mut event = sample.clone();
+    let mut huge = sample["Records"][0].clone();
+    huge["messageId"] = "huge-50mb".into();
+    huge["body"] =
+        format!("{{\"order_id\": \"ORD-9\", \"note\": \"{}\"}}", "secret-x".repeat(50 * 1024 * 1024 / 8)).into();
+    event["Records"].as_array_mut().unwrap().push(huge);
+    let file = dir.path().join("huge.json");
+    std::fs::write(&file, event.to_string()).unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["invoke", file.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", &stderr[..stderr.len().min(2000)]);
+    let response: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let failed: Vec<&str> =
+        response["batchItemFailures"].as_array().unwrap().iter().filter_map(|f| f["itemIdentifier"].as_str()).collect();
+    assert!(failed.contains(&"huge-50mb"), "{stdout}");
+    assert_eq!(failed.len(), 3, "the sample's two invalid records and the huge one: {stdout}");
+    assert!(stderr.contains("the limit is"), "the rule is named");
+    assert!(!stderr.contains("secret-x") && !stdout.contains("secret-x"), "the body is never echoed");
+    assert_eq!(outbox_count(dir.path()), 4, "the sample's orders are mailed beside it");
+}
