@@ -1103,3 +1103,35 @@ fn a_50_mb_body_is_refused_for_its_record_alone_and_never_echoed() {
     assert!(!stderr.contains("secret-x") && !stdout.contains("secret-x"), "the body is never echoed");
     assert_eq!(outbox_count(dir.path()), 4, "the sample's orders are mailed beside it");
 }
+
+#[test]
+fn the_operators_park_and_retry_say_not_in_the_ledger_and_never_replace_a_note_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    run(bin(dir.path()).args(["invoke", SAMPLE]));
+    set_status(dir.path(), "ORD-1001", "abandoned");
+    let park = |note: &str, replace: bool| {
+        let mut request = serde_json::json!({"operator": "park", "order_id": "ORD-1001", "note": note});
+        if replace {
+            request["replace"] = true.into();
+        }
+        invoke_stdin(dir.path(), request.to_string().as_bytes())
+    };
+    let (out, _, stderr) = park("OPS-1 (ana)", false);
+    assert!(out.status.success(), "{stderr}");
+    let (out, _, stderr) = park("OPS-2 (bo)", false);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("already parked") && stderr.contains("OPS-1 (ana)"), "{stderr}");
+    let (out, stdout, stderr) = park("OPS-2 (bo)", true);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("OPS-2 (bo)"), "{stdout}");
+    for verb in ["park", "retry"] {
+        let request = serde_json::json!({"operator": verb, "order_id": "ORD-404", "note": "n"});
+        let mut request = request.as_object().unwrap().clone();
+        if verb == "retry" {
+            request.remove("note");
+        }
+        let (out, _, stderr) = invoke_stdin(dir.path(), serde_json::Value::Object(request).to_string().as_bytes());
+        assert!(!out.status.success(), "{verb}: {stderr}");
+        assert!(stderr.contains("not in the ledger") && !stderr.contains("is not abandoned"), "{verb}: {stderr}");
+    }
+}

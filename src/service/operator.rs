@@ -10,7 +10,7 @@
 //! | `config` | – | no |
 //! | `reconcile` | – | yes: re-sends stuck orders, abandons past the bound |
 //! | `retry` | `order_id` | yes: releases an abandoned or rejected order and re-sends it |
-//! | `park` | `order_id`, `note` | yes: marks an abandoned order as taken over by a person |
+//! | `park` | `order_id`, `note`, optional `replace` | yes: marks an abandoned order as taken over by a person (an earlier note is replaced only with `"replace": true`) |
 //! | `migrate` | – | yes: applies pending schema migrations |
 //!
 //! Parsing is pure ([`Request::parse`]); a request that does not parse is refused with the rule
@@ -28,11 +28,20 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Stats,
-    Status { order_id: OrderId },
+    Status {
+        order_id: OrderId,
+    },
     Config,
     Reconcile,
-    Retry { order_id: OrderId },
-    Park { order_id: OrderId, note: String },
+    Retry {
+        order_id: OrderId,
+    },
+    /// `replace`: replace the note of an order someone already parked (otherwise refused).
+    Park {
+        order_id: OrderId,
+        note: String,
+        replace: bool,
+    },
     Migrate,
 }
 
@@ -70,7 +79,7 @@ impl Verb {
         match self {
             Self::Stats | Self::Config | Self::Reconcile | Self::Migrate => &["operator"],
             Self::Status | Self::Retry => &["operator", "order_id"],
-            Self::Park => &["operator", "order_id", "note"],
+            Self::Park => &["operator", "order_id", "note", "replace"],
         }
     }
 
@@ -132,7 +141,12 @@ impl Request {
                 let order_id = order_id()?;
                 let note = object.get("note").and_then(Value::as_str).ok_or("note: is missing or not a string")?;
                 let note = park_note(note).map_err(|rule| format!("note: {rule}"))?.to_owned();
-                Self::Park { order_id, note }
+                let replace = match object.get("replace") {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err("replace: must be true or false".into()),
+                };
+                Self::Park { order_id, note, replace }
             }
         })
     }
@@ -248,6 +262,9 @@ impl Operator<'_> {
                 Ok(serde_json::to_value(report)?)
             }
             Request::Retry { order_id } => {
+                if ledger.order_state(order_id).await.map_err(failed("reading the order"))?.is_none() {
+                    return Err(OperatorError::Refused(crate::stats::not_in_ledger(order_id)));
+                }
                 let retried = super::retry(self.pipeline, ledger, order_id, deadline).await;
                 let Some(report) = retried.map_err(failed("releasing the order"))? else {
                     return Err(OperatorError::Refused(format!(
@@ -256,7 +273,16 @@ impl Operator<'_> {
                 };
                 Ok(retry_answer(order_id, report.records.first().map(|r| &r.outcome)))
             }
-            Request::Park { order_id, note } => {
+            Request::Park { order_id, note, replace } => {
+                let Some(before) = ledger.order_state(order_id).await.map_err(failed("reading the order"))? else {
+                    return Err(OperatorError::Refused(crate::stats::not_in_ledger(order_id)));
+                };
+                if let (Some(earlier), false) = (before.parked_note.as_deref(), replace) {
+                    // Another person's note says who handles the order: never replaced silently.
+                    return Err(OperatorError::Refused(format!(
+                        "order {order_id} is already parked with the note \"{earlier}\"; send \"replace\": true to replace that note"
+                    )));
+                }
                 match ledger.park(order_id, note).await.map_err(failed("parking the order"))? {
                     Some(state) => Ok(park_answer(&state)),
                     None => Err(OperatorError::Refused(format!(
@@ -291,7 +317,7 @@ mod tests {
         assert_eq!(parse(json!({"operator": "retry", "order_id": "ORD-1"})), Ok(Request::Retry { order_id: id() }));
         assert_eq!(
             parse(json!({"operator": "park", "order_id": "ORD-1", "note": " OPS-7 "})),
-            Ok(Request::Park { order_id: id(), note: "OPS-7".into() })
+            Ok(Request::Park { order_id: id(), note: "OPS-7".into(), replace: false })
         );
         assert_eq!(VERBS.len(), 7);
     }
@@ -304,7 +330,7 @@ mod tests {
         let writes = [
             Request::Reconcile,
             Request::Retry { order_id: id.clone() },
-            Request::Park { order_id: id, note: "n".into() },
+            Request::Park { order_id: id, note: "n".into(), replace: false },
             Request::Migrate,
         ];
         assert!(writes.iter().all(Request::changes_state));
