@@ -22,8 +22,8 @@ pub struct MetricNames {
 impl Default for MetricNames {
     fn default() -> Self {
         Self {
-            namespace: crate::defaults::METRICS_NAMESPACE.to_owned(),
-            service: crate::defaults::SERVICE_NAME.to_owned(),
+            namespace: crate::defaults::POWERTOOLS_METRICS_NAMESPACE.to_owned(),
+            service: crate::defaults::POWERTOOLS_SERVICE_NAME.to_owned(),
         }
     }
 }

@@ -376,33 +376,32 @@ fn saved_queries_missing_from_runbook(runbook: &str, template: &str) -> Vec<Stri
         .collect()
 }
 
-/// The README's configuration table against the settings as clap declares them
-/// (`order_confirmation::cli::Cli`'s command, read through the library): every setting has a row,
-/// and the row's default is clap's (the code's, [`order_confirmation::config::defaults`]). A
-/// setting without a clap default shows its local default from the same module, or no value
-/// (only other settings' names).
+/// The README's configuration table against the one definition of every setting
+/// (`order_confirmation::config::settings()`, the table clap's command is also built from):
+/// every setting has a row, and no row names a setting the code does not have; the row's default
+/// is the definition's, or its local default, or no value (only other settings' names); a
+/// setting with bounds states them (`1–300`, or `at most 900` when its lowest is 0).
 fn readme_table_problems(readme: &str) -> Vec<String> {
-    use clap::CommandFactory;
-    use order_confirmation::config::defaults;
-    let local = [
-        ("LEDGER", format!("`{}` locally", defaults::LEDGER)),
-        ("MAILER", format!("`{}` locally", defaults::MAILER)),
-        ("SENDER_ADDRESS", format!("`{}` with the outbox", defaults::OUTBOX_SENDER_ADDRESS)),
-    ];
-    let command = order_confirmation::cli::Cli::command();
+    let settings = order_confirmation::config::settings();
+    let rows: Vec<(&str, &str)> = readme
+        .lines()
+        .filter_map(|l| {
+            let variable = l.strip_prefix("| `")?.split_once("` |")?.0;
+            variable.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_').then_some((variable, l))
+        })
+        .collect();
     let mut problems = Vec::new();
-    for arg in command.get_arguments() {
-        let Some(variable) = arg.get_env().and_then(|v| v.to_str()) else { continue };
-        let Some(row) = readme.lines().find(|l| l.starts_with(&format!("| `{variable}` |"))) else {
+    for setting in &settings {
+        let variable = setting.variable;
+        let Some((_, row)) = rows.iter().find(|(v, _)| *v == variable) else {
             problems.push(format!("{variable}: no row in README.md's configuration table"));
             continue;
         };
         let cell = row.split('|').nth(2).unwrap_or_default().trim();
-        let defaults: Vec<String> = arg.get_default_values().iter().map(|d| d.to_string_lossy().into_owned()).collect();
-        let expected = match (defaults.as_slice(), local.iter().find(|(v, _)| *v == variable)) {
-            ([default], _) => Some(format!("`{default}`")),
-            (_, Some((_, text))) => Some(text.clone()),
-            _ => None,
+        let expected = match (&setting.default, setting.local_default) {
+            (Some(default), _) => Some(format!("`{default}`")),
+            (None, Some((value, when))) => Some(format!("`{value}` {when}")),
+            (None, None) => None,
         };
         match expected {
             Some(expected) if cell != expected => {
@@ -412,6 +411,17 @@ fn readme_table_problems(readme: &str) -> Vec<String> {
                 problems.push(format!("{variable}: README.md gives a default ({cell}) the code does not have"))
             }
             _ => {}
+        }
+        if let Some(accepts) = &setting.accepts {
+            let stated = accepts.replace('-', "–");
+            if !row.split('|').nth(3).unwrap_or_default().contains(&stated) {
+                problems.push(format!("{variable}: README.md does not state the values it accepts ({stated})"));
+            }
+        }
+    }
+    for (variable, _) in rows {
+        if !settings.iter().any(|s| s.variable == variable) {
+            problems.push(format!("{variable}: README.md has a row for a setting the code does not have"));
         }
     }
     problems
@@ -619,7 +629,7 @@ fn every_setting_is_in_the_readme_configuration_table_with_the_codes_default() {
 }
 
 #[test]
-fn settings_check_fails_on_a_missing_row_or_a_stale_default() {
+fn settings_check_fails_on_a_missing_or_stale_row_a_stale_default_or_stale_bounds() {
     let readme = read("README.md");
     let broken: String = readme
         .lines()
@@ -627,6 +637,8 @@ fn settings_check_fails_on_a_missing_row_or_a_stale_default() {
         .map(|l| l.replace("| `SEND_CONCURRENCY` | `16` |", "| `SEND_CONCURRENCY` | `8` |"))
         .map(|l| l.replace("| `SES_SENDERS` | unset |", "| `SES_SENDERS` | `1` |"))
         .map(|l| l.replace("`outbox:.local/outbox` locally", "`outbox:outbox` locally"))
+        .map(|l| l.replace("SDK retries included (1–300)", "SDK retries included (1–600)"))
+        .chain(["| `RETIRED_SETTING` | `1` | no longer read |".to_owned()])
         .collect::<Vec<_>>()
         .join("\n");
     assert_eq!(
@@ -634,8 +646,10 @@ fn settings_check_fails_on_a_missing_row_or_a_stale_default() {
         vec![
             "MAILER: README.md says `outbox:outbox` locally, the code's default is `outbox:.local/outbox` locally",
             "SES_SENDERS: README.md gives a default (`1`) the code does not have",
+            "SEND_TIMEOUT_SECONDS: README.md does not state the values it accepts (1–300)",
             "SEND_CONCURRENCY: README.md says `8`, the code's default is `16`",
             "LEASE_SLACK_SECONDS: no row in README.md's configuration table",
+            "RETIRED_SETTING: README.md has a row for a setting the code does not have",
         ]
     );
 }
