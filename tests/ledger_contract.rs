@@ -94,7 +94,7 @@ pub async fn failed_and_released_orders_are_claimable_again_at_once(l: Arc<dyn L
     let applied = l
         .record(&[
             rec("E1", t1, Outcome::Failed { error: "throttled".into() }),
-            rec("E2", t2, Outcome::Released { reason: "deferred".into() }),
+            rec("E2", t2, Outcome::Deferred { reason: "deferred".into() }),
         ])
         .await
         .unwrap();
@@ -394,7 +394,7 @@ pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn L
 
 pub async fn a_released_claim_gives_its_attempt_back_once(l: Arc<dyn LedgerOps>) {
     let t = token(&l.claim(&[req("RA1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
-    let released = [rec("RA1", t, Outcome::Released { reason: "not sent: no send slot".into() })];
+    let released = [rec("RA1", t, Outcome::Deferred { reason: "not sent: no send slot".into() })];
     assert_eq!(l.record(&released).await.unwrap(), vec![true]);
     assert_eq!(l.record(&released).await.unwrap(), vec![true], "a retried release");
     let st = l.order_state(&OrderId::parse("RA1").unwrap()).await.unwrap().unwrap();

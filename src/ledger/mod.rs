@@ -94,9 +94,9 @@ pub enum Outcome {
         reason: String,
     },
     /// Not attempted (deferred by the rate limiter or SES throttling, out of time, or stopped
-    /// after a fatal error): the lease is released so the next delivery can claim at once, and the
+    /// after a fatal error): the lease ends so the next delivery can claim at once, and the
     /// claim's attempt is given back (a deferral is not a failed attempt).
-    Released {
+    Deferred {
         reason: String,
     },
 }
@@ -106,7 +106,7 @@ impl Outcome {
     pub fn status(&self) -> Status {
         match self {
             Self::Sent { .. } => Status::Sent,
-            Self::Failed { .. } | Self::Released { .. } => Status::Failed,
+            Self::Failed { .. } | Self::Deferred { .. } => Status::Failed,
             Self::Rejected { .. } => Status::Rejected,
         }
     }
@@ -124,13 +124,13 @@ impl Outcome {
         match self {
             Self::Sent { .. } => None,
             Self::Failed { error } => Some(error),
-            Self::Rejected { reason } | Self::Released { reason } => Some(reason),
+            Self::Rejected { reason } | Self::Deferred { reason } => Some(reason),
         }
     }
 
-    /// A released claim gives its attempt back: a deferral is not a failed attempt.
+    /// A deferred order's claim gives its attempt back: a deferral is not a failed attempt.
     pub fn gives_back_attempt(&self) -> bool {
-        matches!(self, Self::Released { .. })
+        matches!(self, Self::Deferred { .. })
     }
 }
 
