@@ -65,17 +65,6 @@ pub enum Note {
     OrderDetailInvalid { field: &'static str, rule: String },
 }
 
-impl Note {
-    /// The metric that counts this note (one of [`crate::metrics::COUNTERS`]).
-    pub fn metric(&self) -> &'static str {
-        match self {
-            Self::LegacyPayloadFormat => "LegacyPayloadFormat",
-            Self::VendorFieldInvalid { .. } => "VendorFieldInvalid",
-            Self::OrderDetailInvalid { .. } => "OrderDetailInvalid",
-        }
-    }
-}
-
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
