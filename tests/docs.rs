@@ -245,23 +245,50 @@ fn filtered_outcomes(text: &str) -> Vec<String> {
     words
 }
 
-/// Every identifier and string word in the Rust sources under src/ (for the design notes, which
-/// name the code's types).
-fn source_identifiers() -> BTreeSet<String> {
-    fn walk(dir: &std::path::Path, words: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, words);
-            } else if path.extension().is_some_and(|x| x == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                words.extend(text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map(str::to_owned));
-            }
-        }
+/// The library's own names the design notes cite (they speak of the code; these are not
+/// metrics): each read from the item itself (`type_name`, the constant's value), so the list
+/// compiles only while the items exist under these paths.
+fn code_names() -> BTreeSet<String> {
+    use order_confirmation as oc;
+    fn name_of<T: ?Sized>() -> String {
+        std::any::type_name::<T>().rsplit("::").next().unwrap_or_default().to_owned()
     }
-    let mut words = BTreeSet::new();
-    walk(&root().join("src"), &mut words);
-    words
+    let mut names: BTreeSet<String> = [
+        name_of::<oc::batch::RecordOutcome>(),
+        name_of::<oc::batch::Counter>(),
+        name_of::<oc::batch::BatchReport>(),
+        name_of::<oc::batch::EventBatchReport>(),
+        name_of::<oc::ledger::Outcome>(),
+        name_of::<dyn oc::ledger::Ledger>(),
+        name_of::<oc::ledger::data_api::Limits>(),
+        name_of::<oc::order::OrderId>(),
+        name_of::<oc::order::Priority>(),
+        name_of::<oc::pipeline::Budget>(),
+        name_of::<oc::pipeline::PipelineSettings>(),
+        name_of::<oc::backoff::BackoffSettings>(),
+        name_of::<oc::reconcile::ReconcileSettings>(),
+        name_of::<oc::reconcile::Retention>(),
+        name_of::<oc::metrics::MetricNames>(),
+        name_of::<oc::config::Settings>(),
+        name_of::<oc::config::Config>(),
+        name_of::<oc::config::ConfigError>(),
+        name_of::<oc::app::NoLedger>(),
+        name_of::<oc::cli::Usage>(),
+    ]
+    .into();
+    names.extend([oc::batch::FIRST_SENT_ATTRIBUTE, oc::batch::DEFERRALS_ATTRIBUTE].map(str::to_owned));
+    names
+}
+
+/// The names `md` cites that are neither metrics nor otherwise known ([`unknown_metric_names`]),
+/// less the library's own names when `md` is the design notes.
+fn uncited_names(path: &str, md: &str, template: &str, published: &BTreeSet<String>) -> Vec<String> {
+    let code = code_names();
+    unknown_metric_names(md, template, published)
+        .into_iter()
+        // The design notes speak of the code: its own type and constant names are not metrics.
+        .filter(|m| !(path == "docs/design.md" && code.contains(m)))
+        .collect()
 }
 
 /// CloudWatch metrics AWS publishes for the queues and the function.
@@ -298,6 +325,17 @@ const NOT_METRICS: &[&str] = &[
     "ChangeMessageVisibility",
     "StartMessageMoveTask",
     "SqsBatchResponse",
+    "SendMessageBatch",
+    "MessageRejected",
+    // SES's bounce types.
+    "Permanent",
+    "Transient",
+    "Undetermined",
+    // Rust's traits and the libraries' types the design notes name.
+    "Debug",
+    "Default",
+    "RawValue",
+    "TracingLayer",
     "MaximumConcurrency",
     "TooManyRequests",
     "NameError",
@@ -530,15 +568,8 @@ fn every_cited_metric_is_published_or_a_standard_aws_metric() {
     let template = read("template.yaml");
     let published = published_metrics();
     let mut bad = Vec::new();
-    let code = source_identifiers();
     for (path, md) in documents() {
-        bad.extend(
-            unknown_metric_names(&md, &template, &published)
-                .into_iter()
-                // The design notes speak of the code: its own type and constant names are not metrics.
-                .filter(|m| !(path == "docs/design.md" && code.contains(m)))
-                .map(|m| format!("{path}: {m}")),
-        );
+        bad.extend(uncited_names(&path, &md, &template, &published).into_iter().map(|m| format!("{path}: {m}")));
     }
     assert!(
         bad.is_empty(),
@@ -549,6 +580,18 @@ fn every_cited_metric_is_published_or_a_standard_aws_metric() {
     for m in &published {
         assert!(runbook.contains(&format!("`{m}`")), "docs/runbook.md does not explain the metric {m}");
     }
+}
+
+#[test]
+fn design_notes_may_cite_the_librarys_own_names_and_nothing_misspelled() {
+    let md = "`RecordOutcome` ends in `Counter`s under `OrderConfirmationDeferrals`; `RecordOutcomes` is no item.";
+    let (template, published) = (read("template.yaml"), published_metrics());
+    assert_eq!(uncited_names("docs/design.md", md, &template, &published), vec!["RecordOutcomes"]);
+    assert_eq!(
+        uncited_names("README.md", md, &template, &published).len(),
+        4,
+        "only the design notes speak of the code"
+    );
 }
 
 #[test]
@@ -763,12 +806,71 @@ fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<Strin
 fn the_sam_local_invoke_sequence_matches_the_template_the_events_and_the_emulators() {
     let problems = sam_local_problems(&read("README.md"), &read("template.yaml"), &read("events/env.json"));
     assert!(problems.is_empty(), "README.md's sam local invoke sequence: {problems:?}");
-    // The emulators take the flags the sequence gives them.
-    let rds = read("tools/rds-data-local/src/main.rs");
-    assert!(rds.contains("listen: SocketAddr") && rds.contains("database_url: String"), "rds-data-local flags changed");
-    let ses = std::fs::read_to_string(root().join("node_modules/aws-ses-v2-local/dist/cli.js"))
-        .expect("node_modules/aws-ses-v2-local is installed by make test");
-    assert!(ses.contains("port") && ses.contains("host"), "aws-ses-v2-local takes --host and --port");
+    let problems = emulator_flag_problems(&read("README.md"), &ses_local_help());
+    assert!(problems.is_empty(), "README.md's sam local invoke sequence: {problems:?}");
+}
+
+/// What `aws-ses-v2-local --help` prints, run the way the sequence runs it.
+fn ses_local_help() -> String {
+    let cli = root().join("node_modules/aws-ses-v2-local/dist/cli.js");
+    assert!(cli.exists(), "{} is missing: `make test` installs it (npm ci)", cli.display());
+    let out = std::process::Command::new("node").arg(&cli).arg("--help").output().expect("node runs");
+    assert!(out.status.success(), "aws-ses-v2-local --help failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The flags the `sam local invoke` sequence passes to the emulators that each does not take:
+/// rds-data-local's against its command line (`rds_data_local::cli::Args`, the binary's own
+/// definition), aws-ses-v2-local's against the options its `--help` lists.
+fn emulator_flag_problems(readme: &str, ses_help: &str) -> Vec<String> {
+    use clap::CommandFactory;
+    let section = readme.split("### `sam local invoke`").nth(1).unwrap_or_default();
+    let block = code_blocks(section).into_iter().find(|(lang, _)| lang == "sh").map(|(_, b)| b).unwrap_or_default();
+    let flags_after = |marker: &str| -> Vec<String> {
+        let joined = block.replace("\\\n", " ");
+        let Some(line) = joined.lines().find(|l| l.contains(marker)) else { return Vec::new() };
+        let rest = &line[line.find(marker).unwrap_or(0) + marker.len()..];
+        rest.split_whitespace()
+            .filter_map(|w| w.strip_prefix("--"))
+            .map(|f| f.split('=').next().unwrap_or(f).to_owned())
+            .filter(|f| !f.is_empty())
+            .collect()
+    };
+    let mut bad = Vec::new();
+    let rds = rds_data_local::cli::Args::command();
+    let rds_flags = flags_after("rds-data-local --");
+    if rds_flags.is_empty() {
+        bad.push("the sequence passes no flags to rds-data-local".to_owned());
+    }
+    for flag in rds_flags {
+        if !rds.get_arguments().any(|a| a.get_long() == Some(flag.as_str())) {
+            bad.push(format!("rds-data-local takes no --{flag}"));
+        }
+    }
+    let ses_flags = flags_after("aws-ses-v2-local/dist/cli.js");
+    if ses_flags.is_empty() {
+        bad.push("the sequence passes no flags to aws-ses-v2-local".to_owned());
+    }
+    for flag in ses_flags {
+        let listed = ses_help.lines().any(|l| l.split_whitespace().next() == Some(&format!("--{flag}")));
+        if !listed {
+            bad.push(format!("aws-ses-v2-local takes no --{flag}"));
+        }
+    }
+    bad
+}
+
+#[test]
+fn emulator_flag_check_fails_on_a_flag_the_emulator_does_not_take() {
+    let readme = read("README.md");
+    let broken = readme
+        .replacen("rds-data-local -- --listen 127.0.0.1:8080", "rds-data-local -- --bind 127.0.0.1:8080", 1)
+        .replacen("cli.js --host 127.0.0.1 --port 8005", "cli.js --host 127.0.0.1 --listen-port 8005", 1);
+    assert_ne!(broken, readme, "the mutation targets are gone from README.md");
+    assert_eq!(
+        emulator_flag_problems(&broken, &ses_local_help()),
+        vec!["rds-data-local takes no --bind", "aws-ses-v2-local takes no --listen-port"]
+    );
 }
 
 #[test]
