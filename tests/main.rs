@@ -16,6 +16,7 @@ mod ledger_contract;
 mod pipeline;
 mod production;
 mod reconcile;
+mod sam_local;
 mod ses_event_props;
 mod soak;
 mod sqs_end_to_end;
