@@ -3,6 +3,7 @@
 
 use crate::aws;
 use crate::config::{Config, LedgerChoice, MailerChoice};
+use crate::error::SqlState;
 use crate::ledger::data_api::DataApiLedger;
 use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, LedgerOps};
@@ -25,11 +26,11 @@ pub enum NoLedger {
 }
 
 /// An error from a ledger read for a command: a Data API database without the ledger's tables
-/// (PostgreSQL's undefined_table, SQLSTATE 42P01, which the Data API puts in its message) becomes
+/// (PostgreSQL's undefined_table, [`SqlState::UndefinedTable`]) becomes
 /// [`NoLedger::Database`]; anything else keeps its cause with `doing` as context.
 pub fn ledger_read_error(config: &Config, error: crate::error::BackendError, doing: &'static str) -> anyhow::Error {
     match &config.ledger {
-        LedgerChoice::DataApi(target) if error.message.contains("SQLState: 42P01") => {
+        LedgerChoice::DataApi(target) if error.sql_state == Some(SqlState::UndefinedTable) => {
             NoLedger::Database(target.database.clone()).into()
         }
         _ => anyhow::Error::new(error).context(doing),

@@ -24,9 +24,12 @@
 //! failure to change visibility is logged and never alters the batch response: the message then
 //! simply comes back after the queue's default visibility timeout.
 
+use crate::batch::{
+    BatchReport, DEFERRALS_ATTRIBUTE, EventBatchReport, EventOutcome, FIRST_SENT_ATTRIBUTE, RecordOutcome,
+    RecordReport, receive_count,
+};
 use crate::error::{ErrorClass, Service, from_sdk};
 use crate::order::Priority;
-use crate::pipeline::{BatchReport, DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE, RecordOutcome};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
@@ -40,23 +43,27 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct BackoffSettings {
     /// Delay after the first transient failure (before jitter).
-    #[serde(rename = "base_seconds", with = "crate::config::secs")]
+    #[serde(rename = "base_seconds", with = "crate::serde_helpers::secs")]
     pub base: Duration,
     /// Longest delay for a transient failure.
-    #[serde(rename = "cap_seconds", with = "crate::config::secs")]
+    #[serde(rename = "cap_seconds", with = "crate::serde_helpers::secs")]
     pub cap: Duration,
     /// Delay for a deferred record (before jitter).
-    #[serde(rename = "deferred_seconds", with = "crate::config::secs")]
+    #[serde(rename = "deferred_seconds", with = "crate::serde_helpers::secs")]
     pub deferred: Duration,
+    /// The source queues' redrive `maxReceiveCount`: a record failed on this receive goes to the
+    /// DLQ ([`failed_on_last_receive`]).
+    pub max_receive_count: u32,
 }
 
 impl Default for BackoffSettings {
     fn default() -> Self {
-        use crate::config::defaults;
+        use crate::defaults;
         Self {
             base: Duration::from_secs(defaults::BACKOFF_BASE_SECONDS),
             cap: Duration::from_secs(defaults::BACKOFF_CAP_SECONDS),
             deferred: Duration::from_secs(defaults::DEFERRED_DELAY_SECONDS),
+            max_receive_count: defaults::MAX_RECEIVE_COUNT,
         }
     }
 }
@@ -112,6 +119,23 @@ fn url_of(record: &SqsMessage, queue_url: Option<&str>) -> Option<String> {
     queue_url.map(str::to_owned).or_else(|| record.event_source_arn.as_deref().and_then(queue_url_from_arn))
 }
 
+/// The failed records that were on their last allowed receive (`ApproximateReceiveCount` at least
+/// `max_receive_count`), per source queue name: SQS moves each to its DLQ instead of delivering it
+/// again. The DLQ alarms read this count (`FailedOnLastReceive`) rather than the DLQ's depth alone,
+/// which an idle DLQ stops reporting (its wake-up would read as arrivals).
+pub fn failed_on_last_receive<'a>(
+    failed: impl IntoIterator<Item = (&'a SqsMessage, u32)>,
+    max_receive_count: u32,
+    queue_url: Option<&str>,
+) -> BTreeMap<String, u64> {
+    let mut per_queue = BTreeMap::new();
+    for (record, _) in failed.into_iter().filter(|(_, n)| *n >= max_receive_count) {
+        let queue = url_of(record, queue_url).and_then(|u| u.rsplit('/').next().map(str::to_owned));
+        *per_queue.entry(queue.unwrap_or_else(|| "unknown".to_owned())).or_default() += 1;
+    }
+    per_queue
+}
+
 /// SQS allows 10 message attributes per message; the copy adds two.
 const MAX_COPIED_ATTRIBUTES: usize = 8;
 /// A `SendMessageBatch` request carries at most 256 KiB of bodies and attributes together.
@@ -122,7 +146,7 @@ const MAX_BATCH_BYTES: usize = 250 * 1024;
 fn deferred_copy(
     id: String,
     record: &SqsMessage,
-    r: &crate::pipeline::RecordReport,
+    r: &RecordReport,
     s: &BackoffSettings,
 ) -> Option<SendMessageBatchRequestEntry> {
     let body = record.body.as_deref()?;
@@ -275,13 +299,7 @@ impl VisibilityBackoff {
     /// The same for a batch from the SES events queue: a body that is not a usable event is a
     /// permanent failure (back at once, so it reaches the events DLQ within seconds), a ledger
     /// failure a transient one.
-    pub async fn apply_to_events(
-        &self,
-        event: &SqsEvent,
-        report: &crate::delivery::EventBatchReport,
-        queue_url: Option<&str>,
-    ) -> usize {
-        use crate::delivery::EventOutcome;
+    pub async fn apply_to_events(&self, event: &SqsEvent, report: &EventBatchReport, queue_url: Option<&str>) -> usize {
         let failed = event
             .records
             .iter()
@@ -295,9 +313,7 @@ impl VisibilityBackoff {
                     }
                     EventOutcome::Applied | EventOutcome::Unknown => return None,
                 };
-                let receive_count =
-                    record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
-                Some((i, record, outcome, receive_count))
+                Some((i, record, outcome, receive_count(record)))
             })
             .collect();
         self.change_visibility(failed, queue_url).await
@@ -310,6 +326,9 @@ impl VisibilityBackoff {
         failed: Vec<(usize, &SqsMessage, RecordOutcome, u32)>,
         queue_url: Option<&str>,
     ) -> usize {
+        let last =
+            failed_on_last_receive(failed.iter().map(|f| (f.1, f.3)), self.settings.max_receive_count, queue_url);
+        crate::metrics::record_failed_on_last_receive(&last);
         let mut by_queue: BTreeMap<String, Vec<ChangeMessageVisibilityBatchRequestEntry>> = BTreeMap::new();
         for (i, record, outcome, receive_count) in failed {
             let Some(handle) = record.receipt_handle.as_deref() else { continue };
@@ -360,95 +379,4 @@ impl VisibilityBackoff {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn transient() -> RecordOutcome {
-        RecordOutcome::TransientFailure { reason: "throttled".into() }
-    }
-
-    #[test]
-    fn permanent_failures_come_back_at_once() {
-        let s = BackoffSettings::default();
-        for outcome in [
-            RecordOutcome::Invalid { reason: "x".into() },
-            RecordOutcome::Rejected { reason: "x".into() },
-            RecordOutcome::Conflict { reason: "x".into() },
-        ] {
-            assert_eq!(visibility_for(&outcome, 3, &s, 0.7), Duration::ZERO);
-        }
-    }
-
-    #[test]
-    fn transient_delays_grow_with_the_receive_count_and_are_capped() {
-        let s = BackoffSettings {
-            base: Duration::from_secs(2),
-            cap: Duration::from_secs(60),
-            deferred: Duration::from_secs(1),
-        };
-        let lows: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.0).as_secs()).collect();
-        let highs: Vec<u64> = (1..=8).map(|n| visibility_for(&transient(), n, &s, 0.999).as_secs()).collect();
-        assert_eq!(lows, vec![1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(highs, vec![1, 3, 7, 15, 31, 59, 59, 59]);
-        for n in 1..8 {
-            assert!(highs[n - 1] <= lows[n] * 2, "ranges of consecutive counts do not invert");
-        }
-        assert!(visibility_for(&transient(), u32::MAX, &s, 1.0) <= Duration::from_secs(60));
-        let in_flight = RecordOutcome::InFlight { lease_remaining: Duration::from_secs(10) };
-        assert_eq!(visibility_for(&in_flight, 1, &s, 0.0), Duration::from_secs(11), "right after the lease");
-    }
-
-    #[test]
-    fn deferred_records_return_soon_then_less_often() {
-        let s = BackoffSettings::default();
-        let deferred = RecordOutcome::Deferred { reason: "slot".into(), requeued: false };
-        let d: Vec<u64> = (1..=4).map(|n| visibility_for(&deferred, n, &s, 0.0).as_secs()).collect();
-        assert_eq!(d, vec![5, 10, 20, 40]);
-        assert!(visibility_for(&deferred, 1, &s, 0.0) < visibility_for(&transient(), 1, &s, 0.0));
-    }
-
-    #[test]
-    fn a_deferred_copy_returns_soon_for_high_priority_and_later_with_each_deferral() {
-        let s = BackoffSettings::default();
-        let at = |p, n, j| deferral_delay(Some(p), n, &s, j).as_secs();
-        assert_eq!((at(Priority::High, 1, 0.999), at(Priority::Normal, 1, 0.999)), (1, 4));
-        let normal: Vec<u64> = (1..=6).map(|n| at(Priority::Normal, n, 0.999)).collect();
-        assert_eq!(normal, vec![4, 9, 19, 39, 59, 59], "doubling, at most a minute");
-        assert!(at(Priority::Normal, 1, 0.0) >= 1, "never zero: the copy must not spin at once");
-    }
-
-    #[test]
-    fn default_transient_retries_outlast_a_few_minutes_of_outage_before_the_dlq() {
-        let s = BackoffSettings::default();
-        // Receives 1-4 fail and are delayed; the 5th receive is the last before the DLQ.
-        let least: Duration = (1..=4).map(|n| visibility_for(&transient(), n, &s, 0.0)).sum();
-        assert_eq!(least, Duration::from_secs(15 + 30 + 60 + 120));
-    }
-
-    #[test]
-    fn queue_url_from_event_source_arn() {
-        assert_eq!(
-            queue_url_from_arn("arn:aws:sqs:eu-west-1:123456789012:orders-high").as_deref(),
-            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/orders-high")
-        );
-        assert_eq!(
-            queue_url_from_arn("arn:aws-cn:sqs:cn-north-1:123456789012:q").as_deref(),
-            Some("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q")
-        );
-        assert_eq!(queue_url_from_arn("not-an-arn"), None);
-        assert_eq!(queue_url_from_arn("arn:aws:sns:us-east-1:1:topic"), None);
-    }
-
-    #[test]
-    fn a_copys_size_counts_its_attributes_as_well_as_its_body() {
-        let big =
-            MessageAttributeValue::builder().data_type("String").string_value("x".repeat(100_000)).build().unwrap();
-        let entry = SendMessageBatchRequestEntry::builder()
-            .id("q0")
-            .message_body("{}")
-            .message_attributes("Trace", big)
-            .build()
-            .unwrap();
-        assert_eq!(entry_size(&entry), 2 + "Trace".len() + "String".len() + 100_000);
-    }
-}
+mod tests;

@@ -13,6 +13,7 @@
 use crate::backoff::VisibilityBackoff;
 use crate::error::{BackendError, Service, from_sdk};
 use crate::pipeline::Pipeline;
+use crate::service::{self, BatchKind};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
@@ -154,58 +155,56 @@ pub async fn run(
             event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
             // The batch in hand is finished even if a signal arrives meanwhile. The SES events
             // queue's batches go where Lambda sends them: the delivery path.
-            let acknowledged: Vec<bool> = if crate::delivery::is_events_queue(&queue.arn) {
-                let report = crate::delivery::handle(ledger, &event).await;
-                backoff.apply_to_events(&event, &report, Some(&queue.url)).await;
-                crate::metrics::record_delivery_events(&report);
-                crate::metrics::flush(crate::metrics::Sink::Stderr);
-                tracing::info!(queue = %queue.url, summary = %report.summary(), "delivery events done");
-                report.records.iter().map(crate::delivery::EventRecordReport::is_acknowledged).collect()
-            } else {
-                let mut report = pipeline.handle(&event, Instant::now() + options.batch_timeout).await;
-                crate::finish::finish(&event, &mut report, Some(backoff), Some(&queue.url)).await;
-                crate::metrics::flush(crate::metrics::Sink::Stderr);
-                summary.requeued += report
-                    .records
-                    .iter()
-                    .filter(|r| matches!(r.outcome, crate::pipeline::RecordOutcome::Deferred { requeued: true, .. }))
-                    .count() as u64;
-                report.records.iter().map(|r| r.outcome.is_acknowledged()).collect()
-            };
+            let kind = BatchKind::of_queue(&queue.arn);
+            let deadline = Instant::now() + options.batch_timeout;
+            let answer =
+                service::run_batch(pipeline, ledger, kind, &event, deadline, Some(backoff), Some(&queue.url)).await;
+            crate::metrics::flush(crate::metrics::Sink::Stderr);
+            summary.requeued += answer.requeued() as u64;
+            let acknowledged = answer.acknowledged();
             summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
-            let entries: Vec<DeleteMessageBatchRequestEntry> = event
-                .records
-                .iter()
-                .zip(&acknowledged)
-                .enumerate()
-                .filter(|(_, (_, acknowledged))| **acknowledged)
-                .filter_map(|(i, (m, _))| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(format!("d{i}"))
-                        .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                        .build()
-                        .ok()
-                })
-                .collect();
             summary.batches += 1;
             summary.received += event.records.len() as u64;
-            if !entries.is_empty() {
-                match client.delete_message_batch().queue_url(&queue.url).set_entries(Some(entries)).send().await {
-                    Ok(out) => {
-                        summary.deleted += out.successful.len() as u64;
-                        for f in out.failed {
-                            tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as already_sent");
-                        }
-                    }
-                    Err(e) => {
-                        let e = from_sdk(Service::Sqs, "DeleteMessageBatch", &e);
-                        tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as already_sent");
-                    }
-                }
-            }
+            summary.deleted += delete_acknowledged(client, &queue.url, &event, &acknowledged).await;
             // Back to the top: the high-priority queue is checked again before any other.
             continue 'poll;
         }
     }
     Ok(summary)
+}
+
+/// Deletes the acknowledged records of a batch (`acknowledged[i]` for `event.records[i]`);
+/// returns how many SQS deleted. A refused or failed delete only costs a redelivery, which the
+/// ledger acknowledges as already sent.
+async fn delete_acknowledged(client: &Client, queue_url: &str, event: &SqsEvent, acknowledged: &[bool]) -> u64 {
+    let entries: Vec<DeleteMessageBatchRequestEntry> = event
+        .records
+        .iter()
+        .zip(acknowledged)
+        .enumerate()
+        .filter(|(_, (_, acknowledged))| **acknowledged)
+        .filter_map(|(i, (m, _))| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(format!("d{i}"))
+                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                .build()
+                .ok()
+        })
+        .collect();
+    if entries.is_empty() {
+        return 0;
+    }
+    match client.delete_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await {
+        Ok(out) => {
+            for f in out.failed {
+                tracing::warn!(id = %f.id, code = %f.code, "delete refused; the message will be redelivered and acknowledged as already_sent");
+            }
+            out.successful.len() as u64
+        }
+        Err(e) => {
+            let e = from_sdk(Service::Sqs, "DeleteMessageBatch", &e);
+            tracing::warn!(error = %e, "delete failed; the messages will be redelivered and acknowledged as already_sent");
+            0
+        }
+    }
 }

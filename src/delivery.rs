@@ -5,12 +5,11 @@
 //! ledger does not hold is counted as `unknown` and acknowledged; a ledger failure fails the
 //! batch's usable records, which SQS redelivers (applying an event twice changes nothing).
 
+use crate::batch::{EventBatchReport, EventOutcome, EventRecordReport};
 use crate::ledger::{EventMatch, LedgerOps};
 use crate::order::Priority;
 use crate::ses_event::{DeliveryEvent, DeliveryState, Effect};
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use aws_lambda_events::sqs::SqsEvent;
 
 /// The events queue is named `<stack>-ses-events` (template.yaml): a batch whose records come
 /// from a queue with this suffix carries SES events, every other queue orders.
@@ -19,116 +18,6 @@ pub const EVENTS_QUEUE_SUFFIX: &str = "-ses-events";
 /// Whether a record's `eventSourceARN` names the SES events queue.
 pub fn is_events_queue(event_source_arn: &str) -> bool {
     event_source_arn.rsplit(':').next().is_some_and(|name| name.ends_with(EVENTS_QUEUE_SUFFIX))
-}
-
-/// How one event record ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum EventOutcome {
-    /// Applied to its order (the state may have stayed as it was: a weaker or repeated event).
-    Applied,
-    /// The ledger holds no order for it: counted, acknowledged.
-    Unknown,
-    /// Not a usable SES event: `rule` says why, without the value.
-    Invalid { rule: String },
-    /// The ledger call failed: the record comes back.
-    LedgerUnavailable { error: String },
-}
-
-/// What happened to one record of an events batch; no personal data (no address, no diagnostic).
-#[derive(Debug, Clone, Serialize)]
-pub struct EventRecordReport {
-    pub message_id: Option<String>,
-    /// `Send`, `Delivery`, `Bounce`, … (`-` when the body could not be read).
-    pub event_type: &'static str,
-    pub order_id: Option<String>,
-    pub priority: Option<Priority>,
-    /// The delivery state the event carries (`None` for a Send event).
-    pub delivery_state: Option<DeliveryState>,
-    #[serde(flatten)]
-    pub outcome: EventOutcome,
-}
-
-impl EventRecordReport {
-    fn failed(&self) -> bool {
-        matches!(self.outcome, EventOutcome::Invalid { .. } | EventOutcome::LedgerUnavailable { .. })
-    }
-
-    /// Done with: applied or unknown. The rest comes back (and reaches the DLQ after its retries).
-    pub fn is_acknowledged(&self) -> bool {
-        !self.failed()
-    }
-}
-
-/// One events batch's result.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventBatchReport {
-    pub records: Vec<EventRecordReport>,
-}
-
-/// The metric each delivery state counts under (namespace `OrderConfirmation`, dimension
-/// `priority`), and the one a Send event counts under.
-pub fn metric_name(state: Option<DeliveryState>) -> &'static str {
-    match state {
-        None => "SendEvent",
-        Some(DeliveryState::Delayed) => "DeliveryDelayed",
-        Some(DeliveryState::Delivered) => "Delivered",
-        Some(DeliveryState::SoftBounced) => "SoftBounced",
-        Some(DeliveryState::RenderingFailed) => "RenderingFailed",
-        Some(DeliveryState::Rejected) => "RejectedBySes",
-        Some(DeliveryState::Bounced) => "Bounced",
-        Some(DeliveryState::Complained) => "Complained",
-    }
-}
-
-/// Counted without priority: events the ledger could not place, and bodies that were not events.
-pub const UNKNOWN_EVENT_METRIC: &str = "DeliveryEventUnknown";
-pub const INVALID_EVENT_METRIC: &str = "DeliveryEventInvalid";
-
-impl EventBatchReport {
-    /// The batch response: exactly the records to retry, each named once (a record without a
-    /// messageId cannot be named: see [`Self::unidentifiable_failures`]).
-    pub fn response(&self) -> SqsBatchResponse {
-        crate::pipeline::failures_response(self.records.iter().filter(|r| r.failed()).map(|r| r.message_id.as_deref()))
-    }
-
-    /// Failed records without a messageId: the invocation must fail instead of naming them.
-    pub fn unidentifiable_failures(&self) -> usize {
-        self.records.iter().filter(|r| r.failed() && r.message_id.as_deref().is_none_or(str::is_empty)).count()
-    }
-
-    /// Counts per metric name and priority (`None`: not tied to a priority).
-    pub fn counters(&self) -> BTreeMap<(&'static str, Option<Priority>), u64> {
-        let mut out = BTreeMap::new();
-        for r in &self.records {
-            let key = match &r.outcome {
-                EventOutcome::Applied => (metric_name(r.delivery_state), r.priority),
-                EventOutcome::Unknown => (UNKNOWN_EVENT_METRIC, None),
-                EventOutcome::Invalid { .. } => (INVALID_EVENT_METRIC, None),
-                EventOutcome::LedgerUnavailable { .. } => continue,
-            };
-            *out.entry(key).or_insert(0) += 1;
-        }
-        out
-    }
-
-    /// `8 events: 1 bounced, 2 delivered, 1 send, 1 unknown, 1 invalid` (`1 event: …`): one line
-    /// for the log.
-    pub fn summary(&self) -> String {
-        let mut parts: BTreeMap<String, usize> = BTreeMap::new();
-        for r in &self.records {
-            let word = match &r.outcome {
-                EventOutcome::Applied => r.delivery_state.map_or("send", DeliveryState::as_str).to_owned(),
-                EventOutcome::Unknown => "unknown".to_owned(),
-                EventOutcome::Invalid { .. } => "invalid".to_owned(),
-                EventOutcome::LedgerUnavailable { .. } => "ledger_unavailable".to_owned(),
-            };
-            *parts.entry(word).or_insert(0) += 1;
-        }
-        let parts: Vec<String> = parts.into_iter().map(|(w, n)| format!("{n} {w}")).collect();
-        let n = self.records.len();
-        format!("{n} event{}: {}", if n == 1 { "" } else { "s" }, parts.join(", "))
-    }
 }
 
 /// Handles one batch from the SES events queue.
@@ -244,18 +133,5 @@ mod tests {
         assert!(!is_events_queue("arn:aws:sqs:us-east-1:123456789012:order-confirmation-high"));
         assert!(!is_events_queue("arn:aws:sqs:us-east-1:123456789012:ses-events-high"));
         assert!(!is_events_queue(""));
-    }
-
-    #[test]
-    fn every_delivery_state_has_its_own_metric() {
-        let mut names: Vec<&str> = DeliveryState::ALL.iter().map(|s| metric_name(Some(*s))).collect();
-        names.push(metric_name(None));
-        let count = names.len();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), count);
-        for name in names {
-            assert!(crate::metrics::COUNTERS.contains(&name), "{name} is not in metrics::COUNTERS");
-        }
     }
 }

@@ -36,11 +36,41 @@ impl fmt::Display for ErrorClass {
 pub struct BackendError {
     pub class: ErrorClass,
     pub message: String,
+    /// What PostgreSQL said went wrong, for a SQL error from the Data API ([`SqlState::of`]).
+    pub sql_state: Option<SqlState>,
+}
+
+/// The SQLSTATEs this service branches on, read once where a Data API error is built (the Data
+/// API gives PostgreSQL's code only inside a `DatabaseErrorException`'s message, as
+/// `SQLState: 42P01`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlState {
+    /// Retrying can help: serialization failure (40001), deadlock (40P01), query cancelled
+    /// (57014), connection trouble (class 08).
+    Retryable,
+    /// undefined_table (42P01): the database has no ledger schema.
+    UndefinedTable,
+    /// Any other code, or none that could be read.
+    Other,
+}
+
+impl SqlState {
+    /// The state a Data API SQL error's message names.
+    pub fn of(message: &str) -> Self {
+        let Some((_, rest)) = message.rsplit_once("SQLState: ") else { return Self::Other };
+        let code: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
+        match code.as_str() {
+            "40001" | "40P01" | "57014" => Self::Retryable,
+            c if c.starts_with("08") => Self::Retryable,
+            "42P01" => Self::UndefinedTable,
+            _ => Self::Other,
+        }
+    }
 }
 
 impl BackendError {
     pub fn new(class: ErrorClass, message: impl AsRef<str>) -> Self {
-        Self { class, message: redact(message.as_ref()) }
+        Self { class, message: redact(message.as_ref()), sql_state: None }
     }
     pub fn transient(message: impl AsRef<str>) -> Self {
         Self::new(ErrorClass::Transient, message)
@@ -139,8 +169,11 @@ pub fn classify_aws(service: Service, code: Option<&str>, status: Option<u16>, m
         // A SQL error is transient only when PostgreSQL says retrying can help: serialization
         // failure, deadlock, query cancelled, connection trouble.
         (Service::DataApi, "DatabaseErrorException") => {
-            let retryable = ["SQLState: 40001", "SQLState: 40P01", "SQLState: 57014", "SQLState: 08"];
-            if retryable.iter().any(|s| message.contains(s)) { Transient } else { Fatal }
+            if SqlState::of(message) == SqlState::Retryable {
+                Transient
+            } else {
+                Fatal
+            }
         }
         // Misconfiguration: no retry of any message can succeed until a person acts.
         (
@@ -199,10 +232,13 @@ where
         other => (None, None, aws_smithy_types::error::display::DisplayErrorContext(other).to_string()),
     };
     let class = classify_aws(service, code.as_deref(), status, &message);
-    match code {
+    let sql_state = (service == Service::DataApi && code.as_deref() == Some("DatabaseErrorException"))
+        .then(|| SqlState::of(&message));
+    let error = match code {
         Some(code) => BackendError::new(class, format!("{operation}: {code}: {message}")),
         None => BackendError::new(class, format!("{operation}: {message}")),
-    }
+    };
+    BackendError { sql_state, ..error }
 }
 
 /// One line for a request that never reached the service: what is wrong and what to do. The SDK's
@@ -254,6 +290,15 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
 #[cfg(test)]
 mod classify_tests {
     use super::*;
+
+    #[test]
+    fn the_sql_state_is_read_from_the_data_api_message() {
+        assert_eq!(SqlState::of("ERROR: relation \"x\" does not exist; SQLState: 42P01"), SqlState::UndefinedTable);
+        assert_eq!(SqlState::of("ERROR: deadlock; SQLState: 40P01"), SqlState::Retryable);
+        assert_eq!(SqlState::of("ERROR: connection lost; SQLState: 08006"), SqlState::Retryable);
+        assert_eq!(SqlState::of("ERROR: duplicate key; SQLState: 23505"), SqlState::Other);
+        assert_eq!(SqlState::of("no state at all"), SqlState::Other);
+    }
 
     #[test]
     fn data_api_errors() {

@@ -5,7 +5,7 @@
 //!
 //! The same binary runs as two functions (`FUNCTION_ROLE`). The consumer handles SQS batches from
 //! both queues and the EventBridge schedule that runs reconciliation; it refuses operator requests.
-//! The operator function answers operator requests ([`crate::operator`]) and the CloudFormation
+//! The operator function answers operator requests ([`crate::service::operator`]) and the CloudFormation
 //! custom resource that migrates the schema during a deploy ([`crate::custom_resource`]).
 
 use crate::app;
@@ -14,7 +14,8 @@ use crate::config::{Config, FunctionRole, Mode, Settings};
 use crate::ledger::LedgerOps;
 use crate::metrics::{self, Sink};
 use crate::pipeline::Pipeline;
-use aws_lambda_events::sqs::SqsEvent;
+use crate::service::operator::{self, Operator};
+use crate::service::{self, BatchKind, EventKind};
 use lambda_runtime::{Error, LambdaEvent, LambdaInvocation, service_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,68 +133,11 @@ struct Function {
 /// Unix milliseconds; `cargo lambda watch` sends the timeout itself (e.g. `600000`). A value that
 /// would lie decades in the past can only be such a duration, so it is read as one.
 fn deadline(ctx: &lambda_runtime::Context) -> Instant {
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let now_ms = i128::from(crate::clock::unix_ms_now());
     let deadline = i128::from(ctx.deadline);
     const YEAR_2001_MS: i128 = 978_307_200_000;
     let remaining = if deadline < YEAR_2001_MS { deadline } else { deadline - now_ms };
     Instant::now() + Duration::from_millis(remaining.max(0) as u64)
-}
-
-/// Every kind of event the function accepts, told apart once for Lambda and for `invoke`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// `{"Records": [...]}` from either order queue's event source mapping.
-    SqsBatch,
-    /// `{"Records": [...]}` from the SES events queue (every record's `eventSourceARN` names a
-    /// queue ending in `-ses-events`): SES's events about sent mail ([`crate::delivery`]).
-    DeliveryEvents,
-    /// The EventBridge schedule that runs reconciliation (`source: aws.events`,
-    /// `detail-type: Scheduled Event`).
-    Schedule,
-    /// `{"operator": VERB, ...}` ([`crate::operator`]), answered by the operator function.
-    Operator,
-    /// CloudFormation's LedgerSchema custom resource, answered by the operator function.
-    CustomResource,
-}
-
-impl EventKind {
-    /// Which event this payload is; `Err` says what was expected and which keys came instead.
-    pub fn of(payload: &serde_json::Value) -> Result<Self, String> {
-        if crate::operator::is_operator_request(payload) {
-            Ok(Self::Operator)
-        } else if crate::custom_resource::is_custom_resource_request(payload) {
-            Ok(Self::CustomResource)
-        } else if payload["source"] == "aws.events" && payload["detail-type"] == "Scheduled Event" {
-            Ok(Self::Schedule)
-        } else if let Some(records) = payload.get("Records") {
-            let from_events_queue =
-                |r: &serde_json::Value| r["eventSourceARN"].as_str().is_some_and(crate::delivery::is_events_queue);
-            match records.as_array() {
-                Some(rs) if !rs.is_empty() && rs.iter().all(from_events_queue) => Ok(Self::DeliveryEvents),
-                Some(rs) if rs.iter().any(from_events_queue) => Err(format!(
-                    "unsupported event: an SQS batch mixes records from the SES events queue (a queue whose name \
-                     ends in {}) with records from other queues; an event source mapping never does",
-                    crate::delivery::EVENTS_QUEUE_SUFFIX
-                )),
-                _ => Ok(Self::SqsBatch),
-            }
-        } else {
-            Err(format!(
-                "unsupported event: expected an SQS event (with Records), the reconciliation schedule \
-                 (source aws.events, detail-type Scheduled Event) or an operator request ({{\"operator\": VERB}}), \
-                 got keys {:?}",
-                payload.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
-            ))
-        }
-    }
-}
-
-/// The SQS event in a payload that has `Records`. A payload of another shape is refused naming
-/// the field that does not fit (`Records[0].attributes`), never its value: serde's own message
-/// quotes the offending string, which can be a customer's address.
-pub fn sqs_event(payload: serde_json::Value) -> Result<SqsEvent, String> {
-    serde_path_to_error::deserialize(payload)
-        .map_err(|e| format!("the event has Records but is not an SQS event: {} has the wrong type", e.path()))
 }
 
 impl Function {
@@ -215,12 +159,12 @@ impl Function {
                 _ => Err(format!(
                     "the operator function answers {{\"operator\": VERB}} requests ({}) and the LedgerSchema \
                      custom resource; queue batches and the schedule go to the consumer function",
-                    crate::operator::VERBS.join(", ")
+                    operator::VERBS.join(", ")
                 )
                 .into()),
             };
         }
-        match kind? {
+        let kind = match kind? {
             EventKind::Operator | EventKind::CustomResource => {
                 // Restricted to the operator role: only it may invoke the operator function.
                 return Err("operator requests are answered by the operator function (stack output \
@@ -229,48 +173,34 @@ impl Function {
             }
             EventKind::Schedule => {
                 let report =
-                    crate::reconcile::reconcile(&self.pipeline, self.ledger.as_ref(), &self.config.reconcile, deadline)
-                        .await;
+                    service::reconcile(&self.pipeline, self.ledger.as_ref(), &self.config.reconcile, deadline).await;
                 metrics::flush(Sink::Stdout);
                 return Ok(serde_json::to_value(report.map_err(|e| format!("reconcile failed: {e}"))?)?);
             }
-            EventKind::DeliveryEvents => {
-                let event = sqs_event(payload)?;
-                let report = crate::delivery::handle(self.ledger.as_ref(), &event).await;
-                self.backoff.apply_to_events(&event, &report, None).await;
-                metrics::record_delivery_events(&report);
-                metrics::flush(Sink::Stdout);
-                tracing::info!(summary = %report.summary(), "delivery events done");
-                let unnamed = report.unidentifiable_failures();
-                if unnamed > 0 {
-                    return Err(format!(
-                        "{unnamed} failed event record(s) have no messageId; failing the invocation so the batch is retried"
-                    )
-                    .into());
-                }
-                return Ok(serde_json::to_value(report.response())?);
-            }
-            EventKind::SqsBatch => {}
-        }
-        let event = sqs_event(payload)?;
-        let mut report = self.pipeline.handle(&event, deadline).await;
-        crate::finish::finish(&event, &mut report, Some(&self.backoff), None).await;
+            EventKind::DeliveryEvents => BatchKind::DeliveryEvents,
+            EventKind::SqsBatch => BatchKind::Orders,
+        };
+        let event = service::sqs_event(payload)?;
+        let answer =
+            service::run_batch(&self.pipeline, self.ledger.as_ref(), kind, &event, deadline, Some(&self.backoff), None)
+                .await;
         metrics::flush(Sink::Stdout);
-        let unnamed = report.unidentifiable_failures();
+        let unnamed = answer.unidentifiable_failures();
         if unnamed > 0 {
             // An empty itemIdentifier would fail the batch anyway; failing explicitly says why.
             // Redelivery is safe: the ledger acknowledges what this invocation already sent.
+            let what = if kind == BatchKind::DeliveryEvents { "event record(s)" } else { "record(s)" };
             return Err(format!(
-                "{unnamed} failed record(s) have no messageId; failing the invocation so the batch is retried"
+                "{unnamed} failed {what} have no messageId; failing the invocation so the batch is retried"
             )
             .into());
         }
-        Ok(serde_json::to_value(report.response())?)
+        Ok(serde_json::to_value(answer.response())?)
     }
 
     /// The operator function's answer to one operator request.
     async fn handle_operator(&self, payload: serde_json::Value, deadline: Instant) -> Result<serde_json::Value, Error> {
-        let request = crate::operator::Request::parse(&payload).map_err(|rule| {
+        let request = operator::Request::parse(&payload).map_err(|rule| {
             tracing::warn!(rule = %rule, "operator request refused");
             format!("operator request refused: {rule}")
         })?;
@@ -280,17 +210,13 @@ impl Function {
             tracing::info!(verb = request.verb(), request = ?request, "operator request (read-only)");
         }
         let sqs = (!self.config.queue_urls.is_empty()).then_some(&self.sqs);
-        let operator = crate::operator::Operator {
-            pipeline: &self.pipeline,
-            ledger: self.ledger.as_ref(),
-            config: &self.config,
-            sqs,
-        };
+        let settings = self.config.operator_settings();
+        let operator = Operator { pipeline: &self.pipeline, ledger: self.ledger.as_ref(), settings: &settings, sqs };
         let answer = operator.answer(&request, deadline).await;
         metrics::flush(Sink::Stdout);
         answer.map_err(|e| {
             tracing::error!(verb = request.verb(), error = %e, "operator request failed");
-            e.into()
+            e.to_string().into()
         })
     }
 
@@ -319,26 +245,5 @@ impl Function {
             e
         })?;
         Ok(response)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::EventKind;
-    use serde_json::json;
-
-    fn batch(arns: &[&str]) -> serde_json::Value {
-        json!({"Records": arns.iter().map(|a| json!({"messageId": "m", "body": "{}", "eventSourceARN": a})).collect::<Vec<_>>()})
-    }
-
-    #[test]
-    fn a_batch_from_the_ses_events_queue_is_told_apart_by_its_queue_and_a_mixed_one_is_refused() {
-        let events = "arn:aws:sqs:us-east-1:123456789012:shop-ses-events";
-        let orders = "arn:aws:sqs:us-east-1:123456789012:shop-high";
-        assert_eq!(EventKind::of(&batch(&[events, events])), Ok(EventKind::DeliveryEvents));
-        assert_eq!(EventKind::of(&batch(&[orders])), Ok(EventKind::SqsBatch));
-        assert_eq!(EventKind::of(&json!({"Records": []})), Ok(EventKind::SqsBatch));
-        let mixed = EventKind::of(&batch(&[orders, events])).unwrap_err();
-        assert!(mixed.contains("mixes records from the SES events queue"), "{mixed}");
     }
 }

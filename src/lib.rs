@@ -10,63 +10,90 @@
 //! ```text
 //! SqsEvent ─► decode ─► claim (ledger, 1 call) ─► render + send (mailer, concurrent, high first)
 //!                                                      │
-//! SqsBatchResponse ◄─ respond ◄─ record (ledger, 1 call, fenced by claim token) ◄─┘
+//! SqsBatchResponse ◄─ finish ◄─ record (ledger, in waves, fenced by claim token) ◄─┘
 //! ```
 //!
-//! - [`decode`] turns a body into an [`order::Order`] or a [`decode::Rejection`] (pure; also
-//!   reads the legacy Python-literal format through the data-only grammar in [`pylit`]).
-//! - [`render`] produces the subject, text and HTML parts from `templates/` (pure).
-//! - [`ledger`] is the idempotency store and order state: [`ledger::Ledger`] (the hot path: claim,
-//!   record) and [`ledger::LedgerOps`] (statistics, reconciliation, operator changes) with a SQLite
-//!   implementation for local runs and a Data API implementation (Aurora PostgreSQL) for
-//!   production; one contract test suite runs against both.
-//! - [`mailer`] delivers: [`mailer::Mailer`] with an `.eml` outbox for local runs and SES v2.
-//! - [`pipeline`] runs the steps and builds the batch response; [`error`] classifies failures
-//!   once (transient, permanent, fatal); [`rate`] keeps a send-rate reserve for high priority.
+//! Each step and the function that does it:
 //!
-//! ## Around the batch
+//! 1. **Tell the event apart**: [`service::EventKind::of`]; a queue batch goes to
+//!    [`service::run_batch`], the same for Lambda ([`lambda`]), `invoke` and `consume`.
+//! 2. **Decode** every record: [`decode::decode_message`] (pure; the legacy Python-literal format
+//!    through the data-only grammar in [`pylit`]), into an [`order::Order`] or the rule it broke.
+//! 3. **Claim** the valid orders in one ledger call: [`ledger::Ledger::claim`]
+//!    (`src/pipeline/claim.rs`).
+//! 4. **Render and send**, high priority first, within the send rate: [`render::render`],
+//!    [`mailer::Mailer::send`], [`rate::SendGate`] (`src/pipeline/send.rs`).
+//! 5. **Record** the outcomes in waves: [`ledger::Ledger::record`] (`src/pipeline/record.rs`);
+//!    each record's [`batch::RecordOutcome`] is set once, from what its stages did.
+//! 6. **Finish**: [`service::finish::orders`] re-enqueues deferred orders
+//!    ([`backoff::VisibilityBackoff::requeue_deferred`]), publishes the counts ([`metrics::count`]),
+//!    sets the retry timing of the records that come back ([`backoff::VisibilityBackoff::apply`])
+//!    and logs the summary; SES events end in [`service::finish::events`].
+//! 7. **Respond**: [`batch::BatchReport::response`] lists exactly the records that must come back.
 //!
-//! - [`backoff`] sets each failed record's visibility timeout (0 s for permanent failures,
-//!   exponential with jitter for transient ones).
-//! - [`reconcile`] re-sends orders stuck in `sending` or `failed` from their stored payload, and
-//!   publishes the numbers the `UnconfirmedOrders` alarm watches.
-//! - [`consume`] is the long-poll worker with the event source mapping's semantics (tests, hosts).
-//! - [`delivery`] applies SES's events about sent mail (delivered, bounced, complained…, parsed by
-//!   [`ses_event`]) to each order's delivery state; they arrive on their own queue.
-//! - [`metrics`] writes CloudWatch EMF lines; [`queues`] reads queue and DLQ depths for `stats`.
-//! - [`operator`] answers the operator's requests to the deployed function (`aws lambda invoke`:
-//!   stats, status, reconcile, retry, park, migrate, config); [`custom_resource`] applies the
-//!   schema during a deploy and reports the deployed commit.
+//! Around the batch: [`reconcile`] re-sends orders stuck in `sending` or `failed` from their stored
+//! payload and publishes what the `UnconfirmedOrders` alarm watches ([`service::reconcile`]
+//! finishes its batch); [`delivery`] applies SES's events about sent mail to each order's delivery
+//! state; [`stats`] gathers and renders what `stats` shows; [`service::operator`] answers the
+//! operator's requests to the deployed function with the same verbs the command line runs.
 //!
-//! ## Edges
+//! ## Layers
 //!
-//! [`config`], [`aws`], [`app`], [`lambda`], [`cli`] and [`logging`]: settings, SDK clients,
-//! wiring, the Lambda entry, the command line and log set-up. The binary in `src/bin/` only calls
-//! into them.
+//! From the ground up; a module imports only from its own layer (without a circle) and the layers
+//! listed before it:
+//!
+//! | layer | modules | what it holds |
+//! |---|---|---|
+//! | ground types | [`order`], [`status`], [`error`], [`defaults`], [`serde_helpers`], [`clock`] | validated newtypes, an order's status, error classes (transient, permanent, fatal), every setting's default, the one clock reading |
+//! | pure readers | [`decode`], [`pylit`], [`render`], [`ses_event`] | bytes in, typed values out; no I/O |
+//! | batch vocabulary | [`batch`] | how a record ended, the batch's report and response, the deferral attributes: owned by no flow |
+//! | ports and adapters | [`ledger`], [`mailer`], [`backoff`], [`queues`], [`metrics`], [`rate`], [`aws`], [`custom_resource`] | the ledger and mailer traits and their implementations, SQS visibility and re-enqueue, queue depths, the metrics sink, the send rate, SDK clients, CloudFormation's answer |
+//! | flows | [`pipeline`], [`delivery`], [`reconcile`], [`stats`] | the order pipeline in stages, SES events, reconciliation, statistics |
+//! | service | [`service`] | dispatch by event kind, one finish per batch kind, the operator's verbs |
+//! | edges | [`config`], [`app`], [`lambda`], [`cli`], [`consume`], [`logging`] | settings (each consumer's settings struct lives beside its user), wiring, the Lambda entry, the command line (a module per subcommand), the long-poll worker, log set-up |
+//!
+//! The binary in `src/bin/` only calls into the edges.
 
-pub mod app;
+// Ground types: no I/O, imported by every layer above.
+pub mod clock;
+pub mod defaults;
+pub mod error;
+pub mod order;
+pub mod serde_helpers;
+pub mod status;
+
+// Pure readers: bytes in, typed values out.
+pub mod decode;
+pub mod pylit;
+pub mod render;
+pub mod ses_event;
+
+// The batch vocabulary no flow owns.
+pub mod batch;
+
+// Ports and adapters.
 pub mod aws;
 pub mod backoff;
+pub mod custom_resource;
+pub mod ledger;
+pub mod mailer;
+pub mod metrics;
+pub mod queues;
+pub mod rate;
+
+// Flows.
+pub mod delivery;
+pub mod pipeline;
+pub mod reconcile;
+pub mod stats;
+
+// The service layer.
+pub mod service;
+
+// Edges.
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod consume;
-pub mod custom_resource;
-pub mod decode;
-pub mod delivery;
-pub mod error;
-pub mod finish;
 pub mod lambda;
-pub mod ledger;
 pub mod logging;
-pub mod mailer;
-pub mod metrics;
-pub mod operator;
-pub mod order;
-pub mod pipeline;
-pub mod pylit;
-pub mod queues;
-pub mod rate;
-pub mod reconcile;
-pub mod render;
-pub mod ses_event;
-pub mod stats;

@@ -6,14 +6,27 @@
 //! every batch and every reconciliation. The `ColdStart` metric is its own document, written once
 //! per execution environment ([`cold_start`]).
 
-use crate::ledger::Unconfirmed;
 use crate::order::Priority;
-use crate::pipeline::BatchReport;
 use metrics::Unit;
 use metrics_cloudwatch_embedded::Collector;
 use std::sync::OnceLock;
 
-use crate::config::MetricNames;
+/// The names the metrics are published under: the namespace and the value of the `service`
+/// dimension every metric carries (Powertools' conventions, docs/design.md "Logs and metrics").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MetricNames {
+    pub namespace: String,
+    pub service: String,
+}
+
+impl Default for MetricNames {
+    fn default() -> Self {
+        Self {
+            namespace: crate::defaults::METRICS_NAMESPACE.to_owned(),
+            service: crate::defaults::SERVICE_NAME.to_owned(),
+        }
+    }
+}
 
 /// The names the collector is built with; set once from the validated configuration before the
 /// first metric ([`configure`]), else the defaults.
@@ -31,7 +44,7 @@ fn names() -> &'static MetricNames {
 
 /// Every counter this service publishes (unit Count): per record, with the dimension `priority`,
 /// from `Received` to `PossibleDuplicate` (an outcome's metric is its name in CamelCase, see
-/// [`crate::pipeline::RecordOutcome::metric`]); per reconciliation or ledger call, without it,
+/// [`crate::batch::RecordOutcome::metric`]); per reconciliation or ledger call, without it,
 /// the rest. The template's alarms and dashboard, and the docs, use these names; they are the one
 /// list (tests/docs.rs and tests/template.rs read it from here).
 pub const COUNTERS: &[&str] = &[
@@ -54,6 +67,9 @@ pub const COUNTERS: &[&str] = &[
     "ReconcileResent",
     "ReconcileAbandoned",
     "LedgerFailure",
+    // A record failed on its last allowed receive, on its way to the DLQ: dimension `queue` (the
+    // source queue's name) instead of `priority` (crate::backoff::failed_on_last_receive).
+    "FailedOnLastReceive",
     // SES's events about sent mail (crate::delivery::metric_name): per priority.
     "SendEvent",
     "Delivered",
@@ -111,47 +127,47 @@ fn collector() -> Option<&'static Collector> {
     })
 }
 
-/// Records one batch's counters (per priority) and time-to-confirm samples.
-pub fn record_batch(report: &BatchReport) {
+/// Adds `n` to the counter `name` (one of [`COUNTERS`]). `priority` is the value of the
+/// `priority` dimension (`unknown` for a record whose priority was never read); `None` publishes
+/// the count without it. The sink takes counts; what they count is decided by whoever finishes the
+/// batch or run.
+pub fn count(name: &'static str, priority: Option<&'static str>, n: u64) {
     if collector().is_none() {
         return;
     }
-    for (priority, c) in report.counters() {
-        let p = priority.map_or("unknown", Priority::as_str);
-        for (name, v) in c.iter() {
-            metrics::counter!(name, "priority" => p).increment(v);
-        }
-    }
-    for r in &report.records {
-        if let (Some(p), Some(ttc)) = (r.priority, r.time_to_confirm_seconds) {
-            metrics::histogram!("TimeToConfirm", "priority" => p.as_str()).record(ttc);
-        }
+    match priority {
+        Some(p) => metrics::counter!(name, "priority" => p).increment(n),
+        None => metrics::counter!(name).increment(n),
     }
 }
 
-/// Records one SES events batch: each applied event under its delivery state's metric (dimension
-/// priority), unknown and invalid events without dimension.
-pub fn record_delivery_events(report: &crate::delivery::EventBatchReport) {
+/// One `TimeToConfirm` sample, in seconds, for an order of `priority`.
+pub fn time_to_confirm(priority: Priority, seconds: f64) {
     if collector().is_none() {
         return;
     }
-    for ((name, priority), n) in report.counters() {
-        match priority {
-            Some(p) => metrics::counter!(name, "priority" => p.as_str()).increment(n),
-            None => metrics::counter!(name).increment(n),
-        }
+    metrics::histogram!("TimeToConfirm", "priority" => priority.as_str()).record(seconds);
+}
+
+/// Records failed on their last allowed receive, per source queue (dimension `queue`): each is on
+/// its way to that queue's DLQ. Flushed with the batch.
+pub fn record_failed_on_last_receive(per_queue: &std::collections::BTreeMap<String, u64>) {
+    if per_queue.is_empty() || collector().is_none() {
+        return;
+    }
+    for (queue, n) in per_queue {
+        metrics::counter!("FailedOnLastReceive", "queue" => queue.clone()).increment(*n);
     }
 }
 
-/// Records a reconciliation's results: the alarm gauges and what it did.
-pub fn record_reconcile(unconfirmed: Unconfirmed, resent: u64, abandoned: u64) {
+/// The alarm's gauges after a reconciliation: how many orders are unconfirmed past their grace,
+/// and the age of the oldest, in seconds.
+pub fn unconfirmed(count: u64, oldest_seconds: f64) {
     if collector().is_none() {
         return;
     }
-    metrics::gauge!("UnconfirmedOrders").set(unconfirmed.count as f64);
-    metrics::gauge!("OldestUnconfirmedSeconds").set(unconfirmed.oldest_seconds);
-    metrics::counter!("ReconcileResent").increment(resent);
-    metrics::counter!("ReconcileAbandoned").increment(abandoned);
+    metrics::gauge!("UnconfirmedOrders").set(count as f64);
+    metrics::gauge!("OldestUnconfirmedSeconds").set(oldest_seconds);
 }
 
 /// Where EMF lines go: stdout inside Lambda (CloudWatch Logs reads it), stderr for the command
@@ -172,15 +188,6 @@ pub fn flush(sink: Sink) {
     if let Err(e) = result {
         tracing::warn!(error = %e, "writing metrics failed");
     }
-}
-
-/// One ledger call (a Data API request) that failed after the SDK's own retries: counted without
-/// dimension for LedgerFailuresAlarm, flushed with the batch or run it belonged to.
-pub fn record_ledger_failure() {
-    if collector().is_none() {
-        return;
-    }
-    metrics::counter!("LedgerFailure").increment(1);
 }
 
 /// The `ColdStart` metric of an execution environment's first invocation, in Powertools' shape:
@@ -205,8 +212,8 @@ pub fn cold_start_document(names: &MetricNames, function_name: &str, timestamp_m
 
 /// Writes the `ColdStart` metric to `sink`, for the function named `function_name`.
 pub fn cold_start(function_name: &str, sink: Sink) {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let line = cold_start_document(names(), function_name, u64::try_from(now_ms).unwrap_or(u64::MAX));
+    let now_ms = u64::try_from(crate::clock::unix_ms_now()).unwrap_or(0);
+    let line = cold_start_document(names(), function_name, now_ms);
     use std::io::Write;
     let result = match sink {
         Sink::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
@@ -220,53 +227,6 @@ pub fn cold_start(function_name: &str, sink: Sink) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::RecordOutcome;
-    use std::time::Duration;
-
-    /// One of each outcome; the match makes a new variant fail to compile here until it is added.
-    fn every_outcome() -> Vec<RecordOutcome> {
-        let reason = || "r".to_owned();
-        let all = vec![
-            RecordOutcome::Sent { provider_message_id: "m".into() },
-            RecordOutcome::AlreadySent,
-            RecordOutcome::SentEarlier { provider_message_id: "m".into() },
-            RecordOutcome::Invalid { reason: reason() },
-            RecordOutcome::Rejected { reason: reason() },
-            RecordOutcome::Conflict { reason: reason() },
-            RecordOutcome::Terminal { status: crate::ledger::Status::Abandoned, reason: reason() },
-            RecordOutcome::InFlight { lease_remaining: Duration::from_secs(1) },
-            RecordOutcome::TransientFailure { reason: reason() },
-            RecordOutcome::Deferred { reason: reason(), requeued: false },
-        ];
-        for o in &all {
-            match o {
-                RecordOutcome::Sent { .. }
-                | RecordOutcome::AlreadySent
-                | RecordOutcome::SentEarlier { .. }
-                | RecordOutcome::Invalid { .. }
-                | RecordOutcome::Rejected { .. }
-                | RecordOutcome::Conflict { .. }
-                | RecordOutcome::Terminal { .. }
-                | RecordOutcome::InFlight { .. }
-                | RecordOutcome::TransientFailure { .. }
-                | RecordOutcome::Deferred { .. } => {}
-            }
-        }
-        all
-    }
-
-    #[test]
-    fn each_outcome_has_one_name_in_serde_logs_and_its_metric() {
-        let names: Vec<&str> = every_outcome().iter().map(RecordOutcome::name).collect();
-        assert_eq!(names, crate::pipeline::OUTCOME_NAMES);
-        for o in every_outcome() {
-            let json = serde_json::to_value(&o).unwrap();
-            assert_eq!(json["outcome"], o.name(), "serde and name() differ for {o:?}");
-            let camel: String = o.name().split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();
-            assert_eq!(o.metric(), camel, "the metric is the name in CamelCase");
-            assert!(COUNTERS.contains(&o.metric()), "{} is not in COUNTERS", o.metric());
-        }
-    }
 
     #[test]
     fn every_published_name_is_listed_once() {

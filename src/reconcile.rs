@@ -6,10 +6,11 @@
 //! order is marked `abandoned` for a person to handle; `UnconfirmedOrders` and
 //! `OldestUnconfirmedSeconds` are published for the alarm either way.
 
+use crate::batch::{BatchReport, RecordOutcome};
 use crate::error::BackendError;
 use crate::ledger::{LedgerOps, Retained, StuckOrder, Unconfirmed};
 use crate::order::OrderId;
-use crate::pipeline::{BatchReport, Pipeline};
+use crate::pipeline::Pipeline;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde::Serialize;
 use std::time::Duration;
@@ -19,14 +20,14 @@ use tokio::time::Instant;
 pub struct ReconcileSettings {
     /// A `failed` order is retried here once it has not changed for this long (queue retries
     /// usually get it first).
-    #[serde(rename = "failed_after_seconds", with = "crate::config::secs")]
+    #[serde(rename = "failed_after_seconds", with = "crate::serde_helpers::secs")]
     pub failed_for: Duration,
     /// Attempts after which reconciliation stops and marks the order `abandoned`.
     pub max_attempts: i64,
     /// Orders handled per run; the rest wait for the next run.
     pub batch_limit: usize,
     /// Orders younger than this are not counted as unconfirmed (they are still in normal flow).
-    #[serde(rename = "unconfirmed_grace_seconds", with = "crate::config::secs")]
+    #[serde(rename = "unconfirmed_grace_seconds", with = "crate::serde_helpers::secs")]
     pub grace: Duration,
     pub retention: Retention,
 }
@@ -37,10 +38,10 @@ pub struct ReconcileSettings {
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Retention {
     /// A confirmed order's payload (name, address, items) is removed this long after it was sent.
-    #[serde(rename = "payload_after_seconds", with = "crate::config::secs")]
+    #[serde(rename = "payload_after_seconds", with = "crate::serde_helpers::secs")]
     pub payload_after: Duration,
     /// Finished rows first seen this long ago are deleted.
-    #[serde(rename = "delete_after_seconds", with = "crate::config::secs")]
+    #[serde(rename = "delete_after_seconds", with = "crate::serde_helpers::secs")]
     pub delete_after: Duration,
     pub step_limit: usize,
     pub steps: usize,
@@ -48,7 +49,7 @@ pub struct Retention {
 
 impl Default for Retention {
     fn default() -> Self {
-        use crate::config::defaults;
+        use crate::defaults;
         Self {
             payload_after: Duration::from_secs(defaults::PAYLOAD_RETENTION_DAYS * 86_400),
             delete_after: Duration::from_secs(defaults::LEDGER_HORIZON_DAYS * 86_400),
@@ -60,7 +61,7 @@ impl Default for Retention {
 
 impl Default for ReconcileSettings {
     fn default() -> Self {
-        use crate::config::defaults;
+        use crate::defaults;
         Self {
             failed_for: Duration::from_secs(defaults::RECONCILE_FAILED_AFTER_SECONDS),
             max_attempts: defaults::RECONCILE_MAX_ATTEMPTS,
@@ -88,17 +89,15 @@ pub struct ReconcileReport {
     pub unconfirmed: Unconfirmed,
     /// What retention removed this run.
     pub retained: Retained,
+    /// The re-sent orders' batch, for the caller to finish.
     #[serde(skip)]
     pub batch: Option<BatchReport>,
 }
 
-/// Re-sends orders from their stored payloads through the queue path (claim, send, record).
-/// The batch is finished (metrics, summary) before it is returned.
+/// Re-sends orders from their stored payloads through the queue path (claim, send, record). The
+/// caller finishes the batch (`service::finish`), as for every batch.
 pub async fn resend(pipeline: &Pipeline, orders: &[StuckOrder], deadline: Instant) -> BatchReport {
-    let event = as_event(orders);
-    let mut report = pipeline.handle(&event, deadline).await;
-    crate::finish::finish(&event, &mut report, None, None).await;
-    report
+    pipeline.handle(&as_event(orders), deadline).await
 }
 
 /// One synthetic queue record per stuck order, so the re-send takes exactly the queue path.
@@ -145,17 +144,19 @@ pub async fn reconcile(
 
     let batch = if retry.is_empty() { None } else { Some(resend(pipeline, &retry, deadline).await) };
     let (resent, sent_earlier, still_failing) = batch.as_ref().map_or((0, 0, 0), |b| {
-        let count = |f: fn(&crate::pipeline::RecordOutcome) -> bool| b.records.iter().filter(|r| f(&r.outcome)).count();
+        let count = |f: fn(&RecordOutcome) -> bool| b.records.iter().filter(|r| f(&r.outcome)).count();
         (
-            count(|o| matches!(o, crate::pipeline::RecordOutcome::Sent { .. })) as u64,
-            count(|o| matches!(o, crate::pipeline::RecordOutcome::SentEarlier { .. })) as u64,
+            count(|o| matches!(o, RecordOutcome::Sent { .. })) as u64,
+            count(|o| matches!(o, RecordOutcome::SentEarlier { .. })) as u64,
             count(|o| !o.is_success()) as u64,
         )
     });
     let retained = retain(ledger, &settings.retention).await?;
     let hours_summarized = summarize(ledger).await?;
     let unconfirmed = ledger.unconfirmed(settings.grace).await?;
-    crate::metrics::record_reconcile(unconfirmed, resent, abandoned);
+    crate::metrics::unconfirmed(unconfirmed.count, unconfirmed.oldest_seconds);
+    crate::metrics::count("ReconcileResent", None, resent);
+    crate::metrics::count("ReconcileAbandoned", None, abandoned);
     tracing::info!(
         found,
         resent,

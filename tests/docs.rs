@@ -2,8 +2,9 @@
 //! section, every `order-confirmation <subcommand>` the docs show exists in the built binary, every
 //! metric they cite is one the service (or AWS) publishes, every Logs Insights query in the runbook
 //! is a saved `AWS::Logs::QueryDefinition` and the other way round, every setting is in the README's
-//! configuration table, and every relative link and anchor resolves. Each check is a function over
-//! text, and each is also run on a deliberately broken input to prove it can fail.
+//! configuration table, the README's layout names every file and folder in `src/`, and every
+//! relative link and anchor resolves. Each check is a function over text, and each is also run on
+//! a deliberately broken input to prove it can fail.
 //!
 //! `template.yaml` is read with a line-based scan (CloudFormation short tags like `!Sub` would need
 //! a custom YAML parser; the template's two-space layout is regular).
@@ -307,6 +308,14 @@ const NOT_METRICS: &[&str] = &[
     "DatabaseResumingException",
     "BadRequestException",
     "AccessDeniedException",
+    "AccessDenied",
+    "RetainExceptOnCreate",
+    "AlreadyExists",
+    "ExecuteStatement",
+    "BatchExecuteStatement",
+    "DeploymentPreference",
+    "Canary10Percent10Minutes",
+    "AWSCodeDeployRoleForLambda",
     "CodeVersion",
     "AutoPublishAlias",
     "DependsOn",
@@ -588,7 +597,7 @@ fn every_outcome_the_docs_and_queries_filter_on_is_an_outcome_the_service_logs()
     )]) {
         for word in filtered_outcomes(&text) {
             seen += 1;
-            if !order_confirmation::pipeline::OUTCOME_NAMES.contains(&word.as_str()) {
+            if !order_confirmation::batch::OUTCOME_NAMES.contains(&word.as_str()) {
                 unknown.push(format!("{path}: {word}"));
             }
         }
@@ -721,7 +730,7 @@ fn sam_local_problems(readme: &str, template: &str, env_json: &str, script: &str
             Ok(text) => {
                 let payload: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let fits = if *function == "OperatorFunction" {
-                    order_confirmation::operator::Request::parse(&payload).is_ok()
+                    order_confirmation::service::operator::Request::parse(&payload).is_ok()
                         || order_confirmation::custom_resource::is_custom_resource_request(&payload)
                 } else {
                     payload.get("Records").is_some() || payload["detail-type"] == "Scheduled Event"
@@ -838,4 +847,390 @@ fn every_test_file_is_a_module_of_the_one_test_crate() {
 fn test_crate_check_fails_on_an_undeclared_file() {
     let files = vec!["cli".to_owned(), "delivery".to_owned()];
     assert_eq!(test_files_not_in_the_crate(&files, "mod support;\nmod cli;\n"), vec!["delivery".to_owned()]);
+}
+
+// ---- the shell the docs give a person, run against a stand-in `aws` ----
+
+/// STAND-IN for the AWS CLI, written onto PATH by [`run_documented_shell`]: it records each call's
+/// arguments (one call per line) and answers the calls whose output the documented commands use
+/// with canned values, shaped like the real CLI's (`lambda invoke` writes the function's answer into
+/// the file it is given and its own metadata to stdout). It proves that the runbook's helpers and
+/// the guide's sequences run as written: in order, under the identity they claim, with the answer
+/// reaching the terminal. It proves nothing about AWS's side of those calls.
+const AWS_STAND_IN: &str = r##"#!/usr/bin/env bash
+# Stand-in for the AWS CLI (tests/docs.rs): records the call, answers canned values.
+printf 'aws %s\n' "$*" >> "$STAND_IN_LOG"
+profile=; query=; url=; words=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile=$2; shift 2 ;;
+    --query) query=$2; words+=("$1" "$2"); shift 2 ;;
+    --queue-url) url=$2; words+=("$1" "$2"); shift 2 ;;
+    *) words+=("$1"); shift ;;
+  esac
+done
+last=${words[${#words[@]}-1]}
+case "${words[0]} ${words[1]}" in
+  "lambda invoke")
+    printf '{"answer":"from the operator function","as":"%s"}' "${profile:-default}" > "$last"
+    echo '{"StatusCode": 200, "ExecutedVersion": "$LATEST"}' ;;
+  "sqs get-queue-attributes")
+    echo "arn-of:$url" ;;
+  "cloudformation describe-stacks")
+    key=$(printf '%s' "$query" | sed -n "s/.*Key=='\([A-Za-z]*\)'.*/\1/p")
+    if [ -n "$key" ]; then echo "stand-in-$key"; else echo '[]'; fi ;;
+  *)
+    if [ -n "$query" ]; then echo "stand-in:${words[0]}:${words[1]}"; else echo '{}'; fi ;;
+esac
+"##;
+
+/// STAND-IN for `make` and the SAM CLI (`.venv/bin/sam`) in the guide: records the call only.
+const RECORDER_STAND_IN: &str =
+    "#!/usr/bin/env bash\nprintf '%s %s\\n' \"$(basename \"$0\")\" \"$*\" >> \"$STAND_IN_LOG\"\n";
+
+struct ShellRun {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    /// Every recorded call, in order: `aws …`, `make …`, `sam …`.
+    calls: Vec<String>,
+}
+
+/// Runs `script` with bash (`set -eu`, as one shell a person pastes the blocks into) in a scratch
+/// directory whose `aws`, `make` and `.venv/bin/sam` are the stand-ins.
+fn run_documented_shell(script: &str) -> ShellRun {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let install = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    install("bin/aws", AWS_STAND_IN);
+    install("bin/make", RECORDER_STAND_IN);
+    install(".venv/bin/sam", RECORDER_STAND_IN);
+    let log = dir.path().join("calls.log");
+    std::fs::write(&log, "").unwrap();
+    let path = format!("{}:{}", dir.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -eu\n{script}")])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("STAND_IN_LOG", &log)
+        .env("HOME", dir.path())
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run bash");
+    ShellRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        calls: std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect(),
+    }
+}
+
+/// The runbook's setup block: the first `sh` block of "Before you start".
+fn runbook_setup(runbook: &str) -> String {
+    let section = runbook.split("## Before you start").nth(1).unwrap_or_default();
+    let section = section.split("\n## ").next().unwrap_or_default();
+    code_blocks(section).into_iter().find(|(lang, _)| lang == "sh").map(|(_, b)| b).unwrap_or_default()
+}
+
+const OPERATOR_PROFILE: &str = "--profile order-confirmation-operator";
+
+/// Identity problems in recorded calls: `lambda invoke` (op) runs as the operator role, and nothing
+/// else does (the role may only invoke the operator function).
+fn identity_problems(calls: &[String]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for call in calls.iter().filter(|c| c.starts_with("aws ")) {
+        let invoke = call.contains(" lambda invoke ");
+        if invoke && !call.contains(OPERATOR_PROFILE) {
+            bad.push(format!("not run as the operator role: {call}"));
+        }
+        if !invoke && call.contains(OPERATOR_PROFILE) {
+            bad.push(format!("run as the operator role, which may only invoke the operator function: {call}"));
+        }
+    }
+    bad
+}
+
+/// What is wrong with the runbook's setup block when run as written, followed by one more `op`.
+fn runbook_helper_problems(setup: &str) -> Vec<String> {
+    let r = run_documented_shell(&format!("{setup}\nop '{{\"operator\":\"stats\"}}'\n"));
+    let mut bad = Vec::new();
+    if !r.ok {
+        bad.push(format!("the block fails: {}", r.stderr));
+    }
+    let invokes: Vec<&String> = r.calls.iter().filter(|c| c.contains(" lambda invoke ")).collect();
+    let printed =
+        r.stdout.matches(r#"{"answer":"from the operator function","as":"order-confirmation-operator"}"#).count();
+    if invokes.len() != 2 || printed != 2 {
+        bad.push(format!(
+            "op printed {printed} answers of the operator role for {} invocations: {:?}",
+            invokes.len(),
+            r.stdout
+        ));
+    }
+    for (call, payload) in invokes.iter().zip([r#"{"operator":"config"}"#, r#"{"operator":"stats"}"#]) {
+        if !call.contains("--function-name stand-in-OperatorFunctionName") || !call.contains(payload) {
+            bad.push(format!("op does not send {payload} to the stack's OperatorFunctionName: {call}"));
+        }
+    }
+    bad.extend(identity_problems(&r.calls));
+    bad
+}
+
+#[test]
+fn the_runbooks_helpers_run_and_op_prints_the_operator_functions_answer_as_the_operator_role() {
+    let setup = runbook_setup(&read("docs/runbook.md"));
+    assert!(setup.contains("op() {"), "docs/runbook.md's first block no longer defines op:\n{setup}");
+    let problems = runbook_helper_problems(&setup);
+    assert!(problems.is_empty(), "docs/runbook.md, \"Before you start\":\n{}", problems.join("\n"));
+}
+
+#[test]
+fn runbook_helper_check_fails_on_an_op_that_prints_nothing_or_runs_as_the_caller() {
+    let setup = runbook_setup(&read("docs/runbook.md"));
+    let start = setup.find("op() {").expect("op is defined");
+    let end = start + setup[start..].find("\n}\n").expect("op ends with a lone }") + 3;
+    // The helper as it was: the answer went to /dev/stdout after stdout went to /dev/null.
+    let silent = format!(
+        "{}op() {{\n  aws lambda invoke --function-name \"$OP\" --cli-binary-format raw-in-base64-out --payload \"$1\" /dev/stdout >/dev/null\n}}\n{}",
+        &setup[..start],
+        &setup[end..]
+    );
+    let problems = runbook_helper_problems(&silent).join("\n");
+    assert!(problems.contains("op printed 0 answers of the operator role for 2 invocations"), "{problems}");
+    assert!(problems.contains("not run as the operator role: aws lambda invoke"), "{problems}");
+    let as_caller = setup.replace("aws --profile \"$OP_PROFILE\" lambda invoke", "aws lambda invoke");
+    assert_ne!(as_caller, setup, "the mutation target is gone from the runbook's op");
+    let problems = runbook_helper_problems(&as_caller).join("\n");
+    assert!(problems.contains("op printed 0 answers of the operator role"), "{problems}");
+}
+
+/// What is wrong with docs/first-deploy.md's command sequence, run as written in one shell (the
+/// runbook's setup block pasted in where the guide says, before the first `op`): the order a
+/// fresh account needs, the values carried from step to step, and who runs what.
+fn guide_problems(guide: &str, setup: &str) -> Vec<String> {
+    let mut script = String::new();
+    let mut ops = 0;
+    for (_, block) in code_blocks(guide).into_iter().filter(|(lang, _)| lang == "sh") {
+        if block.contains("op '") && !script.contains("op() {") {
+            script += setup;
+            script.push('\n');
+            ops += setup.lines().filter(|l| l.trim_start().starts_with("op '")).count();
+        }
+        ops += block.lines().filter(|l| l.trim_start().starts_with("op '")).count();
+        script += &block;
+        script.push('\n');
+    }
+    let r = run_documented_shell(&script);
+    let mut bad = Vec::new();
+    if !r.ok {
+        bad.push(format!("the sequence fails: {}", r.stderr));
+    }
+    let at = |needle: &str| r.calls.iter().position(|c| c.contains(needle));
+    let aws: Vec<&String> = r.calls.iter().filter(|c| c.starts_with("aws ")).collect();
+    if !aws.first().is_some_and(|c| c.starts_with("aws lambda get-account-settings")) {
+        bad.push(format!("the first call is not `aws lambda get-account-settings`: {:?}", aws.first()));
+    }
+    // Each step before the one that needs it.
+    let order = [
+        ("sesv2 put-account-details --production-access-enabled", "rds create-db-cluster"),
+        ("rds create-db-cluster", "CREATE DATABASE orders"),
+        ("CREATE DATABASE orders", "CREATE ROLE orders_app LOGIN"),
+        ("CREATE ROLE orders_app LOGIN", "GRANT USAGE, CREATE ON SCHEMA public TO orders_app"),
+        ("GRANT USAGE, CREATE ON SCHEMA public TO orders_app", "secretsmanager create-secret"),
+        ("secretsmanager create-secret", "sam deploy"),
+        ("sns create-topic", "sam deploy"),
+        ("sesv2 create-email-identity", "sam deploy"),
+        ("sam build", "sam deploy"),
+        ("sam deploy", "profile.order-confirmation-operator.role_arn"),
+        ("profile.order-confirmation-operator.role_arn", " lambda invoke "),
+        ("sam deploy", "sqs send-message"),
+    ];
+    for (first, then) in order {
+        match (at(first), at(then)) {
+            (Some(a), Some(b)) if a < b => {}
+            (a, b) => bad.push(format!("`{first}` (call {a:?}) must come before `{then}` (call {b:?})")),
+        }
+    }
+    if let Some(grant) = r.calls.iter().find(|c| c.contains("ON SCHEMA public"))
+        && !grant.contains("--database orders ")
+    {
+        bad.push(format!("the schema grant is not made in the ledger's database: {grant}"));
+    }
+    let deploy = r.calls.iter().find(|c| c.starts_with("sam deploy")).cloned().unwrap_or_default();
+    for carried in [
+        "DbClusterArn=stand-in:rds:describe-db-clusters",
+        "DbSecretArn=stand-in:secretsmanager:create-secret",
+        "AlarmActionArn=stand-in:sns:create-topic",
+        "SesAccountMaxSendRate=stand-in:sesv2:get-account",
+        "SesIdentityArn=arn:aws:ses:eu-west-1:stand-in:sts:get-caller-identity:identity/",
+    ] {
+        if !deploy.contains(carried) {
+            bad.push(format!("the deploy does not get {carried} from the earlier steps: {deploy}"));
+        }
+    }
+    let printed = r.stdout.matches(r#""as":"order-confirmation-operator""#).count();
+    if printed != ops || ops == 0 {
+        bad.push(format!("{ops} op requests in the guide, {printed} answers printed"));
+    }
+    bad.extend(identity_problems(&r.calls));
+    bad
+}
+
+#[test]
+fn the_first_deploy_guide_runs_in_the_order_a_fresh_account_needs() {
+    let problems = guide_problems(&read("docs/first-deploy.md"), &runbook_setup(&read("docs/runbook.md")));
+    assert!(problems.is_empty(), "docs/first-deploy.md:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn guide_check_fails_on_a_missing_grant_a_late_quota_check_or_a_lost_value() {
+    let guide = read("docs/first-deploy.md");
+    let setup = runbook_setup(&read("docs/runbook.md"));
+    let quota = "   aws lambda get-account-settings \\\n     --query '{limit:AccountLimit.ConcurrentExecutions,unreserved:AccountLimit.UnreservedConcurrentExecutions}'\n";
+    let grant = "     \"GRANT CONNECT, TEMPORARY ON DATABASE orders TO orders_app\" \\\n     \"GRANT USAGE, CREATE ON SCHEMA public TO orders_app\"; do\n";
+    let topic = "TOPIC_ARN=$(aws sns create-topic";
+    for target in [quota, grant, topic] {
+        assert_eq!(
+            guide.matches(target).count(),
+            1,
+            "the mutation target {target:?} is gone from docs/first-deploy.md"
+        );
+    }
+    let broken = guide
+        .replace(quota, "   true\n")
+        .replace(grant, "     \"GRANT CONNECT, TEMPORARY ON DATABASE orders TO orders_app\"; do\n")
+        .replace(topic, "TOPIC=$(aws sns create-topic")
+        .replace("   aws sesv2 put-account-details", "   aws sesv2 get-account-details")
+        + "\n```sh\naws lambda get-account-settings\n```\n";
+    let problems = guide_problems(&broken, &setup).join("\n");
+    for expected in [
+        "the first call is not `aws lambda get-account-settings`",
+        "`GRANT USAGE, CREATE ON SCHEMA public TO orders_app` (call None) must come before `secretsmanager create-secret`",
+        "`sesv2 put-account-details --production-access-enabled` (call None) must come before `rds create-db-cluster`",
+        "the sequence fails",
+    ] {
+        assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
+    }
+}
+
+/// What is wrong with the runbook's redrives, each block that starts a move task run after the
+/// setup block: every DLQ the stack has is moved somewhere, and always to a named destination, its
+/// own source queue (the SES events DLQ also holds events EventBridge put there itself, which a
+/// move task without a destination cannot return anywhere).
+fn redrive_problems(runbook: &str) -> Vec<String> {
+    let setup = runbook_setup(runbook);
+    let mut bad = Vec::new();
+    let mut moved = BTreeSet::new();
+    for (_, block) in
+        code_blocks(runbook).into_iter().filter(|(l, b)| l == "sh" && b.contains("start-message-move-task"))
+    {
+        let r = run_documented_shell(&format!("{setup}\n{block}\n"));
+        if !r.ok {
+            bad.push(format!("a redrive block fails: {}", r.stderr));
+        }
+        for call in r.calls.iter().filter(|c| c.contains("sqs start-message-move-task")) {
+            let after =
+                |flag: &str| call.split(flag).nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
+            let source = after("--source-arn ").unwrap_or_default();
+            let Some(dlq) = source.strip_prefix("arn-of:stand-in-").and_then(|s| s.strip_suffix("DeadLetterQueueUrl"))
+            else {
+                bad.push(format!("the move task's source is not a DLQ of the stack: {call}"));
+                continue;
+            };
+            moved.insert(dlq.to_owned());
+            let expected = format!("arn-of:stand-in-{dlq}QueueUrl");
+            if after("--destination-arn ").as_deref() != Some(expected.as_str()) {
+                bad.push(format!("{dlq}'s DLQ is moved without naming its source queue as the destination: {call}"));
+            }
+        }
+    }
+    for dlq in ["HighPriority", "NormalPriority", "SesEvents"] {
+        if !moved.contains(dlq) {
+            bad.push(format!("no redrive of {dlq}'s DLQ"));
+        }
+    }
+    bad
+}
+
+#[test]
+fn every_runbook_redrive_names_its_destination_and_runs() {
+    let problems = redrive_problems(&read("docs/runbook.md"));
+    assert!(problems.is_empty(), "docs/runbook.md's redrives:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn redrive_check_fails_on_a_move_task_without_destination() {
+    let runbook = read("docs/runbook.md");
+    let target = "aws sqs start-message-move-task --source-arn \"$(arn_of \"$EVENTS_DLQ_URL\")\" \\\n  --destination-arn \"$(arn_of \"$(out SesEventsQueueUrl)\")\" --max-number-of-messages-per-second 10\n";
+    assert_eq!(runbook.matches(target).count(), 1, "the mutation target is gone from docs/runbook.md");
+    let broken =
+        runbook.replace(target, "aws sqs start-message-move-task --source-arn \"$(arn_of \"$EVENTS_DLQ_URL\")\"\n");
+    assert_eq!(
+        redrive_problems(&broken),
+        vec![
+            "SesEvents's DLQ is moved without naming its source queue as the destination: aws sqs start-message-move-task --source-arn arn-of:stand-in-SesEventsDeadLetterQueueUrl"
+        ]
+    );
+    let without = runbook.replace(target, "");
+    assert_eq!(redrive_problems(&without), vec!["no redrive of SesEvents's DLQ"]);
+}
+
+/// What the README's Layout section gets wrong about `src/`: entries (`order.rs`, `ledger/`) it does
+/// not name, and names it gives that are not there. A folder beside a module file (`decode/` beside
+/// `decode.rs`, holding its tests or parts) is covered by the file.
+fn layout_problems(readme: &str, src_entries: &[String]) -> Vec<String> {
+    let Some(start) = readme.find("\n## Layout\n") else { return vec!["README.md has no Layout section".to_owned()] };
+    let section = &readme[start + 1..];
+    let section = section[3..].find("\n## ").map_or(section, |end| &section[..end + 3]);
+    let named: BTreeSet<&str> = section.split_whitespace().filter_map(|w| w.strip_prefix("src/")).collect();
+    let mut problems: Vec<String> = src_entries
+        .iter()
+        .filter(|e| !named.contains(e.as_str()))
+        .filter(|e| !e.strip_suffix('/').is_some_and(|m| named.contains(format!("{m}.rs").as_str())))
+        .map(|e| format!("src/{e} is not in the README's layout"))
+        .collect();
+    problems.extend(
+        named
+            .iter()
+            .filter(|n| !src_entries.iter().any(|e| e == *n))
+            .map(|n| format!("src/{n} is named but not there")),
+    );
+    problems
+}
+
+#[test]
+fn the_readme_layout_names_every_file_and_folder_in_src() {
+    let mut entries: Vec<String> = std::fs::read_dir(root().join("src"))
+        .expect("src/ exists")
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_owned();
+            Some(if p.is_dir() { format!("{name}/") } else { name })
+        })
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 20, "expected the modules of src/, found {entries:?}");
+    let problems = layout_problems(&read("README.md"), &entries);
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn layout_check_fails_on_a_missing_or_stale_entry() {
+    let readme =
+        "# x\n\n## Layout\n\n```\nsrc/lib.rs  map\nsrc/decode.rs  x\nsrc/gone.rs  old\n```\n\n## Next\nsrc/order.rs\n";
+    let entries: Vec<String> =
+        ["lib.rs", "decode.rs", "decode/", "order.rs", "ledger/"].into_iter().map(str::to_owned).collect();
+    assert_eq!(
+        layout_problems(readme, &entries),
+        vec![
+            "src/order.rs is not in the README's layout".to_owned(),
+            "src/ledger/ is not in the README's layout".to_owned(),
+            "src/gone.rs is named but not there".to_owned(),
+        ]
+    );
 }

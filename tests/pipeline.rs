@@ -3,11 +3,12 @@
 
 use crate::support;
 
+use order_confirmation::batch::{BatchReport, RecordOutcome};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::OrderId;
-use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
+use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;

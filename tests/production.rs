@@ -5,11 +5,12 @@
 use crate::support;
 
 use aws_lambda_events::sqs::SqsEvent;
+use order_confirmation::batch::{BatchReport, RecordOutcome};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::{Order, OrderId};
-use order_confirmation::pipeline::{BatchReport, Pipeline, PipelineSettings, RecordOutcome};
+use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::render::Mail;
 use order_confirmation::ses_event::MailTags;
 use std::sync::Arc;

@@ -197,6 +197,16 @@ async fn a_mixed_load_on_two_queues_is_mailed_once_each_and_only_the_invalid_rea
     }
     assert_eq!(sent_by_priority.get("high"), Some(&5));
     assert_eq!(sent_by_priority.get("normal"), Some(&10));
+    // Each message now in a DLQ was counted once, when it failed its last allowed receive, under
+    // its source queue: the count the DLQ alarms read (FailedOnLastReceive, dimension queue).
+    let mut last_receive: HashMap<String, u64> = HashMap::new();
+    for doc in &emf {
+        if let Some(n) = doc["FailedOnLastReceive"].as_u64() {
+            *last_receive.entry(doc["queue"].as_str().unwrap_or("-").to_owned()).or_default() += n;
+        }
+    }
+    let name = |url: &str| url.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(last_receive, HashMap::from([(name(&high.url), 2), (name(&normal.url), 3)]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +290,7 @@ async fn transient_failures_come_back_after_growing_delays_and_permanent_ones_co
             base: Duration::from_secs(1),
             cap: Duration::from_secs(60),
             deferred: Duration::from_secs(1),
+            ..BackoffSettings::default()
         },
     );
     s.ses_proxy.add(Rule::matching("tr-1@example.com", Action::Throttle));

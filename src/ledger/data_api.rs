@@ -262,7 +262,7 @@ DELETE FROM order_confirmations oc USING due WHERE oc.order_id = due.order_id";
 pub struct DataApiTarget {
     pub cluster_arn: String,
     /// Printed masked: the ARN names the secret, which is worth not spreading.
-    #[serde(serialize_with = "crate::config::masked")]
+    #[serde(serialize_with = "crate::serde_helpers::masked")]
     pub secret_arn: String,
     pub database: String,
 }
@@ -333,7 +333,8 @@ impl DataApiLedger {
             .send()
             .await
             .map_err(|e| {
-                crate::metrics::record_ledger_failure();
+                // Counted where the call is made, for LedgerFailuresAlarm; flushed with the batch or run.
+                crate::metrics::count("LedgerFailure", None, 1);
                 from_sdk(Service::DataApi, operation, &e)
             })
     }

@@ -138,10 +138,6 @@ fn stuck_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<StuckOrder> {
     })
 }
 
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 fn from_ms(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -152,7 +148,7 @@ impl Ledger for SqliteLedger {
         let orders = orders.to_vec();
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let lease_until = now + lease.as_millis() as i64;
             let mut claims = Vec::with_capacity(orders.len());
             for o in &orders {
@@ -222,7 +218,7 @@ impl Ledger for SqliteLedger {
         let recordings = recordings.to_vec();
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let mut applied = Vec::with_capacity(recordings.len());
             for r in &recordings {
                 let outcome = &r.outcome;
@@ -295,7 +291,7 @@ impl LedgerOps for SqliteLedger {
                     tx.execute_batch(sql).map_err(sql_error)?;
                     tx.execute(
                         "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                        params![version, now_ms()],
+                        params![version, crate::clock::unix_ms_now()],
                     )
                     .map_err(sql_error)?;
                 }
@@ -308,7 +304,7 @@ impl LedgerOps for SqliteLedger {
 
     async fn stats(&self) -> Result<LedgerStats, BackendError> {
         self.with_conn(|conn| {
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let summarized = summarized_until(conn)?;
             let mut priorities = Vec::new();
             for p in Priority::ALL {
@@ -411,7 +407,7 @@ impl LedgerOps for SqliteLedger {
 
     async fn stuck(&self, failed_for: Duration, limit: usize) -> Result<Vec<StuckOrder>, BackendError> {
         self.with_conn(move |conn| {
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT order_id, status, attempts, payload FROM order_confirmations \
@@ -432,7 +428,7 @@ impl LedgerOps for SqliteLedger {
         let reason = reason.to_owned();
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let mut n = 0;
             for id in &ids {
                 n += tx
@@ -452,7 +448,7 @@ impl LedgerOps for SqliteLedger {
 
     async fn unconfirmed(&self, grace: Duration) -> Result<Unconfirmed, BackendError> {
         self.with_conn(move |conn| {
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let (count, oldest): (i64, Option<i64>) = conn
                 .query_row(
                     "SELECT COUNT(*), MIN(first_seen_at) FROM order_confirmations \
@@ -474,7 +470,7 @@ impl LedgerOps for SqliteLedger {
                  last_error = 'released for retry (was ' || status || ': ' || COALESCE(last_error, '') || ')', \
                  updated_at = ?2 WHERE order_id = ?1 AND status IN ('abandoned', 'rejected') \
                  RETURNING order_id, status, attempts, payload",
-                params![id, now_ms()],
+                params![id, crate::clock::unix_ms_now()],
                 stuck_order,
             )
             .optional()
@@ -491,7 +487,7 @@ impl LedgerOps for SqliteLedger {
                 conn.execute(
                     "UPDATE order_confirmations SET parked_at = ?2, parked_note = ?3 \
                      WHERE order_id = ?1 AND status = 'abandoned'",
-                    params![id, now_ms(), note],
+                    params![id, crate::clock::unix_ms_now(), note],
                 )
                 .map_err(sql_error)
             })
@@ -509,7 +505,7 @@ impl LedgerOps for SqliteLedger {
         limit: usize,
     ) -> Result<Retained, BackendError> {
         self.with_conn(move |conn| {
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let limit = limit as i64;
             // Two short statements, each bounded by `limit` through its partial index (0004).
             let payloads_removed = conn
@@ -538,7 +534,7 @@ impl LedgerOps for SqliteLedger {
     async fn summarize_sends(&self) -> Result<bool, BackendError> {
         self.with_conn(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-            let now = now_ms();
+            let now = crate::clock::unix_ms_now();
             let first = first_whole_hour(now);
             let hour = summarized_until(&tx)?.max(first);
             if hour + HOUR_MS > now - super::SUMMARY_SETTLE.as_millis() as i64 {
@@ -566,7 +562,7 @@ impl LedgerOps for SqliteLedger {
 
     async fn delivery_stats(&self) -> Result<Vec<DeliveryStats>, BackendError> {
         self.with_conn(|conn| {
-            let since = now_ms() - 24 * 3_600_000;
+            let since = crate::clock::unix_ms_now() - 24 * 3_600_000;
             let mut stmt = conn
                 .prepare(
                     "SELECT priority, delivery_state, count(*) FROM order_confirmations \

@@ -42,7 +42,7 @@ pub fn events_record(body: String) -> SqsMessage {
 pub async fn deliver_send_event(
     ledger: &dyn order_confirmation::ledger::LedgerOps,
     sent: &AcceptedSend,
-) -> order_confirmation::delivery::EventBatchReport {
+) -> order_confirmation::batch::EventBatchReport {
     let mut event = aws_lambda_events::sqs::SqsEvent::default();
     event.records = vec![events_record(send_event_body(sent))];
     let report = order_confirmation::delivery::handle(ledger, &event).await;

@@ -16,10 +16,11 @@
 //! Parsing is pure ([`Request::parse`]); a request that does not parse is refused with the rule
 //! it broke, never with the rejected value.
 
-use crate::config::Config;
-use crate::ledger::park_note;
+use crate::error::BackendError;
+use crate::ledger::{LedgerOps, park_note};
 use crate::order::OrderId;
 use crate::pipeline::Pipeline;
+use crate::reconcile::ReconcileSettings;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -35,8 +36,61 @@ pub enum Request {
     Migrate,
 }
 
-/// Every verb, in the order the help text lists them.
-pub const VERBS: &[&str] = &["stats", "status", "config", "reconcile", "retry", "park", "migrate"];
+/// An operator request's verb: its name and the fields it takes are written only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Stats,
+    Status,
+    Config,
+    Reconcile,
+    Retry,
+    Park,
+    Migrate,
+}
+
+impl Verb {
+    /// Every verb, in the order the help text lists them.
+    pub const ALL: [Verb; 7] =
+        [Verb::Stats, Verb::Status, Verb::Config, Verb::Reconcile, Verb::Retry, Verb::Park, Verb::Migrate];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stats => "stats",
+            Self::Status => "status",
+            Self::Config => "config",
+            Self::Reconcile => "reconcile",
+            Self::Retry => "retry",
+            Self::Park => "park",
+            Self::Migrate => "migrate",
+        }
+    }
+
+    /// The fields a request with this verb may carry.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Stats | Self::Config | Self::Reconcile | Self::Migrate => &["operator"],
+            Self::Status | Self::Retry => &["operator", "order_id"],
+            Self::Park => &["operator", "order_id", "note"],
+        }
+    }
+
+    /// Whether a request with this verb changes state (logged at WARN with the verb, so the log
+    /// group shows who changed what when; read-only requests log at INFO).
+    pub fn changes_state(self) -> bool {
+        !matches!(self, Self::Stats | Self::Status | Self::Config)
+    }
+}
+
+/// Every verb's name, in the order the help text lists them.
+pub const VERBS: [&str; 7] = {
+    let mut names = [""; 7];
+    let mut i = 0;
+    while i < Verb::ALL.len() {
+        names[i] = Verb::ALL[i].as_str();
+        i += 1;
+    }
+    names
+};
 
 /// Is this payload meant as an operator request (whether or not it is a valid one)?
 pub fn is_operator_request(payload: &Value) -> bool {
@@ -49,30 +103,32 @@ impl Request {
         let Some(object) = payload.as_object() else {
             return Err("an operator request is a JSON object such as {\"operator\": \"stats\"}".into());
         };
-        let verb = object.get("operator").and_then(Value::as_str).unwrap_or_default();
-        let allowed: &[&str] = match verb {
-            "stats" | "config" | "reconcile" | "migrate" => &["operator"],
-            "status" | "retry" => &["operator", "order_id"],
-            "park" => &["operator", "order_id", "note"],
-            _ => return Err(format!("operator: must be one of {}", VERBS.join(", "))),
+        let name = object.get("operator").and_then(Value::as_str).unwrap_or_default();
+        let Some(verb) = Verb::ALL.into_iter().find(|v| v.as_str() == name) else {
+            return Err(format!("operator: must be one of {}", VERBS.join(", ")));
         };
+        let allowed = verb.fields();
         if let Some(extra) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
             let known = extra.chars().all(|c| c.is_ascii_lowercase() || c == '_') && extra.len() <= 32;
             let name = if known { format!("field {extra}") } else { "a field".to_owned() };
-            return Err(format!("{name} is not part of the {verb} request (it takes: {})", allowed.join(", ")));
+            return Err(format!(
+                "{name} is not part of the {} request (it takes: {})",
+                verb.as_str(),
+                allowed.join(", ")
+            ));
         }
         let order_id = || -> Result<OrderId, String> {
             let raw = object.get("order_id").and_then(Value::as_str).ok_or("order_id: is missing or not a string")?;
             OrderId::parse(raw).map_err(|e| e.to_string())
         };
         Ok(match verb {
-            "stats" => Self::Stats,
-            "config" => Self::Config,
-            "reconcile" => Self::Reconcile,
-            "migrate" => Self::Migrate,
-            "status" => Self::Status { order_id: order_id()? },
-            "retry" => Self::Retry { order_id: order_id()? },
-            _ => {
+            Verb::Stats => Self::Stats,
+            Verb::Config => Self::Config,
+            Verb::Reconcile => Self::Reconcile,
+            Verb::Migrate => Self::Migrate,
+            Verb::Status => Self::Status { order_id: order_id()? },
+            Verb::Retry => Self::Retry { order_id: order_id()? },
+            Verb::Park => {
                 let order_id = order_id()?;
                 let note = object.get("note").and_then(Value::as_str).ok_or("note: is missing or not a string")?;
                 let note = park_note(note).map_err(|rule| format!("note: {rule}"))?.to_owned();
@@ -81,22 +137,27 @@ impl Request {
         })
     }
 
-    /// Whether the request changes state (logged at WARN with the verb, so the log group shows who
-    /// changed what when; read-only requests log at INFO).
-    pub fn changes_state(&self) -> bool {
-        !matches!(self, Self::Stats | Self::Status { .. } | Self::Config)
+    /// The request's verb.
+    pub fn kind(&self) -> Verb {
+        match self {
+            Self::Stats => Verb::Stats,
+            Self::Status { .. } => Verb::Status,
+            Self::Config => Verb::Config,
+            Self::Reconcile => Verb::Reconcile,
+            Self::Retry { .. } => Verb::Retry,
+            Self::Park { .. } => Verb::Park,
+            Self::Migrate => Verb::Migrate,
+        }
     }
 
+    /// Whether the request changes state ([`Verb::changes_state`]).
+    pub fn changes_state(&self) -> bool {
+        self.kind().changes_state()
+    }
+
+    /// The verb's name, for the logs.
     pub fn verb(&self) -> &'static str {
-        match self {
-            Self::Stats => "stats",
-            Self::Status { .. } => "status",
-            Self::Config => "config",
-            Self::Reconcile => "reconcile",
-            Self::Retry { .. } => "retry",
-            Self::Park { .. } => "park",
-            Self::Migrate => "migrate",
-        }
+        self.kind().as_str()
     }
 }
 
@@ -104,68 +165,93 @@ impl Request {
 pub struct Operator<'a> {
     pub pipeline: &'a Pipeline,
     /// The ledger the pipeline runs on, for its operations.
-    pub ledger: &'a dyn crate::ledger::LedgerOps,
-    pub config: &'a Config,
+    pub ledger: &'a dyn LedgerOps,
+    pub settings: &'a OperatorSettings,
     /// Present when queue URLs are configured: queue and DLQ depths in `stats`.
     pub sqs: Option<&'a aws_sdk_sqs::Client>,
+}
+
+/// What the operator's answers need from the configuration (built by `config`).
+#[derive(Debug, Clone)]
+pub struct OperatorSettings {
+    pub reconcile: ReconcileSettings,
+    /// The order queues and the SES events queue, for `stats`' queue depths.
+    pub queue_urls: Vec<String>,
+    /// The git commit this binary was built from, in `migrate`'s answer.
+    pub commit: &'static str,
+    /// The whole validated configuration as `config` prints it (secrets masked).
+    pub printed: Value,
+}
+
+/// Why an operator request got no answer. Its text is the invocation's error message.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// The request is valid, but the order is not in a state for it.
+    #[error("{0}")]
+    Refused(String),
+    /// A backend failed while answering; `doing` says at which step.
+    #[error("{doing}: {error}")]
+    Failed { doing: &'static str, error: BackendError },
+    /// Reading the statistics failed ([`crate::stats::GatherError`] names the read).
+    #[error(transparent)]
+    Stats(#[from] crate::stats::GatherError),
+    /// The answer could not be written as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Tags a backend failure with the step it broke.
+fn failed(doing: &'static str) -> impl FnOnce(BackendError) -> OperatorError {
+    move |error| OperatorError::Failed { doing, error }
 }
 
 impl Operator<'_> {
     /// Answers one request. `Err` is a refusal or a failure the caller reports as the invocation's
     /// error (`aws lambda invoke` shows it with `FunctionError`).
-    pub async fn answer(&self, request: &Request, deadline: Instant) -> Result<Value, String> {
+    pub async fn answer(&self, request: &Request, deadline: Instant) -> Result<Value, OperatorError> {
         let ledger = self.ledger;
+        let settings = self.settings;
         match request {
             Request::Stats => {
-                let stats = crate::cli::Statistics::new(
-                    ledger.stats().await.map_err(|e| format!("reading statistics: {e}"))?,
-                    ledger.delivery_stats().await.map_err(|e| format!("reading delivery statistics: {e}"))?,
-                    match self.sqs {
-                        Some(client) => crate::queues::depths(client, &self.config.queue_urls)
-                            .await
-                            .map_err(|e| format!("reading queue depths: {e:#}"))?,
-                        None => Vec::new(),
-                    },
-                );
-                serde_json::to_value(stats).map_err(|e| e.to_string())
+                Ok(serde_json::to_value(crate::stats::gather(ledger, self.sqs, &settings.queue_urls).await?)?)
             }
             Request::Status { order_id } => {
-                let state = ledger.order_state(order_id).await.map_err(|e| format!("reading the order: {e}"))?;
+                let state = ledger.order_state(order_id).await.map_err(failed("reading the order"))?;
                 Ok(match state {
                     Some(state) => json!({"found": true, "order": state}),
                     None => json!({"found": false, "order_id": order_id.as_str(),
                                    "hint": crate::stats::not_in_ledger(order_id)}),
                 })
             }
-            Request::Config => serde_json::to_value(self.config).map_err(|e| e.to_string()),
+            Request::Config => Ok(settings.printed.clone()),
             Request::Reconcile => {
-                let report = crate::reconcile::reconcile(self.pipeline, self.ledger, &self.config.reconcile, deadline)
+                let report = super::reconcile(self.pipeline, ledger, &settings.reconcile, deadline)
                     .await
-                    .map_err(|e| format!("reconcile failed: {e}"))?;
-                serde_json::to_value(report).map_err(|e| e.to_string())
+                    .map_err(failed("reconcile failed"))?;
+                Ok(serde_json::to_value(report)?)
             }
             Request::Retry { order_id } => {
-                let Some(order) = ledger.release(order_id).await.map_err(|e| format!("releasing the order: {e}"))?
-                else {
-                    return Err(format!(
+                let retried = super::retry(self.pipeline, ledger, order_id, deadline).await;
+                let Some(report) = retried.map_err(failed("releasing the order"))? else {
+                    return Err(OperatorError::Refused(format!(
                         "order {order_id} is not abandoned or rejected; {{\"operator\": \"status\"}} shows its state"
-                    ));
+                    )));
                 };
-                let report = crate::reconcile::resend(self.pipeline, &[order], deadline).await;
                 let outcome = report.records.first().map(|r| &r.outcome);
                 Ok(json!({"order_id": order_id.as_str(), "released": true, "outcome": outcome,
                           "sent": outcome.is_some_and(|o| o.is_success())}))
             }
-            Request::Park { order_id, note } => match ledger.park(order_id, note).await {
-                Ok(Some(state)) => Ok(json!({"parked": true, "order": state})),
-                Ok(None) => {
-                    Err(format!("order {order_id} is not abandoned: only an order automation gave up on can be parked"))
+            Request::Park { order_id, note } => {
+                match ledger.park(order_id, note).await.map_err(failed("parking the order"))? {
+                    Some(state) => Ok(json!({"parked": true, "order": state})),
+                    None => Err(OperatorError::Refused(format!(
+                        "order {order_id} is not abandoned: only an order automation gave up on can be parked"
+                    ))),
                 }
-                Err(e) => Err(format!("parking the order: {e}")),
-            },
+            }
             Request::Migrate => {
-                ledger.migrate().await.map_err(|e| format!("migrate failed: {e}"))?;
-                Ok(json!({"migrated": true, "commit": self.config.commit}))
+                ledger.migrate().await.map_err(failed("migrate failed"))?;
+                Ok(json!({"migrated": true, "commit": settings.commit}))
             }
         }
     }

@@ -1,0 +1,115 @@
+//! One orders batch's result: a report per record, the counts the metrics publish, the response
+//! and the summary line.
+
+use super::{RecordOutcome, failures_response};
+use crate::decode::Note;
+use crate::order::Priority;
+use aws_lambda_events::sqs::SqsBatchResponse;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What happened to one record of the batch.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordReport {
+    pub message_id: Option<String>,
+    pub order_id: Option<String>,
+    pub priority: Option<Priority>,
+    /// `ApproximateReceiveCount` from the record's attributes (1 on first delivery).
+    pub receive_count: u32,
+    #[serde(flatten)]
+    pub outcome: RecordOutcome,
+    /// Decode notes: legacy format, dropped vendor fields or details.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Note>,
+    /// The order's mail was accepted but the ledger could not record it (at-least-once case).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unrecorded_send: bool,
+    /// For orders mailed now: seconds from the order first entering a queue to the mail being
+    /// accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_confirm_seconds: Option<f64>,
+    /// The order was taken over from an invocation whose lease expired; if this one mails it,
+    /// the customer may get a second confirmation (counted as `possible_duplicate`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub after_expired_lease: bool,
+    /// When the order first entered a queue (Unix ms), if the record says.
+    #[serde(skip)]
+    pub first_sent_ms: Option<i64>,
+}
+
+/// Counts for one priority (or for records whose priority is unknown), by metric name: each
+/// record counts once under `Received` and once under its outcome's metric, plus once per note
+/// and under `UnrecordedSend` / `PossibleDuplicate` when those apply. Every name is one of
+/// [`crate::metrics::COUNTERS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters(BTreeMap<&'static str, u64>);
+
+impl Counters {
+    /// The count under `metric`, 0 when nothing counted there.
+    pub fn get(&self, metric: &str) -> u64 {
+        self.0.get(metric).copied().unwrap_or(0)
+    }
+
+    /// The metrics counted at least once, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().map(|(k, v)| (*k, *v))
+    }
+
+    fn add(&mut self, metric: &'static str) {
+        *self.0.entry(metric).or_default() += 1;
+    }
+}
+
+/// The result of one batch: per-record reports and the Lambda response.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchReport {
+    pub records: Vec<RecordReport>,
+}
+
+impl BatchReport {
+    /// The `SqsBatchResponse`: every failed record that has a message id, once each.
+    pub fn response(&self) -> SqsBatchResponse {
+        failures_response(self.records.iter().filter(|r| !r.outcome.is_acknowledged()).map(|r| r.message_id.as_deref()))
+    }
+
+    /// Failed records that have no message id: they cannot be named in the response (an empty
+    /// identifier fails the whole batch in Lambda), so the caller must fail the invocation to get
+    /// them retried. The rest of the batch is safe to redeliver: the ledger acknowledges what was
+    /// already sent.
+    pub fn unidentifiable_failures(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| !r.outcome.is_acknowledged() && r.message_id.as_deref().is_none_or(str::is_empty))
+            .count()
+    }
+
+    /// Counters per priority; invalid records whose priority could not be read count under `None`.
+    pub fn counters(&self) -> BTreeMap<Option<Priority>, Counters> {
+        let mut map: BTreeMap<Option<Priority>, Counters> = BTreeMap::new();
+        for r in &self.records {
+            let c = map.entry(r.priority).or_default();
+            c.add("Received");
+            c.add(r.outcome.metric());
+            if r.unrecorded_send {
+                c.add("UnrecordedSend");
+            }
+            if r.after_expired_lease && matches!(r.outcome, RecordOutcome::Sent { .. }) {
+                c.add("PossibleDuplicate");
+            }
+            for n in &r.notes {
+                c.add(n.metric());
+            }
+        }
+        map
+    }
+
+    /// One-line human summary in the outcomes' names, e.g. `5 records: 1 already_sent, 2 invalid, 2 sent`.
+    pub fn summary(&self) -> String {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &self.records {
+            *counts.entry(r.outcome.name()).or_default() += 1;
+        }
+        let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        format!("{} records: {}", self.records.len(), parts.join(", "))
+    }
+}

@@ -1,0 +1,180 @@
+//! The `order-confirmation` command line. Each subcommand's doc comment is its `--help` text.
+
+mod consume;
+mod invoke;
+mod park;
+mod reconcile;
+mod retry;
+mod stats;
+mod status;
+
+pub use consume::ConsumeArgs;
+pub use invoke::InvokeArgs;
+pub use park::ParkArgs;
+pub use retry::RetryArgs;
+pub use stats::StatsArgs;
+pub use status::StatusArgs;
+
+use crate::app;
+use crate::config::{Mode, Settings};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Sends every paid order its confirmation exactly once.
+///
+/// Settings come from flags or environment variables (flags win). Without LEDGER and MAILER the
+/// embedded local defaults are used: a SQLite ledger in .local/ledger.db and .eml files in
+/// .local/outbox/. Inside Lambda (AWS_LAMBDA_RUNTIME_API set) the binary serves the Lambda
+/// runtime API instead and ignores the command line.
+#[derive(Debug, Parser)]
+#[command(name = "order-confirmation", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the function once on an event file, exactly as Lambda would deliver it.
+    ///
+    /// Takes every event the deployed functions accept: an SQS batch, the reconcile schedule
+    /// event or an operator request ({"operator": VERB, ...}). Prints the function's answer as
+    /// JSON on stdout (for a batch, the SqsBatchResponse) and a summary plus logs on stderr.
+    Invoke(InvokeArgs),
+    /// Show confirmation statistics from the ledger, per priority, and queue depths.
+    ///
+    /// Queue depths (waiting, in flight, DLQ) appear when queue URLs are configured
+    /// (--queue-url or QUEUE_URLS).
+    Stats(StatsArgs),
+    /// Long-poll the queues and process them like Lambda's event source mapping would.
+    ///
+    /// Give the high-priority queue first: it is always polled ahead of the others.
+    /// Acknowledged records are deleted; failed ones get a backoff visibility timeout and come
+    /// back. SIGINT/SIGTERM finish the batch in hand, then exit.
+    Consume(ConsumeArgs),
+    /// Re-send orders stuck in `sending` past their lease or `failed` for too long, and report
+    /// how many orders are unconfirmed (what the UnconfirmedOrders alarm watches).
+    Reconcile,
+    /// Show one order's confirmation state (no personal data).
+    Status(StatusArgs),
+    /// Retry one order that reconciliation abandoned or SES rejected, once its cause is fixed.
+    ///
+    /// The order is released (status `failed`, attempts reset) and re-sent at once from its
+    /// stored payload through the normal claim, send and record path. Prints the outcome.
+    Retry(RetryArgs),
+    /// Park an abandoned order: record that a person took it over, so it leaves the
+    /// UnconfirmedOrders count (the alarm can then page for the next one). `retry` clears it.
+    Park(ParkArgs),
+    /// Apply the ledger's schema migrations.
+    Migrate,
+    /// Print the effective configuration (secrets masked) and exit.
+    Config,
+}
+
+/// Exit code for a failure at run time: a backend failed, or the answer was a failure.
+pub const EXIT_RUNTIME: i32 = 1;
+/// Exit code for a wrong command line or configuration (clap uses it for its own usage errors).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for "the order asked about is not there" (`status`, `retry`, `park`).
+pub const EXIT_NOT_FOUND: i32 = 3;
+
+/// A refusal the user fixes on the command line or in the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+/// Whoever read stdout went away (`stats --watch 1 | head -1`): the command ends quietly, as a
+/// success, since the reader has all it wanted.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed by its reader")]
+pub struct ClosedPipe;
+
+/// Writes the command's answer to stdout; a closed pipe becomes [`ClosedPipe`], never a panic
+/// (`print!` panics on it).
+fn emit(text: impl std::fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match write!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(ClosedPipe.into()),
+        other => Ok(other.context("writing to stdout")?),
+    }
+}
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
+/// The exit code for an error [`run`] returned: 0 for a reader that closed stdout,
+/// [`EXIT_USAGE`] for usage and configuration mistakes, [`EXIT_RUNTIME`] for everything else.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    if error.chain().any(|cause| cause.is::<ClosedPipe>()) {
+        return 0;
+    }
+    let is_usage = error
+        .chain()
+        .any(|cause| cause.is::<Usage>() || cause.is::<crate::config::ConfigError>() || cause.is::<app::NoLedger>());
+    if is_usage { EXIT_USAGE } else { EXIT_RUNTIME }
+}
+
+impl Cli {
+    /// Parses the command line, exiting on `--help`, `--version` and usage errors as clap does,
+    /// except that a bad value from an environment variable is reported under the variable's name
+    /// (clap names the flag, which the user never typed) and without the value.
+    pub fn parse_or_exit() -> Self {
+        use clap::Parser;
+        match Self::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => match from_environment(&e) {
+                Some(message) => {
+                    eprintln!("error: {message}");
+                    std::process::exit(EXIT_USAGE);
+                }
+                None => e.exit(),
+            },
+        }
+    }
+}
+
+/// The message for a clap value error whose value came from an environment variable, if it did.
+/// The argument is read from the error's context, then looked up in the command definition.
+fn from_environment(e: &clap::Error) -> Option<String> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let variable = crate::config::setting_of(e, &command)?;
+    let arg = command.get_arguments().find(|a| a.get_env().is_some_and(|v| v == variable.as_str()))?;
+    let long = format!("--{}", arg.get_long()?);
+    let typed = std::env::args().any(|a| a == long || a.starts_with(&format!("{long}=")));
+    if typed || std::env::var_os(&variable).is_none() {
+        return None;
+    }
+    let why = crate::config::parse_problem(e);
+    Some(format!("configuration: {variable} is not valid: {why} (see --help for the accepted values)"))
+}
+
+/// Runs the parsed command line. Returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let config = cli.settings.validate(Mode::Local)?;
+    crate::logging::set_service(&config.metric_names.service);
+    crate::metrics::configure(&config.metric_names);
+    match &cli.command {
+        Command::Config => {
+            emit(format_args!("{}\n", serde_json::to_string_pretty(&config)?))?;
+            Ok(0)
+        }
+        Command::Migrate => {
+            let ledger = app::build_ledger(&config).await?;
+            ledger.migrate().await.context("migrate")?;
+            eprintln!("migrations applied");
+            Ok(0)
+        }
+        Command::Invoke(args) => invoke::run(&config, args).await,
+        Command::Stats(args) => stats::run(&config, args).await,
+        Command::Consume(args) => consume::run(&config, args).await,
+        Command::Retry(args) => retry::run(&config, args).await,
+        Command::Park(args) => park::run(&config, args).await,
+        Command::Reconcile => reconcile::run(&config).await,
+        Command::Status(args) => status::run(&config, args).await,
+    }
+}
