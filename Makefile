@@ -12,7 +12,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test soak bench bench-ledger fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
+.PHONY: help run test mail-preview chromium soak bench bench-ledger fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local sam-local deploy
 
 # Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
 VENV := .venv
@@ -32,9 +32,18 @@ run: ## Build and run the handler on events/sqs-batch.json with the embedded loc
 	@for f in .local/ses-events/*.json; do [ -e "$$f" ] || continue; \
 		RUST_LOG=warn $(BIN) invoke "$$f" > /dev/null && rm "$$f"; done
 
-test: node_modules/.installed $(VENV)/.installed ## Run every test (starts its own PostgreSQL and local services)
+test: node_modules/.installed $(VENV)/.installed chromium ## Run every test (starts its own PostgreSQL and local services)
 	cargo build --workspace --all-targets
 	scripts/with-postgres $(TEST_CMD)
+
+mail-preview: chromium ## Render the sample mails (five languages, five currencies, 100 items, a hostile name) and screenshot them in headless Chromium at 375 and 800 px, light and dark, into .local/preview/ (open index.html)
+	MAIL_PREVIEW_DIR=$(CURDIR)/.local/preview cargo nextest run --test integration --no-capture -E 'test(/^mail_preview::/)'
+
+# Debian's Chromium and a Japanese font for the mail screenshots (tests/mail_preview.rs); apt-get
+# update only when something is to be installed.
+chromium:
+	@if ! command -v chromium >/dev/null || ! fc-list :lang=ja | grep -q .; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic; fi
 
 soak: node_modules/.installed $(VENV)/.installed ## The large load-and-fault run (steady, peak, backlog; about 15 min) with the throughput and priority targets enforced; see BENCHMARKS.md
 	cargo build --bin order-confirmation
@@ -104,6 +113,10 @@ lint: $(VENV)/.installed ## Check template.yaml: cfn-lint + serverless rules, sa
 
 invoke-local: $(VENV)/.installed ## Serve the function through the Lambda runtime API (cargo lambda watch) and invoke it with EVENT (default events/sqs-batch.json)
 	scripts/invoke-local $(or $(EVENT),events/sqs-batch.json)
+
+sam-local: node_modules/.installed $(VENV)/.installed ## sam local invoke on the arm64 artifact in a private dockerd against the local stack (Linux, root; README "sam local invoke")
+	cargo build --quiet -p rds-data-local
+	scripts/sam-local
 
 deploy: $(VENV)/.installed ## sam build + sam deploy with samconfig.toml (run `sam deploy --guided` once first)
 	$(WITH_VENV) sam build --build-in-source

@@ -13,7 +13,7 @@ use order_confirmation::ledger::sqlite::SqliteLedger;
 use order_confirmation::mailer::Mailer;
 use order_confirmation::order::Order;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
-use order_confirmation::render::{Mail, render};
+use order_confirmation::render::{Mail, MailSettings, StatusUrlTemplate, render};
 use order_confirmation::ses_event::MailTags;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ fn body(id: u64) -> String {
         "customer_email": format!("customer{id}@example.com"),
         "customer_name": "Jane Q. Customer",
         "priority": if id.is_multiple_of(5) { "high" } else { "normal" },
-        "total": "42.50", "currency": "EUR",
+        "total": "42.50", "currency": "EUR", "locale": "de-DE",
         "items": [{"name": "Coffee mug", "quantity": 2, "price": "12.50"}, {"name": "Beans", "quantity": 1, "price": "17.50"}],
         "fulfillment": {"center": "DC-Rotterdam", "estimated_delivery": "2026-12-02"}
     })
@@ -50,9 +50,12 @@ fn decode_render(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("decode", |b| b.iter(|| order_confirmation::decode::decode(black_box(&text)).unwrap()));
     let order = order_confirmation::decode::decode(&text).unwrap().order;
-    g.bench_function("render", |b| b.iter(|| render(black_box(&order)).unwrap()));
+    // The whole mail: German words, CLDR amounts and date, and the status link.
+    let settings =
+        MailSettings { status_url: Some(StatusUrlTemplate::parse("https://shop.example/orders/{order_id}").unwrap()) };
+    g.bench_function("render", |b| b.iter(|| render(black_box(&order), &settings).unwrap()));
     g.bench_function("decode_and_render", |b| {
-        b.iter(|| render(&order_confirmation::decode::decode(black_box(&text)).unwrap().order).unwrap())
+        b.iter(|| render(&order_confirmation::decode::decode(black_box(&text)).unwrap().order, &settings).unwrap())
     });
     g.finish();
 }

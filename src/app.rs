@@ -84,6 +84,7 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
         lease_slack: config.lease_slack,
         send_event_wait: config.send_event_wait,
         send_timeout: config.send_timeout,
+        mail: crate::render::MailSettings { status_url: config.status_url_template.clone() },
         ..PipelineSettings::default()
     }
 }

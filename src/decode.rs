@@ -9,7 +9,7 @@
 //! number out of range) is read field by field: what is wrong in a field the contract does not
 //! know is ignored, in an optional field it is dropped and noted, in a required one it rejects.
 
-use crate::order::{CustomerEmail, CustomerName, FieldError, Fulfillment, Item, Order, OrderId, Priority};
+use crate::order::{CustomerEmail, CustomerName, FieldError, Fulfillment, Item, Order, OrderId, OrderLocale, Priority};
 use crate::pylit;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -61,8 +61,10 @@ pub enum Note {
     LegacyPayloadFormat,
     /// A field from the fulfillment vendor was unusable and left out of the mail.
     VendorFieldInvalid { field: &'static str, rule: String },
-    /// An optional order detail (total, currency, items) was unusable and left out of the mail.
+    /// An optional order detail (total, currency, items, locale) was unusable and left out of the mail.
     OrderDetailInvalid { field: &'static str, rule: String },
+    /// An amount has more decimals than its currency's minor units: mailed as given, not rounded.
+    AmountShownAsGiven { field: &'static str, rule: String },
 }
 
 impl fmt::Display for Note {
@@ -71,6 +73,7 @@ impl fmt::Display for Note {
             Self::LegacyPayloadFormat => f.write_str("legacy Python literal payload"),
             Self::VendorFieldInvalid { field, rule } => write!(f, "vendor field {field} dropped: {rule}"),
             Self::OrderDetailInvalid { field, rule } => write!(f, "order detail {field} dropped: {rule}"),
+            Self::AmountShownAsGiven { field, rule } => write!(f, "order detail {field} {rule}"),
         }
     }
 }
@@ -161,7 +164,8 @@ fn order_id_of(map: &Map<String, Value>) -> Option<OrderId> {
 
 /// The fields the contract knows; anything else in a body is ignored unread.
 const REQUIRED_FIELDS: [&str; 3] = ["order_id", "customer_email", "customer_name"];
-const OPTIONAL_FIELDS: [&str; 6] = ["schema_version", "priority", "total", "currency", "items", "fulfillment"];
+const OPTIONAL_FIELDS: [&str; 7] =
+    ["schema_version", "priority", "total", "currency", "items", "fulfillment", "locale"];
 
 /// Reads a JSON object whose text serde_json cannot turn into a [`Value`] whole: each field is
 /// kept as raw text first, and only the fields the contract knows are parsed. `None` when the body
@@ -243,8 +247,35 @@ fn order_from_map(map: &Map<String, Value>, notes: &mut Vec<Note>) -> Result<Ord
             Vec::new()
         }
     };
+    // The customer's language: a bad tag costs the mail its language, never the mail.
+    let locale = match map.get("locale") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => OrderLocale::parse(s.trim())
+            .map_err(|e| detail("locale", format!("{}; the mail is in English", e.rule)))
+            .ok(),
+        Some(other) => {
+            detail("locale", format!("must be a string, got {}; the mail is in English", json_type(other)));
+            None
+        }
+    };
+    // An amount the currency cannot hold (129.5 JPY) is mailed as given, never rounded into
+    // another price; the note is how its producer hears of it.
+    if let Some(currency) = &currency {
+        let unheld = |amount: &str| !crate::money::fits(amount, currency);
+        let rule = || {
+            let minor_units = crate::money::minor_units(currency).unwrap_or(2);
+            format!("has more decimals than {currency} has minor units ({minor_units}); shown as given")
+        };
+        if total.as_deref().is_some_and(unheld) {
+            notes.push(Note::AmountShownAsGiven { field: "total", rule: rule() });
+        }
+        if items.iter().any(|i| i.price.as_deref().is_some_and(unheld)) {
+            notes.push(Note::AmountShownAsGiven { field: "items.price", rule: rule() });
+        }
+    }
     let fulfillment = fulfillment(map.get("fulfillment"), notes);
-    Ok(Order { order_id, customer_email, customer_name, priority, total, currency, items, fulfillment })
+    Ok(Order { order_id, customer_email, customer_name, priority, total, currency, items, fulfillment, locale })
 }
 
 fn required_str<'m>(map: &'m Map<String, Value>, field: &'static str) -> Result<&'m str, FieldError> {
@@ -267,7 +298,10 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// A non-negative amount as decimal text with at most two fraction digits ("12", "12.5", "12.50").
+/// A non-negative amount as decimal text with at most four fraction digits, the most any ISO 4217
+/// currency has (KWD has three): "12" and "12.5" become "12.00" and "12.50" as they always did
+/// (the canonical payload, and its hash, of an order already in the ledger must not change);
+/// "1.250" stays "1.250".
 fn decimal(v: &Value) -> Result<String, String> {
     let text = match v {
         Value::Number(n) => n.to_string(),
@@ -278,13 +312,13 @@ fn decimal(v: &Value) -> Result<String, String> {
     let ok = !int.is_empty()
         && int.len() <= 12
         && int.chars().all(|c| c.is_ascii_digit())
-        && frac.len() <= 2
+        && frac.len() <= 4
         && frac.chars().all(|c| c.is_ascii_digit())
         && !(text.contains('.') && frac.is_empty());
     if ok {
         Ok(format!("{int}.{frac:0<2}"))
     } else {
-        Err("must be a non-negative amount of at most 12 digits with at most two decimals".to_owned())
+        Err("must be a non-negative amount of at most 12 digits with at most four decimals".to_owned())
     }
 }
 

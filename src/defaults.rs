@@ -56,6 +56,9 @@ macro_rules! every_setting {
             SENDER_ADDRESS sender_address: Option<String>, local "orders@example.com" "with the outbox";
             /// SES configuration set for event publishing (optional).
             SES_CONFIGURATION_SET ses_configuration_set: Option<String>;
+            /// The order status page linked from every mail, an https URL with `{order_id}` in it
+            /// (e.g. https://shop.example/orders/{order_id}); no link when unset.
+            STATUS_URL_TEMPLATE status_url_template: Option<String>;
             /// This instance's share of the SES send quota, in mails per second (unset: derived from
             /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when both are set, otherwise unlimited).
             SES_MAX_SEND_RATE ses_max_send_rate: Option<f64>;

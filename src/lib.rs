@@ -21,7 +21,8 @@
 //!    through the data-only grammar in [`pylit`]), into an [`order::Order`] or the rule it broke.
 //! 3. **Claim** the valid orders in one ledger call: [`ledger::Ledger::claim`]
 //!    (`src/pipeline/claim.rs`).
-//! 4. **Render and send**, high priority first, within the send rate: [`render::render`],
+//! 4. **Render and send**, high priority first, within the send rate: [`render::render`] (in the
+//!    order's language: [`catalogue`], amounts by [`money`]),
 //!    [`mailer::Mailer::send`], [`rate::SendGate`] (`src/pipeline/send.rs`).
 //! 5. **Record** the outcomes in waves: [`ledger::Ledger::record`] (`src/pipeline/record.rs`);
 //!    each record's [`batch::RecordOutcome`] is set once, from what its stages did.
@@ -45,7 +46,7 @@
 //! | layer | modules | what it holds |
 //! |---|---|---|
 //! | ground types | [`order`], [`status`], [`error`], [`defaults`], [`serde_helpers`], [`clock`] | validated newtypes, an order's status, error classes (transient, permanent, fatal), every setting's default, the one clock reading |
-//! | pure readers | [`decode`], [`pylit`], [`render`], [`ses_event`] | bytes in, typed values out; no I/O |
+//! | pure readers | [`decode`], [`pylit`], [`render`], [`money`], [`catalogue`], [`ses_event`] | bytes in, typed values out; no I/O; the mail's amounts (ICU4X, CLDR) and words (one Fluent catalogue per language) |
 //! | batch vocabulary | [`batch`] | how a record ended, the batch's report and response, the deferral attributes: owned by no flow |
 //! | ports and adapters | [`ledger`], [`mailer`], [`backoff`], [`queues`], [`metrics`], [`rate`], [`aws`], [`custom_resource`] | the ledger and mailer traits and their implementations, SQS visibility and re-enqueue, queue depths, the metrics sink, the send rate, SDK clients, CloudFormation's answer |
 //! | flows | [`pipeline`], [`delivery`], [`reconcile`], [`stats`] | the order pipeline in stages, SES events, reconciliation, statistics |
@@ -63,7 +64,9 @@ pub mod serde_helpers;
 pub mod status;
 
 // Pure readers: bytes in, typed values out.
+pub mod catalogue;
 pub mod decode;
+pub mod money;
 pub mod pylit;
 pub mod render;
 pub mod ses_event;

@@ -232,6 +232,45 @@ fn describe_char(c: char) -> String {
     }
 }
 
+/// `locale`: the customer's BCP 47 language tag (`ja-JP`, `de-AT`), kept in its canonical form.
+/// It only chooses the mail's language and formats, so decode drops a bad one with a note and the
+/// mail goes out in English.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrderLocale(icu_locale_core::Locale);
+
+impl OrderLocale {
+    pub const MAX_LEN: usize = 64;
+
+    /// The error never repeats the value.
+    pub fn parse(s: &str) -> Result<Self, FieldError> {
+        let rule = "must be a BCP 47 language tag such as \"de-DE\" (at most 64 characters)";
+        if s.len() > Self::MAX_LEN {
+            return Err(FieldError::new("locale", rule));
+        }
+        // `de_AT` is how POSIX and Java spell `de-AT`; taking it costs nothing and keeps the language.
+        icu_locale_core::Locale::try_from_str(&s.replace('_', "-"))
+            .map(Self)
+            .map_err(|_| FieldError::new("locale", rule))
+    }
+
+    pub fn locale(&self) -> &icu_locale_core::Locale {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OrderLocale {
+    type Error = FieldError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+impl From<OrderLocale> for String {
+    fn from(l: OrderLocale) -> String {
+        l.0.to_string()
+    }
+}
+
 /// Which queue and which share of the send rate an order gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -313,6 +352,10 @@ pub struct Order {
     pub items: Vec<Item>,
     #[serde(skip_serializing_if = "Fulfillment::is_empty", default)]
     pub fulfillment: Fulfillment,
+    /// Last, and left out when absent, so an order without one keeps the canonical payload (and
+    /// hash) it had before the field existed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub locale: Option<OrderLocale>,
 }
 
 impl Order {

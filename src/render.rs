@@ -1,9 +1,21 @@
 //! The confirmation mail: subject, plain-text and HTML parts, rendered from the templates in
-//! `templates/` with minijinja. The HTML template is auto-escaped (its name ends in `.html`), so
-//! a customer name such as `<script>` arrives as text. Pure: no I/O.
+//! `templates/` with minijinja, in the order's language (docs/design.md, "The mail").
+//!
+//! The words come from the catalogues ([`crate::catalogue`]), amounts from [`crate::money`],
+//! dates from ICU4X, all for the mail's locale; the templates hold layout only. The HTML template
+//! is auto-escaped (its name ends in `.html`), so a customer name such as `<script>` arrives as
+//! text, and every value is escaped exactly once: the catalogues and formatters hand over plain
+//! text. Pure: no I/O.
 
+use crate::catalogue::MailLocale;
 use crate::order::Order;
+use icu_calendar::{Date, Gregorian};
+use icu_datetime::FixedCalendarDateTimeFormatter;
+use icu_datetime::fieldsets::YMD;
+use icu_locale_core::LanguageIdentifier;
+use minijinja::value::Value;
 use minijinja::{Environment, context};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// A rendered mail, ready for any [`crate::mailer::Mailer`].
@@ -12,6 +24,67 @@ pub struct Mail {
     pub subject: String,
     pub text: String,
     pub html: String,
+}
+
+/// What the mail needs from the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailSettings {
+    /// Where a customer sees the order's status (`STATUS_URL_TEMPLATE`); no link when unset.
+    pub status_url: Option<StatusUrlTemplate>,
+}
+
+/// `STATUS_URL_TEMPLATE`: an `https` URL with `{order_id}` in it once, e.g.
+/// `https://shop.example/orders/{order_id}`. Checked at start-up, so every mail's link is one
+/// that parses; the order id's alphabet (`A–Z a–z 0–9 . _ : -`) needs no percent-encoding in a
+/// path or a query.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(into = "String")]
+pub struct StatusUrlTemplate(String);
+
+impl StatusUrlTemplate {
+    pub const PLACEHOLDER: &'static str = "{order_id}";
+    pub const MAX_LEN: usize = 1024;
+    /// The rule, as the start-up error states it (never with the rejected value).
+    pub const RULE: &'static str = "must be an https URL of at most 1024 characters with {order_id} in it exactly once and no other braces, spaces, quotes or user name, e.g. https://shop.example/orders/{order_id}";
+
+    pub fn parse(template: &str) -> Result<Self, &'static str> {
+        let t = template.trim();
+        let bad_char = |c: char| c.is_whitespace() || c.is_control() || "\"'<>\\`^|".contains(c);
+        if t.len() > Self::MAX_LEN
+            || t.matches(Self::PLACEHOLDER).count() != 1
+            || t.replace(Self::PLACEHOLDER, "").contains(['{', '}'])
+            || t.chars().any(bad_char)
+        {
+            return Err(Self::RULE);
+        }
+        // The host is written out, before the order id: a URL parser would read `https:///{order_id}`
+        // as a link to the host named by the order id.
+        let rest = t.strip_prefix("https://").ok_or(Self::RULE)?;
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if authority.is_empty() || authority.contains(['{', '@']) {
+            return Err(Self::RULE);
+        }
+        let url = url::Url::parse(&t.replace(Self::PLACEHOLDER, "ORD-1")).map_err(|_| Self::RULE)?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(Self::RULE);
+        }
+        Ok(Self(t.to_owned()))
+    }
+
+    /// The order's status URL.
+    pub fn url_for(&self, order_id: &str) -> String {
+        self.0.replace(Self::PLACEHOLDER, order_id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<StatusUrlTemplate> for String {
+    fn from(t: StatusUrlTemplate) -> String {
+        t.0
+    }
 }
 
 fn environment() -> &'static Environment<'static> {
@@ -35,15 +108,67 @@ pub struct RenderError {
     source: minijinja::Error,
 }
 
+/// The catalogue's messages without variables, as the templates' `t` (keys with `_` for `-`):
+/// built once per language, shared by every render.
+fn labels(locale: &MailLocale) -> Value {
+    static ALL: OnceLock<HashMap<&'static str, Value>> = OnceLock::new();
+    const KEYS: [&str; 12] = [
+        "heading",
+        "intro",
+        "order-number",
+        "total",
+        "estimated-delivery",
+        "items",
+        "item",
+        "quantity",
+        "price",
+        "status-link",
+        "status-text",
+        "closing",
+    ];
+    let all = ALL.get_or_init(|| {
+        crate::catalogue::LANGUAGES
+            .iter()
+            .map(|(language, _)| {
+                let catalogue = crate::catalogue::Catalogue::of(language);
+                let pairs = KEYS.iter().map(|k| (k.replace('-', "_"), catalogue.text(k).to_owned()));
+                (*language, Value::from_pairs(pairs))
+            })
+            .collect()
+    });
+    all.get(locale.catalogue.language()).cloned().unwrap_or_default()
+}
+
 /// Renders the confirmation for one order. Optional details appear only when present.
-pub fn render(order: &Order) -> Result<Mail, RenderError> {
+pub fn render(order: &Order, settings: &MailSettings) -> Result<Mail, RenderError> {
+    let locale = MailLocale::for_order(order.locale.as_ref().map(|l| l.locale()));
+    let words = locale.catalogue;
+    let order_id = order.order_id.as_str();
+    let currency = order.currency.as_deref();
+    let amount = |a: &str| crate::money::format(a, currency, &locale.id);
+    let items: Vec<Value> = order
+        .items
+        .iter()
+        .map(|item| {
+            let price = item.price.as_deref().map(amount);
+            let each = price.as_deref().map(|p| words.format("each", &[("price", p)]));
+            context! { name => item.name.as_str(), quantity => item.quantity, price, each }
+        })
+        .collect();
+    // The id's alphabet is restricted (see `OrderId`), so it is safe in a header as is; the
+    // catalogue's words are the shop's own.
+    let subject = words.format("subject", &[("order_id", order_id)]);
     let ctx = context! {
-        name => order.customer_name.as_str(),
-        order_id => order.order_id.as_str(),
-        items => minijinja::value::Serde(&order.items),
-        total => &order.total,
-        currency => &order.currency,
-        estimated_delivery => &order.fulfillment.estimated_delivery,
+        lang => locale.tag(),
+        t => labels(&locale),
+        subject => subject.as_str(),
+        preheader => words.format("preheader", &[("order_id", order_id)]),
+        greeting => words.format("greeting", &[("name", order.customer_name.as_str())]),
+        order_id,
+        items,
+        total => order.total.as_deref().map(amount),
+        estimated_delivery => order.fulfillment.estimated_delivery.as_deref().map(|d| long_date(d, &locale.id)),
+        status_url => settings.status_url.as_ref().map(|t| t.url_for(order_id)),
     };
     let part = |template: &'static str| {
         environment()
@@ -51,12 +176,32 @@ pub fn render(order: &Order) -> Result<Mail, RenderError> {
             .and_then(|t| t.render(&ctx))
             .map_err(|source| RenderError { template, source })
     };
-    Ok(Mail {
-        // The id's alphabet is restricted (see `OrderId`), so it is safe in a header as is.
-        subject: format!("Your order {} is confirmed", order.order_id),
-        text: part("confirmation.txt")?,
-        html: part("confirmation.html")?,
-    })
+    let (text, html) = (part("confirmation.txt")?, part("confirmation.html")?);
+    Ok(Mail { subject, text, html })
+}
+
+/// A `YYYY-MM-DD` date as the locale writes it in full (`December 2, 2026`, `2. Dezember 2026`,
+/// `2026年12月2日`); as given if it is not one (decode only keeps dates in that form).
+fn long_date(date: &str, locale: &LanguageIdentifier) -> String {
+    type Formatter = FixedCalendarDateTimeFormatter<Gregorian, YMD>;
+    thread_local! {
+        static CACHE: crate::money::FormatterCache<LanguageIdentifier, Formatter> = Default::default();
+    }
+    let mut parts = date.splitn(3, '-').map(str::parse::<u32>);
+    let (Some(Ok(year)), Some(Ok(month)), Some(Ok(day))) = (parts.next(), parts.next(), parts.next()) else {
+        return date.to_owned();
+    };
+    let (Ok(year), Ok(month), Ok(day)) = (i32::try_from(year), u8::try_from(month), u8::try_from(day)) else {
+        return date.to_owned();
+    };
+    let Ok(date_value) = Date::try_new_gregorian(year, month, day) else {
+        return date.to_owned();
+    };
+    let formatter = crate::money::cached(&CACHE, locale, || Formatter::try_new(locale.into(), YMD::long()).ok());
+    match formatter {
+        Some(f) => f.format(&date_value).to_string(),
+        None => date.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -68,39 +213,99 @@ mod tests {
         decode(&json.to_string()).unwrap().order
     }
 
+    fn mail(json: serde_json::Value) -> Mail {
+        render(&order(json), &MailSettings::default()).unwrap()
+    }
+
+    /// CLDR puts no-break spaces inside amounts and dates; compared here as plain spaces.
+    fn plain(s: &str) -> String {
+        s.replace(['\u{a0}', '\u{202f}'], " ")
+    }
+
+    fn full(locale: &str) -> serde_json::Value {
+        serde_json::json!({
+            "order_id": "A2", "customer_email": "a@example.com", "customer_name": "Ann", "locale": locale,
+            "total": 1234.5, "currency": "EUR", "items": [{"name": "Mug", "quantity": 2, "price": "9.95"}],
+            "fulfillment": {"center": "DC-7", "estimated_delivery": "2026-12-01"}
+        })
+    }
+
     #[test]
     fn minimal_order_renders_without_details() {
-        let mail = render(&order(
-            serde_json::json!({"order_id": "A1", "customer_email": "a@example.com", "customer_name": "Ann"}),
-        ))
-        .unwrap();
+        let mail =
+            mail(serde_json::json!({"order_id": "A1", "customer_email": "a@example.com", "customer_name": "Ann"}));
         assert_eq!(mail.subject, "Your order A1 is confirmed");
         assert!(mail.text.starts_with("Hi Ann,\n"));
         assert!(!mail.text.contains("Total"));
-        assert!(!mail.html.contains("<table>"));
+        assert!(!mail.html.contains("Total"));
+        assert!(!mail.html.contains("Qty"), "no item table without items");
+        assert!(mail.html.contains("<html lang=\"en\""));
+    }
+
+    // The assertions of the old format ("Total: 19.90 EUR", "2026-12-01") gave way to the amounts
+    // and dates as CLDR writes them for English.
+    #[test]
+    fn details_appear_when_valid_as_cldr_writes_them() {
+        let mail = mail(full("en"));
+        let text = plain(&mail.text);
+        assert!(text.contains("  - 2 x Mug (€9.95 each)"), "{text}");
+        assert!(text.contains("Total: €1,234.50"), "{text}");
+        assert!(text.contains("Estimated delivery: December 1, 2026"), "{text}");
+        assert!(text.contains("Order number: A2"), "{text}");
+        let html = plain(&mail.html);
+        assert!(html.contains(">Mug</td>"), "{html}");
+        assert!(html.contains("€1,234.50"));
+        assert!(html.contains("December 1, 2026"));
     }
 
     #[test]
-    fn details_appear_when_valid() {
-        let mail = render(&order(serde_json::json!({
-            "order_id": "A2", "customer_email": "a@example.com", "customer_name": "Ann",
-            "total": 19.9, "currency": "EUR", "items": [{"name": "Mug", "quantity": 2, "price": "9.95"}],
-            "fulfillment": {"center": "DC-7", "estimated_delivery": "2026-12-01"}
-        })))
-        .unwrap();
-        assert!(mail.text.contains("  - 2 x Mug (9.95 EUR each)"), "{}", mail.text);
-        assert!(mail.text.contains("Total: 19.90 EUR"));
-        assert!(mail.text.contains("Estimated delivery: 2026-12-01"));
-        assert!(mail.html.contains("<td>Mug</td>"));
+    fn the_mail_is_in_the_order_locale_with_its_formats() {
+        let cases = [
+            ("de-DE", "Gesamtbetrag", "1.234,50 €", "1. Dezember 2026", "Ihre Bestellung A2 ist bestätigt"),
+            ("fr-FR", "Total", "1 234,50 €", "1 décembre 2026", "Votre commande A2 est confirmée"),
+            ("es-ES", "Total", "1234,50 €", "1 de diciembre de 2026", "Tu pedido A2 está confirmado"),
+            ("ja-JP", "合計", "€1,234.50", "2026年12月1日", "ご注文 A2 を承りました"),
+            ("en-IE", "Total", "€1,234.50", "1 December 2026", "Your order A2 is confirmed"),
+        ];
+        for (locale, total_label, total, date, subject) in cases {
+            let mail = mail(full(locale));
+            assert_eq!(mail.subject, subject, "{locale}");
+            let text = plain(&mail.text);
+            assert!(text.contains(&format!("{total_label}: {total}")), "{locale}: {text}");
+            assert!(text.contains(date), "{locale}: {text}");
+            assert!(mail.html.contains(&format!("<html lang=\"{locale}\"")), "{locale}");
+            assert!(plain(&mail.html).contains(total), "{locale}");
+        }
     }
 
     #[test]
-    fn html_part_escapes_the_name_and_text_part_keeps_it() {
-        let mail = render(&order(serde_json::json!({
+    fn yen_have_no_decimals_and_a_japanese_mail_says_so_in_japanese() {
+        let mail = mail(serde_json::json!({
+            "order_id": "ORD-1002", "customer_email": "kenji@example.jp", "customer_name": "山田 健二",
+            "locale": "ja-JP", "total": 129.0, "currency": "JPY"
+        }));
+        assert!(mail.text.contains("合計: ￥129\n"), "{}", mail.text);
+        assert!(mail.text.starts_with("山田 健二 様\n"), "{}", mail.text);
+        assert!(!mail.text.contains("129.00"));
+        assert!(mail.html.contains("￥129"));
+    }
+
+    #[test]
+    fn a_language_not_shipped_and_a_bad_locale_get_english() {
+        for locale in ["pt-BR", "not a locale"] {
+            let mail = mail(full(locale));
+            assert_eq!(mail.subject, "Your order A2 is confirmed", "{locale}");
+            assert!(plain(&mail.text).contains("Total: €1,234.50"), "{locale}");
+            assert!(mail.html.contains("<html lang=\"en\""), "{locale}");
+        }
+    }
+
+    #[test]
+    fn html_part_escapes_the_name_once_and_text_part_keeps_it() {
+        let mail = mail(serde_json::json!({
             "order_id": "A3", "customer_email": "a@example.com", "customer_name": "<script>alert('x')</script> & Zoë",
-            "items": [{"name": "<b>Mug</b>"}]
-        })))
-        .unwrap();
+            "items": [{"name": "<b>Mug</b> & \"Cup\""}]
+        }));
         assert!(
             mail.html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2f;script&gt; &amp; Zoë"),
             "{}",
@@ -108,6 +313,77 @@ mod tests {
         );
         assert!(!mail.html.contains("<script>"));
         assert!(!mail.html.contains("<b>Mug"));
+        assert!(!mail.html.contains("&amp;amp;") && !mail.html.contains("&amp;lt;"), "escaped twice");
         assert!(mail.text.contains("<script>alert('x')</script> & Zoë"));
+    }
+
+    #[test]
+    fn the_status_link_is_the_configured_template_with_the_order_id_escaped_once() {
+        let settings = MailSettings {
+            status_url: Some(
+                StatusUrlTemplate::parse("https://shop.example/orders/{order_id}?src=mail&lang=x").unwrap(),
+            ),
+        };
+        let mail = render(&order(full("en")), &settings).unwrap();
+        assert!(mail.text.contains("https://shop.example/orders/A2?src=mail&lang=x"), "{}", mail.text);
+        assert!(
+            mail.html.contains("href=\"https:&#x2f;&#x2f;shop.example&#x2f;orders&#x2f;A2?src=mail&amp;lang=x\""),
+            "{}",
+            mail.html
+        );
+        assert!(mail.html.contains("See your order&#x27;s status"));
+        let without = render(&order(full("en")), &MailSettings::default()).unwrap();
+        assert!(!without.html.contains("href=") && !without.text.contains("Follow your order"));
+    }
+
+    #[test]
+    fn a_status_url_template_is_checked_without_repeating_it() {
+        assert!(StatusUrlTemplate::parse("https://shop.example/orders/{order_id}").is_ok());
+        assert!(StatusUrlTemplate::parse("https://shop.example/o?id={order_id}&x=1").is_ok());
+        for bad in [
+            "http://shop.example/orders/{order_id}",
+            "https://shop.example/orders/",
+            "https://shop.example/{order_id}/{order_id}",
+            "https://shop.example/{order}/{order_id}",
+            "https://shop.example/orders/{order_id}\"><script>",
+            "https://user@shop.example/{order_id}",
+            "https:///{order_id}",
+            "javascript:alert(1)//{order_id}",
+            "shop.example/{order_id}",
+        ] {
+            assert_eq!(StatusUrlTemplate::parse(bad), Err(StatusUrlTemplate::RULE), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_hundred_item_order_stays_far_below_gmail_clipping() {
+        let items: Vec<serde_json::Value> = (0..100)
+            .map(|i| serde_json::json!({"name": format!("Hand-thrown stoneware coffee mug, glaze {i}"), "quantity": 2, "price": "1249.99"}))
+            .collect();
+        let mut body = full("de-DE");
+        body["items"] = serde_json::Value::Array(items);
+        let mail = mail(body);
+        assert_eq!(mail.html.matches(">Hand-thrown").count(), 100);
+        // Gmail clips a mail's HTML past 102 KB; "well under" leaves room for the shop's header.
+        assert!(mail.html.len() < 60 * 1024, "{} bytes", mail.html.len());
+    }
+
+    #[test]
+    fn the_html_is_built_for_mail_clients() {
+        let html = mail(full("en")).html;
+        assert!(html.contains(r#"<meta name="color-scheme" content="light dark">"#));
+        assert!(html.contains("prefers-color-scheme: dark"));
+        assert!(html.contains(r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#));
+        // The preheader is in the page but hidden from view.
+        let preheader = html.find("Thank you! Order A2 is confirmed.").unwrap();
+        assert!(html[..preheader].rfind("display:none").is_some());
+        // Layout tables say they are layout; no image goes without its alt text.
+        assert_eq!(
+            html.matches("<table").count(),
+            html.matches("role=\"presentation\"").count() + 1,
+            "only the items table is data"
+        );
+        assert_eq!(html.matches("<img").count(), html.matches(" alt=\"").count());
+        assert!(!html.contains("<div class") && !html.contains("display:flex") && !html.contains("display:grid"));
     }
 }

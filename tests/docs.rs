@@ -336,6 +336,7 @@ const NOT_METRICS: &[&str] = &[
     "Default",
     "RawValue",
     "TracingLayer",
+    "CurrencyFormatter",
     "MaximumConcurrency",
     "TooManyRequests",
     "NameError",
@@ -723,41 +724,48 @@ fn link_check_fails_on_a_dangling_link_or_anchor() {
     );
 }
 
-// ---- `sam local invoke`, as far as this machine allows (no Docker) ----
+// ---- `sam local invoke`: the README's sequence against what scripts/sam-local runs ----
 
 /// Problems with the README's `sam local invoke` sequence: every invoked function is a
 /// serverless function of the template, every event and `--env-vars` file exists (and names the
-/// function), the event parses as what that function answers, and the emulators are started on
-/// the ports `events/env.json` points each function at.
-fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<String> {
+/// function), the event is one that function answers, the emulators are started on the address
+/// and ports `events/env.json` points each function at (moto's queues in the operator's
+/// `QUEUE_URLS`), and the invocations are the ones `scripts/sam-local` (what `make sam-local` and
+/// tests/sam_local.rs run) makes with `events/env.json`.
+fn sam_local_problems(readme: &str, template: &str, env_json: &str, script: &str) -> Vec<String> {
     let mut bad = Vec::new();
     let Some(section) = readme.split("### `sam local invoke`").nth(1) else {
         return vec!["README.md has no `sam local invoke` section".into()];
     };
     let section = section.split("\n## ").next().unwrap_or_default();
-    let Some((_, block)) = code_blocks(section).into_iter().find(|(lang, _)| lang == "sh") else {
-        return vec!["the sam local invoke section has no sh block".into()];
+    let Some((_, block)) = code_blocks(section).into_iter().filter(|(lang, _)| lang == "sh").nth(1) else {
+        return vec!["the sam local invoke section has no sh block of commands after `make sam-local`".into()];
     };
     let functions: Vec<String> =
         resources(template).into_iter().filter(|r| r.ty == "AWS::Serverless::Function").map(|r| r.id).collect();
     let env: serde_json::Value = serde_json::from_str(env_json).unwrap_or_default();
     let joined = block.replace("\\\n", " ");
-    let port_after = |marker: &str| -> Option<String> {
-        let rest = &joined[joined.find(marker)? + marker.len()..];
-        Some(rest.chars().take_while(char::is_ascii_digit).collect())
+    // On the line that runs `program`, the word after `flag`, e.g. "172.29.83.1:8080" after --listen.
+    let flag = |program: &str, flag: &str| -> Option<String> {
+        let line = joined.lines().find(|l| l.contains(program))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1)).map(|w| (*w).to_owned())
     };
-    let data_api_port = port_after("rds-data-local -- --listen 127.0.0.1:");
-    let ses_port = port_after("cli.js --host 127.0.0.1 --port ");
-    if data_api_port.is_none() || ses_port.is_none() {
-        bad.push("the sequence does not start rds-data-local (--listen) and aws-ses-v2-local (--port)".into());
+    let data_api = flag("rds-data-local", "--listen");
+    let ses =
+        flag("aws-ses-v2-local", "--host").zip(flag("aws-ses-v2-local", "--port")).map(|(h, p)| format!("{h}:{p}"));
+    let sqs = flag("moto_server", "-H").zip(flag("moto_server", "-p")).map(|(h, p)| format!("{h}:{p}"));
+    if data_api.is_none() || ses.is_none() || sqs.is_none() {
+        bad.push("the sequence does not start rds-data-local (--listen), aws-ses-v2-local (--host, --port) and moto (-H, -p)".into());
     }
-    if !joined.contains("scripts/with-postgres") || !joined.contains(" migrate") || !joined.contains("sam build") {
-        bad.push("the sequence lacks PostgreSQL, migrate or sam build".into());
+    if !joined.contains("scripts/with-postgres") || !joined.contains("sam build") || !joined.contains("dockerd ") {
+        bad.push("the sequence lacks PostgreSQL, dockerd or sam build".into());
     }
     let invokes: Vec<&str> = joined.lines().filter(|l| l.contains("sam local invoke ")).collect();
     if invokes.is_empty() {
         bad.push("no sam local invoke command".into());
     }
+    let mut documented = BTreeSet::new();
     for line in invokes {
         let words: Vec<&str> = line.split_whitespace().collect();
         let after = |flag: &str| words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1)).copied();
@@ -767,16 +775,21 @@ fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<Strin
         if !functions.iter().any(|f| f == function) {
             bad.push(format!("{function} is not a serverless function of template.yaml"));
         }
+        if !words.contains(&"--skip-pull-image") {
+            bad.push(format!("{function}: no --skip-pull-image (no registry here; the image is built locally)"));
+        }
         let Some(event) = after("-e") else {
             bad.push(format!("{function}: no -e EVENT"));
             continue;
         };
+        documented.insert(format!("{function} {event}"));
         match std::fs::read_to_string(root().join(event)) {
             Err(_) => bad.push(format!("{event} does not exist")),
             Ok(text) => {
                 let payload: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let fits = if *function == "OperatorFunction" {
                     order_confirmation::service::operator::Request::parse(&payload).is_ok()
+                        || order_confirmation::custom_resource::is_custom_resource_request(&payload)
                 } else {
                     payload.get("Records").is_some() || payload["detail-type"] == "Scheduled Event"
                 };
@@ -792,19 +805,45 @@ fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<Strin
         if vars.is_null() {
             bad.push(format!("events/env.json has no entry for {function}"));
         }
-        for (var, port) in [("AWS_ENDPOINT_URL_RDS_DATA", &data_api_port), ("AWS_ENDPOINT_URL_SESV2", &ses_port)] {
+        for (var, at) in
+            [("AWS_ENDPOINT_URL_RDS_DATA", &data_api), ("AWS_ENDPOINT_URL_SESV2", &ses), ("AWS_ENDPOINT_URL_SQS", &sqs)]
+        {
             let url = vars[var].as_str().unwrap_or_default();
-            if port.as_ref().is_none_or(|p| !url.ends_with(&format!(":{p}"))) {
+            if at.as_ref().is_none_or(|at| url != format!("http://{at}")) {
                 bad.push(format!("{function}: {var} = {url:?} is not where the sequence starts the emulator"));
             }
         }
+        if *function == "OperatorFunction" {
+            let urls = vars["QUEUE_URLS"].as_str().unwrap_or_default();
+            let on_moto =
+                sqs.as_ref().is_some_and(|at| urls.split(',').all(|u| u.starts_with(&format!("http://{at}/"))));
+            if !on_moto {
+                bad.push(format!("OperatorFunction: QUEUE_URLS = {urls:?} are not moto's queues"));
+            }
+        }
+    }
+    // scripts/sam-local: `sam_invoke NAME FUNCTION EVENT ENV_FILE`.
+    let scripted: BTreeSet<String> = script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sam_invoke "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 4 && w[3] == "events/env.json")
+        .map(|w| format!("{} {}", w[1], w[2]))
+        .collect();
+    if scripted != documented {
+        bad.push(format!("README invokes {documented:?}, scripts/sam-local invokes {scripted:?} with events/env.json"));
     }
     bad
 }
 
 #[test]
 fn the_sam_local_invoke_sequence_matches_the_template_the_events_and_the_emulators() {
-    let problems = sam_local_problems(&read("README.md"), &read("template.yaml"), &read("events/env.json"));
+    let problems = sam_local_problems(
+        &read("README.md"),
+        &read("template.yaml"),
+        &read("events/env.json"),
+        &read("scripts/sam-local"),
+    );
     assert!(problems.is_empty(), "README.md's sam local invoke sequence: {problems:?}");
     let problems = emulator_flag_problems(&read("README.md"), &ses_local_help());
     assert!(problems.is_empty(), "README.md's sam local invoke sequence: {problems:?}");
@@ -825,7 +864,11 @@ fn ses_local_help() -> String {
 fn emulator_flag_problems(readme: &str, ses_help: &str) -> Vec<String> {
     use clap::CommandFactory;
     let section = readme.split("### `sam local invoke`").nth(1).unwrap_or_default();
-    let block = code_blocks(section).into_iter().find(|(lang, _)| lang == "sh").map(|(_, b)| b).unwrap_or_default();
+    let block = code_blocks(section)
+        .into_iter()
+        .find(|(lang, b)| lang == "sh" && b.contains("rds-data-local"))
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     let flags_after = |marker: &str| -> Vec<String> {
         let joined = block.replace("\\\n", " ");
         let Some(line) = joined.lines().find(|l| l.contains(marker)) else { return Vec::new() };
@@ -864,8 +907,8 @@ fn emulator_flag_problems(readme: &str, ses_help: &str) -> Vec<String> {
 fn emulator_flag_check_fails_on_a_flag_the_emulator_does_not_take() {
     let readme = read("README.md");
     let broken = readme
-        .replacen("rds-data-local -- --listen 127.0.0.1:8080", "rds-data-local -- --bind 127.0.0.1:8080", 1)
-        .replacen("cli.js --host 127.0.0.1 --port 8005", "cli.js --host 127.0.0.1 --listen-port 8005", 1);
+        .replacen("rds-data-local -- --listen 172.29.83.1:8080", "rds-data-local -- --bind 172.29.83.1:8080", 1)
+        .replacen("cli.js --host 172.29.83.1 --port 8005", "cli.js --host 172.29.83.1 --listen-port 8005", 1);
     assert_ne!(broken, readme, "the mutation targets are gone from README.md");
     assert_eq!(
         emulator_flag_problems(&broken, &ses_local_help()),
@@ -877,14 +920,20 @@ fn emulator_flag_check_fails_on_a_flag_the_emulator_does_not_take() {
 fn sam_local_check_fails_on_a_wrong_port_a_missing_event_or_an_unknown_function() {
     let readme = read("README.md");
     let broken = readme
-        .replacen("--listen 127.0.0.1:8080", "--listen 127.0.0.1:9090", 1)
+        .replacen("--listen 172.29.83.1:8080", "--listen 172.29.83.1:9090", 1)
         .replacen("-e events/schedule-reconcile.json", "-e events/schedule.json", 1)
         .replacen("sam local invoke OperatorFunction", "sam local invoke AdminFunction", 1);
-    let problems = sam_local_problems(&broken, &read("template.yaml"), &read("events/env.json")).join("\n");
+    let script = read("scripts/sam-local").replacen(
+        "events/ses-delivery.json events/env.json",
+        "events/ses-send.json events/env.json",
+        1,
+    );
+    let problems = sam_local_problems(&broken, &read("template.yaml"), &read("events/env.json"), &script).join("\n");
     for expected in [
-        "OrderConfirmationFunction: AWS_ENDPOINT_URL_RDS_DATA = \"http://127.0.0.1:8080\" is not where the sequence starts the emulator",
+        "OrderConfirmationFunction: AWS_ENDPOINT_URL_RDS_DATA = \"http://172.29.83.1:8080\" is not where the sequence starts the emulator",
         "events/schedule.json does not exist",
         "AdminFunction is not a serverless function of template.yaml",
+        "\"OrderConfirmationFunction events/ses-send.json\"",
     ] {
         assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
     }

@@ -202,7 +202,7 @@ fn check(text: &str) -> Result<(), String> {
                     return Err(format!("a note repeats the refused value: {note}"));
                 }
             }
-            render(&d.order).map_err(|e| format!("a decoded order does not render: {e}"))?;
+            render(&d.order, &Default::default()).map_err(|e| format!("a decoded order does not render: {e}"))?;
             let again =
                 decode(&d.order.canonical_json()).map_err(|e| format!("the canonical payload does not decode: {e}"))?;
             if again.order != d.order {

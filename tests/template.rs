@@ -268,6 +268,7 @@ fn violations(cfn: &Value) -> Vec<String> {
         "DB_NAME",
         "SENDER_ADDRESS",
         "SES_CONFIGURATION_SET",
+        "STATUS_URL_TEMPLATE",
         "HIGH_PRIORITY_RESERVE",
     ] {
         if env.get(key).is_none() {

@@ -78,7 +78,8 @@ impl Counter {
         match note {
             Note::LegacyPayloadFormat => Self::LegacyPayloadFormat,
             Note::VendorFieldInvalid { .. } => Self::VendorFieldInvalid,
-            Note::OrderDetailInvalid { .. } => Self::OrderDetailInvalid,
+            // Counted with the invalid details: the producer sent an amount no price can have.
+            Note::OrderDetailInvalid { .. } | Note::AmountShownAsGiven { .. } => Self::OrderDetailInvalid,
         }
     }
 }

@@ -62,6 +62,7 @@ pub struct Config {
     pub mailer: MailerChoice,
     pub sender_address: String,
     pub ses_configuration_set: Option<String>,
+    pub status_url_template: Option<crate::render::StatusUrlTemplate>,
     pub ses_max_send_rate: Option<f64>,
     pub ses_account_max_send_rate: Option<f64>,
     pub ses_senders: Option<u32>,

@@ -171,6 +171,7 @@ fn config_shows_every_setting() {
             ("DB_NAME", _) => "other",
             ("SENDER_ADDRESS", _) => "shop@example.com",
             ("SES_CONFIGURATION_SET", _) => "events",
+            ("STATUS_URL_TEMPLATE", _) => "https://shop.example/orders/{order_id}",
             ("SES_MAX_SEND_RATE", _) => "3",
             ("SES_ACCOUNT_MAX_SEND_RATE", _) => "14",
             ("SES_SENDERS", _) => "8",
@@ -249,6 +250,23 @@ fn a_configuration_set_name_ses_would_refuse_fails_at_start_up_naming_the_settin
     assert_eq!(with("order-confirmation_2").unwrap().ses_configuration_set.as_deref(), Some("order-confirmation_2"));
     assert_eq!(with(&"x".repeat(64)).unwrap().ses_configuration_set.map(|s| s.len()), Some(64));
     assert_eq!(with("").unwrap().ses_configuration_set, None, "empty means none, as the template passes it");
+}
+
+#[test]
+fn a_status_url_template_no_mail_could_use_fails_at_start_up_naming_the_setting() {
+    let with = |template: &str| {
+        Settings { status_url_template: Some(template.to_owned()), ..Default::default() }.validate(Mode::Local)
+    };
+    for bad in
+        ["http://shop.example/{order_id}", "https://shop.example/orders", "https://shop.example/{id}<x>{order_id}"]
+    {
+        let error = with(bad).unwrap_err();
+        assert_eq!(error.setting, "STATUS_URL_TEMPLATE", "{bad}");
+        assert!(!error.to_string().contains("shop.example/{"), "the value is not repeated: {error}");
+    }
+    let ok = with("https://shop.example/orders/{order_id}").unwrap().status_url_template.unwrap();
+    assert_eq!(ok.url_for("ORD-1"), "https://shop.example/orders/ORD-1");
+    assert_eq!(with("").unwrap().status_url_template, None, "empty means no link");
 }
 
 #[test]

@@ -66,6 +66,13 @@ pub fn parse_service_name(value: Option<&str>) -> Result<String, ConfigError> {
     Ok(v.to_owned())
 }
 
+/// `STATUS_URL_TEMPLATE`: checked here so a template no mail could use fails at start-up, not
+/// in every mail. Unset or empty means no link. The error states the rule, never the value.
+fn parse_status_url_template(value: Option<&str>) -> Result<Option<crate::render::StatusUrlTemplate>, ConfigError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    crate::render::StatusUrlTemplate::parse(v).map(Some).map_err(|rule| err("STATUS_URL_TEMPLATE", rule))
+}
+
 /// `SES_CONFIGURATION_SET`: SES's rule for configuration set names (1-64 letters, digits, `_`
 /// and `-`, as the template's parameter also requires). Unset or empty means none. A name SES
 /// would refuse fails at start-up instead of failing every send.
@@ -112,6 +119,7 @@ impl Settings {
             mailer,
             sender_address,
             ses_configuration_set: parse_configuration_set(self.ses_configuration_set.as_deref())?,
+            status_url_template: parse_status_url_template(self.status_url_template.as_deref())?,
             ses_max_send_rate,
             ses_account_max_send_rate,
             ses_senders: self.ses_senders,

@@ -107,7 +107,8 @@ fn bad_vendor_fields_are_dropped_and_noted() {
 #[test]
 fn bad_details_are_dropped_and_good_ones_kept() {
     let mut body = valid();
-    body["total"] = serde_json::json!("12.345");
+    // Five decimals: more than any ISO 4217 currency has (three and four are KWD's and CLF's).
+    body["total"] = serde_json::json!("12.34567");
     body["currency"] = serde_json::json!("euro");
     body["items"] = serde_json::json!([{"name": "Mug", "quantity": 2, "price": 7.5}, {"quantity": 1}, "junk"]);
     let d = decode(&body.to_string()).unwrap();
@@ -203,4 +204,55 @@ fn unknown_fields_and_html_names_are_accepted() {
     body["loyalty_tier"] = serde_json::json!("gold");
     let d = decode(&body.to_string()).unwrap();
     assert_eq!(d.order.customer_name.as_str(), "<script>alert(1)</script> Zoë 山田");
+}
+
+#[test]
+fn an_amount_keeps_up_to_four_decimals_and_two_decimal_amounts_keep_their_canonical_form() {
+    let mut body = valid();
+    body["total"] = serde_json::json!("1.250");
+    body["currency"] = serde_json::json!("KWD");
+    body["items"] = serde_json::json!([{"name": "Tea", "price": 0.5}]);
+    let d = decode(&body.to_string()).unwrap();
+    assert_eq!(d.order.total.as_deref(), Some("1.250"));
+    assert_eq!(d.order.items[0].price.as_deref(), Some("0.50"), "padded to two decimals, as before");
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
+}
+
+#[test]
+fn an_amount_its_currency_cannot_hold_is_kept_as_given_and_noted_without_the_value() {
+    let mut body = valid();
+    body["total"] = serde_json::json!(129.5);
+    body["currency"] = serde_json::json!("JPY");
+    body["items"] = serde_json::json!([{"name": "Tea", "price": "64.75"}, {"name": "Cup", "price": "64"}]);
+    let d = decode(&body.to_string()).unwrap();
+    assert_eq!(d.order.total.as_deref(), Some("129.50"));
+    let notes: Vec<String> = d.notes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        notes,
+        [
+            "order detail total has more decimals than JPY has minor units (0); shown as given",
+            "order detail items.price has more decimals than JPY has minor units (0); shown as given"
+        ]
+    );
+    assert!(d.notes.iter().all(|n| crate::batch::Counter::of_note(n) == crate::batch::Counter::OrderDetailInvalid));
+}
+
+#[test]
+fn a_locale_is_kept_and_a_bad_one_is_dropped_with_a_note_that_names_the_rule_not_the_value() {
+    let mut body = valid();
+    body["locale"] = serde_json::json!("ja-jp");
+    let d = decode(&body.to_string()).unwrap();
+    assert_eq!(d.order.locale.map(String::from).as_deref(), Some("ja-JP"));
+    assert!(d.notes.is_empty());
+    for bad in [serde_json::json!("<img src=x onerror=alert(1)>"), serde_json::json!(["de"])] {
+        body["locale"] = bad.clone();
+        let d = decode(&body.to_string()).unwrap();
+        assert_eq!(d.order.locale, None);
+        let note = d.notes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        assert!(note.starts_with("order detail locale dropped: must be a "), "{note}");
+        assert!(note.ends_with("the mail is in English"), "{note}");
+        assert!(!note.contains("onerror"), "{note}");
+    }
+    body["locale"] = serde_json::json!("");
+    assert_eq!(decode(&body.to_string()).unwrap().notes, vec![], "an empty locale is no locale");
 }

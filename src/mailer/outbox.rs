@@ -201,7 +201,7 @@ mod tests {
         let outbox = OutboxMailer::new(dir.path().join("outbox"), "orders@example.com").unwrap();
         let body = r#"{"order_id": "ORD-7.1:a", "customer_email": "a@example.com", "customer_name": "A"}"#;
         let order = crate::decode::decode(body).unwrap().order;
-        let mail = crate::render::render(&order).unwrap();
+        let mail = crate::render::render(&order, &Default::default()).unwrap();
         let token = uuid::Uuid::new_v4();
         let tags = MailTags { order_id: order.order_id.clone(), claim_token: token };
         let name = outbox.send(&order, &mail, &tags).await.unwrap();
@@ -252,7 +252,7 @@ mod tests {
         for (i, (address, effects, detail)) in cases.into_iter().enumerate() {
             let body = format!(r#"{{"order_id": "ORD-{i}", "customer_email": "{address}", "customer_name": "A"}}"#);
             let order = crate::decode::decode(&body).unwrap().order;
-            let mail = crate::render::render(&order).unwrap();
+            let mail = crate::render::render(&order, &Default::default()).unwrap();
             let tags = MailTags { order_id: order.order_id.clone(), claim_token: uuid::Uuid::new_v4() };
             let name = outbox.send(&order, &mail, &tags).await.unwrap();
             let events = events_of(&outbox, &name);

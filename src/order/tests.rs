@@ -62,9 +62,21 @@ fn payload_hash_is_stable_and_content_sensitive() {
         currency: None,
         items: vec![],
         fulfillment: Fulfillment::default(),
+        locale: None,
     };
     assert_eq!(order("Ann").payload_sha256(), order("Ann").payload_sha256());
     assert_ne!(order("Ann").payload_sha256(), order("Bob").payload_sha256());
     let canonical = order("Ann").canonical();
     assert_eq!((canonical.json, canonical.sha256), (order("Ann").canonical_json(), order("Ann").payload_sha256()));
+}
+
+#[test]
+fn a_locale_is_kept_canonical_and_a_bad_one_is_refused_without_its_value() {
+    assert_eq!(String::from(OrderLocale::parse("ja-jp").unwrap()), "ja-JP");
+    assert_eq!(String::from(OrderLocale::parse("de_AT").unwrap()), "de-AT");
+    for bad in ["en-US<script>", "", "x", &"de-".repeat(30)] {
+        let e = OrderLocale::parse(bad).unwrap_err();
+        assert_eq!(e.field, "locale");
+        assert!(bad.is_empty() || !e.rule.contains(bad), "{bad}");
+    }
 }

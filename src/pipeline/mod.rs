@@ -63,6 +63,8 @@ pub struct PipelineSettings {
     /// waits until this long has passed since the previous holder's last possible send before
     /// mailing the order again (docs/design.md, "SES as the second witness").
     pub send_event_wait: Duration,
+    /// What the mail takes from the configuration (the status link).
+    pub mail: crate::render::MailSettings,
 }
 
 impl Default for PipelineSettings {
@@ -75,6 +77,7 @@ impl Default for PipelineSettings {
             send_timeout: Duration::from_secs(defaults::SEND_TIMEOUT_SECONDS),
             wave_interval: Duration::from_secs(1),
             send_event_wait: Duration::from_secs(30),
+            mail: crate::render::MailSettings::default(),
         }
     }
 }

@@ -123,7 +123,7 @@ impl Pipeline {
         if let Some(reason) = must_stop() {
             return defer(reason);
         }
-        let mail = match render::render(order) {
+        let mail = match render::render(order, &self.settings.mail) {
             Ok(mail) => mail,
             Err(e) => return Sent::Record(Outcome::Failed { error: e.to_string() }),
         };

@@ -1,0 +1,16 @@
+subject = Ihre Bestellung { $order_id } ist bestätigt
+preheader = Vielen Dank! Bestellung { $order_id } ist bestätigt.
+heading = Ihre Bestellung ist bestätigt
+greeting = Hallo { $name },
+intro = vielen Dank für Ihre Bestellung. Wir haben sie erhalten und bestätigt.
+order-number = Bestellnummer
+total = Gesamtbetrag
+estimated-delivery = Voraussichtliche Lieferung
+items = Ihre Artikel
+item = Artikel
+quantity = Menge
+price = Preis
+each = je { $price }
+status-link = Status Ihrer Bestellung ansehen
+status-text = Verfolgen Sie Ihre Bestellung unter:
+closing = Wir benachrichtigen Sie, sobald sie versandt wird.

@@ -1,0 +1,16 @@
+subject = Tu pedido { $order_id } está confirmado
+preheader = ¡Gracias! El pedido { $order_id } está confirmado.
+heading = Tu pedido está confirmado
+greeting = Hola, { $name }:
+intro = Gracias por tu pedido. Lo hemos recibido y está confirmado.
+order-number = Número de pedido
+total = Total
+estimated-delivery = Entrega estimada
+items = Tus artículos
+item = Artículo
+quantity = Cant.
+price = Precio
+each = { $price } c/u
+status-link = Ver el estado de tu pedido
+status-text = Sigue tu pedido en:
+closing = Te avisaremos cuando se envíe.

@@ -1,0 +1,16 @@
+subject = Votre commande { $order_id } est confirmée
+preheader = Merci ! La commande { $order_id } est confirmée.
+heading = Votre commande est confirmée
+greeting = Bonjour { $name },
+intro = Merci pour votre commande. Nous l’avons bien reçue et elle est confirmée.
+order-number = Numéro de commande
+total = Total
+estimated-delivery = Livraison estimée
+items = Vos articles
+item = Article
+quantity = Qté
+price = Prix
+each = { $price } l’unité
+status-link = Voir le statut de votre commande
+status-text = Suivez votre commande ici :
+closing = Nous vous préviendrons dès son expédition.

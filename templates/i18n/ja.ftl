@@ -1,0 +1,16 @@
+subject = ご注文 { $order_id } を承りました
+preheader = ありがとうございます。ご注文 { $order_id } を承りました。
+heading = ご注文を承りました
+greeting = { $name } 様
+intro = このたびはご注文いただきありがとうございます。ご注文を受け付け、確定いたしました。
+order-number = 注文番号
+total = 合計
+estimated-delivery = お届け予定日
+items = ご注文の商品
+item = 商品
+quantity = 数量
+price = 価格
+each = 単価 { $price }
+status-link = ご注文の状況を確認する
+status-text = ご注文の状況はこちらでご確認いただけます:
+closing = 発送の際にあらためてお知らせいたします。
