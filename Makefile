@@ -12,7 +12,7 @@ else
 TEST_CMD := cargo test --workspace --no-fail-fast
 endif
 
-.PHONY: help run test mail-preview chromium soak bench bench-ledger fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local deploy
+.PHONY: help run test mail-preview chromium soak bench bench-ledger fuzz fmt clippy clean-local venv build build-OrderConfirmationFunction build-OperatorFunction lint invoke-local sam-local deploy
 
 # Python tools (cargo-lambda + zig, SAM CLI, cfn-lint, moto), pinned in requirements-dev.txt.
 VENV := .venv
@@ -113,6 +113,10 @@ lint: $(VENV)/.installed ## Check template.yaml: cfn-lint + serverless rules, sa
 
 invoke-local: $(VENV)/.installed ## Serve the function through the Lambda runtime API (cargo lambda watch) and invoke it with EVENT (default events/sqs-batch.json)
 	scripts/invoke-local $(or $(EVENT),events/sqs-batch.json)
+
+sam-local: node_modules/.installed $(VENV)/.installed ## sam local invoke on the arm64 artifact in a private dockerd against the local stack (Linux, root; README "sam local invoke")
+	cargo build --quiet -p rds-data-local
+	scripts/sam-local
 
 deploy: $(VENV)/.installed ## sam build + sam deploy with samconfig.toml (run `sam deploy --guided` once first)
 	$(WITH_VENV) sam build --build-in-source

@@ -67,18 +67,6 @@ pub enum Note {
     AmountShownAsGiven { field: &'static str, rule: String },
 }
 
-impl Note {
-    /// The metric that counts this note (one of [`crate::metrics::COUNTERS`]).
-    pub fn metric(&self) -> &'static str {
-        match self {
-            Self::LegacyPayloadFormat => "LegacyPayloadFormat",
-            Self::VendorFieldInvalid { .. } => "VendorFieldInvalid",
-            // Counted with the invalid details: the producer sent an amount no price can have.
-            Self::OrderDetailInvalid { .. } | Self::AmountShownAsGiven { .. } => "OrderDetailInvalid",
-        }
-    }
-}
-
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -62,7 +62,7 @@ pub fn init() {
     // A wrong value is refused by the configuration, which names the variable; until then the
     // lines say the default.
     let service = crate::config::parse_service_name(var("POWERTOOLS_SERVICE_NAME").as_deref())
-        .unwrap_or_else(|_| crate::defaults::SERVICE_NAME.to_owned());
+        .unwrap_or_else(|_| crate::defaults::POWERTOOLS_SERVICE_NAME.to_owned());
     use std::io::IsTerminal;
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let _ = if json {

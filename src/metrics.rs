@@ -22,8 +22,8 @@ pub struct MetricNames {
 impl Default for MetricNames {
     fn default() -> Self {
         Self {
-            namespace: crate::defaults::METRICS_NAMESPACE.to_owned(),
-            service: crate::defaults::SERVICE_NAME.to_owned(),
+            namespace: crate::defaults::POWERTOOLS_METRICS_NAMESPACE.to_owned(),
+            service: crate::defaults::POWERTOOLS_SERVICE_NAME.to_owned(),
         }
     }
 }
@@ -42,47 +42,8 @@ fn names() -> &'static MetricNames {
     NAMES.get_or_init(MetricNames::default)
 }
 
-/// Every counter this service publishes (unit Count): per record, with the dimension `priority`,
-/// from `Received` to `PossibleDuplicate` (an outcome's metric is its name in CamelCase, see
-/// [`crate::batch::RecordOutcome::metric`]); per reconciliation or ledger call, without it,
-/// the rest. The template's alarms and dashboard, and the docs, use these names; they are the one
-/// list (tests/docs.rs and tests/template.rs read it from here).
-pub const COUNTERS: &[&str] = &[
-    "Received",
-    "Sent",
-    "AlreadySent",
-    "SentEarlier",
-    "Invalid",
-    "Rejected",
-    "Conflict",
-    "Terminal",
-    "InFlight",
-    "TransientFailure",
-    "Deferred",
-    "VendorFieldInvalid",
-    "OrderDetailInvalid",
-    "LegacyPayloadFormat",
-    "UnrecordedSend",
-    "PossibleDuplicate",
-    "ReconcileResent",
-    "ReconcileAbandoned",
-    "LedgerFailure",
-    // A record failed on its last allowed receive, on its way to the DLQ: dimension `queue` (the
-    // source queue's name) instead of `priority` (crate::backoff::failed_on_last_receive).
-    "FailedOnLastReceive",
-    // SES's events about sent mail (crate::delivery::metric_name): per priority.
-    "SendEvent",
-    "Delivered",
-    "DeliveryDelayed",
-    "SoftBounced",
-    "Bounced",
-    "Complained",
-    "RejectedBySes",
-    "RenderingFailed",
-    // Events the ledger could not place, and bodies that were not SES events: no dimension.
-    "DeliveryEventUnknown",
-    "DeliveryEventInvalid",
-];
+/// Every counter this service publishes (unit Count), by name: [`crate::batch::Counter`]'s.
+pub use crate::batch::COUNTERS;
 
 /// Histograms (unit Seconds): `TimeToConfirm`, from the order first entering a queue (the first
 /// message's `SentTimestamp`) to SES accepting its mail, per priority.
@@ -131,7 +92,8 @@ fn collector() -> Option<&'static Collector> {
 /// `priority` dimension (`unknown` for a record whose priority was never read); `None` publishes
 /// the count without it. The sink takes counts; what they count is decided by whoever finishes the
 /// batch or run.
-pub fn count(name: &'static str, priority: Option<&'static str>, n: u64) {
+pub fn count(counter: crate::batch::Counter, priority: Option<&'static str>, n: u64) {
+    let name = counter.name();
     if collector().is_none() {
         return;
     }
@@ -156,7 +118,7 @@ pub fn record_failed_on_last_receive(per_queue: &std::collections::BTreeMap<Stri
         return;
     }
     for (queue, n) in per_queue {
-        metrics::counter!("FailedOnLastReceive", "queue" => queue.clone()).increment(*n);
+        metrics::counter!(crate::batch::Counter::FailedOnLastReceive.name(), "queue" => queue.clone()).increment(*n);
     }
 }
 
@@ -238,7 +200,7 @@ mod tests {
             crate::decode::Note::VendorFieldInvalid { field: "f", rule: String::new() },
             crate::decode::Note::OrderDetailInvalid { field: "f", rule: String::new() },
         ] {
-            assert!(COUNTERS.contains(&note.metric()), "{}", note.metric());
+            assert!(COUNTERS.contains(&crate::batch::Counter::of_note(&note).name()), "{note}");
         }
     }
 

@@ -155,8 +155,8 @@ pub async fn reconcile(
     let hours_summarized = summarize(ledger).await?;
     let unconfirmed = ledger.unconfirmed(settings.grace).await?;
     crate::metrics::unconfirmed(unconfirmed.count, unconfirmed.oldest_seconds);
-    crate::metrics::count("ReconcileResent", None, resent);
-    crate::metrics::count("ReconcileAbandoned", None, abandoned);
+    crate::metrics::count(crate::batch::Counter::ReconcileResent, None, resent);
+    crate::metrics::count(crate::batch::Counter::ReconcileAbandoned, None, abandoned);
     tracing::info!(
         found,
         resent,

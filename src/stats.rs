@@ -3,7 +3,7 @@
 //! serde ones).
 
 use crate::error::BackendError;
-use crate::ledger::{DeliveryStats, LedgerOps, LedgerStats, OrderState, Status};
+use crate::ledger::{DeliveryBucket, DeliveryStats, LedgerOps, LedgerStats, OrderState, Status};
 use crate::queues::QueueDepth;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -194,33 +194,33 @@ pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
         "bounce_rate"
     );
     // Across priorities, like the status table's total row; the rate over all sends.
-    let mut total: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut total: std::collections::BTreeMap<DeliveryBucket, u64> = std::collections::BTreeMap::new();
     for p in delivery {
         for (state, n) in &p.by_state {
-            *total.entry(state.clone()).or_insert(0) += n;
+            *total.entry(*state).or_insert(0) += n;
         }
     }
     let sent: u64 = delivery.iter().map(|p| p.sent).sum();
-    let total_rate = (sent > 0).then(|| total.get(D::Bounced.as_str()).copied().unwrap_or(0) as f64 / sent as f64);
+    let total_rate = (sent > 0).then(|| total.get(&D::Bounced.into()).copied().unwrap_or(0) as f64 / sent as f64);
     let rows = delivery
         .iter()
         .map(|p| (p.priority.as_str(), p.sent, &p.by_state, p.bounce_rate))
         .chain([("total", sent, &total, total_rate)]);
     for (priority, sent, by_state, bounce_rate) in rows {
-        let n = |s: &str| by_state.get(s).copied().unwrap_or(0);
+        let n = |s: D| by_state.get(&s.into()).copied().unwrap_or(0);
         let rate = bounce_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}%", r * 100.0));
         let _ = writeln!(
             out,
             "{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>11}",
             priority,
             sent,
-            n(D::Delivered.as_str()),
-            n(D::Delayed.as_str()),
-            n(D::Bounced.as_str()),
-            n(D::SoftBounced.as_str()),
-            n(D::Complained.as_str()),
-            n(D::Rejected.as_str()) + n(D::RenderingFailed.as_str()),
-            n(crate::ledger::DELIVERY_UNKNOWN),
+            n(D::Delivered),
+            n(D::Delayed),
+            n(D::Bounced),
+            n(D::SoftBounced),
+            n(D::Complained),
+            n(D::Rejected) + n(D::RenderingFailed),
+            by_state.get(&DeliveryBucket::Unknown).copied().unwrap_or(0),
             rate,
         );
     }

@@ -245,23 +245,50 @@ fn filtered_outcomes(text: &str) -> Vec<String> {
     words
 }
 
-/// Every identifier and string word in the Rust sources under src/ (for the design notes, which
-/// name the code's types).
-fn source_identifiers() -> BTreeSet<String> {
-    fn walk(dir: &std::path::Path, words: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, words);
-            } else if path.extension().is_some_and(|x| x == "rs") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                words.extend(text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map(str::to_owned));
-            }
-        }
+/// The library's own names the design notes cite (they speak of the code; these are not
+/// metrics): each read from the item itself (`type_name`, the constant's value), so the list
+/// compiles only while the items exist under these paths.
+fn code_names() -> BTreeSet<String> {
+    use order_confirmation as oc;
+    fn name_of<T: ?Sized>() -> String {
+        std::any::type_name::<T>().rsplit("::").next().unwrap_or_default().to_owned()
     }
-    let mut words = BTreeSet::new();
-    walk(&root().join("src"), &mut words);
-    words
+    let mut names: BTreeSet<String> = [
+        name_of::<oc::batch::RecordOutcome>(),
+        name_of::<oc::batch::Counter>(),
+        name_of::<oc::batch::BatchReport>(),
+        name_of::<oc::batch::EventBatchReport>(),
+        name_of::<oc::ledger::Outcome>(),
+        name_of::<dyn oc::ledger::Ledger>(),
+        name_of::<oc::ledger::data_api::Limits>(),
+        name_of::<oc::order::OrderId>(),
+        name_of::<oc::order::Priority>(),
+        name_of::<oc::pipeline::Budget>(),
+        name_of::<oc::pipeline::PipelineSettings>(),
+        name_of::<oc::backoff::BackoffSettings>(),
+        name_of::<oc::reconcile::ReconcileSettings>(),
+        name_of::<oc::reconcile::Retention>(),
+        name_of::<oc::metrics::MetricNames>(),
+        name_of::<oc::config::Settings>(),
+        name_of::<oc::config::Config>(),
+        name_of::<oc::config::ConfigError>(),
+        name_of::<oc::app::NoLedger>(),
+        name_of::<oc::cli::Usage>(),
+    ]
+    .into();
+    names.extend([oc::batch::FIRST_SENT_ATTRIBUTE, oc::batch::DEFERRALS_ATTRIBUTE].map(str::to_owned));
+    names
+}
+
+/// The names `md` cites that are neither metrics nor otherwise known ([`unknown_metric_names`]),
+/// less the library's own names when `md` is the design notes.
+fn uncited_names(path: &str, md: &str, template: &str, published: &BTreeSet<String>) -> Vec<String> {
+    let code = code_names();
+    unknown_metric_names(md, template, published)
+        .into_iter()
+        // The design notes speak of the code: its own type and constant names are not metrics.
+        .filter(|m| !(path == "docs/design.md" && code.contains(m)))
+        .collect()
 }
 
 /// CloudWatch metrics AWS publishes for the queues and the function.
@@ -298,6 +325,18 @@ const NOT_METRICS: &[&str] = &[
     "ChangeMessageVisibility",
     "StartMessageMoveTask",
     "SqsBatchResponse",
+    "SendMessageBatch",
+    "MessageRejected",
+    // SES's bounce types.
+    "Permanent",
+    "Transient",
+    "Undetermined",
+    // Rust's traits and the libraries' types the design notes name.
+    "Debug",
+    "Default",
+    "RawValue",
+    "TracingLayer",
+    "CurrencyFormatter",
     "MaximumConcurrency",
     "TooManyRequests",
     "NameError",
@@ -376,33 +415,32 @@ fn saved_queries_missing_from_runbook(runbook: &str, template: &str) -> Vec<Stri
         .collect()
 }
 
-/// The README's configuration table against the settings as clap declares them
-/// (`order_confirmation::cli::Cli`'s command, read through the library): every setting has a row,
-/// and the row's default is clap's (the code's, [`order_confirmation::config::defaults`]). A
-/// setting without a clap default shows its local default from the same module, or no value
-/// (only other settings' names).
+/// The README's configuration table against the one definition of every setting
+/// (`order_confirmation::config::settings()`, the table clap's command is also built from):
+/// every setting has a row, and no row names a setting the code does not have; the row's default
+/// is the definition's, or its local default, or no value (only other settings' names); a
+/// setting with bounds states them (`1–300`, or `at most 900` when its lowest is 0).
 fn readme_table_problems(readme: &str) -> Vec<String> {
-    use clap::CommandFactory;
-    use order_confirmation::config::defaults;
-    let local = [
-        ("LEDGER", format!("`{}` locally", defaults::LEDGER)),
-        ("MAILER", format!("`{}` locally", defaults::MAILER)),
-        ("SENDER_ADDRESS", format!("`{}` with the outbox", defaults::OUTBOX_SENDER_ADDRESS)),
-    ];
-    let command = order_confirmation::cli::Cli::command();
+    let settings = order_confirmation::config::settings();
+    let rows: Vec<(&str, &str)> = readme
+        .lines()
+        .filter_map(|l| {
+            let variable = l.strip_prefix("| `")?.split_once("` |")?.0;
+            variable.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_').then_some((variable, l))
+        })
+        .collect();
     let mut problems = Vec::new();
-    for arg in command.get_arguments() {
-        let Some(variable) = arg.get_env().and_then(|v| v.to_str()) else { continue };
-        let Some(row) = readme.lines().find(|l| l.starts_with(&format!("| `{variable}` |"))) else {
+    for setting in &settings {
+        let variable = setting.variable;
+        let Some((_, row)) = rows.iter().find(|(v, _)| *v == variable) else {
             problems.push(format!("{variable}: no row in README.md's configuration table"));
             continue;
         };
         let cell = row.split('|').nth(2).unwrap_or_default().trim();
-        let defaults: Vec<String> = arg.get_default_values().iter().map(|d| d.to_string_lossy().into_owned()).collect();
-        let expected = match (defaults.as_slice(), local.iter().find(|(v, _)| *v == variable)) {
-            ([default], _) => Some(format!("`{default}`")),
-            (_, Some((_, text))) => Some(text.clone()),
-            _ => None,
+        let expected = match (&setting.default, setting.local_default) {
+            (Some(default), _) => Some(format!("`{default}`")),
+            (None, Some((value, when))) => Some(format!("`{value}` {when}")),
+            (None, None) => None,
         };
         match expected {
             Some(expected) if cell != expected => {
@@ -412,6 +450,17 @@ fn readme_table_problems(readme: &str) -> Vec<String> {
                 problems.push(format!("{variable}: README.md gives a default ({cell}) the code does not have"))
             }
             _ => {}
+        }
+        if let Some(accepts) = &setting.accepts {
+            let stated = accepts.replace('-', "–");
+            if !row.split('|').nth(3).unwrap_or_default().contains(&stated) {
+                problems.push(format!("{variable}: README.md does not state the values it accepts ({stated})"));
+            }
+        }
+    }
+    for (variable, _) in rows {
+        if !settings.iter().any(|s| s.variable == variable) {
+            problems.push(format!("{variable}: README.md has a row for a setting the code does not have"));
         }
     }
     problems
@@ -520,15 +569,8 @@ fn every_cited_metric_is_published_or_a_standard_aws_metric() {
     let template = read("template.yaml");
     let published = published_metrics();
     let mut bad = Vec::new();
-    let code = source_identifiers();
     for (path, md) in documents() {
-        bad.extend(
-            unknown_metric_names(&md, &template, &published)
-                .into_iter()
-                // The design notes speak of the code: its own type and constant names are not metrics.
-                .filter(|m| !(path == "docs/design.md" && code.contains(m)))
-                .map(|m| format!("{path}: {m}")),
-        );
+        bad.extend(uncited_names(&path, &md, &template, &published).into_iter().map(|m| format!("{path}: {m}")));
     }
     assert!(
         bad.is_empty(),
@@ -539,6 +581,18 @@ fn every_cited_metric_is_published_or_a_standard_aws_metric() {
     for m in &published {
         assert!(runbook.contains(&format!("`{m}`")), "docs/runbook.md does not explain the metric {m}");
     }
+}
+
+#[test]
+fn design_notes_may_cite_the_librarys_own_names_and_nothing_misspelled() {
+    let md = "`RecordOutcome` ends in `Counter`s under `OrderConfirmationDeferrals`; `RecordOutcomes` is no item.";
+    let (template, published) = (read("template.yaml"), published_metrics());
+    assert_eq!(uncited_names("docs/design.md", md, &template, &published), vec!["RecordOutcomes"]);
+    assert_eq!(
+        uncited_names("README.md", md, &template, &published).len(),
+        4,
+        "only the design notes speak of the code"
+    );
 }
 
 #[test]
@@ -619,7 +673,7 @@ fn every_setting_is_in_the_readme_configuration_table_with_the_codes_default() {
 }
 
 #[test]
-fn settings_check_fails_on_a_missing_row_or_a_stale_default() {
+fn settings_check_fails_on_a_missing_or_stale_row_a_stale_default_or_stale_bounds() {
     let readme = read("README.md");
     let broken: String = readme
         .lines()
@@ -627,6 +681,8 @@ fn settings_check_fails_on_a_missing_row_or_a_stale_default() {
         .map(|l| l.replace("| `SEND_CONCURRENCY` | `16` |", "| `SEND_CONCURRENCY` | `8` |"))
         .map(|l| l.replace("| `SES_SENDERS` | unset |", "| `SES_SENDERS` | `1` |"))
         .map(|l| l.replace("`outbox:.local/outbox` locally", "`outbox:outbox` locally"))
+        .map(|l| l.replace("SDK retries included (1–300)", "SDK retries included (1–600)"))
+        .chain(["| `RETIRED_SETTING` | `1` | no longer read |".to_owned()])
         .collect::<Vec<_>>()
         .join("\n");
     assert_eq!(
@@ -634,8 +690,10 @@ fn settings_check_fails_on_a_missing_row_or_a_stale_default() {
         vec![
             "MAILER: README.md says `outbox:outbox` locally, the code's default is `outbox:.local/outbox` locally",
             "SES_SENDERS: README.md gives a default (`1`) the code does not have",
+            "SEND_TIMEOUT_SECONDS: README.md does not state the values it accepts (1–300)",
             "SEND_CONCURRENCY: README.md says `8`, the code's default is `16`",
             "LEASE_SLACK_SECONDS: no row in README.md's configuration table",
+            "RETIRED_SETTING: README.md has a row for a setting the code does not have",
         ]
     );
 }
@@ -666,41 +724,48 @@ fn link_check_fails_on_a_dangling_link_or_anchor() {
     );
 }
 
-// ---- `sam local invoke`, as far as this machine allows (no Docker) ----
+// ---- `sam local invoke`: the README's sequence against what scripts/sam-local runs ----
 
 /// Problems with the README's `sam local invoke` sequence: every invoked function is a
 /// serverless function of the template, every event and `--env-vars` file exists (and names the
-/// function), the event parses as what that function answers, and the emulators are started on
-/// the ports `events/env.json` points each function at.
-fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<String> {
+/// function), the event is one that function answers, the emulators are started on the address
+/// and ports `events/env.json` points each function at (moto's queues in the operator's
+/// `QUEUE_URLS`), and the invocations are the ones `scripts/sam-local` (what `make sam-local` and
+/// tests/sam_local.rs run) makes with `events/env.json`.
+fn sam_local_problems(readme: &str, template: &str, env_json: &str, script: &str) -> Vec<String> {
     let mut bad = Vec::new();
     let Some(section) = readme.split("### `sam local invoke`").nth(1) else {
         return vec!["README.md has no `sam local invoke` section".into()];
     };
     let section = section.split("\n## ").next().unwrap_or_default();
-    let Some((_, block)) = code_blocks(section).into_iter().find(|(lang, _)| lang == "sh") else {
-        return vec!["the sam local invoke section has no sh block".into()];
+    let Some((_, block)) = code_blocks(section).into_iter().filter(|(lang, _)| lang == "sh").nth(1) else {
+        return vec!["the sam local invoke section has no sh block of commands after `make sam-local`".into()];
     };
     let functions: Vec<String> =
         resources(template).into_iter().filter(|r| r.ty == "AWS::Serverless::Function").map(|r| r.id).collect();
     let env: serde_json::Value = serde_json::from_str(env_json).unwrap_or_default();
     let joined = block.replace("\\\n", " ");
-    let port_after = |marker: &str| -> Option<String> {
-        let rest = &joined[joined.find(marker)? + marker.len()..];
-        Some(rest.chars().take_while(char::is_ascii_digit).collect())
+    // On the line that runs `program`, the word after `flag`, e.g. "172.29.83.1:8080" after --listen.
+    let flag = |program: &str, flag: &str| -> Option<String> {
+        let line = joined.lines().find(|l| l.contains(program))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1)).map(|w| (*w).to_owned())
     };
-    let data_api_port = port_after("rds-data-local -- --listen 127.0.0.1:");
-    let ses_port = port_after("cli.js --host 127.0.0.1 --port ");
-    if data_api_port.is_none() || ses_port.is_none() {
-        bad.push("the sequence does not start rds-data-local (--listen) and aws-ses-v2-local (--port)".into());
+    let data_api = flag("rds-data-local", "--listen");
+    let ses =
+        flag("aws-ses-v2-local", "--host").zip(flag("aws-ses-v2-local", "--port")).map(|(h, p)| format!("{h}:{p}"));
+    let sqs = flag("moto_server", "-H").zip(flag("moto_server", "-p")).map(|(h, p)| format!("{h}:{p}"));
+    if data_api.is_none() || ses.is_none() || sqs.is_none() {
+        bad.push("the sequence does not start rds-data-local (--listen), aws-ses-v2-local (--host, --port) and moto (-H, -p)".into());
     }
-    if !joined.contains("scripts/with-postgres") || !joined.contains(" migrate") || !joined.contains("sam build") {
-        bad.push("the sequence lacks PostgreSQL, migrate or sam build".into());
+    if !joined.contains("scripts/with-postgres") || !joined.contains("sam build") || !joined.contains("dockerd ") {
+        bad.push("the sequence lacks PostgreSQL, dockerd or sam build".into());
     }
     let invokes: Vec<&str> = joined.lines().filter(|l| l.contains("sam local invoke ")).collect();
     if invokes.is_empty() {
         bad.push("no sam local invoke command".into());
     }
+    let mut documented = BTreeSet::new();
     for line in invokes {
         let words: Vec<&str> = line.split_whitespace().collect();
         let after = |flag: &str| words.iter().position(|w| *w == flag).and_then(|i| words.get(i + 1)).copied();
@@ -710,16 +775,21 @@ fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<Strin
         if !functions.iter().any(|f| f == function) {
             bad.push(format!("{function} is not a serverless function of template.yaml"));
         }
+        if !words.contains(&"--skip-pull-image") {
+            bad.push(format!("{function}: no --skip-pull-image (no registry here; the image is built locally)"));
+        }
         let Some(event) = after("-e") else {
             bad.push(format!("{function}: no -e EVENT"));
             continue;
         };
+        documented.insert(format!("{function} {event}"));
         match std::fs::read_to_string(root().join(event)) {
             Err(_) => bad.push(format!("{event} does not exist")),
             Ok(text) => {
                 let payload: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
                 let fits = if *function == "OperatorFunction" {
                     order_confirmation::service::operator::Request::parse(&payload).is_ok()
+                        || order_confirmation::custom_resource::is_custom_resource_request(&payload)
                 } else {
                     payload.get("Records").is_some() || payload["detail-type"] == "Scheduled Event"
                 };
@@ -735,40 +805,135 @@ fn sam_local_problems(readme: &str, template: &str, env_json: &str) -> Vec<Strin
         if vars.is_null() {
             bad.push(format!("events/env.json has no entry for {function}"));
         }
-        for (var, port) in [("AWS_ENDPOINT_URL_RDS_DATA", &data_api_port), ("AWS_ENDPOINT_URL_SESV2", &ses_port)] {
+        for (var, at) in
+            [("AWS_ENDPOINT_URL_RDS_DATA", &data_api), ("AWS_ENDPOINT_URL_SESV2", &ses), ("AWS_ENDPOINT_URL_SQS", &sqs)]
+        {
             let url = vars[var].as_str().unwrap_or_default();
-            if port.as_ref().is_none_or(|p| !url.ends_with(&format!(":{p}"))) {
+            if at.as_ref().is_none_or(|at| url != format!("http://{at}")) {
                 bad.push(format!("{function}: {var} = {url:?} is not where the sequence starts the emulator"));
             }
         }
+        if *function == "OperatorFunction" {
+            let urls = vars["QUEUE_URLS"].as_str().unwrap_or_default();
+            let on_moto =
+                sqs.as_ref().is_some_and(|at| urls.split(',').all(|u| u.starts_with(&format!("http://{at}/"))));
+            if !on_moto {
+                bad.push(format!("OperatorFunction: QUEUE_URLS = {urls:?} are not moto's queues"));
+            }
+        }
+    }
+    // scripts/sam-local: `sam_invoke NAME FUNCTION EVENT ENV_FILE`.
+    let scripted: BTreeSet<String> = script
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sam_invoke "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() == 4 && w[3] == "events/env.json")
+        .map(|w| format!("{} {}", w[1], w[2]))
+        .collect();
+    if scripted != documented {
+        bad.push(format!("README invokes {documented:?}, scripts/sam-local invokes {scripted:?} with events/env.json"));
     }
     bad
 }
 
 #[test]
 fn the_sam_local_invoke_sequence_matches_the_template_the_events_and_the_emulators() {
-    let problems = sam_local_problems(&read("README.md"), &read("template.yaml"), &read("events/env.json"));
+    let problems = sam_local_problems(
+        &read("README.md"),
+        &read("template.yaml"),
+        &read("events/env.json"),
+        &read("scripts/sam-local"),
+    );
     assert!(problems.is_empty(), "README.md's sam local invoke sequence: {problems:?}");
-    // The emulators take the flags the sequence gives them.
-    let rds = read("tools/rds-data-local/src/main.rs");
-    assert!(rds.contains("listen: SocketAddr") && rds.contains("database_url: String"), "rds-data-local flags changed");
-    let ses = std::fs::read_to_string(root().join("node_modules/aws-ses-v2-local/dist/cli.js"))
-        .expect("node_modules/aws-ses-v2-local is installed by make test");
-    assert!(ses.contains("port") && ses.contains("host"), "aws-ses-v2-local takes --host and --port");
+    let problems = emulator_flag_problems(&read("README.md"), &ses_local_help());
+    assert!(problems.is_empty(), "README.md's sam local invoke sequence: {problems:?}");
+}
+
+/// What `aws-ses-v2-local --help` prints, run the way the sequence runs it.
+fn ses_local_help() -> String {
+    let cli = root().join("node_modules/aws-ses-v2-local/dist/cli.js");
+    assert!(cli.exists(), "{} is missing: `make test` installs it (npm ci)", cli.display());
+    let out = std::process::Command::new("node").arg(&cli).arg("--help").output().expect("node runs");
+    assert!(out.status.success(), "aws-ses-v2-local --help failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The flags the `sam local invoke` sequence passes to the emulators that each does not take:
+/// rds-data-local's against its command line (`rds_data_local::cli::Args`, the binary's own
+/// definition), aws-ses-v2-local's against the options its `--help` lists.
+fn emulator_flag_problems(readme: &str, ses_help: &str) -> Vec<String> {
+    use clap::CommandFactory;
+    let section = readme.split("### `sam local invoke`").nth(1).unwrap_or_default();
+    let block = code_blocks(section)
+        .into_iter()
+        .find(|(lang, b)| lang == "sh" && b.contains("rds-data-local"))
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let flags_after = |marker: &str| -> Vec<String> {
+        let joined = block.replace("\\\n", " ");
+        let Some(line) = joined.lines().find(|l| l.contains(marker)) else { return Vec::new() };
+        let rest = &line[line.find(marker).unwrap_or(0) + marker.len()..];
+        rest.split_whitespace()
+            .filter_map(|w| w.strip_prefix("--"))
+            .map(|f| f.split('=').next().unwrap_or(f).to_owned())
+            .filter(|f| !f.is_empty())
+            .collect()
+    };
+    let mut bad = Vec::new();
+    let rds = rds_data_local::cli::Args::command();
+    let rds_flags = flags_after("rds-data-local --");
+    if rds_flags.is_empty() {
+        bad.push("the sequence passes no flags to rds-data-local".to_owned());
+    }
+    for flag in rds_flags {
+        if !rds.get_arguments().any(|a| a.get_long() == Some(flag.as_str())) {
+            bad.push(format!("rds-data-local takes no --{flag}"));
+        }
+    }
+    let ses_flags = flags_after("aws-ses-v2-local/dist/cli.js");
+    if ses_flags.is_empty() {
+        bad.push("the sequence passes no flags to aws-ses-v2-local".to_owned());
+    }
+    for flag in ses_flags {
+        let listed = ses_help.lines().any(|l| l.split_whitespace().next() == Some(&format!("--{flag}")));
+        if !listed {
+            bad.push(format!("aws-ses-v2-local takes no --{flag}"));
+        }
+    }
+    bad
+}
+
+#[test]
+fn emulator_flag_check_fails_on_a_flag_the_emulator_does_not_take() {
+    let readme = read("README.md");
+    let broken = readme
+        .replacen("rds-data-local -- --listen 172.29.83.1:8080", "rds-data-local -- --bind 172.29.83.1:8080", 1)
+        .replacen("cli.js --host 172.29.83.1 --port 8005", "cli.js --host 172.29.83.1 --listen-port 8005", 1);
+    assert_ne!(broken, readme, "the mutation targets are gone from README.md");
+    assert_eq!(
+        emulator_flag_problems(&broken, &ses_local_help()),
+        vec!["rds-data-local takes no --bind", "aws-ses-v2-local takes no --listen-port"]
+    );
 }
 
 #[test]
 fn sam_local_check_fails_on_a_wrong_port_a_missing_event_or_an_unknown_function() {
     let readme = read("README.md");
     let broken = readme
-        .replacen("--listen 127.0.0.1:8080", "--listen 127.0.0.1:9090", 1)
+        .replacen("--listen 172.29.83.1:8080", "--listen 172.29.83.1:9090", 1)
         .replacen("-e events/schedule-reconcile.json", "-e events/schedule.json", 1)
         .replacen("sam local invoke OperatorFunction", "sam local invoke AdminFunction", 1);
-    let problems = sam_local_problems(&broken, &read("template.yaml"), &read("events/env.json")).join("\n");
+    let script = read("scripts/sam-local").replacen(
+        "events/ses-delivery.json events/env.json",
+        "events/ses-send.json events/env.json",
+        1,
+    );
+    let problems = sam_local_problems(&broken, &read("template.yaml"), &read("events/env.json"), &script).join("\n");
     for expected in [
-        "OrderConfirmationFunction: AWS_ENDPOINT_URL_RDS_DATA = \"http://127.0.0.1:8080\" is not where the sequence starts the emulator",
+        "OrderConfirmationFunction: AWS_ENDPOINT_URL_RDS_DATA = \"http://172.29.83.1:8080\" is not where the sequence starts the emulator",
         "events/schedule.json does not exist",
         "AdminFunction is not a serverless function of template.yaml",
+        "\"OrderConfirmationFunction events/ses-send.json\"",
     ] {
         assert!(problems.contains(expected), "expected {expected:?} in:\n{problems}");
     }

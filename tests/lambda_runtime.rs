@@ -255,6 +255,7 @@ async fn the_runtimes_own_error_line_carries_the_invocation_keys() {
 /// not hold are acknowledged, and a body that is not an SES event fails only its own record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_ses_event_type_reaches_its_order_through_the_runtime_api() {
+    use order_confirmation::ledger::CustomerStatus;
     use order_confirmation::ledger::LedgerOps as _;
     use order_confirmation::order::OrderId;
     use order_confirmation::ses_event::DeliveryState;
@@ -286,10 +287,10 @@ async fn each_ses_event_type_reaches_its_order_through_the_runtime_api() {
         async move { ledger.order_state(&OrderId::parse(id).unwrap()).await.unwrap() }
     };
     let expected = [
-        ("ORD-1001", DeliveryState::Delivered, "confirmed"),
-        ("ORD-1002", DeliveryState::Bounced, "needs_attention"),
-        ("ORD-1005", DeliveryState::Complained, "needs_attention"),
-        ("ORD-1006", DeliveryState::SoftBounced, "needs_attention"),
+        ("ORD-1001", DeliveryState::Delivered, CustomerStatus::Confirmed),
+        ("ORD-1002", DeliveryState::Bounced, CustomerStatus::NeedsAttention),
+        ("ORD-1005", DeliveryState::Complained, CustomerStatus::NeedsAttention),
+        ("ORD-1006", DeliveryState::SoftBounced, CustomerStatus::NeedsAttention),
     ];
     for (id, delivery, customer) in expected {
         let st = state(id).await.expect(id);

@@ -17,6 +17,7 @@ mod mail_preview;
 mod pipeline;
 mod production;
 mod reconcile;
+mod sam_local;
 mod ses_event_props;
 mod soak;
 mod sqs_end_to_end;

@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use order_confirmation::batch::{BatchReport, RecordOutcome};
+use order_confirmation::batch::{BatchReport, Counter, RecordOutcome};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::mailer::Mailer;
@@ -49,8 +49,8 @@ async fn sample_event_sends_valid_orders_and_reports_the_bad_ones() {
         assert_eq!(b.mails_for(id), 1, "{id} mailed once");
     }
     let counters = report.counters();
-    let total_legacy: u64 = counters.values().map(|c| c.get("LegacyPayloadFormat")).sum();
-    let total_vendor: u64 = counters.values().map(|c| c.get("VendorFieldInvalid")).sum();
+    let total_legacy: u64 = counters.values().map(|c| c.get(Counter::LegacyPayloadFormat)).sum();
+    let total_vendor: u64 = counters.values().map(|c| c.get(Counter::VendorFieldInvalid)).sum();
     assert_eq!((total_legacy, total_vendor), (1, 2));
 }
 
@@ -276,7 +276,7 @@ async fn ledger_down_after_the_send_acknowledges_and_counts_the_unrecorded_mail(
     let report = p.handle(&e, deadline(30)).await;
     assert!(failures(&report).is_empty(), "the mail went out: at least once wins");
     assert!(report.records[0].unrecorded_send);
-    assert_eq!(report.counters().values().map(|c| c.get("UnrecordedSend")).sum::<u64>(), 1);
+    assert_eq!(report.counters().values().map(|c| c.get(Counter::UnrecordedSend)).sum::<u64>(), 1);
 }
 
 #[tokio::test]

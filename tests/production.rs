@@ -5,7 +5,7 @@
 use crate::support;
 
 use aws_lambda_events::sqs::SqsEvent;
-use order_confirmation::batch::{BatchReport, RecordOutcome};
+use order_confirmation::batch::{BatchReport, Counter, RecordOutcome};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::mailer::Mailer;
@@ -577,7 +577,7 @@ async fn a_takeover_after_a_kill_between_ses_and_the_record_step_mails_nothing_o
     assert_eq!((st.status, st.ses_message_id.as_deref()), (Status::Sent, Some(accepted.message_id.as_str())));
     let counters: Vec<_> = report.counters().into_values().collect();
     let c = &counters[0];
-    assert_eq!((c.get("SentEarlier"), c.get("PossibleDuplicate"), c.get("Sent")), (1, 0, 0));
+    assert_eq!((c.get(Counter::SentEarlier), c.get(Counter::PossibleDuplicate), c.get(Counter::Sent)), (1, 0, 0));
 }
 
 #[tokio::test]
@@ -622,7 +622,7 @@ async fn a_takeover_whose_send_event_never_comes_waits_only_its_bound_then_mails
     assert!(took >= Duration::from_millis(2500) && took < Duration::from_secs(8), "waited about 3 s: {took:?}");
     assert_eq!(s.mails_to(&email_of("KW-3")).await, 2, "at least once: the duplicate the event would have prevented");
     let counters: Vec<_> = report.counters().into_values().collect();
-    assert_eq!((counters[0].get("PossibleDuplicate"), counters[0].get("SentEarlier")), (1, 0));
+    assert_eq!((counters[0].get(Counter::PossibleDuplicate), counters[0].get(Counter::SentEarlier)), (1, 0));
 }
 
 #[tokio::test]

@@ -75,7 +75,7 @@ async fn an_order_stuck_in_sending_past_its_lease_is_completed() {
     assert_eq!((report.found, report.resent), (1, 1));
     let batch = report.batch.unwrap();
     assert_eq!(
-        batch.counters().values().map(|c| c.get("PossibleDuplicate")).sum::<u64>(),
+        batch.counters().values().map(|c| c.get(order_confirmation::batch::Counter::PossibleDuplicate)).sum::<u64>(),
         1,
         "taken over from a dead holder"
     );

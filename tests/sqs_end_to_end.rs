@@ -5,7 +5,7 @@
 use crate::support;
 
 use order_confirmation::backoff::{BackoffSettings, VisibilityBackoff};
-use order_confirmation::ledger::{LedgerOps, Status};
+use order_confirmation::ledger::{CustomerStatus, LedgerOps, Status};
 use order_confirmation::order::OrderId;
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use std::collections::HashMap;
@@ -578,9 +578,12 @@ async fn some_mails_bounce_and_stats_reports_them_once_their_ses_events_come_bac
     assert_eq!((n("high", "bounced"), n("high", "unknown"), d("high")["bounce_rate"].as_f64()), (1, 1, Some(0.5)));
 
     let ledger = s.ledger().await;
-    for (order, customer) in
-        [("N-1", "needs_attention"), ("N-2", "needs_attention"), ("N-0", "confirmed"), ("H-1", "confirmed")]
-    {
+    for (order, customer) in [
+        ("N-1", CustomerStatus::NeedsAttention),
+        ("N-2", CustomerStatus::NeedsAttention),
+        ("N-0", CustomerStatus::Confirmed),
+        ("H-1", CustomerStatus::Confirmed),
+    ] {
         let st = ledger.order_state(&OrderId::parse(order).unwrap()).await.unwrap().unwrap();
         assert_eq!(st.customer_status, customer, "{order}: {st:?}");
         let send = st.delivery.send_event.unwrap_or_else(|| panic!("{order}: its Send event"));

@@ -920,31 +920,23 @@ fn operations_invariants_fail_on_a_broken_copy() {
 }
 
 /// The settings a deployment chooses through template parameters, each with the default and the
-/// bounds the configuration enforces (`order_confirmation::config`): (parameter, variable,
-/// default, lowest, highest accepted value).
+/// bounds the configuration enforces (`order_confirmation::config::settings()`, the one definition
+/// of every setting): (parameter, variable, default, lowest, highest accepted value).
 fn parameter_settings() -> Vec<(&'static str, &'static str, f64, f64, f64)> {
-    use order_confirmation::config::{
-        HIGH_PRIORITY_RESERVE_RANGE, LEDGER_HORIZON_DAYS_RANGE, PAYLOAD_RETENTION_DAYS_RANGE, defaults,
-    };
-    let days = |r: std::ops::RangeInclusive<u64>| (*r.start() as f64, *r.end() as f64);
-    let (payload, horizon) = (days(PAYLOAD_RETENTION_DAYS_RANGE), days(LEDGER_HORIZON_DAYS_RANGE));
-    vec![
-        (
-            "PayloadRetentionDays",
-            "PAYLOAD_RETENTION_DAYS",
-            defaults::PAYLOAD_RETENTION_DAYS as f64,
-            payload.0,
-            payload.1,
-        ),
-        ("LedgerHorizonDays", "LEDGER_HORIZON_DAYS", defaults::LEDGER_HORIZON_DAYS as f64, horizon.0, horizon.1),
-        (
-            "HighPriorityReserve",
-            "HIGH_PRIORITY_RESERVE",
-            defaults::HIGH_PRIORITY_RESERVE,
-            *HIGH_PRIORITY_RESERVE_RANGE.start(),
-            *HIGH_PRIORITY_RESERVE_RANGE.end(),
-        ),
+    let settings = order_confirmation::config::settings();
+    [
+        ("PayloadRetentionDays", "PAYLOAD_RETENTION_DAYS"),
+        ("LedgerHorizonDays", "LEDGER_HORIZON_DAYS"),
+        ("HighPriorityReserve", "HIGH_PRIORITY_RESERVE"),
     ]
+    .into_iter()
+    .map(|(parameter, variable)| {
+        let setting = settings.iter().find(|s| s.variable == variable).expect("a setting of the configuration");
+        let default = setting.default.as_deref().and_then(|d| d.parse().ok()).expect("a numeric default");
+        let (low, high) = setting.bounds.expect("bounds");
+        (parameter, variable, default, low, high)
+    })
+    .collect()
 }
 
 /// Every way a settings parameter can differ from the configuration: missing, not a number,

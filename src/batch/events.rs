@@ -1,5 +1,6 @@
 //! How one record of an SES events batch ended, and the batch's report.
 
+use super::Counter;
 use crate::order::Priority;
 use crate::ses_event::DeliveryState;
 use aws_lambda_events::sqs::SqsBatchResponse;
@@ -54,22 +55,18 @@ pub struct EventBatchReport {
 
 /// The metric each delivery state counts under (namespace `OrderConfirmation`, dimension
 /// `priority`), and the one a Send event counts under.
-pub fn metric_name(state: Option<DeliveryState>) -> &'static str {
+pub fn metric_name(state: Option<DeliveryState>) -> Counter {
     match state {
-        None => "SendEvent",
-        Some(DeliveryState::Delayed) => "DeliveryDelayed",
-        Some(DeliveryState::Delivered) => "Delivered",
-        Some(DeliveryState::SoftBounced) => "SoftBounced",
-        Some(DeliveryState::RenderingFailed) => "RenderingFailed",
-        Some(DeliveryState::Rejected) => "RejectedBySes",
-        Some(DeliveryState::Bounced) => "Bounced",
-        Some(DeliveryState::Complained) => "Complained",
+        None => Counter::SendEvent,
+        Some(DeliveryState::Delayed) => Counter::DeliveryDelayed,
+        Some(DeliveryState::Delivered) => Counter::Delivered,
+        Some(DeliveryState::SoftBounced) => Counter::SoftBounced,
+        Some(DeliveryState::RenderingFailed) => Counter::RenderingFailed,
+        Some(DeliveryState::Rejected) => Counter::RejectedBySes,
+        Some(DeliveryState::Bounced) => Counter::Bounced,
+        Some(DeliveryState::Complained) => Counter::Complained,
     }
 }
-
-/// Counted without priority: events the ledger could not place, and bodies that were not events.
-pub const UNKNOWN_EVENT_METRIC: &str = "DeliveryEventUnknown";
-pub const INVALID_EVENT_METRIC: &str = "DeliveryEventInvalid";
 
 impl EventBatchReport {
     /// The batch response: exactly the records to retry, each named once (a record without a
@@ -84,13 +81,15 @@ impl EventBatchReport {
     }
 
     /// Counts per metric name and priority (`None`: not tied to a priority).
-    pub fn counters(&self) -> BTreeMap<(&'static str, Option<Priority>), u64> {
+    pub fn counters(&self) -> BTreeMap<(Counter, Option<Priority>), u64> {
         let mut out = BTreeMap::new();
         for r in &self.records {
             let key = match &r.outcome {
                 EventOutcome::Applied => (metric_name(r.delivery_state), r.priority),
-                EventOutcome::Unknown => (UNKNOWN_EVENT_METRIC, None),
-                EventOutcome::Invalid { .. } => (INVALID_EVENT_METRIC, None),
+                // Counted without priority: events the ledger could not place, and bodies that
+                // were not events.
+                EventOutcome::Unknown => (Counter::DeliveryEventUnknown, None),
+                EventOutcome::Invalid { .. } => (Counter::DeliveryEventInvalid, None),
                 EventOutcome::LedgerUnavailable { .. } => continue,
             };
             *out.entry(key).or_insert(0) += 1;
@@ -123,8 +122,8 @@ mod tests {
 
     #[test]
     fn every_delivery_state_has_its_own_metric() {
-        let mut names: Vec<&str> = DeliveryState::ALL.iter().map(|s| metric_name(Some(*s))).collect();
-        names.push(metric_name(None));
+        let mut names: Vec<&str> = DeliveryState::ALL.iter().map(|s| metric_name(Some(*s)).name()).collect();
+        names.push(metric_name(None).name());
         let count = names.len();
         names.sort();
         names.dedup();

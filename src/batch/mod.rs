@@ -3,13 +3,13 @@
 //! retry, and the message attributes a deferred copy carries. The flows produce these; the
 //! adapters (visibility, re-enqueue) and the service's finish read them.
 
+mod counter;
 mod events;
 mod outcome;
 mod report;
 
-pub use events::{
-    EventBatchReport, EventOutcome, EventRecordReport, INVALID_EVENT_METRIC, UNKNOWN_EVENT_METRIC, metric_name,
-};
+pub use counter::{COUNTERS, Counter};
+pub use events::{EventBatchReport, EventOutcome, EventRecordReport, metric_name};
 pub use outcome::{OUTCOME_NAMES, RecordOutcome};
 pub use report::{BatchReport, Counters, RecordReport};
 

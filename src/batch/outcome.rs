@@ -1,6 +1,7 @@
 //! How one record of an orders batch ended: one type, decided once at the end of the stages,
 //! named the same everywhere (docs/design.md, "Vocabulary").
 
+use super::Counter;
 use crate::error::ErrorClass;
 use crate::status::Status;
 use serde::Serialize;
@@ -50,17 +51,17 @@ pub enum RecordOutcome {
 /// Every outcome's name and the metric that counts it (the name in CamelCase), in the order of
 /// [`RecordOutcome`]'s variants: the one table [`RecordOutcome::name`] and
 /// [`RecordOutcome::metric`] read (serde's tag is the same name; a unit test checks it).
-const OUTCOMES: [(&str, &str); 10] = [
-    ("sent", "Sent"),
-    ("already_sent", "AlreadySent"),
-    ("sent_earlier", "SentEarlier"),
-    ("invalid", "Invalid"),
-    ("rejected", "Rejected"),
-    ("conflict", "Conflict"),
-    ("terminal", "Terminal"),
-    ("in_flight", "InFlight"),
-    ("transient_failure", "TransientFailure"),
-    ("deferred", "Deferred"),
+const OUTCOMES: [(&str, Counter); 10] = [
+    ("sent", Counter::Sent),
+    ("already_sent", Counter::AlreadySent),
+    ("sent_earlier", Counter::SentEarlier),
+    ("invalid", Counter::Invalid),
+    ("rejected", Counter::Rejected),
+    ("conflict", Counter::Conflict),
+    ("terminal", Counter::Terminal),
+    ("in_flight", Counter::InFlight),
+    ("transient_failure", Counter::TransientFailure),
+    ("deferred", Counter::Deferred),
 ];
 
 /// Every outcome's name ([`RecordOutcome::name`]), for checks on what the docs and queries filter on.
@@ -119,7 +120,7 @@ impl RecordOutcome {
     }
 
     /// The metric that counts this outcome: the name in CamelCase.
-    pub fn metric(&self) -> &'static str {
+    pub fn metric(&self) -> Counter {
         OUTCOMES[self.index()].1
     }
 
@@ -181,8 +182,8 @@ mod tests {
             let json = serde_json::to_value(&o).unwrap();
             assert_eq!(json["outcome"], o.name(), "serde and name() differ for {o:?}");
             let camel: String = o.name().split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();
-            assert_eq!(o.metric(), camel, "the metric is the name in CamelCase");
-            assert!(crate::metrics::COUNTERS.contains(&o.metric()), "{} is not in COUNTERS", o.metric());
+            assert_eq!(o.metric().name(), camel, "the metric is the name in CamelCase");
+            assert!(crate::metrics::COUNTERS.contains(&o.metric().name()), "{} is not in COUNTERS", o.metric());
         }
     }
 }

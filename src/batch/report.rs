@@ -1,7 +1,7 @@
 //! One orders batch's result: a report per record, the counts the metrics publish, the response
 //! and the summary line.
 
-use super::{RecordOutcome, failures_response};
+use super::{Counter, RecordOutcome, failures_response};
 use crate::decode::Note;
 use crate::order::Priority;
 use aws_lambda_events::sqs::SqsBatchResponse;
@@ -40,22 +40,22 @@ pub struct RecordReport {
 /// Counts for one priority (or for records whose priority is unknown), by metric name: each
 /// record counts once under `Received` and once under its outcome's metric, plus once per note
 /// and under `UnrecordedSend` / `PossibleDuplicate` when those apply. Every name is one of
-/// [`crate::metrics::COUNTERS`].
+/// [`Counter`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counters(BTreeMap<&'static str, u64>);
+pub struct Counters(BTreeMap<Counter, u64>);
 
 impl Counters {
     /// The count under `metric`, 0 when nothing counted there.
-    pub fn get(&self, metric: &str) -> u64 {
-        self.0.get(metric).copied().unwrap_or(0)
+    pub fn get(&self, metric: Counter) -> u64 {
+        self.0.get(&metric).copied().unwrap_or(0)
     }
 
-    /// The metrics counted at least once, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    /// The metrics counted at least once, in their names' order.
+    pub fn iter(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
         self.0.iter().map(|(k, v)| (*k, *v))
     }
 
-    fn add(&mut self, metric: &'static str) {
+    fn add(&mut self, metric: Counter) {
         *self.0.entry(metric).or_default() += 1;
     }
 }
@@ -88,16 +88,16 @@ impl BatchReport {
         let mut map: BTreeMap<Option<Priority>, Counters> = BTreeMap::new();
         for r in &self.records {
             let c = map.entry(r.priority).or_default();
-            c.add("Received");
+            c.add(Counter::Received);
             c.add(r.outcome.metric());
             if r.unrecorded_send {
-                c.add("UnrecordedSend");
+                c.add(Counter::UnrecordedSend);
             }
             if r.after_expired_lease && matches!(r.outcome, RecordOutcome::Sent { .. }) {
-                c.add("PossibleDuplicate");
+                c.add(Counter::PossibleDuplicate);
             }
             for n in &r.notes {
-                c.add(n.metric());
+                c.add(Counter::of_note(n));
             }
         }
         map

@@ -5,7 +5,6 @@
 use crate::ledger::data_api::DataApiTarget;
 use crate::metrics::MetricNames;
 use serde::Serialize;
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,9 +29,9 @@ pub enum MailerChoice {
     Ses,
 }
 
-/// Every setting's default, defined in [`crate::defaults`] (below the settings' users, which
-/// build their `Default` from it); named here too because `--help` and the documents read it as
-/// the configuration's.
+/// Every setting's definition and default, in [`crate::defaults`]'s table (below the settings'
+/// users, which build their `Default` from it); named here too because `--help` and the documents
+/// read it as the configuration's.
 pub use crate::defaults;
 
 /// Which requests a Lambda function answers (docs/design.md, Operations). Two functions run the
@@ -124,34 +123,8 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-/// The longest invocation budget and lease slack: 12 hours, the SQS visibility limit (a batch
-/// cannot be held longer anyway).
-const MAX_TIMEOUT_SECONDS: u64 = 12 * 3600;
-/// The longest a takeover may wait for the previous holder's Send event: beyond this the wait
-/// costs more invocation time than the events' delivery is worth waiting for.
-const MAX_SEND_EVENT_WAIT_SECONDS: u64 = 300;
-/// The longest SQS message delay (`DelaySeconds`), used for deferred copies.
-const MAX_DELAY: Duration = Duration::from_secs(900);
-/// Reconcile and alarm ages: 30 days, longer than SQS keeps any message.
-const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Retention periods, in days: at most ten years.
-const MAX_RETENTION_DAYS: u64 = 3650;
-/// The shortest horizon: longer than SQS keeps a message (14 days), so a redelivered message
-/// still finds its row and is not mailed twice.
-const MIN_HORIZON_DAYS: u64 = 15;
-/// The values `HIGH_PRIORITY_RESERVE` accepts; the template's `HighPriorityReserve` parameter has
-/// the same bounds.
-pub const HIGH_PRIORITY_RESERVE_RANGE: RangeInclusive<f64> = 0.0..=0.9;
-/// The values `PAYLOAD_RETENTION_DAYS` accepts. The template's `PayloadRetentionDays` parameter
-/// has the same bounds (tests/template.rs checks).
-pub const PAYLOAD_RETENTION_DAYS_RANGE: RangeInclusive<u64> = 1..=MAX_RETENTION_DAYS;
-/// The values `LEDGER_HORIZON_DAYS` accepts (it must also be at least `PAYLOAD_RETENTION_DAYS`).
-/// The template's `LedgerHorizonDays` parameter has the same bounds.
-pub const LEDGER_HORIZON_DAYS_RANGE: RangeInclusive<u64> = MIN_HORIZON_DAYS..=MAX_RETENTION_DAYS;
 const DAY: u64 = 86_400;
 
-/// The `attempts` column is a PostgreSQL `integer`; no sane bound is near it.
-const MAX_ATTEMPTS: i64 = 1_000_000;
 /// Mails per second: far above any SES quota, far below where the rate arithmetic degrades.
 const MAX_SEND_RATE: f64 = 1_000_000.0;
 
@@ -169,7 +142,7 @@ fn required(setting: &'static str, value: &Option<String>, why: &str) -> Result<
 mod settings;
 mod validate;
 
-pub use settings::{Settings, parse_problem, setting_of};
+pub use settings::{Setting, Settings, parse_problem, setting_of, settings};
 pub use validate::parse_service_name;
 
 #[cfg(test)]

@@ -1,165 +1,177 @@
-//! Every setting, declared once for clap with its flag, environment variable, default and help;
-//! the Lambda entry parses the same definition from the environment alone.
+//! The settings as clap reads them (flags, environment variables, `--help`), their `Default`,
+//! their bounds and their description, all built from the one table in
+//! [`crate::defaults::every_setting!`]; the Lambda entry parses the same definition from the
+//! environment alone.
 
 use super::*;
+use crate::defaults::{DefaultOf, MAX_AGE_SECONDS, MAX_ATTEMPTS, MAX_DELAY_SECONDS, MAX_RETENTION_DAYS};
+use crate::defaults::{MAX_SEND_EVENT_WAIT_SECONDS, MAX_TIMEOUT_SECONDS, MIN_HORIZON_DAYS};
 use clap::Args;
 
-/// Every setting, as flags with environment fallbacks. Shared by all subcommands and by the
-/// Lambda entry (which has no flags, so only the environment applies there).
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Settings (every command; a flag wins over its environment variable)")]
-pub struct Settings {
-    // LEDGER, MAILER and SENDER_ADDRESS have no clap default (it depends on where the process runs
-    // or on the mailer): their help names the default from `defaults`.
-    #[arg(long, env = "LEDGER", global = true,
-          help = format!("Ledger backend: `data-api` or `sqlite:<path>` [default locally: {}; required in Lambda]", defaults::LEDGER))]
-    pub ledger: Option<String>,
-    #[arg(long, env = "MAILER", global = true,
-          help = format!("Mail backend: `ses` or `outbox:<dir>` [default locally: {}; required in Lambda]", defaults::MAILER))]
-    pub mailer: Option<String>,
-    /// Aurora cluster ARN (data-api ledger).
-    #[arg(long, env = "DB_CLUSTER_ARN", global = true, hide_env_values = true)]
-    pub db_cluster_arn: Option<String>,
-    /// Secrets Manager ARN of the database credentials (data-api ledger).
-    #[arg(long, env = "DB_SECRET_ARN", global = true, hide_env_values = true)]
-    pub db_secret_arn: Option<String>,
-    /// Database name (data-api ledger).
-    #[arg(long, env = "DB_NAME", global = true)]
-    pub db_name: Option<String>,
-    #[arg(long, env = "SENDER_ADDRESS", global = true,
-          help = format!("From address of the confirmations (required for ses) [default with the outbox: {}]", defaults::OUTBOX_SENDER_ADDRESS))]
-    pub sender_address: Option<String>,
-    /// SES configuration set for event publishing (optional).
-    #[arg(long, env = "SES_CONFIGURATION_SET", global = true)]
-    pub ses_configuration_set: Option<String>,
-    /// The order status page linked from every mail, an https URL with `{order_id}` in it
-    /// (e.g. https://shop.example/orders/{order_id}); no link when unset.
-    #[arg(long, env = "STATUS_URL_TEMPLATE", global = true)]
-    pub status_url_template: Option<String>,
-    /// This instance's share of the SES send quota, in mails per second (unset: derived from
-    /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when both are set, otherwise unlimited).
-    #[arg(long, env = "SES_MAX_SEND_RATE", global = true)]
-    pub ses_max_send_rate: Option<f64>,
-    /// The account's whole SES sending rate, mails per second: this instance's rate climbs toward
-    /// it while SES accepts and backs off when SES throttles (unset: stays at SES_MAX_SEND_RATE).
-    #[arg(long, env = "SES_ACCOUNT_MAX_SEND_RATE", global = true)]
-    pub ses_account_max_send_rate: Option<f64>,
-    /// How many instances may send at once (the function's reserved concurrency): each starts at
-    /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when SES_MAX_SEND_RATE is unset.
-    #[arg(long, env = "SES_SENDERS", global = true)]
-    pub ses_senders: Option<u32>,
-    /// The largest batch an invocation receives (the event source mappings' BatchSize): start-up
-    /// warns once when it cannot be mailed within the timeout at this instance's share.
-    #[arg(long, env = "EXPECTED_BATCH_SIZE", global = true)]
-    pub expected_batch_size: Option<u32>,
-    /// Longest one SES send may take, retries included, before it is abandoned
-    #[arg(long, env = "SEND_TIMEOUT_SECONDS", global = true, default_value_t = defaults::SEND_TIMEOUT_SECONDS)]
-    pub send_timeout_seconds: u64,
-    /// Share of the send rate kept for high-priority orders, 0.0-0.9
-    #[arg(long, env = "HIGH_PRIORITY_RESERVE", global = true, default_value_t = defaults::HIGH_PRIORITY_RESERVE)]
-    pub high_priority_reserve: f64,
-    /// Sends in flight at once per invocation
-    #[arg(long, env = "SEND_CONCURRENCY", global = true, default_value_t = defaults::SEND_CONCURRENCY)]
-    pub send_concurrency: usize,
-    /// No send starts with less than this many seconds left in the invocation
-    #[arg(long, env = "SAFETY_MARGIN_SECONDS", global = true, default_value_t = defaults::SAFETY_MARGIN_SECONDS)]
-    pub safety_margin_seconds: u64,
-    /// Invocation time budget for runs outside Lambda (`invoke`, `consume`)
-    #[arg(long, env = "INVOCATION_TIMEOUT_SECONDS", global = true, default_value_t = defaults::INVOCATION_TIMEOUT_SECONDS)]
-    pub invocation_timeout_seconds: u64,
-    /// Added to the invocation's remaining time to form an order's lease
-    #[arg(long, env = "LEASE_SLACK_SECONDS", global = true, default_value_t = defaults::LEASE_SLACK_SECONDS)]
-    pub lease_slack_seconds: u64,
-    /// How long after SES accepts a mail its Send event is expected in the ledger: an order taken
-    /// over from a dead holder is mailed again only once this long has passed since the holder's
-    /// last possible send, unless the event arrives
-    #[arg(long, env = "SEND_EVENT_WAIT_SECONDS", global = true, default_value_t = defaults::SEND_EVENT_WAIT_SECONDS)]
-    pub send_event_wait_seconds: u64,
-    /// First retry delay of a transiently failed message, doubled per receive
-    #[arg(long, env = "BACKOFF_BASE_SECONDS", global = true, default_value_t = defaults::BACKOFF_BASE_SECONDS)]
-    pub backoff_base_seconds: u64,
-    /// Longest retry delay of a transiently failed message
-    #[arg(long, env = "BACKOFF_CAP_SECONDS", global = true, default_value_t = defaults::BACKOFF_CAP_SECONDS)]
-    pub backoff_cap_seconds: u64,
-    /// First retry delay of a deferred message (no send slot or no time left), doubled per receive
-    #[arg(long, env = "DEFERRED_DELAY_SECONDS", global = true, default_value_t = defaults::DEFERRED_DELAY_SECONDS)]
-    pub deferred_delay_seconds: u64,
-    /// The source queues' redrive maxReceiveCount: a record failed on this receive goes to the DLQ
-    /// and is counted as FailedOnLastReceive (the DLQ alarms read it)
-    #[arg(long, env = "MAX_RECEIVE_COUNT", global = true, default_value_t = defaults::MAX_RECEIVE_COUNT)]
-    pub max_receive_count: u32,
-    /// Reconciliation retries a `failed` order once it has not changed for this long
-    #[arg(long, env = "RECONCILE_FAILED_AFTER_SECONDS", global = true, default_value_t = defaults::RECONCILE_FAILED_AFTER_SECONDS)]
-    pub reconcile_failed_after_seconds: u64,
-    /// Attempts after which reconciliation marks an order `abandoned`
-    #[arg(long, env = "RECONCILE_MAX_ATTEMPTS", global = true, default_value_t = defaults::RECONCILE_MAX_ATTEMPTS)]
-    pub reconcile_max_attempts: i64,
-    /// Orders younger than this do not count as unconfirmed
-    #[arg(long, env = "UNCONFIRMED_GRACE_SECONDS", global = true, default_value_t = defaults::UNCONFIRMED_GRACE_SECONDS)]
-    pub unconfirmed_grace_seconds: u64,
-    /// Days after sending that the scheduled reconcile removes a confirmed order's payload (name,
-    /// address, items)
-    #[arg(long, env = "PAYLOAD_RETENTION_DAYS", global = true, default_value_t = defaults::PAYLOAD_RETENTION_DAYS)]
-    pub payload_retention_days: u64,
-    /// Days after first sight that the scheduled reconcile deletes a finished order's row
-    #[arg(long, env = "LEDGER_HORIZON_DAYS", global = true, default_value_t = defaults::LEDGER_HORIZON_DAYS)]
-    pub ledger_horizon_days: u64,
-    /// SQS queue URLs, high priority first (for `consume` and the queue depths in `stats`);
-    /// comma-separated in the environment.
-    #[arg(long = "queue-url", env = "QUEUE_URLS", value_delimiter = ',', global = true)]
-    pub queue_urls: Vec<String>,
-    /// What a Lambda function answers: `consumer` (queue batches and the reconcile schedule) or
-    /// `operator` (operator requests and the schema custom resource)
-    #[arg(long, env = "FUNCTION_ROLE", global = true, default_value = defaults::FUNCTION_ROLE)]
-    pub function_role: Option<String>,
-    /// CloudWatch namespace of the metrics (Powertools' variable)
-    #[arg(long, env = "POWERTOOLS_METRICS_NAMESPACE", global = true, default_value = defaults::METRICS_NAMESPACE)]
-    pub metrics_namespace: String,
-    /// The `service` key of every JSON log line and the `service` dimension of every metric
-    /// (Powertools' variable)
-    #[arg(long, env = "POWERTOOLS_SERVICE_NAME", global = true, default_value = defaults::SERVICE_NAME)]
-    pub service_name: String,
+/// One setting as the table defines it: what the README's configuration table and the template's
+/// parameters are checked against (tests/docs.rs, tests/template.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    /// The environment variable (and, lower-cased with dashes, the flag).
+    pub variable: &'static str,
+    /// The default everywhere, as `--help` and `config` show it.
+    pub default: Option<String>,
+    /// A default that applies only outside Lambda, and when (`locally`, `with the outbox`).
+    pub local_default: Option<(&'static str, &'static str)>,
+    /// The lowest and highest value start-up accepts.
+    pub bounds: Option<(f64, f64)>,
+    /// The same as `--help` states it: `1-300`, or `at most 900` when an unsigned lowest is 0.
+    pub accepts: Option<String>,
+    /// What `--help` says about it.
+    pub help: String,
 }
 
-/// The settings with nothing set: what the command line gives without flags or variables.
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            ledger: None,
-            mailer: None,
-            db_cluster_arn: None,
-            db_secret_arn: None,
-            db_name: None,
-            sender_address: None,
-            ses_configuration_set: None,
-            status_url_template: None,
-            ses_max_send_rate: None,
-            ses_account_max_send_rate: None,
-            ses_senders: None,
-            expected_batch_size: None,
-            send_timeout_seconds: defaults::SEND_TIMEOUT_SECONDS,
-            high_priority_reserve: defaults::HIGH_PRIORITY_RESERVE,
-            send_concurrency: defaults::SEND_CONCURRENCY,
-            invocation_timeout_seconds: defaults::INVOCATION_TIMEOUT_SECONDS,
-            safety_margin_seconds: defaults::SAFETY_MARGIN_SECONDS,
-            backoff_base_seconds: defaults::BACKOFF_BASE_SECONDS,
-            backoff_cap_seconds: defaults::BACKOFF_CAP_SECONDS,
-            deferred_delay_seconds: defaults::DEFERRED_DELAY_SECONDS,
-            max_receive_count: defaults::MAX_RECEIVE_COUNT,
-            reconcile_failed_after_seconds: defaults::RECONCILE_FAILED_AFTER_SECONDS,
-            reconcile_max_attempts: defaults::RECONCILE_MAX_ATTEMPTS,
-            unconfirmed_grace_seconds: defaults::UNCONFIRMED_GRACE_SECONDS,
-            lease_slack_seconds: defaults::LEASE_SLACK_SECONDS,
-            send_event_wait_seconds: defaults::SEND_EVENT_WAIT_SECONDS,
-            payload_retention_days: defaults::PAYLOAD_RETENTION_DAYS,
-            ledger_horizon_days: defaults::LEDGER_HORIZON_DAYS,
-            queue_urls: Vec::new(),
-            function_role: None,
-            metrics_namespace: defaults::METRICS_NAMESPACE.to_owned(),
-            service_name: defaults::SERVICE_NAME.to_owned(),
-        }
+/// `--help`'s text from a row's doc comment lines (as clap would read them: joined, without the
+/// trailing period), with its bounds and its local default when it has them.
+fn help_text(doc: &[&str], bounds: Option<String>, local: Option<(&str, &str)>) -> String {
+    let text = doc.iter().map(|line| line.trim()).collect::<Vec<_>>().join(" ");
+    let mut text = text.strip_suffix('.').unwrap_or(&text).to_owned();
+    if let Some(bounds) = bounds {
+        text = format!("{text} [{bounds}]");
+    }
+    if let Some((value, when)) = local {
+        text = format!("{text} [default {when}: {value}]");
+    }
+    text
+}
+
+/// The values a setting of type `T` accepts, as `--help` shows them: `1-300`, or `at most 900`
+/// when an unsigned setting's lowest is 0.
+fn bounds_text<T: Number>(low: T::Value, high: T::Value) -> String {
+    match (bound::<T>(low), bound::<T>(high)) {
+        ((low, _), (_, high)) if !T::SIGNED && low <= 0.0 => format!("at most {high}"),
+        ((_, low), (_, high)) => format!("{low}-{high}"),
     }
 }
+
+/// A default constant as the field's type (`"consumer"` as a `String`).
+fn typed<T: DefaultOf + From<T::Const>>(value: T::Const) -> T {
+    T::from(value)
+}
+
+/// A numeric setting's value for its bounds check (`None`: unset, nothing to check).
+trait Number {
+    /// Whether the type holds negative values (an unsigned one below its lowest is impossible,
+    /// so its message says only "at most").
+    const SIGNED: bool;
+    /// The type of its bounds.
+    type Value: std::fmt::Debug;
+    fn number(&self) -> Option<f64>;
+    fn of(value: &Self::Value) -> f64;
+}
+macro_rules! number {
+    ($($ty:ty: $signed:literal),*) => {$(
+        impl Number for $ty {
+            const SIGNED: bool = $signed;
+            type Value = $ty;
+            fn number(&self) -> Option<f64> { Some(Self::of(self)) }
+            fn of(value: &$ty) -> f64 { *value as f64 }
+        }
+    )*};
+}
+number!(u32: false, u64: false, usize: false, i64: true, f64: true);
+impl<T: Number> Number for Option<T> {
+    const SIGNED: bool = T::SIGNED;
+    type Value = T::Value;
+    fn number(&self) -> Option<f64> {
+        self.as_ref().and_then(Number::number)
+    }
+    fn of(value: &T::Value) -> f64 {
+        T::of(value)
+    }
+}
+
+/// A bound of a setting of type `T`, as a number and as the message writes it.
+fn bound<T: Number>(value: T::Value) -> (f64, String) {
+    (T::of(&value), format!("{value:?}"))
+}
+
+/// `setting` outside `low..=high` is an error naming it, its bounds and why (never its value).
+fn within<T: Number>(
+    setting: &'static str,
+    value: &T,
+    (low, low_text): (f64, String),
+    (high, high_text): (f64, String),
+    why: Option<&str>,
+) -> Result<(), ConfigError> {
+    let Some(number) = value.number() else { return Ok(()) };
+    if (low..=high).contains(&number) {
+        return Ok(());
+    }
+    let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
+    if !T::SIGNED && low <= 0.0 {
+        Err(err(setting, format!("must be at most {high_text}{why}")))
+    } else {
+        Err(err(setting, format!("must be between {low_text} and {high_text}{why}")))
+    }
+}
+
+/// The table's rows into [`Settings`], its `Default`, [`SETTINGS`]'s description and the bounds
+/// check.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $(#[arg($($arg:tt)*)])*
+        $name:ident $field:ident : $ty:ty
+            $(= $default:expr)?
+            $(, local $local:literal $when:literal)?
+            $(, in $low:tt ..= $high:tt $(because $why:literal)?)?;
+    )*) => {
+        /// Every setting, as flags with environment fallbacks. Shared by all subcommands and by the
+        /// Lambda entry (which has no flags, so only the environment applies there).
+        #[derive(Debug, Clone, Args)]
+        #[command(next_help_heading = "Settings (every command; a flag wins over its environment variable)")]
+        pub struct Settings {$(
+            $(#[doc = $doc])*
+            #[arg(long, env = stringify!($name), global = true,
+                  help = help_text(
+                      &[$($doc),*],
+                      None $(.or(Some(bounds_text::<$ty>($low, $high))))?,
+                      None $(.or(Some(($local, $when))))?,
+                  )
+                  $(, default_value_t = typed::<$ty>($default))?)]
+            $(#[arg($($arg)*)])*
+            pub $field: $ty,
+        )*}
+
+        /// The settings with nothing set: what the command line gives without flags or variables.
+        impl Default for Settings {
+            fn default() -> Self {
+                Self {$($field: None $(.or(Some(typed::<$ty>($default))))?.unwrap_or_default(),)*}
+            }
+        }
+
+        /// Every setting as the table defines it, in its order.
+        pub fn settings() -> Vec<Setting> {
+            vec![$(Setting {
+                variable: stringify!($name),
+                default: None $(.or(Some(typed::<$ty>($default).to_string())))?,
+                local_default: None $(.or(Some(($local, $when))))?,
+                bounds: None $(.or(Some((bound::<$ty>($low).0, bound::<$ty>($high).0))))?,
+                accepts: None $(.or(Some(bounds_text::<$ty>($low, $high))))?,
+                help: help_text(
+                      &[$($doc),*],
+                      None $(.or(Some(bounds_text::<$ty>($low, $high))))?,
+                      None $(.or(Some(($local, $when))))?,
+                  ),
+            },)*]
+        }
+
+        impl Settings {
+            /// Every setting with bounds, within them, in the table's order.
+            pub(super) fn within_bounds(&self) -> Result<(), ConfigError> {
+                $($(within(stringify!($name), &self.$field, bound::<$ty>($low), bound::<$ty>($high), None $(.or(Some($why)))?)?;)?)*
+                Ok(())
+            }
+        }
+    };
+}
+crate::defaults::every_setting!(settings);
 
 /// The settings alone, as the Lambda entry reads them.
 #[derive(clap::Parser)]

@@ -1,5 +1,6 @@
 use super::settings::{EnvOnly, unparsable};
 use super::*;
+use crate::defaults::{MAX_AGE_SECONDS, MAX_ATTEMPTS, MAX_RETENTION_DAYS, MAX_TIMEOUT_SECONDS};
 
 #[test]
 fn local_mode_uses_the_embedded_defaults() {
@@ -52,7 +53,7 @@ fn wrong_values_name_the_setting() {
         (Settings { ses_account_max_send_rate: Some(14.0), ..Default::default() }, "SES_ACCOUNT_MAX_SEND_RATE"),
         (Settings { ses_senders: Some(0), ..Default::default() }, "SES_SENDERS"),
         (Settings { expected_batch_size: Some(0), ..Default::default() }, "EXPECTED_BATCH_SIZE"),
-        (Settings { function_role: Some("admin".into()), ..Default::default() }, "FUNCTION_ROLE"),
+        (Settings { function_role: "admin".into(), ..Default::default() }, "FUNCTION_ROLE"),
         (Settings { metrics_namespace: "AWS/Lambda".into(), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
         (Settings { metrics_namespace: "Orders\n".repeat(2), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
         (Settings { metrics_namespace: "N".repeat(256), ..Default::default() }, "POWERTOOLS_METRICS_NAMESPACE"),
@@ -100,8 +101,8 @@ fn very_large_values_name_the_setting_instead_of_panicking() {
         invocation_timeout_seconds: MAX_TIMEOUT_SECONDS,
         lease_slack_seconds: MAX_TIMEOUT_SECONDS,
         deferred_delay_seconds: 900,
-        reconcile_failed_after_seconds: MAX_AGE.as_secs(),
-        unconfirmed_grace_seconds: MAX_AGE.as_secs(),
+        reconcile_failed_after_seconds: MAX_AGE_SECONDS,
+        unconfirmed_grace_seconds: MAX_AGE_SECONDS,
         reconcile_max_attempts: MAX_ATTEMPTS,
         payload_retention_days: MAX_RETENTION_DAYS,
         ledger_horizon_days: MAX_RETENTION_DAYS,

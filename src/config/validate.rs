@@ -37,7 +37,7 @@ pub(super) fn parse_function_role(s: Option<&str>) -> Result<FunctionRole, Confi
 /// `AWS/` (reserved for AWS's own metrics). Unset or empty means the default.
 pub(super) fn parse_metrics_namespace(value: Option<&str>) -> Result<String, ConfigError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(defaults::METRICS_NAMESPACE.to_owned());
+        return Ok(defaults::POWERTOOLS_METRICS_NAMESPACE.to_owned());
     };
     let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
     if v.len() > 255 || !v.chars().all(allowed) {
@@ -57,7 +57,7 @@ pub(super) fn parse_metrics_namespace(value: Option<&str>) -> Result<String, Con
 /// Unset or empty means the default.
 pub fn parse_service_name(value: Option<&str>) -> Result<String, ConfigError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(defaults::SERVICE_NAME.to_owned());
+        return Ok(defaults::POWERTOOLS_SERVICE_NAME.to_owned());
     };
     let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#:".contains(c);
     if v.len() > 255 || !v.chars().all(allowed) {
@@ -85,19 +85,23 @@ pub(super) fn parse_configuration_set(value: Option<&str>) -> Result<Option<Stri
 }
 
 impl Settings {
-    /// The typed configuration, or the first wrong setting, named. The groups below are checked
-    /// in this order (backends, send rates, sending, retry timing, reconciliation, takeovers,
-    /// queues), so the setting reported first does not depend on how the code is split.
+    /// The typed configuration, or the first wrong setting, named. The backends are checked
+    /// first, then every setting's bounds in the table's order ([`crate::defaults`]), then what
+    /// each group's settings require of each other (send rates, sending, retry timing,
+    /// reconciliation, queues), so the setting reported first does not depend on how the code is
+    /// split.
     pub fn validate(&self, mode: Mode) -> Result<Config, ConfigError> {
         let (ledger, mailer, sender_address) = self.backends(mode)?;
+        self.within_bounds()?;
         let (ses_max_send_rate, ses_account_max_send_rate) = self.send_rates()?;
         let (send_timeout, high_priority_reserve, send_concurrency, invocation_timeout, safety_margin) =
             self.sending()?;
         let backoff = self.backoff()?;
         let reconcile = self.reconcile()?;
-        let (lease_slack, send_event_wait) = self.takeovers()?;
+        let lease_slack = Duration::from_secs(self.lease_slack_seconds);
+        let send_event_wait = Duration::from_secs(self.send_event_wait_seconds);
         let queue_urls = self.queue_urls()?;
-        let function_role = parse_function_role(self.function_role.as_deref())?;
+        let function_role = parse_function_role(Some(&self.function_role))?;
         let metric_names = MetricNames {
             namespace: parse_metrics_namespace(Some(&self.metrics_namespace))?,
             service: parse_service_name(Some(&self.service_name))?,
@@ -164,7 +168,7 @@ impl Settings {
                 required("SENDER_ADDRESS", &self.sender_address, "the ses mailer needs a verified From address")?
             }
             MailerChoice::Outbox { .. } => {
-                self.sender_address.clone().unwrap_or_else(|| defaults::OUTBOX_SENDER_ADDRESS.to_owned())
+                self.sender_address.clone().unwrap_or_else(|| defaults::SENDER_ADDRESS.to_owned())
             }
         };
         crate::order::CustomerEmail::parse(&sender_address)
@@ -182,11 +186,6 @@ impl Settings {
             other => Ok(other),
         };
         let account_rate = positive("SES_ACCOUNT_MAX_SEND_RATE", self.ses_account_max_send_rate)?;
-        if let Some(senders) = self.ses_senders
-            && !(1..=10_000).contains(&senders)
-        {
-            return Err(err("SES_SENDERS", "must be between 1 and 10000"));
-        }
         let ses_max_send_rate = match (positive("SES_MAX_SEND_RATE", self.ses_max_send_rate)?, account_rate) {
             (Some(share), Some(account)) if account < share => {
                 return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be at least SES_MAX_SEND_RATE"));
@@ -206,36 +205,17 @@ impl Settings {
         Ok((ses_max_send_rate, account_rate))
     }
 
-    /// The batch size, the send timeout, the reserve, the concurrency and the invocation's time.
+    /// The send timeout, the reserve, the concurrency and the invocation's time. Upper bounds
+    /// (the table's) keep every duration far from overflowing the clock arithmetic built on it (a
+    /// deadline, a lease, a visibility timeout), so a typo names its setting at start-up.
     fn sending(&self) -> Result<(Duration, f64, usize, Duration, Duration), ConfigError> {
-        if let Some(batch) = self.expected_batch_size
-            && !(1..=10_000).contains(&batch)
-        {
-            return Err(err("EXPECTED_BATCH_SIZE", "must be between 1 and 10000"));
-        }
-        let send_timeout = Duration::from_secs(self.send_timeout_seconds);
-        if !(1..=300).contains(&send_timeout.as_secs()) {
-            return Err(err("SEND_TIMEOUT_SECONDS", "must be between 1 and 300"));
-        }
-        let high_priority_reserve = self.high_priority_reserve;
-        if !HIGH_PRIORITY_RESERVE_RANGE.contains(&high_priority_reserve) {
-            return Err(err("HIGH_PRIORITY_RESERVE", "must be between 0.0 and 0.9"));
-        }
-        let send_concurrency = self.send_concurrency;
-        if !(1..=256).contains(&send_concurrency) {
-            return Err(err("SEND_CONCURRENCY", "must be between 1 and 256"));
-        }
         let invocation_timeout = Duration::from_secs(self.invocation_timeout_seconds);
-        // Upper bounds keep every duration far from overflowing the clock arithmetic built on it
-        // (a deadline, a lease, a visibility timeout), so a typo names its setting at start-up.
-        if !(1..=MAX_TIMEOUT_SECONDS).contains(&invocation_timeout.as_secs()) {
-            return Err(err("INVOCATION_TIMEOUT_SECONDS", format!("must be between 1 and {MAX_TIMEOUT_SECONDS}")));
-        }
         let safety_margin = Duration::from_secs(self.safety_margin_seconds);
         if safety_margin >= invocation_timeout {
             return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
         }
-        Ok((send_timeout, high_priority_reserve, send_concurrency, invocation_timeout, safety_margin))
+        let send_timeout = Duration::from_secs(self.send_timeout_seconds);
+        Ok((send_timeout, self.high_priority_reserve, self.send_concurrency, invocation_timeout, safety_margin))
     }
 
     /// How failed and deferred records come back.
@@ -246,82 +226,29 @@ impl Settings {
             deferred: Duration::from_secs(self.deferred_delay_seconds),
             max_receive_count: self.max_receive_count,
         };
-        if !(1..=1000).contains(&backoff.max_receive_count) {
-            return Err(err("MAX_RECEIVE_COUNT", "must be between 1 and 1000 (the SQS maxReceiveCount range)"));
-        }
         if backoff.base.is_zero() || backoff.base > backoff.cap {
             return Err(err("BACKOFF_BASE_SECONDS", "must be at least 1 and at most BACKOFF_CAP_SECONDS"));
-        }
-        if backoff.cap > crate::backoff::MAX_VISIBILITY {
-            return Err(err("BACKOFF_CAP_SECONDS", "must be at most 43200 (the SQS visibility limit)"));
-        }
-        if backoff.deferred > MAX_DELAY {
-            return Err(err("DEFERRED_DELAY_SECONDS", "must be at most 900 (the SQS message delay limit)"));
         }
         Ok(backoff)
     }
 
     /// Reconciliation and retention.
     fn reconcile(&self) -> Result<crate::reconcile::ReconcileSettings, ConfigError> {
-        let reconcile = crate::reconcile::ReconcileSettings {
-            failed_for: Duration::from_secs(self.reconcile_failed_after_seconds),
-            max_attempts: self.reconcile_max_attempts,
-            grace: Duration::from_secs(self.unconfirmed_grace_seconds),
-            ..crate::reconcile::ReconcileSettings::default()
-        };
-        if !(1..=MAX_ATTEMPTS).contains(&reconcile.max_attempts) {
-            return Err(err("RECONCILE_MAX_ATTEMPTS", format!("must be between 1 and {MAX_ATTEMPTS}")));
-        }
-        if reconcile.failed_for > MAX_AGE {
-            return Err(err(
-                "RECONCILE_FAILED_AFTER_SECONDS",
-                format!("must be at most {} (30 days)", MAX_AGE.as_secs()),
-            ));
-        }
-        if reconcile.grace > MAX_AGE {
-            return Err(err("UNCONFIRMED_GRACE_SECONDS", format!("must be at most {} (30 days)", MAX_AGE.as_secs())));
-        }
-        let payload_days = self.payload_retention_days;
-        if !PAYLOAD_RETENTION_DAYS_RANGE.contains(&payload_days) {
-            return Err(err("PAYLOAD_RETENTION_DAYS", format!("must be between 1 and {MAX_RETENTION_DAYS}")));
-        }
-        let horizon_days = self.ledger_horizon_days;
-        if !LEDGER_HORIZON_DAYS_RANGE.contains(&horizon_days) {
-            return Err(err(
-                "LEDGER_HORIZON_DAYS",
-                format!(
-                    "must be between {MIN_HORIZON_DAYS} (longer than SQS keeps a message) and {MAX_RETENTION_DAYS}"
-                ),
-            ));
-        }
+        let (payload_days, horizon_days) = (self.payload_retention_days, self.ledger_horizon_days);
         if horizon_days < payload_days {
             return Err(err("LEDGER_HORIZON_DAYS", "must be at least PAYLOAD_RETENTION_DAYS"));
         }
-        let reconcile = crate::reconcile::ReconcileSettings {
+        Ok(crate::reconcile::ReconcileSettings {
+            failed_for: Duration::from_secs(self.reconcile_failed_after_seconds),
+            max_attempts: self.reconcile_max_attempts,
+            grace: Duration::from_secs(self.unconfirmed_grace_seconds),
             retention: crate::reconcile::Retention {
                 payload_after: Duration::from_secs(payload_days * DAY),
                 delete_after: Duration::from_secs(horizon_days * DAY),
                 ..crate::reconcile::Retention::default()
             },
-            ..reconcile
-        };
-        Ok(reconcile)
-    }
-
-    /// How long a takeover waits: the lease's slack and the wait for a dead holder's Send event.
-    fn takeovers(&self) -> Result<(Duration, Duration), ConfigError> {
-        let lease_slack = Duration::from_secs(self.lease_slack_seconds);
-        if lease_slack.as_secs() > MAX_TIMEOUT_SECONDS {
-            return Err(err("LEASE_SLACK_SECONDS", format!("must be at most {MAX_TIMEOUT_SECONDS}")));
-        }
-        let send_event_wait = Duration::from_secs(self.send_event_wait_seconds);
-        if send_event_wait.as_secs() > MAX_SEND_EVENT_WAIT_SECONDS {
-            return Err(err(
-                "SEND_EVENT_WAIT_SECONDS",
-                format!("must be at most {MAX_SEND_EVENT_WAIT_SECONDS} (a waiting takeover holds a send slot)"),
-            ));
-        }
-        Ok((lease_slack, send_event_wait))
+            ..crate::reconcile::ReconcileSettings::default()
+        })
     }
 
     /// `QUEUE_URLS`, trimmed, each an http(s) URL.

@@ -335,7 +335,7 @@ impl DataApiLedger {
             .await
             .map_err(|e| {
                 // Counted where the call is made, for LedgerFailuresAlarm; flushed with the batch or run.
-                crate::metrics::count("LedgerFailure", None, 1);
+                crate::metrics::count(crate::batch::Counter::LedgerFailure, None, 1);
                 from_sdk(Service::DataApi, operation, &e)
             })
     }

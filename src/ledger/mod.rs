@@ -94,9 +94,9 @@ pub enum Outcome {
         reason: String,
     },
     /// Not attempted (deferred by the rate limiter or SES throttling, out of time, or stopped
-    /// after a fatal error): the lease is released so the next delivery can claim at once, and the
+    /// after a fatal error): the lease ends so the next delivery can claim at once, and the
     /// claim's attempt is given back (a deferral is not a failed attempt).
-    Released {
+    Deferred {
         reason: String,
     },
 }
@@ -106,7 +106,7 @@ impl Outcome {
     pub fn status(&self) -> Status {
         match self {
             Self::Sent { .. } => Status::Sent,
-            Self::Failed { .. } | Self::Released { .. } => Status::Failed,
+            Self::Failed { .. } | Self::Deferred { .. } => Status::Failed,
             Self::Rejected { .. } => Status::Rejected,
         }
     }
@@ -124,13 +124,13 @@ impl Outcome {
         match self {
             Self::Sent { .. } => None,
             Self::Failed { error } => Some(error),
-            Self::Rejected { reason } | Self::Released { reason } => Some(reason),
+            Self::Rejected { reason } | Self::Deferred { reason } => Some(reason),
         }
     }
 
-    /// A released claim gives its attempt back: a deferral is not a failed attempt.
+    /// A deferred order's claim gives its attempt back: a deferral is not a failed attempt.
     pub fn gives_back_attempt(&self) -> bool {
-        matches!(self, Self::Released { .. })
+        matches!(self, Self::Deferred { .. })
     }
 }
 
@@ -172,7 +172,7 @@ pub struct OrderState {
     pub delivery: Delivery,
     /// What the status page may show: `confirmed`, `processing` or `needs_attention` (the same
     /// rule as the `order_confirmation_status` view; see [`customer_status`]).
-    pub customer_status: &'static str,
+    pub customer_status: CustomerStatus,
 }
 
 /// An order's delivery facts from SES's events; all `None` until the first event.
@@ -199,16 +199,48 @@ pub struct SendEvent {
     pub at: OffsetDateTime,
 }
 
-/// What the status page may show for an order: `needs_attention` when a person must act (SES
-/// refused the mail, reconciliation gave up, or the mail was sent and then bounced, was refused,
-/// or drew a complaint), `confirmed` when sent, else `processing`. The view
-/// `order_confirmation_status` (migration 0007) says the same.
-pub fn customer_status(status: Status, delivery: Option<crate::ses_event::DeliveryState>) -> &'static str {
+/// What the status page may show for an order, serialized as the view
+/// `order_confirmation_status` (migration 0007) writes it: `confirmed`, `processing` or
+/// `needs_attention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerStatus {
+    /// Sent, and SES has said nothing that needs a person.
+    Confirmed,
+    /// Not sent yet, and still expected to be.
+    Processing,
+    /// A person must act: SES refused the mail, reconciliation gave up, or the mail was sent and
+    /// then bounced, was refused, or drew a complaint.
+    NeedsAttention,
+}
+
+impl CustomerStatus {
+    /// The word the status page and the view use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Processing => "processing",
+            Self::NeedsAttention => "needs_attention",
+        }
+    }
+}
+
+impl std::fmt::Display for CustomerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An order's [`CustomerStatus`] from its status and what SES said about its mail. The view
+/// `order_confirmation_status` (migration 0007) applies the same rule.
+pub fn customer_status(status: Status, delivery: Option<crate::ses_event::DeliveryState>) -> CustomerStatus {
     match status {
-        Status::Sent if delivery.is_some_and(crate::ses_event::DeliveryState::needs_attention) => "needs_attention",
-        Status::Sent => "confirmed",
-        Status::Rejected | Status::Abandoned => "needs_attention",
-        Status::Sending | Status::Failed => "processing",
+        Status::Sent if delivery.is_some_and(crate::ses_event::DeliveryState::needs_attention) => {
+            CustomerStatus::NeedsAttention
+        }
+        Status::Sent => CustomerStatus::Confirmed,
+        Status::Rejected | Status::Abandoned => CustomerStatus::NeedsAttention,
+        Status::Sending | Status::Failed => CustomerStatus::Processing,
     }
 }
 
@@ -442,14 +474,60 @@ pub struct DeliveryStats {
     pub sent: u64,
     /// Per delivery state (every state present, zero when none), plus `unknown`: sent, and no
     /// event yet that says delivered or failed (a `delayed` order is counted as `delayed`).
-    pub by_state: BTreeMap<String, u64>,
+    /// Serialized by name, in the names' order.
+    pub by_state: BTreeMap<DeliveryBucket, u64>,
     /// Hard bounces over sends (`bounced / sent`), the ratio SES's own reputation metric uses;
     /// `None` with no sends.
     pub bounce_rate: Option<f64>,
 }
 
-/// The name `DeliveryStats::by_state` gives orders without a delivery event yet.
-pub const DELIVERY_UNKNOWN: &str = "unknown";
+/// Where [`DeliveryStats::by_state`] counts a sent order: its delivery state, or `unknown` while
+/// SES has sent no event about its mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryBucket {
+    State(crate::ses_event::DeliveryState),
+    Unknown,
+}
+
+impl DeliveryBucket {
+    /// Every bucket: each delivery state, then `unknown`.
+    pub fn all() -> impl Iterator<Item = Self> {
+        crate::ses_event::DeliveryState::ALL.into_iter().map(Self::State).chain([Self::Unknown])
+    }
+
+    /// The name the statistics show (the state's, or `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::State(state) => state.as_str(),
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl From<crate::ses_event::DeliveryState> for DeliveryBucket {
+    fn from(state: crate::ses_event::DeliveryState) -> Self {
+        Self::State(state)
+    }
+}
+
+/// Ordered by name, so `by_state` serializes its keys in the same order as when they were strings.
+impl Ord for DeliveryBucket {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for DeliveryBucket {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Serialize for DeliveryBucket {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 /// Turns `(priority, delivery state or None, count)` rows into one [`DeliveryStats`] per priority
 /// (both always present, every state counted, zero when none).
@@ -457,16 +535,18 @@ pub(crate) fn delivery_stats_from_rows(rows: &[(String, Option<String>, u64)]) -
     Priority::ALL
         .iter()
         .map(|&priority| {
-            let mut by_state: BTreeMap<String, u64> = crate::ses_event::DeliveryState::ALL
-                .iter()
-                .map(|s| (s.as_str().to_owned(), 0))
-                .chain(std::iter::once((DELIVERY_UNKNOWN.to_owned(), 0)))
-                .collect();
+            let mut by_state: BTreeMap<DeliveryBucket, u64> = DeliveryBucket::all().map(|b| (b, 0)).collect();
             for (_, state, n) in rows.iter().filter(|r| r.0 == priority.as_str()) {
-                *by_state.entry(state.clone().unwrap_or_else(|| DELIVERY_UNKNOWN.to_owned())).or_insert(0) += n;
+                // The column holds only the states' names (its CHECK constraint); anything else is
+                // counted as not yet known rather than lost from the sent total.
+                let bucket = state
+                    .as_deref()
+                    .and_then(|s| crate::ses_event::DeliveryState::parse(s).ok())
+                    .map_or(DeliveryBucket::Unknown, DeliveryBucket::State);
+                *by_state.entry(bucket).or_insert(0) += n;
             }
             let sent: u64 = by_state.values().sum();
-            let bounced = by_state[crate::ses_event::DeliveryState::Bounced.as_str()];
+            let bounced = by_state[&crate::ses_event::DeliveryState::Bounced.into()];
             DeliveryStats { priority, sent, by_state, bounce_rate: (sent > 0).then(|| bounced as f64 / sent as f64) }
         })
         .collect()

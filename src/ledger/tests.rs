@@ -42,8 +42,8 @@ fn each_outcome_maps_to_one_status() {
     );
     let rejected = Outcome::Rejected { reason: "bad address".into() };
     assert_eq!((rejected.status(), rejected.last_error()), (Status::Rejected, Some("bad address")));
-    let released = Outcome::Released { reason: "not sent: deferred".into() };
-    assert_eq!((released.status(), released.message_id(), released.gives_back_attempt()), (Status::Failed, None, true));
+    let deferred = Outcome::Deferred { reason: "not sent: deferred".into() };
+    assert_eq!((deferred.status(), deferred.message_id(), deferred.gives_back_attempt()), (Status::Failed, None, true));
 }
 
 #[test]

@@ -97,7 +97,7 @@ impl Pipeline {
         budget: &Budget,
         fatal: &AtomicBool,
     ) -> Sent {
-        let release = |reason: &str| Sent::Record(Outcome::Released { reason: format!("not sent: {reason}") });
+        let defer = |reason: &str| Sent::Record(Outcome::Deferred { reason: format!("not sent: {reason}") });
         // Checked before and again after waiting for a slot: the wait takes time (or the process
         // was paused), so the lease and the budget may have run out meanwhile.
         let must_stop = || {
@@ -113,15 +113,15 @@ impl Pipeline {
             }
         };
         if let Some(reason) = must_stop() {
-            return release(reason);
+            return defer(reason);
         }
         if let Some(gate) = &self.gate
             && !gate.acquire(order.priority, budget.stop_starting_at).await
         {
-            return release("no send slot before the time budget ran out");
+            return defer("no send slot before the time budget ran out");
         }
         if let Some(reason) = must_stop() {
-            return release(reason);
+            return defer(reason);
         }
         let mail = match render::render(order, &self.settings.mail) {
             Ok(mail) => mail,
@@ -143,7 +143,7 @@ impl Pipeline {
         Sent::Record(match result {
             Ok(message_id) => Outcome::Sent { message_id },
             Err(BackendError { class: ErrorClass::Throttled, message, .. }) => {
-                Outcome::Released { reason: format!("not sent: SES is at its sending rate ({message})") }
+                Outcome::Deferred { reason: format!("not sent: SES is at its sending rate ({message})") }
             }
             Err(BackendError { class: ErrorClass::Transient, message, .. }) => Outcome::Failed { error: message },
             Err(BackendError { class: ErrorClass::Permanent, message, .. }) => Outcome::Rejected { reason: message },

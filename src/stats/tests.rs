@@ -27,7 +27,7 @@ mod render_order_tests {
                 at: Some(at),
                 send_event: None,
             },
-            customer_status: "confirmed",
+            customer_status: crate::ledger::CustomerStatus::Confirmed,
         };
         let out = render_order(&state);
         let value_column = |l: &str| l.find(':').map(|c| c + 1 + l[c + 1..].len() - l[c + 1..].trim_start().len());

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod bind;
+pub mod cli;
 pub mod decode;
 pub mod error;
 pub mod service;
