@@ -1174,11 +1174,21 @@ fn metric_name_check_fails_on_another_namespace_or_a_missing_service_dimension()
     }
 }
 
+/// The address scripts/sam-local gives its own bridge (`BRIDGE_ADDR=…`): the one host the
+/// containers of a local invoke may reach, where the run binds the emulators.
+fn sam_local_bridge_address() -> String {
+    let script = std::fs::read_to_string(root().join("scripts/sam-local")).unwrap();
+    let line = script.lines().find_map(|l| l.strip_prefix("BRIDGE_ADDR=")).expect("scripts/sam-local sets BRIDGE_ADDR");
+    line.split_whitespace().next().unwrap().to_string()
+}
+
 /// `sam local invoke --env-vars events/env.json` overrides only variables the template declares
 /// (SAM drops the rest silently), so every variable in env.json must be declared, and the local
-/// run must reach the emulators on loopback, not AWS.
+/// run must reach the emulators on the bridge `make sam-local` creates (a container's 127.0.0.1 is
+/// the container itself), never AWS and never another host.
 #[test]
-fn env_json_overrides_only_declared_variables_and_points_at_loopback() {
+fn env_json_overrides_only_declared_variables_and_points_at_the_sam_local_bridge() {
+    let bridge = format!("http://{}:", sam_local_bridge_address());
     let cfn = translated(&root().join(TEMPLATE));
     let env: Value = serde_json::from_str(&std::fs::read_to_string(root().join("events/env.json")).unwrap()).unwrap();
     for (function, role) in [("OrderConfirmationFunction", "consumer"), ("OperatorFunction", "operator")] {
@@ -1191,8 +1201,8 @@ fn env_json_overrides_only_declared_variables_and_points_at_loopback() {
         );
         for (k, v) in vars.iter().filter(|(k, _)| k.starts_with("AWS_ENDPOINT_URL_")) {
             assert!(
-                v.as_str().is_some_and(|v| v.starts_with("http://127.0.0.1:")),
-                "{k} = {v} is not a loopback emulator"
+                v.as_str().is_some_and(|v| v.starts_with(&bridge)),
+                "{k} = {v} is not an emulator on the sam-local bridge ({bridge})"
             );
         }
         for k in [
