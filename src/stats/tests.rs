@@ -84,7 +84,7 @@ mod totals_tests {
         let table = render_table(&stats);
         let total = table.lines().find(|l| l.starts_with("total")).expect("a total row");
         let cells: Vec<&str> = total.split_whitespace().collect();
-        assert_eq!(cells, ["total", "50", "2", "4", "2", "2", "6", "90.5s", "25", "-", "-", "-"], "{table}");
+        assert_eq!(cells, ["total", "50", "2", "4", "2", "2", "6", "1.5min", "25", "-", "-", "-"], "{table}");
         let empty = totals(&LedgerStats { priorities: vec![priority(Priority::High, 0, 0, 0, None)] });
         assert_eq!((empty.pending, empty.oldest_unsent_age_seconds), (0, None));
     }
