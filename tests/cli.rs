@@ -229,12 +229,13 @@ fn hostile_details_cost_no_confirmation_and_no_log_line_carries_personal_data() 
     assert_eq!(outbox_count(dir.path()), 10, "every order but the unknown schema was mailed, once");
 }
 
-#[test]
-fn read_only_commands_refuse_a_ledger_that_does_not_exist_and_never_create_it() {
+/// `by_order` (which takes an order id) and `whole` (which does not), pointed at a ledger path
+/// that does not exist: a usage mistake naming the path, nothing on stdout, no file created.
+fn refuses_a_missing_ledger_and_never_creates_it(by_order: &str, whole: &str) {
     let dir = tempfile::tempdir().unwrap();
     let typo = dir.path().join("typo.db");
     let flag = format!("sqlite:{}", typo.display());
-    for args in [vec!["status", "ORD-1", "--ledger", &flag], vec!["stats", "--ledger", &flag]] {
+    for args in [vec![by_order, "ORD-1", "--ledger", &flag], vec![whole, "--ledger", &flag]] {
         let (out, stdout, stderr) = run(bin(dir.path()).args(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stdout.is_empty(), "{args:?} reports nothing: {stdout}");
@@ -244,6 +245,11 @@ fn read_only_commands_refuse_a_ledger_that_does_not_exist_and_never_create_it() 
         );
         assert!(!typo.exists(), "{args:?} created the ledger");
     }
+}
+
+#[test]
+fn read_only_commands_refuse_a_ledger_that_does_not_exist_and_never_create_it() {
+    refuses_a_missing_ledger_and_never_creates_it("status", "stats");
 }
 
 #[test]
@@ -590,19 +596,7 @@ fn invoke_without_an_event_file_refuses_and_never_runs_the_sample() {
 
 #[test]
 fn retry_and_reconcile_refuse_a_ledger_that_does_not_exist_and_never_create_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let typo = dir.path().join("typo.db");
-    let flag = format!("sqlite:{}", typo.display());
-    for args in [vec!["retry", "ORD-1", "--ledger", &flag], vec!["reconcile", "--ledger", &flag]] {
-        let (out, stdout, stderr) = run(bin(dir.path()).args(&args));
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stdout.is_empty(), "{args:?} reports nothing: {stdout}");
-        assert!(
-            stderr.contains(&format!("no ledger at {}; check --ledger or run migrate", typo.display())),
-            "{args:?}: {stderr}"
-        );
-        assert!(!typo.exists(), "{args:?} created the ledger");
-    }
+    refuses_a_missing_ledger_and_never_creates_it("retry", "reconcile");
 }
 
 /// Puts one order of the sample in `failed` with `cause` as its last error, `attempts` times
