@@ -514,3 +514,49 @@ async fn a_sent_timestamp_far_in_the_past_or_future_does_not_panic() {
         assert!(r.time_to_confirm_seconds.is_none_or(|s| s.is_finite() && s >= 0.0), "{r:?}");
     }
 }
+
+#[tokio::test]
+async fn a_sent_timestamp_that_is_no_time_is_dropped_and_counted_and_the_order_is_mailed() {
+    let b = LocalBackends::new().await;
+    let mut records = Vec::new();
+    for (i, ts) in [i64::MIN.to_string(), "abc".into(), i64::MAX.to_string()].iter().enumerate() {
+        let mut r = record(&format!("m{i}"), &order_body(&format!("TS-BAD-{i}"), "normal"));
+        r.attributes.insert("SentTimestamp".into(), ts.clone());
+        records.push(r);
+    }
+    let report = b.pipeline(b.outbox.clone()).handle(&event(records), deadline(30)).await;
+    assert!(failures(&report).is_empty());
+    for r in &report.records {
+        assert!(matches!(r.outcome, RecordOutcome::Sent { .. }), "{r:?}");
+        assert_eq!(r.time_to_confirm_seconds, None, "no time to confirm from no time: {r:?}");
+        let notes: Vec<String> = r.notes.iter().map(ToString::to_string).collect();
+        assert_eq!(notes, ["order detail SentTimestamp dropped: must be Unix milliseconds, not in the future"]);
+    }
+    let counted: u64 = report.counters().values().map(|c| c.get(Counter::OrderDetailInvalid)).sum();
+    assert_eq!(counted, 3, "each dropped timestamp is counted");
+}
+
+#[tokio::test]
+async fn a_producer_set_first_sent_cannot_make_the_time_to_confirm_older_than_the_message() {
+    let b = LocalBackends::new().await;
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut records = Vec::new();
+    for (i, first) in ["1", "abc", &(now_ms + 60_000).to_string()].iter().enumerate() {
+        let mut r = record(&format!("m{i}"), &order_body(&format!("FS-{i}"), "normal"));
+        r.attributes.insert("SentTimestamp".into(), (now_ms - 2_000).to_string());
+        let mut a = aws_lambda_events::sqs::SqsMessageAttribute::default();
+        a.string_value = Some((*first).to_owned());
+        a.data_type = Some("Number".into());
+        r.message_attributes.insert("OrderConfirmationFirstSent".into(), a);
+        records.push(r);
+    }
+    let report = b.pipeline(b.outbox.clone()).handle(&event(records), deadline(30)).await;
+    for r in &report.records {
+        let ttc = r.time_to_confirm_seconds.expect("mailed, with a time to confirm");
+        assert!((1.5..60.0).contains(&ttc), "counted from the message's own SentTimestamp, 2 s ago: {ttc} s");
+        assert!(
+            r.notes.iter().any(|n| n.to_string().starts_with("order detail OrderConfirmationFirstSent dropped")),
+            "{r:?}"
+        );
+    }
+}
