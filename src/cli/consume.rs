@@ -25,6 +25,7 @@ pub async fn run(config: &Config, args: &ConsumeArgs) -> anyhow::Result<i32> {
         queue_urls: config.queue_urls.clone(),
         wait: std::time::Duration::from_secs(args.wait_seconds),
         batch_timeout: config.invocation_timeout,
+        lease_slack: config.lease_slack,
         idle_exit: args.idle_exit.map(std::time::Duration::from_secs),
     };
     let summary = crate::consume::run(&pipeline, ledger.as_ref(), &sqs, &backoff, &options, shutdown_signal()).await?;
