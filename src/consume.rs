@@ -35,7 +35,8 @@ pub struct ConsumeOptions {
     /// message whose worker was killed comes back once the lease it left has ended, ready to be
     /// taken over, instead of spending a receive on finding the lease still live.
     pub lease_slack: Duration,
-    /// Exit after this long without any message (None: run until signalled).
+    /// Exit after this long without any message, counted from when the worker's own deferred
+    /// copies are visible again (None: run until signalled).
     pub idle_exit: Option<Duration>,
 }
 

@@ -9,7 +9,8 @@ pub struct ConsumeArgs {
     /// Long-poll wait on the last queue, in seconds (1-20).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub wait_seconds: u64,
-    /// Exit after this many seconds without a message (default: run until signalled).
+    /// Exit after this many seconds without a message, counted from when this worker's own
+    /// deferred copies are back on their queue (default: run until signalled).
     #[arg(long, value_name = "SECONDS")]
     pub idle_exit: Option<u64>,
 }
