@@ -530,7 +530,7 @@ pub async fn a_takeover_that_fails_or_is_deferred_stays_a_takeover_for_the_next_
         let attempts = l.order_state(&id()).await.unwrap().unwrap().attempts;
         let recording = Recording { takeover: true, ..rec("TK2", token(&claim[0]), outcome.clone()) };
         // Recorded twice, as a retried record call would: the second changes nothing.
-        assert_eq!(l.record(&[recording.clone()]).await.unwrap(), vec![true]);
+        assert_eq!(l.record(std::slice::from_ref(&recording)).await.unwrap(), vec![true]);
         assert_eq!(l.record(&[recording]).await.unwrap(), vec![true]);
         let st = l.order_state(&id()).await.unwrap().unwrap();
         assert_eq!(st.status, Status::Sending, "{outcome:?}: still unresolved, not failed");
