@@ -625,7 +625,8 @@ async fn a_takeover_that_is_deferred_still_counts_the_possible_duplicate_when_it
     let gate = Arc::new(SendRateLimiter::new(0.001, 0.001, 0.0));
     assert!(gate.acquire(order_confirmation::order::Priority::Normal, tokio::time::Instant::now()).await);
     let deferring = Pipeline::new(b.ledger.clone(), b.outbox.clone(), Some(gate), PipelineSettings::default());
-    let first = deferring.handle(&event(vec![record("m1", &body)]), deadline(30)).await;
+    // A short invocation: a normal order waits for a slot until no send may start (1 s here).
+    let first = deferring.handle(&event(vec![record("m1", &body)]), deadline(3)).await;
     assert!(matches!(first.records[0].outcome, RecordOutcome::Deferred { .. }), "{:?}", first.records[0]);
     assert_eq!(b.mails_for("TD-1"), 0);
 
