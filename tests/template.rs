@@ -347,12 +347,15 @@ fn violations(cfn: &Value) -> Vec<String> {
             if actions.iter().any(|a| a.as_str().is_some_and(|a| a.contains('*'))) {
                 bad.push(format!("{rid}: wildcard action in {}", st["Action"]));
             }
-            let xray_only = actions.iter().all(|a| a.as_str().is_some_and(|a| a.starts_with("xray:Put")));
+            // Actions AWS defines without a resource type: "*" is the only resource they take.
+            let account_wide = actions
+                .iter()
+                .all(|a| a.as_str().is_some_and(|a| a.starts_with("xray:Put") || a == "ses:GetAccount"));
             for r in as_list(&st["Resource"]) {
                 let text = r.as_str().map(str::to_owned).or_else(|| r["Fn::Sub"].as_str().map(str::to_owned));
                 let Some(text) = text else { continue };
                 let log_streams = text.ends_with(":log-stream:*") && !text[..text.len() - 1].contains('*');
-                if text.contains('*') && !(xray_only && text == "*") && !log_streams {
+                if text.contains('*') && !(account_wide && text == "*") && !log_streams {
                     bad.push(format!("{rid}: wildcard resource in {}", st["Resource"]));
                 }
             }
@@ -512,6 +515,16 @@ fn actions_on(role: &Value, resource: &str) -> Vec<String> {
         .flat_map(|st| as_list(&st["Action"]))
         .filter_map(|a| a.as_str().map(str::to_owned))
         .collect()
+}
+
+/// Whether a function's role allows an action (on any resource).
+fn role_allows(cfn: &Value, function: &str, action: &str) -> bool {
+    let Some(role) = target(&cfn["Resources"][function]["Properties"]["Role"]) else { return false };
+    statements(&cfn["Resources"][role])
+        .iter()
+        .filter(|st| st["Effect"] == "Allow")
+        .flat_map(|st| as_list(&st["Action"]))
+        .any(|a| a == action)
 }
 
 fn parameter_default(cfn: &Value, name: &str) -> Option<f64> {
@@ -742,8 +755,21 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
     if env.get("SES_MAX_SEND_RATE").is_some() {
         bad.push(format!("{consumer}: SES_MAX_SEND_RATE is set per instance (derive it from the account rate)"));
     }
-    if env["SES_ACCOUNT_MAX_SEND_RATE"]["Ref"] != "SesAccountMaxSendRate" {
-        bad.push(format!("{consumer}: SES_ACCOUNT_MAX_SEND_RATE is not the SesAccountMaxSendRate parameter"));
+    // The parameter's rate when one is given; otherwise the variable is absent and the instance
+    // reads the account's quota, which its role must allow.
+    let rate = &env["SES_ACCOUNT_MAX_SEND_RATE"]["Fn::If"];
+    let condition = rate[0].as_str().and_then(|c| cfn["Conditions"].get(c));
+    let set_when_given = serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "SesAccountMaxSendRate"}, ""]}]});
+    if rate[1]["Ref"] != "SesAccountMaxSendRate"
+        || rate[2]["Ref"] != "AWS::NoValue"
+        || condition != Some(&set_when_given)
+    {
+        bad.push(format!(
+            "{consumer}: SES_ACCOUNT_MAX_SEND_RATE is not the SesAccountMaxSendRate parameter when given and absent otherwise"
+        ));
+    }
+    if !role_allows(cfn, consumer, "ses:GetAccount") {
+        bad.push(format!("{consumer}: its role may not read the account's send quota (ses:GetAccount)"));
     }
     if env["SES_SENDERS"] != *reserved_value {
         bad.push(format!("{consumer}: SES_SENDERS is not the reserved concurrency"));
