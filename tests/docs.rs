@@ -1200,7 +1200,9 @@ fn guide_problems(guide: &str, setup: &str) -> Vec<String> {
         }
     }
     if deploy.contains("SesAccountMaxSendRate") {
-        bad.push(format!("the deploy fixes the send rate instead of letting the instances read the account's: {deploy}"));
+        bad.push(format!(
+            "the deploy fixes the send rate instead of letting the instances read the account's: {deploy}"
+        ));
     }
     let printed = r.stdout.matches(r#""as":"order-confirmation-operator""#).count();
     if printed != ops || ops == 0 {

@@ -348,9 +348,8 @@ fn violations(cfn: &Value) -> Vec<String> {
                 bad.push(format!("{rid}: wildcard action in {}", st["Action"]));
             }
             // Actions AWS defines without a resource type: "*" is the only resource they take.
-            let account_wide = actions
-                .iter()
-                .all(|a| a.as_str().is_some_and(|a| a.starts_with("xray:Put") || a == "ses:GetAccount"));
+            let account_wide =
+                actions.iter().all(|a| a.as_str().is_some_and(|a| a.starts_with("xray:Put") || a == "ses:GetAccount"));
             for r in as_list(&st["Resource"]) {
                 let text = r.as_str().map(str::to_owned).or_else(|| r["Fn::Sub"].as_str().map(str::to_owned));
                 let Some(text) = text else { continue };
