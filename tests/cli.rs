@@ -523,20 +523,31 @@ fn exit_codes_tell_a_runtime_failure_from_a_usage_mistake_from_not_found() {
 }
 
 #[test]
-fn every_subcommand_help_groups_the_global_settings_under_their_own_heading() {
+fn subcommand_help_lists_its_own_options_and_points_to_the_shared_settings_instead_of_repeating_them() {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["invoke", "stats", "consume", "reconcile", "status", "retry", "park", "migrate", "config"] {
         let (out, stdout, _) = run(bin(dir.path()).args([sub, "--help"]));
         assert!(out.status.success(), "{sub}");
-        let heading =
-            stdout.find("\nSettings").unwrap_or_else(|| panic!("{sub} --help has no Settings heading: {stdout}"));
-        let (own, settings) = stdout.split_at(heading);
-        assert!(own.contains("--help"), "{sub}: its own options come first");
+        assert!(stdout.contains("--help"), "{sub}: its own options: {stdout}");
+        assert!(!stdout.contains("\nSettings ("), "{sub} --help repeats the shared settings: {stdout}");
         for global in ["--ledger", "--mailer", "--queue-url", "--send-concurrency"] {
-            let line = format!("\n      {global} <");
-            assert!(settings.contains(&line) && !own.contains(&line), "{sub}: {global} is under Settings");
+            assert!(!stdout.contains(&format!("\n      {global} <")), "{sub}: {global} is listed again");
         }
+        assert!(stdout.contains("`order-confirmation --help` lists them"), "{sub}: says where they are: {stdout}");
     }
+    // Listed once, at the top, under their own heading; and still taken after any subcommand,
+    // where a flag still wins over the environment.
+    let (_, top, _) = run(bin(dir.path()).arg("--help"));
+    let heading = top.find("\nSettings").unwrap_or_else(|| panic!("no Settings heading: {top}"));
+    for global in ["--ledger", "--mailer", "--queue-url", "--send-concurrency"] {
+        assert!(top[heading..].contains(&format!("\n      {global} <")), "{global} under Settings: {top}");
+    }
+    let other = dir.path().join("other.db");
+    let (out, _, stderr) = run(bin(dir.path()).args(["migrate", "--ledger", &format!("sqlite:{}", other.display())]));
+    assert!(out.status.success() && other.exists(), "{stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["stats", "--send-concurrency", "0"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--send-concurrency"), "{stderr}");
 }
 
 /// The binary pointed at the Data API ledger, with no AWS settings from the test's own environment.

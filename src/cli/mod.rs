@@ -135,6 +135,33 @@ pub enum Command {
     Man,
 }
 
+/// The end of every subcommand's `--help`: the shared settings are listed once, in the
+/// top-level `--help`, rather than repeated under each subcommand.
+const SHARED_SETTINGS_HELP: &str = "Settings: every command also takes the shared settings (--ledger, --mailer, \
+--queue-url and the rest), as flags or environment variables: `order-confirmation --help` lists them, \
+as does `order-confirmation man`, with the exit codes.";
+
+/// The command line as parsed. The shared settings are global (a flag works after any
+/// subcommand); each subcommand gets its own hidden copy of them, so its `--help` shows its own
+/// options and points to the top-level list. clap copies a global argument only into a
+/// subcommand that lacks one of the same id, and hands a value given after the subcommand up to
+/// the top level as it does for its own copies.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let shared: Vec<clap::Arg> = command.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
+    let names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+    for name in names {
+        command = command.mut_subcommand(name, |sub| {
+            shared
+                .iter()
+                .fold(sub, |sub, arg| sub.arg(arg.clone().global(false).hide(true)))
+                .after_help(SHARED_SETTINGS_HELP)
+        });
+    }
+    command
+}
+
 /// `--version`: the crate's version and the commit the binary was built from.
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ORDER_CONFIRMATION_COMMIT"), ")");
 
@@ -195,8 +222,8 @@ impl Cli {
     /// except that a bad value from an environment variable is reported under the variable's name
     /// (clap names the flag, which the user never typed) and without the value.
     pub fn parse_or_exit() -> Self {
-        use clap::{CommandFactory, FromArgMatches};
-        let command = Self::command();
+        use clap::FromArgMatches;
+        let command = command();
         let parsed = command.clone().try_get_matches().and_then(|matches| {
             Ok(Self { typed: TypedFlags::of(&command, &matches), ..Self::from_arg_matches(&matches)? })
         });
