@@ -210,6 +210,11 @@ impl Settings {
 pub struct Printed(Vec<(&'static str, serde_json::Value)>);
 
 impl Printed {
+    /// A key beside the settings' (after them), e.g. what SES says of the account's quota.
+    pub fn add(&mut self, name: &'static str, value: serde_json::Value) {
+        self.0.push((name, value));
+    }
+
     fn set(&mut self, name: &str, value: serde_json::Value) {
         if let Some((_, old)) = self.0.iter_mut().find(|(n, _)| *n == name) {
             *old = value;
