@@ -267,11 +267,15 @@ fn not_sent(service: Service, failure: &aws_smithy_runtime_api::client::result::
     let why = if failure.is_timeout() {
         "timed out".to_owned()
     } else {
-        match causes.iter().find_map(|c| c.downcast_ref::<std::io::Error>()) {
+        // The connector says "dns error" above the resolver's own words; an I/O error's kind alone
+        // can be "uncategorized error", which says nothing, so its message is shown instead.
+        let dns = causes.iter().any(|c| c.to_string().starts_with("dns error"));
+        let what = match causes.iter().find_map(|c| c.downcast_ref::<std::io::Error>()) {
             Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-            Some(io) => io.kind().to_string(),
+            Some(io) => io.to_string(),
             None => causes.last().map_or_else(|| "no connection".to_owned(), |c| c.to_string()),
-        }
+        };
+        if dns { format!("its host name does not resolve: {what}") } else { what }
     };
     format!("cannot reach the {name} endpoint ({why}): check {endpoint_setting} if set, AWS_REGION, and the network")
 }

@@ -29,8 +29,10 @@ const INVOCATION: &str = "invocation";
 
 /// The directive used when no level is set. The SDK's credential chain warns once per provider
 /// that found nothing; the request that needed credentials then fails with one line saying how to
-/// provide them (error.rs).
-const DEFAULT_DIRECTIVE: &str = "info,aws_config::meta::credentials=error";
+/// provide them (error.rs). The instance metadata client warns with its error's `Debug` (a page of
+/// nested structs) when nothing answers, as off EC2; the region check and the credentials line
+/// say what to do instead.
+const DEFAULT_DIRECTIVE: &str = "info,aws_config::meta::credentials=error,aws_config::imds=error";
 
 /// The service name once the configuration is validated (it may come from a flag); lines written
 /// before that use the environment's value, or the default.

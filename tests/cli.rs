@@ -143,8 +143,139 @@ fn flags_win_over_the_environment() {
     let other = dir.path().join("flag-ledger.db");
     let (_, stdout, _) = run(bin(dir.path()).args(["config", "--ledger", &format!("sqlite:{}", other.display())]));
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["ledger"]["path"], other.display().to_string());
-    assert_eq!(v["mailer"]["dir"], dir.path().join("outbox").display().to_string());
+    assert_eq!(v["LEDGER"], format!("sqlite:{}", other.display()));
+    assert_eq!(v["MAILER"], format!("outbox:{}", dir.path().join("outbox").display()));
+}
+
+#[test]
+fn config_prints_every_setting_under_its_name_in_the_unit_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path())
+        .args(["config", "--payload-retention-days", "45"])
+        .env("DB_SECRET_ARN", "")
+        .env("QUEUE_URLS", "https://sqs.example/high,https://sqs.example/normal"));
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    // In the order printed (a JSON map here would sort them).
+    let keys: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("  \"")?.split('"').next()).collect();
+    assert_eq!(keys.len(), v.len(), "{stdout}");
+    // The keys are the settings' names, every one of them, in --help's order.
+    let (_, help, _) = run(bin(dir.path()).arg("--help"));
+    let variables: Vec<&str> =
+        help.lines().filter_map(|l| l.trim().strip_prefix("[env: ")?.split(['=', ']']).next()).collect();
+    assert!(variables.len() >= 25, "{help}");
+    assert_eq!(keys, variables);
+    assert_eq!(v["PAYLOAD_RETENTION_DAYS"], 45, "days, as the setting takes them");
+    assert_eq!(v["LEDGER_HORIZON_DAYS"], 400);
+    assert_eq!(v["SEND_TIMEOUT_SECONDS"], 15);
+    assert_eq!(v["HIGH_PRIORITY_RESERVE"], 0.2);
+    assert_eq!(v["LEDGER"], format!("sqlite:{}", dir.path().join("ledger.db").display()));
+    assert_eq!(v["SES_MAX_SEND_RATE"], serde_json::Value::Null);
+    assert_eq!(v["QUEUE_URLS"], serde_json::json!(["https://sqs.example/high", "https://sqs.example/normal"]));
+}
+
+#[test]
+fn a_rule_broken_by_a_flag_names_the_flag_typed_and_shows_both_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stdout, stderr) = run(bin(dir.path()).args(["config", "--ledger-horizon-days", "20"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("--ledger-horizon-days (20) must be at least PAYLOAD_RETENTION_DAYS (30)"), "{stderr}");
+    assert!(!stderr.contains("LEDGER_HORIZON_DAYS"), "the person typed the flag: {stderr}");
+    // Both as flags: both named as typed.
+    let (_, _, stderr) =
+        run(bin(dir.path()).args(["config", "--ledger-horizon-days=20", "--payload-retention-days", "25"]));
+    assert!(stderr.contains("--ledger-horizon-days (20) must be at least --payload-retention-days (25)"), "{stderr}");
+    // From the environment: the variable, with the values.
+    let (out, _, stderr) = run(bin(dir.path()).arg("config").env("LEDGER_HORIZON_DAYS", "20"));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("LEDGER_HORIZON_DAYS (20) must be at least PAYLOAD_RETENTION_DAYS (30)"), "{stderr}");
+    // A bound broken by a flag names the flag too.
+    let (out, _, stderr) = run(bin(dir.path()).args(["stats", "--send-concurrency", "0"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--send-concurrency must be between 1 and 256"), "{stderr}");
+}
+
+#[test]
+fn completions_complete_subcommands_and_settings_in_bash_and_exist_for_zsh_and_fish() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, script, stderr) = run(bin(dir.path()).args(["completions", "bash"]).env("LEDGER", "nonsense"));
+    assert!(out.status.success(), "no setting needs to be valid to print completions: {stderr}");
+    let file = dir.path().join("completion.bash");
+    std::fs::write(&file, &script).unwrap();
+    // What bash does on <TAB>: the completion function with the words typed so far.
+    let complete = |words: &str| {
+        let words: Vec<&str> = words.split(' ').collect();
+        let program = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{}'; COMP_POINT=${{#COMP_LINE}}; \
+             _order__confirmation order-confirmation '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            file.display(),
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1,
+            words.join(" "),
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let out = std::process::Command::new("bash").args(["-c", &program]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let subcommands = complete("order-confirmation st");
+    assert!(subcommands.lines().any(|l| l == "stats") && subcommands.lines().any(|l| l == "status"), "{subcommands}");
+    let settings = complete("order-confirmation stats --ledger-h");
+    assert_eq!(settings.trim(), "--ledger-horizon-days", "a shared setting completes after a subcommand");
+    let shells = complete("order-confirmation completions ");
+    assert!(["bash", "zsh", "fish"].iter().all(|s| shells.lines().any(|l| l == *s)), "{shells}");
+    for (shell, first) in [("zsh", "#compdef order-confirmation"), ("fish", "complete -c order-confirmation")] {
+        let (out, script, _) = run(bin(dir.path()).args(["completions", shell]));
+        assert!(out.status.success() && script.contains(first) && script.contains("ledger-horizon-days"), "{shell}");
+    }
+}
+
+#[test]
+fn the_manual_page_has_every_command_setting_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, page, stderr) = run(bin(dir.path()).arg("man").env("LEDGER", "nonsense"));
+    assert!(out.status.success(), "no setting needs to be valid to print it: {stderr}");
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "roff: {}", &page[..page.len().min(200)]);
+    assert!(page.contains(".TH order-confirmation 1"), "{page}");
+    for word in ["invoke", "stats", "status", "retry", "park", "reconcile", "migrate", "completions"] {
+        assert!(page.contains(word), "{word}");
+    }
+    for setting in ["ledger\\-horizon\\-days", "LEDGER_HORIZON_DAYS", "queue\\-url"] {
+        assert!(page.contains(setting), "{setting} in the manual page");
+    }
+    assert!(page.contains("Exit codes") && page.contains("not in the ledger"), "exit codes in the manual page");
+}
+
+/// The command run in a pseudo-terminal (util-linux `script`), as a person at a terminal runs it:
+/// what it prints there, stdout and stderr together.
+fn at_a_terminal(dir: &Path, args: &str, no_color: Option<&str>) -> String {
+    let mut c = Command::new("script");
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_order-confirmation"));
+    c.args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("LEDGER", format!("sqlite:{}", dir.join("ledger.db").display()))
+        .env("MAILER", format!("outbox:{}", dir.join("outbox").display()))
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("RUST_LOG")
+        .env("TERM", "xterm-256color");
+    if let Some(v) = no_color {
+        c.env("NO_COLOR", v);
+    }
+    String::from_utf8_lossy(&c.output().expect("util-linux script runs").stdout).into_owned()
+}
+
+#[test]
+fn no_color_turns_the_colours_off_at_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in ["invoke events/sqs-batch.json", "stats --frobnicate", "--help"] {
+        let coloured = at_a_terminal(dir.path(), args, None);
+        assert!(coloured.contains("\x1b["), "{args}: a terminal gets colours: {coloured:?}");
+        let plain = at_a_terminal(dir.path(), args, Some("1"));
+        assert!(!plain.contains("\x1b["), "{args}: NO_COLOR=1 gets none: {plain:?}");
+        assert!(plain.len() > 40, "{args}: {plain:?}");
+    }
 }
 
 #[test]
@@ -396,20 +527,31 @@ fn exit_codes_tell_a_runtime_failure_from_a_usage_mistake_from_not_found() {
 }
 
 #[test]
-fn every_subcommand_help_groups_the_global_settings_under_their_own_heading() {
+fn subcommand_help_lists_its_own_options_and_points_to_the_shared_settings_instead_of_repeating_them() {
     let dir = tempfile::tempdir().unwrap();
     for sub in ["invoke", "stats", "consume", "reconcile", "status", "retry", "park", "migrate", "config"] {
         let (out, stdout, _) = run(bin(dir.path()).args([sub, "--help"]));
         assert!(out.status.success(), "{sub}");
-        let heading =
-            stdout.find("\nSettings").unwrap_or_else(|| panic!("{sub} --help has no Settings heading: {stdout}"));
-        let (own, settings) = stdout.split_at(heading);
-        assert!(own.contains("--help"), "{sub}: its own options come first");
+        assert!(stdout.contains("--help"), "{sub}: its own options: {stdout}");
+        assert!(!stdout.contains("\nSettings ("), "{sub} --help repeats the shared settings: {stdout}");
         for global in ["--ledger", "--mailer", "--queue-url", "--send-concurrency"] {
-            let line = format!("\n      {global} <");
-            assert!(settings.contains(&line) && !own.contains(&line), "{sub}: {global} is under Settings");
+            assert!(!stdout.contains(&format!("\n      {global} <")), "{sub}: {global} is listed again");
         }
+        assert!(stdout.contains("`order-confirmation --help` lists them"), "{sub}: says where they are: {stdout}");
     }
+    // Listed once, at the top, under their own heading; and still taken after any subcommand,
+    // where a flag still wins over the environment.
+    let (_, top, _) = run(bin(dir.path()).arg("--help"));
+    let heading = top.find("\nSettings").unwrap_or_else(|| panic!("no Settings heading: {top}"));
+    for global in ["--ledger", "--mailer", "--queue-url", "--send-concurrency"] {
+        assert!(top[heading..].contains(&format!("\n      {global} <")), "{global} under Settings: {top}");
+    }
+    let other = dir.path().join("other.db");
+    let (out, _, stderr) = run(bin(dir.path()).args(["migrate", "--ledger", &format!("sqlite:{}", other.display())]));
+    assert!(out.status.success() && other.exists(), "{stderr}");
+    let (out, _, stderr) = run(bin(dir.path()).args(["stats", "--send-concurrency", "0"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--send-concurrency"), "{stderr}");
 }
 
 /// The binary pointed at the Data API ledger, with no AWS settings from the test's own environment.
@@ -465,6 +607,63 @@ fn missing_credentials_are_one_line_that_says_how_to_provide_them() {
     assert!(stderr.contains("no AWS credentials"), "{stderr}");
     assert!(stderr.contains("AWS_PROFILE"), "says what to do: {stderr}");
     assert!(!stderr.contains("ProviderError") && !stderr.contains('{'), "no SDK debug dump: {stderr}");
+}
+
+/// Stand-in for the EC2 instance metadata endpoint off EC2, where nothing answers: it accepts
+/// connections and never replies (what a real network cannot be made to do on demand). Returns
+/// its URL and the count of connections it was sent.
+fn silent_metadata_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn without_region_or_credentials_the_metadata_endpoint_is_asked_once_and_no_sdk_debug_output_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    for missing in ["AWS_REGION", "credentials"] {
+        let (endpoint, connections) = silent_metadata_endpoint();
+        let mut c = data_api_bin(dir.path());
+        c.args(["status", "ORD-1"])
+            .env_remove("AWS_EC2_METADATA_DISABLED")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint);
+        if missing == "AWS_REGION" {
+            c.env_remove("AWS_REGION").env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test");
+        }
+        let (out, _, stderr) = run(&mut c);
+        assert_eq!(out.status.code(), Some(if missing == "AWS_REGION" { 2 } else { 1 }), "{missing}: {stderr}");
+        assert_eq!(error_lines(&stderr), 1, "{missing}: one line: {stderr}");
+        assert!(stderr.contains(if missing == "AWS_REGION" { "AWS_REGION" } else { "no AWS credentials" }), "{stderr}");
+        assert!(
+            !stderr.contains("FailedToLoadToken") && !stderr.contains('{'),
+            "{missing}: no SDK debug output: {stderr}"
+        );
+        let asked = connections.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(asked, 1, "{missing}: the metadata endpoint is asked once, not retried: {stderr}");
+    }
+}
+
+#[test]
+fn an_endpoint_whose_host_name_does_not_resolve_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _, stderr) = run(data_api_bin(dir.path())
+        .args(["status", "ORD-1"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT_URL_RDS_DATA", "http://no-such-host.invalid"));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(error_lines(&stderr), 1, "one line: {stderr}");
+    assert!(stderr.contains("cannot reach the Data API endpoint (its host name does not resolve"), "{stderr}");
+    assert!(!stderr.contains("uncategorized"), "{stderr}");
 }
 
 #[test]

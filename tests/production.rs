@@ -306,7 +306,8 @@ async fn the_binary_runs_on_the_production_backends_through_the_standard_endpoin
     assert!(normal["time_to_send_seconds"]["p50"].is_number());
     let out = run(&["config"]).await;
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("\"kind\": \"data-api\"") && !printed.contains(SECRET_ARN_TAIL), "{printed}");
+    assert!(printed.contains("\"LEDGER\": \"data-api\"") && !printed.contains(SECRET_ARN_TAIL), "{printed}");
+    assert!(printed.contains("\"DB_SECRET_ARN\": \"****"), "masked: {printed}");
 }
 
 const SECRET_ARN_TAIL: &str = "secret:orders-db";

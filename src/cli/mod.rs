@@ -33,6 +33,49 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub settings: Settings,
+    /// The settings given as flags on this command line (the rest came from the environment or
+    /// their defaults), so that an error names what the person typed.
+    #[arg(skip)]
+    pub typed: TypedFlags,
+}
+
+/// Which settings came from flags on the command line: `(variable, --flag)` pairs.
+#[derive(Debug, Clone, Default)]
+pub struct TypedFlags(Vec<(String, String)>);
+
+impl TypedFlags {
+    /// Reads from `matches` which of `command`'s settings were given on the command line.
+    fn of(command: &clap::Command, matches: &clap::ArgMatches) -> Self {
+        use clap::parser::ValueSource;
+        let typed = command
+            .get_arguments()
+            .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
+            .filter_map(|arg| Some((arg.get_env()?.to_str()?.to_owned(), format!("--{}", arg.get_long()?))))
+            .collect();
+        Self(typed)
+    }
+
+    /// The configuration error with every setting given as a flag named by that flag: the person
+    /// typed `--ledger-horizon-days`, not `LEDGER_HORIZON_DAYS`.
+    pub fn name_in(&self, error: crate::config::ConfigError) -> crate::config::ConfigError {
+        let flag_of = |variable: &str| self.0.iter().find(|(v, _)| v == variable).map(|(_, flag)| flag.clone());
+        let setting = flag_of(&error.setting).unwrap_or(error.setting);
+        // Variables named in the problem ("must be at least PAYLOAD_RETENTION_DAYS") are whole
+        // upper-case words; only those typed as flags are renamed.
+        let problem = error
+            .problem
+            .split_inclusive(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .map(|piece| {
+                let word =
+                    piece.trim_end_matches(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'));
+                match flag_of(word) {
+                    Some(flag) => format!("{flag}{}", &piece[word.len()..]),
+                    None => piece.to_owned(),
+                }
+            })
+            .collect();
+        crate::config::ConfigError { setting, problem }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,7 +114,52 @@ pub enum Command {
     /// Apply the ledger's schema migrations; prints which ran (none when the schema is current).
     Migrate,
     /// Print the effective configuration (secrets masked) and exit.
+    ///
+    /// One key per setting, named as its environment variable, with the value in the unit the
+    /// setting takes.
     Config,
+    /// Print a shell completion script for bash, zsh or fish.
+    ///
+    /// bash: `source <(order-confirmation completions bash)` (or save it in
+    /// ~/.local/share/bash-completion/completions/order-confirmation); zsh: save it as
+    /// `_order-confirmation` in a directory on $fpath; fish: save it in
+    /// ~/.config/fish/completions/order-confirmation.fish.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): every command, setting and exit code.
+    ///
+    /// Read it with `order-confirmation man | man -l -`, or install it as
+    /// /usr/local/share/man/man1/order-confirmation.1.
+    Man,
+}
+
+/// The end of every subcommand's `--help`: the shared settings are listed once, in the
+/// top-level `--help`, rather than repeated under each subcommand.
+const SHARED_SETTINGS_HELP: &str = "Settings: every command also takes the shared settings (--ledger, --mailer, \
+--queue-url and the rest), as flags or environment variables: `order-confirmation --help` lists them, \
+as does `order-confirmation man`, with the exit codes.";
+
+/// The command line as parsed. The shared settings are global (a flag works after any
+/// subcommand); each subcommand gets its own hidden copy of them, so its `--help` shows its own
+/// options and points to the top-level list. clap copies a global argument only into a
+/// subcommand that lacks one of the same id, and hands a value given after the subcommand up to
+/// the top level as it does for its own copies.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let shared: Vec<clap::Arg> = command.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
+    let names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+    for name in names {
+        command = command.mut_subcommand(name, |sub| {
+            shared
+                .iter()
+                .fold(sub, |sub, arg| sub.arg(arg.clone().global(false).hide(true)))
+                .after_help(SHARED_SETTINGS_HELP)
+        });
+    }
+    command
 }
 
 /// `--version`: the crate's version and the commit the binary was built from.
@@ -134,8 +222,12 @@ impl Cli {
     /// except that a bad value from an environment variable is reported under the variable's name
     /// (clap names the flag, which the user never typed) and without the value.
     pub fn parse_or_exit() -> Self {
-        use clap::Parser;
-        match Self::try_parse() {
+        use clap::FromArgMatches;
+        let command = command();
+        let parsed = command.clone().try_get_matches().and_then(|matches| {
+            Ok(Self { typed: TypedFlags::of(&command, &matches), ..Self::from_arg_matches(&matches)? })
+        });
+        match parsed {
             Ok(cli) => cli,
             Err(e) => match from_environment(&e) {
                 Some(message) => {
@@ -173,23 +265,11 @@ fn needs_aws(config: &crate::config::Config) -> bool {
 
 /// Runs the parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let config = cli.settings.validate(Mode::Local)?;
-    if let crate::config::LedgerChoice::Sqlite { path } = &config.ledger {
-        let data_api = [
-            ("DB_CLUSTER_ARN", &cli.settings.db_cluster_arn),
-            ("DB_SECRET_ARN", &cli.settings.db_secret_arn),
-            ("DB_NAME", &cli.settings.db_name),
-        ];
-        if let Some((setting, _)) = data_api.iter().find(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty())) {
-            // Settings for the Data API beside a SQLite ledger: reading .local/ledger.db while
-            // the person meant production would report the wrong ledger without a word.
-            return Err(usage(format!(
-                "configuration: {setting} is set but the ledger is sqlite:{}: set LEDGER=data-api to use the Data \
-                 API, or unset {setting}",
-                path.display()
-            )));
-        }
+    // Generated from the command line's definition alone: no setting needs to be valid for them.
+    if let Command::Completions { .. } | Command::Man = &cli.command {
+        return generated(&cli.command);
     }
+    let config = cli.settings.validate(Mode::Local).map_err(|e| cli.typed.name_in(e))?;
     if needs_aws(&config)
         && !matches!(cli.command, Command::Config)
         && crate::aws::sdk_config().await.region().is_none()
@@ -205,11 +285,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     crate::metrics::configure(&config.metric_names);
     match &cli.command {
         Command::Config => {
-            let mut printed = serde_json::to_value(&config)?;
+            let mut printed = cli.settings.printed(&config);
             // With SES as the mailer, the account's quota as GetAccount reads it now, beside the
             // rates the limiter starts from (an error, if any, instead of the quota).
             if let Some(report) = app::ses_quota_report(&config, None).await {
-                printed["ses_send_quota"] = serde_json::to_value(report)?;
+                printed.add("ses_send_quota", serde_json::to_value(report)?);
             }
             emit(format_args!("{}\n", serde_json::to_string_pretty(&printed)?))?;
             Ok(0)
@@ -233,5 +313,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Park(args) => park::run(&config, args).await,
         Command::Reconcile => reconcile::run(&config).await,
         Command::Status(args) => status::run(&config, args).await,
+        Command::Completions { .. } | Command::Man => generated(&cli.command),
     }
+}
+
+/// `completions` and `man`: printed from the full definition (settings included, so a setting
+/// completes after any subcommand); other commands print nothing here.
+fn generated(command: &Command) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "order-confirmation", &mut out)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut out).context("writing the manual page")?,
+        _ => {}
+    }
+    let mut text = String::from_utf8_lossy(&out).into_owned();
+    if let Command::Completions { shell: clap_complete::Shell::Bash } = command {
+        // clap_complete 4.6 names the subcommands' cases `order__subcmd__confirmation__subcmd__X`
+        // (the `-` in the binary's name read as a subcommand separator) but looks them up as
+        // `order__confirmation__subcmd__X`, so nothing after a subcommand would complete.
+        // `completions_complete_subcommands_and_settings_in_bash…` runs the script in bash.
+        text = text.replace("order__subcmd__confirmation", "order__confirmation");
+    }
+    emit(text)?;
+    Ok(0)
 }

@@ -163,6 +163,12 @@ macro_rules! settings {
         }
 
         impl Settings {
+            /// Every setting under its variable's name, as given (flag, environment or default),
+            /// in the table's order: what `config` prints.
+            fn given(&self) -> Vec<(&'static str, serde_json::Value)> {
+                vec![$((stringify!($name), serde_json::to_value(&self.$field).unwrap_or_default()),)*]
+            }
+
             /// Every setting with bounds, within them, in the table's order.
             pub(super) fn within_bounds(&self) -> Result<(), ConfigError> {
                 $($(within(stringify!($name), &self.$field, bound::<$ty>($low), bound::<$ty>($high), None $(.or(Some($why)))?)?;)?)*
@@ -172,6 +178,55 @@ macro_rules! settings {
     };
 }
 crate::defaults::every_setting!(settings);
+
+impl Settings {
+    /// What `config` prints: every setting under its variable's name with the value in the unit
+    /// the setting takes (`PAYLOAD_RETENTION_DAYS: 30`, not seconds), with the local defaults
+    /// `config` resolved (`LEDGER`, `MAILER`, `SENDER_ADDRESS`) and `DB_SECRET_ARN` masked.
+    pub fn printed(&self, config: &Config) -> Printed {
+        let mut printed = Printed(self.given());
+        let ledger = match &config.ledger {
+            LedgerChoice::Sqlite { path } => format!("sqlite:{}", path.display()),
+            LedgerChoice::DataApi(_) => "data-api".to_owned(),
+        };
+        let mailer = match &config.mailer {
+            MailerChoice::Outbox { dir } => format!("outbox:{}", dir.display()),
+            MailerChoice::Ses => "ses".to_owned(),
+        };
+        printed.set("LEDGER", ledger.into());
+        printed.set("MAILER", mailer.into());
+        printed.set("SENDER_ADDRESS", config.sender_address.clone().into());
+        if let Some(secret) = self.db_secret_arn.as_deref().filter(|s| !s.trim().is_empty()) {
+            let masked = crate::serde_helpers::masked(secret, serde_json::value::Serializer);
+            printed.set("DB_SECRET_ARN", masked.unwrap_or_default());
+        }
+        printed
+    }
+}
+
+/// The settings as `config` prints them: a JSON object in the table's order (the order of
+/// `--help` and the README's table), which a map would sort.
+#[derive(Debug)]
+pub struct Printed(Vec<(&'static str, serde_json::Value)>);
+
+impl Printed {
+    /// A key beside the settings' (after them), e.g. what SES says of the account's quota.
+    pub fn add(&mut self, name: &'static str, value: serde_json::Value) {
+        self.0.push((name, value));
+    }
+
+    fn set(&mut self, name: &str, value: serde_json::Value) {
+        if let Some((_, old)) = self.0.iter_mut().find(|(n, _)| *n == name) {
+            *old = value;
+        }
+    }
+}
+
+impl Serialize for Printed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(name, value)| (name, value)))
+    }
+}
 
 /// The settings alone, as the Lambda entry reads them.
 #[derive(clap::Parser)]

@@ -35,6 +35,39 @@ fn data_api_and_ses_require_their_settings() {
 }
 
 #[test]
+fn data_api_settings_beside_a_sqlite_ledger_are_refused_by_validation_in_every_mode() {
+    for (setting, settings) in [
+        (
+            "DB_CLUSTER_ARN",
+            Settings { db_cluster_arn: Some("arn:aws:rds:us-east-1:1:cluster:c".into()), ..Default::default() },
+        ),
+        (
+            "DB_SECRET_ARN",
+            Settings {
+                db_secret_arn: Some("arn:aws:secretsmanager:us-east-1:1:secret:s".into()),
+                ..Default::default()
+            },
+        ),
+        ("DB_NAME", Settings { db_name: Some("orders".into()), ..Default::default() }),
+    ] {
+        let local = settings.validate(Mode::Local).unwrap_err();
+        assert_eq!(local.setting, setting);
+        assert_eq!(
+            local.to_string(),
+            format!(
+                "configuration: {setting} is set but the ledger is sqlite:.local/ledger.db: set LEDGER=data-api to use \
+                 the Data API, or unset {setting}"
+            )
+        );
+        let lambda =
+            Settings { ledger: Some("sqlite:/tmp/l.db".into()), mailer: Some("outbox:/tmp/o".into()), ..settings };
+        assert_eq!(lambda.validate(Mode::Lambda).unwrap_err().setting, setting);
+    }
+    let blank = Settings { db_name: Some("  ".into()), ..Default::default() };
+    assert!(blank.validate(Mode::Local).is_ok(), "an empty setting is an unset one");
+}
+
+#[test]
 fn wrong_values_name_the_setting() {
     let cases = [
         (Settings { ledger: Some("postgres".into()), ..Default::default() }, "LEDGER"),
@@ -156,8 +189,14 @@ fn config_shows_every_setting() {
     // The base with one flag replaced (or added).
     let shown = |flag: Option<&str>| {
         let name = flag.map(|f| f.split('=').next().unwrap_or_default().to_owned() + "=");
-        let mut args: Vec<&str> =
-            base.iter().copied().filter(|a| name.as_ref().is_none_or(|n| !a.starts_with(n.as_str()))).collect();
+        // A SQLite ledger beside Data API settings is refused, so it goes without them.
+        let sqlite = flag.is_some_and(|f| f.starts_with("--ledger=sqlite:"));
+        let mut args: Vec<&str> = base
+            .iter()
+            .copied()
+            .filter(|a| name.as_ref().is_none_or(|n| !a.starts_with(n.as_str())))
+            .filter(|a| !(sqlite && a.starts_with("--db-")))
+            .collect();
         args.extend(flag);
         let config = parsed(&args).unwrap().validate(Mode::Local).unwrap();
         serde_json::to_value(config).unwrap()

@@ -153,7 +153,10 @@ impl Settings {
                 secret_arn: required("DB_SECRET_ARN", &self.db_secret_arn, "the data-api ledger needs it")?,
                 database: required("DB_NAME", &self.db_name, "the data-api ledger needs it")?,
             }),
-            LedgerKind::Sqlite(path) => LedgerChoice::Sqlite { path },
+            LedgerKind::Sqlite(path) => {
+                self.no_data_api_target_beside(&path)?;
+                LedgerChoice::Sqlite { path }
+            }
         };
         for (setting, value) in [("DB_CLUSTER_ARN", &self.db_cluster_arn), ("DB_SECRET_ARN", &self.db_secret_arn)] {
             if let Some(v) = value.as_deref().filter(|v| !v.is_empty())
@@ -177,6 +180,27 @@ impl Settings {
         Ok((ledger, mailer, sender_address))
     }
 
+    /// Settings for the Data API beside a SQLite ledger are a mistake, not something to ignore:
+    /// reading `.local/ledger.db` while the person meant production would report the wrong
+    /// ledger without a word.
+    fn no_data_api_target_beside(&self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let data_api = [
+            ("DB_CLUSTER_ARN", &self.db_cluster_arn),
+            ("DB_SECRET_ARN", &self.db_secret_arn),
+            ("DB_NAME", &self.db_name),
+        ];
+        match data_api.iter().find(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty())) {
+            Some((setting, _)) => Err(err(
+                setting,
+                format!(
+                    "is set but the ledger is sqlite:{}: set LEDGER=data-api to use the Data API, or unset {setting}",
+                    path.display()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// This instance's starting share of the SES rate and the account's rate.
     fn send_rates(&self) -> Result<(Option<f64>, Option<f64>), ConfigError> {
         let positive = |setting: &'static str, value: Option<f64>| match value {
@@ -188,7 +212,10 @@ impl Settings {
         let account_rate = positive("SES_ACCOUNT_MAX_SEND_RATE", self.ses_account_max_send_rate)?;
         let ses_max_send_rate = match (positive("SES_MAX_SEND_RATE", self.ses_max_send_rate)?, account_rate) {
             (Some(share), Some(account)) if account < share => {
-                return Err(err("SES_ACCOUNT_MAX_SEND_RATE", "must be at least SES_MAX_SEND_RATE"));
+                return Err(err(
+                    "SES_ACCOUNT_MAX_SEND_RATE",
+                    format!("({account}) must be at least SES_MAX_SEND_RATE ({share})"),
+                ));
             }
             (Some(share), _) => Some(share),
             (None, Some(account)) => match self.ses_senders {
@@ -212,7 +239,13 @@ impl Settings {
         let invocation_timeout = Duration::from_secs(self.invocation_timeout_seconds);
         let safety_margin = Duration::from_secs(self.safety_margin_seconds);
         if safety_margin >= invocation_timeout {
-            return Err(err("SAFETY_MARGIN_SECONDS", "must be less than INVOCATION_TIMEOUT_SECONDS"));
+            return Err(err(
+                "SAFETY_MARGIN_SECONDS",
+                format!(
+                    "({}) must be less than INVOCATION_TIMEOUT_SECONDS ({})",
+                    self.safety_margin_seconds, self.invocation_timeout_seconds
+                ),
+            ));
         }
         let send_timeout = Duration::from_secs(self.send_timeout_seconds);
         Ok((send_timeout, self.high_priority_reserve, self.send_concurrency, invocation_timeout, safety_margin))
@@ -227,7 +260,13 @@ impl Settings {
             max_receive_count: self.max_receive_count,
         };
         if backoff.base.is_zero() || backoff.base > backoff.cap {
-            return Err(err("BACKOFF_BASE_SECONDS", "must be at least 1 and at most BACKOFF_CAP_SECONDS"));
+            return Err(err(
+                "BACKOFF_BASE_SECONDS",
+                format!(
+                    "({}) must be at least 1 and at most BACKOFF_CAP_SECONDS ({})",
+                    self.backoff_base_seconds, self.backoff_cap_seconds
+                ),
+            ));
         }
         Ok(backoff)
     }
@@ -236,7 +275,10 @@ impl Settings {
     fn reconcile(&self) -> Result<crate::reconcile::ReconcileSettings, ConfigError> {
         let (payload_days, horizon_days) = (self.payload_retention_days, self.ledger_horizon_days);
         if horizon_days < payload_days {
-            return Err(err("LEDGER_HORIZON_DAYS", "must be at least PAYLOAD_RETENTION_DAYS"));
+            return Err(err(
+                "LEDGER_HORIZON_DAYS",
+                format!("({horizon_days}) must be at least PAYLOAD_RETENTION_DAYS ({payload_days})"),
+            ));
         }
         Ok(crate::reconcile::ReconcileSettings {
             failed_for: Duration::from_secs(self.reconcile_failed_after_seconds),
