@@ -383,6 +383,9 @@ impl Rig {
     }
 }
 
+/// The share of events that reach the events queue only after the takeovers' wait.
+const LATE_EVENT_SHARE: f64 = 0.1;
+
 /// One mail SES accepted, and how many of its events reached the events queue.
 struct MailEvents {
     order_id: String,
@@ -392,7 +395,8 @@ struct MailEvents {
 
 /// SES's event publishing for the run: every mail SES accepts becomes its Send and its Delivery
 /// event (with the mail's tags) on the events queue, each about `send_event_delay` later (half to
-/// one and a half times it, so a Delivery often arrives before its Send), each lost with the
+/// one and a half times it, so a Delivery often arrives before its Send; one in ten only after the
+/// takeovers' `send_event_wait`, plus 1 to 4 s), each lost with the
 /// probability `event_loss`, as SES → EventBridge → SQS delivers them; the workers apply them from
 /// there. Returns the count of Send events published; `mails` gets every accepted mail.
 fn publish_send_events(
@@ -405,7 +409,7 @@ fn publish_send_events(
     let published = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut witness = s.ses_proxy.witness_sends();
     let (client, url, count) = (moto.client.clone(), events_url.to_owned(), published.clone());
-    let (delay, loss, mails) = (p.send_event_delay, p.event_loss, mails.clone());
+    let (delay, wait, loss, mails) = (p.send_event_delay, p.send_event_wait, p.event_loss, mails.clone());
     tokio::spawn(async move {
         while let Some(sent) = witness.recv().await {
             let index = {
@@ -420,8 +424,15 @@ fn publish_send_events(
                 }
                 let (client, url, count, mails, sent) =
                     (client.clone(), url.clone(), count.clone(), mails.clone(), sent.clone());
+                // One event in ten comes after the takeovers' wait (EventBridge gives no latency
+                // guarantee): the extra mails they cause are the ones the service can count.
+                let after = if rand::random_bool(LATE_EVENT_SHARE) {
+                    wait + Duration::from_secs_f64(rand::random_range(1.0..4.0))
+                } else {
+                    delay.mul_f64(rand::random_range(0.5..1.5))
+                };
                 tokio::spawn(async move {
-                    tokio::time::sleep(delay.mul_f64(rand::random_range(0.5..1.5))).await;
+                    tokio::time::sleep(after).await;
                     let body = support::ses_events::event_body(&sent, event_type);
                     if client.send_message().queue_url(&url).message_body(body).send().await.is_ok() {
                         mails.lock().unwrap()[index].events += 1;
@@ -439,7 +450,7 @@ fn publish_send_events(
 /// After the run (reconcile's re-sends included), the events still on their way are published and
 /// applied: one more `consume` on the events queue alone, until it is idle.
 async fn settle_events(rig: &Rig, p: &SoakParams) {
-    tokio::time::sleep(p.send_event_delay.mul_f64(1.5) + Duration::from_millis(500)).await;
+    tokio::time::sleep(p.send_event_wait + Duration::from_secs(5)).await;
     let out = |kind: &str| std::fs::File::create(rig.dir.path().join(format!("events-final.{kind}"))).expect("log");
     let mut c = rig.binary();
     c.env("QUEUE_URLS", &rig.events.url)
@@ -718,12 +729,6 @@ impl SoakReport {
                 d.with_an_event, d.in_ledger, emf_duplicates, d.disagreeing
             ));
         }
-        if d.observed != self.extra_mails {
-            v.push(format!(
-                "{} extra mails at the emulator, {} seen by the event publisher",
-                self.extra_mails, d.observed
-            ));
-        }
         if self.extra_mails > 0 && self.kills == 0 && self.emf.get("UnrecordedSend").copied().unwrap_or(0.0) == 0.0 {
             v.push(format!("{} extra mails without a kill or an unrecorded send", self.extra_mails));
         }
@@ -810,8 +815,8 @@ impl fmt::Display for SoakReport {
         let d = &self.duplicates;
         writeln!(
             f,
-            "duplicates       {} extra mails at the SES emulator: {} known by an event or the record ({:.0} % of events lost, \
-             Delivery and Send in any order), {} without any; counted by the service from SES's events: \
+            "duplicates       {} extra mails the event publisher saw SES accept: {} known by an event or the record ({:.0} % of events lost, \
+             Delivery and Send in any order, 10 % after the takeovers' wait), {} without any; counted by the service from SES's events: \
              DuplicateMailed {}, in the ledger {}",
             d.observed,
             d.with_an_event,
