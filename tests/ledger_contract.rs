@@ -608,6 +608,26 @@ pub async fn redelivered_and_out_of_order_events_converge_on_the_same_state(l: A
     assert!(details.iter().all(|d| *d == details[0]), "the same bounce is kept whatever the order: {details:?}");
 }
 
+pub async fn of_two_events_of_equal_rank_or_time_the_first_applied_stays(l: Arc<dyn LedgerOps>) {
+    // Unrecorded, so every mail's events may set the state; two Send events stamped alike.
+    token(&l.claim(&[req("EQ1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let mut first = ev(Some("EQ1"), "m-eq", state(DeliveryState::Bounced), 1);
+    first.detail = "first".into();
+    let mut second = ev(Some("EQ1"), "m-eq", state(DeliveryState::Bounced), 2);
+    second.detail = "second".into();
+    l.apply_delivery_events(&[first]).await.unwrap();
+    l.apply_delivery_events(&[second]).await.unwrap();
+    l.apply_delivery_events(&[ev(Some("EQ1"), "m-eq", Effect::Send, 5)]).await.unwrap();
+    l.apply_delivery_events(&[ev(Some("EQ1"), "m-eq-2", Effect::Send, 5)]).await.unwrap();
+    let st = state_of(&l, "EQ1").await;
+    assert_eq!(st.delivery.detail.as_deref(), Some("first"), "an equal rank does not replace the state");
+    assert_eq!(
+        st.delivery.send_event.map(|s| s.message_id).as_deref(),
+        Some("m-eq"),
+        "an equally late Send event does not replace the kept one"
+    );
+}
+
 pub async fn events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch(l: Arc<dyn LedgerOps>) {
     sent(&l, &["E5"], Priority::Normal).await;
     let matches = l
@@ -966,6 +986,7 @@ macro_rules! ledger_contract_tests {
             a_claim_and_a_takeover_find_the_send_event_of_an_earlier_claims_mail,
             delivery_stats_count_each_state_per_priority_and_the_bounce_rate,
             retention_keeps_the_payload_of_an_order_sent_within_the_retention_period,
+            of_two_events_of_equal_rank_or_time_the_first_applied_stays,
             a_second_mail_of_a_sent_order_is_recorded_and_reported_once_however_often_its_events_come,
             two_mails_of_an_unrecorded_order_are_one_duplicate_whatever_order_their_events_come_in,
             a_lost_send_event_leaves_the_delivery_as_the_witness_and_the_duplicate_is_still_counted,

@@ -661,6 +661,10 @@ impl LedgerOps for SqliteLedger {
     }
 }
 
+/// An event's order as [`apply_delivery_events`] reads it: id, priority, delivery state, Send
+/// event time, recorded SES message id.
+type TargetRow = (String, String, Option<String>, Option<i64>, Option<String>);
+
 /// The SQLite side of [`Ledger::apply_delivery_events`]: one transaction, the events in input
 /// order, each fenced against the row as the previous ones left it (the same result as the
 /// PostgreSQL statement, which ranks the batch's events per order first).
@@ -708,7 +712,7 @@ fn apply_delivery_events(conn: &mut Connection, events: &[DeliveryEvent]) -> Res
                 continue;
             }
         };
-        let target: Option<(String, String, Option<String>, Option<i64>, Option<String>)> = tx
+        let target: Option<TargetRow> = tx
             .query_row(
                 "SELECT order_id, priority, delivery_state, send_event_at, ses_message_id \
                  FROM order_confirmations WHERE order_id = ?1",
