@@ -328,7 +328,7 @@ impl VisibilityBackoff {
                     EventOutcome::LedgerUnavailable { error } => {
                         RecordOutcome::TransientFailure { reason: error.clone() }
                     }
-                    EventOutcome::Applied | EventOutcome::Unknown => return None,
+                    EventOutcome::Applied | EventOutcome::Unknown | EventOutcome::Contradiction { .. } => return None,
                 };
                 Some((i, record, outcome, receive_count(record)))
             })

@@ -53,6 +53,7 @@ pub async fn handle(ledger: &dyn LedgerOps, event: &SqsEvent) -> EventBatchRepor
                 order_id: None,
                 priority: None,
                 delivery_state: None,
+                duplicate_mail: false,
                 outcome: EventOutcome::Applied,
             };
             match parsed {
@@ -72,12 +73,16 @@ pub async fn handle(ledger: &dyn LedgerOps, event: &SqsEvent) -> EventBatchRepor
                         Effect::Send => None,
                     };
                     report.outcome = match matches.as_mut().map(Iterator::next) {
-                        Ok(Some(EventMatch::Order { order_id, priority })) => {
+                        Ok(Some(EventMatch::Order { order_id, priority, duplicate })) => {
                             report.order_id = Some(order_id.to_string());
                             report.priority = Some(priority);
+                            report.duplicate_mail = duplicate;
                             EventOutcome::Applied
                         }
                         Ok(Some(EventMatch::Unknown)) => EventOutcome::Unknown,
+                        Ok(Some(EventMatch::Contradiction)) => {
+                            EventOutcome::Contradiction { rule: crate::ledger::CONTRADICTION_RULE }
+                        }
                         Ok(None) => EventOutcome::LedgerUnavailable { error: "no answer for this event".to_owned() },
                         Err(error) => EventOutcome::LedgerUnavailable { error: error.clone() },
                     };
@@ -95,6 +100,15 @@ fn log_record(r: &EventRecordReport) {
     let order_id = r.order_id.as_deref().unwrap_or("-");
     let priority = r.priority.map_or("-", Priority::as_str);
     let state = r.delivery_state.map_or("-", DeliveryState::as_str);
+    if r.duplicate_mail {
+        tracing::warn!(
+            message_id,
+            event_type = r.event_type,
+            order_id,
+            priority,
+            "duplicate mail: SES accepted a second mail for this order (its first event seen now)"
+        );
+    }
     match &r.outcome {
         EventOutcome::Applied => tracing::info!(
             message_id,
@@ -112,6 +126,14 @@ fn log_record(r: &EventRecordReport) {
             delivery_state = state,
             outcome = "unknown",
             "delivery event for an order the ledger does not hold"
+        ),
+        EventOutcome::Contradiction { rule } => tracing::warn!(
+            message_id,
+            event_type = r.event_type,
+            order_id,
+            outcome = "contradiction",
+            reason = rule,
+            "delivery event applied to no order"
         ),
         EventOutcome::Invalid { rule } => {
             tracing::warn!(message_id, outcome = "invalid", reason = %rule, "delivery event refused")

@@ -175,13 +175,14 @@ pub fn render_table(stats: &LedgerStats) -> String {
 
 /// The delivery table: per priority, the orders sent in the last 24 hours by what SES said about
 /// their mail (`not_delivered`: refused by SES or not rendered; `unknown`: no event yet), and the
-/// bounce rate (hard bounces over sends).
+/// bounce rate (hard bounces over sends), and the extra mails SES accepted (duplicates first seen in
+/// the last 24 hours, counted from SES's events).
 pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
     use crate::ses_event::DeliveryState as D;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>11}",
+        "\n{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>10} {:>11}",
         "priority",
         "sent_24h",
         "delivered",
@@ -191,6 +192,7 @@ pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
         "complained",
         "not_delivered",
         "unknown",
+        "duplicates",
         "bounce_rate"
     );
     // Across priorities, like the status table's total row; the rate over all sends.
@@ -202,16 +204,17 @@ pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
     }
     let sent: u64 = delivery.iter().map(|p| p.sent).sum();
     let total_rate = (sent > 0).then(|| total.get(&D::Bounced.into()).copied().unwrap_or(0) as f64 / sent as f64);
+    let duplicates: u64 = delivery.iter().map(|p| p.duplicates).sum();
     let rows = delivery
         .iter()
-        .map(|p| (p.priority.as_str(), p.sent, &p.by_state, p.bounce_rate))
-        .chain([("total", sent, &total, total_rate)]);
-    for (priority, sent, by_state, bounce_rate) in rows {
+        .map(|p| (p.priority.as_str(), p.sent, &p.by_state, p.duplicates, p.bounce_rate))
+        .chain([("total", sent, &total, duplicates, total_rate)]);
+    for (priority, sent, by_state, duplicates, bounce_rate) in rows {
         let n = |s: D| by_state.get(&s.into()).copied().unwrap_or(0);
         let rate = bounce_rate.map_or_else(|| "-".to_owned(), |r| format!("{:.2}%", r * 100.0));
         let _ = writeln!(
             out,
-            "{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>11}",
+            "{:<8} {:>8} {:>9} {:>7} {:>7} {:>12} {:>10} {:>13} {:>7} {:>10} {:>11}",
             priority,
             sent,
             n(D::Delivered),
@@ -221,6 +224,7 @@ pub fn render_delivery(delivery: &[DeliveryStats]) -> String {
             n(D::Complained),
             n(D::Rejected) + n(D::RenderingFailed),
             by_state.get(&DeliveryBucket::Unknown).copied().unwrap_or(0),
+            duplicates,
             rate,
         );
     }
@@ -254,6 +258,9 @@ pub fn render_order(s: &OrderState) -> String {
     if let Some(send) = &s.delivery.send_event {
         let token = send.claim_token.map_or_else(|| "-".to_owned(), |t| t.to_string());
         lines.push(("send_event", format!("{} (claim {token}) at {}", send.message_id, time(Some(send.at)))));
+    }
+    if !s.delivery.duplicate_message_ids.is_empty() {
+        lines.push(("duplicate_mails", s.delivery.duplicate_message_ids.join(" ")));
     }
     if s.parked_at.is_some() {
         lines.push(("parked_at", time(s.parked_at)));

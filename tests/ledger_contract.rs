@@ -626,7 +626,7 @@ pub async fn redelivered_and_out_of_order_events_converge_on_the_same_state(l: A
     assert_eq!(matches.len(), 6);
     assert!(
         matches.iter().all(
-            |m| matches!(m, EventMatch::Order { order_id, priority: Priority::High } if order_id.as_str() == "E3")
+            |m| matches!(m, EventMatch::Order { order_id, priority: Priority::High, duplicate: false } if order_id.as_str() == "E3")
         )
     );
     l.apply_delivery_events(&timeline("E4")).await.unwrap();
@@ -638,6 +638,26 @@ pub async fn redelivered_and_out_of_order_events_converge_on_the_same_state(l: A
         details.push((st.delivery.detail, st.delivery.at));
     }
     assert!(details.iter().all(|d| *d == details[0]), "the same bounce is kept whatever the order: {details:?}");
+}
+
+pub async fn of_two_events_of_equal_rank_or_time_the_first_applied_stays(l: Arc<dyn LedgerOps>) {
+    // Unrecorded, so every mail's events may set the state; two Send events stamped alike.
+    token(&l.claim(&[req("EQ1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    let mut first = ev(Some("EQ1"), "m-eq", state(DeliveryState::Bounced), 1);
+    first.detail = "first".into();
+    let mut second = ev(Some("EQ1"), "m-eq", state(DeliveryState::Bounced), 2);
+    second.detail = "second".into();
+    l.apply_delivery_events(&[first]).await.unwrap();
+    l.apply_delivery_events(&[second]).await.unwrap();
+    l.apply_delivery_events(&[ev(Some("EQ1"), "m-eq", Effect::Send, 5)]).await.unwrap();
+    l.apply_delivery_events(&[ev(Some("EQ1"), "m-eq-2", Effect::Send, 5)]).await.unwrap();
+    let st = state_of(&l, "EQ1").await;
+    assert_eq!(st.delivery.detail.as_deref(), Some("first"), "an equal rank does not replace the state");
+    assert_eq!(
+        st.delivery.send_event.map(|s| s.message_id).as_deref(),
+        Some("m-eq"),
+        "an equally late Send event does not replace the kept one"
+    );
 }
 
 pub async fn events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch(l: Arc<dyn LedgerOps>) {
@@ -655,7 +675,7 @@ pub async fn events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch(
         vec![
             EventMatch::Unknown,
             EventMatch::Unknown,
-            EventMatch::Order { order_id: OrderId::parse("E5").unwrap(), priority: Priority::Normal }
+            EventMatch::Order { order_id: OrderId::parse("E5").unwrap(), priority: Priority::Normal, duplicate: false }
         ]
     );
     assert!(l.order_state(&OrderId::parse("NOPE-1").unwrap()).await.unwrap().is_none(), "no row is created");
@@ -762,6 +782,208 @@ pub async fn delivery_stats_count_each_state_per_priority_and_the_bounce_rate(l:
     );
 }
 
+pub async fn retention_keeps_the_payload_of_an_order_sent_within_the_retention_period(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["RK1", "RK2"], Priority::Normal).await;
+    let (hour, day) = (Duration::from_secs(3600), Duration::from_secs(86_400));
+    let step = l.retain(hour, day, 100).await.unwrap();
+    assert_eq!((step.payloads_removed, step.rows_deleted), (0, 0), "sent just now: inside both periods");
+    for id in ["RK1", "RK2"] {
+        let st = l.order_state(&OrderId::parse(id).unwrap()).await.unwrap().unwrap();
+        assert_eq!((st.status, st.payload_removed_at), (Status::Sent, None), "{id} keeps its payload");
+    }
+}
+
+/// Whether `m` placed its event on `id`, and whether it reported a duplicate mail.
+fn placed(m: &EventMatch) -> Option<(&str, bool)> {
+    match m {
+        EventMatch::Order { order_id, duplicate, .. } => Some((order_id.as_str(), *duplicate)),
+        _ => None,
+    }
+}
+
+async fn state_of(l: &Arc<dyn LedgerOps>, id: &str) -> order_confirmation::ledger::OrderState {
+    l.order_state(&OrderId::parse(id).unwrap()).await.unwrap().unwrap()
+}
+
+async fn duplicates_in_stats(l: &Arc<dyn LedgerOps>, priority: Priority) -> u64 {
+    l.delivery_stats().await.unwrap().iter().find(|p| p.priority == priority).unwrap().duplicates
+}
+
+pub async fn a_second_mail_of_a_sent_order_is_recorded_and_reported_once_however_often_its_events_come(
+    l: Arc<dyn LedgerOps>,
+) {
+    sent(&l, &["DM1"], Priority::High).await;
+    // The order's own mail: its Send and Delivery, each delivered twice, are no duplicate.
+    let own = [ev(Some("DM1"), "m-DM1", Effect::Send, 1), ev(Some("DM1"), "m-DM1", state(DeliveryState::Delivered), 2)];
+    for _ in 0..2 {
+        let m = l.apply_delivery_events(&own).await.unwrap();
+        assert_eq!(m.iter().map(placed).collect::<Vec<_>>(), vec![Some(("DM1", false)); 2]);
+    }
+    // A second mail SES accepted: its first event reports it, once, whichever batch redelivers it.
+    let extra_send = ev(Some("DM1"), "m-DM1-extra", Effect::Send, 3);
+    let extra_bounce = ev(Some("DM1"), "m-DM1-extra", state(DeliveryState::Bounced), 4);
+    let m = l.apply_delivery_events(&[extra_send.clone(), extra_bounce.clone(), extra_send.clone()]).await.unwrap();
+    assert_eq!(
+        m.iter().map(placed).collect::<Vec<_>>(),
+        vec![Some(("DM1", true)), Some(("DM1", false)), Some(("DM1", false))]
+    );
+    let m = l.apply_delivery_events(&[extra_bounce, extra_send]).await.unwrap();
+    assert_eq!(m.iter().map(placed).collect::<Vec<_>>(), vec![Some(("DM1", false)); 2], "redelivered: not again");
+    let st = state_of(&l, "DM1").await;
+    assert_eq!(st.delivery.duplicate_message_ids, vec!["m-DM1-extra".to_owned()]);
+    assert_eq!(st.ses_message_id.as_deref(), Some("m-DM1"), "the order's mail stays the recorded one");
+    assert_eq!(
+        (st.delivery.state, st.customer_status),
+        (Some(DeliveryState::Delivered), CustomerStatus::Confirmed),
+        "the extra mail's bounce says nothing about the order's own mail"
+    );
+    assert_eq!(
+        (duplicates_in_stats(&l, Priority::High).await, duplicates_in_stats(&l, Priority::Normal).await),
+        (1, 0)
+    );
+    // A third mail is one more.
+    let m =
+        l.apply_delivery_events(&[ev(Some("DM1"), "m-DM1-third", state(DeliveryState::Delivered), 5)]).await.unwrap();
+    assert_eq!(placed(&m[0]), Some(("DM1", true)));
+    assert_eq!(state_of(&l, "DM1").await.delivery.duplicate_message_ids.len(), 2);
+    assert_eq!(duplicates_in_stats(&l, Priority::High).await, 2);
+}
+
+pub async fn two_mails_of_an_unrecorded_order_are_one_duplicate_whatever_order_their_events_come_in(
+    l: Arc<dyn LedgerOps>,
+) {
+    // Claimed, never recorded: the holder died; SES accepted its mail and a takeover's.
+    token(&l.claim(&[req("DM2", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    // The first mail's Delivery arrives before its Send; then the second mail's Delivery and Send,
+    // in one batch with a redelivery of the first's Send.
+    let m = l.apply_delivery_events(&[ev(Some("DM2"), "m-a", state(DeliveryState::Delivered), 2)]).await.unwrap();
+    assert_eq!(placed(&m[0]), Some(("DM2", false)), "one mail is no duplicate");
+    let m = l
+        .apply_delivery_events(&[
+            ev(Some("DM2"), "m-a", Effect::Send, 1),
+            ev(Some("DM2"), "m-b", state(DeliveryState::Delivered), 4),
+            ev(Some("DM2"), "m-b", Effect::Send, 3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        m.iter().map(placed).collect::<Vec<_>>(),
+        vec![Some(("DM2", false)), Some(("DM2", true)), Some(("DM2", false))]
+    );
+    assert_eq!(state_of(&l, "DM2").await.delivery.duplicate_message_ids, vec!["m-b".to_owned()]);
+    assert_eq!(duplicates_in_stats(&l, Priority::Normal).await, 1, "counted by when it was seen, sent or not");
+}
+
+pub async fn a_lost_send_event_leaves_the_delivery_as_the_witness_and_the_duplicate_is_still_counted(
+    l: Arc<dyn LedgerOps>,
+) {
+    let id = OrderId::parse("DM3").unwrap();
+    let dead = token(&l.claim(&[req("DM3", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
+    // SES lost the dead holder's Send event; its Delivery arrives.
+    let mut delivery = ev(Some("DM3"), "m-dead", state(DeliveryState::Delivered), 2);
+    delivery.claim_token = Some(dead);
+    l.apply_delivery_events(&[delivery]).await.unwrap();
+    let other = uuid::Uuid::new_v4();
+    assert_eq!(
+        l.sent_earlier(&[(id.clone(), other), (id.clone(), dead)]).await.unwrap(),
+        vec![Some("m-dead".to_owned()), None],
+        "any event of another claim's mail is the witness; the holder's own mail is not an earlier one"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = l.claim(&[req("DM3", "h", Priority::Normal)], LEASE).await.unwrap();
+    let Claim::Claimed { token: t, sent_earlier, .. } = &again[0] else { panic!("expected a takeover: {again:?}") };
+    assert_eq!(sent_earlier.as_deref(), Some("m-dead"), "the claim finds it too");
+
+    // Had the takeover mailed anyway (its wait ended first), its own mail is the recorded one
+    // and the dead holder's the extra: counted when the takeover's mail's first event arrives,
+    // its Send lost as well.
+    l.record(&[rec("DM3", *t, Outcome::Sent { message_id: "m-new".into() })]).await.unwrap();
+    let m = l.apply_delivery_events(&[ev(Some("DM3"), "m-new", state(DeliveryState::Delivered), 5)]).await.unwrap();
+    assert_eq!(placed(&m[0]), Some(("DM3", true)));
+    assert_eq!(state_of(&l, "DM3").await.delivery.duplicate_message_ids, vec!["m-dead".to_owned()]);
+    assert_eq!(duplicates_in_stats(&l, Priority::Normal).await, 1);
+}
+
+pub async fn a_bounce_tagged_with_one_order_but_carrying_anothers_message_id_marks_neither(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["P1", "P7"], Priority::Normal).await;
+    let m = l.apply_delivery_events(&[ev(Some("P7"), "m-P1", state(DeliveryState::Bounced), 1)]).await.unwrap();
+    assert!(!matches!(m[0], EventMatch::Order { .. }), "a contradiction is applied to no order: {m:?}");
+    for id in ["P1", "P7"] {
+        let st = l.order_state(&OrderId::parse(id).unwrap()).await.unwrap().unwrap();
+        assert_eq!((st.delivery.state, st.customer_status), (None, CustomerStatus::Confirmed), "{id}");
+    }
+}
+
+pub async fn a_send_event_tagged_with_one_order_but_carrying_anothers_message_id_is_no_witness(l: Arc<dyn LedgerOps>) {
+    sent(&l, &["M2"], Priority::Normal).await;
+    let dead = token(&l.claim(&[req("M1", "h", Priority::Normal)], Duration::ZERO).await.unwrap()[0]);
+    let mut send = ev(Some("M1"), "m-M2", Effect::Send, 1);
+    send.claim_token = Some(dead);
+    l.apply_delivery_events(&[send]).await.unwrap();
+    let m1 = OrderId::parse("M1").unwrap();
+    assert_eq!(l.sent_earlier(&[(m1.clone(), uuid::Uuid::new_v4())]).await.unwrap(), vec![None]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let again = l.claim(&[req("M1", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(
+        matches!(&again[0], Claim::Claimed { sent_earlier: None, .. }),
+        "M1 must be mailed: the event names M2's mail: {again:?}"
+    );
+}
+
+pub async fn an_untagged_event_for_a_message_id_two_rows_share_is_applied_to_neither_and_fails_nothing(
+    l: Arc<dyn LedgerOps>,
+) {
+    // Two rows sharing one message id (left by an earlier version's contradicting Send event).
+    let reqs = [req("S1", "h", Priority::Normal), req("S2", "h", Priority::Normal)];
+    let tokens: Vec<_> = l.claim(&reqs, LEASE).await.unwrap().iter().map(token).collect();
+    let shared = || Outcome::Sent { message_id: "m-shared".into() };
+    l.record(&[rec("S1", tokens[0], shared()), rec("S2", tokens[1], shared())]).await.unwrap();
+    sent(&l, &["S3"], Priority::Normal).await;
+    let m = l
+        .apply_delivery_events(&[
+            ev(None, "m-shared", state(DeliveryState::Bounced), 1),
+            ev(Some("S3"), "m-S3", state(DeliveryState::Delivered), 1),
+        ])
+        .await
+        .expect("the batch is applied, not failed");
+    assert_eq!(m.len(), 2);
+    assert!(!matches!(m[0], EventMatch::Order { .. }), "{m:?}");
+    assert_eq!(delivery_of(&l, "S3").await.0, Some(DeliveryState::Delivered), "the rest of the batch is applied");
+    for id in ["S1", "S2"] {
+        assert_eq!(delivery_of(&l, id).await.0, None, "{id}: not an arbitrary row");
+    }
+}
+
+pub async fn a_message_id_maps_to_at_most_one_order(l: Arc<dyn LedgerOps>) {
+    token(&l.claim(&[req("Q1", "h", Priority::Normal), req("Q2", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    // One new message id tagged with two orders in one batch, then again in another: the first
+    // keeps it; every other claim on it is a contradiction.
+    let m = l
+        .apply_delivery_events(&[
+            ev(Some("Q1"), "m-q", Effect::Send, 1),
+            ev(Some("Q2"), "m-q", Effect::Send, 1),
+            ev(None, "m-q", state(DeliveryState::Delivered), 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        m,
+        vec![
+            EventMatch::Order { order_id: OrderId::parse("Q1").unwrap(), priority: Priority::Normal, duplicate: false },
+            EventMatch::Contradiction,
+            EventMatch::Order { order_id: OrderId::parse("Q1").unwrap(), priority: Priority::Normal, duplicate: false },
+        ]
+    );
+    let m = l.apply_delivery_events(&[ev(Some("Q2"), "m-q", state(DeliveryState::Bounced), 3)]).await.unwrap();
+    assert_eq!(m, vec![EventMatch::Contradiction]);
+    assert_eq!(delivery_of(&l, "Q2").await.0, None);
+    assert_eq!(state_of(&l, "Q2").await.delivery.send_event, None);
+    assert_eq!(state_of(&l, "Q1").await.delivery.send_event.map(|s| s.message_id).as_deref(), Some("m-q"));
+    // Tagged with an order the ledger does not hold: unknown, as before.
+    let m = l.apply_delivery_events(&[ev(Some("Q-none"), "m-q", Effect::Send, 4)]).await.unwrap();
+    assert_eq!(m, vec![EventMatch::Unknown]);
+}
+
 pub async fn migrate_is_idempotent(l: Arc<dyn LedgerOps>) {
     l.migrate().await.unwrap();
     l.migrate().await.unwrap();
@@ -796,6 +1018,15 @@ macro_rules! ledger_contract_tests {
             the_send_event_is_kept_with_its_claim_token_and_the_latest_one_wins,
             a_claim_and_a_takeover_find_the_send_event_of_an_earlier_claims_mail,
             delivery_stats_count_each_state_per_priority_and_the_bounce_rate,
+            retention_keeps_the_payload_of_an_order_sent_within_the_retention_period,
+            of_two_events_of_equal_rank_or_time_the_first_applied_stays,
+            a_second_mail_of_a_sent_order_is_recorded_and_reported_once_however_often_its_events_come,
+            two_mails_of_an_unrecorded_order_are_one_duplicate_whatever_order_their_events_come_in,
+            a_lost_send_event_leaves_the_delivery_as_the_witness_and_the_duplicate_is_still_counted,
+            a_bounce_tagged_with_one_order_but_carrying_anothers_message_id_marks_neither,
+            a_send_event_tagged_with_one_order_but_carrying_anothers_message_id_is_no_witness,
+            an_untagged_event_for_a_message_id_two_rows_share_is_applied_to_neither_and_fails_nothing,
+            a_message_id_maps_to_at_most_one_order,
             migrate_is_idempotent);
     };
     (@each $make:path; $($case:ident),*) => {

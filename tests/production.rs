@@ -12,7 +12,7 @@ use order_confirmation::mailer::Mailer;
 use order_confirmation::order::{Order, OrderId};
 use order_confirmation::pipeline::{Pipeline, PipelineSettings};
 use order_confirmation::render::Mail;
-use order_confirmation::ses_event::MailTags;
+use order_confirmation::ses_event::{EventType, MailTags};
 use std::sync::Arc;
 use std::time::Duration;
 use support::faults::{Action, Rule};
@@ -583,6 +583,29 @@ async fn a_takeover_after_a_kill_between_ses_and_the_record_step_mails_nothing_o
 }
 
 #[tokio::test]
+async fn a_takeover_mails_nothing_when_only_the_delivery_event_of_the_dead_holders_mail_arrived() {
+    let s = Services::start().await;
+    let ledger = s.ledger().await;
+    let mut witness = s.ses_proxy.witness_sends();
+    let e = event(vec![record("m-kw-5", &order_body("KW-5", "normal"))]);
+    let accepted = killed_after_ses_accepted(&s, &mut witness, &e, "KW-5").await;
+    // SES lost the Send event (it publishes best effort); the mail's Delivery event arrives.
+    let applied = support::ses_events::deliver_event(ledger.as_ref(), &accepted, EventType::Delivery).await;
+    assert_eq!(applied.summary(), "1 event: 1 delivered");
+
+    let report = witnessing_pipeline(&s, Duration::from_secs(10)).await.handle(&e, deadline(30)).await;
+    assert_eq!(
+        report.records[0].outcome,
+        RecordOutcome::SentEarlier { provider_message_id: accepted.message_id.clone() }
+    );
+    assert_eq!(s.mails_to(&email_of("KW-5")).await, 1, "the Delivery event prevented the second mail");
+    let st = ledger.order_state(&OrderId::parse("KW-5").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status, st.ses_message_id.as_deref()), (Status::Sent, Some(accepted.message_id.as_str())));
+    assert_eq!(st.delivery.state, Some(order_confirmation::ses_event::DeliveryState::Delivered));
+    assert!(st.delivery.duplicate_message_ids.is_empty());
+}
+
+#[tokio::test]
 async fn a_takeover_waits_for_a_send_event_still_on_its_way_and_then_mails_nothing() {
     let s = Services::start().await;
     let ledger = s.ledger().await;
@@ -613,7 +636,7 @@ async fn a_takeover_whose_send_event_never_comes_waits_only_its_bound_then_mails
     let s = Services::start().await;
     let mut witness = s.ses_proxy.witness_sends();
     let e = event(vec![record("m-kw-3", &order_body("KW-3", "normal"))]);
-    killed_after_ses_accepted(&s, &mut witness, &e, "KW-3").await;
+    let dead = killed_after_ses_accepted(&s, &mut witness, &e, "KW-3").await;
 
     // No Send event (SES publishes best effort): after 3 s (a 4 s bound, 1 s of slack already
     // passed) the takeover mails, and counts the possible duplicate.
@@ -625,6 +648,26 @@ async fn a_takeover_whose_send_event_never_comes_waits_only_its_bound_then_mails
     assert_eq!(s.mails_to(&email_of("KW-3")).await, 2, "at least once: the duplicate the event would have prevented");
     let counters: Vec<_> = report.counters().into_values().collect();
     assert_eq!((counters[0].get(Counter::PossibleDuplicate), counters[0].get(Counter::SentEarlier)), (1, 0));
+
+    // The events come late after all: the takeover's mail's Send, then the dead holder's Delivery.
+    // SES accepted two mails for KW-3: counted once, as the extra mail's first event arrives.
+    let ledger = s.ledger().await;
+    let takeover = witness.recv().await.expect("the takeover's mail was accepted");
+    let own = support::ses_events::deliver_event(ledger.as_ref(), &takeover, EventType::Send).await;
+    assert!(!own.records[0].duplicate_mail, "the recorded mail's own event");
+    let first = support::ses_events::deliver_event(ledger.as_ref(), &dead, EventType::Delivery).await;
+    assert!(first.records[0].duplicate_mail, "{}", first.summary());
+    let priority = Some(order_confirmation::order::Priority::Normal);
+    assert_eq!(first.counters().get(&(Counter::DuplicateMailed, priority)), Some(&1), "the EMF count");
+    for event_type in [EventType::Delivery, EventType::Send] {
+        let again = support::ses_events::deliver_event(ledger.as_ref(), &dead, event_type).await;
+        assert!(!again.records[0].duplicate_mail, "redelivered or another event of the same mail: not again");
+        assert_eq!(again.counters().get(&(Counter::DuplicateMailed, priority)), None);
+    }
+    let st = ledger.order_state(&OrderId::parse("KW-3").unwrap()).await.unwrap().unwrap();
+    assert_eq!(st.delivery.duplicate_message_ids, vec![dead.message_id.clone()]);
+    let normal = ledger.delivery_stats().await.unwrap().into_iter().find(|p| p.priority.as_str() == "normal").unwrap();
+    assert_eq!(normal.duplicates, 1);
 }
 
 #[tokio::test]

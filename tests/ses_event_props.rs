@@ -52,7 +52,8 @@ proptest! {
             2 => bounce(ok_tag, json!("m-1"), v, json!("2026-11-27T10:00:01Z")),
             _ => bounce(ok_tag, json!("m-1"), json!("Permanent"), v),
         };
-        match DeliveryEvent::parse(&body) {
+        // Read on the bodies' day, so that their times stay inside the plausible window.
+        match DeliveryEvent::parse_at(&body, time::OffsetDateTime::from_unix_timestamp(1_795_780_800).unwrap()) {
             Err(r) => {
                 prop_assert!(!r.rule.contains(&secret), "{}", r.rule);
                 prop_assert!(!r.rule.contains('@'), "{}", r.rule);

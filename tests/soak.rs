@@ -28,6 +28,7 @@
 use crate::support;
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use order_confirmation::ses_event::EventType;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
 use std::fmt;
@@ -103,8 +104,11 @@ struct SoakParams {
     send_event_delay: Duration,
     /// The workers' `SEND_EVENT_WAIT_SECONDS`: how long a takeover waits for that event.
     send_event_wait: Duration,
-    /// Whether SES publishes the Send events at all (a configuration set may not).
+    /// Whether SES publishes its events at all (a configuration set may not): `SOAK_SEND_EVENTS=0`.
     send_events: bool,
+    /// The share of SES's events lost on the way (SES publishes best effort), each event on its
+    /// own: `SOAK_EVENT_LOSS`, 5 % by default.
+    event_loss: f64,
 }
 
 impl SoakParams {
@@ -130,6 +134,7 @@ impl SoakParams {
             send_event_delay: Duration::from_secs(1),
             send_event_wait: Duration::from_secs(8),
             send_events: true,
+            event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
         }
     }
 
@@ -164,6 +169,7 @@ impl SoakParams {
             send_event_delay: Duration::from_secs(1),
             send_event_wait: Duration::from_secs(8),
             send_events: std::env::var("SOAK_SEND_EVENTS").map_or(true, |v| v.trim() != "0"),
+            event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
         }
     }
 
@@ -262,6 +268,8 @@ struct Rig {
     events: QueuePair,
     /// How many Send events were published so far.
     send_events: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Every mail SES accepted, with how many of its events were published.
+    mails: std::sync::Arc<std::sync::Mutex<Vec<MailEvents>>>,
     dir: tempfile::TempDir,
 }
 
@@ -273,8 +281,9 @@ impl Rig {
         let high = moto.queue_pair("soak-high", p.max_receive, 30).await;
         let normal = moto.queue_pair("soak-normal", p.max_receive, 30).await;
         let events = moto.queue_pair("soak-ses-events", p.max_receive, 30).await;
+        let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let send_events = if p.send_events {
-            publish_send_events(&s, &moto, &events.url, p.send_event_delay)
+            publish_send_events(&s, &moto, &events.url, p, &mails)
         } else {
             std::sync::Arc::default()
         };
@@ -282,7 +291,7 @@ impl Rig {
         s.ses_proxy.add(Rule::always(Action::Throttle).sometimes(p.ses_throttle_rate));
         s.ses_proxy.add(Rule::always(Action::Quota(p.quota)));
         s.data_api_faults(serde_json::json!({ "error_rate": p.data_api_error_rate })).await;
-        Self { s, moto, high, normal, events, send_events, dir: tempfile::tempdir().expect("temp dir") }
+        Self { s, moto, high, normal, events, send_events, mails, dir: tempfile::tempdir().expect("temp dir") }
     }
 
     fn binary(&self) -> tokio::process::Command {
@@ -386,31 +395,143 @@ impl Rig {
     }
 }
 
-/// SES's event publishing for the run: every mail SES accepts becomes its Send event (with the
-/// mail's tags) on the events queue `delay` later, as SES → EventBridge → SQS delivers it; the
-/// workers apply it from there. Returns the count of events published.
+/// The share of events that reach the events queue only after the takeovers' wait.
+const LATE_EVENT_SHARE: f64 = 0.1;
+
+/// One mail SES accepted, and how many of its events reached the events queue.
+struct MailEvents {
+    order_id: String,
+    message_id: String,
+    events: usize,
+}
+
+/// SES's event publishing for the run: every mail SES accepts becomes its Send and its Delivery
+/// event (with the mail's tags) on the events queue, each about `send_event_delay` later (half to
+/// one and a half times it, so a Delivery often arrives before its Send; one in ten only after the
+/// takeovers' `send_event_wait`, plus 1 to 4 s), each lost with the
+/// probability `event_loss`, as SES → EventBridge → SQS delivers them; the workers apply them from
+/// there. Returns the count of Send events published; `mails` gets every accepted mail.
 fn publish_send_events(
     s: &Services,
     moto: &Moto,
     events_url: &str,
-    delay: Duration,
+    p: &SoakParams,
+    mails: &std::sync::Arc<std::sync::Mutex<Vec<MailEvents>>>,
 ) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
     let published = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut witness = s.ses_proxy.witness_sends();
     let (client, url, count) = (moto.client.clone(), events_url.to_owned(), published.clone());
+    let (delay, wait, loss, mails) = (p.send_event_delay, p.send_event_wait, p.event_loss, mails.clone());
     tokio::spawn(async move {
         while let Some(sent) = witness.recv().await {
-            let (client, url, count) = (client.clone(), url.clone(), count.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let body = support::ses_events::send_event_body(&sent);
-                if client.send_message().queue_url(&url).message_body(body).send().await.is_ok() {
-                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let index = {
+                let mut mails = mails.lock().unwrap();
+                let order_id = sent.tag("order_id").unwrap_or("-").to_owned();
+                mails.push(MailEvents { order_id, message_id: sent.message_id.clone(), events: 0 });
+                mails.len() - 1
+            };
+            for event_type in [EventType::Send, EventType::Delivery] {
+                if rand::random_bool(loss) {
+                    continue;
                 }
-            });
+                let (client, url, count, mails, sent) =
+                    (client.clone(), url.clone(), count.clone(), mails.clone(), sent.clone());
+                // One event in ten comes after the takeovers' wait (EventBridge gives no latency
+                // guarantee): the extra mails they cause are the ones the service can count.
+                let after = if rand::random_bool(LATE_EVENT_SHARE) {
+                    wait + Duration::from_secs_f64(rand::random_range(1.0..4.0))
+                } else {
+                    delay.mul_f64(rand::random_range(0.5..1.5))
+                };
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let body = support::ses_events::event_body(&sent, event_type);
+                    if client.send_message().queue_url(&url).message_body(body).send().await.is_ok() {
+                        mails.lock().unwrap()[index].events += 1;
+                        if event_type == EventType::Send {
+                            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
         }
     });
     published
+}
+
+/// After the run (reconcile's re-sends included), the events still on their way are published and
+/// applied: one more `consume` on the events queue alone, until it is idle.
+async fn settle_events(rig: &Rig, p: &SoakParams) {
+    tokio::time::sleep(p.send_event_wait + Duration::from_secs(5)).await;
+    let out = |kind: &str| std::fs::File::create(rig.dir.path().join(format!("events-final.{kind}"))).expect("log");
+    let mut c = rig.binary();
+    c.env("QUEUE_URLS", &rig.events.url)
+        .args(["consume", "--wait-seconds", "1", "--idle-exit", "3"])
+        .stdout(out("out"))
+        .stderr(out("log"));
+    for (k, v) in p.worker_env() {
+        c.env(k, v);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(120), c.status()).await;
+    assert!(matches!(status, Ok(Ok(_))), "the last events consumer did not run: {status:?}");
+}
+
+/// The duplicates SES accepted, as the emulator saw them and as the service counted them from the
+/// events (docs/design.md, "Duplicates counted from SES's events").
+#[derive(Debug, Default)]
+struct DuplicateCounts {
+    /// Extra mails at the emulator: mails beyond the first, per order.
+    observed: usize,
+    /// Extra mails the service could know of: per order, its mails with at least one event
+    /// published, plus its recorded mail, minus one.
+    with_an_event: usize,
+    /// Extra mails none of whose events was published (and not the recorded one): never seen.
+    without_an_event: usize,
+    /// Marked `duplicate` in `ses_mails` (what `stats` counts).
+    in_ledger: usize,
+    /// Orders whose extra mails in the ledger differ from those with an event (first few).
+    disagreeing: Vec<String>,
+}
+
+impl Rig {
+    /// Compares, per order, the mails SES accepted (and which had an event) with the service's.
+    async fn duplicate_counts(&self) -> DuplicateCounts {
+        let (client, conn) =
+            tokio_postgres::connect(&self.s.database_url, tokio_postgres::NoTls).await.expect("connect to the ledger");
+        tokio::spawn(conn);
+        let recorded: HashMap<String, String> = client
+            .query("SELECT order_id, ses_message_id FROM order_confirmations WHERE ses_message_id IS NOT NULL", &[])
+            .await
+            .expect("recorded mails")
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut counted: HashMap<String, usize> = HashMap::new();
+        for r in client.query("SELECT order_id FROM ses_mails WHERE duplicate", &[]).await.expect("ses_mails") {
+            *counted.entry(r.get(0)).or_default() += 1;
+        }
+        let mut per_order: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+        for m in self.mails.lock().unwrap().iter() {
+            per_order.entry(m.order_id.clone()).or_default().push((m.message_id.clone(), m.events));
+        }
+        let mut d = DuplicateCounts { in_ledger: counted.values().sum(), ..DuplicateCounts::default() };
+        for (order_id, mails) in &per_order {
+            d.observed += mails.len() - 1;
+            let own = recorded.get(order_id);
+            // The mails of which an event arrived are each counted; the recorded mail is known
+            // too, but a recorded mail none of whose events arrived is compared only with the
+            // mails whose first event came after it was recorded (the record step counts nothing).
+            let with_event = mails.iter().filter(|(_, events)| *events > 0).count();
+            let seen = mails.iter().filter(|(id, events)| *events > 0 || Some(id) == own).count();
+            d.with_an_event += seen.saturating_sub(1);
+            d.without_an_event += mails.len() - seen.max(1);
+            let n = counted.get(order_id).copied().unwrap_or(0);
+            if (n < with_event.saturating_sub(1) || n > seen.saturating_sub(1)) && d.disagreeing.len() < 5 {
+                d.disagreeing.push(order_id.clone());
+            }
+        }
+        d
+    }
 }
 
 /// The `consume` workers, each writing its logs and metrics to its own file per incarnation.
@@ -572,6 +693,7 @@ struct SoakReport {
     emf: HashMap<String, f64>,
     /// Send events published to the events queue.
     send_events: usize,
+    duplicates: DuplicateCounts,
     over_quota: usize,
     drain: Duration,
     /// When 99 % of the valid orders had been mailed.
@@ -644,6 +766,17 @@ impl SoakReport {
                 "{} extra mails but only {} counted by PossibleDuplicate + UnrecordedSend",
                 self.extra_mails,
                 self.counted_extra()
+            ));
+        }
+        // Every extra mail of which an event arrived is counted once, from SES's events, and the
+        // published DuplicateMailed says the same as the ledger.
+        let d = &self.duplicates;
+        let emf_duplicates = self.emf.get("DuplicateMailed").copied().unwrap_or(0.0);
+        if !d.disagreeing.is_empty() || emf_duplicates != d.in_ledger as f64 {
+            v.push(format!(
+                "duplicates: {} extra mails with an event, {} in the ledger, {} DuplicateMailed (orders that \
+                 disagree: {:?})",
+                d.with_an_event, d.in_ledger, emf_duplicates, d.disagreeing
             ));
         }
         if self.extra_mails > 0 && self.kills == 0 && self.emf.get("UnrecordedSend").copied().unwrap_or(0.0) == 0.0 {
@@ -728,6 +861,19 @@ impl fmt::Display for SoakReport {
             secs(p.send_event_delay),
             secs(p.send_event_wait),
             emf("SentEarlier")
+        )?;
+        let d = &self.duplicates;
+        writeln!(
+            f,
+            "duplicates       {} extra mails the event publisher saw SES accept: {} known by an event or the record ({:.0} % of events lost, \
+             Delivery and Send in any order, 10 % after the takeovers' wait), {} without any; counted by the service from SES's events: \
+             DuplicateMailed {}, in the ledger {}",
+            d.observed,
+            d.with_an_event,
+            p.event_loss * 100.0,
+            d.without_an_event,
+            emf("DuplicateMailed"),
+            d.in_ledger
         )?;
         writeln!(
             f,
@@ -894,6 +1040,7 @@ async fn soak(p: SoakParams) -> SoakReport {
     workers.stop().await;
     rig.s.data_api_faults(serde_json::json!({ "error_rate": 0.0, "resuming_for_ms": 0 })).await;
     reconcile(&rig, &p).await;
+    settle_events(&rig, &p).await;
 
     // When each recipient's first mail was accepted.
     let mut first_accepted: HashMap<String, Instant> = HashMap::new();
@@ -957,6 +1104,7 @@ async fn soak(p: SoakParams) -> SoakReport {
         ledger: rig.ledger_statuses().await,
         emf: emf_totals(rig.dir.path()),
         send_events: rig.send_events.load(std::sync::atomic::Ordering::Relaxed),
+        duplicates: rig.duplicate_counts().await,
         over_quota: rig.s.ses_proxy.over_quota(),
         drain: Duration::from_secs_f64(percentile(&mut confirmed_at, 100.0)),
         drain_99: Duration::from_secs_f64(percentile(&mut confirmed_at, 99.0)),

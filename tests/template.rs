@@ -790,6 +790,7 @@ fn operations_violations(cfn: &Value, consumer: &str) -> Vec<String> {
         ("OrderConfirmation", "LedgerFailure"),
         ("OrderConfirmation", "UnrecordedSend"),
         ("OrderConfirmation", "PossibleDuplicate"),
+        ("OrderConfirmation", "DuplicateMailed"),
         ("OrderConfirmation", "Bounced"),
     ] {
         if !read.iter().any(|(n, m, _)| n == ns && m == metric) {

@@ -65,8 +65,15 @@ counters! {
     Complained,
     RejectedBySes,
     RenderingFailed,
+    /// Extra mails SES accepted for an order that already had one, each counted once, the first
+    /// time any of its events arrives (docs/design.md, "Duplicates counted from SES's events"): per
+    /// priority.
+    DuplicateMailed,
     /// Events the ledger could not place: no dimension.
     DeliveryEventUnknown,
+    /// Events whose `order_id` tag and SES message id name different orders, applied to none: no
+    /// dimension.
+    DeliveryEventContradiction,
     /// Bodies that were not SES events: no dimension.
     DeliveryEventInvalid,
 }

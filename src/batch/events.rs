@@ -15,6 +15,9 @@ pub enum EventOutcome {
     Applied,
     /// The ledger holds no order for it: counted, acknowledged.
     Unknown,
+    /// Its `order_id` tag and its SES message id name different orders (docs/design.md,
+    /// "Duplicates counted from SES's events"): applied to none, counted, acknowledged.
+    Contradiction { rule: &'static str },
     /// Not a usable SES event: `rule` says why, without the value.
     Invalid { rule: String },
     /// The ledger call failed: the record comes back.
@@ -31,6 +34,9 @@ pub struct EventRecordReport {
     pub priority: Option<Priority>,
     /// The delivery state the event carries (`None` for a Send event).
     pub delivery_state: Option<DeliveryState>,
+    /// The first event seen of a second (third, …) mail of its order: SES accepted a duplicate.
+    /// Counted `DuplicateMailed` once per extra mail.
+    pub duplicate_mail: bool,
     #[serde(flatten)]
     pub outcome: EventOutcome,
 }
@@ -84,11 +90,15 @@ impl EventBatchReport {
     pub fn counters(&self) -> BTreeMap<(Counter, Option<Priority>), u64> {
         let mut out = BTreeMap::new();
         for r in &self.records {
+            if r.duplicate_mail {
+                *out.entry((Counter::DuplicateMailed, r.priority)).or_insert(0) += 1;
+            }
             let key = match &r.outcome {
                 EventOutcome::Applied => (metric_name(r.delivery_state), r.priority),
                 // Counted without priority: events the ledger could not place, and bodies that
                 // were not events.
                 EventOutcome::Unknown => (Counter::DeliveryEventUnknown, None),
+                EventOutcome::Contradiction { .. } => (Counter::DeliveryEventContradiction, None),
                 EventOutcome::Invalid { .. } => (Counter::DeliveryEventInvalid, None),
                 EventOutcome::LedgerUnavailable { .. } => continue,
             };
@@ -105,10 +115,15 @@ impl EventBatchReport {
             let word = match &r.outcome {
                 EventOutcome::Applied => r.delivery_state.map_or("send", DeliveryState::as_str).to_owned(),
                 EventOutcome::Unknown => "unknown".to_owned(),
+                EventOutcome::Contradiction { .. } => "contradiction".to_owned(),
                 EventOutcome::Invalid { .. } => "invalid".to_owned(),
                 EventOutcome::LedgerUnavailable { .. } => "ledger_unavailable".to_owned(),
             };
             *parts.entry(word).or_insert(0) += 1;
+        }
+        let duplicates = self.records.iter().filter(|r| r.duplicate_mail).count();
+        if duplicates > 0 {
+            parts.insert("duplicate_mailed".to_owned(), duplicates);
         }
         let parts: Vec<String> = parts.into_iter().map(|(w, n)| format!("{n} {w}")).collect();
         let n = self.records.len();

@@ -41,7 +41,9 @@ WITH input AS (
         AS b(ord int, order_id text, payload_sha256 text, priority text, payload jsonb)
 ),
 before AS (
-    SELECT oc.order_id, oc.status, oc.payload_sha256, oc.last_error, oc.lease_until, oc.send_event_message_id
+    SELECT oc.order_id, oc.status, oc.payload_sha256, oc.last_error, oc.lease_until,
+        (SELECT s.ses_message_id FROM ses_mails s WHERE s.order_id = oc.order_id
+         ORDER BY s.seen_at, s.ses_message_id LIMIT 1) AS earlier_mail
     FROM order_confirmations oc JOIN input USING (order_id)
 ),
 claimed AS (
@@ -59,7 +61,7 @@ claimed AS (
 )
 SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payload_sha256, left(b.last_error, 1000),
     CAST(GREATEST(EXTRACT(EPOCH FROM b.lease_until - now()) * 1000, 0) AS bigint),
-    CAST(GREATEST(EXTRACT(EPOCH FROM now() - b.lease_until) * 1000, 0) AS bigint), b.send_event_message_id
+    CAST(GREATEST(EXTRACT(EPOCH FROM now() - b.lease_until) * 1000, 0) AS bigint), b.earlier_mail
 FROM input i LEFT JOIN claimed c USING (order_id) LEFT JOIN before b USING (order_id)
 ORDER BY i.ord";
 
@@ -185,13 +187,13 @@ WHERE (status = 'sending' AND lease_until <= now())
    OR (status = 'failed' AND updated_at <= now() - make_interval(secs => CAST(:failed_ms AS double precision) / 1000))
 ORDER BY first_seen_at LIMIT :limit";
 
-/// The Send event recorded for each `(order_id, token)` from a mail of another claim (or an
-/// untagged one); one row per input, in input order.
+/// For each `(order_id, token)`, a mail of another claim (or an untagged one) that any SES event
+/// told of; one row per input, in input order.
 const SENT_EARLIER_SQL: &str = "\
-SELECT i.ord, oc.send_event_message_id
+SELECT i.ord, (SELECT s.ses_message_id FROM ses_mails s
+    WHERE s.order_id = i.order_id AND s.claim_token IS DISTINCT FROM i.token
+    ORDER BY s.seen_at, s.ses_message_id LIMIT 1)
 FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS i(ord int, order_id text, token uuid)
-LEFT JOIN order_confirmations oc ON oc.order_id = i.order_id AND oc.send_event_message_id IS NOT NULL
-    AND oc.send_event_claim_token IS DISTINCT FROM i.token
 ORDER BY i.ord";
 
 const ABANDON_SQL: &str = "\
@@ -233,8 +235,11 @@ SELECT order_id, status, priority, attempts, last_error, ses_message_id,
     CAST(EXTRACT(EPOCH FROM parked_at) * 1000 AS bigint), parked_note,
     CAST(EXTRACT(EPOCH FROM payload_removed_at) * 1000 AS bigint),
     delivery_state, delivery_detail, CAST(EXTRACT(EPOCH FROM delivery_at) * 1000 AS bigint),
-    send_event_message_id, CAST(send_event_claim_token AS text), CAST(EXTRACT(EPOCH FROM send_event_at) * 1000 AS bigint)
-FROM order_confirmations WHERE order_id = :order_id";
+    send_event_message_id, CAST(send_event_claim_token AS text), CAST(EXTRACT(EPOCH FROM send_event_at) * 1000 AS bigint),
+    (SELECT CAST(COALESCE(jsonb_agg(s.ses_message_id ORDER BY s.seen_at, s.ses_message_id), '[]') AS text)
+     FROM ses_mails s WHERE s.order_id = oc.order_id AND CASE WHEN oc.ses_message_id IS NULL THEN s.duplicate
+        ELSE s.ses_message_id <> oc.ses_message_id END)
+FROM order_confirmations oc WHERE order_id = :order_id";
 
 /// One retention step's payload part: the oldest confirmed orders past the retention period, at
 /// most `:limit`, through the `order_confirmations_payload_kept` index (0004). The candidates are
@@ -769,6 +774,9 @@ impl LedgerOps for DataApiLedger {
                     }),
                     _ => None,
                 },
+                duplicate_message_ids: field_str(row.get(19))
+                    .and_then(|ids| serde_json::from_str(&ids).ok())
+                    .ok_or_else(|| shape_error("status"))?,
             },
         }))
     }
@@ -924,7 +932,9 @@ impl LedgerOps for DataApiLedger {
                     (Some(id), Some(p)) => EventMatch::Order {
                         order_id: OrderId::parse(&id).map_err(|_| shape_error("delivery events"))?,
                         priority: Priority::parse(&p).map_err(|_| shape_error("delivery events"))?,
+                        duplicate: field_bool(row.get(3)).ok_or_else(|| shape_error("delivery events"))?,
                     },
+                    _ if field_bool(row.get(4)) == Some(true) => EventMatch::Contradiction,
                     _ => EventMatch::Unknown,
                 };
                 matches.push(found);
@@ -935,33 +945,41 @@ impl LedgerOps for DataApiLedger {
 
     async fn delivery_stats(&self) -> Result<Vec<DeliveryStats>, BackendError> {
         let rows = self.execute("stats", DELIVERY_STATS_SQL, Vec::new(), None).await?;
-        let rows: Vec<(String, Option<String>, u64)> = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    field_str(r.first()).ok_or_else(|| shape_error("stats"))?,
-                    field_str(r.get(1)),
-                    field_i64(r.get(2)).ok_or_else(|| shape_error("stats"))? as u64,
-                ))
-            })
-            .collect::<Result<_, BackendError>>()?;
-        Ok(super::delivery_stats_from_rows(&rows))
+        let (mut states, mut duplicates) = (Vec::new(), Vec::new());
+        for r in &rows {
+            let priority = field_str(r.get(1)).ok_or_else(|| shape_error("stats"))?;
+            let n = field_i64(r.get(3)).ok_or_else(|| shape_error("stats"))?.max(0) as u64;
+            match field_str(r.first()).as_deref() {
+                Some("state") => states.push((priority, field_str(r.get(2)), n)),
+                Some("duplicates") => duplicates.push((priority, n)),
+                _ => return Err(shape_error("stats")),
+            }
+        }
+        Ok(super::delivery_stats_from_rows(&states, &duplicates))
     }
 }
 
-/// Parks an abandoned order (docs/design.md, Operations): it stays abandoned, out of the
-/// unconfirmed count.
 /// Delivery counts over the last 24 hours of sends, through `order_confirmations_recent_delivery`
-/// (0007, index-only).
+/// (0007, index-only), and the extra mails first seen in the last 24 hours, through
+/// `ses_mails_recent_duplicates` (0008): rows `(kind, priority, state, n)`.
 const DELIVERY_STATS_SQL: &str = "\
-SELECT priority, delivery_state, count(*) FROM order_confirmations
-WHERE status = 'sent' AND sent_at >= now() - interval '24 hours' GROUP BY priority, delivery_state";
+SELECT 'state', priority, delivery_state, count(*) FROM order_confirmations
+WHERE status = 'sent' AND sent_at >= now() - interval '24 hours' GROUP BY priority, delivery_state
+UNION ALL
+SELECT 'duplicates', oc.priority, NULL, count(*) FROM ses_mails s JOIN order_confirmations oc USING (order_id)
+WHERE s.duplicate AND s.seen_at >= now() - interval '24 hours' GROUP BY oc.priority";
 
-/// Applies a batch of SES events in one statement (docs/design.md, "Delivery events"). Each event
-/// finds its order by the `order_id` tag, else by the stored SES message id. PostgreSQL updates a
-/// row at most once per statement, so the batch is first reduced per order: the strongest state
-/// (the first of equal rank in input order) and the latest Send event. The fence is in the
-/// `UPDATE` itself, evaluated on the locked row, so concurrent invocations keep the stronger state.
+/// Applies a batch of SES events in one statement (docs/design.md, "Delivery events" and
+/// "Duplicates counted from SES's events"). Each event finds its order by the `order_id` tag, else
+/// by its SES message id (recorded by the record step, or brought by an earlier event); a message
+/// id held by another order than the tag names, or by several, is a contradiction and places the
+/// event nowhere, as is a message id this batch gives to two orders (the first in input order keeps
+/// it, as SQLite's event-by-event loop does). A mail's first event records its id in `ses_mails`;
+/// it is a duplicate when its order already has another mail (recorded, in `ses_mails`, or earlier
+/// in this batch). PostgreSQL updates a row at most once per statement, so the batch is first
+/// reduced per order: the strongest state of the order's own mail (the first of equal rank in
+/// input order) and the latest Send event. The fence is in the `UPDATE` itself, evaluated on the
+/// locked row, so concurrent invocations keep the stronger state.
 static APPLY_EVENTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let rank = |column: &str| crate::ses_event::DeliveryState::sql_rank(column);
     format!(
@@ -970,16 +988,62 @@ WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
         AS b(ord int, order_id text, message_id text, state text, detail text, at_ms bigint, token uuid, send boolean)
 ),
-matched AS (
-    SELECT i.*, to_timestamp(i.at_ms / 1000.0) AS at, COALESCE(t.order_id, m.order_id) AS target,
-        COALESCE(t.priority, m.priority) AS priority
+owners AS (
+    SELECT message_id, min(owner) AS owner, count(DISTINCT owner) AS n FROM (
+        SELECT i.message_id, oc.order_id AS owner FROM (SELECT DISTINCT message_id FROM input) i
+        JOIN order_confirmations oc ON oc.ses_message_id = i.message_id
+        UNION
+        SELECT i.message_id, s.order_id FROM (SELECT DISTINCT message_id FROM input) i
+        JOIN ses_mails s ON s.ses_message_id = i.message_id
+    ) AS known GROUP BY message_id
+),
+placed AS (
+    SELECT i.*, to_timestamp(i.at_ms / 1000.0) AS at, t.order_id AS tagged, COALESCE(o.n, 0) AS owners,
+        CASE
+            WHEN i.order_id IS NOT NULL THEN
+                CASE WHEN t.order_id IS NOT NULL AND (o.n IS NULL OR (o.n = 1 AND o.owner = t.order_id))
+                    THEN t.order_id END
+            WHEN o.n = 1 THEN o.owner
+        END AS candidate
     FROM input i
     LEFT JOIN order_confirmations t ON t.order_id = i.order_id
-    LEFT JOIN order_confirmations m ON i.order_id IS NULL AND m.ses_message_id = i.message_id
+    LEFT JOIN owners o ON o.message_id = i.message_id
+),
+first_claim AS (
+    SELECT DISTINCT ON (message_id) message_id, candidate, ord FROM placed
+    WHERE candidate IS NOT NULL ORDER BY message_id, ord
+),
+matched AS (
+    SELECT p.*,
+        CASE WHEN p.candidate IS NOT NULL AND p.candidate = f.candidate THEN p.candidate
+             WHEN p.order_id IS NULL AND p.owners = 0 AND f.ord < p.ord THEN f.candidate END AS target,
+        (p.tagged IS NOT NULL AND (p.candidate IS NULL OR p.candidate <> f.candidate))
+            OR (p.order_id IS NULL AND p.owners > 1) AS contradiction
+    FROM placed p LEFT JOIN first_claim f USING (message_id)
+),
+new_mails AS (
+    SELECT DISTINCT ON (m.message_id) m.message_id, m.target, m.token, m.ord FROM matched m
+    WHERE m.target IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ses_mails s WHERE s.ses_message_id = m.message_id)
+    ORDER BY m.message_id, m.ord
+),
+judged AS (
+    SELECT n.message_id, n.target, n.token,
+        row_number() OVER (PARTITION BY n.target ORDER BY n.ord) > 1
+            OR EXISTS (SELECT 1 FROM ses_mails s WHERE s.order_id = n.target)
+            OR COALESCE(oc.ses_message_id <> n.message_id, false) AS duplicate
+    FROM new_mails n JOIN order_confirmations oc ON oc.order_id = n.target
+),
+inserted AS (
+    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
+    SELECT message_id, target, token, duplicate FROM judged
+    ON CONFLICT DO NOTHING
+    RETURNING ses_message_id, duplicate
 ),
 best_state AS (
-    SELECT DISTINCT ON (target) target, state, detail, at FROM matched
-    WHERE target IS NOT NULL AND state IS NOT NULL ORDER BY target, {state_rank} DESC, ord
+    SELECT DISTINCT ON (m.target) m.target, m.state, m.detail, m.at FROM matched m
+    JOIN order_confirmations oc ON oc.order_id = m.target
+    WHERE m.state IS NOT NULL AND (oc.ses_message_id IS NULL OR oc.ses_message_id = m.message_id)
+    ORDER BY m.target, {state_rank} DESC, m.ord
 ),
 best_send AS (
     SELECT DISTINCT ON (target) target, message_id, token, at FROM matched
@@ -1005,13 +1069,20 @@ updated AS (
     WHERE oc.order_id = c.target
     RETURNING oc.order_id
 )
-SELECT m.ord, m.target, m.priority FROM matched m ORDER BY m.ord",
-        state_rank = rank("state"),
+SELECT m.ord, m.target, oc.priority, COALESCE(ins.duplicate AND n.ord = m.ord, false), m.contradiction
+FROM matched m
+LEFT JOIN order_confirmations oc ON oc.order_id = m.target
+LEFT JOIN new_mails n ON n.message_id = m.message_id
+LEFT JOIN inserted ins ON ins.ses_message_id = m.message_id
+ORDER BY m.ord",
+        state_rank = rank("m.state"),
         new_rank = rank("c.state"),
         old_rank = rank("oc.delivery_state"),
     )
 });
 
+/// Parks an abandoned order (docs/design.md, Operations): it stays abandoned, out of the
+/// unconfirmed count.
 const PARK_SQL: &str = "\
 UPDATE order_confirmations SET parked_at = now(), parked_note = :note
 WHERE order_id = :order_id AND status = 'abandoned'";

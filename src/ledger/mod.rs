@@ -18,7 +18,8 @@ macro_rules! migrations {
             "0004_retention",
             "0005_pending_indexes",
             "0006_sent_per_hour",
-            "0007_delivery_events"
+            "0007_delivery_events",
+            "0008_ses_mails"
         )
     };
     ($dialect:literal; $($version:literal),+) => {
@@ -203,6 +204,9 @@ pub struct Delivery {
     pub at: Option<OffsetDateTime>,
     /// The latest Send event: SES's witness that it accepted the mail of a claim.
     pub send_event: Option<SendEvent>,
+    /// The SES message ids of the order's extra mails: mails SES accepted beside the order's own
+    /// (its recorded message id, or the first mail seen while none is recorded), first seen first.
+    pub duplicate_message_ids: Vec<String>,
 }
 
 /// SES's Send event for one of the order's mails.
@@ -394,10 +398,10 @@ pub trait Ledger: Send + Sync {
     /// attempt committed (its answer lost) applies again, changes nothing, and answers true.
     async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
 
-    /// For each `(order, claim token)`: the SES message id of the Send event recorded for a mail
-    /// of that order sent under another claim (or untagged), if one was; in input order. A takeover
-    /// asks while it waits for the previous holder's event (docs/design.md, "SES as the second
-    /// witness").
+    /// For each `(order, claim token)`: the SES message id of a mail of that order sent under
+    /// another claim (or untagged), if any event of it (Send, Delivery, Bounce, …) has been
+    /// applied; in input order. A takeover asks while it waits for the previous holder's event
+    /// (docs/design.md, "SES as the second witness").
     async fn sent_earlier(&self, claims: &[(OrderId, Uuid)]) -> Result<Vec<Option<String>>, BackendError>;
 }
 
@@ -460,9 +464,13 @@ pub trait LedgerOps: Ledger {
 
     /// Applies SES events (docs/design.md, "Delivery events") in one call, and says per event,
     /// in input order, which order it belonged to. An event finds its order by its `order_id`
-    /// tag, else by the stored SES message id. A delivery state is replaced only by one of higher
-    /// rank ([`crate::ses_event::DeliveryState::rank`]), so redelivered and out-of-order events
-    /// converge; a Send event is kept when it is the latest seen for the order. Never changes
+    /// tag, else by the stored SES message id; a message id that belongs to another order than
+    /// the tag names (or to several) is a contradiction and is applied to none. Each mail's first
+    /// event records its message id for the order (once); a second mail of one order is a
+    /// duplicate, reported once. A delivery state is replaced only by one of higher rank
+    /// ([`crate::ses_event::DeliveryState::rank`]), so redelivered and out-of-order events
+    /// converge, and only by events of the order's own mail (the recorded one, or any while none
+    /// is recorded); a Send event is kept when it is the latest seen for the order. Never changes
     /// `status`, `updated_at` or the claim.
     async fn apply_delivery_events(
         &self,
@@ -477,9 +485,23 @@ pub trait LedgerOps: Ledger {
 /// for the metrics; `Unknown` when the ledger holds no order for it (counted, not an error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventMatch {
-    Order { order_id: OrderId, priority: Priority },
+    /// Applied to this order. `duplicate`: the event is the first one the ledger saw of a mail
+    /// other than the order's mail (SES accepted two mails for it), counted `DuplicateMailed` this
+    /// once (docs/design.md, "Duplicates counted from SES's events").
+    Order {
+        order_id: OrderId,
+        priority: Priority,
+        duplicate: bool,
+    },
     Unknown,
+    /// The event's message id belongs to another order than its `order_id` tag names (or, untagged,
+    /// to several orders): tags and message id disagree, so it is applied to no order.
+    Contradiction,
 }
+
+/// The rule a [`EventMatch::Contradiction`] broke, for the log (never a value).
+pub const CONTRADICTION_RULE: &str =
+    "the event's SES message id belongs to another order than its order_id tag names (or to several orders)";
 
 /// Delivery states of the orders of one priority sent in the last 24 hours (the same window as
 /// `stats`' `sent`), and the bounce rate over them.
@@ -495,6 +517,9 @@ pub struct DeliveryStats {
     /// Hard bounces over sends (`bounced / sent`), the ratio SES's own reputation metric uses;
     /// `None` with no sends.
     pub bounce_rate: Option<f64>,
+    /// Extra mails (duplicates SES accepted) first seen in the last 24 hours, whatever their
+    /// order's send time.
+    pub duplicates: u64,
 }
 
 /// Where [`DeliveryStats::by_state`] counts a sent order: its delivery state, or `unknown` while
@@ -547,7 +572,11 @@ impl Serialize for DeliveryBucket {
 
 /// Turns `(priority, delivery state or None, count)` rows into one [`DeliveryStats`] per priority
 /// (both always present, every state counted, zero when none).
-pub(crate) fn delivery_stats_from_rows(rows: &[(String, Option<String>, u64)]) -> Vec<DeliveryStats> {
+/// `duplicates` is `(priority, extra mails)` rows.
+pub(crate) fn delivery_stats_from_rows(
+    rows: &[(String, Option<String>, u64)],
+    duplicates: &[(String, u64)],
+) -> Vec<DeliveryStats> {
     Priority::ALL
         .iter()
         .map(|&priority| {
@@ -563,7 +592,14 @@ pub(crate) fn delivery_stats_from_rows(rows: &[(String, Option<String>, u64)]) -
             }
             let sent: u64 = by_state.values().sum();
             let bounced = by_state[&crate::ses_event::DeliveryState::Bounced.into()];
-            DeliveryStats { priority, sent, by_state, bounce_rate: (sent > 0).then(|| bounced as f64 / sent as f64) }
+            let duplicates = duplicates.iter().filter(|r| r.0 == priority.as_str()).map(|r| r.1).sum();
+            DeliveryStats {
+                priority,
+                sent,
+                by_state,
+                bounce_rate: (sent > 0).then(|| bounced as f64 / sent as f64),
+                duplicates,
+            }
         })
         .collect()
 }

@@ -66,6 +66,12 @@ static SUMMARIZE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
     )
 });
 
+/// One order's extra mails (docs/design.md, "Duplicates counted from SES's events"): every mail
+/// seen but the recorded one; while none is recorded, every mail seen after the first.
+const DUPLICATES_OF_SQL: &str = "SELECT s.ses_message_id FROM ses_mails s JOIN order_confirmations oc USING (order_id) \
+     WHERE s.order_id = ?1 AND CASE WHEN oc.ses_message_id IS NULL THEN s.duplicate \
+     ELSE s.ses_message_id != oc.ses_message_id END ORDER BY s.seen_at, s.ses_message_id";
+
 pub struct SqliteLedger {
     conn: Arc<Mutex<Connection>>,
 }
@@ -204,8 +210,10 @@ impl Ledger for SqliteLedger {
             for o in &orders {
                 let existing: Option<(String, String, Option<i64>, Option<String>, Option<String>)> = tx
                     .query_row(
-                        "SELECT payload_sha256, status, lease_until, last_error, send_event_message_id \
-                         FROM order_confirmations WHERE order_id = ?1",
+                        "SELECT payload_sha256, status, lease_until, last_error, \
+                         (SELECT ses_message_id FROM ses_mails s WHERE s.order_id = oc.order_id \
+                          ORDER BY seen_at, ses_message_id LIMIT 1) \
+                         FROM order_confirmations oc WHERE order_id = ?1",
                         [o.order_id.as_str()],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                     )
@@ -310,9 +318,8 @@ impl Ledger for SqliteLedger {
         self.with_conn(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT send_event_message_id FROM order_confirmations WHERE order_id = ?1 \
-                     AND send_event_message_id IS NOT NULL \
-                     AND (send_event_claim_token IS NULL OR send_event_claim_token != ?2)",
+                    "SELECT ses_message_id FROM ses_mails WHERE order_id = ?1 \
+                     AND (claim_token IS NULL OR claim_token != ?2) ORDER BY seen_at, ses_message_id LIMIT 1",
                 )
                 .map_err(sql_error)?;
             claims
@@ -449,12 +456,23 @@ impl LedgerOps for SqliteLedger {
                                 }),
                                 _ => None,
                             },
+                            duplicate_message_ids: Vec::new(),
                         },
                     })
                 },
             )
             .optional()
-            .map_err(sql_error)
+            .map_err(sql_error)?
+            .map(|mut state| {
+                let mut stmt = conn.prepare_cached(DUPLICATES_OF_SQL).map_err(sql_error)?;
+                state.delivery.duplicate_message_ids = stmt
+                    .query_map([state.order_id.as_str()], |r| r.get(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<_, _>>()
+                    .map_err(sql_error)?;
+                Ok(state)
+            })
+            .transpose()
         })
         .await
     }
@@ -628,44 +646,114 @@ impl LedgerOps for SqliteLedger {
                 .map_err(sql_error)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql_error)?;
-            Ok(super::delivery_stats_from_rows(&rows))
+            let mut stmt = conn
+                .prepare(
+                    "SELECT oc.priority, count(*) FROM ses_mails s JOIN order_confirmations oc USING (order_id) \
+                     WHERE s.duplicate AND s.seen_at >= ?1 GROUP BY oc.priority",
+                )
+                .map_err(sql_error)?;
+            let duplicates = stmt
+                .query_map([since], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                .map_err(sql_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_error)?;
+            Ok(super::delivery_stats_from_rows(&rows, &duplicates))
         })
         .await
     }
 }
+
+/// An event's order as [`apply_delivery_events`] reads it: id, priority, delivery state, Send
+/// event time, recorded SES message id.
+type TargetRow = (String, String, Option<String>, Option<i64>, Option<String>);
 
 /// The SQLite side of [`Ledger::apply_delivery_events`]: one transaction, the events in input
 /// order, each fenced against the row as the previous ones left it (the same result as the
 /// PostgreSQL statement, which ranks the batch's events per order first).
 fn apply_delivery_events(conn: &mut Connection, events: &[DeliveryEvent]) -> Result<Vec<EventMatch>, BackendError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+    let now = crate::clock::unix_ms_now();
     let mut matches = Vec::with_capacity(events.len());
     for e in events {
-        let target: Option<(String, String, Option<String>, Option<i64>)> = match &e.order_id {
-            Some(id) => tx
-                .query_row(
-                    "SELECT order_id, priority, delivery_state, send_event_at FROM order_confirmations WHERE order_id = ?1",
-                    [id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        let message_id = e.message_id.as_str();
+        // Who holds this message id already: the order that recorded it, or whose event brought it.
+        let owners: Vec<String> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT order_id FROM order_confirmations WHERE ses_message_id = ?1 \
+                     UNION SELECT order_id FROM ses_mails WHERE ses_message_id = ?1",
                 )
-                .optional(),
-            None => tx
-                .query_row(
-                    "SELECT order_id, priority, delivery_state, send_event_at FROM order_confirmations \
-                     WHERE ses_message_id = ?1 LIMIT 1",
-                    [e.message_id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional(),
-        }
-        .map_err(sql_error)?;
-        let Some((order_id, priority, stored_state, send_event_at)) = target else {
+                .map_err(sql_error)?;
+            stmt.query_map([message_id], |r| r.get(0))
+                .map_err(sql_error)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_error)?
+        };
+        let target_id = match (&e.order_id, owners.as_slice()) {
+            (Some(tag), []) => tag.as_str().to_owned(),
+            (Some(tag), [owner]) if owner == tag.as_str() => owner.clone(),
+            (None, [owner]) => owner.clone(),
+            (None, []) => {
+                matches.push(EventMatch::Unknown);
+                continue;
+            }
+            // Tagged with one order, the message id another's (or several): applied to none.
+            (Some(tag), _) => {
+                let held: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM order_confirmations WHERE order_id = ?1)",
+                        [tag.as_str()],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql_error)?;
+                matches.push(if held { EventMatch::Contradiction } else { EventMatch::Unknown });
+                continue;
+            }
+            (None, _) => {
+                matches.push(EventMatch::Contradiction);
+                continue;
+            }
+        };
+        let target: Option<TargetRow> = tx
+            .query_row(
+                "SELECT order_id, priority, delivery_state, send_event_at, ses_message_id \
+                 FROM order_confirmations WHERE order_id = ?1",
+                [target_id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        let Some((order_id, priority, stored_state, send_event_at, recorded)) = target else {
             matches.push(EventMatch::Unknown);
             continue;
         };
+        // The mail's first event: record its message id for the order; a duplicate when the order
+        // already has another mail (recorded, or seen through an earlier event).
+        let new_mail = tx
+            .execute(
+                "INSERT OR IGNORE INTO ses_mails (ses_message_id, order_id, claim_token, seen_at) VALUES (?1, ?2, ?3, ?4)",
+                params![message_id, order_id, e.claim_token.map(|t| t.to_string()), now],
+            )
+            .map_err(sql_error)?
+            == 1;
+        let duplicate = new_mail && {
+            let other_mail: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM ses_mails WHERE order_id = ?1 AND ses_message_id != ?2)",
+                    params![order_id, message_id],
+                    |r| r.get(0),
+                )
+                .map_err(sql_error)?;
+            other_mail || recorded.as_deref().is_some_and(|r| r != message_id)
+        };
+        if duplicate {
+            tx.execute("UPDATE ses_mails SET duplicate = 1 WHERE ses_message_id = ?1", [message_id])
+                .map_err(sql_error)?;
+        }
         let at = (e.occurred_at.unix_timestamp_nanos() / 1_000_000) as i64;
         match e.effect {
-            Effect::State(state) => {
+            // Only the order's own mail says how the order's confirmation fared.
+            Effect::State(state) if recorded.as_deref().is_none_or(|r| r == message_id) => {
                 let stored_rank =
                     stored_state.as_deref().and_then(|s| DeliveryState::parse(s).ok()).map_or(0, DeliveryState::rank);
                 if state.rank() > stored_rank {
@@ -677,12 +765,13 @@ fn apply_delivery_events(conn: &mut Connection, events: &[DeliveryEvent]) -> Res
                     .map_err(sql_error)?;
                 }
             }
+            Effect::State(_) => {}
             Effect::Send => {
                 if send_event_at.is_none_or(|stored| at > stored) {
                     tx.execute(
                         "UPDATE order_confirmations SET send_event_message_id = ?2, send_event_claim_token = ?3, \
                          send_event_at = ?4 WHERE order_id = ?1",
-                        params![order_id, e.message_id.as_str(), e.claim_token.map(|t| t.to_string()), at],
+                        params![order_id, message_id, e.claim_token.map(|t| t.to_string()), at],
                     )
                     .map_err(sql_error)?;
                 }
@@ -690,7 +779,7 @@ fn apply_delivery_events(conn: &mut Connection, events: &[DeliveryEvent]) -> Res
         }
         let order_id = OrderId::parse(&order_id).map_err(|e| BackendError::fatal(format!("ledger row: {e}")))?;
         let priority = Priority::parse(&priority).map_err(|e| BackendError::fatal(format!("ledger row: {e}")))?;
-        matches.push(EventMatch::Order { order_id, priority });
+        matches.push(EventMatch::Order { order_id, priority, duplicate });
     }
     tx.commit().map_err(sql_error)?;
     Ok(matches)

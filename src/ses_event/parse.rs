@@ -27,18 +27,38 @@ const DELAY_TYPES: &[&str] = &[
     "SendingDeferral",
 ];
 
+/// How old an event's time may be and still be believed: SES publishes within minutes, and the
+/// longest an event can travel is the events queue's 14 days plus 14 more in its DLQ before a
+/// redrive (docs/design.md, "Delivery events").
+pub const EVENT_TIME_PAST: time::Duration = time::Duration::days(30);
+/// How far ahead of this function's clock an event's time may be: clock skew, not a date.
+pub const EVENT_TIME_FUTURE: time::Duration = time::Duration::minutes(5);
+
 impl DeliveryEvent {
     /// One SQS body: an EventBridge event from `aws.ses` whose `detail-type` and
-    /// `detail.eventType` agree.
+    /// `detail.eventType` agree, read against the current time ([`Self::parse_at`]).
     pub fn parse(body: &str) -> Result<Self, EventRejection> {
-        let envelope: Value = serde_json::from_str(body).map_err(|e| {
-            EventRejection::new(format!(
-                "body is not JSON (line {}, column {}: {:?})",
-                e.line(),
-                e.column(),
-                e.classify()
-            ))
-        })?;
+        Self::parse_at(body, OffsetDateTime::now_utc())
+    }
+
+    /// [`Self::parse`] with `now` as the current time: an event time outside
+    /// [`EVENT_TIME_PAST`] before `now` to [`EVENT_TIME_FUTURE`] after it is not believed (left
+    /// out, by its rule): the mail's time stands in for the event's, and `now` for the mail's.
+    pub fn parse_at(body: &str, now: OffsetDateTime) -> Result<Self, EventRejection> {
+        let envelope: Value = match serde_json::from_str(body) {
+            Ok(v) => v,
+            // serde_json refuses a whole text for one number out of range (`1e400`) or a lone
+            // surrogate escape anywhere in it, also in fields this reader never looks at: read
+            // it again member by member, leaving out only the unreadable ones.
+            Err(e) => lenient(body).ok_or_else(|| {
+                EventRejection::new(format!(
+                    "body is not JSON (line {}, column {}: {:?})",
+                    e.line(),
+                    e.column(),
+                    e.classify()
+                ))
+            })?,
+        };
         let (event_type, detail) = event_type(&envelope)?;
         let mail = &detail["mail"];
         if !mail.is_object() {
@@ -54,24 +74,56 @@ impl DeliveryEvent {
         if !object.is_object() {
             return Err(EventRejection::new(format!("detail.{} is missing or not an object", event_type.object_key())));
         }
-        let mail_time = || {
-            timestamp(
+        let plausible = |t: OffsetDateTime, field: &str| {
+            if t < now - EVENT_TIME_PAST || t > now + EVENT_TIME_FUTURE {
+                Err(EventRejection::new(format!(
+                    "{field}.timestamp is more than 30 days before or 5 minutes after the time it was read"
+                )))
+            } else {
+                Ok(t)
+            }
+        };
+        let mail_time = |ignored: &mut Vec<String>| {
+            let t = timestamp(
                 mail["timestamp"].as_str().ok_or_else(|| EventRejection::new("mail.timestamp is missing"))?,
                 "mail",
-            )
+            )?;
+            Ok::<_, EventRejection>(plausible(t, "mail").unwrap_or_else(|rule| {
+                ignored.push(rule.rule);
+                now
+            }))
         };
-        // The event's own time is an optional detail: when it is unreadable, the mail's stands in.
-        let occurred_at = match object["timestamp"].as_str().map(|t| timestamp(t, event_type.object_key())) {
+        // The event's own time is an optional detail: when it is unreadable or implausible, the
+        // mail's stands in.
+        let occurred_at = match object["timestamp"]
+            .as_str()
+            .map(|t| timestamp(t, event_type.object_key()).and_then(|t| plausible(t, event_type.object_key())))
+        {
             Some(Ok(t)) => t,
             Some(Err(rule)) => {
                 ignored.push(rule.rule);
-                mail_time()?
+                mail_time(&mut ignored)?
             }
-            None => mail_time()?,
+            None => mail_time(&mut ignored)?,
         };
         let (effect, detail) = effect(event_type, object)?;
         Ok(Self { event_type, message_id, order_id, claim_token, occurred_at, effect, detail, ignored })
     }
+}
+
+/// A JSON text serde_json cannot read whole, read member by member: each object member and array
+/// element is kept as raw text first and read on its own, and the unreadable ones are left out.
+/// `None` when the text is not JSON at all.
+fn lenient(text: &str) -> Option<Value> {
+    use serde_json::value::RawValue;
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        return Some(v);
+    }
+    if let Ok(members) = serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(text) {
+        return Some(Value::Object(members.into_iter().filter_map(|(k, v)| Some((k, lenient(v.get())?))).collect()));
+    }
+    let items = serde_json::from_str::<Vec<&RawValue>>(text).ok()?;
+    Some(Value::Array(items.into_iter().filter_map(|v| lenient(v.get())).collect()))
 }
 
 /// The event's type, from the envelope's `detail-type` and `detail.eventType` (which must agree),

@@ -26,6 +26,12 @@ fn envelope(event_type: EventType, object: Value) -> String {
     .to_string()
 }
 
+/// The samples' events happened on 2026-11-27: they are read as on that day, so that the
+/// plausible window around the reading time never ages them out.
+fn parse(body: &str) -> Result<DeliveryEvent, EventRejection> {
+    DeliveryEvent::parse_at(body, time::macros::datetime!(2026-11-27 12:00 UTC))
+}
+
 /// `object` without its closing brace: a body cut off before it ends.
 fn cut_off(object: Value) -> String {
     let text = object.to_string();
@@ -40,7 +46,7 @@ fn a_permanent_bounce_is_bounced_with_its_type_and_status_but_no_address() {
                "feedbackId": "x", "bouncedRecipients": [{"emailAddress": "jane.doe@example.com",
                "action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 jane.doe@example.com unknown"}]}),
     );
-    let e = DeliveryEvent::parse(&body).unwrap();
+    let e = parse(&body).unwrap();
     assert_eq!(e.effect, Effect::State(DeliveryState::Bounced));
     assert_eq!(e.detail, "Permanent/General 5.1.1");
     assert_eq!(e.order_id.as_ref().map(OrderId::as_str), Some("ORD-1001"));
@@ -53,7 +59,7 @@ fn a_permanent_bounce_is_bounced_with_its_type_and_status_but_no_address() {
 fn transient_and_undetermined_bounces_are_soft_bounces() {
     for kind in ["Transient", "Undetermined"] {
         let body = envelope(EventType::Bounce, json!({"bounceType": kind, "bounceSubType": "MailboxFull"}));
-        let e = DeliveryEvent::parse(&body).unwrap();
+        let e = parse(&body).unwrap();
         assert_eq!(e.effect, Effect::State(DeliveryState::SoftBounced), "{kind}");
         assert_eq!(e.detail, format!("{kind}/MailboxFull"));
     }
@@ -82,7 +88,7 @@ fn each_event_type_has_its_effect() {
         ),
     ];
     for (t, object, effect) in cases {
-        let e = DeliveryEvent::parse(&envelope(t, object)).unwrap_or_else(|r| panic!("{t:?}: {r}"));
+        let e = parse(&envelope(t, object)).unwrap_or_else(|r| panic!("{t:?}: {r}"));
         assert_eq!(e.effect, effect, "{t:?}");
         assert_eq!(e.event_type, t);
     }
@@ -104,7 +110,7 @@ fn rejections_name_the_rule_and_never_repeat_the_value() {
         (envelope(EventType::Bounce, json!({"bounceType": secret})), "bounceType must be"),
     ];
     for (body, rule) in cases {
-        let r = DeliveryEvent::parse(&body).unwrap_err();
+        let r = parse(&body).unwrap_err();
         assert!(r.rule.contains(rule), "{} should contain {rule}", r.rule);
         assert!(!r.rule.contains(secret), "{} repeats the value", r.rule);
     }
@@ -127,7 +133,7 @@ fn a_malformed_tag_is_left_out_and_the_event_still_counts_by_its_message_id() {
         ))
         .unwrap();
         body["detail"]["mail"]["tags"][tag] = value;
-        let e = DeliveryEvent::parse(&body.to_string()).unwrap_or_else(|r| panic!("{tag}: lost the event: {r}"));
+        let e = parse(&body.to_string()).unwrap_or_else(|r| panic!("{tag}: lost the event: {r}"));
         assert_eq!(e.effect, Effect::State(DeliveryState::Bounced), "{tag}");
         assert_eq!(e.message_id.as_str(), "0100018c-4a2b-7c3d-9e8f-0a1b2c3d4e5f-000000");
         assert_eq!(e.ignored, vec![rule], "{tag}");
@@ -140,7 +146,7 @@ fn a_malformed_tag_is_left_out_and_the_event_still_counts_by_its_message_id() {
         }
         assert!(!format!("{e:?}").contains(secret), "the event repeats the value");
     }
-    let clean = DeliveryEvent::parse(&envelope(EventType::Delivery, json!({}))).unwrap();
+    let clean = parse(&envelope(EventType::Delivery, json!({}))).unwrap();
     assert!(clean.ignored.is_empty());
 }
 
@@ -150,13 +156,13 @@ fn a_malformed_event_time_falls_back_to_the_mail_time_instead_of_losing_the_even
         EventType::Bounce,
         json!({"bounceType": "Permanent", "bounceSubType": "General", "timestamp": "jane.doe@example.com"}),
     );
-    let e = DeliveryEvent::parse(&body).unwrap_or_else(|r| panic!("lost the event: {r}"));
+    let e = parse(&body).unwrap_or_else(|r| panic!("lost the event: {r}"));
     assert_eq!(e.effect, Effect::State(DeliveryState::Bounced));
     assert_eq!(e.occurred_at, time::macros::datetime!(2026-11-27 10:00:00 UTC));
     assert_eq!(e.ignored, vec!["bounce.timestamp is not an RFC 3339 time"]);
     let mut no_mail_time: Value = serde_json::from_str(&body).unwrap();
     no_mail_time["detail"]["mail"]["timestamp"] = json!(null);
-    let r = DeliveryEvent::parse(&no_mail_time.to_string()).unwrap_err();
+    let r = parse(&no_mail_time.to_string()).unwrap_err();
     assert_eq!(r.rule, "mail.timestamp is missing", "without any usable time the event is refused");
 }
 
@@ -198,7 +204,7 @@ fn every_ses_sample_in_events_parses_to_its_type() {
         }
         let batch: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for record in batch["Records"].as_array().unwrap() {
-            let e = DeliveryEvent::parse(record["body"].as_str().unwrap()).unwrap_or_else(|r| panic!("{name}: {r}"));
+            let e = parse(record["body"].as_str().unwrap()).unwrap_or_else(|r| panic!("{name}: {r}"));
             assert!(e.order_id.is_some() && e.claim_token.is_some(), "{name}: tags");
             seen.insert(e.event_type);
         }
@@ -210,4 +216,49 @@ fn every_ses_sample_in_events_parses_to_its_type() {
 fn dsn_status_codes_are_recognised_and_other_text_is_not() {
     assert!(is_dsn_status("5.1.1") && is_dsn_status("4.4.7") && is_dsn_status("5.7.100"));
     assert!(!is_dsn_status("550") && !is_dsn_status("5.1") && !is_dsn_status("a@b.c"));
+}
+
+/// The envelope of a Delivery event with the mail's time `mail` and the delivery's `delivered`.
+fn delivery_at(mail: &str, delivered: &str) -> String {
+    let mut body: Value =
+        serde_json::from_str(&envelope(EventType::Delivery, json!({"timestamp": delivered}))).unwrap();
+    body["detail"]["mail"]["timestamp"] = json!(mail);
+    body.to_string()
+}
+
+#[test]
+fn an_event_time_far_from_now_is_not_believed_and_the_event_still_counts() {
+    let now = time::OffsetDateTime::now_utc();
+    let recent = rfc3339(now - time::Duration::minutes(1));
+    // A Send or Delivery stamped 9999-12-31 would stay the latest on the row for good.
+    let e = DeliveryEvent::parse(&delivery_at(&recent, "9999-12-31T23:59:59Z")).unwrap();
+    assert_eq!(rfc3339(e.occurred_at), recent, "the mail's time stands in for the event's");
+    assert_eq!(e.ignored.len(), 1, "{:?}", e.ignored);
+    // Year 0000 for both: the time the event was read stands in.
+    let e = DeliveryEvent::parse(&delivery_at("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z")).unwrap();
+    assert!((e.occurred_at - now).abs() < time::Duration::minutes(1), "{}", e.occurred_at);
+    assert_eq!(e.ignored.len(), 2, "{:?}", e.ignored);
+    assert!(e.ignored.iter().all(|rule| rule.contains("30 days before or 5 minutes after")), "{:?}", e.ignored);
+    // Inside the window, both times are kept as SES wrote them.
+    let e = DeliveryEvent::parse(&delivery_at(&recent, &recent)).unwrap();
+    assert!(e.ignored.is_empty(), "{:?}", e.ignored);
+}
+
+#[test]
+fn an_unreadable_envelope_field_the_reader_never_uses_does_not_refuse_the_event() {
+    let body = envelope(EventType::Delivery, json!({}));
+    assert!(body.contains(r#""version":"0""#), "{body}");
+    for version in ["1e400", r#""\ud800""#] {
+        let hostile = body.replace(r#""version":"0""#, &format!(r#""version":{version}"#));
+        let e = parse(&hostile).unwrap_or_else(|r| panic!("version {version}: the event was refused: {r}"));
+        assert_eq!(
+            (e.event_type, e.message_id.as_str()),
+            (EventType::Delivery, "0100018c-4a2b-7c3d-9e8f-0a1b2c3d4e5f-000000")
+        );
+        assert_eq!(e.order_id.as_ref().map(OrderId::as_str), Some("ORD-1001"));
+    }
+    // An unreadable field the event needs is still refused by its rule.
+    let broken = body.replace(r#""messageId":"0100018c-4a2b-7c3d-9e8f-0a1b2c3d4e5f-000000""#, r#""messageId":1e400"#);
+    assert_eq!(parse(&broken).unwrap_err().rule, "mail.messageId is missing");
+    assert!(parse("{\"source\": ").unwrap_err().rule.starts_with("body is not JSON"));
 }

@@ -26,6 +26,7 @@ mod render_order_tests {
                 detail: Some(String::new()),
                 at: Some(at),
                 send_event: None,
+                duplicate_message_ids: vec!["m-2".into(), "m-3".into()],
             },
             customer_status: crate::ledger::CustomerStatus::Confirmed,
         };
@@ -33,7 +34,8 @@ mod render_order_tests {
         let value_column = |l: &str| l.find(':').map(|c| c + 1 + l[c + 1..].len() - l[c + 1..].trim_start().len());
         let columns: std::collections::BTreeSet<_> = out.lines().map(value_column).collect();
         assert_eq!(columns.len(), 1, "{out}");
-        assert_eq!(out.lines().count(), 14, "{out}");
+        assert_eq!(out.lines().count(), 15, "{out}");
+        assert!(out.lines().any(|l| l.starts_with("duplicate_mails:") && l.ends_with(" m-2 m-3")), "{out}");
         for label in ["last_error:", "delivery_detail:", "lease_until:"] {
             assert!(out.lines().any(|l| l.starts_with(label) && l.ends_with(" -")), "{label} {out}");
         }
@@ -129,7 +131,8 @@ mod delivery_table_tests {
             ("high".to_owned(), None, 1),
             ("normal".to_owned(), Some("delivered".to_owned()), 12345),
         ];
-        let table = render_delivery(&crate::ledger::delivery_stats_from_rows(&rows));
+        let duplicates = vec![("normal".to_owned(), 3)];
+        let table = render_delivery(&crate::ledger::delivery_stats_from_rows(&rows, &duplicates));
         let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(lines.len(), 4, "{table}");
         assert!(lines.iter().all(|l| l.len() == lines[0].len()), "every row as wide as the header:\n{table}");
@@ -137,5 +140,13 @@ mod delivery_table_tests {
         assert!(lines[2].ends_with("0.00%") && lines[2].contains("12345"), "{table}");
         // 12,347 sends, one hard bounce.
         assert!(lines[3].starts_with("total ") && lines[3].contains("12347") && lines[3].ends_with("0.01%"), "{table}");
+        let column = |line: &str| line.split_whitespace().rev().nth(1).map(str::to_owned);
+        assert_eq!(column(lines[0]).as_deref(), Some("duplicates"), "{table}");
+        let duplicates: Vec<_> = lines[1..].iter().map(|l| column(l)).collect();
+        assert_eq!(
+            duplicates,
+            [Some("0".into()), Some("3".into()), Some("3".into())],
+            "per priority and in the total:\n{table}"
+        );
     }
 }

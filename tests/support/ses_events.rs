@@ -16,6 +16,13 @@ pub const EVENTS_QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:order-con
 /// the same function as the outbox's simulated events. The mail must carry the `order_id` and
 /// `claim_token` tags (the service's mails always do).
 pub fn send_event_body(sent: &AcceptedSend) -> String {
+    event_body(sent, EventType::Send)
+}
+
+/// Any event SES publishes about an accepted mail, `event_type` (its object empty: what the
+/// ledger reads of a Send or a Delivery is the mail and its tags), built like
+/// [`send_event_body`].
+pub fn event_body(sent: &AcceptedSend, event_type: EventType) -> String {
     let tag = |name: &str| sent.tag(name).unwrap_or_else(|| panic!("the mail has no {name} tag: {:?}", sent.tags));
     let tags = MailTags {
         order_id: MailTags::parse_order_id(tag("order_id")).expect("an order_id tag the service wrote"),
@@ -23,7 +30,7 @@ pub fn send_event_body(sent: &AcceptedSend) -> String {
     };
     let at = time::OffsetDateTime::from(sent.at);
     let to = sent.to.first().map_or("", String::as_str);
-    eventbridge_body(EventType::Send, &sent.message_id, &tags, to, at, at, serde_json::json!({}))
+    eventbridge_body(event_type, &sent.message_id, &tags, to, at, at, serde_json::json!({}))
 }
 
 /// One record of the SES events queue carrying `body`.
@@ -43,8 +50,18 @@ pub async fn deliver_send_event(
     ledger: &dyn order_confirmation::ledger::LedgerOps,
     sent: &AcceptedSend,
 ) -> order_confirmation::batch::EventBatchReport {
+    deliver_event(ledger, sent, EventType::Send).await
+}
+
+/// Hands SES's `event_type` event for `sent` to the function's SES events path, as
+/// [`deliver_send_event`] does.
+pub async fn deliver_event(
+    ledger: &dyn order_confirmation::ledger::LedgerOps,
+    sent: &AcceptedSend,
+    event_type: EventType,
+) -> order_confirmation::batch::EventBatchReport {
     let mut event = aws_lambda_events::sqs::SqsEvent::default();
-    event.records = vec![events_record(send_event_body(sent))];
+    event.records = vec![events_record(event_body(sent, event_type))];
     let report = order_confirmation::delivery::handle(ledger, &event).await;
     assert!(report.records.iter().all(|r| r.is_acknowledged()), "the Send event was not applied: {}", report.summary());
     report
