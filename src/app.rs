@@ -120,7 +120,7 @@ pub async fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
                 .with_context(|| format!("MAILER=outbox:{}", dir.display()))?,
         ),
         MailerChoice::Ses => Arc::new(SesMailer::new(
-            aws::sesv2_client(aws::sdk_config().await, config.send_timeout),
+            aws::sesv2_client(aws::sdk_config().await, config.send_timeout, config.ses_max_send_rate.is_some()),
             config.sender_address.clone(),
             config.ses_configuration_set.clone(),
         )),
