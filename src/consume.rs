@@ -125,7 +125,7 @@ pub async fn run(
             let receive = client
                 .receive_message()
                 .queue_url(&queue.url)
-                .max_number_of_messages(10)
+                .max_number_of_messages(batch_size(pipeline, queue, options.batch_timeout).await)
                 .wait_time_seconds(wait.as_secs() as i32)
                 .visibility_timeout(options.batch_timeout.as_secs().max(1) as i32)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -171,6 +171,29 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+/// How long the orders of one batch may wait for their send slots. A worker receives no more
+/// orders than its send rate grants within this: at a small share of the quota (0.5 mails/s), a
+/// batch of ten would hold orders for 20 s that idle workers could have sent, and defer the ones
+/// its budget could not reach; small batches keep the whole backlog in the queue, where every
+/// worker (and the high-priority queue, checked before each receive) can reach it.
+pub const BATCH_HORIZON: Duration = Duration::from_secs(2);
+
+/// SQS's largest receive.
+const MAX_RECEIVE: i32 = 10;
+
+/// The receive size for `queue`: what the send rate grants within [`BATCH_HORIZON`] and the
+/// batch's own sending window (at least one, at most SQS's ten) for an order queue; ten for the
+/// SES events queue, which sends nothing.
+async fn batch_size(pipeline: &Pipeline, queue: &Queue, batch_timeout: Duration) -> i32 {
+    if crate::delivery::is_events_queue(&queue.arn) {
+        return MAX_RECEIVE;
+    }
+    match pipeline.sendable(Instant::now() + batch_timeout, BATCH_HORIZON).await {
+        Some(n) => i32::try_from(n).unwrap_or(MAX_RECEIVE).clamp(1, MAX_RECEIVE),
+        None => MAX_RECEIVE,
+    }
 }
 
 /// Deletes the acknowledged records of a batch (`acknowledged[i]` for `event.records[i]`);
