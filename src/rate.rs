@@ -162,8 +162,12 @@ impl SendGate for SendRateLimiter {
         if throttled {
             let cut = if priority == Priority::High { CUT_HIGH } else { CUT_NORMAL };
             b.rate = (b.rate * cut).max(self.share * FLOOR);
-            // SES said the second is full: no burst right after.
-            b.tokens = b.tokens.min(0.0);
+            // SES said the second is full: no burst right after, and no slot before SES's next
+            // second. Below one send per second that is not a whole empty bucket: at a cut rate of
+            // 0.125/s an empty bucket would keep the throttled order (retried at the next slot)
+            // waiting 8 s, long enough to run out of its batch's time and be deferred; at the end
+            // of a backlog that order is the tail, while other instances are idle.
+            b.tokens = b.tokens.min(0.0).max(1.0 - b.rate);
         } else {
             let step = if b.rate < self.share { RECOVER } else { STEP };
             b.rate = (b.rate + self.share * step).min(self.ceiling);
@@ -277,6 +281,21 @@ mod tests {
             at_once += usize::from(limiter.acquire(Priority::Normal, now).await);
         }
         assert!(at_once <= 5, "{at_once} of 10 instances sent in the first instant");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_throttle_the_next_slot_comes_within_a_second_and_the_cut_rate_paces_the_rest() {
+        let limiter = SendRateLimiter::starting_at(0.5, 5.0, 0.2, 1.0);
+        assert!(limiter.acquire(Priority::Normal, Instant::now()).await);
+        limiter.feedback(Priority::Normal, true).await;
+        let throttled_at = Instant::now();
+        assert!(limiter.acquire(Priority::Normal, throttled_at + Duration::from_secs(5)).await);
+        assert!(Instant::now() <= throttled_at + Duration::from_secs(1), "retried within SES's next second");
+        assert!(Instant::now() > throttled_at, "not at once: SES said the second is full");
+        // Then the cut rate (0.3/s) paces the following sends.
+        let retried_at = Instant::now();
+        assert!(limiter.acquire(Priority::Normal, retried_at + Duration::from_secs(5)).await);
+        assert!(Instant::now() >= retried_at + Duration::from_secs(3), "paced at the cut rate");
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,7 +23,8 @@
 //! `steady,peak,backlog,small-share`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
 //! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
 //! `SOAK_KILL_EVERY_SECONDS` (30), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own
-//! quota and workers); `SOAK_KEEP_LOGS=1` keeps the workers' logs.
+//! quota and workers; `small-share-high` and `small-share-normal` run one mix);
+//! `SOAK_KEEP_LOGS=1` keeps the workers' logs.
 
 use crate::support;
 
@@ -58,7 +59,12 @@ impl Scenario {
             "peak" => vec![Self::Peak],
             "backlog" => vec![Self::Backlog],
             "small-share" => vec![Self::SmallShare { high: true }, Self::SmallShare { high: false }],
-            other => panic!("SOAK_SCENARIOS: unknown scenario {other:?} (steady, peak, backlog or small-share)"),
+            "small-share-high" => vec![Self::SmallShare { high: true }],
+            "small-share-normal" => vec![Self::SmallShare { high: false }],
+            other => panic!(
+                "SOAK_SCENARIOS: unknown scenario {other:?} (steady, peak, backlog, small-share, small-share-high \
+                 or small-share-normal)"
+            ),
         }
     }
 
