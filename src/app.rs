@@ -9,6 +9,7 @@ use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, LedgerOps};
 use crate::mailer::Mailer;
 use crate::mailer::outbox::OutboxMailer;
+use crate::mailer::quota::{QuotaReport, SendRates, exhaustion_warning};
 use crate::mailer::ses::SesMailer;
 use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::rate::{SendGate, SendRateLimiter};
@@ -113,14 +114,16 @@ pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>>
     })
 }
 
-pub async fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
+/// `rate_limited`: a send-rate limiter paces this mailer's sends, so SES's throttling answers go to
+/// it rather than to the SDK's retries ([`aws::sesv2_client`]).
+pub async fn build_mailer(config: &Config, rate_limited: bool) -> anyhow::Result<Arc<dyn Mailer>> {
     Ok(match &config.mailer {
         MailerChoice::Outbox { dir } => Arc::new(
             OutboxMailer::new(dir, config.sender_address.clone())
                 .with_context(|| format!("MAILER=outbox:{}", dir.display()))?,
         ),
         MailerChoice::Ses => Arc::new(SesMailer::new(
-            aws::sesv2_client(aws::sdk_config().await, config.send_timeout, config.ses_max_send_rate.is_some()),
+            aws::sesv2_client(aws::sdk_config().await, config.send_timeout, rate_limited),
             config.sender_address.clone(),
             config.ses_configuration_set.clone(),
         )),
@@ -142,15 +145,67 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
 /// The pipeline on `ledger` (the one [`build_ledger`] returned, whose operations the caller keeps
 /// for reconciliation and operator requests).
 pub async fn build_pipeline(config: &Config, ledger: Arc<dyn Ledger>) -> anyhow::Result<Pipeline> {
-    let mailer = build_mailer(config).await?;
     if let Some(warning) = config.sizing_warning() {
         tracing::warn!("{warning}");
     }
-    let gate = config.ses_max_send_rate.map(|share| {
-        let ceiling = config.ses_account_max_send_rate.unwrap_or(share);
+    let rates = send_rates(config).await;
+    let mailer = build_mailer(config, rates.share.is_some()).await?;
+    let gate = rates.share.map(|share| {
+        let ceiling = rates.ceiling.unwrap_or(share);
         Arc::new(SendRateLimiter::new(share, ceiling, config.high_priority_reserve)) as Arc<dyn SendGate>
     });
     Ok(Pipeline::new(ledger, mailer, gate, pipeline_settings(config)))
+}
+
+/// The limiter's rates: from the settings when `SES_ACCOUNT_MAX_SEND_RATE` is set or the mailer is
+/// not SES; otherwise from the account's quota (`GetAccount`), read once here. A failed read falls
+/// back to the settings with one log line and never stops the start (docs/design.md, "Deferral
+/// and the send rate").
+async fn send_rates(config: &Config) -> SendRates {
+    let settings = |quota| {
+        SendRates::choose(config.ses_max_send_rate, config.ses_account_max_send_rate, config.ses_senders, quota)
+    };
+    if !matches!(config.mailer, MailerChoice::Ses) || config.ses_account_max_send_rate.is_some() {
+        return settings(None);
+    }
+    let client = aws::sesv2_client(aws::sdk_config().await, config.send_timeout, false);
+    match crate::mailer::quota::read(&client).await {
+        Ok(quota) => {
+            let rates = settings(Some(&quota));
+            tracing::info!(
+                max_send_rate = quota.max_send_rate,
+                max_24_hour_send = quota.max_24_hour_send,
+                sent_last_24_hours = quota.sent_last_24_hours,
+                share = rates.share,
+                "send rate sized from the SES account's quota (GetAccount)"
+            );
+            // The pace of the last 24 hours kept up: warns when the quota is already used up.
+            if let Some(warning) = exhaustion_warning(&quota, quota.sent_last_24_hours / 86_400.0) {
+                tracing::warn!("{warning}");
+            }
+            rates
+        }
+        Err(e) => {
+            let rates = settings(None);
+            let fallback = match rates.share {
+                Some(share) => format!("SES_MAX_SEND_RATE {share}"),
+                None => "no limiter: no SES_MAX_SEND_RATE or SES_ACCOUNT_MAX_SEND_RATE set".to_owned(),
+            };
+            tracing::warn!(error = %e, "reading the SES account's send quota (GetAccount) failed; mailing goes on with the send rate from the settings: {fallback}");
+            rates
+        }
+    }
+}
+
+/// What `config` and `stats` say about the SES quota: `None` unless the mailer is SES.
+/// `current_rate` (mails per second) adds the warning when the 24-hour quota would run out at it.
+pub async fn ses_quota_report(config: &Config, current_rate: Option<f64>) -> Option<QuotaReport> {
+    if !matches!(config.mailer, MailerChoice::Ses) {
+        return None;
+    }
+    let client = aws::sesv2_client(aws::sdk_config().await, config.send_timeout, false);
+    let (share, account, senders) = (config.ses_max_send_rate, config.ses_account_max_send_rate, config.ses_senders);
+    Some(QuotaReport::gather(&client, share, account, senders, current_rate).await)
 }
 
 /// [`build_ledger_and_pipeline`] on a ledger that must exist ([`existing_ledger`]): `retry`,

@@ -209,11 +209,26 @@ fn entry_size(entry: &SendMessageBatchRequestEntry) -> usize {
 pub struct VisibilityBackoff {
     client: aws_sdk_sqs::Client,
     settings: BackoffSettings,
+    /// When the last of the delayed copies this process re-enqueued becomes visible.
+    copies_due: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl VisibilityBackoff {
     pub fn new(client: aws_sdk_sqs::Client, settings: BackoffSettings) -> Self {
-        Self { client, settings }
+        Self { client, settings, copies_due: std::sync::Mutex::new(None) }
+    }
+
+    /// When the last delayed copy this process put back on a queue becomes visible (`None`: it
+    /// never re-enqueued one). A `consume` worker is not idle before then: the copies are its own
+    /// work still to come.
+    pub fn copies_due(&self) -> Option<tokio::time::Instant> {
+        *self.copies_due.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn copy_due_in(&self, delay: Duration) {
+        let due = tokio::time::Instant::now() + delay;
+        let mut last = self.copies_due.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = Some(last.map_or(due, |l| l.max(due)));
     }
 
     /// Puts a delayed copy of every deferred record back on its queue and marks the record
@@ -249,7 +264,8 @@ impl VisibilityBackoff {
                 }
             }
             for chunk in chunks {
-                let index: HashMap<String, usize> = chunk.iter().map(|(i, e)| (e.id.clone(), *i)).collect();
+                let index: HashMap<String, (usize, i32)> =
+                    chunk.iter().map(|(i, e)| (e.id.clone(), (*i, e.delay_seconds.unwrap_or(0)))).collect();
                 let sent = self
                     .client
                     .send_message_batch()
@@ -260,11 +276,12 @@ impl VisibilityBackoff {
                 match sent {
                     Ok(out) => {
                         for ok in out.successful {
-                            if let Some(&i) = index.get(&ok.id)
+                            if let Some(&(i, delay)) = index.get(&ok.id)
                                 && let RecordOutcome::Deferred { requeued: flag, .. } = &mut report.records[i].outcome
                             {
                                 *flag = true;
                                 requeued += 1;
+                                self.copy_due_in(Duration::from_secs(u64::try_from(delay).unwrap_or(0)));
                             }
                         }
                         for f in out.failed {

@@ -28,9 +28,15 @@ pub struct ConsumeOptions {
     pub queue_urls: Vec<String>,
     /// Long-poll wait on the last queue (the earlier ones are checked without waiting).
     pub wait: Duration,
-    /// Each batch's time budget; also the visibility timeout requested on receive.
+    /// Each batch's time budget.
     pub batch_timeout: Duration,
-    /// Exit after this long without any message (None: run until signalled).
+    /// The pipeline's lease slack: an order's lease outlives its batch by this much, so the
+    /// visibility timeout requested on receive is the batch's time plus this (and a second). A
+    /// message whose worker was killed comes back once the lease it left has ended, ready to be
+    /// taken over, instead of spending a receive on finding the lease still live.
+    pub lease_slack: Duration,
+    /// Exit after this long without any message, counted from when the worker's own deferred
+    /// copies are visible again (None: run until signalled).
     pub idle_exit: Option<Duration>,
 }
 
@@ -116,7 +122,9 @@ pub async fn run(
     let mut last_message = Instant::now();
     tracing::info!(queues = ?options.queue_urls, "consuming");
     'poll: loop {
-        if options.idle_exit.is_some_and(|idle| last_message.elapsed() >= idle) {
+        // Idle only counts from when this worker's own deferred copies are visible again.
+        let idle_since = backoff.copies_due().map_or(last_message, |due| due.max(last_message));
+        if options.idle_exit.is_some_and(|idle| idle_since.elapsed() >= idle) {
             tracing::info!("no messages for the idle limit; exiting");
             break;
         }
@@ -134,7 +142,7 @@ pub async fn run(
                 .queue_url(&queue.url)
                 .max_number_of_messages(max)
                 .wait_time_seconds(wait.as_secs() as i32)
-                .visibility_timeout(options.batch_timeout.as_secs().max(1) as i32)
+                .visibility_timeout(visibility_on_receive(options))
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .message_attribute_names("All")
                 .send();
@@ -219,6 +227,13 @@ async fn batch_size(pipeline: &Pipeline, queue: &Queue, batch_timeout: Duration)
         Some(n) => i32::try_from(n).unwrap_or(MAX_RECEIVE).clamp(0, MAX_RECEIVE),
         None => MAX_RECEIVE,
     }
+}
+
+/// The visibility timeout a receive asks for: the batch's time budget plus the lease slack and a
+/// second, within SQS's 12 hours.
+fn visibility_on_receive(options: &ConsumeOptions) -> i32 {
+    let seconds = (options.batch_timeout + options.lease_slack).as_secs().saturating_add(1);
+    seconds.min(crate::backoff::MAX_VISIBILITY.as_secs()) as i32
 }
 
 /// Deletes the acknowledged records of a batch (`acknowledged[i]` for `event.records[i]`);

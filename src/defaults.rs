@@ -63,7 +63,8 @@ macro_rules! every_setting {
             /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when both are set, otherwise unlimited).
             SES_MAX_SEND_RATE ses_max_send_rate: Option<f64>;
             /// The account's whole SES sending rate, mails per second: this instance's rate climbs toward
-            /// it while SES accepts and backs off when SES throttles (unset: stays at SES_MAX_SEND_RATE).
+            /// it while SES accepts and backs off when SES throttles (unset with MAILER=ses: read from
+            /// SES GetAccount at start-up; otherwise stays at SES_MAX_SEND_RATE).
             SES_ACCOUNT_MAX_SEND_RATE ses_account_max_send_rate: Option<f64>;
             /// How many instances may send at once (the function's reserved concurrency): each starts at
             /// SES_ACCOUNT_MAX_SEND_RATE / SES_SENDERS when SES_MAX_SEND_RATE is unset.

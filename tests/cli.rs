@@ -225,6 +225,10 @@ fn hostile_details_cost_no_confirmation_and_no_log_line_carries_personal_data() 
         }
         assert!(stderr.contains("schema_version: must be the integer 1"), "the rule is named: {stderr}");
         assert!(stderr.contains("order detail priority dropped"), "the bad priority is counted: {stderr}");
+        assert!(
+            stderr.contains("order detail SentTimestamp dropped"),
+            "the SentTimestamp of i64::MIN is dropped and noted: {stderr}"
+        );
     }
     assert_eq!(outbox_count(dir.path()), 10, "every order but the unknown schema was mailed, once");
 }

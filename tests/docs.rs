@@ -327,6 +327,12 @@ const NOT_METRICS: &[&str] = &[
     "SqsBatchResponse",
     "SendMessageBatch",
     "MessageRejected",
+    // SES v2's GetAccount and its send quota's fields.
+    "GetAccount",
+    "SendQuota",
+    "MaxSendRate",
+    "Max24HourSend",
+    "SentLast24Hours",
     // SES's bounce types.
     "Permanent",
     "Transient",

@@ -416,7 +416,12 @@ async fn the_operator_function_answers_operator_requests_through_the_runtime_api
     let order_confirmation::ledger::Claim::Claimed { token, .. } = claim[0] else { panic!("{claim:?}") };
     let id = OrderId::parse("ORD-AB1").unwrap();
     ledger
-        .record(&[Recording { order_id: id.clone(), token, outcome: Outcome::Failed { error: "timeout".into() } }])
+        .record(&[Recording {
+            order_id: id.clone(),
+            token,
+            outcome: Outcome::Failed { error: "timeout".into() },
+            takeover: false,
+        }])
         .await
         .unwrap();
     ledger

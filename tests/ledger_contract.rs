@@ -27,7 +27,7 @@ fn token(c: &Claim) -> uuid::Uuid {
 }
 
 fn rec(id: &str, token: uuid::Uuid, outcome: Outcome) -> Recording {
-    Recording { order_id: OrderId::parse(id).unwrap(), token, outcome }
+    Recording { order_id: OrderId::parse(id).unwrap(), token, outcome, takeover: false }
 }
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -132,6 +132,7 @@ pub async fn batch_results_come_back_in_input_order(l: Arc<dyn LedgerOps>) {
                 order_id: r.order_id.clone(),
                 token: *token,
                 outcome: Outcome::Sent { message_id: format!("m-{}", r.order_id) },
+                takeover: false,
             }),
             _ => None,
         })
@@ -514,6 +515,37 @@ pub async fn a_takeover_says_how_long_ago_the_holders_lease_ended(l: Arc<dyn Led
     assert!(matches!(retry[0], Claim::Claimed { takeover: None, .. }), "{retry:?}");
 }
 
+pub async fn a_takeover_that_fails_or_is_deferred_stays_a_takeover_for_the_next_claim(l: Arc<dyn LedgerOps>) {
+    let id = || OrderId::parse("TK2").unwrap();
+    let first = l.claim(&[req("TK2", "h", Priority::Normal)], Duration::from_millis(200)).await.unwrap();
+    token(&first[0]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The holder died; the takeover is deferred, then the next takeover fails: the dead holder
+    // may have mailed the order all along, so every claim after it is a takeover.
+    for outcome in
+        [Outcome::Deferred { reason: "not sent: no send slot".into() }, Outcome::Failed { error: "5xx".into() }]
+    {
+        let claim = l.claim(&[req("TK2", "h", Priority::Normal)], LEASE).await.unwrap();
+        assert!(matches!(claim[0], Claim::Claimed { takeover: Some(_), .. }), "{outcome:?}: {claim:?}");
+        let attempts = l.order_state(&id()).await.unwrap().unwrap().attempts;
+        let recording = Recording { takeover: true, ..rec("TK2", token(&claim[0]), outcome.clone()) };
+        // Recorded twice, as a retried record call would: the second changes nothing.
+        assert_eq!(l.record(std::slice::from_ref(&recording)).await.unwrap(), vec![true]);
+        assert_eq!(l.record(&[recording]).await.unwrap(), vec![true]);
+        let st = l.order_state(&id()).await.unwrap().unwrap();
+        assert_eq!(st.status, Status::Sending, "{outcome:?}: still unresolved, not failed");
+        assert!(st.lease_until.is_some_and(|u| u <= time::OffsetDateTime::now_utc()), "{outcome:?}: nobody holds it");
+        let given_back = i64::from(outcome.gives_back_attempt());
+        assert_eq!(st.attempts, attempts - given_back, "{outcome:?}: a deferral gives its attempt back, once");
+    }
+    let last = l.claim(&[req("TK2", "h", Priority::Normal)], LEASE).await.unwrap();
+    assert!(matches!(last[0], Claim::Claimed { takeover: Some(_), .. }), "{last:?}");
+    l.record(&[Recording { takeover: true, ..rec("TK2", token(&last[0]), Outcome::Sent { message_id: "m".into() }) }])
+        .await
+        .unwrap();
+    assert_eq!(l.order_state(&id()).await.unwrap().unwrap().status, Status::Sent);
+}
+
 /// An SES event for the contract cases: `order` is the `order_id` tag (None: an untagged mail),
 /// `at` seconds after a fixed time.
 fn ev(order: Option<&str>, message_id: &str, effect: Effect, at: i64) -> DeliveryEvent {
@@ -756,6 +788,7 @@ macro_rules! ledger_contract_tests {
             a_parked_abandoned_order_no_longer_counts_as_unconfirmed_until_retried,
             retention_removes_old_payloads_in_bounded_steps_and_deletes_finished_rows_past_the_horizon,
             a_takeover_says_how_long_ago_the_holders_lease_ended,
+            a_takeover_that_fails_or_is_deferred_stays_a_takeover_for_the_next_claim,
             a_late_delivery_never_overwrites_a_bounce_and_nothing_overwrites_a_complaint,
             redelivered_and_out_of_order_events_converge_on_the_same_state,
             events_for_unknown_orders_are_counted_and_do_not_disturb_the_batch,

@@ -19,6 +19,7 @@ mod production;
 mod reconcile;
 mod sam_local;
 mod ses_event_props;
+mod ses_quota;
 mod soak;
 mod sqs_end_to_end;
 mod template;

@@ -456,6 +456,15 @@ async fn a_hung_send_is_cut_off_so_the_batch_is_recorded_before_the_deadline() {
         Some(Status::Sending),
         "a cut-off send may still reach SES: it stays leased, so whoever takes it over counts a possible duplicate"
     );
+    // It comes back once that lease has ended (the invocation's 6 s and the default 60 s of
+    // slack), not on the transient schedule's first 15 to 30 s, which would spend a receive on
+    // finding the lease still live.
+    use order_confirmation::backoff::{BackoffSettings, visibility_for};
+    let outcome = &report.records[1].outcome;
+    for jitter in [0.0, 0.999] {
+        let v = visibility_for(outcome, 1, &BackoffSettings::default(), jitter);
+        assert!(v >= Duration::from_secs(60), "{outcome:?} comes back after {v:?}, before its lease ends");
+    }
 }
 
 #[tokio::test]
@@ -500,17 +509,115 @@ async fn a_deferred_order_spends_no_ledger_attempt() {
 }
 
 #[tokio::test]
-async fn a_sent_timestamp_far_in_the_past_or_future_does_not_panic() {
+async fn a_sent_timestamp_that_is_no_time_is_dropped_and_counted_and_the_order_is_mailed_without_a_panic() {
     let b = LocalBackends::new().await;
     let mut records = Vec::new();
-    for (i, ts) in [i64::MIN.to_string(), i64::MAX.to_string(), "-1".into()].iter().enumerate() {
-        let mut r = record(&format!("m{i}"), &order_body(&format!("TS-{i}"), "normal"));
+    for (i, ts) in [i64::MIN.to_string(), "abc".into(), i64::MAX.to_string(), "-1".into()].iter().enumerate() {
+        let mut r = record(&format!("m{i}"), &order_body(&format!("TS-BAD-{i}"), "normal"));
         r.attributes.insert("SentTimestamp".into(), ts.clone());
         records.push(r);
     }
     let report = b.pipeline(b.outbox.clone()).handle(&event(records), deadline(30)).await;
     assert!(failures(&report).is_empty());
     for r in &report.records {
-        assert!(r.time_to_confirm_seconds.is_none_or(|s| s.is_finite() && s >= 0.0), "{r:?}");
+        assert!(matches!(r.outcome, RecordOutcome::Sent { .. }), "{r:?}");
+        assert_eq!(r.time_to_confirm_seconds, None, "no time to confirm from no time: {r:?}");
+        let notes: Vec<String> = r.notes.iter().map(ToString::to_string).collect();
+        assert_eq!(notes, ["order detail SentTimestamp dropped: must be Unix milliseconds, not in the future"]);
     }
+    let counted: u64 = report.counters().values().map(|c| c.get(Counter::OrderDetailInvalid)).sum();
+    assert_eq!(counted, 4, "each dropped timestamp is counted");
+}
+
+#[tokio::test]
+async fn a_producer_set_first_sent_cannot_make_the_time_to_confirm_older_than_the_message() {
+    let b = LocalBackends::new().await;
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut records = Vec::new();
+    for (i, first) in ["1", "abc", &(now_ms + 60_000).to_string()].iter().enumerate() {
+        let mut r = record(&format!("m{i}"), &order_body(&format!("FS-{i}"), "normal"));
+        r.attributes.insert("SentTimestamp".into(), (now_ms - 2_000).to_string());
+        let mut a = aws_lambda_events::sqs::SqsMessageAttribute::default();
+        a.string_value = Some((*first).to_owned());
+        a.data_type = Some("Number".into());
+        r.message_attributes.insert("OrderConfirmationFirstSent".into(), a);
+        records.push(r);
+    }
+    let report = b.pipeline(b.outbox.clone()).handle(&event(records), deadline(30)).await;
+    for r in &report.records {
+        let ttc = r.time_to_confirm_seconds.expect("mailed, with a time to confirm");
+        assert!((1.5..60.0).contains(&ttc), "counted from the message's own SentTimestamp, 2 s ago: {ttc} s");
+        assert!(
+            r.notes.iter().any(|n| n.to_string().starts_with("order detail OrderConfirmationFirstSent dropped")),
+            "{r:?}"
+        );
+    }
+}
+
+/// Claims each order as a holder that then dies: its lease (`lease`) runs out with nothing
+/// recorded, so the next claim is a takeover.
+async fn held_by_a_dead_holder(ledger: &dyn Ledger, bodies: &[String], lease: Duration) {
+    use order_confirmation::ledger::ClaimRequest;
+    let requests: Vec<ClaimRequest> = bodies
+        .iter()
+        .map(|body| {
+            let order = order_confirmation::decode::decode(body).unwrap().order;
+            ClaimRequest {
+                order_id: order.order_id.clone(),
+                payload_sha256: order.payload_sha256(),
+                priority: order.priority,
+                payload: order.canonical_json(),
+            }
+        })
+        .collect();
+    ledger.claim(&requests, lease).await.unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn a_batch_of_takeovers_waiting_for_send_events_asks_the_ledger_once_per_poll_not_once_per_order() {
+    let b = LocalBackends::new().await;
+    let bodies: Vec<String> = (0..5).map(|i| order_body(&format!("W-{i}"), "normal")).collect();
+    held_by_a_dead_holder(b.ledger.as_ref(), &bodies, Duration::from_millis(100)).await;
+    let ledger = Arc::new(ScriptedLedger::new(b.ledger.clone()));
+    // No Send event comes: each takeover waits its bound, about 2 s (3 s from its holder's last
+    // possible send, 1 s of slack of which had passed), then mails.
+    let settings = PipelineSettings {
+        lease_slack: Duration::from_secs(1),
+        send_event_wait: Duration::from_secs(3),
+        ..PipelineSettings::default()
+    };
+    let records = bodies.iter().enumerate().map(|(i, body)| record(&format!("m{i}"), body)).collect();
+    let report =
+        Pipeline::new(ledger.clone(), b.outbox.clone(), None, settings).handle(&event(records), deadline(30)).await;
+    for r in &report.records {
+        assert!(matches!(r.outcome, RecordOutcome::Sent { .. }) && r.after_expired_lease, "{r:?}");
+    }
+    // One poll every 500 ms over about 2 s for the whole batch: about 4 calls; one watch per
+    // order would make 5 times that.
+    let calls = ledger.sent_earlier_calls.load(Ordering::SeqCst);
+    assert!((1..=6).contains(&calls), "{calls} sent_earlier calls for one batch of five takeovers");
+}
+
+#[tokio::test]
+async fn a_takeover_that_is_deferred_still_counts_the_possible_duplicate_when_it_later_mails() {
+    use order_confirmation::rate::{SendGate, SendRateLimiter};
+    let b = LocalBackends::new().await;
+    let body = order_body("TD-1", "normal");
+    held_by_a_dead_holder(b.ledger.as_ref(), std::slice::from_ref(&body), Duration::from_millis(100)).await;
+    // The real limiter with its only slot taken: the takeover finds no send slot and is deferred.
+    let gate = Arc::new(SendRateLimiter::new(0.001, 0.001, 0.0));
+    assert!(gate.acquire(order_confirmation::order::Priority::Normal, tokio::time::Instant::now()).await);
+    let deferring = Pipeline::new(b.ledger.clone(), b.outbox.clone(), Some(gate), PipelineSettings::default());
+    // A short invocation: a normal order waits for a slot until no send may start (1 s here).
+    let first = deferring.handle(&event(vec![record("m1", &body)]), deadline(3)).await;
+    assert!(matches!(first.records[0].outcome, RecordOutcome::Deferred { .. }), "{:?}", first.records[0]);
+    assert_eq!(b.mails_for("TD-1"), 0);
+
+    // The deferred copy comes back: the dead holder may still have mailed it, so this mail is a
+    // possible duplicate, as it would have been without the deferral.
+    let second = b.pipeline(b.outbox.clone()).handle(&event(vec![record("m2", &body)]), deadline(30)).await;
+    assert!(matches!(second.records[0].outcome, RecordOutcome::Sent { .. }), "{:?}", second.records[0]);
+    let counted: u64 = second.counters().values().map(|c| c.get(Counter::PossibleDuplicate)).sum();
+    assert_eq!(counted, 1, "the mail after a deferred takeover counts as a possible duplicate");
 }

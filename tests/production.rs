@@ -477,6 +477,7 @@ async fn a_large_order_released_for_retry_comes_back_with_its_whole_payload() {
         order_id: request.order_id.clone(),
         token,
         outcome: order_confirmation::ledger::Outcome::Rejected { reason: "MessageRejected: test".into() },
+        takeover: false,
     };
     assert_eq!(ledger.record(&[rejected]).await.unwrap(), vec![true]);
     let released = ledger.release(&request.order_id).await.expect("release").expect("was rejected");

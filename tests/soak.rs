@@ -22,9 +22,13 @@
 //! sized from the environment: `SOAK_SCENARIOS` (comma-separated, default
 //! `steady,peak,backlog,small-share`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
 //! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
-//! `SOAK_KILL_EVERY_SECONDS` (30), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own
-//! quota and workers; `small-share-high` and `small-share-normal` run one mix);
-//! `SOAK_KEEP_LOGS=1` keeps the workers' logs.
+//! `SOAK_KILL_EVERY_SECONDS` (30), `SOAK_SES_THROTTLE_RATE` (share of SES calls throttled at
+//! random, 0.02), `SOAK_DATA_API_ERROR_RATE` (share of Data API calls answered 5xx, 0.02),
+//! `SOAK_SEND_EVENTS` (0: SES publishes no Send events; 1, the default: each accepted mail's Send
+//! event), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
+//! faults; `small-share-high` and `small-share-normal` run one mix); `SOAK_KEEP_LOGS=1` keeps the
+//! workers' logs. A valid order found in a DLQ is named with its receive history: every log line
+//! about it, from every worker, and the kills.
 
 use crate::support;
 
@@ -122,6 +126,8 @@ struct SoakParams {
     send_event_delay: Duration,
     /// The workers' `SEND_EVENT_WAIT_SECONDS`: how long a takeover waits for that event.
     send_event_wait: Duration,
+    /// Whether SES publishes the Send events at all (a configuration set may not).
+    send_events: bool,
     /// The workers' `INVOCATION_TIMEOUT_SECONDS`: each batch's budget.
     invocation_timeout: Duration,
     /// Each worker's starting share as the template sets it: `Some(n)` gives the workers
@@ -152,6 +158,7 @@ impl SoakParams {
             enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
             send_event_delay: Duration::from_secs(1),
             send_event_wait: Duration::from_secs(8),
+            send_events: true,
             invocation_timeout: Duration::from_secs(15),
             senders: None,
         }
@@ -182,6 +189,7 @@ impl SoakParams {
             send_event_wait: Duration::from_secs(8),
             invocation_timeout: Duration::from_secs(20),
             senders: Some(10),
+            send_events: true,
         }
     }
 
@@ -210,14 +218,15 @@ impl SoakParams {
             kill_every: Duration::from_secs_f64(env_number("SOAK_KILL_EVERY_SECONDS", 30.0)),
             first_kill_after: Duration::from_secs(15),
             max_kills: usize::MAX,
-            ses_throttle_rate: 0.02,
-            data_api_error_rate: 0.02,
+            ses_throttle_rate: env_number("SOAK_SES_THROTTLE_RATE", 0.02),
+            data_api_error_rate: env_number("SOAK_DATA_API_ERROR_RATE", 0.02),
             resuming: (scenario == Scenario::Steady).then(|| (ideal.max(window) / 2, Duration::from_secs(8))),
             reconcile_every: Duration::from_secs(60),
             max_receive: 5,
             enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
             send_event_delay: Duration::from_secs(1),
             send_event_wait: Duration::from_secs(8),
+            send_events: std::env::var("SOAK_SEND_EVENTS").map_or(true, |v| v.trim() != "0"),
             invocation_timeout: Duration::from_secs(15),
             senders: None,
         }
@@ -333,7 +342,11 @@ impl Rig {
         let high = moto.queue_pair("soak-high", p.max_receive, 30).await;
         let normal = moto.queue_pair("soak-normal", p.max_receive, 30).await;
         let events = moto.queue_pair("soak-ses-events", p.max_receive, 30).await;
-        let send_events = publish_send_events(&s, &moto, &events.url, p.send_event_delay);
+        let send_events = if p.send_events {
+            publish_send_events(&s, &moto, &events.url, p.send_event_delay)
+        } else {
+            std::sync::Arc::default()
+        };
         s.ses_proxy.track_accepted(ses_recipient);
         s.ses_proxy.add(Rule::always(Action::Throttle).sometimes(p.ses_throttle_rate));
         s.ses_proxy.add(Rule::always(Action::Quota(p.quota)));
@@ -472,9 +485,13 @@ fn publish_send_events(
 /// The `consume` workers, each writing its logs and metrics to its own file per incarnation.
 struct Workers {
     children: Vec<tokio::process::Child>,
+    /// Each slot's incarnation: its log is `worker-{slot}-{incarnation}.log`.
+    current: Vec<usize>,
     incarnations: usize,
     kills: usize,
     last_kill: Option<Instant>,
+    /// Each kill: the UTC time and the killed worker's log file, for the receive histories.
+    killed: Vec<String>,
 }
 
 impl Workers {
@@ -492,7 +509,8 @@ impl Workers {
 
     fn start(rig: &Rig, p: &SoakParams) -> Self {
         let children = (0..p.workers).map(|slot| Self::spawn(rig, p, slot, 0)).collect();
-        Self { children, incarnations: p.workers, kills: 0, last_kill: None }
+        let current = vec![0; p.workers];
+        Self { children, current, incarnations: p.workers, kills: 0, last_kill: None, killed: Vec::new() }
     }
 
     /// SIGKILL one worker (no chance to record or acknowledge anything) and start a fresh one.
@@ -503,7 +521,10 @@ impl Workers {
         child.wait().await.expect("killed worker reaped");
         self.kills += 1;
         self.last_kill = Some(Instant::now());
+        let at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339);
+        self.killed.push(format!("{} worker-{slot}-{}.log", at.unwrap_or_default(), self.current[slot]));
         self.children[slot] = Self::spawn(rig, p, slot, self.incarnations);
+        self.current[slot] = self.incarnations;
         self.incarnations += 1;
     }
 
@@ -540,6 +561,32 @@ fn emf_totals(dir: &Path) -> HashMap<String, f64> {
         }
     }
     totals
+}
+
+/// How a valid order that reached a DLQ spent its `receives`: every log line about it from every
+/// worker and reconcile run (each naming its log file), in time order. A receive that left no line
+/// was held by a worker when it was killed (the report lists the kills with the same file names).
+fn receive_history(dir: &Path, order_id: &str, receives: u32) -> String {
+    let needle = format!("order_id=\"{order_id}\"");
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("worker dir").filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains(&needle)) {
+            let at = line.split_whitespace().next().unwrap_or_default().to_owned();
+            lines.push((at, format!("    {name}: {line}")));
+        }
+    }
+    lines.sort();
+    let mut out = format!("DEAD-LETTERED    {order_id} after {receives} receives:\n");
+    for (_, line) in lines {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Nearest-rank percentile of `values` (sorted in place); 0 when empty.
@@ -583,9 +630,13 @@ struct SoakReport {
     mailed: [usize; 3],
     extra_mails: usize,
     lost: Vec<String>,
-    /// Bodies found in the DLQs: invalid ones (expected) and valid ones (lost to the DLQ).
+    /// Bodies found in the DLQs: invalid ones (expected) and valid ones (lost to the DLQ), each
+    /// with its receive count and history ([`receive_history`]).
     dlq_invalid: usize,
     dlq_valid: Vec<String>,
+    dlq_histories: Vec<String>,
+    /// The kills, as the receive histories name them.
+    killed: Vec<String>,
     ledger: HashMap<String, u64>,
     emf: HashMap<String, f64>,
     /// Send events published to the events queue.
@@ -641,7 +692,7 @@ impl SoakReport {
         }
         if !self.dlq_valid.is_empty() {
             v.push(format!(
-                "{} valid orders in a DLQ (first: {:?})",
+                "{} valid orders in a DLQ (first: {:?}; their receive histories are in the report)",
                 self.dlq_valid.len(),
                 &self.dlq_valid[..self.dlq_valid.len().min(5)]
             ));
@@ -769,6 +820,12 @@ impl fmt::Display for SoakReport {
             self.invalid,
             self.dlq_valid.len()
         )?;
+        if !self.dlq_histories.is_empty() {
+            writeln!(f, "kills            {}", self.killed.join("; "))?;
+            for history in &self.dlq_histories {
+                write!(f, "{history}")?;
+            }
+        }
         let mut statuses: Vec<_> = self.ledger.iter().collect();
         statuses.sort();
         writeln!(
@@ -917,6 +974,7 @@ async fn soak(p: SoakParams) -> SoakReport {
     }
     let kills = workers.kills;
     let last_kill = workers.last_kill.map(|at| at.saturating_duration_since(started));
+    let killed = std::mem::take(&mut workers.killed);
     workers.stop().await;
     rig.s.data_api_faults(serde_json::json!({ "error_rate": 0.0, "resuming_for_ms": 0 })).await;
     reconcile(&rig, &p).await;
@@ -950,13 +1008,19 @@ async fn soak(p: SoakParams) -> SoakReport {
         sent.iter().filter(|s| !s.valid).map(|s| s.id.as_str()).collect();
     let mut dlq_invalid = 0;
     let mut dlq_valid = Vec::new();
+    let mut dlq_histories = Vec::new();
     for url in [&rig.high.dlq_url, &rig.normal.dlq_url] {
-        for (body, _) in rig.moto.drain_view(url).await {
+        for (body, receives) in rig.moto.drain_view(url).await {
             let id = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["order_id"].as_str().map(str::to_owned))
                 .unwrap_or(body);
-            if invalid_ids.contains(id.as_str()) { dlq_invalid += 1 } else { dlq_valid.push(id) }
+            if invalid_ids.contains(id.as_str()) {
+                dlq_invalid += 1
+            } else {
+                dlq_histories.push(receive_history(rig.dir.path(), &id, receives));
+                dlq_valid.push(id);
+            }
         }
     }
     let report = SoakReport {
@@ -972,6 +1036,8 @@ async fn soak(p: SoakParams) -> SoakReport {
         lost,
         dlq_invalid,
         dlq_valid,
+        dlq_histories,
+        killed,
         ledger: rig.ledger_statuses().await,
         emf: emf_totals(rig.dir.path()),
         send_events: rig.send_events.load(std::sync::atomic::Ordering::Relaxed),

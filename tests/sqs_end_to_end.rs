@@ -413,6 +413,12 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing(
     assert_eq!(s.mails_to("k-2@example.com").await, 1);
     assert!(summary["deleted"].as_u64().unwrap() >= 1, "{summary}");
     assert_eq!(emf_sum(&stderr, "PossibleDuplicate"), 1.0, "the duplicate is counted");
+    // The dead worker's receive asked for its batch's time plus the lease slack: the message came
+    // back once the lease it left had ended and was taken over on that receive, spending none on
+    // finding the lease still live.
+    assert_eq!(emf_sum(&stderr, "InFlight"), 0.0, "{stderr}");
+    let k1 = stderr.lines().find(|l| l.contains("record done") && l.contains("K-1")).expect("K-1's record line");
+    assert!(k1.contains("receive_count=2"), "the kill cost one receive, not two: {k1}");
     assert_eq!(moto.depth(&q.url).await, (0, 0));
 }
 
@@ -654,4 +660,22 @@ async fn stats_counts_the_deferred_copies_waiting_out_their_delay() {
         table.lines().find(|l| l.starts_with("d-normal")).expect("the queue's row").split_whitespace().collect();
     let column = header.split_whitespace().position(|h| h == "deferred").expect("a deferred column");
     assert_eq!(row[column], "3", "{table}");
+}
+
+/// `--idle-exit` counts idle time only once the worker's own deferred copies are back: a copy
+/// delayed longer than the idle limit is still this worker's work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_exit_waits_for_the_workers_own_deferred_copies_to_come_back() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let normal = moto.queue_pair("ie-normal", 5, 30).await;
+    // SES throttles the order's first send, every SDK attempt of it: the order is deferred and its
+    // copy delayed 3 to 6 s (DEFERRED_DELAY_SECONDS 6, with jitter), longer than the idle limit.
+    s.ses_proxy.add(Rule::matching(&email_of("IE-1"), Action::Throttle).times(3));
+    moto.send(&normal.url, &order_body("IE-1", "normal")).await;
+    let (summary, stderr) = consume(&s, &moto, &[&normal.url], &[("DEFERRED_DELAY_SECONDS", "6")], 1).await;
+    assert_eq!(summary["requeued"], 1, "the order was deferred once: {summary}\n{stderr}");
+    assert_eq!(s.mails_to(&email_of("IE-1")).await, 1, "the worker stayed for its copy and mailed it: {stderr}");
+    assert_eq!(moto.depth(&normal.url).await, (0, 0));
 }

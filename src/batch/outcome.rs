@@ -30,8 +30,9 @@ pub enum RecordOutcome {
     Conflict { reason: String },
     /// `terminal`: the ledger already holds the order as `rejected` or `abandoned`.
     Terminal { status: Status, reason: String },
-    /// `in_flight`: another invocation holds a live lease on the order for this long yet; the
-    /// record comes back right after it ends.
+    /// `in_flight`: an invocation holds a live lease on the order for this long yet (another one,
+    /// or this one after abandoning a send at its time budget's cut-off, which SES may still have
+    /// accepted); the record comes back right after it ends.
     InFlight {
         #[serde(rename = "lease_remaining_seconds", serialize_with = "crate::serde_helpers::secs::serialize")]
         lease_remaining: Duration,

@@ -9,7 +9,8 @@ pub struct ConsumeArgs {
     /// Long-poll wait on the last queue, in seconds (1-20).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub wait_seconds: u64,
-    /// Exit after this many seconds without a message (default: run until signalled).
+    /// Exit after this many seconds without a message, counted from when this worker's own
+    /// deferred copies are back on their queue (default: run until signalled).
     #[arg(long, value_name = "SECONDS")]
     pub idle_exit: Option<u64>,
 }
@@ -25,6 +26,7 @@ pub async fn run(config: &Config, args: &ConsumeArgs) -> anyhow::Result<i32> {
         queue_urls: config.queue_urls.clone(),
         wait: std::time::Duration::from_secs(args.wait_seconds),
         batch_timeout: config.invocation_timeout,
+        lease_slack: config.lease_slack,
         idle_exit: args.idle_exit.map(std::time::Duration::from_secs),
     };
     let summary = crate::consume::run(&pipeline, ledger.as_ref(), &sqs, &backoff, &options, shutdown_signal()).await?;

@@ -205,7 +205,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     crate::metrics::configure(&config.metric_names);
     match &cli.command {
         Command::Config => {
-            emit(format_args!("{}\n", serde_json::to_string_pretty(&config)?))?;
+            let mut printed = serde_json::to_value(&config)?;
+            // With SES as the mailer, the account's quota as GetAccount reads it now, beside the
+            // rates the limiter starts from (an error, if any, instead of the quota).
+            if let Some(report) = app::ses_quota_report(&config, None).await {
+                printed["ses_send_quota"] = serde_json::to_value(report)?;
+            }
+            emit(format_args!("{}\n", serde_json::to_string_pretty(&printed)?))?;
             Ok(0)
         }
         Command::Migrate => {

@@ -34,9 +34,15 @@ pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
             stats::GatherError::Ledger { doing, error } => app::ledger_read_error(config, error, doing),
             stats::GatherError::Queues(error) => anyhow::Error::new(error).context("reading queue depths"),
         })?;
+        // The service's current rate: its sends of the last hour.
+        let last_hour: u64 = s.ledger.priorities.iter().map(|p| p.sent_last_hour).sum();
+        let quota = app::ses_quota_report(config, Some(last_hour as f64 / 3600.0)).await;
         if args.json {
             let mut json = serde_json::to_value(&s)?;
             json["ledger"] = app::ledger_name(config).into();
+            if let Some(quota) = &quota {
+                json["ses_send_quota"] = serde_json::to_value(quota)?;
+            }
             if args.watch.is_some() {
                 // One document per line with its time (NDJSON): what `jq`, log shippers and a
                 // later reader of the file can tell apart.
@@ -53,6 +59,9 @@ pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
             emit(stats::render_table(&s.ledger))?;
             emit(stats::render_delivery(&s.delivery))?;
             emit(stats::render_queues(&s.queues))?;
+            if let Some(quota) = &quota {
+                emit(quota.line())?;
+            }
             if args.watch.is_some() && !std::io::stdout().is_terminal() {
                 // Into a pipe or file the refreshes follow each other: each ends with its time.
                 emit(format_args!("-- as of {} --\n\n", crate::logging::timestamp()))?;

@@ -66,7 +66,8 @@ ORDER BY i.ord";
 /// Writes every outcome where the claim token still matches (fencing), and reports which did. The
 /// token stays on the row (only the next claim replaces it), so a retry of a call that already
 /// committed applies again and changes nothing; a released claim gives its attempt back once,
-/// while the row is still leased.
+/// while its lease is live. A takeover's outcome that is not final stays `sending` with its lease
+/// ended now (`Recording::status`), so the next claim is a takeover again.
 const RECORD_SQL: &str = "\
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
@@ -74,12 +75,13 @@ WITH input AS (
 ),
 updated AS (
     UPDATE order_confirmations oc SET
-        attempts = CASE WHEN i.released AND oc.status = 'sending' THEN GREATEST(oc.attempts - 1, 0) ELSE oc.attempts END,
+        attempts = CASE WHEN i.released AND oc.status = 'sending' AND oc.lease_until > now() THEN GREATEST(oc.attempts - 1, 0) ELSE oc.attempts END,
         status = i.status,
         ses_message_id = COALESCE(i.ses_message_id, oc.ses_message_id),
         last_error = i.last_error,
         sent_at = CASE WHEN oc.status = 'sent' THEN oc.sent_at WHEN i.status = 'sent' THEN now() ELSE oc.sent_at END,
-        lease_until = NULL, updated_at = now()
+        lease_until = CASE WHEN i.status = 'sending' THEN LEAST(COALESCE(oc.lease_until, now()), now()) END,
+        updated_at = now()
     FROM input i
     WHERE oc.order_id = i.order_id AND oc.claim_token = i.token
     RETURNING oc.order_id
@@ -628,7 +630,7 @@ impl Ledger for DataApiLedger {
             .map(|(ord, r)| {
                 let o = &r.outcome;
                 json!({"ord": ord, "order_id": r.order_id.as_str(), "token": r.token.to_string(),
-                       "status": o.status(), "ses_message_id": o.message_id(), "last_error": o.last_error(),
+                       "status": r.status(), "ses_message_id": o.message_id(), "last_error": o.last_error(),
                        "released": o.gives_back_attempt()})
                 .to_string()
             })

@@ -139,6 +139,22 @@ pub struct Recording {
     pub order_id: OrderId,
     pub token: Uuid,
     pub outcome: Outcome,
+    /// The claim took the order over from a holder whose lease had run out, which may have
+    /// mailed it. An outcome that is not final (failed, deferred) then leaves the order `sending`
+    /// with its lease ended now, not `failed`: the next claim is a takeover again and counts the
+    /// possible duplicate when it mails (docs/design.md, "SES as the second witness").
+    pub takeover: bool,
+}
+
+impl Recording {
+    /// The status the outcome leaves: [`Outcome::status`], except that a takeover's failed or
+    /// deferred outcome stays `sending` (see [`Recording::takeover`]).
+    pub fn status(&self) -> Status {
+        match self.outcome.status() {
+            Status::Failed if self.takeover => Status::Sending,
+            status => status,
+        }
+    }
 }
 
 /// The state of one order, without personal data: what `order-confirmation status` prints.

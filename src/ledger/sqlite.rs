@@ -272,21 +272,23 @@ impl Ledger for SqliteLedger {
             let mut applied = Vec::with_capacity(recordings.len());
             for r in &recordings {
                 let outcome = &r.outcome;
-                let sent_at = (outcome.status() == Status::Sent).then_some(now);
+                let sent_at = (r.status() == Status::Sent).then_some(now);
                 // The token stays on the row (only the next claim replaces it), so a retry of a
                 // record that already committed applies again without changing anything; the
-                // attempt is given back only once, while the row is still leased.
+                // attempt is given back only once, while the lease is live (a takeover's deferral
+                // stays `sending`, its lease ended).
                 let n = tx
                     .execute(
                         "UPDATE order_confirmations SET \
-                         attempts = CASE WHEN ?8 AND status = 'sending' THEN max(attempts - 1, 0) ELSE attempts END, \
+                         attempts = CASE WHEN ?8 AND status = 'sending' AND lease_until > ?7 THEN max(attempts - 1, 0) ELSE attempts END, \
                          status = ?3, ses_message_id = COALESCE(?4, ses_message_id), last_error = ?5, \
                          sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE COALESCE(?6, sent_at) END, \
-                         lease_until = NULL, updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
+                         lease_until = CASE WHEN ?3 = 'sending' THEN min(coalesce(lease_until, ?7), ?7) END, \
+                         updated_at = ?7 WHERE order_id = ?1 AND claim_token = ?2",
                         params![
                             r.order_id.as_str(),
                             r.token.to_string(),
-                            outcome.status().as_str(),
+                            r.status().as_str(),
                             outcome.message_id(),
                             outcome.last_error(),
                             sent_at,

@@ -3,6 +3,7 @@
 //! classifies its own errors (`crate::error`), so the pipeline only sees [`BackendError`]s.
 
 pub mod outbox;
+pub mod quota;
 pub mod ses;
 
 use crate::error::BackendError;

@@ -25,7 +25,8 @@ pub(super) fn decode_all(records: &[SqsMessage]) -> Vec<Item> {
             Ok(Some(Ok(ok))) => {
                 report.order_id = Some(ok.order.order_id.to_string());
                 report.priority = Some(ok.order.priority);
-                report.notes = ok.notes;
+                // The timestamps' notes (blank_report) come after the body's.
+                report.notes.splice(0..0, ok.notes);
                 let canonical = ok.order.canonical();
                 match first_of.get(ok.order.order_id.as_str()) {
                     None => {
@@ -53,23 +54,64 @@ pub(super) fn decode_all(records: &[SqsMessage]) -> Vec<Item> {
 }
 
 fn blank_report(record: &SqsMessage) -> RecordReport {
-    let first_sent = record
-        .message_attributes
-        .get(FIRST_SENT_ATTRIBUTE)
-        .and_then(|a| a.string_value.as_deref())
-        .or_else(|| record.attributes.get("SentTimestamp").map(String::as_str));
+    let (first_sent_ms, notes) = first_sent(record, crate::clock::unix_ms_now());
     RecordReport {
         message_id: record.message_id.clone(),
         order_id: None,
         priority: None,
         receive_count: crate::batch::receive_count(record),
         outcome: RecordOutcome::TransientFailure { reason: "not processed".to_owned() },
-        notes: Vec::new(),
+        notes,
         unrecorded_send: false,
         time_to_confirm_seconds: None,
         after_expired_lease: false,
-        first_sent_ms: first_sent.and_then(|v| v.parse().ok()),
+        first_sent_ms,
     }
+}
+
+/// How far a deferred copy's `OrderConfirmationFirstSent` may lie before the copy's own
+/// `SentTimestamp`: SQS keeps a message at most 14 days, and a deferral chain re-enqueues within
+/// seconds to a minute, so an older first arrival is not one this service wrote.
+const FIRST_SENT_MAX_AGE_MS: i64 = 14 * 86_400_000;
+/// How far ahead of this clock a `SentTimestamp` may be (SQS's clock against Lambda's).
+const CLOCK_SKEW_MS: i64 = 5 * 60_000;
+
+/// When the order first entered a queue (Unix ms), for its time to confirm, and a note for each
+/// timestamp that is no plausible time, which is dropped and counted (`OrderDetailInvalid`) like
+/// any unusable detail. SQS sets `SentTimestamp`; `OrderConfirmationFirstSent` is this service's
+/// attribute on a deferred copy, but any producer can set it, so it only counts when it lies within
+/// [`FIRST_SENT_MAX_AGE_MS`] before the message's own `SentTimestamp` (never after it).
+fn first_sent(record: &SqsMessage, now_ms: i64) -> (Option<i64>, Vec<Note>) {
+    let mut notes = Vec::new();
+    let mut read = |field: &'static str, text: Option<&str>, rule: &str, plausible: &dyn Fn(i64) -> bool| {
+        let value = text?;
+        match value.trim().parse::<i64>() {
+            Ok(ms) if plausible(ms) => Some(ms),
+            _ => {
+                notes.push(Note::OrderDetailInvalid { field, rule: rule.to_owned() });
+                None
+            }
+        }
+    };
+    let own = read(
+        "SentTimestamp",
+        record.attributes.get("SentTimestamp").map(String::as_str),
+        "must be Unix milliseconds, not in the future",
+        &|ms| (0..=now_ms.saturating_add(CLOCK_SKEW_MS)).contains(&ms),
+    );
+    let first_text = record.message_attributes.get(FIRST_SENT_ATTRIBUTE).and_then(|a| a.string_value.as_deref());
+    let first = match own {
+        Some(own) => read(
+            FIRST_SENT_ATTRIBUTE,
+            first_text,
+            "must be Unix milliseconds within 14 days before the message's SentTimestamp",
+            &|ms| (own.saturating_sub(FIRST_SENT_MAX_AGE_MS)..=own).contains(&ms),
+        ),
+        None => read(FIRST_SENT_ATTRIBUTE, first_text, "must be Unix milliseconds, not in the future", &|ms| {
+            (0..=now_ms.saturating_add(CLOCK_SKEW_MS)).contains(&ms)
+        }),
+    };
+    (first.or(own), notes)
 }
 
 fn invalid(rejection: &Rejection) -> RecordOutcome {

@@ -40,7 +40,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How often a takeover looks for the previous holder's Send event while it waits.
+/// How often the takeovers of a batch look for their previous holders' Send events (one ledger
+/// call for all of them) while they wait.
 const SEND_EVENT_POLL: Duration = Duration::from_millis(500);
 
 /// Tuning that does not change correctness.
@@ -155,6 +156,8 @@ struct Finished {
     index: usize,
     order_id: crate::order::OrderId,
     token: uuid::Uuid,
+    /// The claim was a takeover ([`Recording::takeover`]).
+    takeover: bool,
     sent: Sent,
 }
 

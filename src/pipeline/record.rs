@@ -45,13 +45,17 @@ impl Pipeline {
         let recordings: Vec<Recording> = wave
             .iter()
             .filter_map(|f| match &f.sent {
-                Sent::Record(outcome) => {
-                    Some(Recording { order_id: f.order_id.clone(), token: f.token, outcome: outcome.clone() })
-                }
+                Sent::Record(outcome) => Some(Recording {
+                    order_id: f.order_id.clone(),
+                    token: f.token,
+                    outcome: outcome.clone(),
+                    takeover: f.takeover,
+                }),
                 Sent::Earlier(message_id) => Some(Recording {
                     order_id: f.order_id.clone(),
                     token: f.token,
                     outcome: Outcome::Sent { message_id: message_id.clone() },
+                    takeover: f.takeover,
                 }),
                 Sent::Unknown(_) => None,
             })
@@ -104,6 +108,10 @@ impl Pipeline {
 pub(super) fn settle(items: &mut [Item], done: Vec<(usize, Sent, bool)>) {
     let now_ms = crate::clock::unix_ms_now();
     for (i, sent, applied) in done {
+        let lease_ends = match &items[i].work {
+            Work::Claimed(c) => Some(c.lease_ends),
+            _ => None,
+        };
         items[i].work = Work::Done;
         let report = &mut items[i].report;
         report.outcome = match sent {
@@ -126,7 +134,13 @@ pub(super) fn settle(items: &mut [Item], done: Vec<(usize, Sent, bool)>) {
                 report.unrecorded_send = !applied;
                 RecordOutcome::SentEarlier { provider_message_id: message_id }
             }
-            Sent::Unknown(reason) => RecordOutcome::TransientFailure { reason },
+            // Left leased by this invocation: it comes back right after that lease ends, as an
+            // order in flight elsewhere does, not on the transient schedule, which could bring it
+            // back while the lease is live and spend a receive on finding it so.
+            Sent::Unknown(reason) => match lease_ends {
+                Some(end) => RecordOutcome::InFlight { lease_remaining: end.saturating_duration_since(Instant::now()) },
+                None => RecordOutcome::TransientFailure { reason },
+            },
         };
     }
 }

@@ -181,7 +181,7 @@ pub enum RecordFault {
 
 /// A real ledger with scripted trouble: a round-trip time on every claim and record (the Data API
 /// over the network) and a record step that fails as scripted. Only the hot path: operations go to
-/// the real ledger directly. Counts the claim and record calls.
+/// the real ledger directly. Counts the claim, record and sent_earlier calls.
 pub struct ScriptedLedger {
     pub inner: Arc<dyn Ledger>,
     fault: Option<RecordFault>,
@@ -189,6 +189,7 @@ pub struct ScriptedLedger {
     started: std::time::Instant,
     pub claim_calls: AtomicUsize,
     pub record_calls: AtomicUsize,
+    pub sent_earlier_calls: AtomicUsize,
 }
 
 impl ScriptedLedger {
@@ -200,6 +201,7 @@ impl ScriptedLedger {
             started: std::time::Instant::now(),
             claim_calls: AtomicUsize::new(0),
             record_calls: AtomicUsize::new(0),
+            sent_earlier_calls: AtomicUsize::new(0),
         }
     }
 
@@ -238,6 +240,7 @@ impl Ledger for ScriptedLedger {
         &self,
         claims: &[(order_confirmation::order::OrderId, uuid::Uuid)],
     ) -> Result<Vec<Option<String>>, BackendError> {
+        self.sent_earlier_calls.fetch_add(1, Ordering::SeqCst);
         self.inner.sent_earlier(claims).await
     }
 }

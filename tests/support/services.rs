@@ -44,6 +44,13 @@ pub struct SesLocal {
 
 impl SesLocal {
     pub async fn start() -> Self {
+        Self::start_with_account(None).await
+    }
+
+    /// With `account`, the emulator answers `GetAccount` (GET /v2/email/account) with it: the
+    /// whole GetAccount response, which it checks against SES v2's shape (AWS_SES_ACCOUNT).
+    /// Without, it answers 400 BadRequestException, as the tests of the other paths expect.
+    pub async fn start_with_account(account: Option<&serde_json::Value>) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let cli = root.join("node_modules/aws-ses-v2-local/dist/cli.js");
         assert!(cli.exists(), "{} is missing: `make test` installs it (npm ci)", cli.display());
@@ -51,6 +58,7 @@ impl SesLocal {
         let child = tokio::process::Command::new("node")
             .arg(&cli)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .envs(account.map(|a| ("AWS_SES_ACCOUNT", a.to_string())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -99,11 +107,16 @@ pub struct Services {
 
 impl Services {
     pub async fn start() -> Self {
+        Self::start_with_ses_account(None).await
+    }
+
+    /// As [`Services::start`], with an SES emulator that answers `GetAccount` with `account`.
+    pub async fn start_with_ses_account(account: Option<&serde_json::Value>) -> Self {
         let (database, database_url) = fresh_database().await;
         let data_api = rds_data_local::spawn(rds_data_local::Config::new(database_url.clone()))
             .await
             .expect("start rds-data-local");
-        let ses = SesLocal::start().await;
+        let ses = SesLocal::start_with_account(account).await;
         let ses_proxy = FaultProxy::start(&ses.url).await;
         Self { database, database_url, data_api, ses, ses_proxy }
     }
