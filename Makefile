@@ -45,7 +45,7 @@ chromium:
 	@if ! command -v chromium >/dev/null || ! fc-list :lang=ja | grep -q .; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipafont-gothic; fi
 
-soak: node_modules/.installed $(VENV)/.installed ## The large load-and-fault run (steady, peak, backlog; about 15 min) with the throughput and priority targets enforced; see BENCHMARKS.md
+soak: node_modules/.installed $(VENV)/.installed ## The large load-and-fault run (steady, peak, backlog, small-share; about 20 min) with the throughput and priority targets enforced; see BENCHMARKS.md
 	cargo build --bin order-confirmation
 	SOAK_ENFORCE_TARGETS=1 scripts/with-postgres cargo test --test integration -- --ignored --nocapture soak::large_soak
 

@@ -114,14 +114,16 @@ pub async fn build_ledger(config: &Config) -> anyhow::Result<Arc<dyn LedgerOps>>
     })
 }
 
-pub async fn build_mailer(config: &Config) -> anyhow::Result<Arc<dyn Mailer>> {
+/// `rate_limited`: a send-rate limiter paces this mailer's sends, so SES's throttling answers go to
+/// it rather than to the SDK's retries ([`aws::sesv2_client`]).
+pub async fn build_mailer(config: &Config, rate_limited: bool) -> anyhow::Result<Arc<dyn Mailer>> {
     Ok(match &config.mailer {
         MailerChoice::Outbox { dir } => Arc::new(
             OutboxMailer::new(dir, config.sender_address.clone())
                 .with_context(|| format!("MAILER=outbox:{}", dir.display()))?,
         ),
         MailerChoice::Ses => Arc::new(SesMailer::new(
-            aws::sesv2_client(aws::sdk_config().await, config.send_timeout),
+            aws::sesv2_client(aws::sdk_config().await, config.send_timeout, rate_limited),
             config.sender_address.clone(),
             config.ses_configuration_set.clone(),
         )),
@@ -143,11 +145,11 @@ pub fn pipeline_settings(config: &Config) -> PipelineSettings {
 /// The pipeline on `ledger` (the one [`build_ledger`] returned, whose operations the caller keeps
 /// for reconciliation and operator requests).
 pub async fn build_pipeline(config: &Config, ledger: Arc<dyn Ledger>) -> anyhow::Result<Pipeline> {
-    let mailer = build_mailer(config).await?;
     if let Some(warning) = config.sizing_warning() {
         tracing::warn!("{warning}");
     }
     let rates = send_rates(config).await;
+    let mailer = build_mailer(config, rates.share.is_some()).await?;
     let gate = rates.share.map(|share| {
         let ceiling = rates.ceiling.unwrap_or(share);
         Arc::new(SendRateLimiter::new(share, ceiling, config.high_priority_reserve)) as Arc<dyn SendGate>
@@ -166,7 +168,7 @@ async fn send_rates(config: &Config) -> SendRates {
     if !matches!(config.mailer, MailerChoice::Ses) || config.ses_account_max_send_rate.is_some() {
         return settings(None);
     }
-    let client = aws::sesv2_client(aws::sdk_config().await, config.send_timeout);
+    let client = aws::sesv2_client(aws::sdk_config().await, config.send_timeout, false);
     match crate::mailer::quota::read(&client).await {
         Ok(quota) => {
             let rates = settings(Some(&quota));
@@ -201,7 +203,7 @@ pub async fn ses_quota_report(config: &Config, current_rate: Option<f64>) -> Opt
     if !matches!(config.mailer, MailerChoice::Ses) {
         return None;
     }
-    let client = aws::sesv2_client(aws::sdk_config().await, config.send_timeout);
+    let client = aws::sesv2_client(aws::sdk_config().await, config.send_timeout, false);
     let (share, account, senders) = (config.ses_max_send_rate, config.ses_account_max_send_rate, config.ses_senders);
     Some(QuotaReport::gather(&client, share, account, senders, current_rate).await)
 }

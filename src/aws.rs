@@ -92,18 +92,45 @@ pub fn rds_data_client(sdk: &SdkConfig) -> aws_sdk_rdsdata::Client {
 
 /// SES v2 client: one attempt and the whole call (retries included) are bounded, so a hung
 /// connection cannot eat the invocation; the pipeline starts no send unless `send_timeout` and
-/// the record step still fit before the deadline.
-pub fn sesv2_client(sdk: &SdkConfig, send_timeout: Duration) -> aws_sdk_sesv2::Client {
-    let config = aws_sdk_sesv2::config::Builder::from(sdk)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(send_timeout.min(Duration::from_secs(10)))
-                .operation_timeout(send_timeout)
-                .build(),
-        )
-        .build();
-    aws_sdk_sesv2::Client::from_conf(config)
+/// the record step still fit before the deadline. `rate_limited`: a send-rate limiter paces this
+/// client's sends, so SES's throttling answer (429) is returned at once instead of retried by the
+/// SDK: the limiter must see every one to cut its rate, and it paces the retry itself
+/// (docs/design.md, "Deferral and the send rate").
+pub fn sesv2_client(sdk: &SdkConfig, send_timeout: Duration, rate_limited: bool) -> aws_sdk_sesv2::Client {
+    let mut config = aws_sdk_sesv2::config::Builder::from(sdk).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(send_timeout.min(Duration::from_secs(10)))
+            .operation_timeout(send_timeout)
+            .build(),
+    );
+    if rate_limited {
+        config = config.retry_classifier(ThrottlingGoesToTheLimiter);
+    }
+    aws_sdk_sesv2::Client::from_conf(config.build())
+}
+
+/// Forbids the SDK's retry of an SES throttling answer (HTTP 429, TooManyRequestsException). An
+/// SDK retry that succeeds hides the throttle from the send-rate limiter, which then keeps raising
+/// its rate on "accepted" sends while every instance's calls pile onto the quota.
+#[derive(Debug)]
+struct ThrottlingGoesToTheLimiter;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for ThrottlingGoesToTheLimiter {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        match ctx.response() {
+            Some(response) if response.status().as_u16() == 429 => RetryAction::RetryForbidden,
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "SES throttling goes to the send-rate limiter"
+    }
 }
 
 /// SQS client, for visibility changes, the `consume` worker and queue depths in `stats`.

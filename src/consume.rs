@@ -128,12 +128,19 @@ pub async fn run(
             tracing::info!("no messages for the idle limit; exiting");
             break;
         }
+        // Set when an order queue was skipped because this worker's rate grants no send soon.
+        let mut no_slot = false;
         for (i, queue) in queues.iter().enumerate() {
             let wait = if i + 1 == queues.len() { options.wait } else { Duration::ZERO };
+            let max = batch_size(pipeline, queue, options.batch_timeout).await;
+            if max == 0 {
+                no_slot = true;
+                continue;
+            }
             let receive = client
                 .receive_message()
                 .queue_url(&queue.url)
-                .max_number_of_messages(10)
+                .max_number_of_messages(max)
                 .wait_time_seconds(wait.as_secs() as i32)
                 .visibility_timeout(visibility_on_receive(options))
                 .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -177,8 +184,49 @@ pub async fn run(
             // Back to the top: the high-priority queue is checked again before any other.
             continue 'poll;
         }
+        if no_slot {
+            // The orders stay in the queue for a worker that can send them now; this one looks
+            // again once its bucket has refilled a little (no long poll was made to wait on).
+            tokio::select! {
+                () = tokio::time::sleep(NO_SLOT_PAUSE) => {}
+                () = &mut shutdown => {
+                    tracing::info!("shutdown requested; no batch in hand");
+                    break 'poll;
+                }
+            }
+        }
     }
     Ok(summary)
+}
+
+/// How long the orders of one batch may wait for their send slots. A worker receives no more
+/// orders than its send rate grants within this: at a small share of the quota (0.5 mails/s), a
+/// batch of ten would hold orders for 20 s that idle workers could have sent, and defer the ones
+/// its budget could not reach; small batches keep the whole backlog in the queue, where every
+/// worker (and the high-priority queue, checked before each receive) can reach it.
+pub const BATCH_HORIZON: Duration = Duration::from_secs(2);
+
+/// SQS's largest receive.
+const MAX_RECEIVE: i32 = 10;
+
+/// How long a worker whose rate grants no send within [`BATCH_HORIZON`] waits before it looks at
+/// the order queues again.
+const NO_SLOT_PAUSE: Duration = Duration::from_millis(250);
+
+/// The receive size for `queue`: what the send rate grants within [`BATCH_HORIZON`] and the
+/// batch's own sending window (at most SQS's ten) for an order queue; ten for the SES events
+/// queue, which sends nothing. Zero when not even one send is granted that soon: a worker whose
+/// rate SES's throttling cut to a fraction of its share would hold even a single order for
+/// seconds (up to 8 s at a quarter of 0.5 mails/s), and at the end of a backlog those orders are
+/// the tail, while workers with a slot are idle.
+async fn batch_size(pipeline: &Pipeline, queue: &Queue, batch_timeout: Duration) -> i32 {
+    if crate::delivery::is_events_queue(&queue.arn) {
+        return MAX_RECEIVE;
+    }
+    match pipeline.sendable(Instant::now() + batch_timeout, BATCH_HORIZON).await {
+        Some(n) => i32::try_from(n).unwrap_or(MAX_RECEIVE).clamp(0, MAX_RECEIVE),
+        None => MAX_RECEIVE,
+    }
 }
 
 /// The visibility timeout a receive asks for: the batch's time budget plus the lease slack and a

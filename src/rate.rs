@@ -26,6 +26,13 @@ pub trait SendGate: Send + Sync {
 
     /// SES accepted (`throttled == false`) or throttled a send that held a slot.
     async fn feedback(&self, priority: Priority, throttled: bool);
+
+    /// How many sends this gate can grant within `horizon` from now at its current rate (the
+    /// slots in hand plus the refill); `None`: no limit. `consume` receives no more than this, so
+    /// it never holds orders it cannot send soon (docs/design.md, "Deferral and the send rate").
+    async fn sendable_within(&self, _horizon: Duration) -> Option<usize> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -68,18 +75,35 @@ const CUT_HIGH: f64 = 0.85;
 const FLOOR: f64 = 0.25;
 /// Each accepted send raises the rate by this fraction of the share (additive increase).
 const STEP: f64 = 0.05;
+/// Below the share, each accepted send raises the rate by this fraction of it: the share is this
+/// instance's fair part when every instance is busy, so under it (after a throttle cut) the quota
+/// goes unused unless SES says otherwise, and four accepted sends are back at the share. At a share
+/// of 0.5 mails/s the probing step alone (0.025/s per send) took a fleet of ten cut by a burst of
+/// throttles about half a minute to climb back to the quota.
+const RECOVER: f64 = 0.25;
 
 impl SendRateLimiter {
     /// `share` sends per second; `ceiling` the account's whole rate (at least `share`);
     /// `high_reserve` the share of the bucket (0.0-1.0) kept for high priority.
+    ///
+    /// The bucket starts at a random level between empty and full: instances started together
+    /// (a deployment, a scale-out) would otherwise all send their first second at once, and at a
+    /// share under one mail per second the bucket holds a whole send, so ten instances sharing
+    /// 5 mails/s burst ten sends into SES's second, half of them throttled, each throttle cutting
+    /// a rate. Spread, their first sends arrive at the quota's own pace.
     pub fn new(share: f64, ceiling: f64, high_reserve: f64) -> Self {
+        Self::starting_at(share, ceiling, high_reserve, rand::random::<f64>())
+    }
+
+    /// [`Self::new`] with the bucket starting `level` (0.0 empty, 1.0 full) full.
+    fn starting_at(share: f64, ceiling: f64, high_reserve: f64, level: f64) -> Self {
         let share = share.max(0.001);
         Self {
             share,
             ceiling: ceiling.max(share),
             high_reserve: high_reserve.clamp(0.0, 0.9),
             state: Mutex::new(Bucket {
-                tokens: share.max(1.0),
+                tokens: share.max(1.0) * level.clamp(0.0, 1.0),
                 refilled_at: Instant::now(),
                 rate: share,
                 high_waiting: 0,
@@ -138,13 +162,25 @@ impl SendGate for SendRateLimiter {
         if throttled {
             let cut = if priority == Priority::High { CUT_HIGH } else { CUT_NORMAL };
             b.rate = (b.rate * cut).max(self.share * FLOOR);
-            // SES said the second is full: no burst right after.
-            b.tokens = b.tokens.min(0.0);
+            // SES said the second is full: no burst right after, and no slot before SES's next
+            // second. Below one send per second that is not a whole empty bucket: at a cut rate of
+            // 0.125/s an empty bucket would keep the throttled order (retried at the next slot)
+            // waiting 8 s, long enough to run out of its batch's time and be deferred; at the end
+            // of a backlog that order is the tail, while other instances are idle.
+            b.tokens = b.tokens.min(0.0).max(1.0 - b.rate);
         } else {
-            b.rate = (b.rate + self.share * STEP).min(self.ceiling);
+            let step = if b.rate < self.share { RECOVER } else { STEP };
+            b.rate = (b.rate + self.share * step).min(self.ceiling);
         }
         let capacity = b.capacity();
         b.tokens = b.tokens.min(capacity);
+    }
+
+    async fn sendable_within(&self, horizon: Duration) -> Option<usize> {
+        let mut b = self.state.lock().await;
+        b.refill(Instant::now());
+        let n = b.tokens.max(0.0) + b.rate * horizon.as_secs_f64();
+        Some(n.floor().max(0.0).min(usize::MAX as f64) as usize)
     }
 }
 
@@ -154,7 +190,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn normal_orders_leave_the_reserve_only_while_a_high_order_waits() {
-        let limiter = std::sync::Arc::new(SendRateLimiter::new(10.0, 10.0, 0.3));
+        let limiter = std::sync::Arc::new(SendRateLimiter::starting_at(10.0, 10.0, 0.3, 1.0));
         let now = Instant::now();
         let mut normal = 0;
         while limiter.acquire(Priority::Normal, now).await {
@@ -184,7 +220,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waits_for_refill_until_the_give_up_time() {
-        let limiter = SendRateLimiter::new(2.0, 2.0, 0.0);
+        let limiter = SendRateLimiter::starting_at(2.0, 2.0, 0.0, 1.0);
         let start = Instant::now();
         for _ in 0..2 {
             assert!(limiter.acquire(Priority::Normal, start).await);
@@ -213,5 +249,63 @@ mod tests {
             limiter.feedback(Priority::Normal, true).await;
         }
         assert_eq!(limiter.rate().await, 0.5, "never below a quarter of the share");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_cut_below_the_share_is_back_at_the_share_after_four_accepted_sends() {
+        // Ten instances sharing 5 mails/s: a share of 0.5, cut by two throttles to 0.18.
+        let limiter = SendRateLimiter::new(0.5, 5.0, 0.2);
+        limiter.feedback(Priority::Normal, true).await;
+        limiter.feedback(Priority::Normal, true).await;
+        assert!(limiter.rate().await < 0.2);
+        for _ in 0..4 {
+            limiter.feedback(Priority::Normal, false).await;
+        }
+        let at_share = limiter.rate().await;
+        assert!(at_share >= 0.5, "back at the share: {at_share}");
+        // Above the share it only probes: 20 more sends add 0.5 (5 % of the share each).
+        for _ in 0..20 {
+            limiter.feedback(Priority::Normal, false).await;
+        }
+        assert!((limiter.rate().await - at_share - 0.5).abs() < 1e-9, "{}", limiter.rate().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_started_together_do_not_all_send_at_once() {
+        // Ten instances sharing 5 mails/s start together: SES's second holds five sends, so no
+        // more than that may go out at the start (each bucket starts between empty and full).
+        let now = Instant::now();
+        let mut at_once = 0;
+        for _ in 0..10 {
+            let limiter = SendRateLimiter::new(0.5, 5.0, 0.2);
+            at_once += usize::from(limiter.acquire(Priority::Normal, now).await);
+        }
+        assert!(at_once <= 5, "{at_once} of 10 instances sent in the first instant");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_throttle_the_next_slot_comes_within_a_second_and_the_cut_rate_paces_the_rest() {
+        let limiter = SendRateLimiter::starting_at(0.5, 5.0, 0.2, 1.0);
+        assert!(limiter.acquire(Priority::Normal, Instant::now()).await);
+        limiter.feedback(Priority::Normal, true).await;
+        let throttled_at = Instant::now();
+        assert!(limiter.acquire(Priority::Normal, throttled_at + Duration::from_secs(5)).await);
+        assert!(Instant::now() <= throttled_at + Duration::from_secs(1), "retried within SES's next second");
+        assert!(Instant::now() > throttled_at, "not at once: SES said the second is full");
+        // Then the cut rate (0.3/s) paces the following sends.
+        let retried_at = Instant::now();
+        assert!(limiter.acquire(Priority::Normal, retried_at + Duration::from_secs(5)).await);
+        assert!(Instant::now() >= retried_at + Duration::from_secs(3), "paced at the cut rate");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sendable_within_counts_the_slots_in_hand_and_the_refill() {
+        let limiter = SendRateLimiter::starting_at(0.5, 5.0, 0.2, 1.0);
+        assert_eq!(limiter.sendable_within(Duration::from_secs(2)).await, Some(2), "one in hand, one refilled");
+        assert!(limiter.acquire(Priority::Normal, Instant::now()).await);
+        assert_eq!(limiter.sendable_within(Duration::from_secs(2)).await, Some(1));
+        assert_eq!(limiter.sendable_within(Duration::ZERO).await, Some(0));
+        let fast = SendRateLimiter::starting_at(12.5, 50.0, 0.2, 1.0);
+        assert_eq!(fast.sendable_within(Duration::from_secs(2)).await, Some(37));
     }
 }

@@ -166,6 +166,27 @@ async fn a_throttle_the_sdk_rides_out_needs_no_redelivery() {
     assert_eq!(s.sent_mails().await.len(), 2);
 }
 
+#[tokio::test]
+async fn a_throttle_under_a_send_rate_limit_cuts_the_rate_and_the_order_still_goes_out_in_the_same_batch() {
+    let s = Services::start().await;
+    let gate = Arc::new(order_confirmation::rate::SendRateLimiter::new(10.0, 10.0, 0.2));
+    let p = Pipeline::new(
+        s.ledger().await,
+        s.rate_limited_mailer().await,
+        Some(gate.clone() as Arc<dyn order_confirmation::rate::SendGate>),
+        PipelineSettings::default(),
+    );
+    s.ses_proxy.add(Rule::matching("g-1@example.com", Action::Throttle).times(1));
+    let e = event_of(&[("m1", "G-1")]);
+    let report = p.handle(&e, deadline(60)).await;
+    assert!(failures(&report).is_empty(), "sent in this batch, not deferred: {:?}", report.records);
+    assert_eq!(s.mails_to("g-1@example.com").await, 1);
+    // The SDK did not ride the throttle out unseen: the limiter got SES's answer and cut its rate
+    // (to 6), then paced the second attempt itself, whose acceptance climbs part of the way back
+    // (8.5). An SDK retry would have reported one accepted send: the rate would still be 10.
+    assert!(gate.rate().await < 10.0, "the limiter saw the throttle: rate {}", gate.rate().await);
+}
+
 fn event_of(pairs: &[(&str, &str)]) -> SqsEvent {
     event(pairs.iter().map(|(m, id)| record(m, &order_body(id, "normal"))).collect())
 }

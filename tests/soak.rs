@@ -8,7 +8,10 @@
 //! Scenarios (docs/design.md, "Soak"):
 //! - `steady`: arrivals below the quota, with every fault;
 //! - `peak`: arrivals at 3x the quota, 20 % high priority (a mixed backlog builds up);
-//! - `backlog`: an all-normal backlog waiting in the queue when the workers start.
+//! - `backlog`: an all-normal backlog waiting in the queue when the workers start;
+//! - `small-share`: a backlog drained by many instances that each hold a small share of a small
+//!   quota (5 mails/s over 10 workers, as the template deploys a small account), no faults, once
+//!   with 20 % high priority and once all normal.
 //!
 //! One report per run: how often each order was mailed (read back from the SES emulator's store),
 //! DLQ contents, the ledger's `abandoned` count, drain time against the ideal (orders / quota),
@@ -17,13 +20,15 @@
 //!
 //! `make test` runs the small soak below; `make soak` runs the large one (ignored by default),
 //! sized from the environment: `SOAK_SCENARIOS` (comma-separated, default
-//! `steady,peak,backlog`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
+//! `steady,peak,backlog,small-share`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
 //! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
 //! `SOAK_KILL_EVERY_SECONDS` (30), `SOAK_SES_THROTTLE_RATE` (share of SES calls throttled at
 //! random, 0.02), `SOAK_DATA_API_ERROR_RATE` (share of Data API calls answered 5xx, 0.02),
 //! `SOAK_SEND_EVENTS` (0: SES publishes no Send events; 1, the default: each accepted mail's Send
-//! event); `SOAK_KEEP_LOGS=1` keeps the workers' logs. A valid order found in a DLQ is named with
-//! its receive history: every log line about it, from every worker, and the kills.
+//! event), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
+//! faults; `small-share-high` and `small-share-normal` run one mix); `SOAK_KEEP_LOGS=1` keeps the
+//! workers' logs. A valid order found in a DLQ is named with its receive history: every log line
+//! about it, from every worker, and the kills.
 
 use crate::support;
 
@@ -44,15 +49,27 @@ enum Scenario {
     Steady,
     Peak,
     Backlog,
+    /// A backlog over many instances with a small share each; `high`: 20 % high priority, else
+    /// all normal.
+    SmallShare {
+        high: bool,
+    },
 }
 
 impl Scenario {
-    fn parse(s: &str) -> Self {
+    /// One name of `SOAK_SCENARIOS`; `small-share` is both of its mixes.
+    fn parse(s: &str) -> Vec<Self> {
         match s.trim() {
-            "steady" => Self::Steady,
-            "peak" => Self::Peak,
-            "backlog" => Self::Backlog,
-            other => panic!("SOAK_SCENARIOS: unknown scenario {other:?} (steady, peak or backlog)"),
+            "steady" => vec![Self::Steady],
+            "peak" => vec![Self::Peak],
+            "backlog" => vec![Self::Backlog],
+            "small-share" => vec![Self::SmallShare { high: true }, Self::SmallShare { high: false }],
+            "small-share-high" => vec![Self::SmallShare { high: true }],
+            "small-share-normal" => vec![Self::SmallShare { high: false }],
+            other => panic!(
+                "SOAK_SCENARIOS: unknown scenario {other:?} (steady, peak, backlog, small-share, small-share-high \
+                 or small-share-normal)"
+            ),
         }
     }
 
@@ -61,6 +78,12 @@ impl Scenario {
             Self::Steady => "steady (arrivals at half the quota, with faults)",
             Self::Peak => "peak (arrivals at 3x the quota, 20 % high priority)",
             Self::Backlog => "backlog (all normal, waiting when the workers start)",
+            Self::SmallShare { high: true } => {
+                "small-share (a backlog, 20 % high priority, 10 instances sharing 5 mails/s, no faults)"
+            }
+            Self::SmallShare { high: false } => {
+                "small-share (a backlog, all normal, 10 instances sharing 5 mails/s, no faults)"
+            }
         }
     }
 }
@@ -109,6 +132,12 @@ struct SoakParams {
     /// The share of SES's events lost on the way (SES publishes best effort), each event on its
     /// own: `SOAK_EVENT_LOSS`, 5 % by default.
     event_loss: f64,
+    /// The workers' `INVOCATION_TIMEOUT_SECONDS`: each batch's budget.
+    invocation_timeout: Duration,
+    /// Each worker's starting share as the template sets it: `Some(n)` gives the workers
+    /// `SES_SENDERS` = n (share = quota / n, as deployed); `None` gives them `SES_MAX_SEND_RATE` =
+    /// quota / workers.
+    senders: Option<usize>,
 }
 
 impl SoakParams {
@@ -135,6 +164,38 @@ impl SoakParams {
             send_event_wait: Duration::from_secs(8),
             send_events: true,
             event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
+            invocation_timeout: Duration::from_secs(15),
+            senders: None,
+        }
+    }
+
+    /// `small-share` with `orders` orders: the template's configuration for a 5 mails/s account
+    /// (`SES_ACCOUNT_MAX_SEND_RATE` = 5, `SES_SENDERS` = 10, so each instance starts at 0.5
+    /// mails/s), 10 workers, a 20 s invocation, 5 s lease slack, no faults and no kills.
+    fn small_share(high: bool, orders: usize) -> Self {
+        Self {
+            scenario: Scenario::SmallShare { high },
+            orders,
+            quota: 5.0,
+            arrival_factor: None,
+            high_share: if high { 0.2 } else { 0.0 },
+            invalid_share: 0.0,
+            workers: 10,
+            kill_every: Duration::from_secs(3600),
+            first_kill_after: Duration::from_secs(3600),
+            max_kills: 0,
+            ses_throttle_rate: 0.0,
+            data_api_error_rate: 0.0,
+            resuming: None,
+            reconcile_every: Duration::from_secs(60),
+            max_receive: 5,
+            enforce_targets: env_flag("SOAK_ENFORCE_TARGETS"),
+            send_event_delay: Duration::from_secs(1),
+            send_event_wait: Duration::from_secs(8),
+            invocation_timeout: Duration::from_secs(20),
+            senders: Some(10),
+            send_events: true,
+            event_loss: 0.0,
         }
     }
 
@@ -145,6 +206,9 @@ impl SoakParams {
             Scenario::Steady => (env_number("SOAK_STEADY_ORDERS", 5_000.0), Some(0.5), 0.2),
             Scenario::Peak => (env_number("SOAK_ORDERS", 20_000.0), Some(3.0), 0.2),
             Scenario::Backlog => (env_number("SOAK_BACKLOG_ORDERS", 10_000.0), None, 0.0),
+            Scenario::SmallShare { high } => {
+                return Self::small_share(high, env_number("SOAK_SMALL_SHARE_ORDERS", 600.0) as usize);
+            }
         };
         let orders = orders as usize;
         let ideal = Duration::from_secs_f64(orders as f64 / quota);
@@ -170,6 +234,8 @@ impl SoakParams {
             send_event_wait: Duration::from_secs(8),
             send_events: std::env::var("SOAK_SEND_EVENTS").map_or(true, |v| v.trim() != "0"),
             event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
+            invocation_timeout: Duration::from_secs(15),
+            senders: None,
         }
     }
 
@@ -195,11 +261,15 @@ impl SoakParams {
     /// The environment of every `consume` worker: the template's shape scaled to the rig (each
     /// instance starts at its share of the quota and may climb to the whole of it).
     fn worker_env(&self) -> Vec<(&'static str, String)> {
+        let share = match self.senders {
+            Some(n) => ("SES_SENDERS", n.to_string()),
+            None => ("SES_MAX_SEND_RATE", format!("{}", self.quota / self.workers as f64)),
+        };
         vec![
-            ("SES_MAX_SEND_RATE", format!("{}", self.quota / self.workers as f64)),
+            share,
             ("SES_ACCOUNT_MAX_SEND_RATE", format!("{}", self.quota)),
             ("HIGH_PRIORITY_RESERVE", "0.2".into()),
-            ("INVOCATION_TIMEOUT_SECONDS", "15".into()),
+            ("INVOCATION_TIMEOUT_SECONDS", self.invocation_timeout.as_secs().to_string()),
             ("LEASE_SLACK_SECONDS", "5".into()),
             ("BACKOFF_BASE_SECONDS", "5".into()),
             ("BACKOFF_CAP_SECONDS", "60".into()),
@@ -788,6 +858,21 @@ impl SoakReport {
     /// The targets this scenario is measured against, with whether each holds.
     fn targets(&self) -> Vec<(String, bool)> {
         let mut t = Vec::new();
+        if let Scenario::SmallShare { .. } = self.params.scenario {
+            // No kills here, so nothing excuses a tail: the rate counts to the very last order.
+            let rate = self.drain_rate();
+            t.push((format!("drain rate to the last order {:.1} % of the quota >= 95 %", rate * 100.0), rate >= 0.95));
+            if self.valid_high > 0 {
+                let (bound, p99) = (self.high_bound() + 10.0, self.ttc_high.1);
+                t.push((
+                    format!(
+                        "high p99 time-to-confirm {p99:.1} s <= 1.5 x (high backlog / quota) + 10 s = {bound:.1} s"
+                    ),
+                    p99 <= bound,
+                ));
+            }
+            return t;
+        }
         if self.params.scenario != Scenario::Steady {
             let rate = self.drain_rate_99();
             t.push((
@@ -1155,14 +1240,29 @@ async fn a_small_peak_with_faults_and_a_killed_worker_mails_every_valid_order_an
     judge(&[report]);
 }
 
+/// The `make test` cut of `small-share`: both mixes at 150 orders each (30 s of quota), to the
+/// same invariants; the targets count only under `SOAK_ENFORCE_TARGETS=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_shared_by_ten_instances_of_a_small_quota_mails_every_order_once_in_both_mixes() {
+    let mut reports = Vec::new();
+    for high in [true, false] {
+        let report = soak(SoakParams::small_share(high, 150)).await;
+        println!("{report}");
+        assert_eq!(report.kills, 0, "small-share kills no worker");
+        assert_eq!(report.mailed[2], 0, "without kills or faults no order is mailed twice");
+        reports.push(report);
+    }
+    judge(&reports);
+}
+
 /// `make soak`: the large run, one report per scenario (see the module docs for the settings).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: run by `make soak`"]
 async fn large_soak() {
-    let scenarios = std::env::var("SOAK_SCENARIOS").unwrap_or_else(|_| "steady,peak,backlog".into());
+    let scenarios = std::env::var("SOAK_SCENARIOS").unwrap_or_else(|_| "steady,peak,backlog,small-share".into());
     let mut reports = Vec::new();
-    for scenario in scenarios.split(',').filter(|s| !s.trim().is_empty()) {
-        let report = soak(SoakParams::large(Scenario::parse(scenario))).await;
+    for scenario in scenarios.split(',').filter(|s| !s.trim().is_empty()).flat_map(Scenario::parse) {
+        let report = soak(SoakParams::large(scenario)).await;
         println!("{report}");
         reports.push(report);
     }

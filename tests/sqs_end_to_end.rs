@@ -217,16 +217,18 @@ async fn under_a_hard_ses_quota_high_priority_is_mailed_first_and_deferred_norma
     let high = moto.queue_pair("q-high", 5, 30).await;
     // Two receives and a message goes to the DLQ: deferral must not spend them.
     let normal = moto.queue_pair("q-normal", 2, 30).await;
-    // SES allows 4 mails per second; anything above is throttled.
-    s.ses_proxy.add(Rule::always(Action::Quota(4.0)));
+    // SES allows 2 mails per second, half the workers' configured rate; anything above is
+    // throttled. `consume` receives only what its rate grants within the batch's sending window,
+    // so the deferrals come from SES's answers: the limiter learns the quota from the throttles
+    // and what gets no slot before the window closes is deferred.
+    s.ses_proxy.add(Rule::always(Action::Quota(2.0)));
     for i in 0..6 {
         moto.send(&high.url, &order_body(&format!("QH-{i}"), "high")).await;
     }
     for i in 0..20 {
         moto.send(&normal.url, &order_body(&format!("QN-{i}"), "normal")).await;
     }
-    // 4 sends/s with 2 reserved for high; 3 s batches whose sending stops 1 s before the end. A
-    // normal batch of 10 gets at most about 2 s x 4/s: the rest is deferred.
+    // 4 sends/s with 2 reserved for high; 3 s batches whose sending stops 1 s before the end.
     let env = [
         ("SES_MAX_SEND_RATE", "4"),
         ("HIGH_PRIORITY_RESERVE", "0.5"),
@@ -265,6 +267,33 @@ async fn under_a_hard_ses_quota_high_priority_is_mailed_first_and_deferred_norma
     assert_eq!(moto.depth(&high.url).await, (0, 0));
     assert_eq!(moto.depth(&normal.url).await, (0, 0));
     assert!(moto.drain_view(&normal.dlq_url).await.is_empty(), "deferral never sends an order to the DLQ");
+}
+
+/// At a small share of the quota a worker that received ten orders could send only a few before
+/// its batch's budget stopped new sends, and deferred the rest: the deferred copies came back
+/// later (the tail of a backlog) while other workers were idle. It now receives only what its rate
+/// grants within a couple of seconds, so the orders wait in the queue, where any worker reaches them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_at_a_small_share_receives_only_what_it_can_send_soon_and_defers_nothing() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let normal = moto.queue_pair("small-share", 5, 30).await;
+    for i in 0..10 {
+        moto.send(&normal.url, &order_body(&format!("SS-{i}"), "normal")).await;
+    }
+    // 1 mail/s; a 10 s batch stops starting sends after about 3.3 s, so a batch of ten could send
+    // about four of them.
+    let env = [("SES_MAX_SEND_RATE", "1"), ("INVOCATION_TIMEOUT_SECONDS", "10")];
+    let (summary, stderr) = consume(&s, &moto, &[&normal.url], &env, 3).await;
+    assert_eq!(summary["requeued"], 0, "no order deferred: {summary}");
+    assert_eq!(emf_sum(&stderr, "Deferred"), 0.0);
+    assert_eq!(summary["received"], 10, "each order received once: {summary}");
+    assert!(summary["batches"].as_u64().unwrap_or(0) >= 4, "small batches: {summary}");
+    for i in 0..10 {
+        assert_eq!(s.mails_to(&email_of(&format!("SS-{i}"))).await, 1, "SS-{i}");
+    }
+    assert_eq!(moto.depth(&normal.url).await, (0, 0));
 }
 
 /// The sum of one EMF metric over every metric line a worker wrote.

@@ -183,6 +183,14 @@ impl Pipeline {
         Self { ledger, mailer, gate, settings }
     }
 
+    /// How many orders a batch finishing by `deadline` can send within `horizon` (and before its
+    /// budget stops new sends) at the gate's rate now; `None` without a gate (no limit).
+    pub async fn sendable(&self, deadline: Instant, horizon: Duration) -> Option<usize> {
+        let gate = self.gate.as_ref()?;
+        let window = Budget::new(deadline, &self.settings).stop_starting_at.saturating_duration_since(Instant::now());
+        gate.sendable_within(horizon.min(window)).await
+    }
+
     /// Processes one SQS batch that must be finished by `deadline`.
     pub async fn handle(&self, event: &SqsEvent, deadline: Instant) -> BatchReport {
         let budget = Budget::new(deadline, &self.settings);

@@ -176,32 +176,46 @@ impl Pipeline {
         if let Some(reason) = must_stop() {
             return defer(reason);
         }
-        if let Some(gate) = &self.gate
-            && !gate.acquire(order.priority, budget.stop_starting_at).await
-        {
-            return defer("no send slot before the time budget ran out");
-        }
-        if let Some(reason) = must_stop() {
-            return defer(reason);
-        }
         let mail = match render::render(order, &self.settings.mail) {
             Ok(mail) => mail,
             Err(e) => return Sent::Record(Outcome::Failed { error: e.to_string() }),
         };
         let tags = MailTags { order_id: order.order_id.clone(), claim_token: token };
-        let result = match tokio::time::timeout_at(budget.send_cutoff, self.mailer.send(order, &mail, &tags)).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!(order_id = %order.order_id, "the send did not finish within the time budget; left leased until it can be taken over");
-                return Sent::Unknown(
-                    "the send did not finish within the time budget; left leased until it can be taken over".to_owned(),
-                );
+        let result = loop {
+            if let Some(gate) = &self.gate
+                && !gate.acquire(order.priority, budget.stop_starting_at).await
+            {
+                return defer("no send slot before the time budget ran out");
+            }
+            if let Some(reason) = must_stop() {
+                return defer(reason);
+            }
+            let result = match tokio::time::timeout_at(budget.send_cutoff, self.mailer.send(order, &mail, &tags)).await
+            {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(order_id = %order.order_id, "the send did not finish within the time budget; left leased until it can be taken over");
+                    return Sent::Unknown(
+                        "the send did not finish within the time budget; left leased until it can be taken over"
+                            .to_owned(),
+                    );
+                }
+            };
+            let throttled = matches!(&result, Err(e) if e.class == ErrorClass::Throttled);
+            match &self.gate {
+                Some(gate) => {
+                    gate.feedback(order.priority, throttled).await;
+                    // Throttled: the gate has cut its rate and holds its next slot back until
+                    // SES's next second; the order is sent again then, in this batch, instead of
+                    // waiting out a deferral (a deferred copy at the end of a backlog is the tail).
+                    // Only when no slot comes in time is it deferred.
+                    if !throttled {
+                        break result;
+                    }
+                }
+                None => break result,
             }
         };
-        if let Some(gate) = &self.gate {
-            let throttled = matches!(&result, Err(e) if e.class == ErrorClass::Throttled);
-            gate.feedback(order.priority, throttled).await;
-        }
         Sent::Record(match result {
             Ok(message_id) => Outcome::Sent { message_id },
             Err(BackendError { class: ErrorClass::Throttled, message, .. }) => {

@@ -159,8 +159,22 @@ impl Services {
     }
 
     pub async fn mailer(&self) -> Arc<SesMailer> {
-        let client =
-            order_confirmation::aws::sesv2_client(&self.sdk(self.ses_url()).await, std::time::Duration::from_secs(15));
+        let client = order_confirmation::aws::sesv2_client(
+            &self.sdk(self.ses_url()).await,
+            std::time::Duration::from_secs(15),
+            false,
+        );
+        Arc::new(SesMailer::new(client, SENDER, Some("order-confirmations".into())))
+    }
+
+    /// The mailer as a rate-limited instance builds it: SES's throttling answers are not retried
+    /// by the SDK but returned to the send-rate limiter.
+    pub async fn rate_limited_mailer(&self) -> Arc<SesMailer> {
+        let client = order_confirmation::aws::sesv2_client(
+            &self.sdk(self.ses_url()).await,
+            std::time::Duration::from_secs(15),
+            true,
+        );
         Arc::new(SesMailer::new(client, SENDER, Some("order-confirmations".into())))
     }
 
