@@ -95,8 +95,9 @@ impl SendRateLimiter {
         Self::starting_at(share, ceiling, high_reserve, rand::random::<f64>())
     }
 
-    /// [`Self::new`] with the bucket starting `level` (0.0 empty, 1.0 full) full.
-    fn starting_at(share: f64, ceiling: f64, high_reserve: f64, level: f64) -> Self {
+    /// [`Self::new`] with the bucket starting `level` (0.0 empty, 1.0 full) full: a test that
+    /// needs to know what is in hand.
+    pub fn starting_at(share: f64, ceiling: f64, high_reserve: f64, level: f64) -> Self {
         let share = share.max(0.001);
         Self {
             share,

@@ -606,7 +606,7 @@ async fn a_takeover_that_is_deferred_still_counts_the_possible_duplicate_when_it
     let body = order_body("TD-1", "normal");
     held_by_a_dead_holder(b.ledger.as_ref(), std::slice::from_ref(&body), Duration::from_millis(100)).await;
     // The real limiter with its only slot taken: the takeover finds no send slot and is deferred.
-    let gate = Arc::new(SendRateLimiter::new(0.001, 0.001, 0.0));
+    let gate = Arc::new(SendRateLimiter::starting_at(0.001, 0.001, 0.0, 1.0));
     assert!(gate.acquire(order_confirmation::order::Priority::Normal, tokio::time::Instant::now()).await);
     let deferring = Pipeline::new(b.ledger.clone(), b.outbox.clone(), Some(gate), PipelineSettings::default());
     // A short invocation: a normal order waits for a slot until no send may start (1 s here).
