@@ -699,18 +699,14 @@ fn status_of_an_order_whose_message_was_invalid_says_where_to_find_it() {
 /// its tag names: its message id becomes that order's recorded one (another message id would be a
 /// second mail, docs/design.md, "Duplicates counted from SES's events"). Written into `dir`.
 fn sample_for_recorded_mail(dir: &Path, file: &str) -> String {
-    let mut batch: serde_json::Value =
+    let sample: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap())
             .unwrap();
-    let record = &mut batch["Records"][0];
-    let mut body: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
-    let order_id = body["detail"]["mail"]["tags"]["order_id"][0].as_str().unwrap().to_owned();
-    let (_, json, _) = run(bin(dir).args(["status", &order_id, "--json"]));
-    // An order the ledger does not hold keeps the sample's id (the event is counted unknown).
-    if let Ok(state) = serde_json::from_str::<serde_json::Value>(&json) {
-        body["detail"]["mail"]["messageId"] = state["ses_message_id"].clone();
-    }
-    record["body"] = body.to_string().into();
+    let batch = crate::support::for_recorded_mails(sample, |order_id| {
+        let (_, json, _) = run(bin(dir).args(["status", order_id, "--json"]));
+        let state: serde_json::Value = serde_json::from_str(&json).ok()?;
+        state["ses_message_id"].as_str().map(str::to_owned)
+    });
     let path = dir.join(Path::new(file).file_name().unwrap());
     std::fs::write(&path, batch.to_string()).unwrap();
     path.display().to_string()

@@ -347,24 +347,20 @@ fn sample(file: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(root().join(file)).unwrap()).unwrap()
 }
 
-/// An events batch as SES would send it for the mails this run recorded: each record's message id
-/// becomes the recorded one of the order its tag names (the samples' own ids would be second mails,
-/// docs/design.md, "Duplicates counted from SES's events"). An order the ledger does not hold keeps
-/// the sample's id.
+/// An events batch for the mails this run recorded (`support::for_recorded_mails`), their ids
+/// read from the ledger.
 async fn for_recorded_mail(
     ledger: &std::sync::Arc<impl order_confirmation::ledger::LedgerOps>,
-    mut batch: serde_json::Value,
+    batch: serde_json::Value,
 ) -> serde_json::Value {
-    for record in batch["Records"].as_array_mut().unwrap() {
-        let mut body: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
-        let Some(order_id) = body["detail"]["mail"]["tags"]["order_id"][0].as_str() else { continue };
-        let id = order_confirmation::order::OrderId::parse(order_id).unwrap();
-        if let Some(recorded) = ledger.order_state(&id).await.unwrap().and_then(|st| st.ses_message_id) {
-            body["detail"]["mail"]["messageId"] = recorded.into();
+    let mut recorded = std::collections::HashMap::new();
+    for order_id in support::tagged_orders(&batch) {
+        let id = order_confirmation::order::OrderId::parse(&order_id).unwrap();
+        if let Some(message_id) = ledger.order_state(&id).await.unwrap().and_then(|st| st.ses_message_id) {
+            recorded.insert(order_id, message_id);
         }
-        record["body"] = body.to_string().into();
     }
-    batch
+    support::for_recorded_mails(batch, |order_id| recorded.get(order_id).cloned())
 }
 
 /// An events sample whose mail is re-tagged for another order.

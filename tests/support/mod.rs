@@ -244,3 +244,32 @@ impl Ledger for ScriptedLedger {
         self.inner.sent_earlier(claims).await
     }
 }
+
+/// The order ids an SES events batch's records are tagged with, in record order.
+pub fn tagged_orders(batch: &serde_json::Value) -> Vec<String> {
+    let records = batch["Records"].as_array().map(Vec::as_slice).unwrap_or_default();
+    records
+        .iter()
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(r["body"].as_str()?).ok())
+        .filter_map(|body| body["detail"]["mail"]["tags"]["order_id"][0].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// An SES events batch as SES would send it for the mails a run recorded: each record's message id
+/// becomes `recorded(order_id)` of the order its tag names (a sample's own id would be a second
+/// mail, docs/design.md, "Duplicates counted from SES's events"). An order without one keeps the
+/// sample's id (its event is counted unknown).
+pub fn for_recorded_mails(
+    mut batch: serde_json::Value,
+    mut recorded: impl FnMut(&str) -> Option<String>,
+) -> serde_json::Value {
+    for record in batch["Records"].as_array_mut().into_iter().flatten() {
+        let mut body: serde_json::Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+        let Some(order_id) = body["detail"]["mail"]["tags"]["order_id"][0].as_str() else { continue };
+        if let Some(id) = recorded(order_id) {
+            body["detail"]["mail"]["messageId"] = id.into();
+        }
+        record["body"] = body.to_string().into();
+    }
+    batch
+}
