@@ -7,6 +7,11 @@
 //! A queue whose name ends in `-ses-events` carries SES's events about sent mail: its batches go
 //! to [`crate::delivery`], as Lambda's dispatch sends them. It is polled before the order queues.
 //!
+//! With a [`MappingBatch`] (`--batch-size`) it receives as one of Lambda's event source mappings
+//! delivers instead: a fixed batch gathered within a batching window, whatever the send rate. Run
+//! on one queue, it stands in for one concurrent invocation of that queue's mapping (the soak's
+//! `lambda` topology).
+//!
 //! The end-to-end tests run it against a real SQS API (moto), and it runs the service on a plain
 //! host or container.
 
@@ -38,6 +43,21 @@ pub struct ConsumeOptions {
     /// Exit after this long without any message, counted from when the worker's own deferred
     /// copies are visible again (None: run until signalled).
     pub idle_exit: Option<Duration>,
+    /// Lambda's event source mapping in place of the rate-sized receive: `None` (the default)
+    /// receives what the send rate can send soon ([`BATCH_HORIZON`]); `Some` gathers a fixed
+    /// `BatchSize` within a batching window, whatever the rate, as a mapping delivers it.
+    pub mapping: Option<MappingBatch>,
+}
+
+/// A Lambda event source mapping's batch: up to `size` messages, gathered for at most `window`
+/// from the first receive (`BatchSize`, `MaximumBatchingWindowInSeconds`). `consume` with this
+/// and one queue is the stand-in for one concurrent invocation of that mapping: the soak's
+/// `lambda` topology runs `MaximumConcurrency` of them per queue (docs/design.md, "Under
+/// `consume` and under Lambda").
+#[derive(Debug, Clone, Copy)]
+pub struct MappingBatch {
+    pub size: usize,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -132,31 +152,30 @@ pub async fn run(
         let mut no_slot = false;
         for (i, queue) in queues.iter().enumerate() {
             let wait = if i + 1 == queues.len() { options.wait } else { Duration::ZERO };
-            let max = batch_size(pipeline, queue, options.batch_timeout).await;
-            if max == 0 {
-                no_slot = true;
-                continue;
-            }
-            let receive = client
-                .receive_message()
-                .queue_url(&queue.url)
-                .max_number_of_messages(max)
-                .wait_time_seconds(wait.as_secs() as i32)
-                .visibility_timeout(visibility_on_receive(options))
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send();
+            // A mapping's batch for an order queue; the SES events queue sends nothing, so it is
+            // received as `consume` receives it whatever the mode.
+            let mapping = options.mapping.filter(|_| !crate::delivery::is_events_queue(&queue.arn));
+            let gathered: Received<'_> = match mapping {
+                Some(mapping) => gather(client, queue, mapping, wait, options),
+                None => {
+                    let max = batch_size(pipeline, queue, options.batch_timeout).await;
+                    if max == 0 {
+                        no_slot = true;
+                        continue;
+                    }
+                    Box::pin(receive(client, queue, max, wait, visibility_on_receive(options)))
+                }
+            };
             let out = tokio::select! {
-                out = receive => out,
+                out = gathered => out,
                 () = &mut shutdown => {
                     tracing::info!("shutdown requested; no batch in hand");
                     break 'poll;
                 }
             };
             let messages = match out {
-                Ok(out) => out.messages.unwrap_or_default(),
+                Ok(messages) => messages,
                 Err(e) => {
-                    let e = from_sdk(Service::Sqs, "ReceiveMessage", &e);
                     tracing::warn!(queue = %queue.url, error = %e, "receive failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue 'poll;
@@ -198,6 +217,87 @@ pub async fn run(
     }
     Ok(summary)
 }
+
+type Received<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Vec<Message>, BackendError>> + Send + 'a>>;
+
+/// One `ReceiveMessage` of at most `max` messages, long-polling `wait`.
+fn receive<'a>(
+    client: &'a Client,
+    queue: &'a Queue,
+    max: i32,
+    wait: Duration,
+    visibility: i32,
+) -> impl Future<Output = Result<Vec<Message>, BackendError>> + Send + 'a {
+    async move {
+        client
+            .receive_message()
+            .queue_url(&queue.url)
+            .max_number_of_messages(max.clamp(1, MAX_RECEIVE))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map(|out| out.messages.unwrap_or_default())
+            .map_err(|e| from_sdk(Service::Sqs, "ReceiveMessage", &e))
+    }
+}
+
+/// A mapping's batch: receives of up to ten until `mapping.size` messages are in hand or
+/// `mapping.window` has passed since the first message arrived, as Lambda's poller gathers a
+/// batch before it invokes. The visibility asked for covers the window too, so the first
+/// message received does not come back while the batch is still being gathered. A receive that
+/// fails after some messages arrived ends the gathering with what is in hand (they are the
+/// batch's; the rest stay in the queue).
+fn gather<'a>(
+    client: &'a Client,
+    queue: &'a Queue,
+    mapping: MappingBatch,
+    wait: Duration,
+    options: &'a ConsumeOptions,
+) -> Received<'a> {
+    Box::pin(async move {
+        let size = mapping.size.max(1);
+        let visibility = visibility_on_receive(options)
+            .saturating_add(mapping.window.as_secs_f64().ceil() as i32)
+            .min(crate::backoff::MAX_VISIBILITY.as_secs() as i32);
+        let mut batch = receive(client, queue, remaining(size, 0), wait, visibility).await?;
+        if batch.is_empty() {
+            return Ok(batch);
+        }
+        let window_ends = Instant::now() + mapping.window;
+        while batch.len() < size {
+            let left = window_ends.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // Long-poll what is left of the window in whole seconds (SQS's unit); under a second,
+            // look without waiting and pause briefly when the queue has nothing.
+            match receive(client, queue, remaining(size, batch.len()), left, visibility).await {
+                Ok(more) if more.is_empty() => {
+                    if left < Duration::from_secs(1) {
+                        tokio::time::sleep(left.min(GATHER_PAUSE)).await;
+                    }
+                }
+                Ok(more) => batch.extend(more),
+                Err(e) => {
+                    tracing::warn!(queue = %queue.url, error = %e, "receive failed while gathering a batch; invoking with what is in hand");
+                    break;
+                }
+            }
+        }
+        Ok(batch)
+    })
+}
+
+/// How many messages the next receive of a gathering asks for.
+fn remaining(size: usize, have: usize) -> i32 {
+    i32::try_from(size.saturating_sub(have)).unwrap_or(MAX_RECEIVE).clamp(1, MAX_RECEIVE)
+}
+
+/// How long a gathering pauses after an empty look in the last second of its window.
+const GATHER_PAUSE: Duration = Duration::from_millis(200);
 
 /// How long the orders of one batch may wait for their send slots. A worker receives no more
 /// orders than its send rate grants within this: at a small share of the quota (0.5 mails/s), a

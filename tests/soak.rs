@@ -138,6 +138,81 @@ struct SoakParams {
     /// `SES_SENDERS` = n (share = quota / n, as deployed); `None` gives them `SES_MAX_SEND_RATE` =
     /// quota / workers.
     senders: Option<usize>,
+    /// Who polls the queues: `consume` workers (each polls high then normal, receiving what its
+    /// rate can send soon) or Lambda's event source mappings (`SOAK_TOPOLOGY=lambda`).
+    topology: Topology,
+}
+
+/// How the queues are polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    /// `workers` `consume` processes on every queue, high priority first.
+    Consume,
+    /// The template's three mappings, each with its own concurrency: per mapping,
+    /// `MaximumConcurrency` `consume --batch-size` processes on its queue alone, each the stand-in
+    /// for one concurrent invocation (docs/design.md, "Under `consume` and under Lambda"). Every
+    /// instance is sized by `SES_SENDERS` and has the function's timeout as its budget.
+    Lambda(LambdaShape),
+}
+
+/// The template's consumer function and its mappings, as the soak mirrors them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LambdaShape {
+    high: Mapping,
+    normal: Mapping,
+    events: Mapping,
+    /// `SES_SENDERS` (the template sets it to `ReservedConcurrency`, 17).
+    senders: usize,
+    /// The function's `Timeout` (60 s): each invocation's budget.
+    timeout: Duration,
+}
+
+/// One event source mapping: `BatchSize`, `MaximumBatchingWindowInSeconds`, `MaximumConcurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mapping {
+    batch_size: usize,
+    window: Duration,
+    concurrency: usize,
+}
+
+impl LambdaShape {
+    /// template.yaml's defaults: HighPriority BatchSize 20, window 1 s, MaximumConcurrency 10;
+    /// NormalPriority 50, 10 s, 4; DeliveryEvents 10, 5 s, 2; ReservedConcurrency (SES_SENDERS)
+    /// 17; Timeout 60 s. `SOAK_LAMBDA_HIGH_CONCURRENCY`, `SOAK_LAMBDA_NORMAL_CONCURRENCY`,
+    /// `SOAK_LAMBDA_HIGH_BATCH`, `SOAK_LAMBDA_NORMAL_BATCH`, `SOAK_LAMBDA_NORMAL_WINDOW`,
+    /// `SOAK_LAMBDA_SENDERS` and `SOAK_LAMBDA_TIMEOUT` change them.
+    fn from_env() -> Self {
+        let n = |name: &str, default: usize| env_number(name, default as f64) as usize;
+        Self {
+            high: Mapping {
+                batch_size: n("SOAK_LAMBDA_HIGH_BATCH", 20),
+                window: Duration::from_secs(1),
+                concurrency: n("SOAK_LAMBDA_HIGH_CONCURRENCY", 10),
+            },
+            normal: Mapping {
+                batch_size: n("SOAK_LAMBDA_NORMAL_BATCH", 50),
+                window: Duration::from_secs(n("SOAK_LAMBDA_NORMAL_WINDOW", 10) as u64),
+                concurrency: n("SOAK_LAMBDA_NORMAL_CONCURRENCY", 4),
+            },
+            events: Mapping { batch_size: 10, window: Duration::from_secs(5), concurrency: 2 },
+            senders: n("SOAK_LAMBDA_SENDERS", 17),
+            timeout: Duration::from_secs(n("SOAK_LAMBDA_TIMEOUT", 60) as u64),
+        }
+    }
+
+    fn processes(&self) -> usize {
+        self.high.concurrency + self.normal.concurrency + self.events.concurrency
+    }
+}
+
+impl Topology {
+    fn from_env() -> Self {
+        match std::env::var("SOAK_TOPOLOGY").as_deref().map(str::trim) {
+            Err(_) | Ok("" | "consume") => Self::Consume,
+            Ok("lambda") => Self::Lambda(LambdaShape::from_env()),
+            Ok(other) => panic!("SOAK_TOPOLOGY: unknown topology {other:?} (consume or lambda)"),
+        }
+    }
 }
 
 impl SoakParams {
@@ -166,6 +241,7 @@ impl SoakParams {
             event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
             invocation_timeout: Duration::from_secs(15),
             senders: None,
+            topology: Topology::Consume,
         }
     }
 
@@ -196,6 +272,7 @@ impl SoakParams {
             senders: Some(10),
             send_events: true,
             event_loss: 0.0,
+            topology: Topology::from_env(),
         }
     }
 
@@ -236,6 +313,15 @@ impl SoakParams {
             event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
             invocation_timeout: Duration::from_secs(15),
             senders: None,
+            topology: Topology::from_env(),
+        }
+    }
+
+    /// The worker processes: `workers`, or one per concurrent invocation of every mapping.
+    fn processes(&self) -> usize {
+        match self.topology {
+            Topology::Consume => self.workers,
+            Topology::Lambda(shape) => shape.processes(),
         }
     }
 
@@ -261,15 +347,18 @@ impl SoakParams {
     /// The environment of every `consume` worker: the template's shape scaled to the rig (each
     /// instance starts at its share of the quota and may climb to the whole of it).
     fn worker_env(&self) -> Vec<(&'static str, String)> {
-        let share = match self.senders {
-            Some(n) => ("SES_SENDERS", n.to_string()),
-            None => ("SES_MAX_SEND_RATE", format!("{}", self.quota / self.workers as f64)),
+        let (share, timeout) = match (self.topology, self.senders) {
+            (Topology::Lambda(shape), _) => (("SES_SENDERS", shape.senders.to_string()), shape.timeout),
+            (Topology::Consume, Some(n)) => (("SES_SENDERS", n.to_string()), self.invocation_timeout),
+            (Topology::Consume, None) => {
+                (("SES_MAX_SEND_RATE", format!("{}", self.quota / self.workers as f64)), self.invocation_timeout)
+            }
         };
         vec![
             share,
             ("SES_ACCOUNT_MAX_SEND_RATE", format!("{}", self.quota)),
             ("HIGH_PRIORITY_RESERVE", "0.2".into()),
-            ("INVOCATION_TIMEOUT_SECONDS", self.invocation_timeout.as_secs().to_string()),
+            ("INVOCATION_TIMEOUT_SECONDS", timeout.as_secs().to_string()),
             ("LEASE_SLACK_SECONDS", "5".into()),
             ("BACKOFF_BASE_SECONDS", "5".into()),
             ("BACKOFF_CAP_SECONDS", "60".into()),
@@ -626,13 +715,31 @@ impl Workers {
         for (k, v) in p.worker_env() {
             c.env(k, v);
         }
+        if let Topology::Lambda(shape) = p.topology {
+            // Slots in mapping order: high, normal, then SES events; each polls its queue alone.
+            let (url, mapping) = if slot < shape.high.concurrency {
+                (&rig.high.url, Some(shape.high))
+            } else if slot < shape.high.concurrency + shape.normal.concurrency {
+                (&rig.normal.url, Some(shape.normal))
+            } else {
+                // The events queue's batches are sized as consume sizes them (ten, at once).
+                (&rig.events.url, None)
+            };
+            c.env("QUEUE_URLS", url);
+            if let Some(m) = mapping {
+                c.args(["--batch-size", &m.batch_size.to_string()]);
+                c.args(["--batching-window-seconds", &m.window.as_secs().to_string()]);
+                c.env("EXPECTED_BATCH_SIZE", shape.normal.batch_size.max(shape.high.batch_size).to_string());
+            }
+        }
         c.spawn().expect("start a consume worker")
     }
 
     fn start(rig: &Rig, p: &SoakParams) -> Self {
-        let children = (0..p.workers).map(|slot| Self::spawn(rig, p, slot, 0)).collect();
-        let current = vec![0; p.workers];
-        Self { children, current, incarnations: p.workers, kills: 0, last_kill: None, killed: Vec::new() }
+        let n = p.processes();
+        let children = (0..n).map(|slot| Self::spawn(rig, p, slot, 0)).collect();
+        let current = vec![0; n];
+        Self { children, current, incarnations: n, kills: 0, last_kill: None, killed: Vec::new() }
     }
 
     /// SIGKILL one worker (no chance to record or acknowledge anything) and start a fresh one.
@@ -927,7 +1034,26 @@ impl fmt::Display for SoakReport {
         )?;
         let last_kill =
             self.last_kill.map_or(String::new(), |d| format!(" (the last {:.0} s after the start)", secs(d)));
-        writeln!(f, "workers          {} consume processes; kills {}{last_kill}", p.workers, self.kills)?;
+        match p.topology {
+            Topology::Consume => {
+                writeln!(f, "workers          {} consume processes; kills {}{last_kill}", p.workers, self.kills)?
+            }
+            Topology::Lambda(s) => writeln!(
+                f,
+                "workers          Lambda topology: high {} x batch {} ({} s window), normal {} x batch {} ({} s window), \
+                 events {}; SES_SENDERS {}, timeout {} s; kills {}{last_kill}",
+                s.high.concurrency,
+                s.high.batch_size,
+                s.high.window.as_secs(),
+                s.normal.concurrency,
+                s.normal.batch_size,
+                s.normal.window.as_secs(),
+                s.events.concurrency,
+                s.senders,
+                s.timeout.as_secs(),
+                self.kills
+            )?,
+        }
         writeln!(
             f,
             "mailed           0x: {}   1x: {}   2+x: {}   (extra mails {}; counted PossibleDuplicate {} + UnrecordedSend {})",

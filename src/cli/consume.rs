@@ -13,6 +13,16 @@ pub struct ConsumeArgs {
     /// deferred copies are back on their queue (default: run until signalled).
     #[arg(long, value_name = "SECONDS")]
     pub idle_exit: Option<u64>,
+    /// Receive as a Lambda event source mapping delivers: batches of this many messages (the
+    /// mapping's BatchSize), gathered within --batching-window-seconds, whatever the send rate.
+    /// Default: receive what the send rate can mail within two seconds (at most ten).
+    #[arg(long, value_name = "MESSAGES", value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub batch_size: Option<u64>,
+    /// With --batch-size: how long to gather a batch after its first message (the mapping's
+    /// MaximumBatchingWindowInSeconds, 0-300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, requires = "batch_size",
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub batching_window_seconds: u64,
 }
 
 pub async fn run(config: &Config, args: &ConsumeArgs) -> anyhow::Result<i32> {
@@ -28,6 +38,10 @@ pub async fn run(config: &Config, args: &ConsumeArgs) -> anyhow::Result<i32> {
         batch_timeout: config.invocation_timeout,
         lease_slack: config.lease_slack,
         idle_exit: args.idle_exit.map(std::time::Duration::from_secs),
+        mapping: args.batch_size.map(|size| crate::consume::MappingBatch {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            window: std::time::Duration::from_secs(args.batching_window_seconds),
+        }),
     };
     let summary = crate::consume::run(&pipeline, ledger.as_ref(), &sqs, &backoff, &options, shutdown_signal()).await?;
     emit(format_args!("{}\n", serde_json::to_string(&summary)?))?;
