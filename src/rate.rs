@@ -73,8 +73,18 @@ const CUT_NORMAL: f64 = 0.6;
 const CUT_HIGH: f64 = 0.85;
 /// The rate never drops below this fraction of the share (an instance always makes progress).
 const FLOOR: f64 = 0.25;
-/// Each accepted send raises the rate by this fraction of the share (additive increase).
+/// Each accepted send raises the rate by this fraction of the share (additive increase)...
 const STEP: f64 = 0.05;
+/// ...and by at least this many mails per second. A step proportional to the share alone makes the
+/// climb's pace proportional to the share too (an instance sending flat out at rate r gains
+/// `STEP x share x r` per second): at a share of 12.5 mails/s it doubles in about a second, at the
+/// template's 5/17 = 0.29 mails/s of a 5 mails/s account in about 47 s. Under Lambda the instances
+/// that have work are often fewer than SES_SENDERS (the normal mapping's four, alone once the high
+/// queue is empty), so the quota is used only as fast as they climb: a backlog of 600 drained at
+/// 56 % of the quota. With this floor a busy instance doubles its rate within 7 s (`MIN_STEP x r`
+/// per second) whatever its share; above 2 mails/s of share the 5 % step is the larger and nothing
+/// changes.
+const MIN_STEP: f64 = 0.1;
 /// Below the share, each accepted send raises the rate by this fraction of it: the share is this
 /// instance's fair part when every instance is busy, so under it (after a throttle cut) the quota
 /// goes unused unless SES says otherwise, and four accepted sends are back at the share. At a share
@@ -143,7 +153,10 @@ impl SendGate for SendRateLimiter {
                 }
                 // A normal order re-checks at least every 100 ms: the reserve it waits behind
                 // disappears as soon as the high orders have their slots.
-                let wait = Duration::from_secs_f64((threshold - b.tokens) / b.rate);
+                // At least a millisecond: a float remainder of a token (1e-12) would round the
+                // wait down to nothing, and a sleep of nothing never lets the bucket refill (it
+                // spun forever on tokio's paused clock).
+                let wait = Duration::from_secs_f64((threshold - b.tokens) / b.rate).max(Duration::from_millis(1));
                 if high { wait } else { wait.min(Duration::from_millis(100)) }
             };
             if Instant::now() + wait > give_up_at {
@@ -171,7 +184,7 @@ impl SendGate for SendRateLimiter {
             b.tokens = b.tokens.min(0.0).max(1.0 - b.rate);
         } else {
             let step = if b.rate < self.share { RECOVER } else { STEP };
-            b.rate = (b.rate + self.share * step).min(self.ceiling);
+            b.rate = (b.rate + (self.share * step).max(MIN_STEP)).min(self.ceiling);
         }
         let capacity = b.capacity();
         b.tokens = b.tokens.min(capacity);
@@ -264,11 +277,16 @@ mod tests {
         }
         let at_share = limiter.rate().await;
         assert!(at_share >= 0.5, "back at the share: {at_share}");
-        // Above the share it only probes: 20 more sends add 0.5 (5 % of the share each).
+        // Above the share it only probes: 20 more sends add 2.0 (the floor of 0.1 mails/s each,
+        // more than 5 % of this share).
         for _ in 0..20 {
             limiter.feedback(Priority::Normal, false).await;
         }
-        assert!((limiter.rate().await - at_share - 0.5).abs() < 1e-9, "{}", limiter.rate().await);
+        assert!((limiter.rate().await - at_share - 2.0).abs() < 1e-9, "{}", limiter.rate().await);
+        // A large share probes by 5 % of itself: 12.5 mails/s gains 0.625 per send, as before.
+        let large = SendRateLimiter::new(12.5, 50.0, 0.2);
+        large.feedback(Priority::Normal, false).await;
+        assert!((large.rate().await - 13.125).abs() < 1e-9, "{}", large.rate().await);
     }
 
     #[tokio::test(start_paused = true)]
@@ -297,6 +315,24 @@ mod tests {
         let retried_at = Instant::now();
         assert!(limiter.acquire(Priority::Normal, retried_at + Duration::from_secs(5)).await);
         assert!(Instant::now() >= retried_at + Duration::from_secs(3), "paced at the cut rate");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_share_alone_on_the_account_climbs_to_its_part_of_the_quota_within_half_a_minute() {
+        // The template's fleet on a 5 mails/s account: SES_SENDERS 17, so a share of 0.29 mails/s.
+        // When only the normal mapping's four instances have work, each must climb to a quarter of
+        // the quota (1.25 mails/s) while it sends; at 5 % of the share per accepted send that took
+        // about 100 s (a backlog of 600 drained at 79 % of the quota under Lambda's topology).
+        let limiter = SendRateLimiter::starting_at(5.0 / 17.0, 5.0, 0.2, 0.0);
+        let start = Instant::now();
+        let mut sent = 0;
+        while limiter.rate().await < 1.25 && Instant::now() < start + Duration::from_secs(120) {
+            assert!(limiter.acquire(Priority::Normal, start + Duration::from_secs(120)).await);
+            limiter.feedback(Priority::Normal, false).await;
+            sent += 1;
+        }
+        let took = Instant::now() - start;
+        assert!(took <= Duration::from_secs(30), "{took:?} and {sent} sends to reach 1.25 mails/s");
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,7 +27,8 @@
 //! `SOAK_SEND_EVENTS` (0: SES publishes no Send events; 1, the default: each accepted mail's Send
 //! event), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
 //! faults; `small-share-high` and `small-share-normal` run one mix); `SOAK_KEEP_LOGS=1` keeps the
-//! workers' logs. A valid order found in a DLQ is named with its receive history: every log line
+//! workers' logs. `SOAK_TOPOLOGY=lambda` polls as the template's event source mappings do instead
+//! of with `consume` workers on every queue ([`LambdaShape`]). A valid order found in a DLQ is named with its receive history: every log line
 //! about it, from every worker, and the kills.
 
 use crate::support;
@@ -79,10 +80,10 @@ impl Scenario {
             Self::Peak => "peak (arrivals at 3x the quota, 20 % high priority)",
             Self::Backlog => "backlog (all normal, waiting when the workers start)",
             Self::SmallShare { high: true } => {
-                "small-share (a backlog, 20 % high priority, 10 instances sharing 5 mails/s, no faults)"
+                "small-share (a backlog, 20 % high priority, a small share of 5 mails/s per instance, no faults)"
             }
             Self::SmallShare { high: false } => {
-                "small-share (a backlog, all normal, 10 instances sharing 5 mails/s, no faults)"
+                "small-share (a backlog, all normal, a small share of 5 mails/s per instance, no faults)"
             }
         }
     }
