@@ -221,27 +221,25 @@ pub async fn run(
 type Received<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Vec<Message>, BackendError>> + Send + 'a>>;
 
 /// One `ReceiveMessage` of at most `max` messages, long-polling `wait`.
-fn receive<'a>(
-    client: &'a Client,
-    queue: &'a Queue,
+async fn receive(
+    client: &Client,
+    queue: &Queue,
     max: i32,
     wait: Duration,
     visibility: i32,
-) -> impl Future<Output = Result<Vec<Message>, BackendError>> + Send + 'a {
-    async move {
-        client
-            .receive_message()
-            .queue_url(&queue.url)
-            .max_number_of_messages(max.clamp(1, MAX_RECEIVE))
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .visibility_timeout(visibility)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map(|out| out.messages.unwrap_or_default())
-            .map_err(|e| from_sdk(Service::Sqs, "ReceiveMessage", &e))
-    }
+) -> Result<Vec<Message>, BackendError> {
+    client
+        .receive_message()
+        .queue_url(&queue.url)
+        .max_number_of_messages(max.clamp(1, MAX_RECEIVE))
+        .wait_time_seconds(wait.as_secs().min(20) as i32)
+        .visibility_timeout(visibility)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .map(|out| out.messages.unwrap_or_default())
+        .map_err(|e| from_sdk(Service::Sqs, "ReceiveMessage", &e))
 }
 
 /// A mapping's batch: receives of up to ten until `mapping.size` messages are in hand or
