@@ -679,3 +679,46 @@ async fn idle_exit_waits_for_the_workers_own_deferred_copies_to_come_back() {
     assert_eq!(s.mails_to(&email_of("IE-1")).await, 1, "the worker stayed for its copy and mailed it: {stderr}");
     assert_eq!(moto.depth(&normal.url).await, (0, 0));
 }
+
+/// `consume --batch-size` receives as Lambda's event source mapping delivers: a whole batch gathered
+/// within the window, whatever the rate (at 50 mails/s the rate-sized receive would take ten at a
+/// time), and the rest as the next batch. The soak's Lambda topology is built on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_with_a_mapping_batch_size_gathers_whole_batches_within_its_window() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let normal = moto.queue_pair("orders-normal", 5, 30).await;
+    let ids: Vec<String> = (0..30).map(|i| format!("MAP-{i}")).collect();
+    for id in &ids {
+        moto.send(&normal.url, &order_body(id, "normal")).await;
+    }
+
+    let mut c = binary(&s, &moto, &[&normal.url]);
+    c.args([
+        "consume",
+        "--wait-seconds",
+        "1",
+        "--idle-exit",
+        "3",
+        "--batch-size",
+        "25",
+        "--batching-window-seconds",
+        "1",
+    ])
+    .env("SES_MAX_SEND_RATE", "50")
+    .env("INVOCATION_TIMEOUT_SECONDS", "20")
+    .env("LEASE_SLACK_SECONDS", "1");
+    let out = tokio::time::timeout(Duration::from_secs(120), c.output()).await.expect("consume finished").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "consume failed: {stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
+
+    assert_eq!(summary["batches"], 2, "a batch of 25 and one of the 5 left: {summary}");
+    assert_eq!(summary["received"], 30, "{summary}");
+    assert_eq!(summary["deleted"], 30, "{summary}");
+    assert!(stderr.contains("summary=25 records: 25 sent"), "the first batch held 25 orders: {stderr}");
+    for id in &ids {
+        assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id} mailed exactly once");
+    }
+}
