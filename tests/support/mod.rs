@@ -180,11 +180,13 @@ pub enum RecordFault {
 }
 
 /// A real ledger with scripted trouble: a round-trip time on every claim and record (the Data API
-/// over the network) and a record step that fails as scripted. Only the hot path: operations go to
-/// the real ledger directly. Counts the claim, record and sent_earlier calls.
+/// over the network), a record step that fails as scripted and, when scripted, a fixed answer to
+/// `sent_earlier` (one a real ledger never gives: not one per takeover asked about). Only the hot
+/// path: operations go to the real ledger directly. Counts the claim, record and sent_earlier calls.
 pub struct ScriptedLedger {
     pub inner: Arc<dyn Ledger>,
     fault: Option<RecordFault>,
+    sent_earlier_answer: Option<Vec<Option<String>>>,
     latency: Duration,
     started: std::time::Instant,
     pub claim_calls: AtomicUsize,
@@ -197,6 +199,7 @@ impl ScriptedLedger {
         Self {
             inner,
             fault: None,
+            sent_earlier_answer: None,
             latency: Duration::ZERO,
             started: std::time::Instant::now(),
             claim_calls: AtomicUsize::new(0),
@@ -211,6 +214,11 @@ impl ScriptedLedger {
 
     pub fn latency(self, latency: Duration) -> Self {
         Self { latency, ..self }
+    }
+
+    /// Every `sent_earlier` call answers `answer`, whatever it asked about.
+    pub fn sent_earlier_answer(self, answer: Vec<Option<String>>) -> Self {
+        Self { sent_earlier_answer: Some(answer), ..self }
     }
 }
 
@@ -241,7 +249,10 @@ impl Ledger for ScriptedLedger {
         claims: &[(order_confirmation::order::OrderId, uuid::Uuid)],
     ) -> Result<Vec<Option<String>>, BackendError> {
         self.sent_earlier_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.sent_earlier(claims).await
+        match &self.sent_earlier_answer {
+            Some(answer) => Ok(answer.clone()),
+            None => self.inner.sent_earlier(claims).await,
+        }
     }
 }
 
