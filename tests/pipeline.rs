@@ -600,6 +600,24 @@ async fn a_batch_of_takeovers_waiting_for_send_events_asks_the_ledger_once_per_p
 }
 
 #[tokio::test]
+async fn a_claim_answer_for_fewer_orders_than_asked_mails_none_of_them_and_retries_the_batch() {
+    let b = LocalBackends::new().await;
+    // A stand-in for a ledger that claims both orders but answers for one: which order that
+    // answer is for cannot be known, so none is mailed on it.
+    let ledger = Arc::new(ScriptedLedger::new(b.ledger.clone()).claim_answers(1));
+    let e = event_of(&[("m1", &order_body("CA-1", "normal")), ("m2", &order_body("CA-2", "normal"))]);
+    let report =
+        Pipeline::new(ledger, b.outbox.clone(), None, PipelineSettings::default()).handle(&e, deadline(30)).await;
+    for r in &report.records {
+        assert!(
+            matches!(&r.outcome, RecordOutcome::TransientFailure { reason } if reason.contains("1 claims for 2 orders")),
+            "{r:?}"
+        );
+    }
+    assert_eq!((b.mails_for("CA-1"), b.mails_for("CA-2")), (0, 0));
+}
+
+#[tokio::test]
 async fn a_takeover_whose_holders_last_send_is_older_than_the_wait_mails_at_once_without_asking_for_send_events() {
     let b = LocalBackends::new().await;
     let body = order_body("W-old", "normal");

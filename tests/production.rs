@@ -601,6 +601,9 @@ async fn a_takeover_after_a_kill_between_ses_and_the_record_step_mails_nothing_o
     let counters: Vec<_> = report.counters().into_values().collect();
     let c = &counters[0];
     assert_eq!((c.get(Counter::SentEarlier), c.get(Counter::PossibleDuplicate), c.get(Counter::Sent)), (1, 0, 0));
+    // The takeover recorded the earlier mail, so no mail of this order is left unrecorded.
+    assert!(!report.records[0].unrecorded_send, "{:?}", report.records[0]);
+    assert_eq!(c.get(Counter::UnrecordedSend), 0);
 }
 
 #[tokio::test]
