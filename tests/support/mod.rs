@@ -221,7 +221,10 @@ impl Ledger for ScriptedLedger {
         tokio::time::sleep(self.latency).await;
         self.inner.claim(orders, lease).await
     }
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+    async fn record(
+        &self,
+        recordings: &[Recording],
+    ) -> Result<Vec<order_confirmation::ledger::Recorded>, BackendError> {
         let call = self.record_calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
         let lost = || Err(BackendError::transient("connection reset by peer"));
