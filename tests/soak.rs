@@ -605,8 +605,8 @@ async fn settle_events(rig: &Rig, p: &SoakParams) {
 struct DuplicateCounts {
     /// Extra mails at the emulator: mails beyond the first, per order.
     observed: usize,
-    /// Extra mails the service could know of: per order, its mails with at least one event
-    /// published, plus its recorded mail, minus one.
+    /// Extra mails the service knows of: per order, its mails with at least one event published,
+    /// plus its recorded mail, minus one; the ledger must count exactly these.
     with_an_event: usize,
     /// Extra mails none of whose events was published (and not the recorded one): never seen.
     without_an_event: usize,
@@ -667,15 +667,14 @@ impl Rig {
         for (order_id, mails) in &per_order {
             d.observed += mails.len() - 1;
             let own = recorded.get(order_id);
-            // The mails of which an event arrived are each counted; the recorded mail is known
-            // too, but a recorded mail none of whose events arrived is compared only with the
-            // mails whose first event came after it was recorded (the record step counts nothing).
-            let with_event = mails.iter().filter(|(_, events)| *events > 0).count();
+            // The ledger knows the mails of which an event arrived and the recorded one (the
+            // record step adds it, and counts it when an event brought another first): exactly
+            // those, minus one, are its extra mails.
             let seen = mails.iter().filter(|(id, events)| *events > 0 || Some(id) == own).count();
             d.with_an_event += seen.saturating_sub(1);
             d.without_an_event += mails.len() - seen.max(1);
             let n = counted.get(order_id).copied().unwrap_or(0);
-            if (n < with_event.saturating_sub(1) || n > seen.saturating_sub(1)) && d.disagreeing.len() < 5 {
+            if n != seen.saturating_sub(1) && d.disagreeing.len() < 5 {
                 d.disagreeing.push(order_id.clone());
             }
         }

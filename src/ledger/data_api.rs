@@ -65,6 +65,25 @@ SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payloa
 FROM input i LEFT JOIN claimed c USING (order_id) LEFT JOIN before b USING (order_id)
 ORDER BY i.ord";
 
+/// Adds the CTE `new_mails (message_id, target, token, ord, extra_allowed)` to the orders' known
+/// mails (`ses_mails`) as [`APPLY_EVENTS_SQL`] describes: `firsts`, the mails that became their
+/// order's first, and `extras (ses_message_id, order_id)`, those added as extra mails (counted).
+const KNOWN_MAILS: &str = "\
+firsts AS (
+    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
+    SELECT message_id, target, token, false FROM new_mails ORDER BY target, ord
+    ON CONFLICT DO NOTHING
+    RETURNING ses_message_id
+),
+extras AS (
+    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
+    SELECT message_id, target, token, true FROM new_mails n
+    WHERE n.extra_allowed AND NOT EXISTS (SELECT 1 FROM firsts f WHERE f.ses_message_id = n.message_id)
+    ORDER BY target, ord
+    ON CONFLICT DO NOTHING
+    RETURNING ses_message_id, order_id
+)";
+
 /// Writes every outcome where the claim token still matches (fencing), and reports which did. The
 /// token stays on the row (only the next claim replaces it), so a retry of a call that already
 /// committed applies again and changes nothing; a released claim gives its attempt back once,
@@ -74,7 +93,9 @@ ORDER BY i.ord";
 /// A mail recorded as sent becomes one of the order's known mails (`ses_mails`) in the same
 /// statement, by the rule [`APPLY_EVENTS_SQL`] describes: the first if the order has none, else an extra mail
 /// (an event brought another one first), reported once. A retry finds it known and reports nothing.
-const RECORD_SQL: &str = "\
+static RECORD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "\
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
         AS b(ord int, order_id text, token uuid, status text, ses_message_id text, last_error text, released boolean)
@@ -97,22 +118,11 @@ new_mails AS (
     FROM input i JOIN updated u USING (order_id)
     WHERE i.status = 'sent' AND i.ses_message_id IS NOT NULL
 ),
-firsts AS (
-    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
-    SELECT message_id, target, token, false FROM new_mails ORDER BY target, ord
-    ON CONFLICT DO NOTHING
-    RETURNING ses_message_id
-),
-extras AS (
-    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
-    SELECT message_id, target, token, true FROM new_mails n
-    WHERE n.extra_allowed AND NOT EXISTS (SELECT 1 FROM firsts f WHERE f.ses_message_id = n.message_id)
-    ORDER BY target, ord
-    ON CONFLICT DO NOTHING
-    RETURNING ses_message_id, order_id
-)
+{KNOWN_MAILS}
 SELECT i.ord, u.order_id IS NOT NULL, x.order_id IS NOT NULL
-FROM input i LEFT JOIN updated u USING (order_id) LEFT JOIN extras x USING (order_id) ORDER BY i.ord";
+FROM input i LEFT JOIN updated u USING (order_id) LEFT JOIN extras x USING (order_id) ORDER BY i.ord"
+    )
+});
 
 /// The first hour boundary inside the last 24 hours: the statistics' summary covers whole hours
 /// from here (docs/design.md, "Statistics over 24 hours").
@@ -669,7 +679,7 @@ impl Ledger for DataApiLedger {
         let mut applied = Vec::with_capacity(recordings.len());
         for run in split_by_size(&elements, self.limits.request_bytes, self.limits.rows_per_request) {
             let batch = json_array(&elements[run.clone()]);
-            let rows = self.execute("record", RECORD_SQL, vec![text("batch", batch)], None).await?;
+            let rows = self.execute("record", &RECORD_SQL, vec![text("batch", batch)], None).await?;
             if rows.len() != run.len() {
                 return Err(shape_error("record"));
             }
@@ -1099,20 +1109,7 @@ new_mails AS (
     WHERE NOT EXISTS (SELECT 1 FROM ses_mails s WHERE s.ses_message_id = c.message_id)
     ORDER BY c.message_id, c.ord
 ),
-firsts AS (
-    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
-    SELECT message_id, target, token, false FROM new_mails ORDER BY target, ord
-    ON CONFLICT DO NOTHING
-    RETURNING ses_message_id
-),
-extras AS (
-    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
-    SELECT message_id, target, token, true FROM new_mails n
-    WHERE n.extra_allowed AND NOT EXISTS (SELECT 1 FROM firsts f WHERE f.ses_message_id = n.message_id)
-    ORDER BY target, ord
-    ON CONFLICT DO NOTHING
-    RETURNING ses_message_id
-)
+{KNOWN_MAILS}
 SELECT m.ord, m.target, oc.priority, COALESCE(x.ses_message_id IS NOT NULL AND n.ord = m.ord, false), m.contradiction
 FROM matched m
 LEFT JOIN order_confirmations oc ON oc.order_id = m.target
