@@ -1267,6 +1267,66 @@ mod data_api {
         assert!(p50 < 60.0, "only W2, confirmed at once, is in the percentiles: {p50}");
     }
 
+    /// Migration 0009 brings the known mails written before it under the one-first-mail rule:
+    /// two first mails of one order (two statements that met), a recorded mail counted extra
+    /// beside an extra one (the old rule counted both), and a recorded mail never added (an event
+    /// of another mail came first) each leave one extra mail per order, and the unique index is
+    /// created on them.
+    #[tokio::test]
+    async fn migration_0009_leaves_one_first_mail_per_order_on_the_mails_known_before_it() {
+        let s = support::services::Services::start().await;
+        let (client, conn) = tokio_postgres::connect(&s.database_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        // The schema as the ledger migrated it up to 0008, recorded as `migrate` records it.
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .unwrap();
+        for file in files.iter().filter(|f| f.file_name().unwrap().to_str().unwrap() < "0009") {
+            client.batch_execute(&std::fs::read_to_string(file).unwrap()).await.unwrap();
+            let version = file.file_stem().unwrap().to_str().unwrap();
+            client.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version]).await.unwrap();
+        }
+        client
+            .batch_execute(
+                "INSERT INTO order_confirmations (order_id, payload_sha256, priority, payload, status, ses_message_id, sent_at) \
+                 VALUES ('LA', 'h', 'normal', '{}', 'sending', NULL, NULL), \
+                        ('LB', 'h', 'normal', '{}', 'sent', 'b-rec', now() - interval '1 minute'), \
+                        ('LC', 'h', 'high', '{}', 'sent', 'c-rec', now() - interval '1 minute'); \
+                 INSERT INTO ses_mails (ses_message_id, order_id, seen_at, duplicate) VALUES \
+                        ('a1', 'LA', now() - interval '3 minutes', false), ('a2', 'LA', now() - interval '3 minutes', false), \
+                        ('b-x', 'LB', now() - interval '2 minutes', true), ('b-rec', 'LB', now(), true), \
+                        ('c-x', 'LC', now() - interval '2 minutes', false);",
+            )
+            .await
+            .unwrap();
+        let l = s.ledger().await; // migrates 0009 (and records it), or panics
+        for (order, extra) in [("LA", vec!["a2"]), ("LB", vec!["b-x"]), ("LC", vec!["c-x"])] {
+            let st = l.order_state(&OrderId::parse(order).unwrap()).await.unwrap().unwrap();
+            assert_eq!(st.delivery.duplicate_message_ids, extra, "{order}");
+            let counted: i64 = client
+                .query_one("SELECT count(*) FROM ses_mails WHERE order_id = $1 AND duplicate", &[&order])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(counted, 1, "{order}: one extra mail");
+        }
+        // And the rule holds from here: a late event of LC's extra mail, or LB's, counts nothing more.
+        let m = l
+            .apply_delivery_events(&[
+                ev(Some("LC"), "c-rec", state(DeliveryState::Delivered), 1),
+                ev(Some("LB"), "b-x", state(DeliveryState::Delivered), 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(m.iter().map(placed).collect::<Vec<_>>(), vec![Some(("LC", false)), Some(("LB", false))]);
+    }
+
     /// Migration 0001 is safe to re-run: a database whose schema was applied by hand (the README
     /// used to say so) before `schema_migrations` existed is adopted by `migrate`, not an error.
     #[tokio::test]
