@@ -16,6 +16,8 @@ use crate::pipeline::Pipeline;
 use crate::service::{self, BatchKind};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::receive_message::{ReceiveMessageError, ReceiveMessageOutput};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
 use serde::Serialize;
 use std::future::Future;
@@ -137,15 +139,7 @@ pub async fn run(
                 no_slot = true;
                 continue;
             }
-            let receive = client
-                .receive_message()
-                .queue_url(&queue.url)
-                .max_number_of_messages(max)
-                .wait_time_seconds(wait.as_secs() as i32)
-                .visibility_timeout(visibility_on_receive(options))
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send();
+            let receive = receive(client, queue, max, wait, options);
             let out = tokio::select! {
                 out = receive => out,
                 () = &mut shutdown => {
@@ -166,21 +160,9 @@ pub async fn run(
                 continue;
             }
             last_message = Instant::now();
-            let mut event = SqsEvent::default();
-            event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
-            // The batch in hand is finished even if a signal arrives meanwhile. The SES events
-            // queue's batches go where Lambda sends them: the delivery path.
-            let kind = BatchKind::of_queue(&queue.arn);
-            let deadline = Instant::now() + options.batch_timeout;
-            let answer =
-                service::run_batch(pipeline, ledger, kind, &event, deadline, Some(backoff), Some(&queue.url)).await;
-            crate::metrics::flush(crate::metrics::Sink::Stderr);
-            summary.requeued += answer.requeued() as u64;
-            let acknowledged = answer.acknowledged();
-            summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
-            summary.batches += 1;
-            summary.received += event.records.len() as u64;
-            summary.deleted += delete_acknowledged(client, &queue.url, &event, &acknowledged).await;
+            // The batch in hand is finished even if a signal arrives meanwhile.
+            let worker = Worker { pipeline, ledger, client, backoff, options };
+            worker.handle(queue, messages, &mut summary).await;
             // Back to the top: the high-priority queue is checked again before any other.
             continue 'poll;
         }
@@ -197,6 +179,63 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+/// One long poll of `queue` for at most `max` messages, hidden for as long as a batch of them may
+/// take (see [`visibility_on_receive`]).
+fn receive<'a>(
+    client: &'a Client,
+    queue: &'a Queue,
+    max: i32,
+    wait: Duration,
+    options: &ConsumeOptions,
+) -> impl Future<Output = Result<ReceiveMessageOutput, SdkError<ReceiveMessageError>>> + 'a {
+    client
+        .receive_message()
+        .queue_url(&queue.url)
+        .max_number_of_messages(max)
+        .wait_time_seconds(wait.as_secs() as i32)
+        .visibility_timeout(visibility_on_receive(options))
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+}
+
+/// What a worker runs a received batch with.
+struct Worker<'a> {
+    pipeline: &'a Pipeline,
+    ledger: &'a dyn crate::ledger::LedgerOps,
+    client: &'a Client,
+    backoff: &'a VisibilityBackoff,
+    options: &'a ConsumeOptions,
+}
+
+impl Worker<'_> {
+    /// Runs one received batch as Lambda would (the SES events queue's batches go to the delivery
+    /// path), deletes what it acknowledged and adds the batch to `summary`.
+    async fn handle(&self, queue: &Queue, messages: Vec<Message>, summary: &mut ConsumeSummary) {
+        let mut event = SqsEvent::default();
+        event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
+        let kind = BatchKind::of_queue(&queue.arn);
+        let deadline = Instant::now() + self.options.batch_timeout;
+        let answer = service::run_batch(
+            self.pipeline,
+            self.ledger,
+            kind,
+            &event,
+            deadline,
+            Some(self.backoff),
+            Some(&queue.url),
+        )
+        .await;
+        crate::metrics::flush(crate::metrics::Sink::Stderr);
+        summary.requeued += answer.requeued() as u64;
+        let acknowledged = answer.acknowledged();
+        summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
+        summary.batches += 1;
+        summary.received += event.records.len() as u64;
+        summary.deleted += delete_acknowledged(self.client, &queue.url, &event, &acknowledged).await;
+    }
 }
 
 /// How long the orders of one batch may wait for their send slots. A worker receives no more
