@@ -480,7 +480,7 @@ async fn a_large_order_released_for_retry_comes_back_with_its_whole_payload() {
         outcome: order_confirmation::ledger::Outcome::Rejected { reason: "MessageRejected: test".into() },
         takeover: false,
     };
-    assert_eq!(ledger.record(&[rejected]).await.unwrap(), vec![true]);
+    assert_eq!(ledger.record(&[rejected]).await.unwrap(), vec![order_confirmation::ledger::Recorded::APPLIED]);
     let released = ledger.release(&request.order_id).await.expect("release").expect("was rejected");
     let stored: serde_json::Value = serde_json::from_str(&released.payload).unwrap();
     let sent: serde_json::Value = serde_json::from_str(&request.payload).unwrap();

@@ -4,8 +4,8 @@
 
 use super::{
     Claim, ClaimRequest, Delivery, DeliveryStats, EventMatch, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles,
-    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed, customer_status,
-    priority_stats,
+    REMOVED_PAYLOAD, Recorded, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed,
+    customer_status, priority_stats,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -272,7 +272,7 @@ impl Ledger for SqliteLedger {
         .await
     }
 
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<Recorded>, BackendError> {
         let recordings = recordings.to_vec();
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
@@ -305,7 +305,14 @@ impl Ledger for SqliteLedger {
                         ],
                     )
                     .map_err(sql_error)?;
-                applied.push(n == 1);
+                let extra_mail = match outcome.message_id() {
+                    Some(message_id) if n == 1 && r.status() == Status::Sent => {
+                        known_mail(&tx, r.order_id.as_str(), message_id, Some(&r.token.to_string()), now)?
+                            == Some(true)
+                    }
+                    _ => false,
+                };
+                applied.push(Recorded { applied: n == 1, extra_mail });
             }
             tx.commit().map_err(sql_error)?;
             Ok(applied)
@@ -739,8 +746,11 @@ fn event_target(tx: &rusqlite::Transaction<'_>, e: &DeliveryEvent) -> Result<Res
     })
 }
 
-/// The mail's first event records its message id for the order; true when that makes it a
-/// duplicate: the order already has another mail (recorded, or seen through an earlier event).
+/// The mail's first event makes it one of the order's known mails; true when that makes it a
+/// duplicate: the order already has another known mail (recorded, or seen through an earlier
+/// event). The order's recorded mail is its own: known before any event of another mail is judged
+/// (the record step adds it; a row recorded before it did is caught up here, as a first mail only,
+/// so it never counts).
 fn note_mail(
     tx: &rusqlite::Transaction<'_>,
     e: &DeliveryEvent,
@@ -748,28 +758,57 @@ fn note_mail(
     recorded: Option<&str>,
     now: i64,
 ) -> Result<bool, BackendError> {
-    let message_id = e.message_id.as_str();
-    let new_mail = tx
-        .execute(
-            "INSERT OR IGNORE INTO ses_mails (ses_message_id, order_id, claim_token, seen_at) VALUES (?1, ?2, ?3, ?4)",
-            params![message_id, order_id, e.claim_token.map(|t| t.to_string()), now],
-        )
-        .map_err(sql_error)?
-        == 1;
-    let duplicate = new_mail && {
-        let other_mail: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM ses_mails WHERE order_id = ?1 AND ses_message_id != ?2)",
-                params![order_id, message_id],
-                |r| r.get(0),
-            )
-            .map_err(sql_error)?;
-        other_mail || recorded.is_some_and(|r| r != message_id)
-    };
-    if duplicate {
-        tx.execute("UPDATE ses_mails SET duplicate = 1 WHERE ses_message_id = ?1", [message_id]).map_err(sql_error)?;
+    if let Some(own) = recorded {
+        first_mail_only(tx, order_id, own, now)?;
     }
-    Ok(duplicate)
+    let token = e.claim_token.map(|t| t.to_string());
+    Ok(known_mail(tx, order_id, e.message_id.as_str(), token.as_deref(), now)? == Some(true))
+}
+
+/// Makes `message_id` one of the order's known mails (`ses_mails`, docs/design.md, "Duplicates
+/// counted from SES's events"): `None` when it was known already, else whether it is an extra mail
+/// (the order had another), marked `duplicate` and to be counted once. The same rule as the
+/// PostgreSQL statements, where the unique index of one first mail per order (0009) decides.
+fn known_mail(
+    tx: &rusqlite::Transaction<'_>,
+    order_id: &str,
+    message_id: &str,
+    claim_token: Option<&str>,
+    now: i64,
+) -> Result<Option<bool>, BackendError> {
+    let known: bool = tx
+        .query_row("SELECT EXISTS (SELECT 1 FROM ses_mails WHERE ses_message_id = ?1)", [message_id], |r| r.get(0))
+        .map_err(sql_error)?;
+    if known {
+        return Ok(None);
+    }
+    let extra: bool = tx
+        .query_row("SELECT EXISTS (SELECT 1 FROM ses_mails WHERE order_id = ?1)", [order_id], |r| r.get(0))
+        .map_err(sql_error)?;
+    tx.execute(
+        "INSERT INTO ses_mails (ses_message_id, order_id, claim_token, seen_at, duplicate) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![message_id, order_id, claim_token, now, extra],
+    )
+    .map_err(sql_error)?;
+    Ok(Some(extra))
+}
+
+/// Makes the recorded `message_id` the order's first known mail when the order has none yet; does
+/// nothing otherwise (it is known already, or another mail came first: after migration 0009 the
+/// recorded mail is always known by then).
+fn first_mail_only(
+    tx: &rusqlite::Transaction<'_>,
+    order_id: &str,
+    message_id: &str,
+    now: i64,
+) -> Result<(), BackendError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO ses_mails (ses_message_id, order_id, claim_token, seen_at, duplicate) \
+         SELECT ?1, ?2, NULL, ?3, 0 WHERE NOT EXISTS (SELECT 1 FROM ses_mails WHERE order_id = ?2)",
+        params![message_id, order_id, now],
+    )
+    .map_err(sql_error)?;
+    Ok(())
 }
 
 /// What the event says about the order: a delivery state (only the order's own mail says how its

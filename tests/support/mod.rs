@@ -239,7 +239,10 @@ impl Ledger for ScriptedLedger {
         claims.truncate(self.claim_answers.unwrap_or(claims.len()));
         Ok(claims)
     }
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+    async fn record(
+        &self,
+        recordings: &[Recording],
+    ) -> Result<Vec<order_confirmation::ledger::Recorded>, BackendError> {
         let call = self.record_calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
         let lost = || Err(BackendError::transient("connection reset by peer"));
