@@ -175,7 +175,7 @@ mod tests {
         ) -> Result<Vec<crate::ledger::Claim>, BackendError> {
             unreachable!("{ONLY_EVENTS}")
         }
-        async fn record(&self, _: &[crate::ledger::Recording]) -> Result<Vec<bool>, BackendError> {
+        async fn record(&self, _: &[crate::ledger::Recording]) -> Result<Vec<crate::ledger::Recorded>, BackendError> {
             unreachable!("{ONLY_EVENTS}")
         }
         async fn sent_earlier(&self, _: &[(OrderId, uuid::Uuid)]) -> Result<Vec<Option<String>>, BackendError> {
