@@ -9,7 +9,7 @@ use crate::ledger::sqlite::SqliteLedger;
 use crate::ledger::{Ledger, LedgerOps};
 use crate::mailer::Mailer;
 use crate::mailer::outbox::OutboxMailer;
-use crate::mailer::quota::{QuotaReport, SendRates, exhaustion_warning};
+use crate::mailer::quota::{QuotaSource, SendRates, exhaustion_warning};
 use crate::mailer::ses::SesMailer;
 use crate::pipeline::{Pipeline, PipelineSettings};
 use crate::rate::{SendGate, SendRateLimiter};
@@ -197,15 +197,17 @@ async fn send_rates(config: &Config) -> SendRates {
     }
 }
 
-/// What `config` and `stats` say about the SES quota: `None` unless the mailer is SES.
-/// `current_rate` (mails per second) adds the warning when the 24-hour quota would run out at it.
-pub async fn ses_quota_report(config: &Config, current_rate: Option<f64>) -> Option<QuotaReport> {
+/// Where `config` and `stats` read the SES quota from: `None` unless the mailer is SES.
+pub async fn ses_quota_source(config: &Config) -> Option<QuotaSource> {
     if !matches!(config.mailer, MailerChoice::Ses) {
         return None;
     }
-    let client = aws::sesv2_client(aws::sdk_config().await, config.send_timeout, false);
-    let (share, account, senders) = (config.ses_max_send_rate, config.ses_account_max_send_rate, config.ses_senders);
-    Some(QuotaReport::gather(&client, share, account, senders, current_rate).await)
+    Some(QuotaSource {
+        client: aws::sesv2_client(aws::sdk_config().await, config.send_timeout, false),
+        share: config.ses_max_send_rate,
+        account: config.ses_account_max_send_rate,
+        senders: config.ses_senders,
+    })
 }
 
 /// [`build_ledger_and_pipeline`] on a ledger that must exist ([`existing_ledger`]): `retry`,

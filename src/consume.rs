@@ -185,21 +185,9 @@ pub async fn run(
                 continue;
             }
             last_message = Instant::now();
-            let mut event = SqsEvent::default();
-            event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
-            // The batch in hand is finished even if a signal arrives meanwhile. The SES events
-            // queue's batches go where Lambda sends them: the delivery path.
-            let kind = BatchKind::of_queue(&queue.arn);
-            let deadline = Instant::now() + options.batch_timeout;
-            let answer =
-                service::run_batch(pipeline, ledger, kind, &event, deadline, Some(backoff), Some(&queue.url)).await;
-            crate::metrics::flush(crate::metrics::Sink::Stderr);
-            summary.requeued += answer.requeued() as u64;
-            let acknowledged = answer.acknowledged();
-            summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
-            summary.batches += 1;
-            summary.received += event.records.len() as u64;
-            summary.deleted += delete_acknowledged(client, &queue.url, &event, &acknowledged).await;
+            // The batch in hand is finished even if a signal arrives meanwhile.
+            let worker = Worker { pipeline, ledger, client, backoff, options };
+            worker.handle(queue, messages, &mut summary).await;
             // Back to the top: the high-priority queue is checked again before any other.
             continue 'poll;
         }
@@ -296,6 +284,43 @@ fn remaining(size: usize, have: usize) -> i32 {
 
 /// How long a gathering pauses after an empty look in the last second of its window.
 const GATHER_PAUSE: Duration = Duration::from_millis(200);
+
+/// What a worker runs a received batch with.
+struct Worker<'a> {
+    pipeline: &'a Pipeline,
+    ledger: &'a dyn crate::ledger::LedgerOps,
+    client: &'a Client,
+    backoff: &'a VisibilityBackoff,
+    options: &'a ConsumeOptions,
+}
+
+impl Worker<'_> {
+    /// Runs one received batch as Lambda would (the SES events queue's batches go to the delivery
+    /// path), deletes what it acknowledged and adds the batch to `summary`.
+    async fn handle(&self, queue: &Queue, messages: Vec<Message>, summary: &mut ConsumeSummary) {
+        let mut event = SqsEvent::default();
+        event.records = messages.into_iter().map(|m| to_record(queue, m)).collect();
+        let kind = BatchKind::of_queue(&queue.arn);
+        let deadline = Instant::now() + self.options.batch_timeout;
+        let answer = service::run_batch(
+            self.pipeline,
+            self.ledger,
+            kind,
+            &event,
+            deadline,
+            Some(self.backoff),
+            Some(&queue.url),
+        )
+        .await;
+        crate::metrics::flush(crate::metrics::Sink::Stderr);
+        summary.requeued += answer.requeued() as u64;
+        let acknowledged = answer.acknowledged();
+        summary.retried += acknowledged.iter().filter(|a| !**a).count() as u64;
+        summary.batches += 1;
+        summary.received += event.records.len() as u64;
+        summary.deleted += delete_acknowledged(self.client, &queue.url, &event, &acknowledged).await;
+    }
+}
 
 /// How long the orders of one batch may wait for their send slots. A worker receives no more
 /// orders than its send rate grants within this: at a small share of the quota (0.5 mails/s), a

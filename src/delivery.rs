@@ -148,6 +148,8 @@ fn log_record(r: &EventRecordReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BackendError;
+    use crate::order::OrderId;
 
     #[test]
     fn only_queues_named_ses_events_carry_delivery_events() {
@@ -155,5 +157,99 @@ mod tests {
         assert!(!is_events_queue("arn:aws:sqs:us-east-1:123456789012:order-confirmation-high"));
         assert!(!is_events_queue("arn:aws:sqs:us-east-1:123456789012:ses-events-high"));
         assert!(!is_events_queue(""));
+    }
+
+    /// A stand-in for a ledger that breaks its contract by answering one match for a batch of two
+    /// events (both ledgers answer one per event; a real one cannot be made to do otherwise). It
+    /// proves that `handle` places no event by an answer that does not line up with the batch.
+    struct AnswersOneMatchForAnyBatch;
+
+    const ONLY_EVENTS: &str = "delivery::handle only applies events";
+
+    #[async_trait::async_trait]
+    impl crate::ledger::Ledger for AnswersOneMatchForAnyBatch {
+        async fn claim(
+            &self,
+            _: &[crate::ledger::ClaimRequest],
+            _: std::time::Duration,
+        ) -> Result<Vec<crate::ledger::Claim>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn record(&self, _: &[crate::ledger::Recording]) -> Result<Vec<crate::ledger::Recorded>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn sent_earlier(&self, _: &[(OrderId, uuid::Uuid)]) -> Result<Vec<Option<String>>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl LedgerOps for AnswersOneMatchForAnyBatch {
+        async fn migrate(&self) -> Result<Vec<&'static str>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn stats(&self) -> Result<crate::ledger::LedgerStats, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn order_state(&self, _: &OrderId) -> Result<Option<crate::ledger::OrderState>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn stuck(
+            &self,
+            _: std::time::Duration,
+            _: usize,
+        ) -> Result<Vec<crate::ledger::StuckOrder>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn abandon(&self, _: &[OrderId], _: &str) -> Result<u64, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn release(&self, _: &OrderId) -> Result<Option<crate::ledger::StuckOrder>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn unconfirmed(&self, _: std::time::Duration) -> Result<crate::ledger::Unconfirmed, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn park(&self, _: &OrderId, _: &str) -> Result<Option<crate::ledger::OrderState>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn retain(
+            &self,
+            _: std::time::Duration,
+            _: std::time::Duration,
+            _: usize,
+        ) -> Result<crate::ledger::Retained, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn summarize_sends(&self) -> Result<bool, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+        async fn apply_delivery_events(&self, _: &[DeliveryEvent]) -> Result<Vec<EventMatch>, BackendError> {
+            let order_id = OrderId::parse("ORD-1001").expect("a valid order id");
+            Ok(vec![EventMatch::Order { order_id, priority: Priority::Normal, duplicate: false }])
+        }
+        async fn delivery_stats(&self) -> Result<Vec<crate::ledger::DeliveryStats>, BackendError> {
+            unreachable!("{ONLY_EVENTS}")
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_for_a_different_number_of_events_places_none_of_them_and_each_comes_back() {
+        let mut event: SqsEvent =
+            serde_json::from_str(include_str!("../events/ses-delivery.json")).expect("the sample SQS event");
+        let mut second = event.records[0].clone();
+        second.message_id = Some("second".to_owned());
+        event.records.push(second);
+        let report = handle(&AnswersOneMatchForAnyBatch, &event).await;
+        assert_eq!(report.records.len(), 2);
+        for r in &report.records {
+            assert!(
+                matches!(&r.outcome, EventOutcome::LedgerUnavailable { error } if error.contains("different number")),
+                "{:?}: {:?}",
+                r.message_id,
+                r.outcome
+            );
+            assert_eq!(r.order_id.as_deref(), Some("ORD-1001"), "from the event's own tag, not the answer");
+        }
     }
 }

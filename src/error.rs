@@ -234,6 +234,12 @@ where
     let class = classify_aws(service, code.as_deref(), status, &message);
     let sql_state = (service == Service::DataApi && code.as_deref() == Some("DatabaseErrorException"))
         .then(|| SqlState::of(&message));
+    // A service answer with no message (a proxy's bare 5xx, say) still says what came back.
+    let message = match (message.is_empty(), status, &code) {
+        (true, Some(status), None) => format!("HTTP {status} with no error code or message"),
+        (true, Some(status), Some(_)) => format!("HTTP {status} with no error message"),
+        _ => message,
+    };
     let error = match code {
         Some(code) => BackendError::new(class, format!("{operation}: {code}: {message}")),
         None => BackendError::new(class, format!("{operation}: {message}")),
@@ -333,6 +339,24 @@ mod classify_tests {
         );
         assert_eq!(classify_aws(Service::DataApi, None, None, "timed out"), ErrorClass::Transient);
         assert_eq!(classify_aws(Service::DataApi, None, Some(502), ""), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn a_service_error_with_no_code_or_message_says_its_http_status() {
+        use aws_sdk_rdsdata::operation::execute_statement::ExecuteStatementError;
+        use aws_smithy_runtime_api::client::result::SdkError;
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+        let bare = ExecuteStatementError::generic(ErrorMetadata::builder().build());
+        let response = Response::new(StatusCode::try_from(503).unwrap(), SdkBody::empty());
+        let e = from_sdk(Service::DataApi, "stuck", &SdkError::service_error(bare, response));
+        assert_eq!(e.message, "stuck: HTTP 503 with no error code or message");
+        assert_eq!(e.class, ErrorClass::Transient);
+        let coded = ExecuteStatementError::generic(ErrorMetadata::builder().code("ForbiddenException").build());
+        let response = Response::new(StatusCode::try_from(403).unwrap(), SdkBody::empty());
+        let e = from_sdk(Service::DataApi, "stuck", &SdkError::service_error(coded, response));
+        assert_eq!(e.message, "stuck: ForbiddenException: HTTP 403 with no error message");
     }
 
     #[test]

@@ -211,7 +211,14 @@ impl Function {
         }
         let sqs = (!self.config.queue_urls.is_empty()).then_some(&self.sqs);
         let settings = self.config.operator_settings();
-        let operator = Operator { pipeline: &self.pipeline, ledger: self.ledger.as_ref(), settings: &settings, sqs };
+        let quota = crate::app::ses_quota_source(&self.config).await;
+        let operator = Operator {
+            pipeline: &self.pipeline,
+            ledger: self.ledger.as_ref(),
+            settings: &settings,
+            sqs,
+            quota: quota.as_ref(),
+        };
         let answer = operator.answer(&request, deadline).await;
         metrics::flush(Sink::Stdout);
         answer.map_err(|e| {

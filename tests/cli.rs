@@ -846,6 +846,8 @@ fn make_failed(dir: &Path, order_id: &str, attempts: i64, cause: &str) {
         )
         .unwrap();
     assert_eq!(changed, 1, "{order_id} is in the ledger");
+    // Never mailed: no mail of it known either (see `set_status`).
+    db.execute("DELETE FROM ses_mails WHERE order_id = ?1", [order_id]).unwrap();
 }
 
 #[test]
@@ -956,12 +958,19 @@ fn read_only_commands_work_on_a_ledger_file_they_may_not_write() {
 }
 
 /// Sets one order's status straight in the SQLite ledger (see [`make_failed`] for why).
+/// Puts a sent order in `status` as an order that was never mailed: no recorded mail and none
+/// known (the record step adds the recorded mail to `ses_mails`, and a retry that finds a mail of
+/// its order there records it instead of mailing again).
 fn set_status(dir: &Path, order_id: &str, status: &str) {
     let db = rusqlite::Connection::open(dir.join("ledger.db")).unwrap();
     let changed = db
-        .execute("UPDATE order_confirmations SET status = ?2 WHERE order_id = ?1", rusqlite::params![order_id, status])
+        .execute(
+            "UPDATE order_confirmations SET status = ?2, ses_message_id = NULL, sent_at = NULL WHERE order_id = ?1",
+            rusqlite::params![order_id, status],
+        )
         .unwrap();
     assert_eq!(changed, 1, "{order_id} is in the ledger");
+    db.execute("DELETE FROM ses_mails WHERE order_id = ?1", [order_id]).unwrap();
 }
 
 #[test]

@@ -3,7 +3,8 @@
 use crate::support;
 
 use order_confirmation::ledger::{
-    Claim, ClaimRequest, CustomerStatus, DeliveryBucket, EventMatch, Ledger, LedgerOps, Outcome, Recording, Status,
+    Claim, ClaimRequest, CustomerStatus, DeliveryBucket, EventMatch, Ledger, LedgerOps, Outcome, Recorded, Recording,
+    Status,
 };
 use order_confirmation::order::{OrderId, Priority};
 use order_confirmation::ses_event::{DeliveryEvent, DeliveryState, Effect, EventType, SesMessageId};
@@ -32,6 +33,17 @@ fn rec(id: &str, token: uuid::Uuid, outcome: Outcome) -> Recording {
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// Whether each recording was applied, for the cases about fencing rather than extra mails.
+trait Applied {
+    fn applied(&self) -> Vec<bool>;
+}
+
+impl Applied for Vec<Recorded> {
+    fn applied(&self) -> Vec<bool> {
+        self.iter().map(|r| r.applied).collect()
+    }
+}
+
 pub async fn new_order_is_claimed_then_sent_then_acknowledged(l: Arc<dyn LedgerOps>) {
     let c = l.claim(&[req("A1", "h1", Priority::High)], LEASE).await.unwrap();
     let t = token(&c[0]);
@@ -39,7 +51,7 @@ pub async fn new_order_is_claimed_then_sent_then_acknowledged(l: Arc<dyn LedgerO
     assert_eq!((state.status, state.attempts), (Status::Sending, 1));
     assert!(state.lease_until.is_some());
     let applied = l.record(&[rec("A1", t, Outcome::Sent { message_id: "m-1".into() })]).await.unwrap();
-    assert_eq!(applied, vec![true]);
+    assert_eq!(applied.applied(), vec![true]);
     let state = l.order_state(&OrderId::parse("A1").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.status, Status::Sent);
     assert_eq!(state.ses_message_id.as_deref(), Some("m-1"));
@@ -73,12 +85,15 @@ pub async fn stale_claim_token_cannot_overwrite_a_newer_claim(l: Arc<dyn LedgerO
     tokio::time::sleep(Duration::from_millis(20)).await;
     let newer = token(&l.claim(&[req("C1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let applied = l.record(&[rec("C1", stale, Outcome::Failed { error: "late".into() })]).await.unwrap();
-    assert_eq!(applied, vec![false], "the stale invocation's write is fenced off");
+    assert_eq!(applied.applied(), vec![false], "the stale invocation's write is fenced off");
     let state = l.order_state(&OrderId::parse("C1").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.status, Status::Sending, "the newer claim still holds the row");
-    assert_eq!(l.record(&[rec("C1", newer, Outcome::Sent { message_id: "m".into() })]).await.unwrap(), vec![true]);
+    assert_eq!(
+        l.record(&[rec("C1", newer, Outcome::Sent { message_id: "m".into() })]).await.unwrap().applied(),
+        vec![true]
+    );
     let applied = l.record(&[rec("C1", stale, Outcome::Sent { message_id: "stale".into() })]).await.unwrap();
-    assert_eq!(applied, vec![false]);
+    assert_eq!(applied.applied(), vec![false]);
     let state = l.order_state(&OrderId::parse("C1").unwrap()).await.unwrap().unwrap();
     assert_eq!(state.ses_message_id.as_deref(), Some("m"));
 }
@@ -98,7 +113,7 @@ pub async fn failed_and_released_orders_are_claimable_again_at_once(l: Arc<dyn L
         ])
         .await
         .unwrap();
-    assert_eq!(applied, vec![true, true]);
+    assert_eq!(applied.applied(), vec![true, true]);
     let state = l.order_state(&OrderId::parse("E1").unwrap()).await.unwrap().unwrap();
     assert_eq!((state.status, state.last_error.as_deref()), (Status::Failed, Some("throttled")));
     let again = l.claim(&[req("E1", "h", Priority::Normal), req("E2", "h", Priority::High)], LEASE).await.unwrap();
@@ -137,7 +152,7 @@ pub async fn batch_results_come_back_in_input_order(l: Arc<dyn LedgerOps>) {
             _ => None,
         })
         .collect();
-    assert_eq!(l.record(&recs).await.unwrap(), vec![true; 50]);
+    assert_eq!(l.record(&recs).await.unwrap().applied(), vec![true; 50]);
     let s = l.order_state(&OrderId::parse("G042").unwrap()).await.unwrap().unwrap();
     assert_eq!(s.ses_message_id.as_deref(), Some("m-G042"));
 }
@@ -237,7 +252,7 @@ pub async fn the_status_view_and_status_say_the_same_customer_status(l: Arc<dyn 
     ];
     let recs: Vec<_> =
         ids.iter().zip(tokens).zip(outcomes).filter_map(|((id, t), o)| o.map(|o| rec(id.as_str(), t, o))).collect();
-    assert!(l.record(&recs).await.unwrap().iter().all(|a| *a));
+    assert!(l.record(&recs).await.unwrap().iter().all(|a| a.applied));
     for d in DeliveryState::ALL {
         let id = format!("V-{}", d.as_str().to_uppercase().replace('_', "-"));
         sent(&l, &[&id], Priority::Normal).await;
@@ -381,10 +396,10 @@ pub async fn only_abandoned_or_rejected_orders_are_released_for_retry(l: Arc<dyn
 pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn LedgerOps>) {
     let t = token(&l.claim(&[req("RR1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let sent = [rec("RR1", t, Outcome::Sent { message_id: "m-1".into() })];
-    assert_eq!(l.record(&sent).await.unwrap(), vec![true]);
+    assert_eq!(l.record(&sent).await.unwrap().applied(), vec![true]);
     let first = l.order_state(&OrderId::parse("RR1").unwrap()).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(l.record(&sent).await.unwrap(), vec![true], "the retry of a committed record is applied");
+    assert_eq!(l.record(&sent).await.unwrap().applied(), vec![true], "the retry of a committed record is applied");
     let again = l.order_state(&OrderId::parse("RR1").unwrap()).await.unwrap().unwrap();
     assert_eq!((again.status, again.sent_at, again.attempts), (Status::Sent, first.sent_at, 1));
 
@@ -393,15 +408,15 @@ pub async fn a_retried_record_counts_as_applied_and_changes_nothing(l: Arc<dyn L
     tokio::time::sleep(Duration::from_millis(20)).await;
     let newer = token(&l.claim(&[req("RR2", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let failed = |t| [rec("RR2", t, Outcome::Failed { error: "timeout".into() })];
-    assert_eq!(l.record(&failed(newer)).await.unwrap(), vec![true]);
-    assert_eq!(l.record(&failed(stale)).await.unwrap(), vec![false]);
+    assert_eq!(l.record(&failed(newer)).await.unwrap().applied(), vec![true]);
+    assert_eq!(l.record(&failed(stale)).await.unwrap().applied(), vec![false]);
 }
 
 pub async fn a_released_claim_gives_its_attempt_back_once(l: Arc<dyn LedgerOps>) {
     let t = token(&l.claim(&[req("RA1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
     let released = [rec("RA1", t, Outcome::Deferred { reason: "not sent: no send slot".into() })];
-    assert_eq!(l.record(&released).await.unwrap(), vec![true]);
-    assert_eq!(l.record(&released).await.unwrap(), vec![true], "a retried release");
+    assert_eq!(l.record(&released).await.unwrap().applied(), vec![true]);
+    assert_eq!(l.record(&released).await.unwrap().applied(), vec![true], "a retried release");
     let st = l.order_state(&OrderId::parse("RA1").unwrap()).await.unwrap().unwrap();
     assert_eq!((st.status, st.attempts), (Status::Failed, 0), "a deferral is not an attempt");
     let t = token(&l.claim(&[req("RA1", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
@@ -453,7 +468,7 @@ pub async fn retention_removes_old_payloads_in_bounded_steps_and_deletes_finishe
         Outcome::Failed { error: "throttled".into() },
     ];
     let recordings: Vec<_> = ids.iter().zip(tokens).zip(outcomes).map(|((id, t), o)| rec(id, t, o)).collect();
-    assert_eq!(l.record(&recordings).await.unwrap(), vec![true; 4]);
+    assert_eq!(l.record(&recordings).await.unwrap().applied(), vec![true; 4]);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let state = |id: &str| {
         let l = Arc::clone(&l);
@@ -530,8 +545,8 @@ pub async fn a_takeover_that_fails_or_is_deferred_stays_a_takeover_for_the_next_
         let attempts = l.order_state(&id()).await.unwrap().unwrap().attempts;
         let recording = Recording { takeover: true, ..rec("TK2", token(&claim[0]), outcome.clone()) };
         // Recorded twice, as a retried record call would: the second changes nothing.
-        assert_eq!(l.record(std::slice::from_ref(&recording)).await.unwrap(), vec![true]);
-        assert_eq!(l.record(&[recording]).await.unwrap(), vec![true]);
+        assert_eq!(l.record(std::slice::from_ref(&recording)).await.unwrap().applied(), vec![true]);
+        assert_eq!(l.record(&[recording]).await.unwrap().applied(), vec![true]);
         let st = l.order_state(&id()).await.unwrap().unwrap();
         assert_eq!(st.status, Status::Sending, "{outcome:?}: still unresolved, not failed");
         assert!(st.lease_until.is_some_and(|u| u <= time::OffsetDateTime::now_utc()), "{outcome:?}: nobody holds it");
@@ -579,7 +594,7 @@ async fn sent(l: &Arc<dyn LedgerOps>, ids: &[&str], priority: Priority) {
     let tokens: Vec<_> = l.claim(&reqs, LEASE).await.unwrap().iter().map(token).collect();
     let recs: Vec<_> =
         ids.iter().zip(tokens).map(|(id, t)| rec(id, t, Outcome::Sent { message_id: format!("m-{id}") })).collect();
-    assert!(l.record(&recs).await.unwrap().iter().all(|a| *a));
+    assert!(l.record(&recs).await.unwrap().iter().all(|a| a.applied));
 }
 
 async fn delivery_of(l: &Arc<dyn LedgerOps>, id: &str) -> (Option<DeliveryState>, CustomerStatus) {
@@ -895,13 +910,82 @@ pub async fn a_lost_send_event_leaves_the_delivery_as_the_witness_and_the_duplic
     assert_eq!(sent_earlier.as_deref(), Some("m-dead"), "the claim finds it too");
 
     // Had the takeover mailed anyway (its wait ended first), its own mail is the recorded one
-    // and the dead holder's the extra: counted when the takeover's mail's first event arrives,
-    // its Send lost as well.
-    l.record(&[rec("DM3", *t, Outcome::Sent { message_id: "m-new".into() })]).await.unwrap();
+    // and the dead holder's the extra: counted by the record step, which finds the dead holder's
+    // mail already known; the takeover's mail's events, its Send lost as well, count nothing more.
+    let recorded = l.record(&[rec("DM3", *t, Outcome::Sent { message_id: "m-new".into() })]).await.unwrap();
+    assert_eq!(recorded, vec![Recorded { applied: true, extra_mail: true }]);
     let m = l.apply_delivery_events(&[ev(Some("DM3"), "m-new", state(DeliveryState::Delivered), 5)]).await.unwrap();
-    assert_eq!(placed(&m[0]), Some(("DM3", true)));
+    assert_eq!(placed(&m[0]), Some(("DM3", false)));
     assert_eq!(state_of(&l, "DM3").await.delivery.duplicate_message_ids, vec!["m-dead".to_owned()]);
     assert_eq!(duplicates_in_stats(&l, Priority::Normal).await, 1);
+}
+
+/// The record step counts the extra mail no event will: one mail's event arrived while the order
+/// was unrecorded, and the mail recorded later never has an event (all lost). Counted once,
+/// however often the record is retried and whatever events come later.
+pub async fn a_recorded_mail_after_another_mails_event_is_one_extra_mail_even_with_no_event_of_its_own(
+    l: Arc<dyn LedgerOps>,
+) {
+    let dead = token(&l.claim(&[req("DM4", "h", Priority::High)], Duration::ZERO).await.unwrap()[0]);
+    let mut early = ev(Some("DM4"), "m-early", state(DeliveryState::Delivered), 1);
+    early.claim_token = Some(dead);
+    let m = l.apply_delivery_events(&[early.clone()]).await.unwrap();
+    assert_eq!(placed(&m[0]), Some(("DM4", false)), "the first mail seen is no extra");
+    assert_eq!(duplicates_in_stats(&l, Priority::High).await, 0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let t = token(&l.claim(&[req("DM4", "h", Priority::High)], LEASE).await.unwrap()[0]);
+    let sent = [rec("DM4", t, Outcome::Sent { message_id: "m-recorded".into() })];
+    assert_eq!(duplicates_in_stats(&l, Priority::High).await, 0);
+    assert_eq!(l.record(&sent).await.unwrap(), vec![Recorded { applied: true, extra_mail: true }]);
+    assert_eq!(duplicates_in_stats(&l, Priority::High).await, 1, "two mails known: one extra, counted at the record");
+    assert_eq!(l.record(&sent).await.unwrap(), vec![Recorded::APPLIED], "a retried record counts nothing more");
+    let later = [
+        early,
+        ev(Some("DM4"), "m-recorded", Effect::Send, 2),
+        ev(Some("DM4"), "m-recorded", state(DeliveryState::Delivered), 3),
+    ];
+    let m = l.apply_delivery_events(&later).await.unwrap();
+    assert_eq!(m.iter().map(placed).collect::<Vec<_>>(), vec![Some(("DM4", false)); 3], "known mails: not again");
+    let st = state_of(&l, "DM4").await;
+    assert_eq!(st.delivery.duplicate_message_ids, vec!["m-early".to_owned()]);
+    assert_eq!(duplicates_in_stats(&l, Priority::High).await, 1);
+}
+
+/// Two invocations apply the first events of two different mails of one order at the same
+/// instant (the events mapping runs two). `hold` keeps them both in flight until each has begun
+/// (on PostgreSQL: holds the order's row, so both statements start from the same snapshot, where
+/// the other mail is missing); exactly one of them counts the extra mail.
+pub async fn two_invocations_applying_two_mails_of_one_order_at_once_count_one_extra_mail<H, F>(
+    l: Arc<dyn LedgerOps>,
+    hold: H,
+) where
+    H: Fn(&'static str) -> F,
+    F: std::future::Future<Output = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>>,
+{
+    sent(&l, &["DM5"], Priority::Normal).await;
+    token(&l.claim(&[req("DM6", "h", Priority::Normal)], LEASE).await.unwrap()[0]);
+    for (order, first, second) in [("DM5", "m-DM5-x", "m-DM5-y"), ("DM6", "m-DM6-a", "m-DM6-b")] {
+        let release = hold(order).await;
+        let (l1, l2) = (l.clone(), l.clone());
+        let one = tokio::spawn(async move {
+            l1.apply_delivery_events(&[ev(Some(order), first, state(DeliveryState::Delivered), 1)]).await.unwrap()
+        });
+        let two = tokio::spawn(async move {
+            l2.apply_delivery_events(&[ev(Some(order), second, state(DeliveryState::Delivered), 1)]).await.unwrap()
+        });
+        release().await;
+        let reported = [one.await.unwrap(), two.await.unwrap()]
+            .iter()
+            .filter(|m| placed(&m[0]).is_some_and(|(_, duplicate)| duplicate))
+            .count();
+        let st = state_of(&l, order).await;
+        match order {
+            // A sent order: both mails are extra beside its recorded one.
+            "DM5" => assert_eq!((reported, st.delivery.duplicate_message_ids.len()), (2, 2), "{order}"),
+            _ => assert_eq!((reported, st.delivery.duplicate_message_ids.len()), (1, 1), "{order}"),
+        }
+    }
+    assert_eq!(duplicates_in_stats(&l, Priority::Normal).await, 3);
 }
 
 pub async fn a_bounce_tagged_with_one_order_but_carrying_anothers_message_id_marks_neither(l: Arc<dyn LedgerOps>) {
@@ -1023,6 +1107,7 @@ macro_rules! ledger_contract_tests {
             a_second_mail_of_a_sent_order_is_recorded_and_reported_once_however_often_its_events_come,
             two_mails_of_an_unrecorded_order_are_one_duplicate_whatever_order_their_events_come_in,
             a_lost_send_event_leaves_the_delivery_as_the_witness_and_the_duplicate_is_still_counted,
+            a_recorded_mail_after_another_mails_event_is_one_extra_mail_even_with_no_event_of_its_own,
             a_bounce_tagged_with_one_order_but_carrying_anothers_message_id_marks_neither,
             a_send_event_tagged_with_one_order_but_carrying_anothers_message_id_is_no_witness,
             an_untagged_event_for_a_message_id_two_rows_share_is_applied_to_neither_and_fails_nothing,
@@ -1051,6 +1136,18 @@ mod sqlite {
 
     ledger_contract_tests!(make);
 
+    /// SQLite applies one transaction at a time: the two invocations cannot meet, nothing to hold.
+    #[tokio::test]
+    async fn two_invocations_applying_two_mails_of_one_order_at_once_count_one_extra_mail() {
+        let (_guard, l) = make().await;
+        super::two_invocations_applying_two_mails_of_one_order_at_once_count_one_extra_mail(l, |_| async {
+            let release: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send> =
+                Box::new(|| Box::pin(async {}));
+            release
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends() {
         let b = support::LocalBackends::new().await;
@@ -1077,6 +1174,49 @@ mod data_api {
     }
 
     ledger_contract_tests!(make);
+
+    /// The order's row is held (`FOR UPDATE`) until both statements wait for it: each has taken
+    /// its snapshot by then, so a decision made from the snapshot alone counts no extra mail.
+    #[tokio::test]
+    async fn two_invocations_applying_two_mails_of_one_order_at_once_count_one_extra_mail() {
+        let (s, l) = make().await;
+        let url = s.database_url.clone();
+        super::two_invocations_applying_two_mails_of_one_order_at_once_count_one_extra_mail(l, move |order| {
+            let url = url.clone();
+            async move {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.batch_execute("BEGIN").await.unwrap();
+                client
+                    .execute("SELECT 1 FROM order_confirmations WHERE order_id = $1 FOR UPDATE", &[&order])
+                    .await
+                    .unwrap();
+                let release: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send> =
+                    Box::new(move || {
+                        Box::pin(async move {
+                            // Both statements wait for the row (each began, snapshot taken).
+                            for _ in 0..200 {
+                                let waiting: i64 = client
+                                    .query_one(
+                                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                                        &[],
+                                    )
+                                    .await
+                                    .unwrap()
+                                    .get(0);
+                                if waiting >= 2 {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(25)).await;
+                            }
+                            client.batch_execute("COMMIT").await.unwrap();
+                        })
+                    });
+                release
+            }
+        })
+        .await;
+    }
 
     #[tokio::test]
     async fn stats_say_the_same_from_the_hourly_summary_as_from_the_sends() {
@@ -1125,6 +1265,66 @@ mod data_api {
         assert_eq!(high.sent_last_hour, 1);
         let p50 = high.time_to_send_seconds.p50.expect("W2's time to confirm");
         assert!(p50 < 60.0, "only W2, confirmed at once, is in the percentiles: {p50}");
+    }
+
+    /// Migration 0009 brings the known mails written before it under the one-first-mail rule:
+    /// two first mails of one order (two statements that met), a recorded mail counted extra
+    /// beside an extra one (the old rule counted both), and a recorded mail never added (an event
+    /// of another mail came first) each leave one extra mail per order, and the unique index is
+    /// created on them.
+    #[tokio::test]
+    async fn migration_0009_leaves_one_first_mail_per_order_on_the_mails_known_before_it() {
+        let s = support::services::Services::start().await;
+        let (client, conn) = tokio_postgres::connect(&s.database_url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        // The schema as the ledger migrated it up to 0008, recorded as `migrate` records it.
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )
+            .await
+            .unwrap();
+        for file in files.iter().filter(|f| f.file_name().unwrap().to_str().unwrap() < "0009") {
+            client.batch_execute(&std::fs::read_to_string(file).unwrap()).await.unwrap();
+            let version = file.file_stem().unwrap().to_str().unwrap();
+            client.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version]).await.unwrap();
+        }
+        client
+            .batch_execute(
+                "INSERT INTO order_confirmations (order_id, payload_sha256, priority, payload, status, ses_message_id, sent_at) \
+                 VALUES ('LA', 'h', 'normal', '{}', 'sending', NULL, NULL), \
+                        ('LB', 'h', 'normal', '{}', 'sent', 'b-rec', now() - interval '1 minute'), \
+                        ('LC', 'h', 'high', '{}', 'sent', 'c-rec', now() - interval '1 minute'); \
+                 INSERT INTO ses_mails (ses_message_id, order_id, seen_at, duplicate) VALUES \
+                        ('a1', 'LA', now() - interval '3 minutes', false), ('a2', 'LA', now() - interval '3 minutes', false), \
+                        ('b-x', 'LB', now() - interval '2 minutes', true), ('b-rec', 'LB', now(), true), \
+                        ('c-x', 'LC', now() - interval '2 minutes', false);",
+            )
+            .await
+            .unwrap();
+        let l = s.ledger().await; // migrates 0009 (and records it), or panics
+        for (order, extra) in [("LA", vec!["a2"]), ("LB", vec!["b-x"]), ("LC", vec!["c-x"])] {
+            let st = l.order_state(&OrderId::parse(order).unwrap()).await.unwrap().unwrap();
+            assert_eq!(st.delivery.duplicate_message_ids, extra, "{order}");
+            let counted: i64 = client
+                .query_one("SELECT count(*) FROM ses_mails WHERE order_id = $1 AND duplicate", &[&order])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(counted, 1, "{order}: one extra mail");
+        }
+        // And the rule holds from here: a late event of LC's extra mail, or LB's, counts nothing more.
+        let m = l
+            .apply_delivery_events(&[
+                ev(Some("LC"), "c-rec", state(DeliveryState::Delivered), 1),
+                ev(Some("LB"), "b-x", state(DeliveryState::Delivered), 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(m.iter().map(placed).collect::<Vec<_>>(), vec![Some(("LC", false)), Some(("LB", false))]);
     }
 
     /// Migration 0001 is safe to re-run: a database whose schema was applied by hand (the README

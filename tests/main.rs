@@ -22,4 +22,5 @@ mod ses_event_props;
 mod ses_quota;
 mod soak;
 mod sqs_end_to_end;
+mod structure;
 mod template;

@@ -600,6 +600,72 @@ async fn a_batch_of_takeovers_waiting_for_send_events_asks_the_ledger_once_per_p
 }
 
 #[tokio::test]
+async fn a_claim_answer_for_fewer_orders_than_asked_mails_none_of_them_and_retries_the_batch() {
+    let b = LocalBackends::new().await;
+    // A stand-in for a ledger that claims both orders but answers for one: which order that
+    // answer is for cannot be known, so none is mailed on it.
+    let ledger = Arc::new(ScriptedLedger::new(b.ledger.clone()).claim_answers(1));
+    let e = event_of(&[("m1", &order_body("CA-1", "normal")), ("m2", &order_body("CA-2", "normal"))]);
+    let report =
+        Pipeline::new(ledger, b.outbox.clone(), None, PipelineSettings::default()).handle(&e, deadline(30)).await;
+    for r in &report.records {
+        assert!(
+            matches!(&r.outcome, RecordOutcome::TransientFailure { reason } if reason.contains("1 claims for 2 orders")),
+            "{r:?}"
+        );
+    }
+    assert_eq!((b.mails_for("CA-1"), b.mails_for("CA-2")), (0, 0));
+}
+
+#[tokio::test]
+async fn a_takeover_whose_holders_last_send_is_older_than_the_wait_mails_at_once_without_asking_for_send_events() {
+    let b = LocalBackends::new().await;
+    let body = order_body("W-old", "normal");
+    held_by_a_dead_holder(b.ledger.as_ref(), std::slice::from_ref(&body), Duration::from_millis(100)).await;
+    // The holder's lease ended 1.5 s ago with 1 s of slack: its last possible send is 2.5 s old,
+    // longer than the 2 s a Send event is given, so there is nothing left to wait for.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let ledger = Arc::new(ScriptedLedger::new(b.ledger.clone()));
+    let settings = PipelineSettings {
+        lease_slack: Duration::from_secs(1),
+        send_event_wait: Duration::from_secs(2),
+        ..PipelineSettings::default()
+    };
+    let report = Pipeline::new(ledger.clone(), b.outbox.clone(), None, settings)
+        .handle(&event(vec![record("m1", &body)]), deadline(30))
+        .await;
+    let r = &report.records[0];
+    assert!(matches!(r.outcome, RecordOutcome::Sent { .. }) && r.after_expired_lease, "{r:?}");
+    assert_eq!(ledger.sent_earlier_calls.load(Ordering::SeqCst), 0, "no wait, so no look for Send events");
+    assert_eq!(b.mails_for("W-old"), 1);
+}
+
+#[tokio::test]
+async fn an_answer_about_send_events_that_does_not_line_up_with_the_waiting_takeovers_is_not_believed() {
+    let b = LocalBackends::new().await;
+    let bodies: Vec<String> = (0..2).map(|i| order_body(&format!("WA-{i}"), "normal")).collect();
+    held_by_a_dead_holder(b.ledger.as_ref(), &bodies, Duration::from_millis(100)).await;
+    // A stand-in for a ledger that answers one mail for two takeovers: which order that mail is of
+    // cannot be known, so it is no witness for either, and both mail.
+    let ledger = Arc::new(
+        ScriptedLedger::new(b.ledger.clone()).sent_earlier_answer(vec![Some("a-mail-of-unknown-order".to_owned())]),
+    );
+    let settings = PipelineSettings {
+        lease_slack: Duration::from_secs(1),
+        send_event_wait: Duration::from_secs(3),
+        ..PipelineSettings::default()
+    };
+    let records = bodies.iter().enumerate().map(|(i, body)| record(&format!("m{i}"), body)).collect();
+    let report =
+        Pipeline::new(ledger.clone(), b.outbox.clone(), None, settings).handle(&event(records), deadline(30)).await;
+    for r in &report.records {
+        assert!(matches!(r.outcome, RecordOutcome::Sent { .. }), "{r:?}");
+    }
+    assert_eq!((b.mails_for("WA-0"), b.mails_for("WA-1")), (1, 1));
+    assert_eq!(ledger.sent_earlier_calls.load(Ordering::SeqCst), 1, "the first answer ends the wait");
+}
+
+#[tokio::test]
 async fn a_takeover_that_is_deferred_still_counts_the_possible_duplicate_when_it_later_mails() {
     use order_confirmation::rate::{SendGate, SendRateLimiter};
     let b = LocalBackends::new().await;

@@ -480,7 +480,7 @@ async fn a_large_order_released_for_retry_comes_back_with_its_whole_payload() {
         outcome: order_confirmation::ledger::Outcome::Rejected { reason: "MessageRejected: test".into() },
         takeover: false,
     };
-    assert_eq!(ledger.record(&[rejected]).await.unwrap(), vec![true]);
+    assert_eq!(ledger.record(&[rejected]).await.unwrap(), vec![order_confirmation::ledger::Recorded::APPLIED]);
     let released = ledger.release(&request.order_id).await.expect("release").expect("was rejected");
     let stored: serde_json::Value = serde_json::from_str(&released.payload).unwrap();
     let sent: serde_json::Value = serde_json::from_str(&request.payload).unwrap();
@@ -601,6 +601,9 @@ async fn a_takeover_after_a_kill_between_ses_and_the_record_step_mails_nothing_o
     let counters: Vec<_> = report.counters().into_values().collect();
     let c = &counters[0];
     assert_eq!((c.get(Counter::SentEarlier), c.get(Counter::PossibleDuplicate), c.get(Counter::Sent)), (1, 0, 0));
+    // The takeover recorded the earlier mail, so no mail of this order is left unrecorded.
+    assert!(!report.records[0].unrecorded_send, "{:?}", report.records[0]);
+    assert_eq!(c.get(Counter::UnrecordedSend), 0);
 }
 
 #[tokio::test]

@@ -128,13 +128,16 @@ fn the_retry_command_re_sends_an_abandoned_order_once_its_cause_is_fixed() {
     };
     let out = run(&["invoke", "events/sqs-batch.json"]);
     assert!(out.status.success());
-    // Make ORD-1001 abandoned, as reconciliation would after its attempt bound.
+    // Make ORD-1001 abandoned, as reconciliation would after its attempt bound: never recorded
+    // sent, no mail of it known (a retry that finds one records it instead of mailing again).
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute(
-        "UPDATE order_confirmations SET status = 'abandoned', last_error = 'gave up' WHERE order_id = 'ORD-1001'",
+        "UPDATE order_confirmations SET status = 'abandoned', last_error = 'gave up', ses_message_id = NULL, \
+         sent_at = NULL WHERE order_id = 'ORD-1001'",
         [],
     )
     .unwrap();
+    conn.execute("DELETE FROM ses_mails WHERE order_id = 'ORD-1001'", []).unwrap();
     let out = run(&["retry", "ORD-1001"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -138,3 +138,32 @@ async fn a_failed_get_account_falls_back_to_the_settings_in_one_log_line_and_mai
     assert!(q["error"].as_str().is_some_and(|e| e.contains("GetAccount")), "{q}");
     assert_eq!(q["rates"]["source"], "unlimited", "{q}");
 }
+
+#[tokio::test]
+async fn the_operator_requests_stats_and_config_report_the_send_quota_as_the_command_line_does() {
+    let s = Services::start_with_ses_account(Some(&account())).await;
+    s.ledger().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ids = ["GO-1", "GO-2", "GO-3", "GO-4", "GO-5", "GO-6"];
+    invoke(&s, dir.path(), &ids, &[("SES_ACCOUNT_MAX_SEND_RATE", "100"), ("SES_SENDERS", "1")]).await;
+    let operator = |verb: &str| {
+        let path = dir.path().join(format!("{verb}.json"));
+        std::fs::write(&path, serde_json::json!({ "operator": verb }).to_string()).unwrap();
+        path
+    };
+
+    // What the deployed operator function answers (the same Operator the Lambda runs).
+    let (stdout, _) = run(&s, dir.path(), &["invoke", operator("stats").to_str().unwrap()], &[]).await;
+    let stats: serde_json::Value = serde_json::from_str(&stdout).expect("the stats answer as JSON");
+    let q = &stats["ses_send_quota"];
+    assert_eq!(q["account"]["max_24_hour_send"], 50.0, "{stats}");
+    assert_eq!(q["rates"]["source"], "get_account", "{q}");
+    let warning = q["warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("the SES 24-hour quota of 50 runs out: 30 left"), "{q}");
+
+    let (stdout, _) = run(&s, dir.path(), &["invoke", operator("config").to_str().unwrap()], &[]).await;
+    let config: serde_json::Value = serde_json::from_str(&stdout).expect("the config answer as JSON");
+    let q = &config["ses_send_quota"];
+    assert_eq!((&q["account"]["max_send_rate"], &q["rates"]["share"]), (&1.0.into(), &1.0.into()), "{config}");
+    assert!(q.get("warning").is_none(), "config reports no current rate, so no warning: {q}");
+}

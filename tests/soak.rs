@@ -24,8 +24,10 @@
 //! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
 //! `SOAK_KILL_EVERY_SECONDS` (30), `SOAK_SES_THROTTLE_RATE` (share of SES calls throttled at
 //! random, 0.02), `SOAK_DATA_API_ERROR_RATE` (share of Data API calls answered 5xx, 0.02),
-//! `SOAK_SEND_EVENTS` (0: SES publishes no Send events; 1, the default: each accepted mail's Send
-//! event), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
+//! `SOAK_SEND_EVENTS` (0: SES publishes no events; 1, the default: each accepted mail's Send and
+//! Delivery event), `SOAK_EVENT_LOSS` (share of those events lost, 0.05; 0 loses none),
+//! `SOAK_LATE_EVENTS` (share of them that arrive only after the takeovers' wait, 0.1; 0: every
+//! event arrives within it), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
 //! faults; `small-share-high` and `small-share-normal` run one mix); `SOAK_KEEP_LOGS=1` keeps the
 //! workers' logs. `SOAK_TOPOLOGY=lambda` polls as the template's event source mappings do instead
 //! of with `consume` workers on every queue ([`LambdaShape`]). A valid order found in a DLQ is named with its receive history: every log line
@@ -133,6 +135,10 @@ struct SoakParams {
     /// The share of SES's events lost on the way (SES publishes best effort), each event on its
     /// own: `SOAK_EVENT_LOSS`, 5 % by default.
     event_loss: f64,
+    /// The share of SES's events that reach the events queue only after the takeovers' wait
+    /// (EventBridge gives no latency guarantee), each event on its own: `SOAK_LATE_EVENTS`, 10 %
+    /// by default.
+    late_events: f64,
     /// The workers' `INVOCATION_TIMEOUT_SECONDS`: each batch's budget.
     invocation_timeout: Duration,
     /// Each worker's starting share as the template sets it: `Some(n)` gives the workers
@@ -239,10 +245,26 @@ impl SoakParams {
             send_event_delay: Duration::from_secs(1),
             send_event_wait: Duration::from_secs(8),
             send_events: true,
-            event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
+            event_loss: env_share("SOAK_EVENT_LOSS", 0.05),
+            late_events: env_share("SOAK_LATE_EVENTS", LATE_EVENT_SHARE),
             invocation_timeout: Duration::from_secs(15),
             senders: None,
             topology: Topology::Consume,
+        }
+    }
+
+    /// The `make test` case of "no extra mail unless an event was lost or late": the small peak
+    /// with every event arriving within the takeovers' wait and none lost, and a worker killed
+    /// every 4 s (three times) while the orders arrive. Every takeover then finds the dead holder's
+    /// mail through its events, so no order may be mailed twice.
+    fn small_on_time_events() -> Self {
+        Self {
+            kill_every: Duration::from_secs(4),
+            first_kill_after: Duration::from_secs(3),
+            max_kills: 3,
+            event_loss: 0.0,
+            late_events: 0.0,
+            ..Self::small()
         }
     }
 
@@ -274,6 +296,7 @@ impl SoakParams {
             send_events: true,
             event_loss: 0.0,
             topology: Topology::from_env(),
+            late_events: 0.0,
         }
     }
 
@@ -311,7 +334,8 @@ impl SoakParams {
             send_event_delay: Duration::from_secs(1),
             send_event_wait: Duration::from_secs(8),
             send_events: std::env::var("SOAK_SEND_EVENTS").map_or(true, |v| v.trim() != "0"),
-            event_loss: env_number("SOAK_EVENT_LOSS", 0.05),
+            event_loss: env_share("SOAK_EVENT_LOSS", 0.05),
+            late_events: env_share("SOAK_LATE_EVENTS", LATE_EVENT_SHARE),
             invocation_timeout: Duration::from_secs(15),
             senders: None,
             topology: Topology::from_env(),
@@ -372,6 +396,17 @@ impl SoakParams {
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// A share (0 to 1) from the environment: 0 is a share like any other (`SOAK_EVENT_LOSS=0`).
+fn env_share(name: &str, default: f64) -> f64 {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => match v.parse::<f64>() {
+            Ok(n) if (0.0..=1.0).contains(&n) => n,
+            _ => panic!("{name} must be a share from 0 to 1"),
+        },
+    }
 }
 
 fn env_number(name: &str, default: f64) -> f64 {
@@ -555,20 +590,24 @@ impl Rig {
     }
 }
 
-/// The share of events that reach the events queue only after the takeovers' wait.
+/// The share of events that reach the events queue only after the takeovers' wait, unless
+/// `SOAK_LATE_EVENTS` says otherwise.
 const LATE_EVENT_SHARE: f64 = 0.1;
 
-/// One mail SES accepted, and how many of its events reached the events queue.
+/// One mail SES accepted (in the order SES accepted them), and how many of its events reached the
+/// events queue: `on_time` within the takeovers' wait, `late` after it.
 struct MailEvents {
     order_id: String,
     message_id: String,
     events: usize,
+    on_time: usize,
+    late: usize,
 }
 
 /// SES's event publishing for the run: every mail SES accepts becomes its Send and its Delivery
 /// event (with the mail's tags) on the events queue, each about `send_event_delay` later (half to
-/// one and a half times it, so a Delivery often arrives before its Send; one in ten only after the
-/// takeovers' `send_event_wait`, plus 1 to 4 s), each lost with the
+/// one and a half times it, so a Delivery often arrives before its Send; a share `late_events` (one
+/// in ten) only after the takeovers' `send_event_wait`, plus 1 to 4 s), each lost with the
 /// probability `event_loss`, as SES → EventBridge → SQS delivers them; the workers apply them from
 /// there. Returns the count of Send events published; `mails` gets every accepted mail.
 fn publish_send_events(
@@ -581,13 +620,20 @@ fn publish_send_events(
     let published = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut witness = s.ses_proxy.witness_sends();
     let (client, url, count) = (moto.client.clone(), events_url.to_owned(), published.clone());
-    let (delay, wait, loss, mails) = (p.send_event_delay, p.send_event_wait, p.event_loss, mails.clone());
+    let (delay, wait, loss, late, mails) =
+        (p.send_event_delay, p.send_event_wait, p.event_loss, p.late_events, mails.clone());
     tokio::spawn(async move {
         while let Some(sent) = witness.recv().await {
             let index = {
                 let mut mails = mails.lock().unwrap();
                 let order_id = sent.tag("order_id").unwrap_or("-").to_owned();
-                mails.push(MailEvents { order_id, message_id: sent.message_id.clone(), events: 0 });
+                mails.push(MailEvents {
+                    order_id,
+                    message_id: sent.message_id.clone(),
+                    events: 0,
+                    on_time: 0,
+                    late: 0,
+                });
                 mails.len() - 1
             };
             for event_type in [EventType::Send, EventType::Delivery] {
@@ -598,7 +644,8 @@ fn publish_send_events(
                     (client.clone(), url.clone(), count.clone(), mails.clone(), sent.clone());
                 // One event in ten comes after the takeovers' wait (EventBridge gives no latency
                 // guarantee): the extra mails they cause are the ones the service can count.
-                let after = if rand::random_bool(LATE_EVENT_SHARE) {
+                let is_late = rand::random_bool(late);
+                let after = if is_late {
                     wait + Duration::from_secs_f64(rand::random_range(1.0..4.0))
                 } else {
                     delay.mul_f64(rand::random_range(0.5..1.5))
@@ -607,7 +654,13 @@ fn publish_send_events(
                     tokio::time::sleep(after).await;
                     let body = support::ses_events::event_body(&sent, event_type);
                     if client.send_message().queue_url(&url).message_body(body).send().await.is_ok() {
-                        mails.lock().unwrap()[index].events += 1;
+                        let mut mails = mails.lock().unwrap();
+                        mails[index].events += 1;
+                        if is_late {
+                            mails[index].late += 1
+                        } else {
+                            mails[index].on_time += 1
+                        }
                         if event_type == EventType::Send {
                             count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
@@ -642,8 +695,8 @@ async fn settle_events(rig: &Rig, p: &SoakParams) {
 struct DuplicateCounts {
     /// Extra mails at the emulator: mails beyond the first, per order.
     observed: usize,
-    /// Extra mails the service could know of: per order, its mails with at least one event
-    /// published, plus its recorded mail, minus one.
+    /// Extra mails the service knows of: per order, its mails with at least one event published,
+    /// plus its recorded mail, minus one; the ledger must count exactly these.
     with_an_event: usize,
     /// Extra mails none of whose events was published (and not the recorded one): never seen.
     without_an_event: usize,
@@ -651,6 +704,14 @@ struct DuplicateCounts {
     in_ledger: usize,
     /// Orders whose extra mails in the ledger differ from those with an event (first few).
     disagreeing: Vec<String>,
+    /// The extra mails by what the takeover that sent each could have known: an earlier mail of
+    /// the order had an event on time (within the takeovers' wait: it should have prevented the
+    /// mail; the orders, first few), only late ones (the window the design leaves), or none (all
+    /// lost).
+    after_on_time: Vec<String>,
+    after_on_time_count: usize,
+    after_late: usize,
+    after_lost: usize,
 }
 
 impl Rig {
@@ -671,22 +732,39 @@ impl Rig {
             *counted.entry(r.get(0)).or_default() += 1;
         }
         let mut per_order: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+        // Per order, in the order SES accepted them: (events on time, late events) of each mail.
+        let mut timing: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for m in self.mails.lock().unwrap().iter() {
             per_order.entry(m.order_id.clone()).or_default().push((m.message_id.clone(), m.events));
+            timing.entry(m.order_id.clone()).or_default().push((m.on_time, m.late));
         }
         let mut d = DuplicateCounts { in_ledger: counted.values().sum(), ..DuplicateCounts::default() };
+        for (order_id, mails) in &timing {
+            for k in 1..mails.len() {
+                let earlier = &mails[..k];
+                if earlier.iter().any(|(on_time, _)| *on_time > 0) {
+                    d.after_on_time_count += 1;
+                    if d.after_on_time.len() < 5 {
+                        d.after_on_time.push(order_id.clone());
+                    }
+                } else if earlier.iter().any(|(_, late)| *late > 0) {
+                    d.after_late += 1;
+                } else {
+                    d.after_lost += 1;
+                }
+            }
+        }
         for (order_id, mails) in &per_order {
             d.observed += mails.len() - 1;
             let own = recorded.get(order_id);
-            // The mails of which an event arrived are each counted; the recorded mail is known
-            // too, but a recorded mail none of whose events arrived is compared only with the
-            // mails whose first event came after it was recorded (the record step counts nothing).
-            let with_event = mails.iter().filter(|(_, events)| *events > 0).count();
+            // The ledger knows the mails of which an event arrived and the recorded one (the
+            // record step adds it, and counts it when an event brought another first): exactly
+            // those, minus one, are its extra mails.
             let seen = mails.iter().filter(|(id, events)| *events > 0 || Some(id) == own).count();
             d.with_an_event += seen.saturating_sub(1);
             d.without_an_event += mails.len() - seen.max(1);
             let n = counted.get(order_id).copied().unwrap_or(0);
-            if (n < with_event.saturating_sub(1) || n > seen.saturating_sub(1)) && d.disagreeing.len() < 5 {
+            if n != seen.saturating_sub(1) && d.disagreeing.len() < 5 {
                 d.disagreeing.push(order_id.clone());
             }
         }
@@ -957,6 +1035,31 @@ impl SoakReport {
                 d.with_an_event, d.in_ledger, emf_duplicates, d.disagreeing
             ));
         }
+        // The publisher plays SES: it must know every mail the emulator accepted, or the counts
+        // above compare the service with a partial truth.
+        if self.params.send_events && d.observed != self.extra_mails {
+            v.push(format!(
+                "{} extra mails at the SES emulator, {} seen by the event publisher",
+                self.extra_mails, d.observed
+            ));
+        }
+        // A takeover waits for the dead holder's events up to its bound: an event that reached the
+        // events queue within it must prevent the second mail (docs/design.md, "SES as the second
+        // witness"); only a lost or a late event leaves the window open.
+        if d.after_on_time_count > 0 {
+            v.push(format!(
+                "{} extra mails although an earlier mail of the order had an event within the takeovers' wait \
+                 (first: {:?})",
+                d.after_on_time_count, d.after_on_time
+            ));
+        }
+        if self.params.send_events
+            && self.params.event_loss == 0.0
+            && self.params.late_events == 0.0
+            && self.extra_mails > 0
+        {
+            v.push(format!("{} extra mails with every event delivered within the takeovers' wait", self.extra_mails));
+        }
         if self.extra_mails > 0 && self.kills == 0 && self.emf.get("UnrecordedSend").copied().unwrap_or(0.0) == 0.0 {
             v.push(format!("{} extra mails without a kill or an unrecorded send", self.extra_mails));
         }
@@ -1078,14 +1181,21 @@ impl fmt::Display for SoakReport {
         writeln!(
             f,
             "duplicates       {} extra mails the event publisher saw SES accept: {} known by an event or the record ({:.0} % of events lost, \
-             Delivery and Send in any order, 10 % after the takeovers' wait), {} without any; counted by the service from SES's events: \
+             Delivery and Send in any order, {:.0} % after the takeovers' wait), {} without any; counted by the service from SES's events: \
              DuplicateMailed {}, in the ledger {}",
             d.observed,
             d.with_an_event,
             p.event_loss * 100.0,
+            p.late_events * 100.0,
             d.without_an_event,
             emf("DuplicateMailed"),
             d.in_ledger
+        )?;
+        writeln!(
+            f,
+            "                 what the takeover behind each could know: an earlier mail's event on time {} (must be 0), \
+             only late events {}, every event lost {}",
+            d.after_on_time_count, d.after_late, d.after_lost
         )?;
         writeln!(
             f,
@@ -1365,6 +1475,57 @@ async fn a_small_peak_with_faults_and_a_killed_worker_mails_every_valid_order_an
     println!("{report}");
     assert_eq!(report.kills, 1, "the small soak kills one worker");
     judge(&[report]);
+}
+
+/// Extra mails come only from events lost or late (docs/design.md, "SES as the second witness"):
+/// with every event on time and none lost, three kills while orders arrive mail nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_event_on_time_and_none_lost_killed_workers_leave_no_order_mailed_twice() {
+    let report = soak(SoakParams::small_on_time_events()).await;
+    println!("{report}");
+    assert_eq!(report.kills, 3, "this soak kills three workers");
+    assert_eq!(report.extra_mails, 0, "an extra mail with every event on time:\n{report}");
+    judge(&[report]);
+}
+
+/// The rig's own truth: a mail SES accepted reaches the event publisher even when the worker that
+/// sent it is killed while SES answers (the soak's kills do that). The SES emulator stands behind
+/// a second proxy that holds its answer, so the caller is gone before it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_ses_accepted_for_a_caller_killed_before_the_answer_still_reaches_the_event_publisher() {
+    use tokio::io::AsyncWriteExt;
+    let ses = support::services::SesLocal::start().await;
+    let slow = support::faults::FaultProxy::start(&ses.url).await;
+    slow.add(Rule::always(Action::Hold(Duration::from_millis(800))));
+    let publisher = support::faults::FaultProxy::start(&slow.url()).await;
+    let mut witness = publisher.witness_sends();
+    let body = serde_json::json!({
+        "FromEmailAddress": support::services::SENDER,
+        "Destination": { "ToAddresses": ["killed@example.com"] },
+        "Content": { "Simple": { "Subject": { "Data": "s" }, "Body": { "Text": { "Data": "b" } } } },
+        "EmailTags": [{ "Name": "order_id", "Value": "K1" },
+                      { "Name": "claim_token", "Value": uuid::Uuid::new_v4().to_string() }],
+    })
+    .to_string();
+    let addr = publisher.url().trim_start_matches("http://").to_owned();
+    let mut caller = tokio::net::TcpStream::connect(&addr).await.expect("connect to the proxy");
+    let request = format!(
+        "POST /v2/email/outbound-emails HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         authorization: AWS4-HMAC-SHA256 Credential=test/20261206/us-east-1/ses/aws4_request\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    caller.write_all(request.as_bytes()).await.expect("send the request");
+    // SES has the mail well before its answer is released; the caller dies meanwhile.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(caller);
+    let seen = tokio::time::timeout(Duration::from_secs(5), witness.recv()).await;
+    let (_, store) = http_get(&format!("{}/store", ses.url)).await.expect("SES store");
+    let stored =
+        serde_json::from_str::<serde_json::Value>(&store).expect("store JSON")["emails"].as_array().map_or(0, Vec::len);
+    assert_eq!(stored, 1, "SES accepted the mail");
+    let sent = seen.expect("the publisher never saw the mail SES accepted").expect("a witness");
+    assert_eq!(sent.tag("order_id"), Some("K1"));
 }
 
 /// The `make test` cut of `small-share`: both mixes at 150 orders each (30 s of quota), to the

@@ -24,6 +24,10 @@ pub struct RecordReport {
     /// The order's mail was accepted but the ledger could not record it (at-least-once case).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unrecorded_send: bool,
+    /// The record step found the recorded mail to be the order's second known mail (an SES event
+    /// had brought another): SES accepted two mails for it, counted `DuplicateMailed`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub extra_mail_recorded: bool,
     /// For orders mailed now: seconds from the order first entering a queue to the mail being
     /// accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +96,9 @@ impl BatchReport {
             c.add(r.outcome.metric());
             if r.unrecorded_send {
                 c.add(Counter::UnrecordedSend);
+            }
+            if r.extra_mail_recorded {
+                c.add(Counter::DuplicateMailed);
             }
             if r.after_expired_lease && matches!(r.outcome, RecordOutcome::Sent { .. }) {
                 c.add(Counter::PossibleDuplicate);

@@ -64,31 +64,7 @@ pub async fn run(config: &Config, args: &InvokeArgs) -> anyhow::Result<i32> {
             crate::metrics::flush(crate::metrics::Sink::Stderr);
             serde_json::to_value(report)?
         }
-        EventKind::Operator => {
-            let request = operator::Request::parse(&payload)
-                .map_err(|rule| usage(format!("operator request refused: {rule}")))?;
-            // Only migrate may create a ledger; every other request answers about an existing one.
-            let (ledger, pipeline) = if request == operator::Request::Migrate {
-                app::build_ledger_and_pipeline(config).await?
-            } else {
-                app::existing_ledger_and_pipeline(config).await?
-            };
-            let sqs = if config.queue_urls.is_empty() {
-                None
-            } else {
-                Some(crate::aws::sqs_client(crate::aws::sdk_config().await))
-            };
-            let settings = config.operator_settings();
-            let operator = operator::Operator {
-                pipeline: &pipeline,
-                ledger: ledger.as_ref(),
-                settings: &settings,
-                sqs: sqs.as_ref(),
-            };
-            let answer = operator.answer(&request, deadline).await.map_err(|e| anyhow::anyhow!(e));
-            crate::metrics::flush(crate::metrics::Sink::Stderr);
-            answer?
-        }
+        EventKind::Operator => invoke_operator(config, &payload, deadline).await?,
         EventKind::CustomResource => {
             return Err(usage(
                 "a CloudFormation custom-resource request is answered only by the deployed operator function \
@@ -98,6 +74,36 @@ pub async fn run(config: &Config, args: &InvokeArgs) -> anyhow::Result<i32> {
     };
     emit(format_args!("{}\n", serde_json::to_string(&answer)?))?;
     Ok(0)
+}
+
+/// An operator request, answered by the same [`operator::Operator`] the deployed function runs.
+async fn invoke_operator(
+    config: &Config,
+    payload: &serde_json::Value,
+    deadline: Instant,
+) -> anyhow::Result<serde_json::Value> {
+    let request =
+        operator::Request::parse(payload).map_err(|rule| usage(format!("operator request refused: {rule}")))?;
+    // Only migrate may create a ledger; every other request answers about an existing one.
+    let (ledger, pipeline) = if request == operator::Request::Migrate {
+        app::build_ledger_and_pipeline(config).await?
+    } else {
+        app::existing_ledger_and_pipeline(config).await?
+    };
+    let sqs =
+        if config.queue_urls.is_empty() { None } else { Some(crate::aws::sqs_client(crate::aws::sdk_config().await)) };
+    let settings = config.operator_settings();
+    let quota = app::ses_quota_source(config).await;
+    let operator = operator::Operator {
+        pipeline: &pipeline,
+        ledger: ledger.as_ref(),
+        settings: &settings,
+        sqs: sqs.as_ref(),
+        quota: quota.as_ref(),
+    };
+    let answer = operator.answer(&request, deadline).await.map_err(|e| anyhow::anyhow!(e));
+    crate::metrics::flush(crate::metrics::Sink::Stderr);
+    answer
 }
 
 /// A queue batch of either kind: the handler's path without a queue to change visibility on,

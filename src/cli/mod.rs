@@ -288,8 +288,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut printed = cli.settings.printed(&config);
             // With SES as the mailer, the account's quota as GetAccount reads it now, beside the
             // rates the limiter starts from (an error, if any, instead of the quota).
-            if let Some(report) = app::ses_quota_report(&config, None).await {
-                printed.add("ses_send_quota", serde_json::to_value(report)?);
+            if let Some(quota) = app::ses_quota_source(&config).await {
+                printed.add("ses_send_quota", serde_json::to_value(quota.report(None).await)?);
             }
             emit(format_args!("{}\n", serde_json::to_string_pretty(&printed)?))?;
             Ok(0)

@@ -3,6 +3,7 @@
 use super::emit;
 use crate::app;
 use crate::config::Config;
+use crate::service::operator;
 use crate::stats;
 use std::io::IsTerminal;
 
@@ -29,20 +30,16 @@ pub async fn run(config: &Config, args: &StatsArgs) -> anyhow::Result<i32> {
     let ledger = app::ledger_to_read(config).await?;
     let sqs =
         if config.queue_urls.is_empty() { None } else { Some(crate::aws::sqs_client(crate::aws::sdk_config().await)) };
+    let quota_source = app::ses_quota_source(config).await;
     loop {
         let s = stats::gather(ledger.as_ref(), sqs.as_ref(), &config.queue_urls).await.map_err(|e| match e {
             stats::GatherError::Ledger { doing, error } => app::ledger_read_error(config, error, doing),
             stats::GatherError::Queues(error) => anyhow::Error::new(error).context("reading queue depths"),
         })?;
-        // The service's current rate: its sends of the last hour.
-        let last_hour: u64 = s.ledger.priorities.iter().map(|p| p.sent_last_hour).sum();
-        let quota = app::ses_quota_report(config, Some(last_hour as f64 / 3600.0)).await;
+        let quota = operator::stats_quota(&s, quota_source.as_ref()).await;
         if args.json {
-            let mut json = serde_json::to_value(&s)?;
+            let mut json = operator::stats_document(&s, quota.as_ref())?;
             json["ledger"] = app::ledger_name(config).into();
-            if let Some(quota) = &quota {
-                json["ses_send_quota"] = serde_json::to_value(quota)?;
-            }
             if args.watch.is_some() {
                 // One document per line with its time (NDJSON): what `jq`, log shippers and a
                 // later reader of the file can tell apart.

@@ -13,8 +13,8 @@
 
 use super::{
     Claim, ClaimRequest, Delivery, DeliveryStats, EventMatch, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles,
-    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed, customer_status,
-    priority_stats,
+    REMOVED_PAYLOAD, Recorded, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed,
+    customer_status, priority_stats,
 };
 use crate::error::{BackendError, Service, from_sdk};
 use crate::order::{OrderId, Priority};
@@ -65,12 +65,37 @@ SELECT i.ord, CAST(c.claim_token AS text), b.status, b.payload_sha256 = i.payloa
 FROM input i LEFT JOIN claimed c USING (order_id) LEFT JOIN before b USING (order_id)
 ORDER BY i.ord";
 
+/// Adds the CTE `new_mails (message_id, target, token, ord, extra_allowed)` to the orders' known
+/// mails (`ses_mails`) as [`APPLY_EVENTS_SQL`] describes: `firsts`, the mails that became their
+/// order's first, and `extras (ses_message_id, order_id)`, those added as extra mails (counted).
+const KNOWN_MAILS: &str = "\
+firsts AS (
+    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
+    SELECT message_id, target, token, false FROM new_mails ORDER BY target, ord
+    ON CONFLICT DO NOTHING
+    RETURNING ses_message_id
+),
+extras AS (
+    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
+    SELECT message_id, target, token, true FROM new_mails n
+    WHERE n.extra_allowed AND NOT EXISTS (SELECT 1 FROM firsts f WHERE f.ses_message_id = n.message_id)
+    ORDER BY target, ord
+    ON CONFLICT DO NOTHING
+    RETURNING ses_message_id, order_id
+)";
+
 /// Writes every outcome where the claim token still matches (fencing), and reports which did. The
 /// token stays on the row (only the next claim replaces it), so a retry of a call that already
 /// committed applies again and changes nothing; a released claim gives its attempt back once,
 /// while its lease is live. A takeover's outcome that is not final stays `sending` with its lease
 /// ended now (`Recording::status`), so the next claim is a takeover again.
-const RECORD_SQL: &str = "\
+///
+/// A mail recorded as sent becomes one of the order's known mails (`ses_mails`) in the same
+/// statement, by the rule [`APPLY_EVENTS_SQL`] describes: the first if the order has none, else an extra mail
+/// (an event brought another one first), reported once. A retry finds it known and reports nothing.
+static RECORD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "\
 WITH input AS (
     SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb))
         AS b(ord int, order_id text, token uuid, status text, ses_message_id text, last_error text, released boolean)
@@ -87,8 +112,17 @@ updated AS (
     FROM input i
     WHERE oc.order_id = i.order_id AND oc.claim_token = i.token
     RETURNING oc.order_id
-)
-SELECT i.ord, u.order_id IS NOT NULL FROM input i LEFT JOIN updated u USING (order_id) ORDER BY i.ord";
+),
+new_mails AS (
+    SELECT i.ses_message_id AS message_id, i.order_id AS target, i.token, 0 AS ord, true AS extra_allowed
+    FROM input i JOIN updated u USING (order_id)
+    WHERE i.status = 'sent' AND i.ses_message_id IS NOT NULL
+),
+{KNOWN_MAILS}
+SELECT i.ord, u.order_id IS NOT NULL, x.order_id IS NOT NULL
+FROM input i LEFT JOIN updated u USING (order_id) LEFT JOIN extras x USING (order_id) ORDER BY i.ord"
+    )
+});
 
 /// The first hour boundary inside the last 24 hours: the statistics' summary covers whole hours
 /// from here (docs/design.md, "Statistics over 24 hours").
@@ -628,7 +662,7 @@ impl Ledger for DataApiLedger {
         }
     }
 
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<Recorded>, BackendError> {
         let elements: Vec<String> = recordings
             .iter()
             .enumerate()
@@ -645,12 +679,15 @@ impl Ledger for DataApiLedger {
         let mut applied = Vec::with_capacity(recordings.len());
         for run in split_by_size(&elements, self.limits.request_bytes, self.limits.rows_per_request) {
             let batch = json_array(&elements[run.clone()]);
-            let rows = self.execute("record", RECORD_SQL, vec![text("batch", batch)], None).await?;
+            let rows = self.execute("record", &RECORD_SQL, vec![text("batch", batch)], None).await?;
             if rows.len() != run.len() {
                 return Err(shape_error("record"));
             }
             for row in &rows {
-                applied.push(field_bool(row.get(1)).ok_or_else(|| shape_error("record"))?);
+                applied.push(Recorded {
+                    applied: field_bool(row.get(1)).ok_or_else(|| shape_error("record"))?,
+                    extra_mail: field_bool(row.get(2)).ok_or_else(|| shape_error("record"))?,
+                });
             }
         }
         Ok(applied)
@@ -980,6 +1017,15 @@ WHERE s.duplicate AND s.seen_at >= now() - interval '24 hours' GROUP BY oc.prior
 /// reduced per order: the strongest state of the order's own mail (the first of equal rank in
 /// input order) and the latest Send event. The fence is in the `UPDATE` itself, evaluated on the
 /// locked row, so concurrent invocations keep the stronger state.
+///
+/// The known mails: the order's recorded mail (as its first only: the record step adds it, this
+/// catches up a row recorded before it did), then each event's mail. Each is first tried as its
+/// order's first mail, in that order, and the unique index of one first mail per order (0009)
+/// refuses it when the order has one, committed or still being written by a concurrent statement
+/// (which it waits for); refused, an event's mail is inserted as an extra mail (`duplicate`,
+/// counted once, reported on its first event in the batch). A mail known already (the primary
+/// key) is neither. So two invocations adding two mails of one order at the same instant count
+/// one extra mail, where deciding from each statement's snapshot counted none.
 static APPLY_EVENTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let rank = |column: &str| crate::ses_event::DeliveryState::sql_rank(column);
     format!(
@@ -1021,24 +1067,6 @@ matched AS (
             OR (p.order_id IS NULL AND p.owners > 1) AS contradiction
     FROM placed p LEFT JOIN first_claim f USING (message_id)
 ),
-new_mails AS (
-    SELECT DISTINCT ON (m.message_id) m.message_id, m.target, m.token, m.ord FROM matched m
-    WHERE m.target IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ses_mails s WHERE s.ses_message_id = m.message_id)
-    ORDER BY m.message_id, m.ord
-),
-judged AS (
-    SELECT n.message_id, n.target, n.token,
-        row_number() OVER (PARTITION BY n.target ORDER BY n.ord) > 1
-            OR EXISTS (SELECT 1 FROM ses_mails s WHERE s.order_id = n.target)
-            OR COALESCE(oc.ses_message_id <> n.message_id, false) AS duplicate
-    FROM new_mails n JOIN order_confirmations oc ON oc.order_id = n.target
-),
-inserted AS (
-    INSERT INTO ses_mails (ses_message_id, order_id, claim_token, duplicate)
-    SELECT message_id, target, token, duplicate FROM judged
-    ON CONFLICT DO NOTHING
-    RETURNING ses_message_id, duplicate
-),
 best_state AS (
     SELECT DISTINCT ON (m.target) m.target, m.state, m.detail, m.at FROM matched m
     JOIN order_confirmations oc ON oc.order_id = m.target
@@ -1067,13 +1095,26 @@ updated AS (
             THEN c.send_at ELSE oc.send_event_at END
     FROM changes c
     WHERE oc.order_id = c.target
-    RETURNING oc.order_id
-)
-SELECT m.ord, m.target, oc.priority, COALESCE(ins.duplicate AND n.ord = m.ord, false), m.contradiction
+    RETURNING oc.order_id, oc.ses_message_id
+),
+candidate_mails AS (
+    SELECT u.ses_message_id AS message_id, u.order_id AS target, CAST(NULL AS uuid) AS token, -1 AS ord,
+        false AS extra_allowed
+    FROM updated u WHERE u.ses_message_id IS NOT NULL
+    UNION ALL
+    SELECT m.message_id, m.target, m.token, m.ord, true FROM matched m WHERE m.target IS NOT NULL
+),
+new_mails AS (
+    SELECT DISTINCT ON (c.message_id) c.* FROM candidate_mails c
+    WHERE NOT EXISTS (SELECT 1 FROM ses_mails s WHERE s.ses_message_id = c.message_id)
+    ORDER BY c.message_id, c.ord
+),
+{KNOWN_MAILS}
+SELECT m.ord, m.target, oc.priority, COALESCE(x.ses_message_id IS NOT NULL AND n.ord = m.ord, false), m.contradiction
 FROM matched m
 LEFT JOIN order_confirmations oc ON oc.order_id = m.target
 LEFT JOIN new_mails n ON n.message_id = m.message_id
-LEFT JOIN inserted ins ON ins.ses_message_id = m.message_id
+LEFT JOIN extras x ON x.ses_message_id = m.message_id
 ORDER BY m.ord",
         state_rank = rank("m.state"),
         new_rank = rank("c.state"),

@@ -19,7 +19,8 @@ macro_rules! migrations {
             "0005_pending_indexes",
             "0006_sent_per_hour",
             "0007_delivery_events",
-            "0008_ses_mails"
+            "0008_ses_mails",
+            "0009_one_first_mail"
         )
     };
     ($dialect:literal; $($version:literal),+) => {
@@ -133,6 +134,24 @@ impl Outcome {
     pub fn gives_back_attempt(&self) -> bool {
         matches!(self, Self::Deferred { .. })
     }
+}
+
+/// What the record step did with one [`Recording`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// The outcome was written (its claim token still matched).
+    pub applied: bool,
+    /// The recorded mail is a second mail the ledger knows of for the order: an SES event had
+    /// already brought another one (docs/design.md, "Duplicates counted from SES's events"). SES
+    /// accepted two mails for the order; counted `DuplicateMailed` this once.
+    pub extra_mail: bool,
+}
+
+impl Recorded {
+    /// Applied, with no extra mail.
+    pub const APPLIED: Self = Self { applied: true, extra_mail: false };
+    /// Not applied: the lease was lost to another invocation.
+    pub const FENCED: Self = Self { applied: false, extra_mail: false };
 }
 
 #[derive(Debug, Clone)]
@@ -393,10 +412,12 @@ pub trait Ledger: Send + Sync {
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError>;
 
     /// Writes outcomes, each only where its claim token still matches. Returns, per recording,
-    /// whether it was applied (false: the lease was lost to another invocation). Idempotent: the
-    /// token stays on the row until the next claim replaces it, so a retry of a call whose first
-    /// attempt committed (its answer lost) applies again, changes nothing, and answers true.
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError>;
+    /// whether it was applied (false: the lease was lost to another invocation) and whether the
+    /// mail it recorded revealed an extra mail ([`Recorded::extra_mail`]). Idempotent: the token
+    /// stays on the row until the next claim replaces it, so a retry of a call whose first attempt
+    /// committed (its answer lost) applies again, changes nothing, and answers applied (and no
+    /// extra mail: each mail is counted once).
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<Recorded>, BackendError>;
 
     /// For each `(order, claim token)`: the SES message id of a mail of that order sent under
     /// another claim (or untagged), if any event of it (Send, Delivery, Bounce, …) has been

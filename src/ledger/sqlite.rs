@@ -4,8 +4,8 @@
 
 use super::{
     Claim, ClaimRequest, Delivery, DeliveryStats, EventMatch, Ledger, LedgerOps, LedgerStats, OrderState, Percentiles,
-    REMOVED_PAYLOAD, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed, customer_status,
-    priority_stats,
+    REMOVED_PAYLOAD, Recorded, Recording, Retained, SendEvent, Status, StuckOrder, Takeover, Unconfirmed,
+    customer_status, priority_stats,
 };
 use crate::error::BackendError;
 use crate::order::{OrderId, Priority};
@@ -272,7 +272,7 @@ impl Ledger for SqliteLedger {
         .await
     }
 
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+    async fn record(&self, recordings: &[Recording]) -> Result<Vec<Recorded>, BackendError> {
         let recordings = recordings.to_vec();
         self.with_conn(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
@@ -305,7 +305,14 @@ impl Ledger for SqliteLedger {
                         ],
                     )
                     .map_err(sql_error)?;
-                applied.push(n == 1);
+                let extra_mail = match outcome.message_id() {
+                    Some(message_id) if n == 1 && r.status() == Status::Sent => {
+                        known_mail(&tx, r.order_id.as_str(), message_id, Some(&r.token.to_string()), now)?
+                            == Some(true)
+                    }
+                    _ => false,
+                };
+                applied.push(Recorded { applied: n == 1, extra_mail });
             }
             tx.commit().map_err(sql_error)?;
             Ok(applied)
@@ -675,42 +682,10 @@ fn apply_delivery_events(conn: &mut Connection, events: &[DeliveryEvent]) -> Res
     let now = crate::clock::unix_ms_now();
     let mut matches = Vec::with_capacity(events.len());
     for e in events {
-        let message_id = e.message_id.as_str();
-        // Who holds this message id already: the order that recorded it, or whose event brought it.
-        let owners: Vec<String> = {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT order_id FROM order_confirmations WHERE ses_message_id = ?1 \
-                     UNION SELECT order_id FROM ses_mails WHERE ses_message_id = ?1",
-                )
-                .map_err(sql_error)?;
-            stmt.query_map([message_id], |r| r.get(0))
-                .map_err(sql_error)?
-                .collect::<Result<_, _>>()
-                .map_err(sql_error)?
-        };
-        let target_id = match (&e.order_id, owners.as_slice()) {
-            (Some(tag), []) => tag.as_str().to_owned(),
-            (Some(tag), [owner]) if owner == tag.as_str() => owner.clone(),
-            (None, [owner]) => owner.clone(),
-            (None, []) => {
-                matches.push(EventMatch::Unknown);
-                continue;
-            }
-            // Tagged with one order, the message id another's (or several): applied to none.
-            (Some(tag), _) => {
-                let held: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM order_confirmations WHERE order_id = ?1)",
-                        [tag.as_str()],
-                        |r| r.get(0),
-                    )
-                    .map_err(sql_error)?;
-                matches.push(if held { EventMatch::Contradiction } else { EventMatch::Unknown });
-                continue;
-            }
-            (None, _) => {
-                matches.push(EventMatch::Contradiction);
+        let target_id = match event_target(&tx, e)? {
+            Ok(id) => id,
+            Err(unmatched) => {
+                matches.push(unmatched);
                 continue;
             }
         };
@@ -723,64 +698,149 @@ fn apply_delivery_events(conn: &mut Connection, events: &[DeliveryEvent]) -> Res
             )
             .optional()
             .map_err(sql_error)?;
-        let Some((order_id, priority, stored_state, send_event_at, recorded)) = target else {
+        let Some(row) = target else {
             matches.push(EventMatch::Unknown);
             continue;
         };
-        // The mail's first event: record its message id for the order; a duplicate when the order
-        // already has another mail (recorded, or seen through an earlier event).
-        let new_mail = tx
-            .execute(
-                "INSERT OR IGNORE INTO ses_mails (ses_message_id, order_id, claim_token, seen_at) VALUES (?1, ?2, ?3, ?4)",
-                params![message_id, order_id, e.claim_token.map(|t| t.to_string()), now],
-            )
-            .map_err(sql_error)?
-            == 1;
-        let duplicate = new_mail && {
-            let other_mail: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM ses_mails WHERE order_id = ?1 AND ses_message_id != ?2)",
-                    params![order_id, message_id],
-                    |r| r.get(0),
-                )
-                .map_err(sql_error)?;
-            other_mail || recorded.as_deref().is_some_and(|r| r != message_id)
-        };
-        if duplicate {
-            tx.execute("UPDATE ses_mails SET duplicate = 1 WHERE ses_message_id = ?1", [message_id])
-                .map_err(sql_error)?;
-        }
-        let at = (e.occurred_at.unix_timestamp_nanos() / 1_000_000) as i64;
-        match e.effect {
-            // Only the order's own mail says how the order's confirmation fared.
-            Effect::State(state) if recorded.as_deref().is_none_or(|r| r == message_id) => {
-                let stored_rank =
-                    stored_state.as_deref().and_then(|s| DeliveryState::parse(s).ok()).map_or(0, DeliveryState::rank);
-                if state.rank() > stored_rank {
-                    tx.execute(
-                        "UPDATE order_confirmations SET delivery_state = ?2, delivery_detail = ?3, delivery_at = ?4 \
-                         WHERE order_id = ?1",
-                        params![order_id, state.as_str(), e.detail, at],
-                    )
-                    .map_err(sql_error)?;
-                }
-            }
-            Effect::State(_) => {}
-            Effect::Send => {
-                if send_event_at.is_none_or(|stored| at > stored) {
-                    tx.execute(
-                        "UPDATE order_confirmations SET send_event_message_id = ?2, send_event_claim_token = ?3, \
-                         send_event_at = ?4 WHERE order_id = ?1",
-                        params![order_id, message_id, e.claim_token.map(|t| t.to_string()), at],
-                    )
-                    .map_err(sql_error)?;
-                }
-            }
-        }
+        let duplicate = note_mail(&tx, e, &row.0, row.4.as_deref(), now)?;
+        apply_effect(&tx, e, &row)?;
+        let (order_id, priority) = (row.0, row.1);
         let order_id = OrderId::parse(&order_id).map_err(|e| BackendError::fatal(format!("ledger row: {e}")))?;
         let priority = Priority::parse(&priority).map_err(|e| BackendError::fatal(format!("ledger row: {e}")))?;
         matches.push(EventMatch::Order { order_id, priority, duplicate });
     }
     tx.commit().map_err(sql_error)?;
     Ok(matches)
+}
+
+/// The order an event belongs to (`Ok`), or how it is left unmatched (`Err`): the order that holds
+/// its message id (recorded it, or an earlier event brought it) must be the order its tag names.
+fn event_target(tx: &rusqlite::Transaction<'_>, e: &DeliveryEvent) -> Result<Result<String, EventMatch>, BackendError> {
+    let message_id = e.message_id.as_str();
+    let owners: Vec<String> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT order_id FROM order_confirmations WHERE ses_message_id = ?1 \
+                 UNION SELECT order_id FROM ses_mails WHERE ses_message_id = ?1",
+            )
+            .map_err(sql_error)?;
+        stmt.query_map([message_id], |r| r.get(0)).map_err(sql_error)?.collect::<Result<_, _>>().map_err(sql_error)?
+    };
+    Ok(match (&e.order_id, owners.as_slice()) {
+        (Some(tag), []) => Ok(tag.as_str().to_owned()),
+        (Some(tag), [owner]) if owner == tag.as_str() => Ok(owner.clone()),
+        (None, [owner]) => Ok(owner.clone()),
+        (None, []) => Err(EventMatch::Unknown),
+        // Tagged with one order, the message id another's (or several): applied to none.
+        (Some(tag), _) => {
+            let held: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM order_confirmations WHERE order_id = ?1)",
+                    [tag.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(sql_error)?;
+            Err(if held { EventMatch::Contradiction } else { EventMatch::Unknown })
+        }
+        (None, _) => Err(EventMatch::Contradiction),
+    })
+}
+
+/// The mail's first event makes it one of the order's known mails; true when that makes it a
+/// duplicate: the order already has another known mail (recorded, or seen through an earlier
+/// event). The order's recorded mail is its own: known before any event of another mail is judged
+/// (the record step adds it; a row recorded before it did is caught up here, as a first mail only,
+/// so it never counts).
+fn note_mail(
+    tx: &rusqlite::Transaction<'_>,
+    e: &DeliveryEvent,
+    order_id: &str,
+    recorded: Option<&str>,
+    now: i64,
+) -> Result<bool, BackendError> {
+    if let Some(own) = recorded {
+        first_mail_only(tx, order_id, own, now)?;
+    }
+    let token = e.claim_token.map(|t| t.to_string());
+    Ok(known_mail(tx, order_id, e.message_id.as_str(), token.as_deref(), now)? == Some(true))
+}
+
+/// Makes `message_id` one of the order's known mails (`ses_mails`, docs/design.md, "Duplicates
+/// counted from SES's events"): `None` when it was known already, else whether it is an extra mail
+/// (the order had another), marked `duplicate` and to be counted once. The same rule as the
+/// PostgreSQL statements, where the unique index of one first mail per order (0009) decides.
+fn known_mail(
+    tx: &rusqlite::Transaction<'_>,
+    order_id: &str,
+    message_id: &str,
+    claim_token: Option<&str>,
+    now: i64,
+) -> Result<Option<bool>, BackendError> {
+    let known: bool = tx
+        .query_row("SELECT EXISTS (SELECT 1 FROM ses_mails WHERE ses_message_id = ?1)", [message_id], |r| r.get(0))
+        .map_err(sql_error)?;
+    if known {
+        return Ok(None);
+    }
+    let extra: bool = tx
+        .query_row("SELECT EXISTS (SELECT 1 FROM ses_mails WHERE order_id = ?1)", [order_id], |r| r.get(0))
+        .map_err(sql_error)?;
+    tx.execute(
+        "INSERT INTO ses_mails (ses_message_id, order_id, claim_token, seen_at, duplicate) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![message_id, order_id, claim_token, now, extra],
+    )
+    .map_err(sql_error)?;
+    Ok(Some(extra))
+}
+
+/// Makes the recorded `message_id` the order's first known mail when the order has none yet; does
+/// nothing otherwise (it is known already, or another mail came first: after migration 0009 the
+/// recorded mail is always known by then).
+fn first_mail_only(
+    tx: &rusqlite::Transaction<'_>,
+    order_id: &str,
+    message_id: &str,
+    now: i64,
+) -> Result<(), BackendError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO ses_mails (ses_message_id, order_id, claim_token, seen_at, duplicate) \
+         SELECT ?1, ?2, NULL, ?3, 0 WHERE NOT EXISTS (SELECT 1 FROM ses_mails WHERE order_id = ?2)",
+        params![message_id, order_id, now],
+    )
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+/// What the event says about the order: a delivery state (only the order's own mail says how its
+/// confirmation fared, fenced by rank), or the Send event (the latest kept).
+fn apply_effect(tx: &rusqlite::Transaction<'_>, e: &DeliveryEvent, row: &TargetRow) -> Result<(), BackendError> {
+    let (order_id, _, stored_state, send_event_at, recorded) = row;
+    let message_id = e.message_id.as_str();
+    let at = (e.occurred_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    match e.effect {
+        Effect::State(state) if recorded.as_deref().is_none_or(|r| r == message_id) => {
+            let stored_rank =
+                stored_state.as_deref().and_then(|s| DeliveryState::parse(s).ok()).map_or(0, DeliveryState::rank);
+            if state.rank() > stored_rank {
+                tx.execute(
+                    "UPDATE order_confirmations SET delivery_state = ?2, delivery_detail = ?3, delivery_at = ?4 \
+                     WHERE order_id = ?1",
+                    params![order_id, state.as_str(), e.detail, at],
+                )
+                .map_err(sql_error)?;
+            }
+        }
+        Effect::State(_) => {}
+        Effect::Send => {
+            if send_event_at.is_none_or(|stored| at > stored) {
+                tx.execute(
+                    "UPDATE order_confirmations SET send_event_message_id = ?2, send_event_claim_token = ?3, \
+                     send_event_at = ?4 WHERE order_id = ?1",
+                    params![order_id, message_id, e.claim_token.map(|t| t.to_string()), at],
+                )
+                .map_err(sql_error)?;
+            }
+        }
+    }
+    Ok(())
 }

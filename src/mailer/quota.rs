@@ -127,6 +127,23 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// What reading the quota needs, so that `config` and `stats` report it the same way from the
+/// command line and from the deployed operator function: the SES client and the rate settings.
+#[derive(Debug, Clone)]
+pub struct QuotaSource {
+    pub client: aws_sdk_sesv2::Client,
+    pub share: Option<f64>,
+    pub account: Option<f64>,
+    pub senders: Option<u32>,
+}
+
+impl QuotaSource {
+    /// The quota as read now; `current_rate` (mails per second) adds the exhaustion warning.
+    pub async fn report(&self, current_rate: Option<f64>) -> QuotaReport {
+        QuotaReport::gather(&self.client, self.share, self.account, self.senders, current_rate).await
+    }
+}
+
 /// What `config` and `stats` report about the quota: the rates the limiter starts from, and the
 /// quota as read (or why it could not be).
 #[derive(Debug, Clone, Serialize)]

@@ -63,6 +63,7 @@ fn blank_report(record: &SqsMessage) -> RecordReport {
         outcome: RecordOutcome::TransientFailure { reason: "not processed".to_owned() },
         notes,
         unrecorded_send: false,
+        extra_mail_recorded: false,
         time_to_confirm_seconds: None,
         after_expired_lease: false,
         first_sent_ms,

@@ -24,7 +24,7 @@ mod send;
 use crate::batch::{BatchReport, FIRST_SENT_ATTRIBUTE, RecordOutcome, RecordReport};
 use crate::decode::{Note, Rejection};
 use crate::error::{BackendError, ErrorClass};
-use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recording, Takeover};
+use crate::ledger::{Claim, ClaimRequest, Ledger, Outcome, Recorded, Recording, Takeover};
 use crate::mailer::Mailer;
 use crate::order::{Canonical, Order, Priority};
 use crate::rate::SendGate;
@@ -241,6 +241,14 @@ fn log_record(r: &RecordReport) {
             priority,
             outcome,
             "mail sent but not recorded in the ledger; it may be mailed again"
+        );
+    }
+    if r.extra_mail_recorded {
+        tracing::warn!(
+            message_id,
+            order_id,
+            priority,
+            "duplicate mail: SES accepted a second mail for this order (an event brought the other one before this record)"
         );
     }
     if let RecordOutcome::Sent { provider_message_id } | RecordOutcome::SentEarlier { provider_message_id } = &r.outcome

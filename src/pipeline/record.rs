@@ -11,9 +11,9 @@ impl Pipeline {
         &self,
         rx: &mut tokio::sync::mpsc::UnboundedReceiver<Finished>,
         budget: &Budget,
-    ) -> Vec<(usize, Sent, bool)> {
+    ) -> Vec<(usize, Sent, Recorded)> {
         let wave_size = self.settings.concurrency.max(1);
-        let mut done: Vec<(usize, Sent, bool)> = Vec::new();
+        let mut done: Vec<(usize, Sent, Recorded)> = Vec::new();
         let mut wave: Vec<Finished> = Vec::new();
         let mut wave_due: Option<Instant> = None;
         loop {
@@ -41,7 +41,7 @@ impl Pipeline {
 
     /// Records one wave in one ledger call, retrying with backoff while the budget allows.
     /// Returns each send with whether its outcome was applied.
-    async fn record_wave(&self, wave: Vec<Finished>, budget: &Budget) -> Vec<(usize, Sent, bool)> {
+    async fn record_wave(&self, wave: Vec<Finished>, budget: &Budget) -> Vec<(usize, Sent, Recorded)> {
         let recordings: Vec<Recording> = wave
             .iter()
             .filter_map(|f| match &f.sent {
@@ -65,19 +65,26 @@ impl Pipeline {
         } else {
             self.record_with_retries(&recordings, budget).await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, orders = recordings.len(), "recording a wave failed; its mailed orders may be mailed again later");
-                vec![false; recordings.len()]
+                vec![Recorded::FENCED; recordings.len()]
             })
         };
         let mut applied = applied.into_iter();
         wave.into_iter()
             .map(|f| {
-                let ok = matches!(f.sent, Sent::Record(_) | Sent::Earlier(_)) && applied.next().unwrap_or(false);
-                (f.index, f.sent, ok)
+                let recorded = match f.sent {
+                    Sent::Record(_) | Sent::Earlier(_) => applied.next().unwrap_or(Recorded::FENCED),
+                    Sent::Unknown(_) => Recorded::FENCED,
+                };
+                (f.index, f.sent, recorded)
             })
             .collect()
     }
 
-    async fn record_with_retries(&self, recordings: &[Recording], budget: &Budget) -> Result<Vec<bool>, BackendError> {
+    async fn record_with_retries(
+        &self,
+        recordings: &[Recording],
+        budget: &Budget,
+    ) -> Result<Vec<Recorded>, BackendError> {
         let mut delay = Duration::from_millis(100);
         loop {
             let error = match tokio::time::timeout_at(budget.ledger_until, self.ledger.record(recordings)).await {
@@ -105,15 +112,19 @@ impl Pipeline {
 }
 
 /// Sets each sent record's outcome from what its send produced and whether the ledger recorded it.
-pub(super) fn settle(items: &mut [Item], done: Vec<(usize, Sent, bool)>) {
+pub(super) fn settle(items: &mut [Item], done: Vec<(usize, Sent, Recorded)>) {
     let now_ms = crate::clock::unix_ms_now();
-    for (i, sent, applied) in done {
+    for (i, sent, recorded) in done {
+        let applied = recorded.applied;
         let lease_ends = match &items[i].work {
             Work::Claimed(c) => Some(c.lease_ends),
             _ => None,
         };
         items[i].work = Work::Done;
         let report = &mut items[i].report;
+        // The recorded mail is a second one SES accepted for the order (an event brought the
+        // first): counted here, once, as the events path counts the ones it finds.
+        report.extra_mail_recorded = recorded.extra_mail;
         report.outcome = match sent {
             Sent::Record(Outcome::Sent { message_id }) => {
                 // The mail went out: acknowledge it even if the record was lost, and count

@@ -194,11 +194,10 @@ impl Pipeline {
             {
                 Ok(result) => result,
                 Err(_) => {
-                    tracing::warn!(order_id = %order.order_id, "the send did not finish within the time budget; left leased until it can be taken over");
-                    return Sent::Unknown(
-                        "the send did not finish within the time budget; left leased until it can be taken over"
-                            .to_owned(),
-                    );
+                    const UNFINISHED: &str =
+                        "the send did not finish within the time budget; left leased until it can be taken over";
+                    tracing::warn!(order_id = %order.order_id, "{UNFINISHED}");
+                    return Sent::Unknown(UNFINISHED.to_owned());
                 }
             };
             let throttled = matches!(&result, Err(e) if e.class == ErrorClass::Throttled);
@@ -216,19 +215,24 @@ impl Pipeline {
                 None => break result,
             }
         };
-        Sent::Record(match result {
-            Ok(message_id) => Outcome::Sent { message_id },
-            Err(BackendError { class: ErrorClass::Throttled, message, .. }) => {
-                Outcome::Deferred { reason: format!("not sent: SES is at its sending rate ({message})") }
+        Sent::Record(outcome_of(result, fatal))
+    }
+}
+
+/// The outcome SES's answer gives the order; a fatal answer also stops this invocation's sends.
+fn outcome_of(result: Result<String, BackendError>, fatal: &AtomicBool) -> Outcome {
+    match result {
+        Ok(message_id) => Outcome::Sent { message_id },
+        Err(BackendError { class: ErrorClass::Throttled, message, .. }) => {
+            Outcome::Deferred { reason: format!("not sent: SES is at its sending rate ({message})") }
+        }
+        Err(BackendError { class: ErrorClass::Transient, message, .. }) => Outcome::Failed { error: message },
+        Err(BackendError { class: ErrorClass::Permanent, message, .. }) => Outcome::Rejected { reason: message },
+        Err(BackendError { class: ErrorClass::Fatal, message, .. }) => {
+            if !fatal.swap(true, Ordering::Relaxed) {
+                tracing::error!(error = %message, "fatal mailer error: no more sends in this invocation");
             }
-            Err(BackendError { class: ErrorClass::Transient, message, .. }) => Outcome::Failed { error: message },
-            Err(BackendError { class: ErrorClass::Permanent, message, .. }) => Outcome::Rejected { reason: message },
-            Err(BackendError { class: ErrorClass::Fatal, message, .. }) => {
-                if !fatal.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %message, "fatal mailer error: no more sends in this invocation");
-                }
-                Outcome::Failed { error: message }
-            }
-        })
+            Outcome::Failed { error: message }
+        }
     }
 }

@@ -18,9 +18,11 @@
 
 use crate::error::BackendError;
 use crate::ledger::{LedgerOps, park_note};
+use crate::mailer::quota::{QuotaReport, QuotaSource};
 use crate::order::OrderId;
 use crate::pipeline::Pipeline;
 use crate::reconcile::ReconcileSettings;
+use crate::stats::Statistics;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -183,6 +185,8 @@ pub struct Operator<'a> {
     pub settings: &'a OperatorSettings,
     /// Present when queue URLs are configured: queue and DLQ depths in `stats`.
     pub sqs: Option<&'a aws_sdk_sqs::Client>,
+    /// Present when the mailer is SES: the send quota in `stats` and `config`.
+    pub quota: Option<&'a QuotaSource>,
 }
 
 /// What the operator's answers need from the configuration (built by `config`).
@@ -231,6 +235,21 @@ pub fn park_answer(state: &crate::ledger::OrderState) -> Value {
     json!({"parked": true, "order": state})
 }
 
+/// The SES quota beside `stats`, read now, with the warning at the service's rate of the last hour.
+pub async fn stats_quota(s: &Statistics, quota: Option<&QuotaSource>) -> Option<QuotaReport> {
+    let last_hour: u64 = s.ledger.priorities.iter().map(|p| p.sent_last_hour).sum();
+    Some(quota?.report(Some(last_hour as f64 / 3600.0)).await)
+}
+
+/// `stats`' answer as JSON, to the operator request and `stats --json` alike.
+pub fn stats_document(s: &Statistics, quota: Option<&QuotaReport>) -> Result<Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(s)?;
+    if let Some(quota) = quota {
+        doc["ses_send_quota"] = serde_json::to_value(quota)?;
+    }
+    Ok(doc)
+}
+
 /// Tags a backend failure with the step it broke.
 fn failed(doing: &'static str) -> impl FnOnce(BackendError) -> OperatorError {
     move |error| OperatorError::Failed { doing, error }
@@ -244,7 +263,8 @@ impl Operator<'_> {
         let settings = self.settings;
         match request {
             Request::Stats => {
-                Ok(serde_json::to_value(crate::stats::gather(ledger, self.sqs, &settings.queue_urls).await?)?)
+                let s = crate::stats::gather(ledger, self.sqs, &settings.queue_urls).await?;
+                Ok(stats_document(&s, stats_quota(&s, self.quota).await.as_ref())?)
             }
             Request::Status { order_id } => {
                 let state = ledger.order_state(order_id).await.map_err(failed("reading the order"))?;
@@ -254,7 +274,13 @@ impl Operator<'_> {
                                    "hint": crate::stats::not_in_ledger(order_id)}),
                 })
             }
-            Request::Config => Ok(settings.printed.clone()),
+            Request::Config => {
+                let mut printed = settings.printed.clone();
+                if let Some(quota) = self.quota {
+                    printed["ses_send_quota"] = serde_json::to_value(quota.report(None).await)?;
+                }
+                Ok(printed)
+            }
             Request::Reconcile => {
                 let report = super::reconcile(self.pipeline, ledger, &settings.reconcile, deadline)
                     .await

@@ -299,37 +299,47 @@ async fn handle(State(proxy): State<Proxy>, req: Request) -> Response {
         Ok(f) => f,
         Err(e) => return aws_error(500, None, &format!("fault proxy: {e}")),
     };
-    let result = proxy.client.request(forward).await;
-    let witnessing = proxy.shared.lock().unwrap().witness.is_some();
-    let response = match result {
-        Ok(res) if witnessing && res.status().is_success() => {
-            // The answer is read whole (a small JSON document) so its MessageId can be announced
-            // now, while SES has accepted the mail and the caller does not know it yet.
-            let (parts, body) = res.into_parts();
-            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            if let Some(sent) = AcceptedSend::parse(&text, &bytes)
-                && let Some(witness) = &proxy.shared.lock().unwrap().witness
-            {
-                let _ = witness.send(sent);
-            }
-            Ok(Response::from_parts(parts, Body::from(bytes)))
-        }
-        Ok(res) => {
-            let (parts, body) = res.into_parts();
-            Ok(Response::from_parts(parts, Body::new(body)))
-        }
-        Err(e) => Err(e),
+    // Forwarded, the request runs to its end on its own task: a caller killed while SES is
+    // answering (the soak SIGKILLs workers) closes its connection, and hyper then drops this
+    // handler; SES has accepted the mail all the same, so its witness and its acceptance must not
+    // be dropped with the handler (they were: the emulator held a mail the witness never saw).
+    let upstream = tokio::spawn(forward_and_witness(proxy.clone(), forward, text));
+    let response = match upstream.await {
+        Ok(response) => response,
+        Err(e) => return aws_error(502, None, &format!("fault proxy: forwarding failed: {e}")),
     };
     if let Some(Action::Hold(d)) = action {
         tokio::time::sleep(d).await;
     }
-    if let Ok(res) = &response
-        && res.status().is_success()
-    {
-        let mut s = proxy.shared.lock().unwrap();
-        if let Some(key) = s.key_of.and_then(|key_of| key_of(&text)) {
-            s.accepted.push((key, std::time::Instant::now()));
-        }
-    }
     response.unwrap_or_else(|e| aws_error(502, None, &format!("fault proxy: upstream unreachable: {e}")))
+}
+
+/// Forwards one request upstream and, when the upstream accepts it, announces it to the witness
+/// and logs its acceptance (with `track_accepted`) at that moment: what SES itself knows as soon
+/// as it answers, whether or not the caller lives to read the answer.
+async fn forward_and_witness(
+    proxy: Proxy,
+    forward: hyper::Request<Body>,
+    text: String,
+) -> Result<Response, hyper_util::client::legacy::Error> {
+    let res = proxy.client.request(forward).await?;
+    if !res.status().is_success() {
+        let (parts, body) = res.into_parts();
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
+    // The answer is read whole (a small JSON document) so its MessageId can be announced now,
+    // while SES has accepted the mail and the caller does not know it yet.
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let mut s = proxy.shared.lock().unwrap();
+    if let Some(witness) = &s.witness
+        && let Some(sent) = AcceptedSend::parse(&text, &bytes)
+    {
+        let _ = witness.send(sent);
+    }
+    if let Some(key) = s.key_of.and_then(|key_of| key_of(&text)) {
+        s.accepted.push((key, std::time::Instant::now()));
+    }
+    drop(s);
+    Ok(Response::from_parts(parts, Body::from(bytes)))
 }

@@ -180,11 +180,15 @@ pub enum RecordFault {
 }
 
 /// A real ledger with scripted trouble: a round-trip time on every claim and record (the Data API
-/// over the network) and a record step that fails as scripted. Only the hot path: operations go to
-/// the real ledger directly. Counts the claim, record and sent_earlier calls.
+/// over the network), a record step that fails as scripted and, when scripted, answers a real
+/// ledger never gives (not one per order or takeover asked about): a claim answer cut short, a
+/// fixed answer to `sent_earlier`. Only the hot
+/// path: operations go to the real ledger directly. Counts the claim, record and sent_earlier calls.
 pub struct ScriptedLedger {
     pub inner: Arc<dyn Ledger>,
     fault: Option<RecordFault>,
+    claim_answers: Option<usize>,
+    sent_earlier_answer: Option<Vec<Option<String>>>,
     latency: Duration,
     started: std::time::Instant,
     pub claim_calls: AtomicUsize,
@@ -197,6 +201,8 @@ impl ScriptedLedger {
         Self {
             inner,
             fault: None,
+            claim_answers: None,
+            sent_earlier_answer: None,
             latency: Duration::ZERO,
             started: std::time::Instant::now(),
             claim_calls: AtomicUsize::new(0),
@@ -212,6 +218,16 @@ impl ScriptedLedger {
     pub fn latency(self, latency: Duration) -> Self {
         Self { latency, ..self }
     }
+
+    /// Every claim call claims all its orders but answers for only the first `n`.
+    pub fn claim_answers(self, n: usize) -> Self {
+        Self { claim_answers: Some(n), ..self }
+    }
+
+    /// Every `sent_earlier` call answers `answer`, whatever it asked about.
+    pub fn sent_earlier_answer(self, answer: Vec<Option<String>>) -> Self {
+        Self { sent_earlier_answer: Some(answer), ..self }
+    }
 }
 
 #[async_trait::async_trait]
@@ -219,9 +235,14 @@ impl Ledger for ScriptedLedger {
     async fn claim(&self, orders: &[ClaimRequest], lease: Duration) -> Result<Vec<Claim>, BackendError> {
         self.claim_calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
-        self.inner.claim(orders, lease).await
+        let mut claims = self.inner.claim(orders, lease).await?;
+        claims.truncate(self.claim_answers.unwrap_or(claims.len()));
+        Ok(claims)
     }
-    async fn record(&self, recordings: &[Recording]) -> Result<Vec<bool>, BackendError> {
+    async fn record(
+        &self,
+        recordings: &[Recording],
+    ) -> Result<Vec<order_confirmation::ledger::Recorded>, BackendError> {
         let call = self.record_calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
         let lost = || Err(BackendError::transient("connection reset by peer"));
@@ -241,7 +262,10 @@ impl Ledger for ScriptedLedger {
         claims: &[(order_confirmation::order::OrderId, uuid::Uuid)],
     ) -> Result<Vec<Option<String>>, BackendError> {
         self.sent_earlier_calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.sent_earlier(claims).await
+        match &self.sent_earlier_answer {
+            Some(answer) => Ok(answer.clone()),
+            None => self.inner.sent_earlier(claims).await,
+        }
     }
 }
 
