@@ -129,14 +129,7 @@ pub async fn run(
     options: &ConsumeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ConsumeSummary, BackendError> {
-    let mut queues = Vec::new();
-    for url in &options.queue_urls {
-        queues.push(describe(client, url).await?);
-    }
-    // SES events first, whatever the order given: a batch of them is one cheap ledger call, and a
-    // takeover may be waiting for a Send event (docs/design.md, "SES as the second witness").
-    // The order queues keep their order after them.
-    queues.sort_by_key(|q| !crate::delivery::is_events_queue(&q.arn));
+    let queues = polling_order(client, &options.queue_urls).await?;
     tokio::pin!(shutdown);
     let mut summary = ConsumeSummary::default();
     let mut last_message = Instant::now();
@@ -152,19 +145,9 @@ pub async fn run(
         let mut no_slot = false;
         for (i, queue) in queues.iter().enumerate() {
             let wait = if i + 1 == queues.len() { options.wait } else { Duration::ZERO };
-            // A mapping's batch for an order queue; the SES events queue sends nothing, so it is
-            // received as `consume` receives it whatever the mode.
-            let mapping = options.mapping.filter(|_| !crate::delivery::is_events_queue(&queue.arn));
-            let gathered: Received<'_> = match mapping {
-                Some(mapping) => gather(client, queue, mapping, wait, options),
-                None => {
-                    let max = batch_size(pipeline, queue, options.batch_timeout).await;
-                    if max == 0 {
-                        no_slot = true;
-                        continue;
-                    }
-                    Box::pin(receive(client, queue, max, wait, visibility_on_receive(options)))
-                }
+            let Some(gathered) = next_receive(pipeline, client, queue, wait, options).await else {
+                no_slot = true;
+                continue;
             };
             let out = tokio::select! {
                 out = gathered => out,
@@ -204,6 +187,39 @@ pub async fn run(
         }
     }
     Ok(summary)
+}
+
+/// The queues to poll, SES events first whatever the order given: a batch of them is one cheap
+/// ledger call, and a takeover may be waiting for a Send event (docs/design.md, "SES as the second
+/// witness"). The order queues keep their order after them.
+async fn polling_order(client: &Client, urls: &[String]) -> Result<Vec<Queue>, BackendError> {
+    let mut queues = Vec::new();
+    for url in urls {
+        queues.push(describe(client, url).await?);
+    }
+    queues.sort_by_key(|q| !crate::delivery::is_events_queue(&q.arn));
+    Ok(queues)
+}
+
+/// The receive to make on `queue` next: a mapping's batch for an order queue (the SES events
+/// queue sends nothing, so it is received as `consume` receives it whatever the mode), or as many
+/// messages as this worker's rate can send soon; `None` when that is none.
+async fn next_receive<'a>(
+    pipeline: &Pipeline,
+    client: &'a Client,
+    queue: &'a Queue,
+    wait: Duration,
+    options: &'a ConsumeOptions,
+) -> Option<Received<'a>> {
+    match options.mapping.filter(|_| !crate::delivery::is_events_queue(&queue.arn)) {
+        Some(mapping) => Some(gather(client, queue, mapping, wait, options)),
+        None => {
+            let max = batch_size(pipeline, queue, options.batch_timeout).await;
+            (max > 0).then(|| -> Received<'a> {
+                Box::pin(receive(client, queue, max, wait, visibility_on_receive(options)))
+            })
+        }
+    }
 }
 
 type Received<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Vec<Message>, BackendError>> + Send + 'a>>;

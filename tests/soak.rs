@@ -27,7 +27,10 @@
 //! `SOAK_SEND_EVENTS` (0: SES publishes no events; 1, the default: each accepted mail's Send and
 //! Delivery event), `SOAK_EVENT_LOSS` (share of those events lost, 0.05; 0 loses none),
 //! `SOAK_LATE_EVENTS` (share of them that arrive only after the takeovers' wait, 0.1; 0: every
-//! event arrives within it), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
+//! event arrives within it), `SOAK_LATE_EVENT_SECONDS` (how long after the mail a late event
+//! arrives, plus 1 to 4 s; default the takeovers' wait: set it past the lease, e.g. 40, and the
+//! takeovers after a kill mail before the dead holder's events arrive, so the soak sees extra mails
+//! the service counts), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
 //! faults; `small-share-high` and `small-share-normal` run one mix); `SOAK_KEEP_LOGS=1` keeps the
 //! workers' logs. `SOAK_TOPOLOGY=lambda` polls as the template's event source mappings do instead
 //! of with `consume` workers on every queue ([`LambdaShape`]). A valid order found in a DLQ is named with its receive history: every log line
@@ -620,8 +623,8 @@ fn publish_send_events(
     let published = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut witness = s.ses_proxy.witness_sends();
     let (client, url, count) = (moto.client.clone(), events_url.to_owned(), published.clone());
-    let (delay, wait, loss, late, mails) =
-        (p.send_event_delay, p.send_event_wait, p.event_loss, p.late_events, mails.clone());
+    let (delay, loss, late, mails) = (p.send_event_delay, p.event_loss, p.late_events, mails.clone());
+    let late_after = late_event_after(p);
     tokio::spawn(async move {
         while let Some(sent) = witness.recv().await {
             let index = {
@@ -646,7 +649,7 @@ fn publish_send_events(
                 // guarantee): the extra mails they cause are the ones the service can count.
                 let is_late = rand::random_bool(late);
                 let after = if is_late {
-                    wait + Duration::from_secs_f64(rand::random_range(1.0..4.0))
+                    late_after + Duration::from_secs_f64(rand::random_range(1.0..4.0))
                 } else {
                     delay.mul_f64(rand::random_range(0.5..1.5))
                 };
@@ -672,10 +675,16 @@ fn publish_send_events(
     published
 }
 
+/// How long after its mail a late event arrives (plus 1 to 4 s): `SOAK_LATE_EVENT_SECONDS`, by
+/// default the takeovers' wait.
+fn late_event_after(p: &SoakParams) -> Duration {
+    Duration::from_secs_f64(env_number("SOAK_LATE_EVENT_SECONDS", p.send_event_wait.as_secs_f64()))
+}
+
 /// After the run (reconcile's re-sends included), the events still on their way are published and
 /// applied: one more `consume` on the events queue alone, until it is idle.
 async fn settle_events(rig: &Rig, p: &SoakParams) {
-    tokio::time::sleep(p.send_event_wait + Duration::from_secs(5)).await;
+    tokio::time::sleep(p.send_event_wait.max(late_event_after(p)) + Duration::from_secs(5)).await;
     let out = |kind: &str| std::fs::File::create(rig.dir.path().join(format!("events-final.{kind}"))).expect("log");
     let mut c = rig.binary();
     c.env("QUEUE_URLS", &rig.events.url)
