@@ -574,6 +574,20 @@ async fn held_by_a_dead_holder(ledger: &dyn Ledger, bodies: &[String], lease: Du
     tokio::time::sleep(lease + Duration::from_millis(50)).await;
 }
 
+/// One batch of `bodies` (message ids m0, m1, ...) through a pipeline on `ledger` whose takeovers
+/// wait up to `send_event_wait` for the dead holder's Send event, with 1 s of lease slack.
+async fn run_takeovers(
+    b: &LocalBackends,
+    ledger: Arc<ScriptedLedger>,
+    bodies: &[String],
+    send_event_wait: Duration,
+) -> BatchReport {
+    let settings =
+        PipelineSettings { lease_slack: Duration::from_secs(1), send_event_wait, ..PipelineSettings::default() };
+    let records = bodies.iter().enumerate().map(|(i, body)| record(&format!("m{i}"), body)).collect();
+    Pipeline::new(ledger, b.outbox.clone(), None, settings).handle(&event(records), deadline(30)).await
+}
+
 #[tokio::test]
 async fn a_batch_of_takeovers_waiting_for_send_events_asks_the_ledger_once_per_poll_not_once_per_order() {
     let b = LocalBackends::new().await;
@@ -582,14 +596,7 @@ async fn a_batch_of_takeovers_waiting_for_send_events_asks_the_ledger_once_per_p
     let ledger = Arc::new(ScriptedLedger::new(b.ledger.clone()));
     // No Send event comes: each takeover waits its bound, about 2 s (3 s from its holder's last
     // possible send, 1 s of slack of which had passed), then mails.
-    let settings = PipelineSettings {
-        lease_slack: Duration::from_secs(1),
-        send_event_wait: Duration::from_secs(3),
-        ..PipelineSettings::default()
-    };
-    let records = bodies.iter().enumerate().map(|(i, body)| record(&format!("m{i}"), body)).collect();
-    let report =
-        Pipeline::new(ledger.clone(), b.outbox.clone(), None, settings).handle(&event(records), deadline(30)).await;
+    let report = run_takeovers(&b, ledger.clone(), &bodies, Duration::from_secs(3)).await;
     for r in &report.records {
         assert!(matches!(r.outcome, RecordOutcome::Sent { .. }) && r.after_expired_lease, "{r:?}");
     }
@@ -626,14 +633,7 @@ async fn a_takeover_whose_holders_last_send_is_older_than_the_wait_mails_at_once
     // longer than the 2 s a Send event is given, so there is nothing left to wait for.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let ledger = Arc::new(ScriptedLedger::new(b.ledger.clone()));
-    let settings = PipelineSettings {
-        lease_slack: Duration::from_secs(1),
-        send_event_wait: Duration::from_secs(2),
-        ..PipelineSettings::default()
-    };
-    let report = Pipeline::new(ledger.clone(), b.outbox.clone(), None, settings)
-        .handle(&event(vec![record("m1", &body)]), deadline(30))
-        .await;
+    let report = run_takeovers(&b, ledger.clone(), std::slice::from_ref(&body), Duration::from_secs(2)).await;
     let r = &report.records[0];
     assert!(matches!(r.outcome, RecordOutcome::Sent { .. }) && r.after_expired_lease, "{r:?}");
     assert_eq!(ledger.sent_earlier_calls.load(Ordering::SeqCst), 0, "no wait, so no look for Send events");
@@ -650,14 +650,7 @@ async fn an_answer_about_send_events_that_does_not_line_up_with_the_waiting_take
     let ledger = Arc::new(
         ScriptedLedger::new(b.ledger.clone()).sent_earlier_answer(vec![Some("a-mail-of-unknown-order".to_owned())]),
     );
-    let settings = PipelineSettings {
-        lease_slack: Duration::from_secs(1),
-        send_event_wait: Duration::from_secs(3),
-        ..PipelineSettings::default()
-    };
-    let records = bodies.iter().enumerate().map(|(i, body)| record(&format!("m{i}"), body)).collect();
-    let report =
-        Pipeline::new(ledger.clone(), b.outbox.clone(), None, settings).handle(&event(records), deadline(30)).await;
+    let report = run_takeovers(&b, ledger.clone(), &bodies, Duration::from_secs(3)).await;
     for r in &report.records {
         assert!(matches!(r.outcome, RecordOutcome::Sent { .. }), "{r:?}");
     }
