@@ -87,6 +87,7 @@ pub async fn run(
     let queues = polling_order(client, &options.queue_urls).await?;
     tokio::pin!(shutdown);
     let mut summary = ConsumeSummary::default();
+    let worker = Worker { pipeline, ledger, client, backoff, options };
     let mut last_message = Instant::now();
     tracing::info!(queues = ?options.queue_urls, "consuming");
     'poll: loop {
@@ -124,7 +125,6 @@ pub async fn run(
             }
             last_message = Instant::now();
             // The batch in hand is finished even if a signal arrives meanwhile.
-            let worker = Worker { pipeline, ledger, client, backoff, options };
             worker.handle(queue, messages, &mut summary).await;
             // Back to the top: the high-priority queue is checked again before any other.
             continue 'poll;

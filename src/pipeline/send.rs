@@ -201,19 +201,17 @@ impl Pipeline {
                 }
             };
             let throttled = matches!(&result, Err(e) if e.class == ErrorClass::Throttled);
-            match &self.gate {
-                Some(gate) => {
-                    gate.feedback(order.priority, throttled).await;
-                    // Throttled: the gate has cut its rate and holds its next slot back until
-                    // SES's next second; the order is sent again then, in this batch, instead of
-                    // waiting out a deferral (a deferred copy at the end of a backlog is the tail).
-                    // Only when no slot comes in time is it deferred.
-                    if !throttled {
-                        break result;
-                    }
+            if let Some(gate) = &self.gate {
+                gate.feedback(order.priority, throttled).await;
+                // Throttled: the gate has cut its rate and holds its next slot back until SES's
+                // next second; the order is sent again then, in this batch, instead of waiting out
+                // a deferral (a deferred copy at the end of a backlog is the tail). Only when no
+                // slot comes in time is it deferred.
+                if throttled {
+                    continue;
                 }
-                None => break result,
             }
+            break result;
         };
         Sent::Record(outcome_of(result, fatal))
     }
