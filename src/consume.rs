@@ -2,10 +2,11 @@
 //! ten messages, builds the same `SqsEvent` Lambda would, runs the same handler and the same
 //! finish step, deletes exactly the acknowledged records and leaves the rest to come back (after
 //! the backoff's visibility timeout). Queues are polled in the order given, so the high-priority queue is always drained
-//! ahead of the normal one. On SIGINT/SIGTERM it finishes the batch in hand, then exits.
+//! ahead of the normal one. On SIGINT/SIGTERM it finishes the batches in hand, then exits.
 //!
 //! A queue whose name ends in `-ses-events` carries SES's events about sent mail: its batches go
-//! to [`crate::delivery`], as Lambda's dispatch sends them. It is polled before the order queues.
+//! to [`crate::delivery`], as Lambda's dispatch sends them. It has a poller of its own, beside the
+//! order queues' and never waiting for them, as Lambda gives it a mapping of its own.
 //!
 //! With a [`MappingBatch`] (`--batch-size`) it receives as one of Lambda's event source mappings
 //! delivers instead: a fixed batch gathered within a batching window, whatever the send rate. Run
@@ -15,6 +16,7 @@
 //! The end-to-end tests run it against a real SQS API (moto), and it runs the service on a plain
 //! host or container.
 
+mod gather;
 mod sqs;
 
 use crate::backoff::VisibilityBackoff;
@@ -24,6 +26,7 @@ use crate::service::{self, BatchKind};
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use gather::gather;
 use serde::Serialize;
 use sqs::{Queue, delete_acknowledged, describe, to_record};
 use std::future::Future;
@@ -74,8 +77,25 @@ pub struct ConsumeSummary {
     pub requeued: u64,
 }
 
-/// Runs until `shutdown` resolves (finishing the batch in hand) or the idle limit passes. `ledger`
+impl ConsumeSummary {
+    /// The two pollers' summaries as one.
+    fn plus(self, other: Self) -> Self {
+        Self {
+            batches: self.batches + other.batches,
+            received: self.received + other.received,
+            deleted: self.deleted + other.deleted,
+            retried: self.retried + other.retried,
+            requeued: self.requeued + other.requeued,
+        }
+    }
+}
+
+/// Runs until `shutdown` resolves (finishing the batches in hand) or the idle limit passes. `ledger`
 /// is the pipeline's ledger, whose operations apply the SES events queue's batches.
+///
+/// The SES events queue has a poller of its own beside the order queues' (as Lambda gives it a
+/// mapping of its own): an order batch never waits for an events batch, and a takeover waiting for
+/// the previous holder's Send event sees it applied while it waits, even on a lone worker.
 pub async fn run(
     pipeline: &Pipeline,
     ledger: &dyn crate::ledger::LedgerOps,
@@ -84,76 +104,77 @@ pub async fn run(
     options: &ConsumeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ConsumeSummary, BackendError> {
-    let queues = polling_order(client, &options.queue_urls).await?;
-    tokio::pin!(shutdown);
-    let mut summary = ConsumeSummary::default();
+    let (events, orders) = queues(client, &options.queue_urls).await?;
     let worker = Worker { pipeline, ledger, client, backoff, options };
-    let mut last_message = Instant::now();
+    let activity = Activity::new();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     tracing::info!(queues = ?options.queue_urls, "consuming");
-    'poll: loop {
-        // Idle only counts from when this worker's own deferred copies are visible again.
-        let idle_since = backoff.copies_due().map_or(last_message, |due| due.max(last_message));
-        if options.idle_exit.is_some_and(|idle| idle_since.elapsed() >= idle) {
-            tracing::info!("no messages for the idle limit; exiting");
-            break;
+    let pollers = async {
+        let (o, e) = tokio::join!(
+            worker.poll(&orders, &activity, stopped.clone()),
+            worker.poll(&events, &activity, stopped.clone())
+        );
+        o.plus(e)
+    };
+    tokio::pin!(pollers, shutdown);
+    let summary = tokio::select! {
+        summary = &mut pollers => summary,
+        () = &mut shutdown => {
+            tracing::info!("shutdown requested; finishing the batches in hand");
+            let _ = stop.send(true);
+            pollers.await
         }
-        // Set when an order queue was skipped because this worker's rate grants no send soon.
-        let mut no_slot = false;
-        for (i, queue) in queues.iter().enumerate() {
-            let wait = if i + 1 == queues.len() { options.wait } else { Duration::ZERO };
-            let Some(gathered) = next_receive(pipeline, client, queue, wait, options).await else {
-                no_slot = true;
-                continue;
-            };
-            let out = tokio::select! {
-                out = gathered => out,
-                () = &mut shutdown => {
-                    tracing::info!("shutdown requested; no batch in hand");
-                    break 'poll;
-                }
-            };
-            let messages = match out {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(queue = %queue.url, error = %e, "receive failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue 'poll;
-                }
-            };
-            if messages.is_empty() {
-                continue;
-            }
-            last_message = Instant::now();
-            // The batch in hand is finished even if a signal arrives meanwhile.
-            worker.handle(queue, messages, &mut summary).await;
-            // Back to the top: the high-priority queue is checked again before any other.
-            continue 'poll;
-        }
-        if no_slot {
-            // The orders stay in the queue for a worker that can send them now; this one looks
-            // again once its bucket has refilled a little (no long poll was made to wait on).
-            tokio::select! {
-                () = tokio::time::sleep(NO_SLOT_PAUSE) => {}
-                () = &mut shutdown => {
-                    tracing::info!("shutdown requested; no batch in hand");
-                    break 'poll;
-                }
-            }
-        }
-    }
+    };
     Ok(summary)
 }
 
-/// The queues to poll, SES events first whatever the order given: a batch of them is one cheap
-/// ledger call, and a takeover may be waiting for a Send event (docs/design.md, "SES as the second
-/// witness"). The order queues keep their order after them.
-async fn polling_order(client: &Client, urls: &[String]) -> Result<Vec<Queue>, BackendError> {
+/// What the two pollers have in hand: the worker is idle only while neither holds a batch, counted
+/// from when the last one was received or finished.
+struct Activity {
+    last_message: std::sync::Mutex<Instant>,
+    in_hand: std::sync::atomic::AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { last_message: std::sync::Mutex::new(Instant::now()), in_hand: Default::default() }
+    }
+
+    fn touch(&self) {
+        *self.last_message.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn received(&self) {
+        self.in_hand.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.touch();
+    }
+
+    fn finished(&self) {
+        self.in_hand.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.touch();
+    }
+
+    /// Since when nothing has been in hand; `None` while a batch is.
+    fn idle_since(&self) -> Option<Instant> {
+        let last = *self.last_message.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.in_hand.load(std::sync::atomic::Ordering::SeqCst) == 0).then_some(last)
+    }
+}
+
+/// Resolves once shutdown was requested.
+async fn stopping(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// The queues to poll: the SES events queues, and the order queues in the order given. A batch of
+/// events is one cheap ledger call, and a takeover may be waiting for a Send event
+/// (docs/design.md, "SES as the second witness").
+async fn queues(client: &Client, urls: &[String]) -> Result<(Vec<Queue>, Vec<Queue>), BackendError> {
     let mut queues = Vec::new();
     for url in urls {
         queues.push(describe(client, url).await?);
     }
-    queues.sort_by_key(|q| !crate::delivery::is_events_queue(&q.arn));
-    Ok(queues)
+    Ok(queues.into_iter().partition(|q| crate::delivery::is_events_queue(&q.arn)))
 }
 
 /// The receive to make on `queue` next: a mapping's batch for an order queue (the SES events
@@ -201,61 +222,6 @@ async fn receive(
         .map_err(|e| from_sdk(Service::Sqs, "ReceiveMessage", &e))
 }
 
-/// A mapping's batch: receives of up to ten until `mapping.size` messages are in hand or
-/// `mapping.window` has passed since the first message arrived, as Lambda's poller gathers a
-/// batch before it invokes. The visibility asked for covers the window too, so the first
-/// message received does not come back while the batch is still being gathered. A receive that
-/// fails after some messages arrived ends the gathering with what is in hand (they are the
-/// batch's; the rest stay in the queue).
-fn gather<'a>(
-    client: &'a Client,
-    queue: &'a Queue,
-    mapping: MappingBatch,
-    wait: Duration,
-    options: &'a ConsumeOptions,
-) -> Received<'a> {
-    Box::pin(async move {
-        let size = mapping.size.max(1);
-        let visibility = visibility_on_receive(options)
-            .saturating_add(mapping.window.as_secs_f64().ceil() as i32)
-            .min(crate::backoff::MAX_VISIBILITY.as_secs() as i32);
-        let mut batch = receive(client, queue, remaining(size, 0), wait, visibility).await?;
-        if batch.is_empty() {
-            return Ok(batch);
-        }
-        let window_ends = Instant::now() + mapping.window;
-        while batch.len() < size {
-            let left = window_ends.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            // Long-poll what is left of the window in whole seconds (SQS's unit); under a second,
-            // look without waiting and pause briefly when the queue has nothing.
-            match receive(client, queue, remaining(size, batch.len()), left, visibility).await {
-                Ok(more) if more.is_empty() => {
-                    if left < Duration::from_secs(1) {
-                        tokio::time::sleep(left.min(GATHER_PAUSE)).await;
-                    }
-                }
-                Ok(more) => batch.extend(more),
-                Err(e) => {
-                    tracing::warn!(queue = %queue.url, error = %e, "receive failed while gathering a batch; invoking with what is in hand");
-                    break;
-                }
-            }
-        }
-        Ok(batch)
-    })
-}
-
-/// How many messages the next receive of a gathering asks for.
-fn remaining(size: usize, have: usize) -> i32 {
-    i32::try_from(size.saturating_sub(have)).unwrap_or(MAX_RECEIVE).clamp(1, MAX_RECEIVE)
-}
-
-/// How long a gathering pauses after an empty look in the last second of its window.
-const GATHER_PAUSE: Duration = Duration::from_millis(200);
-
 /// What a worker runs a received batch with.
 struct Worker<'a> {
     pipeline: &'a Pipeline,
@@ -266,6 +232,70 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
+    /// One poller: `queues` in priority order (the last long-polls), each received batch handled
+    /// before the first queue is looked at again. Ends when asked to stop, between batches, or when
+    /// the worker has been idle for the idle limit. Nothing to poll ends it at once.
+    async fn poll(
+        &self,
+        queues: &[Queue],
+        activity: &Activity,
+        stopped: tokio::sync::watch::Receiver<bool>,
+    ) -> ConsumeSummary {
+        let mut summary = ConsumeSummary::default();
+        let options = self.options;
+        'poll: while !queues.is_empty() && !*stopped.borrow() {
+            // Idle only counts from when this worker's own deferred copies are visible again, and
+            // not while the other poller holds a batch.
+            let idle_since =
+                activity.idle_since().map(|last| self.backoff.copies_due().map_or(last, |due| due.max(last)));
+            if let (Some(idle), Some(since)) = (options.idle_exit, idle_since)
+                && since.elapsed() >= idle
+            {
+                tracing::info!("no messages for the idle limit; exiting");
+                break;
+            }
+            // Set when an order queue was skipped because this worker's rate grants no send soon.
+            let mut no_slot = false;
+            for (i, queue) in queues.iter().enumerate() {
+                let wait = if i + 1 == queues.len() { options.wait } else { Duration::ZERO };
+                let Some(gathered) = next_receive(self.pipeline, self.client, queue, wait, options).await else {
+                    no_slot = true;
+                    continue;
+                };
+                let out = tokio::select! {
+                    out = gathered => out,
+                    () = stopping(stopped.clone()) => break 'poll,
+                };
+                let messages = match out {
+                    Ok(messages) => messages,
+                    Err(e) => {
+                        tracing::warn!(queue = %queue.url, error = %e, "receive failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue 'poll;
+                    }
+                };
+                if messages.is_empty() {
+                    continue;
+                }
+                activity.received();
+                // The batch in hand is finished even if a signal arrives meanwhile.
+                self.handle(queue, messages, &mut summary).await;
+                activity.finished();
+                // Back to the top: the high-priority queue is checked again before any other.
+                continue 'poll;
+            }
+            if no_slot {
+                // The orders stay in the queue for a worker that can send them now; this one looks
+                // again once its bucket has refilled a little (no long poll was made to wait on).
+                tokio::select! {
+                    () = tokio::time::sleep(NO_SLOT_PAUSE) => {}
+                    () = stopping(stopped.clone()) => break 'poll,
+                }
+            }
+        }
+        summary
+    }
+
     /// Runs one received batch as Lambda would (the SES events queue's batches go to the delivery
     /// path), deletes what it acknowledged and adds the batch to `summary`.
     async fn handle(&self, queue: &Queue, messages: Vec<Message>, summary: &mut ConsumeSummary) {

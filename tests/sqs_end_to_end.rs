@@ -457,6 +457,68 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_is_not_mailed_
     assert_eq!(moto.depth(&events.url).await, (0, 0));
 }
 
+/// A lone worker polls SES's events while it holds an order batch, as Lambda's events mapping does
+/// beside the order mappings: a takeover waiting for the previous holder's Send event sees it
+/// arrive during the wait and mails nothing. Before, the worker read the events queue only between
+/// batches, so the event it was waiting for sat in the queue until the wait ran out and the order
+/// was mailed a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_worker_applies_the_send_event_its_takeover_is_waiting_for_and_mails_once() {
+    let s = Services::start().await;
+    migrate(&s).await;
+    let moto = Moto::start().await;
+    let q = moto.queue_pair("lone", 5, 30).await;
+    let events = moto.queue_pair("lone-ses-events", 5, 30).await;
+    let mut witness = s.ses_proxy.witness_sends();
+    moto.send(&q.url, &order_body("LW-1", "normal")).await;
+    kill_a_worker_once_ses_accepts(&s, &moto, &[&q.url, &events.url], "lw-1@example.com").await;
+    let accepted = tokio::time::timeout(Duration::from_secs(5), witness.recv())
+        .await
+        .expect("the proxy announced the accepted mail")
+        .expect("the proxy announces accepted mails");
+    s.ses_proxy.clear();
+
+    // The only worker left takes the order over once its message comes back, and waits for the
+    // dead worker's Send event; SES publishes it only once that wait has begun.
+    let mut back = false;
+    for _ in 0..400 {
+        if moto.depth(&q.url).await == (1, 0) {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(back, "the dead worker's message came back");
+    let mut c = binary(&s, &moto, &[&q.url, &events.url]);
+    c.args(["consume", "--wait-seconds", "1", "--idle-exit", "6"])
+        .env("INVOCATION_TIMEOUT_SECONDS", "20")
+        .env("LEASE_SLACK_SECONDS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let mut taken = false;
+    for _ in 0..400 {
+        if moto.depth(&q.url).await == (0, 1) {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(taken, "the worker received the order's message");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    moto.send(&events.url, &support::ses_events::send_event_body(&accepted)).await;
+
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("exits").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "consume failed: {stderr}");
+    let st = s.ledger().await.order_state(&OrderId::parse("LW-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!((st.status, st.ses_message_id.as_deref()), (Status::Sent, Some(accepted.message_id.as_str())));
+    assert_eq!(s.mails_to("lw-1@example.com").await, 1, "one mail: the one SES accepted before the kill");
+    assert_eq!(emf_sum(&stderr, "SentEarlier"), 1.0, "{stderr}");
+    assert_eq!(moto.depth(&q.url).await, (0, 0));
+    assert_eq!(moto.depth(&events.url).await, (0, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_worker_finish_the_batch_in_hand_then_exit() {
     let s = Services::start().await;
