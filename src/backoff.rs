@@ -142,7 +142,8 @@ const MAX_COPIED_ATTRIBUTES: usize = 8;
 const MAX_BATCH_BYTES: usize = 250 * 1024;
 
 /// The delayed copy of a deferred record: the same body and attributes, plus when the order first
-/// entered a queue and how often it was deferred. `None` when it cannot be copied faithfully.
+/// entered a queue and how often it was deferred (a record handed back unclaimed returns at once
+/// and is not counted). `None` when it cannot be copied faithfully.
 fn deferred_copy(
     id: String,
     record: &SqsMessage,
@@ -166,23 +167,19 @@ fn deferred_copy(
     if attributes.len() > MAX_COPIED_ATTRIBUTES {
         return None;
     }
-    let deferrals = record
-        .message_attributes
-        .get(DEFERRALS_ATTRIBUTE)
-        .and_then(|a| a.string_value.as_deref())
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0)
-        .saturating_add(1);
+    let handed_back = matches!(r.outcome, RecordOutcome::Deferred { handed_back: true, .. });
+    let earlier = record.message_attributes.get(DEFERRALS_ATTRIBUTE).and_then(|a| a.string_value.as_deref());
+    let deferrals = earlier.and_then(|v| v.parse::<u32>().ok()).unwrap_or(0).saturating_add(u32::from(!handed_back));
     let number = |v: String| MessageAttributeValue::builder().data_type("Number").string_value(v).build().ok();
     attributes.insert(DEFERRALS_ATTRIBUTE.to_owned(), number(deferrals.to_string())?);
     if let Some(first) = r.first_sent_ms {
         attributes.insert(FIRST_SENT_ATTRIBUTE.to_owned(), number(first.to_string())?);
     }
-    let delay = deferral_delay(r.priority, deferrals, s, rand::random::<f64>());
+    let delay = (!handed_back).then(|| deferral_delay(r.priority, deferrals, s, rand::random::<f64>()));
     SendMessageBatchRequestEntry::builder()
         .id(id)
         .message_body(body)
-        .delay_seconds(delay.as_secs() as i32)
+        .delay_seconds(delay.map_or(0, |d| d.as_secs() as i32))
         .set_message_attributes(Some(attributes))
         .build()
         .ok()

@@ -53,6 +53,8 @@ struct Bucket {
     rate: f64,
     /// High-priority orders waiting for a slot in this instance now.
     high_waiting: usize,
+    /// SES has throttled this instance at least once: its climb is additive from then on.
+    throttled_once: bool,
 }
 
 impl Bucket {
@@ -91,6 +93,13 @@ const MIN_STEP: f64 = 0.1;
 /// of 0.5 mails/s the probing step alone (0.025/s per send) took a fleet of ten cut by a burst of
 /// throttles about half a minute to climb back to the quota.
 const RECOVER: f64 = 0.25;
+/// Until SES first throttles an instance, each accepted send raises its rate by this fraction of
+/// the rate itself (a slow start, as TCP's): an instance does not know how many others are
+/// sending, and at the template's 0.29 mails/s share the additive climb alone took 15 s to reach a
+/// quarter of a 5 mails/s quota, while under Lambda only the normal mapping's four instances had
+/// work (the quota's first 10 s 44 % used). The first throttle ends it; the cut and the additive
+/// climb take over.
+const SLOW_START: f64 = 0.5;
 
 impl SendRateLimiter {
     /// `share` sends per second; `ceiling` the account's whole rate (at least `share`);
@@ -118,6 +127,7 @@ impl SendRateLimiter {
                 refilled_at: Instant::now(),
                 rate: share,
                 high_waiting: 0,
+                throttled_once: false,
             }),
         }
     }
@@ -176,6 +186,7 @@ impl SendGate for SendRateLimiter {
         if throttled {
             let cut = if priority == Priority::High { CUT_HIGH } else { CUT_NORMAL };
             b.rate = (b.rate * cut).max(self.share * FLOOR);
+            b.throttled_once = true;
             // SES said the second is full: no burst right after, and no slot before SES's next
             // second. Below one send per second that is not a whole empty bucket: at a cut rate of
             // 0.125/s an empty bucket would keep the throttled order (retried at the next slot)
@@ -184,7 +195,8 @@ impl SendGate for SendRateLimiter {
             b.tokens = b.tokens.min(0.0).max(1.0 - b.rate);
         } else {
             let step = if b.rate < self.share { RECOVER } else { STEP };
-            b.rate = (b.rate + (self.share * step).max(MIN_STEP)).min(self.ceiling);
+            let slow_start = if b.throttled_once { 0.0 } else { b.rate * SLOW_START };
+            b.rate = (b.rate + (self.share * step).max(MIN_STEP).max(slow_start)).min(self.ceiling);
         }
         let capacity = b.capacity();
         b.tokens = b.tokens.min(capacity);
@@ -283,10 +295,38 @@ mod tests {
             limiter.feedback(Priority::Normal, false).await;
         }
         assert!((limiter.rate().await - at_share - 2.0).abs() < 1e-9, "{}", limiter.rate().await);
-        // A large share probes by 5 % of itself: 12.5 mails/s gains 0.625 per send, as before.
+        // A large share probes by 5 % of itself once throttled: 12.5 mails/s, cut to 7.5, back
+        // above the share in two sends (25 % of it each), then 0.625 per send.
         let large = SendRateLimiter::new(12.5, 50.0, 0.2);
-        large.feedback(Priority::Normal, false).await;
-        assert!((large.rate().await - 13.125).abs() < 1e-9, "{}", large.rate().await);
+        large.feedback(Priority::Normal, true).await;
+        for _ in 0..3 {
+            large.feedback(Priority::Normal, false).await;
+        }
+        assert!((large.rate().await - 14.375).abs() < 1e-9, "{}", large.rate().await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_its_first_throttle_an_instance_raises_its_rate_by_half_per_accepted_send() {
+        // The template's share of a 5 mails/s account: 5 / 17.
+        let share = 5.0 / 17.0;
+        let limiter = SendRateLimiter::new(share, 5.0, 0.2);
+        for _ in 0..4 {
+            limiter.feedback(Priority::Normal, false).await;
+        }
+        let started = limiter.rate().await;
+        assert!((started - share * 1.5_f64.powi(4)).abs() < 1e-9, "{started}");
+        // The first throttle ends the slow start: cut, then 0.1 mails/s per send (the floor).
+        limiter.feedback(Priority::Normal, true).await;
+        let cut = limiter.rate().await;
+        assert!((cut - started * CUT_NORMAL).abs() < 1e-9, "{cut}");
+        limiter.feedback(Priority::Normal, false).await;
+        assert!((limiter.rate().await - cut - MIN_STEP).abs() < 1e-9, "{}", limiter.rate().await);
+        // It never passes the account's whole rate.
+        let capped = SendRateLimiter::new(share, 5.0, 0.2);
+        for _ in 0..20 {
+            capped.feedback(Priority::Normal, false).await;
+        }
+        assert_eq!(capped.rate().await, 5.0);
     }
 
     #[tokio::test(start_paused = true)]

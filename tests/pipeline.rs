@@ -680,3 +680,38 @@ async fn a_takeover_that_is_deferred_still_counts_the_possible_duplicate_when_it
     let counted: u64 = second.counters().values().map(|c| c.get(Counter::PossibleDuplicate)).sum();
     assert_eq!(counted, 1, "the mail after a deferred takeover counts as a possible duplicate");
 }
+
+/// An event source mapping delivers its whole batch whatever the rate: the batch keeps what its
+/// rate sends within five seconds (high priority first) and hands the rest back unclaimed, so
+/// their copies can go at once to an instance that can send them.
+#[tokio::test]
+async fn a_batch_larger_than_its_rate_sends_soon_keeps_high_priority_first_and_hands_the_rest_back_unclaimed() {
+    use order_confirmation::rate::SendRateLimiter;
+    let b = LocalBackends::new().await;
+    // 1 mail/s with one slot in hand: 1 + 5 s x 1 = 6 sends within the horizon.
+    let gate = Arc::new(SendRateLimiter::starting_at(1.0, 1.0, 0.0, 1.0));
+    let mut records: Vec<_> =
+        (1..=8).map(|i| record(&format!("m{i}"), &order_body(&format!("HB-{i}"), "normal"))).collect();
+    records.push(record("m9", &order_body("HB-H1", "high")));
+    records.push(record("m10", &order_body("HB-H2", "high")));
+    let report = Pipeline::new(b.ledger.clone(), b.outbox.clone(), Some(gate), PipelineSettings::default())
+        .handle(&event(records), deadline(30))
+        .await;
+    let handed_back: Vec<&str> = report
+        .records
+        .iter()
+        .filter(|r| matches!(r.outcome, RecordOutcome::Deferred { handed_back: true, .. }))
+        .filter_map(|r| r.order_id.as_deref())
+        .collect();
+    assert_eq!(handed_back, vec!["HB-5", "HB-6", "HB-7", "HB-8"]);
+    for r in &report.records[..4].iter().chain(&report.records[8..]).collect::<Vec<_>>() {
+        assert!(matches!(r.outcome, RecordOutcome::Sent { .. }), "{r:?}");
+    }
+    for id in handed_back {
+        assert_eq!(status_of(b.ledger.as_ref(), id).await, None, "{id} was never claimed");
+        assert_eq!(b.mails_for(id), 0);
+    }
+    // Without a send rate nothing is handed back.
+    let report = b.pipeline(b.outbox.clone()).handle(&batch_of("HB-ALL", 10), deadline(30)).await;
+    assert!(report.records.iter().all(|r| matches!(r.outcome, RecordOutcome::Sent { .. })), "{report:?}");
+}

@@ -11,7 +11,9 @@
 //! - `backlog`: an all-normal backlog waiting in the queue when the workers start;
 //! - `small-share`: a backlog drained by many instances that each hold a small share of a small
 //!   quota (5 mails/s over 10 workers, as the template deploys a small account), no faults, once
-//!   with 20 % high priority and once all normal.
+//!   with 20 % high priority and once all normal;
+//! - `small-share-lambda`: the same two backlogs polled as the template's event source mappings
+//!   poll them ([`LambdaShape`]).
 //!
 //! One report per run: how often each order was mailed (read back from the SES emulator's store),
 //! DLQ contents, the ledger's `abandoned` count, drain time against the ideal (orders / quota),
@@ -20,7 +22,7 @@
 //!
 //! `make test` runs the small soak below; `make soak` runs the large one (ignored by default),
 //! sized from the environment: `SOAK_SCENARIOS` (comma-separated, default
-//! `steady,peak,backlog,small-share`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
+//! `steady,peak,backlog,small-share,small-share-lambda`), `SOAK_ORDERS` (peak, default 20000), `SOAK_STEADY_ORDERS` (5000),
 //! `SOAK_BACKLOG_ORDERS` (10000), `SOAK_QUOTA` (mails per second, 50), `SOAK_WORKERS` (4),
 //! `SOAK_KILL_EVERY_SECONDS` (30), `SOAK_SES_THROTTLE_RATE` (share of SES calls throttled at
 //! random, 0.02), `SOAK_DATA_API_ERROR_RATE` (share of Data API calls answered 5xx, 0.02),
@@ -56,25 +58,30 @@ enum Scenario {
     Peak,
     Backlog,
     /// A backlog over many instances with a small share each; `high`: 20 % high priority, else
-    /// all normal.
+    /// all normal; `lambda`: polled as the template's event source mappings poll it, whatever
+    /// `SOAK_TOPOLOGY` says.
     SmallShare {
         high: bool,
+        lambda: bool,
     },
 }
 
 impl Scenario {
-    /// One name of `SOAK_SCENARIOS`; `small-share` is both of its mixes.
+    /// One name of `SOAK_SCENARIOS`; `small-share` is both of its mixes, `small-share-lambda` both
+    /// under Lambda's topology.
     fn parse(s: &str) -> Vec<Self> {
+        let small = |high, lambda| Self::SmallShare { high, lambda };
         match s.trim() {
             "steady" => vec![Self::Steady],
             "peak" => vec![Self::Peak],
             "backlog" => vec![Self::Backlog],
-            "small-share" => vec![Self::SmallShare { high: true }, Self::SmallShare { high: false }],
-            "small-share-high" => vec![Self::SmallShare { high: true }],
-            "small-share-normal" => vec![Self::SmallShare { high: false }],
+            "small-share" => vec![small(true, false), small(false, false)],
+            "small-share-high" => vec![small(true, false)],
+            "small-share-normal" => vec![small(false, false)],
+            "small-share-lambda" => vec![small(true, true), small(false, true)],
             other => panic!(
-                "SOAK_SCENARIOS: unknown scenario {other:?} (steady, peak, backlog, small-share, small-share-high \
-                 or small-share-normal)"
+                "SOAK_SCENARIOS: unknown scenario {other:?} (steady, peak, backlog, small-share, small-share-high, \
+                 small-share-normal or small-share-lambda)"
             ),
         }
     }
@@ -84,11 +91,19 @@ impl Scenario {
             Self::Steady => "steady (arrivals at half the quota, with faults)",
             Self::Peak => "peak (arrivals at 3x the quota, 20 % high priority)",
             Self::Backlog => "backlog (all normal, waiting when the workers start)",
-            Self::SmallShare { high: true } => {
+            Self::SmallShare { high: true, lambda: false } => {
                 "small-share (a backlog, 20 % high priority, a small share of 5 mails/s per instance, no faults)"
             }
-            Self::SmallShare { high: false } => {
+            Self::SmallShare { high: false, lambda: false } => {
                 "small-share (a backlog, all normal, a small share of 5 mails/s per instance, no faults)"
+            }
+            Self::SmallShare { high: true, lambda: true } => {
+                "small-share-lambda (a backlog, 20 % high priority, a small share of 5 mails/s per instance, \
+                 Lambda's topology, no faults)"
+            }
+            Self::SmallShare { high: false, lambda: true } => {
+                "small-share-lambda (a backlog, all normal, a small share of 5 mails/s per instance, Lambda's \
+                 topology, no faults)"
             }
         }
     }
@@ -187,7 +202,7 @@ struct Mapping {
 
 impl LambdaShape {
     /// template.yaml's defaults: HighPriority BatchSize 20, window 1 s, MaximumConcurrency 10;
-    /// NormalPriority 50, 10 s, 4; DeliveryEvents 10, 5 s, 2; ReservedConcurrency (SES_SENDERS)
+    /// NormalPriority 20, 1 s, 4; DeliveryEvents 10, 5 s, 2; ReservedConcurrency (SES_SENDERS)
     /// 17; Timeout 60 s. `SOAK_LAMBDA_HIGH_CONCURRENCY`, `SOAK_LAMBDA_NORMAL_CONCURRENCY`,
     /// `SOAK_LAMBDA_HIGH_BATCH`, `SOAK_LAMBDA_NORMAL_BATCH`, `SOAK_LAMBDA_NORMAL_WINDOW`,
     /// `SOAK_LAMBDA_SENDERS` and `SOAK_LAMBDA_TIMEOUT` change them.
@@ -200,8 +215,8 @@ impl LambdaShape {
                 concurrency: n("SOAK_LAMBDA_HIGH_CONCURRENCY", 10),
             },
             normal: Mapping {
-                batch_size: n("SOAK_LAMBDA_NORMAL_BATCH", 50),
-                window: Duration::from_secs(n("SOAK_LAMBDA_NORMAL_WINDOW", 10) as u64),
+                batch_size: n("SOAK_LAMBDA_NORMAL_BATCH", 20),
+                window: Duration::from_secs(n("SOAK_LAMBDA_NORMAL_WINDOW", 1) as u64),
                 concurrency: n("SOAK_LAMBDA_NORMAL_CONCURRENCY", 4),
             },
             events: Mapping { batch_size: 10, window: Duration::from_secs(5), concurrency: 2 },
@@ -275,8 +290,14 @@ impl SoakParams {
     /// (`SES_ACCOUNT_MAX_SEND_RATE` = 5, `SES_SENDERS` = 10, so each instance starts at 0.5
     /// mails/s), 10 workers, a 20 s invocation, 5 s lease slack, no faults and no kills.
     fn small_share(high: bool, orders: usize) -> Self {
+        Self::small_share_as(Scenario::SmallShare { high, lambda: false }, orders)
+    }
+
+    /// [`Self::small_share`] for the given mix and topology.
+    fn small_share_as(scenario: Scenario, orders: usize) -> Self {
+        let Scenario::SmallShare { high, lambda } = scenario else { panic!("{scenario:?} is not small-share") };
         Self {
-            scenario: Scenario::SmallShare { high },
+            scenario,
             orders,
             quota: 5.0,
             arrival_factor: None,
@@ -298,7 +319,7 @@ impl SoakParams {
             senders: Some(10),
             send_events: true,
             event_loss: 0.0,
-            topology: Topology::from_env(),
+            topology: if lambda { Topology::Lambda(LambdaShape::from_env()) } else { Topology::from_env() },
             late_events: 0.0,
         }
     }
@@ -310,8 +331,8 @@ impl SoakParams {
             Scenario::Steady => (env_number("SOAK_STEADY_ORDERS", 5_000.0), Some(0.5), 0.2),
             Scenario::Peak => (env_number("SOAK_ORDERS", 20_000.0), Some(3.0), 0.2),
             Scenario::Backlog => (env_number("SOAK_BACKLOG_ORDERS", 10_000.0), None, 0.0),
-            Scenario::SmallShare { high } => {
-                return Self::small_share(high, env_number("SOAK_SMALL_SHARE_ORDERS", 600.0) as usize);
+            Scenario::SmallShare { .. } => {
+                return Self::small_share_as(scenario, env_number("SOAK_SMALL_SHARE_ORDERS", 600.0) as usize);
             }
         };
         let orders = orders as usize;
@@ -1556,7 +1577,8 @@ async fn a_backlog_shared_by_ten_instances_of_a_small_quota_mails_every_order_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes long: run by `make soak`"]
 async fn large_soak() {
-    let scenarios = std::env::var("SOAK_SCENARIOS").unwrap_or_else(|_| "steady,peak,backlog,small-share".into());
+    let scenarios =
+        std::env::var("SOAK_SCENARIOS").unwrap_or_else(|_| "steady,peak,backlog,small-share,small-share-lambda".into());
     let mut reports = Vec::new();
     for scenario in scenarios.split(',').filter(|s| !s.trim().is_empty()).flat_map(Scenario::parse) {
         let report = soak(SoakParams::large(scenario)).await;

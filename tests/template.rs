@@ -148,7 +148,10 @@ fn translated_template_passes_cfn_lint() {
 
 #[test]
 fn translated_cfn_lint_fails_on_batch_size_over_10000() {
-    let (_dir, t) = broken_copy(&[("            BatchSize: 50\n", "            BatchSize: 20000\n")]);
+    let (_dir, t) = broken_copy(&[(
+        "            # under Lambda\").\n            BatchSize: 20\n",
+        "            # under Lambda\").\n            BatchSize: 20000\n",
+    )]);
     assert!(cfn_lint_sam(&t).ok, "cfn-lint alone now catches this: the translation check may be redundant");
     assert_fails_with("cfn-lint on the translation", cfn_lint_translated(&t), "10000");
 }
@@ -165,8 +168,8 @@ fn translated_cfn_lint_fails_on_maximum_concurrency_below_2() {
 #[test]
 fn translated_cfn_lint_fails_on_an_unknown_function_response_type() {
     let (_dir, t) = broken_copy(&[(
-        "            BatchSize: 20\n            MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes: [ReportBatchItemFailures]\n",
-        "            BatchSize: 20\n            MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes: [ReportEverything]\n",
+        "            BatchSize: 20\n            MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes: [ReportBatchItemFailures]\n            ScalingConfig:\n              MaximumConcurrency: !Ref HighMaximumConcurrency\n",
+        "            BatchSize: 20\n            MaximumBatchingWindowInSeconds: 1\n            FunctionResponseTypes: [ReportEverything]\n            ScalingConfig:\n              MaximumConcurrency: !Ref HighMaximumConcurrency\n",
     )]);
     assert_fails_with("cfn-lint on the translation", cfn_lint_translated(&t), "ReportEverything");
 }
@@ -839,7 +842,7 @@ fn deployment_invariants_fail_on_a_broken_copy() {
     ]);
     let v = violations(&translated(&t)).join("\n");
     for expected in [
-        "NormalPriorityQueue: VisibilityTimeout 360 < 6 x timeout 60 + window 10",
+        "NormalPriorityQueue: VisibilityTimeout 360 < 6 x timeout 60 + window 1",
         "maxReceiveCount is 50",
         "wildcard resource",
         "rate(5 minutes)",
@@ -890,8 +893,8 @@ fn operations_invariants_fail_on_a_broken_copy() {
     let (_dir, t) = broken_copy(&[
         // 2: the high mapping ignores the cut-over switch.
         (
-            "            Enabled: !Ref EventSourcesEnabled # the cut-over switch\n            BatchSize: 20\n",
-            "            BatchSize: 20\n",
+            "            Queue: !GetAtt HighPriorityQueue.Arn\n            Enabled: !Ref EventSourcesEnabled # the cut-over switch\n",
+            "            Queue: !GetAtt HighPriorityQueue.Arn\n",
         ),
         // 5: transactions on the consumer; a queue not kept; a DLQ open to any queue; too little reserved.
         (
@@ -909,8 +912,8 @@ fn operations_invariants_fail_on_a_broken_copy() {
         ("    Default: 17\n    MinValue: 5\n", "    Default: 16\n    MinValue: 5\n"),
         // quota wiring: a per-instance rate instead of the derived share; the wrong batch size.
         (
-            "          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 50\n",
-            "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 20\n",
+            "          SES_SENDERS: !Ref ReservedConcurrency\n          EXPECTED_BATCH_SIZE: 20\n",
+            "          SES_MAX_SEND_RATE: 1\n          EXPECTED_BATCH_SIZE: 10\n",
         ),
         // The schema's custom resource waits an hour for a function that never answers.
         ("      ServiceTimeout: 300\n", ""),
@@ -935,7 +938,7 @@ fn operations_invariants_fail_on_a_broken_copy() {
         "reserved concurrency Some(16.0) does not cover the mappings + reconcile (17)",
         "SES_MAX_SEND_RATE is set per instance",
         "SES_SENDERS is not the reserved concurrency",
-        "EXPECTED_BATCH_SIZE 20 is not the larger BatchSize 50",
+        "EXPECTED_BATCH_SIZE 10 is not the larger BatchSize 20",
         "no alarm on AWS/SES Reputation.BounceRate",
         "AlarmActionArn has a default",
         "LedgerSchema: ServiceTimeout is not set between 60 and 900 seconds (the default is an hour)",

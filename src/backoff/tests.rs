@@ -62,7 +62,7 @@ fn transient_delays_grow_with_the_receive_count_and_are_capped() {
 #[test]
 fn deferred_records_return_soon_then_less_often() {
     let s = BackoffSettings::default();
-    let deferred = RecordOutcome::Deferred { reason: "slot".into(), requeued: false };
+    let deferred = RecordOutcome::Deferred { reason: "slot".into(), requeued: false, handed_back: false };
     let d: Vec<u64> = (1..=4).map(|n| visibility_for(&deferred, n, &s, 0.0).as_secs()).collect();
     assert_eq!(d, vec![5, 10, 20, 40]);
     assert!(visibility_for(&deferred, 1, &s, 0.0) < visibility_for(&transient(), 1, &s, 0.0));
@@ -110,4 +110,36 @@ fn a_copys_size_counts_its_attributes_as_well_as_its_body() {
         .build()
         .unwrap();
     assert_eq!(entry_size(&entry), 2 + "Trace".len() + "String".len() + 100_000);
+}
+
+#[test]
+fn a_handed_back_records_copy_returns_at_once_and_is_not_counted_as_a_deferral() {
+    let s = BackoffSettings::default();
+    let mut record = SqsMessage::default();
+    record.body = Some("{}".into());
+    let mut twice = aws_lambda_events::sqs::SqsMessageAttribute::default();
+    twice.string_value = Some("2".into());
+    twice.data_type = Some("Number".into());
+    record.message_attributes.insert(DEFERRALS_ATTRIBUTE.to_owned(), twice);
+    let report = |handed_back| RecordReport {
+        message_id: Some("m".into()),
+        order_id: Some("O-1".into()),
+        priority: Some(Priority::Normal),
+        receive_count: 1,
+        outcome: RecordOutcome::Deferred { reason: "r".into(), requeued: false, handed_back },
+        notes: Vec::new(),
+        unrecorded_send: false,
+        extra_mail_recorded: false,
+        time_to_confirm_seconds: None,
+        after_expired_lease: false,
+        first_sent_ms: Some(1_000),
+    };
+    let count = |e: &SendMessageBatchRequestEntry| {
+        e.message_attributes.as_ref().unwrap()[DEFERRALS_ATTRIBUTE].string_value.clone().unwrap()
+    };
+    let back = deferred_copy("q0".into(), &record, &report(true), &s).unwrap();
+    assert_eq!((back.delay_seconds, count(&back).as_str()), (Some(0), "2"));
+    let deferred = deferred_copy("q1".into(), &record, &report(false), &s).unwrap();
+    assert_eq!(count(&deferred), "3");
+    assert!(deferred.delay_seconds.unwrap() >= 10, "the third deferral waits 10 to 20 s: {deferred:?}");
 }

@@ -41,11 +41,15 @@ pub enum RecordOutcome {
     TransientFailure { reason: String },
     /// `deferred`: not attempted in this invocation (no send slot, SES at its rate, no time
     /// left): not a failure. `requeued`: a delayed copy went back to the queue and this delivery
-    /// is acknowledged, so the deferral spends no receive.
+    /// is acknowledged, so the deferral spends no receive. `handed_back`: never claimed, because
+    /// the batch held more than this invocation's rate sends soon; its copy returns at once and
+    /// does not count as a deferral of the order (docs/design.md, "Deferral and the send rate").
     Deferred {
         reason: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         requeued: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        handed_back: bool,
     },
 }
 
@@ -156,7 +160,7 @@ mod tests {
             RecordOutcome::Terminal { status: crate::status::Status::Abandoned, reason: reason() },
             RecordOutcome::InFlight { lease_remaining: Duration::from_secs(1) },
             RecordOutcome::TransientFailure { reason: reason() },
-            RecordOutcome::Deferred { reason: reason(), requeued: false },
+            RecordOutcome::Deferred { reason: reason(), requeued: false, handed_back: false },
         ];
         for o in &all {
             match o {

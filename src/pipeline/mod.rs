@@ -44,6 +44,14 @@ use tokio::time::Instant;
 /// call for all of them) while they wait.
 const SEND_EVENT_POLL: Duration = Duration::from_millis(500);
 
+/// A batch keeps no more orders than its send rate grants within this (at least one); the rest
+/// are handed back unclaimed, to return at once for an instance that can send them. An event
+/// source mapping delivers its `BatchSize` whatever the rate: at the end of a backlog an instance
+/// holding a batch of 20 at 1.25 mails/s sent for 16 s while the others had nothing, and the
+/// quota went a fifth unused (docs/design.md, "Under `consume` and under Lambda"). `consume`
+/// receives what its rate sends within two seconds, so it never hands any back.
+pub const HAND_BACK_HORIZON: Duration = Duration::from_secs(5);
+
 /// Tuning that does not change correctness.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -191,10 +199,36 @@ impl Pipeline {
         gate.sendable_within(horizon.min(window)).await
     }
 
+    /// Hands back the orders beyond what the rate sends within [`HAND_BACK_HORIZON`]: high
+    /// priority is kept first, then the batch's order. They are never claimed, so no lease holds
+    /// them when their copies return.
+    async fn hand_back_beyond_rate(&self, items: &mut [Item], deadline: Instant) {
+        let Some(sendable) = self.sendable(deadline, HAND_BACK_HORIZON).await else { return };
+        let mut orders: Vec<usize> =
+            (0..items.len()).filter(|&i| matches!(items[i].work, Work::Decoded { .. })).collect();
+        let keep = sendable.max(1);
+        if orders.len() <= keep {
+            return;
+        }
+        orders.sort_by_key(|&i| items[i].report.priority != Some(Priority::High));
+        for &i in &orders[keep..] {
+            items[i].work = Work::Done;
+            items[i].report.outcome = RecordOutcome::Deferred {
+                reason: format!(
+                    "handed back: more than this invocation's send rate grants within {} s",
+                    HAND_BACK_HORIZON.as_secs()
+                ),
+                requeued: false,
+                handed_back: true,
+            };
+        }
+    }
+
     /// Processes one SQS batch that must be finished by `deadline`.
     pub async fn handle(&self, event: &SqsEvent, deadline: Instant) -> BatchReport {
         let budget = Budget::new(deadline, &self.settings);
         let mut items = decode_all(&event.records);
+        self.hand_back_beyond_rate(&mut items, deadline).await;
         self.claim(&mut items, &budget).await;
         // Boxed: the sender and recorder futures are deep types, and every entry point awaits this.
         Box::pin(self.send_and_record(&mut items, &budget)).await;

@@ -139,7 +139,9 @@ pub(super) fn settle(items: &mut [Item], done: Vec<(usize, Sent, Recorded)>) {
             }
             Sent::Record(Outcome::Failed { error }) => RecordOutcome::TransientFailure { reason: error },
             Sent::Record(Outcome::Rejected { reason }) => RecordOutcome::Rejected { reason },
-            Sent::Record(Outcome::Deferred { reason }) => RecordOutcome::Deferred { reason, requeued: false },
+            Sent::Record(Outcome::Deferred { reason }) => {
+                RecordOutcome::Deferred { reason, requeued: false, handed_back: false }
+            }
             Sent::Earlier(message_id) => {
                 // Mailed earlier, by a claim that did not live to record it.
                 report.unrecorded_send = !applied;
