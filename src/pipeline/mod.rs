@@ -47,10 +47,10 @@ const SEND_EVENT_POLL: Duration = Duration::from_millis(500);
 /// A batch keeps no more orders than its send rate grants within this (at least one); the rest
 /// are handed back unclaimed, to return at once for an instance that can send them. An event
 /// source mapping delivers its `BatchSize` whatever the rate: at the end of a backlog an instance
-/// holding a batch of 20 at 1.25 mails/s sent for 16 s while the others had nothing, and the
-/// quota went a fifth unused (docs/design.md, "Under `consume` and under Lambda"). `consume`
-/// receives what its rate sends within two seconds, so it never hands any back.
-pub const HAND_BACK_HORIZON: Duration = Duration::from_secs(5);
+/// holding a batch of 20 at 1.25 mails/s sent for 16 s while the others had nothing
+/// (docs/design.md, "Under `consume` and under Lambda"). `consume` receives what its rate sends
+/// within two seconds, so it never hands any back.
+pub const HAND_BACK_HORIZON: Duration = Duration::from_secs(3);
 
 /// Tuning that does not change correctness.
 #[derive(Debug, Clone)]
