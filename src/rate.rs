@@ -53,8 +53,8 @@ struct Bucket {
     rate: f64,
     /// High-priority orders waiting for a slot in this instance now.
     high_waiting: usize,
-    /// SES has throttled this instance at least once: its climb is additive from then on.
-    throttled_once: bool,
+    /// When SES last throttled this instance: its climb is additive for [`QUIET`] after that.
+    throttled_at: Option<Instant>,
 }
 
 impl Bucket {
@@ -98,8 +98,14 @@ const RECOVER: f64 = 0.25;
 /// others are sending, and at the template's 0.29 mails/s share the additive climb alone took
 /// 15 s to reach a quarter of a 5 mails/s quota, while under Lambda only the normal mapping's four
 /// instances had work (the quota's first 10 s 44 % used; 74 % with a step of half the rate). The
-/// first throttle ends it; the cut and the additive climb take over.
+/// first throttle ends it; the cut and the additive climb take over until [`QUIET`] passes
+/// without another.
 const SLOW_START: f64 = 1.0;
+/// After this long without a throttle, the slow start resumes: SES has had room for a while, and
+/// the instances that shared it may have stopped. Under Lambda the high mapping's ten instances
+/// finish their queue while the normal four are cut to 0.1 to 0.4 mails/s; at 0.1 mails/s per send
+/// those took 10 to 15 s to take up the quota again (one 10 s window 60 to 80 % used).
+const QUIET: Duration = Duration::from_secs(5);
 
 impl SendRateLimiter {
     /// `share` sends per second; `ceiling` the account's whole rate (at least `share`);
@@ -127,7 +133,7 @@ impl SendRateLimiter {
                 refilled_at: Instant::now(),
                 rate: share,
                 high_waiting: 0,
-                throttled_once: false,
+                throttled_at: None,
             }),
         }
     }
@@ -186,7 +192,7 @@ impl SendGate for SendRateLimiter {
         if throttled {
             let cut = if priority == Priority::High { CUT_HIGH } else { CUT_NORMAL };
             b.rate = (b.rate * cut).max(self.share * FLOOR);
-            b.throttled_once = true;
+            b.throttled_at = Some(Instant::now());
             // SES said the second is full: no burst right after, and no slot before SES's next
             // second. Below one send per second that is not a whole empty bucket: at a cut rate of
             // 0.125/s an empty bucket would keep the throttled order (retried at the next slot)
@@ -195,11 +201,13 @@ impl SendGate for SendRateLimiter {
             b.tokens = b.tokens.min(0.0).max(1.0 - b.rate);
         } else {
             let step = if b.rate < self.share { RECOVER } else { STEP };
-            let slow_start = if b.throttled_once { 0.0 } else { b.rate * SLOW_START };
+            let quiet = b.throttled_at.is_none_or(|at| at.elapsed() >= QUIET);
+            let slow_start = if quiet { b.rate * SLOW_START } else { 0.0 };
             b.rate = (b.rate + (self.share * step).max(MIN_STEP).max(slow_start)).min(self.ceiling);
         }
         let capacity = b.capacity();
         b.tokens = b.tokens.min(capacity);
+        tracing::debug!(rate = b.rate, throttled, "send rate");
     }
 
     async fn sendable_within(&self, horizon: Duration) -> Option<usize> {
@@ -306,7 +314,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn until_its_first_throttle_an_instance_doubles_its_rate_per_accepted_send() {
+    async fn an_instance_doubles_its_rate_per_accepted_send_until_throttled_and_again_after_a_quiet_spell() {
         // The template's share of a 5 mails/s account: 5 / 17.
         let share = 5.0 / 17.0;
         let limiter = SendRateLimiter::new(share, 5.0, 0.2);
@@ -321,6 +329,11 @@ mod tests {
         assert!((cut - started * CUT_NORMAL).abs() < 1e-9, "{cut}");
         limiter.feedback(Priority::Normal, false).await;
         assert!((limiter.rate().await - cut - MIN_STEP).abs() < 1e-9, "{}", limiter.rate().await);
+        // After a quiet spell with no throttle, it doubles again.
+        tokio::time::advance(QUIET).await;
+        let quiet = limiter.rate().await;
+        limiter.feedback(Priority::Normal, false).await;
+        assert!((limiter.rate().await - 2.0 * quiet).abs() < 1e-9, "{}", limiter.rate().await);
         // It never passes the account's whole rate.
         let capped = SendRateLimiter::new(share, 5.0, 0.2);
         for _ in 0..20 {

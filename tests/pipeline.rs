@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use order_confirmation::batch::{BatchReport, Counter, RecordOutcome};
+use order_confirmation::batch::{BatchReport, Counter, RecordOutcome, RecordReport};
 use order_confirmation::error::BackendError;
 use order_confirmation::ledger::{Ledger, LedgerOps, Status};
 use order_confirmation::mailer::Mailer;
@@ -714,4 +714,22 @@ async fn a_batch_larger_than_its_rate_sends_soon_keeps_high_priority_first_and_h
     // Without a send rate nothing is handed back.
     let report = b.pipeline(b.outbox.clone()).handle(&batch_of("HB-ALL", 10), deadline(30)).await;
     assert!(report.records.iter().all(|r| matches!(r.outcome, RecordOutcome::Sent { .. })), "{report:?}");
+}
+
+/// A rate that grants nothing soon still keeps one order (it waits for a slot, and is deferred if
+/// none comes in time): an invocation that kept none would hand its whole batch back and be given
+/// it again at once.
+#[tokio::test]
+async fn a_batch_whose_rate_grants_nothing_soon_still_keeps_one_order() {
+    use order_confirmation::rate::{SendGate, SendRateLimiter};
+    let b = LocalBackends::new().await;
+    let gate = Arc::new(SendRateLimiter::starting_at(0.001, 0.001, 0.0, 1.0));
+    assert!(gate.acquire(order_confirmation::order::Priority::Normal, tokio::time::Instant::now()).await);
+    let p = Pipeline::new(b.ledger.clone(), b.outbox.clone(), Some(gate), PipelineSettings::default());
+    let report = p.handle(&batch_of("K1", 3), deadline(3)).await;
+    let handed_back = |r: &&RecordReport| matches!(r.outcome, RecordOutcome::Deferred { handed_back: true, .. });
+    assert_eq!(report.records.iter().filter(handed_back).count(), 2, "{report:?}");
+    let kept = &report.records[0];
+    assert!(matches!(kept.outcome, RecordOutcome::Deferred { handed_back: false, .. }), "{kept:?}");
+    assert_eq!(status_of(b.ledger.as_ref(), "K1-1").await, Some(Status::Failed), "claimed, then released");
 }

@@ -34,7 +34,8 @@
 //! takeovers after a kill mail before the dead holder's events arrive, so the soak sees extra mails
 //! the service counts), `SOAK_SMALL_SHARE_ORDERS` (600; `small-share` keeps its own quota, workers and no
 //! faults; `small-share-high` and `small-share-normal` run one mix); `SOAK_KEEP_LOGS=1` keeps the
-//! workers' logs. `SOAK_TOPOLOGY=lambda` polls as the template's event source mappings do instead
+//! workers' logs (`SOAK_RUST_LOG`, default `info`, is their `RUST_LOG`: `debug` adds every change
+//! of the send rate). `SOAK_TOPOLOGY=lambda` polls as the template's event source mappings do instead
 //! of with `consume` workers on every queue ([`LambdaShape`]). A valid order found in a DLQ is named with its receive history: every log line
 //! about it, from every worker, and the kills.
 
@@ -413,7 +414,7 @@ impl SoakParams {
             ("BACKOFF_CAP_SECONDS", "60".into()),
             ("DEFERRED_DELAY_SECONDS", "5".into()),
             ("SEND_EVENT_WAIT_SECONDS", self.send_event_wait.as_secs().to_string()),
-            ("RUST_LOG", "info".into()),
+            ("RUST_LOG", std::env::var("SOAK_RUST_LOG").unwrap_or_else(|_| "info".into())),
         ]
     }
 }
@@ -646,6 +647,8 @@ fn publish_send_events(
     let (client, url, count) = (moto.client.clone(), events_url.to_owned(), published.clone());
     let (delay, loss, late, mails) = (p.send_event_delay, p.event_loss, p.late_events, mails.clone());
     let late_after = late_event_after(p);
+    let (due, due_events) = tokio::sync::mpsc::unbounded_channel();
+    let (putter, putter_url, putter_count, putter_mails) = (client.clone(), url.clone(), count.clone(), mails.clone());
     tokio::spawn(async move {
         while let Some(sent) = witness.recv().await {
             let index = {
@@ -664,8 +667,7 @@ fn publish_send_events(
                 if rand::random_bool(loss) {
                     continue;
                 }
-                let (client, url, count, mails, sent) =
-                    (client.clone(), url.clone(), count.clone(), mails.clone(), sent.clone());
+                let sent = sent.clone();
                 // One event in ten comes after the takeovers' wait (EventBridge gives no latency
                 // guarantee): the extra mails they cause are the ones the service can count.
                 let is_late = rand::random_bool(late);
@@ -674,26 +676,76 @@ fn publish_send_events(
                 } else {
                     delay.mul_f64(rand::random_range(0.5..1.5))
                 };
+                let due = due.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(after).await;
                     let body = support::ses_events::event_body(&sent, event_type);
-                    if client.send_message().queue_url(&url).message_body(body).send().await.is_ok() {
-                        let mut mails = mails.lock().unwrap();
-                        mails[index].events += 1;
-                        if is_late {
-                            mails[index].late += 1
-                        } else {
-                            mails[index].on_time += 1
-                        }
-                        if event_type == EventType::Send {
-                            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    }
+                    let _ = due.send(DueEvent { body, index, is_late, is_send: event_type == EventType::Send });
                 });
             }
         }
     });
+    tokio::spawn(put_events(putter, putter_url, due_events, putter_count, putter_mails));
     published
+}
+
+/// One event whose time has come, on its way to the events queue.
+struct DueEvent {
+    body: String,
+    /// Its mail in [`MailEvents`].
+    index: usize,
+    is_late: bool,
+    is_send: bool,
+}
+
+/// Puts the events whose time has come on the events queue, up to ten per `SendMessageBatch`
+/// (each its own message, as EventBridge delivers them): at 50 mails/s the two events per mail,
+/// sent one call each, were 100 calls a second more to the rig's one moto process, and the
+/// full-size `backlog` drained at 93.9 % of the quota with them against 100.1 % without.
+async fn put_events(
+    client: aws_sdk_sqs::Client,
+    url: String,
+    mut due: tokio::sync::mpsc::UnboundedReceiver<DueEvent>,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    mails: std::sync::Arc<std::sync::Mutex<Vec<MailEvents>>>,
+) {
+    while let Some(first) = due.recv().await {
+        let mut batch = vec![first];
+        let gathered_by = tokio::time::Instant::now() + Duration::from_millis(50);
+        while batch.len() < 10 {
+            match tokio::time::timeout_at(gathered_by, due.recv()).await {
+                Ok(Some(event)) => batch.push(event),
+                _ => break,
+            }
+        }
+        let (client, url, count, mails) = (client.clone(), url.clone(), count.clone(), mails.clone());
+        tokio::spawn(async move {
+            let entries = batch.iter().enumerate().map(|(i, e)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&e.body)
+                    .build()
+                    .expect("an entry")
+            });
+            let Ok(out) = client.send_message_batch().queue_url(&url).set_entries(Some(entries.collect())).send().await
+            else {
+                return;
+            };
+            let mut mails = mails.lock().unwrap();
+            for ok in out.successful {
+                let e = &batch[ok.id.parse::<usize>().expect("our id")];
+                mails[e.index].events += 1;
+                if e.is_late {
+                    mails[e.index].late += 1
+                } else {
+                    mails[e.index].on_time += 1
+                }
+                if e.is_send {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
 }
 
 /// How long after its mail a late event arrives (plus 1 to 4 s): `SOAK_LATE_EVENT_SECONDS`, by

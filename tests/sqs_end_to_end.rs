@@ -461,7 +461,8 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_is_not_mailed_
 /// beside the order mappings: a takeover waiting for the previous holder's Send event sees it
 /// arrive during the wait and mails nothing. Before, the worker read the events queue only between
 /// batches, so the event it was waiting for sat in the queue until the wait ran out and the order
-/// was mailed a second time.
+/// was mailed a second time. The event arrives after the idle limit: the batch in hand keeps the
+/// events poller from calling the worker idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_worker_applies_the_send_event_its_takeover_is_waiting_for_and_mails_once() {
     let s = Services::start().await;
@@ -490,8 +491,8 @@ async fn a_lone_worker_applies_the_send_event_its_takeover_is_waiting_for_and_ma
     }
     assert!(back, "the dead worker's message came back");
     let mut c = binary(&s, &moto, &[&q.url, &events.url]);
-    c.args(["consume", "--wait-seconds", "1", "--idle-exit", "6"])
-        .env("INVOCATION_TIMEOUT_SECONDS", "20")
+    c.args(["consume", "--wait-seconds", "1", "--idle-exit", "3"])
+        .env("INVOCATION_TIMEOUT_SECONDS", "30")
         .env("LEASE_SLACK_SECONDS", "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -505,7 +506,7 @@ async fn a_lone_worker_applies_the_send_event_its_takeover_is_waiting_for_and_ma
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(taken, "the worker received the order's message");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     moto.send(&events.url, &support::ses_events::send_event_body(&accepted)).await;
 
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.expect("exits").unwrap();
