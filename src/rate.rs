@@ -104,8 +104,10 @@ const SLOW_START: f64 = 1.0;
 /// After this long without a throttle, the slow start resumes: SES has had room for a while, and
 /// the instances that shared it may have stopped. Under Lambda the high mapping's ten instances
 /// finish their queue while the normal four are cut to 0.1 to 0.4 mails/s; at 0.1 mails/s per send
-/// those took 10 to 15 s to take up the quota again (one 10 s window 60 to 80 % used).
-const QUIET: Duration = Duration::from_secs(5);
+/// those took 10 to 15 s to take up the quota again (one 10 s window 60 to 80 % used). With 5 s
+/// instances sharing the quota resumed it often enough to double the throttles of ten `consume`
+/// workers at 0.5 mails/s each (438 calls over the quota for 600 mails, against 286).
+const QUIET: Duration = Duration::from_secs(10);
 
 impl SendRateLimiter {
     /// `share` sends per second; `ceiling` the account's whole rate (at least `share`);

@@ -733,3 +733,53 @@ async fn a_batch_whose_rate_grants_nothing_soon_still_keeps_one_order() {
     assert!(matches!(kept.outcome, RecordOutcome::Deferred { handed_back: false, .. }), "{kept:?}");
     assert_eq!(status_of(b.ledger.as_ref(), "K1-1").await, Some(Status::Failed), "claimed, then released");
 }
+
+/// A kept order whose slot does not come within the horizon (and a second), because the rate was
+/// cut after the batch kept it, is handed back unmailed and released, not held until the budget
+/// runs out: at the end of a backlog that order would be the tail.
+#[tokio::test]
+async fn a_kept_order_whose_slot_does_not_come_soon_is_handed_back_not_held_to_the_budgets_end() {
+    let b = LocalBackends::new().await;
+    let report = Pipeline::new(
+        b.ledger.clone(),
+        b.outbox.clone(),
+        Some(Arc::new(CutAfterOneSend::default())),
+        PipelineSettings::default(),
+    )
+    .handle(&batch_of("TB", 4), deadline(60))
+    .await;
+    assert!(matches!(report.records[0].outcome, RecordOutcome::Sent { .. }), "{report:?}");
+    for r in &report.records[1..] {
+        assert!(matches!(r.outcome, RecordOutcome::Deferred { handed_back: true, .. }), "{r:?}");
+        let id = r.order_id.as_deref().unwrap();
+        assert_eq!(b.mails_for(id), 0, "{id}");
+        let state = b.ledger.order_state(&OrderId::parse(id).unwrap()).await.unwrap().unwrap();
+        assert_eq!((state.status, state.attempts), (Status::Failed, 0), "{id} released without spending an attempt");
+    }
+}
+
+/// A stand-in send gate whose rate is cut to nothing after one send: it grants the batch four
+/// sends within the horizon, the first slot at once, and no other before the caller gives up. It
+/// shows what the pipeline does when SES's throttling cuts the rate after a batch kept its orders;
+/// the real limiter's cut is tested in `rate`.
+#[derive(Default)]
+struct CutAfterOneSend {
+    granted: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl order_confirmation::rate::SendGate for CutAfterOneSend {
+    async fn acquire(&self, _: order_confirmation::order::Priority, give_up_at: tokio::time::Instant) -> bool {
+        if !self.granted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::sleep_until(give_up_at).await;
+        false
+    }
+
+    async fn feedback(&self, _: order_confirmation::order::Priority, _: bool) {}
+
+    async fn sendable_within(&self, _: Duration) -> Option<usize> {
+        Some(4)
+    }
+}

@@ -48,8 +48,9 @@ const SEND_EVENT_POLL: Duration = Duration::from_millis(500);
 /// are handed back unclaimed, to return at once for an instance that can send them. An event
 /// source mapping delivers its `BatchSize` whatever the rate: at the end of a backlog an instance
 /// holding a batch of 20 at 1.25 mails/s sent for 16 s while the others had nothing
-/// (docs/design.md, "Under `consume` and under Lambda"). `consume` receives what its rate sends
-/// within two seconds, so it never hands any back.
+/// (docs/design.md, "Under `consume` and under Lambda"). A kept order whose slot does not come
+/// within this and a second (the rate was cut meanwhile) is handed back too, once released.
+/// `consume` receives what its rate sends within two seconds, so it hands back only those.
 pub const HAND_BACK_HORIZON: Duration = Duration::from_secs(3);
 
 /// Tuning that does not change correctness.
@@ -179,6 +180,9 @@ enum Sent {
     /// Abandoned at the time budget's cut-off: SES may or may not have accepted it. The order is
     /// left leased, so whoever takes it over after the lease counts a possible duplicate.
     Unknown(String),
+    /// Not mailed: no send slot came within [`HAND_BACK_HORIZON`] (the rate was cut meanwhile).
+    /// Released as a deferral, and handed back: its copy returns at once.
+    HandBack(String),
 }
 
 impl Pipeline {

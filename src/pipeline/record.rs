@@ -57,6 +57,12 @@ impl Pipeline {
                     outcome: Outcome::Sent { message_id: message_id.clone() },
                     takeover: f.takeover,
                 }),
+                Sent::HandBack(reason) => Some(Recording {
+                    order_id: f.order_id.clone(),
+                    token: f.token,
+                    outcome: Outcome::Deferred { reason: reason.clone() },
+                    takeover: f.takeover,
+                }),
                 Sent::Unknown(_) => None,
             })
             .collect();
@@ -72,7 +78,9 @@ impl Pipeline {
         wave.into_iter()
             .map(|f| {
                 let recorded = match f.sent {
-                    Sent::Record(_) | Sent::Earlier(_) => applied.next().unwrap_or(Recorded::FENCED),
+                    Sent::Record(_) | Sent::Earlier(_) | Sent::HandBack(_) => {
+                        applied.next().unwrap_or(Recorded::FENCED)
+                    }
                     Sent::Unknown(_) => Recorded::FENCED,
                 };
                 (f.index, f.sent, recorded)
@@ -142,6 +150,7 @@ pub(super) fn settle(items: &mut [Item], done: Vec<(usize, Sent, Recorded)>) {
             Sent::Record(Outcome::Deferred { reason }) => {
                 RecordOutcome::Deferred { reason, requeued: false, handed_back: false }
             }
+            Sent::HandBack(reason) => RecordOutcome::Deferred { reason, requeued: false, handed_back: true },
             Sent::Earlier(message_id) => {
                 // Mailed earlier, by a claim that did not live to record it.
                 report.unrecorded_send = !applied;
