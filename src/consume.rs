@@ -129,35 +129,24 @@ pub async fn run(
 }
 
 /// What the two pollers have in hand: the worker is idle only while neither holds a batch, counted
-/// from when the last one was received or finished.
-struct Activity {
-    last_message: std::sync::Mutex<Instant>,
-    in_hand: std::sync::atomic::AtomicUsize,
-}
+/// from when the last one was received or finished. One lock, so the two are read together.
+struct Activity(std::sync::Mutex<(usize, Instant)>);
 
 impl Activity {
     fn new() -> Self {
-        Self { last_message: std::sync::Mutex::new(Instant::now()), in_hand: Default::default() }
+        Self(std::sync::Mutex::new((0, Instant::now())))
     }
 
-    fn touch(&self) {
-        *self.last_message.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
-    }
-
-    fn received(&self) {
-        self.in_hand.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.touch();
-    }
-
-    fn finished(&self) {
-        self.in_hand.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        self.touch();
+    /// A batch received (`+1`) or finished (`-1`).
+    fn batch(&self, change: isize) {
+        let mut state = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *state = (state.0.saturating_add_signed(change), Instant::now());
     }
 
     /// Since when nothing has been in hand; `None` while a batch is.
     fn idle_since(&self) -> Option<Instant> {
-        let last = *self.last_message.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (self.in_hand.load(std::sync::atomic::Ordering::SeqCst) == 0).then_some(last)
+        let (in_hand, last) = *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (in_hand == 0).then_some(last)
     }
 }
 
@@ -166,9 +155,8 @@ async fn stopping(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// The queues to poll: the SES events queues, and the order queues in the order given. A batch of
-/// events is one cheap ledger call, and a takeover may be waiting for a Send event
-/// (docs/design.md, "SES as the second witness").
+/// The queues to poll: the SES events queues (for their own poller), and the order queues in the
+/// order given.
 async fn queues(client: &Client, urls: &[String]) -> Result<(Vec<Queue>, Vec<Queue>), BackendError> {
     let mut queues = Vec::new();
     for url in urls {
@@ -277,10 +265,10 @@ impl Worker<'_> {
                 if messages.is_empty() {
                     continue;
                 }
-                activity.received();
+                activity.batch(1);
                 // The batch in hand is finished even if a signal arrives meanwhile.
                 self.handle(queue, messages, &mut summary).await;
-                activity.finished();
+                activity.batch(-1);
                 // Back to the top: the high-priority queue is checked again before any other.
                 continue 'poll;
             }

@@ -388,6 +388,27 @@ async fn transient_failures_come_back_after_growing_delays_and_permanent_ones_co
     assert!(g[0] < g[1] && g[1] < g[2], "delays grow: {g:?}");
 }
 
+/// An order queue `<name>` and its `<name>-ses-events` queue, with `order_id` (normal priority)
+/// taken by a worker on both that was killed once SES had accepted the mail, before the record
+/// step; returns the queues and the accepted mail as the event publisher saw it.
+async fn killed_after_ses_accepted(
+    s: &Services,
+    moto: &Moto,
+    name: &str,
+    order_id: &str,
+) -> (support::moto::QueuePair, support::moto::QueuePair, support::faults::AcceptedSend) {
+    let q = moto.queue_pair(name, 5, 30).await;
+    let events = moto.queue_pair(&format!("{name}-ses-events"), 5, 30).await;
+    let mut witness = s.ses_proxy.witness_sends();
+    moto.send(&q.url, &order_body(order_id, "normal")).await;
+    kill_a_worker_once_ses_accepts(s, moto, &[&q.url, &events.url], &email_of(order_id)).await;
+    let accepted = tokio::time::timeout(Duration::from_secs(5), witness.recv())
+        .await
+        .expect("the proxy announced the accepted mail")
+        .expect("the proxy announces accepted mails");
+    (q, events, accepted)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_between_the_ses_call_and_the_record_step_loses_nothing() {
     let s = Services::start().await;
@@ -427,15 +448,7 @@ async fn a_worker_killed_between_the_ses_call_and_the_record_step_is_not_mailed_
     let s = Services::start().await;
     migrate(&s).await;
     let moto = Moto::start().await;
-    let q = moto.queue_pair("witness", 5, 30).await;
-    let events = moto.queue_pair("witness-ses-events", 5, 30).await;
-    let mut witness = s.ses_proxy.witness_sends();
-    moto.send(&q.url, &order_body("KS-1", "normal")).await;
-    kill_a_worker_once_ses_accepts(&s, &moto, &[&q.url, &events.url], "ks-1@example.com").await;
-    let accepted = tokio::time::timeout(Duration::from_secs(5), witness.recv())
-        .await
-        .expect("the proxy announced the accepted mail")
-        .expect("the proxy announces accepted mails");
+    let (q, events, accepted) = killed_after_ses_accepted(&s, &moto, "witness", "KS-1").await;
     let ledger = s.ledger().await;
     let st = ledger.order_state(&OrderId::parse("KS-1").unwrap()).await.unwrap().unwrap();
     assert_eq!(st.status, Status::Sending, "the dead worker never recorded the send");
@@ -468,15 +481,7 @@ async fn a_lone_worker_applies_the_send_event_its_takeover_is_waiting_for_and_ma
     let s = Services::start().await;
     migrate(&s).await;
     let moto = Moto::start().await;
-    let q = moto.queue_pair("lone", 5, 30).await;
-    let events = moto.queue_pair("lone-ses-events", 5, 30).await;
-    let mut witness = s.ses_proxy.witness_sends();
-    moto.send(&q.url, &order_body("LW-1", "normal")).await;
-    kill_a_worker_once_ses_accepts(&s, &moto, &[&q.url, &events.url], "lw-1@example.com").await;
-    let accepted = tokio::time::timeout(Duration::from_secs(5), witness.recv())
-        .await
-        .expect("the proxy announced the accepted mail")
-        .expect("the proxy announces accepted mails");
+    let (q, events, accepted) = killed_after_ses_accepted(&s, &moto, "lone", "LW-1").await;
     s.ses_proxy.clear();
 
     // The only worker left takes the order over once its message comes back, and waits for the

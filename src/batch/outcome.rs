@@ -41,9 +41,10 @@ pub enum RecordOutcome {
     TransientFailure { reason: String },
     /// `deferred`: not attempted in this invocation (no send slot, SES at its rate, no time
     /// left): not a failure. `requeued`: a delayed copy went back to the queue and this delivery
-    /// is acknowledged, so the deferral spends no receive. `handed_back`: never claimed, because
-    /// the batch held more than this invocation's rate sends soon; its copy returns at once and
-    /// does not count as a deferral of the order (docs/design.md, "Deferral and the send rate").
+    /// is acknowledged, so the deferral spends no receive. `handed_back`: the batch held more than
+    /// this invocation's rate sends soon (never claimed), or a kept order's slot did not come soon
+    /// (released); its copy returns at once and does not count as a deferral of the order
+    /// (docs/design.md, "Deferral and the send rate").
     Deferred {
         reason: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -183,17 +183,14 @@ impl Pipeline {
         let tags = MailTags { order_id: order.order_id.clone(), claim_token: token };
         // A slot that does not come within the horizon (and a second) means the rate was cut
         // since the batch kept this order: it goes back for an instance that can send it now.
-        let hand_back_at = Instant::now() + super::HAND_BACK_HORIZON + Duration::from_secs(1);
+        let slot_wait = super::HAND_BACK_HORIZON + Duration::from_secs(1);
+        let give_up = budget.stop_starting_at.min(Instant::now() + slot_wait);
         let result = loop {
-            let give_up = budget.stop_starting_at.min(hand_back_at);
             if let Some(gate) = &self.gate
                 && !gate.acquire(order.priority, give_up).await
             {
                 if give_up < budget.stop_starting_at {
-                    return Sent::HandBack(format!(
-                        "handed back: no send slot within {} s",
-                        (super::HAND_BACK_HORIZON + Duration::from_secs(1)).as_secs()
-                    ));
+                    return Sent::HandBack(format!("handed back: no send slot within {} s", slot_wait.as_secs()));
                 }
                 return defer("no send slot before the time budget ran out");
             }
