@@ -5,7 +5,7 @@
 use aws_config::BehaviorVersion;
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::path::PathBuf;
-use std::time::Duration;
+use super::services::{free_port, start_emulator};
 
 pub struct Moto {
     child: tokio::process::Child,
@@ -24,7 +24,7 @@ impl Moto {
     pub async fn start() -> Self {
         let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
         assert!(bin.exists(), "{} is missing: `make test` installs it into .venv", bin.display());
-        Self::start_with(tokio::process::Command::new(&bin)).await
+        Self::start_with(|| tokio::process::Command::new(&bin)).await
     }
 
     /// moto with its per-message hot spots made cheap (`moto_server.py` says which and why), for
@@ -33,35 +33,24 @@ impl Moto {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let python = root.join(".venv/bin/python");
         assert!(python.exists(), "{} is missing: `make test` installs .venv", python.display());
-        let mut c = tokio::process::Command::new(python);
-        c.arg(root.join("tests/support/moto_server.py"));
-        Self::start_with(c).await
+        Self::start_with(|| {
+            let mut c = tokio::process::Command::new(&python);
+            c.arg(root.join("tests/support/moto_server.py"));
+            c
+        })
+        .await
     }
 
-    async fn start_with(mut command: tokio::process::Command) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = command
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start moto_server");
-        let url = format!("http://127.0.0.1:{port}");
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sesv2::config::Credentials::new("test", "test", None, None, "tests"))
-            .endpoint_url(&url)
-            .load()
-            .await;
-        let client = order_confirmation::aws::sqs_client(&sdk);
-        for _ in 0..200 {
-            if client.list_queues().send().await.is_ok() {
-                return Self { child, url, client };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("moto_server did not come up on {url}");
+    async fn start_with(program: impl Fn() -> tokio::process::Command) -> Self {
+        let command = |port: u16| {
+            let mut c = program();
+            c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+            c
+        };
+        let answers = async |url: &str| sqs_client(url).await.list_queues().send().await.is_ok();
+        let (child, url) = start_emulator("moto_server", free_port(), command, answers).await;
+        let client = sqs_client(&url).await;
+        Self { child, url, client }
     }
 
     /// A queue whose messages move to its DLQ after `max_receive` receives.
@@ -153,4 +142,15 @@ impl Moto {
         }
         out
     }
+}
+
+/// The real SQS client, pointed at a moto on `url`.
+async fn sqs_client(url: &str) -> aws_sdk_sqs::Client {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(url)
+        .load()
+        .await;
+    order_confirmation::aws::sqs_client(&sdk)
 }

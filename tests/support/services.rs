@@ -32,7 +32,7 @@ pub async fn fresh_database() -> (String, String) {
     (name.clone(), format!("{prefix}/{name}"))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -51,29 +51,73 @@ impl SesLocal {
     /// whole GetAccount response, which it checks against SES v2's shape (AWS_SES_ACCOUNT).
     /// Without, it answers 400 BadRequestException, as the tests of the other paths expect.
     pub async fn start_with_account(account: Option<&serde_json::Value>) -> Self {
+        Self::start_first_on(free_port(), account).await
+    }
+
+
+    /// [`Self::start_with_account`] told to use `port` first: a test can hand it a taken one.
+    pub async fn start_first_on(port: u16, account: Option<&serde_json::Value>) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let cli = root.join("node_modules/aws-ses-v2-local/dist/cli.js");
         assert!(cli.exists(), "{} is missing: `make test` installs it (npm ci)", cli.display());
-        let port = free_port();
-        let child = tokio::process::Command::new("node")
-            .arg(&cli)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .envs(account.map(|a| ("AWS_SES_ACCOUNT", a.to_string())))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start aws-ses-v2-local (node)");
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if http_get(&format!("{url}/health-check")).await.is_ok_and(|(s, _)| s == 200) {
-                return Self { child, url };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("aws-ses-v2-local did not come up on {url}");
+        let command = |port: u16| {
+            let mut c = tokio::process::Command::new("node");
+            c.arg(&cli).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+            c.envs(account.map(|a| ("AWS_SES_ACCOUNT", a.to_string())));
+            c
+        };
+        let healthy = async |url: &str| http_get(&format!("{url}/health-check")).await.is_ok_and(|(s, _)| s == 200);
+        let (child, url) = start_emulator("aws-ses-v2-local", port, command, healthy).await;
+        Self { child, url }
     }
 }
+
+/// Starts a local emulator as a child process on `first_port`, and again on a fresh free port if
+/// it exits before `ready` (another process took the port between choosing and binding it, as a
+/// neighbouring test can). Each start gets 30 s, for a loaded test run; every probe 1 s, so a port
+/// held by something that never answers cannot hang it. Returns the child, killed on drop, and
+/// its URL; fails with what the emulator printed.
+pub async fn start_emulator(
+    name: &str,
+    first_port: u16,
+    command: impl Fn(u16) -> tokio::process::Command,
+    ready: impl AsyncFn(&str) -> bool,
+) -> (tokio::process::Child, String) {
+    let mut port = first_port;
+    let mut printed = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let stderr = tempfile::NamedTempFile::new().expect("a file for the emulator's stderr");
+        let mut child = command(port)
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr.reopen().expect("reopen the emulator's stderr file"))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        let outcome = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let said = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+                break format!("exited ({status}) on port {port}: {}", said.trim());
+            }
+            // An answer counts only while our child still runs: not a neighbour's on the port.
+            let answered = tokio::time::timeout(Duration::from_secs(1), ready(&url)).await.unwrap_or(false);
+            if answered && matches!(child.try_wait(), Ok(None)) {
+                return (child, url);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break format!("no answer on {url} within {START_WAIT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        printed.push(outcome);
+        port = free_port();
+    }
+    panic!("{name} did not come up in {START_ATTEMPTS} attempts: {}", printed.join(" | "));
+}
+
+const START_ATTEMPTS: usize = 3;
+const START_WAIT: Duration = Duration::from_secs(30);
 
 /// A plain HTTP request with hyper (no SDK): status and body.
 pub async fn http_request(method: &str, url: &str, body: Option<String>) -> Result<(u16, String), String> {
@@ -224,4 +268,16 @@ impl Services {
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }
+}
+
+#[tokio::test]
+async fn the_ses_emulator_moves_to_a_free_port_when_its_chosen_port_is_taken_meanwhile() {
+    // Another process holds the port the emulator was told to use, as when a neighbouring test
+    // binds it between `free_port` choosing it and node starting.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to hold");
+    let port = taken.local_addr().expect("held port").port();
+    let ses = SesLocal::start_first_on(port, None).await;
+    assert_ne!(ses.url, format!("http://127.0.0.1:{port}"), "it cannot be on the taken port");
+    let (status, _) = http_get(&format!("{}/health-check", ses.url)).await.expect("the emulator answers");
+    assert_eq!(status, 200);
 }
