@@ -790,3 +790,53 @@ async fn a_worker_with_a_mapping_batch_size_gathers_whole_batches_within_its_win
         assert_eq!(s.mails_to(&email_of(id)).await, 1, "{id} mailed exactly once");
     }
 }
+
+/// A batch hands back what its rate cannot send soon to the queue at once, not when the batch
+/// ends: while it is still sending what it kept (here one slow send), the copies are already there
+/// for another instance, and the original messages are acknowledged when the batch ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_hands_back_what_its_rate_cannot_send_soon_before_it_sends_what_it_kept() {
+    use order_confirmation::batch::RecordOutcome;
+    use order_confirmation::rate::SendRateLimiter;
+    use order_confirmation::service::{BatchAnswer, BatchKind, run_batch};
+    use std::sync::Arc;
+    let s = Services::start().await;
+    let moto = Moto::start().await;
+    let q = moto.queue_pair("early-hand-back", 5, 60).await;
+    for i in 1..=4 {
+        moto.send(&q.url, &order_body(&format!("EH-{i}"), "normal")).await;
+    }
+    // One slot in hand and next to no refill: the batch keeps one order and hands three back.
+    let gate = Arc::new(SendRateLimiter::starting_at(0.001, 0.001, 0.0, 1.0));
+    let ledger = s.ledger().await;
+    let pipeline = Arc::new(Pipeline::new(ledger.clone(), s.mailer().await, Some(gate), PipelineSettings::default()));
+    // Every send takes 6 s at SES, so the batch is still running when the copies are looked for.
+    s.ses_proxy.add(Rule::matching("@example.com", Action::Delay(Duration::from_secs(6))));
+    let event = moto.receive_event(&q.url, 1).await;
+    assert_eq!(event.records.len(), 4);
+    let backoff = VisibilityBackoff::new(moto.client.clone(), BackoffSettings::default());
+    let batch = tokio::spawn({
+        let (pipeline, ledger, url) = (pipeline.clone(), ledger.clone(), q.url.clone());
+        async move {
+            let ops: &dyn LedgerOps = ledger.as_ref();
+            run_batch(&pipeline, ops, BatchKind::Orders, &event, deadline(60), Some(&backoff), Some(&url)).await
+        }
+    });
+    let mut copies = Vec::new();
+    while copies.len() < 3 && !batch.is_finished() {
+        copies.extend(moto.receive_event(&q.url, 0).await.records.into_iter().filter_map(|r| r.body));
+    }
+    assert!(!batch.is_finished(), "the copies came only when the batch ended");
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    let answer = batch.await.unwrap();
+    assert_eq!(answer.requeued(), 3, "each handed-back record is acknowledged");
+    let order_id = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()["order_id"].clone();
+    let BatchAnswer::Orders(report) = answer else { panic!("an orders batch") };
+    let sent: Vec<_> = report.records.iter().filter(|r| matches!(r.outcome, RecordOutcome::Sent { .. })).collect();
+    assert_eq!(sent.len(), 1, "{report:?}");
+    let kept = sent[0].order_id.clone().unwrap();
+    assert!(copies.iter().all(|c| order_id(c) != kept.as_str()), "the kept order is not handed back too");
+    // The four originals are still in flight (the mapping deletes them) and the three copies are
+    // with this test: none was put back a second time when the batch ended.
+    assert_eq!(moto.depth(&q.url).await, (0, 7));
+}

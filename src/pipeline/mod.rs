@@ -122,6 +122,30 @@ impl Budget {
     }
 }
 
+/// A batch after [`Pipeline::begin`]: decoded, with what its rate cannot send soon handed back.
+pub struct Begun {
+    items: Vec<Item>,
+    budget: Budget,
+}
+
+impl Begun {
+    /// The records' fates so far, in the batch's order: the handed-back orders are `Deferred`,
+    /// invalid records and conflicts final; the rest are not decided yet.
+    pub fn report(&self) -> BatchReport {
+        BatchReport { records: self.items.iter().map(|item| item.report.clone()).collect() }
+    }
+
+    /// Takes from `early` (a [`Self::report`] whose deferred copies went back to their queue) the
+    /// `requeued` marks, so the batch's end does not re-enqueue those records a second time.
+    pub fn requeued(&mut self, early: &BatchReport) {
+        for (item, r) in self.items.iter_mut().zip(&early.records) {
+            if matches!(item.work, Work::Done) && matches!(r.outcome, RecordOutcome::Deferred { requeued: true, .. }) {
+                item.report.outcome = r.outcome.clone();
+            }
+        }
+    }
+}
+
 /// The handler's core, shared by every entry point (Lambda, CLI, `consume`, reconcile).
 pub struct Pipeline {
     ledger: Arc<dyn Ledger>,
@@ -230,9 +254,24 @@ impl Pipeline {
 
     /// Processes one SQS batch that must be finished by `deadline`.
     pub async fn handle(&self, event: &SqsEvent, deadline: Instant) -> BatchReport {
+        let begun = self.begin(event, deadline).await;
+        self.complete(begun).await
+    }
+
+    /// The first step of [`Self::handle`]: decodes the batch and hands back the orders beyond what
+    /// the rate sends soon. A caller with the queue re-enqueues those now ([`Begun::report`],
+    /// [`Begun::requeued`]), not when the batch ends: the batch may hold its kept orders for
+    /// seconds, and meanwhile an instance that can send the others would find the queue empty.
+    pub async fn begin(&self, event: &SqsEvent, deadline: Instant) -> Begun {
         let budget = Budget::new(deadline, &self.settings);
         let mut items = decode_all(&event.records);
         self.hand_back_beyond_rate(&mut items, deadline).await;
+        Begun { items, budget }
+    }
+
+    /// The rest of [`Self::handle`]: claims, sends and records what [`Self::begin`] kept.
+    pub async fn complete(&self, begun: Begun) -> BatchReport {
+        let Begun { mut items, budget } = begun;
         self.claim(&mut items, &budget).await;
         // Boxed: the sender and recorder futures are deep types, and every entry point awaits this.
         Box::pin(self.send_and_record(&mut items, &budget)).await;

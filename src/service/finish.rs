@@ -4,13 +4,15 @@
 //! summary line is logged. For SES events: failed records get their retry timing, the counts are
 //! published, one summary line is logged. Without a queue ([`FromQueue`]: local `invoke`,
 //! reconcile's stored payloads) only the metrics and the log remain. Metrics are flushed by the
-//! caller, once per invocation.
+//! caller, once per invocation. The orders a batch hands back before claiming (more than its
+//! send rate grants soon) go back to their queue at the batch's start ([`hand_back_now`]).
 //!
 //! The order of the orders' steps matters: re-enqueueing marks a deferred record `requeued`
 //! (acknowledged), which the metrics, the visibility step and the response then read.
 
 use crate::backoff::VisibilityBackoff;
-use crate::batch::{BatchReport, EventBatchReport};
+use crate::batch::{BatchReport, EventBatchReport, RecordOutcome};
+use crate::pipeline::Begun;
 use crate::order::Priority;
 use aws_lambda_events::sqs::SqsEvent;
 
@@ -22,6 +24,17 @@ pub struct FromQueue<'a> {
     pub event: &'a SqsEvent,
     pub retries: &'a VisibilityBackoff,
     pub queue_url: Option<&'a str>,
+}
+
+/// Re-enqueues the orders a batch handed back before claiming ([`crate::pipeline::Pipeline::begin`]) at once, so
+/// another instance can send them while this one sends what it kept; [`orders`] then leaves them.
+pub async fn hand_back_now(begun: &mut Begun, q: FromQueue<'_>) {
+    let mut early = begun.report();
+    if !early.records.iter().any(|r| matches!(r.outcome, RecordOutcome::Deferred { requeued: false, .. })) {
+        return;
+    }
+    Box::pin(q.retries.requeue_deferred(q.event, &mut early, q.queue_url)).await;
+    begun.requeued(&early);
 }
 
 /// Finishes one orders batch.

@@ -164,7 +164,11 @@ pub async fn run_batch(
     let queue = retries.map(|retries| FromQueue { event, retries, queue_url });
     match kind {
         BatchKind::Orders => {
-            let mut report = pipeline.handle(event, deadline).await;
+            let mut begun = pipeline.begin(event, deadline).await;
+            if let Some(q) = queue {
+                finish::hand_back_now(&mut begun, q).await;
+            }
+            let mut report = pipeline.complete(begun).await;
             finish::orders(&mut report, queue).await;
             BatchAnswer::Orders(report)
         }

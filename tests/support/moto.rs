@@ -91,6 +91,32 @@ impl Moto {
         self.client.send_message().queue_url(url).message_body(body).send().await.unwrap();
     }
 
+    /// Up to `max` messages received from `url` (waiting up to `wait_seconds`), as the event an
+    /// event source mapping would deliver: receipt handles, attributes and the queue's ARN.
+    pub async fn receive_event(&self, url: &str, wait_seconds: i32) -> aws_lambda_events::sqs::SqsEvent {
+        let arn = self.arn(url).await;
+        let received = self
+            .client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let mut event = aws_lambda_events::sqs::SqsEvent::default();
+        for m in received.messages.unwrap_or_default() {
+            let mut rec = super::record(m.message_id.as_deref().unwrap_or_default(), m.body.as_deref().unwrap_or_default());
+            rec.receipt_handle = m.receipt_handle.clone();
+            rec.event_source_arn = Some(arn.clone());
+            rec.attributes =
+                m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
+            event.records.push(rec);
+        }
+        event
+    }
+
     /// (visible, not visible) message counts.
     pub async fn depth(&self, url: &str) -> (u64, u64) {
         let attrs = self
