@@ -12,8 +12,8 @@
 
 use crate::backoff::VisibilityBackoff;
 use crate::batch::{BatchReport, EventBatchReport, RecordOutcome};
-use crate::pipeline::Begun;
 use crate::order::Priority;
+use crate::pipeline::Begun;
 use aws_lambda_events::sqs::SqsEvent;
 
 /// Where a batch's records came from when a queue delivered them: the records (receipt handles,

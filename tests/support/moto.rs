@@ -2,10 +2,10 @@
 //! one per test on a free port, with queues created through the real SDK.
 #![allow(dead_code)]
 
+use super::services::{free_port, start_emulator};
 use aws_config::BehaviorVersion;
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::path::PathBuf;
-use super::services::{free_port, start_emulator};
 
 pub struct Moto {
     child: tokio::process::Child,
@@ -107,7 +107,8 @@ impl Moto {
             .unwrap();
         let mut event = aws_lambda_events::sqs::SqsEvent::default();
         for m in received.messages.unwrap_or_default() {
-            let mut rec = super::record(m.message_id.as_deref().unwrap_or_default(), m.body.as_deref().unwrap_or_default());
+            let mut rec =
+                super::record(m.message_id.as_deref().unwrap_or_default(), m.body.as_deref().unwrap_or_default());
             rec.receipt_handle = m.receipt_handle.clone();
             rec.event_source_arn = Some(arn.clone());
             rec.attributes =

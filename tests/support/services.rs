@@ -54,7 +54,6 @@ impl SesLocal {
         Self::start_first_on(free_port(), account).await
     }
 
-
     /// [`Self::start_with_account`] told to use `port` first: a test can hand it a taken one.
     pub async fn start_first_on(port: u16, account: Option<&serde_json::Value>) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
