@@ -326,23 +326,12 @@ async fn transient_failures_come_back_after_growing_delays_and_permanent_ones_co
     moto.send(&q.url, &order_body("TR-1", "normal")).await;
     moto.send(&q.url, "not json").await;
 
-    let arn = moto.arn(&q.url).await;
     let mut last_failed: HashMap<String, std::time::Instant> = HashMap::new();
     let mut gaps: HashMap<String, Vec<Duration>> = HashMap::new();
     let mut immediate_returns = 0;
     for _ in 0..12 {
-        let r = moto
-            .client
-            .receive_message()
-            .queue_url(&q.url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(if last_failed.contains_key("not json") { 0 } else { 10 })
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let messages = r.messages.unwrap_or_default();
-        if messages.is_empty() {
+        let event = moto.receive_event(&q.url, if last_failed.contains_key("not json") { 0 } else { 10 }).await;
+        if event.records.is_empty() {
             if last_failed.contains_key("not json") {
                 // The permanent one is gone to the DLQ; wait for the transient one.
                 last_failed.remove("not json");
@@ -350,22 +339,14 @@ async fn transient_failures_come_back_after_growing_delays_and_permanent_ones_co
             continue;
         }
         let now = std::time::Instant::now();
-        let mut event = aws_lambda_events::sqs::SqsEvent::default();
-        for m in messages {
-            let body = m.body.clone().unwrap_or_default();
-            let key = if body == "not json" { "not json".to_owned() } else { "TR-1".to_owned() };
-            if let Some(t) = last_failed.get(&key) {
-                gaps.entry(key.clone()).or_default().push(now - *t);
+        for r in &event.records {
+            let key = if r.body.as_deref() == Some("not json") { "not json" } else { "TR-1" };
+            if let Some(t) = last_failed.get(key) {
+                gaps.entry(key.to_owned()).or_default().push(now - *t);
                 if key == "not json" {
                     immediate_returns += 1;
                 }
             }
-            let mut rec = record(m.message_id.as_deref().unwrap(), &body);
-            rec.receipt_handle = m.receipt_handle.clone();
-            rec.event_source_arn = Some(arn.clone());
-            rec.attributes =
-                m.attributes.unwrap_or_default().into_iter().map(|(k, v)| (k.as_str().to_owned(), v)).collect();
-            event.records.push(rec);
         }
         let report = pipeline.handle(&event, deadline(30)).await;
         assert_eq!(report.response().batch_item_failures.len(), event.records.len());
@@ -824,7 +805,7 @@ async fn a_batch_hands_back_what_its_rate_cannot_send_soon_before_it_sends_what_
     });
     let mut copies = Vec::new();
     while copies.len() < 3 && !batch.is_finished() {
-        copies.extend(moto.receive_event(&q.url, 0).await.records.into_iter().filter_map(|r| r.body));
+        copies.extend(moto.receive_event(&q.url, 1).await.records.into_iter().filter_map(|r| r.body));
     }
     assert!(!batch.is_finished(), "the copies came only when the batch ended");
     assert_eq!(copies.len(), 3, "{copies:?}");

@@ -11,7 +11,7 @@
 //! (acknowledged), which the metrics, the visibility step and the response then read.
 
 use crate::backoff::VisibilityBackoff;
-use crate::batch::{BatchReport, EventBatchReport, RecordOutcome};
+use crate::batch::{BatchReport, EventBatchReport};
 use crate::order::Priority;
 use crate::pipeline::Begun;
 use aws_lambda_events::sqs::SqsEvent;
@@ -30,9 +30,6 @@ pub struct FromQueue<'a> {
 /// another instance can send them while this one sends what it kept; [`orders`] then leaves them.
 pub async fn hand_back_now(begun: &mut Begun, q: FromQueue<'_>) {
     let mut early = begun.report();
-    if !early.records.iter().any(|r| matches!(r.outcome, RecordOutcome::Deferred { requeued: false, .. })) {
-        return;
-    }
     Box::pin(q.retries.requeue_deferred(q.event, &mut early, q.queue_url)).await;
     begun.requeued(&early);
 }

@@ -47,7 +47,7 @@ impl Moto {
             c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
             c
         };
-        let answers = async |url: &str| sqs_client(url).await.list_queues().send().await.is_ok();
+        let answers = async |url: &str| super::services::http_get(url).await.is_ok();
         let (child, url) = start_emulator("moto_server", free_port(), command, answers).await;
         let client = sqs_client(&url).await;
         Self { child, url, client }
