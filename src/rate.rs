@@ -5,16 +5,18 @@
 //!   orders use the whole rate. The reserve protects high orders when they exist and costs nothing
 //!   when they do not.
 //! - **Adaptive across instances.** Instances share no memory, so the rate adapts to SES's own
-//!   answers, as the SDK's adaptive retry mode does: every accepted send raises this instance's
-//!   rate a little (up to the account's whole rate, when configured), every throttling answer cuts
-//!   it (normal-priority sends cut it harder than high ones, so under contention the instances
-//!   sending high orders keep the larger part of the quota). An instance alone on an idle account
-//!   climbs to the full quota; instances competing settle around their fair part of it.
+//!   answers (additive increase, multiplicative decrease): while a send waits for a slot, the
+//!   rate climbs with time (up to the account's whole rate, when configured); every throttling
+//!   answer cuts it (normal-priority sends cut it harder than high ones, so under contention the
+//!   instances sending high orders keep the larger part of the quota). An instance alone on an
+//!   idle account climbs to the full quota; instances competing converge to fair parts of it. An
+//!   instance with nothing waiting does not climb: its rate is not what holds it back.
 //!
-//! Uses tokio's clock, so tests can pause it.
+//! Uses tokio's clock, so tests can pause it. `src/rate/sim.rs` runs fleets of limiters against a
+//! simulated quota.
 
 use crate::order::Priority;
-use tokio::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use tokio::time::{Duration, Instant};
 
 /// What the pipeline needs from a limiter: a slot before each send, and SES's answer after it.
@@ -27,8 +29,8 @@ pub trait SendGate: Send + Sync {
     /// SES accepted (`throttled == false`) or throttled a send that held a slot.
     async fn feedback(&self, priority: Priority, throttled: bool);
 
-    /// How many sends this gate can grant within `horizon` from now at its current rate (the
-    /// slots in hand plus the refill); `None`: no limit. `consume` receives no more than this, so
+    /// How many sends this gate can grant within `horizon` from now if sends wait for it all that
+    /// time (the slots in hand plus the refill, at the rate as it climbs); `None`: no limit. `consume` receives no more than this, so
     /// it never holds orders it cannot send soon (docs/design.md, "Deferral and the send rate").
     async fn sendable_within(&self, _horizon: Duration) -> Option<usize> {
         None
@@ -46,12 +48,13 @@ pub struct SendRateLimiter {
     state: Mutex<Bucket>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     refilled_at: Instant,
     rate: f64,
-    /// High-priority orders waiting for a slot in this instance now.
+    /// Sends waiting for a slot in this instance now, and how many of them are high priority.
+    waiting: usize,
     high_waiting: usize,
     /// When SES last throttled this instance: its climb is additive for [`QUIET`] after that.
     throttled_at: Option<Instant>,
@@ -63,10 +66,73 @@ impl Bucket {
         self.rate.max(1.0)
     }
 
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity());
+    /// Brings the bucket to `now`: the rate climbs over the time a send waited (never past
+    /// `ceiling`), and the tokens fill at the rate of that time.
+    fn refill(&mut self, now: Instant, ceiling: f64) {
+        let before = self.rate;
+        if self.waiting > 0 {
+            self.climb(self.refilled_at, now, ceiling);
+        }
+        let elapsed = secs_between(self.refilled_at, now);
+        self.tokens = (self.tokens + elapsed * (before + self.rate) / 2.0).min(self.capacity());
         self.refilled_at = now;
+    }
+
+    /// The rate's climb from `from` to `to` while a send waits. In order: none in the second
+    /// after a throttle, the additive climb until the quiet spell, the doubling after it (or from
+    /// the start, before any throttle).
+    fn climb(&mut self, from: Instant, to: Instant, ceiling: f64) {
+        let (hold_ends, quiet_begins) = self.throttled_at.map_or((from, from), |at| (at + HOLD, at + QUIET));
+        let additive = secs_between(from.max(hold_ends), to.min(quiet_begins));
+        let doubling = secs_between(from.max(quiet_begins), to);
+        let climb = CLIMB * if self.high_waiting > 0 { 1.0 } else { CLIMB_NORMAL } * ceiling;
+        self.rate = ((self.rate + climb * additive) * SLOW_START.powf(doubling)).min(ceiling);
+    }
+
+    /// The sends this bucket grants within `horizon` from its last refill if sends wait all that
+    /// time: the slots in hand and the refill at the rate as it climbs meanwhile.
+    fn sendable_within(&self, horizon: Duration, ceiling: f64) -> f64 {
+        const STEPS: u32 = 30;
+        let mut ahead = Bucket { waiting: self.waiting.max(1), ..*self };
+        let mut sends = self.tokens.max(0.0);
+        let step = horizon / STEPS;
+        for _ in 0..STEPS {
+            let (before, from) = (ahead.rate, ahead.refilled_at);
+            ahead.climb(from, from + step, ceiling);
+            ahead.refilled_at = from + step;
+            sends += step.as_secs_f64() * (before + ahead.rate) / 2.0;
+        }
+        sends
+    }
+}
+
+fn secs_between(a: Instant, b: Instant) -> f64 {
+    b.saturating_duration_since(a).as_secs_f64()
+}
+
+/// Counts a send as waiting for a slot while it sleeps, and stops counting when the wait ends or
+/// is dropped (a cancelled batch must not leave the rate climbing).
+struct Waiting<'a> {
+    limiter: &'a SendRateLimiter,
+    high: bool,
+}
+
+impl<'a> Waiting<'a> {
+    fn start(limiter: &'a SendRateLimiter, high: bool) -> Self {
+        let mut b = limiter.bucket();
+        b.refill(Instant::now(), limiter.ceiling);
+        b.waiting += 1;
+        b.high_waiting += usize::from(high);
+        Self { limiter, high }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut b = self.limiter.bucket();
+        b.refill(Instant::now(), self.limiter.ceiling);
+        b.waiting -= 1;
+        b.high_waiting -= usize::from(self.high);
     }
 }
 
@@ -75,39 +141,40 @@ const CUT_NORMAL: f64 = 0.6;
 const CUT_HIGH: f64 = 0.85;
 /// The rate never drops below this fraction of the share (an instance always makes progress).
 const FLOOR: f64 = 0.25;
-/// Each accepted send raises the rate by this fraction of the share (additive increase)...
-const STEP: f64 = 0.05;
-/// ...and by at least this many mails per second. A step proportional to the share alone makes the
-/// climb's pace proportional to the share too (an instance sending flat out at rate r gains
-/// `STEP x share x r` per second): at a share of 12.5 mails/s it doubles in about a second, at the
-/// template's 5/17 = 0.29 mails/s of a 5 mails/s account in about 47 s. Under Lambda the instances
-/// that have work are often fewer than SES_SENDERS (the normal mapping's four, alone once the high
-/// queue is empty), so the quota is used only as fast as they climb: a backlog of 600 drained at
-/// 56 % of the quota. With this floor a busy instance doubles its rate within 7 s (`MIN_STEP x r`
-/// per second) whatever its share; above 2 mails/s of share the 5 % step is the larger and nothing
-/// changes.
-const MIN_STEP: f64 = 0.1;
-/// Below the share, each accepted send raises the rate by this fraction of it: the share is this
-/// instance's fair part when every instance is busy, so under it (after a throttle cut) the quota
-/// goes unused unless SES says otherwise, and four accepted sends are back at the share. At a share
-/// of 0.5 mails/s the probing step alone (0.025/s per send) took a fleet of ten cut by a burst of
-/// throttles about half a minute to climb back to the quota.
-const RECOVER: f64 = 0.25;
-/// Until SES first throttles an instance, each accepted send raises its rate by this fraction of
-/// the rate itself: it doubles, as TCP's slow start does. An instance does not know how many
-/// others are sending, and at the template's 0.29 mails/s share the additive climb alone took
-/// 15 s to reach a quarter of a 5 mails/s quota, while under Lambda only the normal mapping's four
-/// instances had work (the quota's first 10 s 44 % used; 74 % with a step of half the rate). The
-/// first throttle ends it; the cut and the additive climb take over until [`QUIET`] passes
-/// without another.
-const SLOW_START: f64 = 1.0;
-/// After this long without a throttle, the slow start resumes: SES has had room for a while, and
-/// the instances that shared it may have stopped. Under Lambda the high mapping's ten instances
-/// finish their queue while the normal four are cut to 0.1 to 0.4 mails/s; at 0.1 mails/s per send
-/// those took 10 to 15 s to take up the quota again (one 10 s window 60 to 80 % used). With 5 s
-/// instances sharing the quota resumed it often enough to double the throttles of ten `consume`
-/// workers at 0.5 mails/s each (438 calls over the quota for 600 mails, against 286).
-const QUIET: Duration = Duration::from_secs(10);
+/// While a send waits for a slot and SES has throttled this instance within [`QUIET`], the rate
+/// climbs by this fraction of the account's rate per second (additive increase, in time). The
+/// climb is in time, not per accepted send: a climb per send is a climb at the pace of the rate
+/// itself, so an instance cut to 0.07 mails/s waited seconds between the sends that were to raise
+/// it, and one at the whole quota gained fastest; rates never converged to fair parts, and in the
+/// soak's Lambda topology one normal instance held 5 mails/s while the other three sat at their
+/// floor, throttled once a second. A climb the same for every busy instance is what AIMD needs to
+/// converge: the instances above their fair part are cut by more than the others, the others gain
+/// as fast. 5 % of the account's rate per second takes a fleet of four from a cut back to the
+/// quota within seconds.
+const CLIMB: f64 = 0.05;
+/// While only normal orders wait, the climb is this fraction of [`CLIMB`]: high and normal
+/// instances meet at SES's quota, and the high ones (cut less, climbing faster) keep the larger
+/// part of it. At the full climb the normal mapping's four instances took half the quota while
+/// the high queue drained (its last order later than before the change, in the simulation of
+/// `src/rate/sim.rs`).
+const CLIMB_NORMAL: f64 = 0.5;
+/// Until SES first throttles an instance, and again after [`QUIET`] without a throttle, the rate
+/// doubles per second while a send waits, as TCP's slow start does in round trips: an instance
+/// does not know how many others are sending, and under Lambda only the normal mapping's four
+/// instances may have work, at 4 x 5/17 = 24 % of a 5 mails/s quota.
+const SLOW_START: f64 = 2.0;
+/// A throttle ends the slow start for this long. When it passes without another, SES has had room
+/// for a while, and the instances that shared it may have stopped: under Lambda the high
+/// mapping's ten instances finish their queue while the normal four were cut. 5 s against 10 s:
+/// 98.2 to 99.4 % against 97.3 to 98.6 % of the quota for the Lambda topology's all-normal mix in
+/// the simulation, for 40 % more calls over the quota (136 to 140 against 94 to 107 per 600
+/// mails).
+const QUIET: Duration = Duration::from_secs(5);
+/// The longest a waiting send sleeps before it looks at the bucket again.
+const RECHECK: Duration = Duration::from_millis(100);
+/// After a throttle the rate does not climb for this long: SES said its second is full, and the
+/// next slot is held back until then anyway.
+const HOLD: Duration = Duration::from_secs(1);
 
 impl SendRateLimiter {
     /// `share` sends per second; `ceiling` the account's whole rate (at least `share`);
@@ -134,6 +201,7 @@ impl SendRateLimiter {
                 tokens: share.max(1.0) * level.clamp(0.0, 1.0),
                 refilled_at: Instant::now(),
                 rate: share,
+                waiting: 0,
                 high_waiting: 0,
                 throttled_at: None,
             }),
@@ -142,7 +210,15 @@ impl SendRateLimiter {
 
     /// The current rate in sends per second.
     pub async fn rate(&self) -> f64 {
-        self.state.lock().await.rate
+        let mut b = self.bucket();
+        b.refill(Instant::now(), self.ceiling);
+        b.rate
+    }
+
+    /// The bucket, locked. No lock is held across an await, and none can be poisoned by a panic
+    /// between consistent states, so a poisoned lock's bucket is still sound.
+    fn bucket(&self) -> MutexGuard<'_, Bucket> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -150,14 +226,11 @@ impl SendRateLimiter {
 impl SendGate for SendRateLimiter {
     async fn acquire(&self, priority: Priority, give_up_at: Instant) -> bool {
         let high = priority == Priority::High;
-        if high {
-            self.state.lock().await.high_waiting += 1;
-        }
-        let granted = loop {
+        let _waiting = Waiting::start(self, high);
+        loop {
             let wait = {
-                let mut b = self.state.lock().await;
-                let now = Instant::now();
-                b.refill(now);
+                let mut b = self.bucket();
+                b.refill(Instant::now(), self.ceiling);
                 // Normal orders leave the reserve in the bucket only while a high one waits.
                 let reserve = if !high && b.high_waiting > 0 {
                     (b.capacity() * self.high_reserve).min(b.capacity() - 1.0).max(0.0)
@@ -167,45 +240,38 @@ impl SendGate for SendRateLimiter {
                 let threshold = 1.0 + reserve;
                 if b.tokens >= threshold {
                     b.tokens -= 1.0;
-                    break true;
+                    return true;
                 }
-                // A normal order re-checks at least every 100 ms: the reserve it waits behind
-                // disappears as soon as the high orders have their slots.
+                // Every wait re-checks at least every 100 ms: the reserve a normal order waits
+                // behind disappears as soon as the high orders have their slots, and the rate
+                // climbs while sends wait, so the slot comes sooner than this rate says.
                 // At least a millisecond: a float remainder of a token (1e-12) would round the
                 // wait down to nothing, and a sleep of nothing never lets the bucket refill (it
                 // spun forever on tokio's paused clock).
                 let wait = Duration::from_secs_f64((threshold - b.tokens) / b.rate).max(Duration::from_millis(1));
-                if high { wait } else { wait.min(Duration::from_millis(100)) }
+                wait.min(RECHECK)
             };
             if Instant::now() + wait > give_up_at {
-                break false;
+                return false;
             }
             tokio::time::sleep(wait).await;
-        };
-        if high {
-            self.state.lock().await.high_waiting -= 1;
         }
-        granted
     }
 
     async fn feedback(&self, priority: Priority, throttled: bool) {
-        let mut b = self.state.lock().await;
-        b.refill(Instant::now());
+        let mut b = self.bucket();
+        let now = Instant::now();
+        b.refill(now, self.ceiling);
         if throttled {
             let cut = if priority == Priority::High { CUT_HIGH } else { CUT_NORMAL };
             b.rate = (b.rate * cut).max(self.share * FLOOR);
-            b.throttled_at = Some(Instant::now());
+            b.throttled_at = Some(now);
             // SES said the second is full: no burst right after, and no slot before SES's next
             // second. Below one send per second that is not a whole empty bucket: at a cut rate of
             // 0.125/s an empty bucket would keep the throttled order (retried at the next slot)
             // waiting 8 s, long enough to run out of its batch's time and be deferred; at the end
             // of a backlog that order is the tail, while other instances are idle.
             b.tokens = b.tokens.min(0.0).max(1.0 - b.rate);
-        } else {
-            let step = if b.rate < self.share { RECOVER } else { STEP };
-            let quiet = b.throttled_at.is_none_or(|at| at.elapsed() >= QUIET);
-            let slow_start = if quiet { b.rate * SLOW_START } else { 0.0 };
-            b.rate = (b.rate + (self.share * step).max(MIN_STEP).max(slow_start)).min(self.ceiling);
         }
         let capacity = b.capacity();
         b.tokens = b.tokens.min(capacity);
@@ -213,12 +279,15 @@ impl SendGate for SendRateLimiter {
     }
 
     async fn sendable_within(&self, horizon: Duration) -> Option<usize> {
-        let mut b = self.state.lock().await;
-        b.refill(Instant::now());
-        let n = b.tokens.max(0.0) + b.rate * horizon.as_secs_f64();
+        let mut b = self.bucket();
+        b.refill(Instant::now(), self.ceiling);
+        let n = b.sendable_within(horizon, self.ceiling);
         Some(n.floor().max(0.0).min(usize::MAX as f64) as usize)
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod sim;

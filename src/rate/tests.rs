@@ -42,21 +42,31 @@ async fn waits_for_refill_until_the_give_up_time() {
     assert!(Instant::now() >= start + Duration::from_millis(500), "waited for a token");
 }
 
+/// Sends flat out (each slot taken as it comes, SES accepting every send) until `until`.
+async fn send_flat_out(limiter: &SendRateLimiter, priority: Priority, until: Instant) -> usize {
+    let mut sent = 0;
+    while limiter.acquire(priority, until).await {
+        limiter.feedback(priority, false).await;
+        sent += 1;
+    }
+    sent
+}
+
+fn close(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() < 1e-6 * expected.max(1.0)
+}
+
 #[tokio::test(start_paused = true)]
-async fn accepted_sends_climb_to_the_ceiling_and_throttling_cuts_normal_harder_than_high() {
-    let limiter = SendRateLimiter::new(2.0, 10.0, 0.2);
-    for _ in 0..200 {
-        limiter.feedback(Priority::Normal, false).await;
-    }
-    assert_eq!(limiter.rate().await, 10.0, "an idle account's quota is used in full");
+async fn a_busy_instance_climbs_to_the_ceiling_and_throttles_cut_normal_harder_than_high() {
+    let limiter = SendRateLimiter::starting_at(2.0, 10.0, 0.2, 0.0);
+    send_flat_out(&limiter, Priority::Normal, Instant::now() + Duration::from_secs(30)).await;
+    assert_eq!(limiter.rate().await, 10.0, "an idle account's quota is used in full, and no more");
     limiter.feedback(Priority::Normal, true).await;
-    assert!((limiter.rate().await - 6.0).abs() < 1e-9);
-    let high = SendRateLimiter::new(2.0, 10.0, 0.2);
-    for _ in 0..200 {
-        high.feedback(Priority::High, false).await;
-    }
+    assert!(close(limiter.rate().await, 6.0), "{}", limiter.rate().await);
+    let high = SendRateLimiter::starting_at(2.0, 10.0, 0.2, 0.0);
+    send_flat_out(&high, Priority::High, Instant::now() + Duration::from_secs(30)).await;
     high.feedback(Priority::High, true).await;
-    assert!(high.rate().await > limiter.rate().await, "a throttled high send keeps more of the rate");
+    assert!(close(high.rate().await, 8.5), "a throttled high send keeps more of the rate: {}", high.rate().await);
     for _ in 0..50 {
         limiter.feedback(Priority::Normal, true).await;
     }
@@ -64,60 +74,67 @@ async fn accepted_sends_climb_to_the_ceiling_and_throttling_cuts_normal_harder_t
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_rate_cut_below_the_share_is_back_at_the_share_after_four_accepted_sends() {
-    // Ten instances sharing 5 mails/s: a share of 0.5, cut by two throttles to 0.18.
-    let limiter = SendRateLimiter::new(0.5, 5.0, 0.2);
-    limiter.feedback(Priority::Normal, true).await;
-    limiter.feedback(Priority::Normal, true).await;
-    assert!(limiter.rate().await < 0.2);
-    for _ in 0..4 {
-        limiter.feedback(Priority::Normal, false).await;
-    }
-    let at_share = limiter.rate().await;
-    assert!(at_share >= 0.5, "back at the share: {at_share}");
-    // Above the share it only probes: 20 more sends add 2.0 (the floor of 0.1 mails/s each,
-    // more than 5 % of this share).
-    for _ in 0..20 {
-        limiter.feedback(Priority::Normal, false).await;
-    }
-    assert!((limiter.rate().await - at_share - 2.0).abs() < 1e-9, "{}", limiter.rate().await);
-    // A large share probes by 5 % of itself once throttled: 12.5 mails/s, cut to 7.5, back
-    // above the share in two sends (25 % of it each), then 0.625 per send.
-    let large = SendRateLimiter::new(12.5, 50.0, 0.2);
-    large.feedback(Priority::Normal, true).await;
-    for _ in 0..3 {
-        large.feedback(Priority::Normal, false).await;
-    }
-    assert!((large.rate().await - 14.375).abs() < 1e-9, "{}", large.rate().await);
+async fn a_waiting_send_doubles_the_rate_each_second_until_the_first_throttle() {
+    // The template's share of a 5 mails/s account: 5 / 17. The first slot comes when the
+    // bucket, filled at the climbing rate, holds a whole send.
+    let share = 5.0 / 17.0;
+    let limiter = SendRateLimiter::starting_at(share, 5.0, 0.2, 0.0);
+    let start = Instant::now();
+    assert!(limiter.acquire(Priority::Normal, start + Duration::from_secs(10)).await);
+    let waited = (Instant::now() - start).as_secs_f64();
+    assert!(close(limiter.rate().await, share * 2f64.powf(waited)), "{} after {waited} s", limiter.rate().await);
+    assert!(waited < 2.5, "at the share alone the first slot would take 3.4 s: {waited} s");
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_instance_doubles_its_rate_per_accepted_send_until_throttled_and_again_after_a_quiet_spell() {
-    // The template's share of a 5 mails/s account: 5 / 17.
-    let share = 5.0 / 17.0;
-    let limiter = SendRateLimiter::new(share, 5.0, 0.2);
-    for _ in 0..3 {
-        limiter.feedback(Priority::Normal, false).await;
+async fn an_instance_with_nothing_waiting_does_not_climb_not_even_after_a_cancelled_wait() {
+    let limiter = SendRateLimiter::starting_at(0.1, 5.0, 0.2, 0.0);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(limiter.rate().await, 0.1, "nothing waited: the rate held nobody back");
+    assert!(limiter.acquire(Priority::High, Instant::now()).await, "the idle minute filled the bucket");
+    // A batch dropped while its send waits (the first slot is 3 s away at this rate).
+    let far = Instant::now() + Duration::from_secs(60);
+    assert!(tokio::time::timeout(Duration::from_secs(1), limiter.acquire(Priority::High, far)).await.is_err());
+    let after = limiter.rate().await;
+    assert!(close(after, 0.2), "one second of waiting doubled it: {after}");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(limiter.rate().await, after, "the dropped wait no longer counts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_throttle_the_rate_holds_a_second_then_climbs_a_twentieth_of_the_account_rate_a_second() {
+    // Ten instances' share of 10 mails/s, cut to 0.6 (normal) or 0.85 (high) by one throttle.
+    for (priority, cut, climb) in [(Priority::Normal, 0.6, 0.25), (Priority::High, 0.85, 0.5)] {
+        let limiter = std::sync::Arc::new(SendRateLimiter::starting_at(1.0, 10.0, 0.2, 1.0));
+        assert!(limiter.acquire(priority, Instant::now()).await);
+        limiter.feedback(priority, true).await;
+        let throttled_at = Instant::now();
+        // Twenty sends wait: more than this rate grants within the test.
+        let far = throttled_at + Duration::from_secs(60);
+        let waiters: Vec<_> = (0..20)
+            .map(|_| {
+                let l = limiter.clone();
+                tokio::spawn(async move { l.acquire(priority, far).await })
+            })
+            .collect();
+        let rate_at = |secs: f64| {
+            let l = limiter.clone();
+            async move {
+                tokio::time::sleep_until(throttled_at + Duration::from_secs_f64(secs)).await;
+                l.rate().await
+            }
+        };
+        assert_eq!(rate_at(0.9).await, cut, "{priority:?}: no climb within SES's next second");
+        // High orders waiting climb at 5 % of the account's rate per second, normal ones alone
+        // at half that.
+        assert!(close(rate_at(3.0).await, cut + 2.0 * climb), "{priority:?}: {}", limiter.rate().await);
+        // After 5 s without another throttle, the rate doubles per second again.
+        let quiet = cut + 4.0 * climb;
+        assert!(close(rate_at(6.0).await, quiet * 2.0), "{priority:?}: {}", limiter.rate().await);
+        for w in waiters {
+            w.abort();
+        }
     }
-    let started = limiter.rate().await;
-    assert!((started - share * 8.0).abs() < 1e-9, "{started}");
-    // The first throttle ends the slow start: cut, then 0.1 mails/s per send (the floor).
-    limiter.feedback(Priority::Normal, true).await;
-    let cut = limiter.rate().await;
-    assert!((cut - started * CUT_NORMAL).abs() < 1e-9, "{cut}");
-    limiter.feedback(Priority::Normal, false).await;
-    assert!((limiter.rate().await - cut - MIN_STEP).abs() < 1e-9, "{}", limiter.rate().await);
-    // After a quiet spell with no throttle, it doubles again.
-    tokio::time::advance(QUIET).await;
-    let quiet = limiter.rate().await;
-    limiter.feedback(Priority::Normal, false).await;
-    assert!((limiter.rate().await - 2.0 * quiet).abs() < 1e-9, "{}", limiter.rate().await);
-    // It never passes the account's whole rate.
-    let capped = SendRateLimiter::new(share, 5.0, 0.2);
-    for _ in 0..20 {
-        capped.feedback(Priority::Normal, false).await;
-    }
-    assert_eq!(capped.rate().await, 5.0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -142,10 +159,11 @@ async fn after_a_throttle_the_next_slot_comes_within_a_second_and_the_cut_rate_p
     assert!(limiter.acquire(Priority::Normal, throttled_at + Duration::from_secs(5)).await);
     assert!(Instant::now() <= throttled_at + Duration::from_secs(1), "retried within SES's next second");
     assert!(Instant::now() > throttled_at, "not at once: SES said the second is full");
-    // Then the cut rate (0.3/s) paces the following sends.
+    // Then the cut rate (0.3/s, climbing by 0.125/s a second) paces the following sends: the
+    // bucket holds a send again after 2.3 s.
     let retried_at = Instant::now();
     assert!(limiter.acquire(Priority::Normal, retried_at + Duration::from_secs(5)).await);
-    assert!(Instant::now() >= retried_at + Duration::from_secs(3), "paced at the cut rate");
+    assert!(Instant::now() >= retried_at + Duration::from_secs(2), "paced at the cut rate");
 }
 
 #[tokio::test(start_paused = true)]
@@ -167,12 +185,23 @@ async fn a_small_share_alone_on_the_account_climbs_to_its_part_of_the_quota_with
 }
 
 #[tokio::test(start_paused = true)]
-async fn sendable_within_counts_the_slots_in_hand_and_the_refill() {
+async fn sendable_within_counts_the_slots_in_hand_and_the_refill_as_the_rate_climbs() {
+    // Before any throttle the rate doubles per second while sends wait: 0.5 mails/s grants
+    // 0.5 x (2^2 - 1) / ln 2 = 2.2 sends in 2 s, not 1.0. A batch sized by the rate alone kept
+    // one order at a time at the start of a backlog, and an instance with one order has little
+    // waiting to climb on.
     let limiter = SendRateLimiter::starting_at(0.5, 5.0, 0.2, 1.0);
-    assert_eq!(limiter.sendable_within(Duration::from_secs(2)).await, Some(2), "one in hand, one refilled");
+    assert_eq!(limiter.sendable_within(Duration::from_secs(2)).await, Some(3), "one in hand, 2.2 refilled");
     assert!(limiter.acquire(Priority::Normal, Instant::now()).await);
-    assert_eq!(limiter.sendable_within(Duration::from_secs(2)).await, Some(1));
+    assert_eq!(limiter.sendable_within(Duration::from_secs(2)).await, Some(2));
     assert_eq!(limiter.sendable_within(Duration::ZERO).await, Some(0));
+    // Never past the ceiling: 12.5 in hand, then 12.5 mails/s doubles to 50 in 2 s (54 sends)
+    // and stays there (50 more).
     let fast = SendRateLimiter::starting_at(12.5, 50.0, 0.2, 1.0);
-    assert_eq!(fast.sendable_within(Duration::from_secs(2)).await, Some(37));
+    assert_eq!(fast.sendable_within(Duration::from_secs(3)).await, Some(116));
+    // Throttled: a second without a climb, then 5 % of the account's rate a second (half for
+    // normal orders): 0.6 x 3 + 0.125 x 2^2 / 2 = 2.05 in 3 s.
+    let cut = SendRateLimiter::starting_at(1.0, 5.0, 0.2, 0.0);
+    cut.feedback(Priority::Normal, true).await;
+    assert_eq!(cut.sendable_within(Duration::from_secs(3)).await, Some(2));
 }
