@@ -102,37 +102,41 @@ async fn an_instance_with_nothing_waiting_does_not_climb_not_even_after_a_cancel
 }
 
 #[tokio::test(start_paused = true)]
-async fn after_a_throttle_the_rate_holds_a_second_then_climbs_a_twentieth_of_the_account_rate_a_second() {
-    // Ten instances' share of 10 mails/s, cut to 0.6 (normal) or 0.85 (high) by one throttle.
-    for (priority, cut, climb) in [(Priority::Normal, 0.6, 0.25), (Priority::High, 0.85, 0.5)] {
-        let limiter = std::sync::Arc::new(SendRateLimiter::starting_at(1.0, 10.0, 0.2, 1.0));
-        assert!(limiter.acquire(priority, Instant::now()).await);
-        limiter.feedback(priority, true).await;
-        let throttled_at = Instant::now();
-        // Twenty sends wait: more than this rate grants within the test.
-        let far = throttled_at + Duration::from_secs(60);
-        let waiters: Vec<_> = (0..20)
-            .map(|_| {
+async fn after_a_throttle_the_rate_holds_a_second_then_climbs_a_share_or_a_twentieth_of_the_account_rate_a_second() {
+    // Ten instances' share of 10 mails/s climbs a share (1.0) a second; forty instances' share
+    // (0.25) climbs 5 % of the account's rate (0.5), the larger. Normal orders alone climb half
+    // as fast. One throttle cuts the rate to 0.6 (normal) or 0.85 (high) of what it was.
+    for (share, per_second) in [(1.0, 1.0), (0.25, 0.5)] {
+        for (priority, cut, climb) in [(Priority::Normal, 0.6, per_second / 2.0), (Priority::High, 0.85, per_second)] {
+            let cut = cut * share;
+            let limiter = std::sync::Arc::new(SendRateLimiter::starting_at(share, 10.0, 0.2, 1.0));
+            assert!(limiter.acquire(priority, Instant::now()).await);
+            limiter.feedback(priority, true).await;
+            let throttled_at = Instant::now();
+            // Forty sends wait: more than this rate grants within the test.
+            let far = throttled_at + Duration::from_secs(60);
+            let waiters: Vec<_> = (0..40)
+                .map(|_| {
+                    let l = limiter.clone();
+                    tokio::spawn(async move { l.acquire(priority, far).await })
+                })
+                .collect();
+            let rate_at = |secs: f64| {
                 let l = limiter.clone();
-                tokio::spawn(async move { l.acquire(priority, far).await })
-            })
-            .collect();
-        let rate_at = |secs: f64| {
-            let l = limiter.clone();
-            async move {
-                tokio::time::sleep_until(throttled_at + Duration::from_secs_f64(secs)).await;
-                l.rate().await
+                async move {
+                    tokio::time::sleep_until(throttled_at + Duration::from_secs_f64(secs)).await;
+                    l.rate().await
+                }
+            };
+            let case = format!("share {share}, {priority:?}");
+            assert!(close(rate_at(0.9).await, cut), "{case}: no climb within SES's next second");
+            assert!(close(rate_at(3.0).await, cut + 2.0 * climb), "{case}: {}", limiter.rate().await);
+            // After 5 s without another throttle, the rate doubles per second again.
+            let quiet = cut + 4.0 * climb;
+            assert!(close(rate_at(6.0).await, quiet * 2.0), "{case}: {}", limiter.rate().await);
+            for w in waiters {
+                w.abort();
             }
-        };
-        assert_eq!(rate_at(0.9).await, cut, "{priority:?}: no climb within SES's next second");
-        // High orders waiting climb at 5 % of the account's rate per second, normal ones alone
-        // at half that.
-        assert!(close(rate_at(3.0).await, cut + 2.0 * climb), "{priority:?}: {}", limiter.rate().await);
-        // After 5 s without another throttle, the rate doubles per second again.
-        let quiet = cut + 4.0 * climb;
-        assert!(close(rate_at(6.0).await, quiet * 2.0), "{priority:?}: {}", limiter.rate().await);
-        for w in waiters {
-            w.abort();
         }
     }
 }
@@ -159,11 +163,11 @@ async fn after_a_throttle_the_next_slot_comes_within_a_second_and_the_cut_rate_p
     assert!(limiter.acquire(Priority::Normal, throttled_at + Duration::from_secs(5)).await);
     assert!(Instant::now() <= throttled_at + Duration::from_secs(1), "retried within SES's next second");
     assert!(Instant::now() > throttled_at, "not at once: SES said the second is full");
-    // Then the cut rate (0.3/s, climbing by 0.125/s a second) paces the following sends: the
-    // bucket holds a send again after 2.3 s.
+    // Then the cut rate (0.3/s, climbing by 0.25/s a second) paces the following sends: the
+    // bucket holds a send again after 1.9 s.
     let retried_at = Instant::now();
     assert!(limiter.acquire(Priority::Normal, retried_at + Duration::from_secs(5)).await);
-    assert!(Instant::now() >= retried_at + Duration::from_secs(2), "paced at the cut rate");
+    assert!(Instant::now() >= retried_at + Duration::from_millis(1800), "paced at the cut rate");
 }
 
 #[tokio::test(start_paused = true)]
@@ -199,9 +203,9 @@ async fn sendable_within_counts_the_slots_in_hand_and_the_refill_as_the_rate_cli
     // and stays there (50 more).
     let fast = SendRateLimiter::starting_at(12.5, 50.0, 0.2, 1.0);
     assert_eq!(fast.sendable_within(Duration::from_secs(3)).await, Some(116));
-    // Throttled: a second without a climb, then 5 % of the account's rate a second (half for
-    // normal orders): 0.6 x 3 + 0.125 x 2^2 / 2 = 2.05 in 3 s.
+    // Throttled: 0.4 in hand (the next slot a second away), a second without a climb, then a
+    // share a second (half for normal orders): 0.4 + 0.6 x 3 + 0.5 x 2^2 / 2 = 3.2 in 3 s.
     let cut = SendRateLimiter::starting_at(1.0, 5.0, 0.2, 0.0);
     cut.feedback(Priority::Normal, true).await;
-    assert_eq!(cut.sendable_within(Duration::from_secs(3)).await, Some(2));
+    assert_eq!(cut.sendable_within(Duration::from_secs(3)).await, Some(3));
 }
