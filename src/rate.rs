@@ -30,8 +30,9 @@ pub trait SendGate: Send + Sync {
     async fn feedback(&self, priority: Priority, throttled: bool);
 
     /// How many sends this gate can grant within `horizon` from now if sends wait for it all that
-    /// time (the slots in hand plus the refill, at the rate as it climbs); `None`: no limit. `consume` receives no more than this, so
-    /// it never holds orders it cannot send soon (docs/design.md, "Deferral and the send rate").
+    /// time (the slots in hand plus the refill, at the rate as it climbs); `None`: no limit.
+    /// `consume` receives no more than this, so it never holds orders it cannot send soon
+    /// (docs/design.md, "Deferral and the send rate").
     async fn sendable_within(&self, _horizon: Duration) -> Option<usize> {
         None
     }
@@ -39,10 +40,9 @@ pub trait SendGate: Send + Sync {
 
 #[derive(Debug)]
 pub struct SendRateLimiter {
-    /// The configured share: where the rate starts, and the floor it returns to quickly.
-    share: f64,
-    /// The highest rate this instance may climb to while SES accepts (the account's rate).
-    ceiling: f64,
+    /// The configured share (where the rate starts, a quarter of it the floor) and the
+    /// account's whole rate (the highest it climbs to while SES accepts).
+    span: Span,
     /// Share of the bucket (0.0-1.0) kept for high priority while one is waiting.
     high_reserve: f64,
     state: Mutex<Bucket>,
@@ -133,7 +133,7 @@ struct Waiting<'a> {
 impl<'a> Waiting<'a> {
     fn start(limiter: &'a SendRateLimiter, high: bool) -> Self {
         let mut b = limiter.bucket();
-        b.refill(Instant::now(), limiter.span());
+        b.refill(Instant::now(), limiter.span);
         b.waiting += 1;
         b.high_waiting += usize::from(high);
         Self { limiter, high }
@@ -143,7 +143,7 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut b = self.limiter.bucket();
-        b.refill(Instant::now(), self.limiter.span());
+        b.refill(Instant::now(), self.limiter.span);
         b.waiting -= 1;
         b.high_waiting -= usize::from(self.high);
     }
@@ -166,20 +166,20 @@ const FLOOR: f64 = 0.25;
 /// as fast. 5 % of the account's rate per second takes a fleet of four from a cut back to the
 /// quota within seconds.
 const CLIMB: f64 = 0.05;
+/// ...and by at least this many shares per second: a whole fleet of `SES_SENDERS` instances,
+/// climbing together, adds the account's rate each second. At a large share the 5 % of the
+/// account's rate alone was too slow to ride out SES's throttles that are not the quota's: four
+/// instances at 12.5 of 50 mails/s with 2 % of their sends throttled at random were each cut every
+/// few seconds and took 4 s to climb back, and the soak's `peak` drained at 87 % of the quota
+/// (99 % with the climb per send; in the simulation, with the climb then held a second after a
+/// throttle, 97.8 to 100.9 % with half a share per second and 99.8 to 100.5 % with one).
+const CLIMB_SHARE: f64 = 1.0;
 /// While only normal orders wait, the climb is this fraction of [`CLIMB`]: high and normal
 /// instances meet at SES's quota, and the high ones (cut less, climbing faster) keep the larger
 /// part of it. At the full climb the normal mapping's four instances took half the quota while
 /// the high queue drained (its last order later than before the change, in the simulation of
 /// `src/rate/sim.rs`).
 const CLIMB_NORMAL: f64 = 0.5;
-/// ...and by at least this many shares per second: a whole fleet of `SES_SENDERS` instances,
-/// climbing together, adds the account's rate each second. At a large share the 5 % of the
-/// account's rate alone was too slow to ride out SES's throttles that are not the quota's: four
-/// instances at 12.5 of 50 mails/s with 2 % of their sends throttled at random were each cut every
-/// few seconds and took 4 s to climb back, and the soak's `peak` drained at 87 % of the quota
-/// (99 % with the climb per send; 97.8 to 100.9 % in the simulation with half a share per second,
-/// 99.8 to 100.5 % with one).
-const CLIMB_SHARE: f64 = 1.0;
 /// Until SES first throttles an instance, and again after [`QUIET`] without a throttle, the rate
 /// doubles per second while a send waits, as TCP's slow start does in round trips: an instance
 /// does not know how many others are sending, and under Lambda only the normal mapping's four
@@ -187,7 +187,8 @@ const CLIMB_SHARE: f64 = 1.0;
 const SLOW_START: f64 = 2.0;
 /// A throttle ends the slow start for this long. When it passes without another, SES has had room
 /// for a while, and the instances that shared it may have stopped: under Lambda the high
-/// mapping's ten instances finish their queue while the normal four were cut. 5 s against 10 s:
+/// mapping's ten instances finish their queue while the normal four were cut. 5 s against 10 s,
+/// in the simulation's first version of the climb in time (before the share's part):
 /// 98.2 to 99.4 % against 97.3 to 98.6 % of the quota for the Lambda topology's all-normal mix in
 /// the simulation, for 40 % more calls over the quota (136 to 140 against 94 to 107 per 600
 /// mails).
@@ -213,8 +214,7 @@ impl SendRateLimiter {
     pub fn starting_at(share: f64, ceiling: f64, high_reserve: f64, level: f64) -> Self {
         let share = share.max(0.001);
         Self {
-            share,
-            ceiling: ceiling.max(share),
+            span: Span { share, ceiling: ceiling.max(share) },
             high_reserve: high_reserve.clamp(0.0, 0.9),
             state: Mutex::new(Bucket {
                 tokens: share.max(1.0) * level.clamp(0.0, 1.0),
@@ -230,12 +230,8 @@ impl SendRateLimiter {
     /// The current rate in sends per second.
     pub async fn rate(&self) -> f64 {
         let mut b = self.bucket();
-        b.refill(Instant::now(), self.span());
+        b.refill(Instant::now(), self.span);
         b.rate
-    }
-
-    fn span(&self) -> Span {
-        Span { share: self.share, ceiling: self.ceiling }
     }
 
     /// The bucket, locked. No lock is held across an await, and none can be poisoned by a panic
@@ -253,7 +249,7 @@ impl SendGate for SendRateLimiter {
         loop {
             let wait = {
                 let mut b = self.bucket();
-                b.refill(Instant::now(), self.span());
+                b.refill(Instant::now(), self.span);
                 // Normal orders leave the reserve in the bucket only while a high one waits.
                 let reserve = if !high && b.high_waiting > 0 {
                     (b.capacity() * self.high_reserve).min(b.capacity() - 1.0).max(0.0)
@@ -284,10 +280,10 @@ impl SendGate for SendRateLimiter {
     async fn feedback(&self, priority: Priority, throttled: bool) {
         let mut b = self.bucket();
         let now = Instant::now();
-        b.refill(now, self.span());
+        b.refill(now, self.span);
         if throttled {
             let cut = if priority == Priority::High { CUT_HIGH } else { CUT_NORMAL };
-            b.rate = (b.rate * cut).max(self.share * FLOOR);
+            b.rate = (b.rate * cut).max(self.span.share * FLOOR);
             b.throttled_at = Some(now);
             // SES said the second is full: no burst right after, and no slot before SES's next
             // second. Below one send per second that is not a whole empty bucket: at a cut rate of
@@ -303,8 +299,8 @@ impl SendGate for SendRateLimiter {
 
     async fn sendable_within(&self, horizon: Duration) -> Option<usize> {
         let mut b = self.bucket();
-        b.refill(Instant::now(), self.span());
-        let n = b.sendable_within(horizon, self.span());
+        b.refill(Instant::now(), self.span);
+        let n = b.sendable_within(horizon, self.span);
         Some(n.floor().max(0.0).min(usize::MAX as f64) as usize)
     }
 }

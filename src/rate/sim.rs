@@ -207,7 +207,8 @@ async fn ten_instances_sharing_a_small_quota_drain_it_in_full() {
 #[tokio::test(start_paused = true)]
 async fn four_instances_at_a_large_share_ride_out_throttles_that_are_not_the_quotas() {
     // The soak's `peak` shape: four instances at 12.5 of 50 mails/s, SES throttling 2 % of the
-    // sends at random. With a climb of 5 % of the account's rate alone: 95.8, 88.9 and 96.0 %.
+    // sends at random. With a climb of 5 % of the account's rate alone (held a second after each
+    // throttle): 95.8, 88.9 and 96.0 %.
     for seed in 1..=3 {
         let d = drain_with(50.0, 0.02, 12.5, &fleet(0, 4), 0, 4000, seed).await;
         eprintln!(
