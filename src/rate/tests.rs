@@ -87,18 +87,32 @@ async fn a_waiting_send_doubles_the_rate_each_second_until_the_first_throttle() 
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_instance_with_nothing_waiting_does_not_climb_not_even_after_a_cancelled_wait() {
+async fn an_idle_instance_does_not_climb_not_even_after_a_cancelled_wait() {
     let limiter = SendRateLimiter::starting_at(0.1, 5.0, 0.2, 0.0);
     tokio::time::advance(Duration::from_secs(60)).await;
-    assert_eq!(limiter.rate().await, 0.1, "nothing waited: the rate held nobody back");
+    assert_eq!(limiter.rate().await, 0.1, "nothing was sent: the rate held nobody back");
     assert!(limiter.acquire(Priority::High, Instant::now()).await, "the idle minute filled the bucket");
-    // A batch dropped while its send waits (the first slot is 3 s away at this rate).
+    // A batch dropped while its send waits (the next slot is more than 2 s away at this rate).
     let far = Instant::now() + Duration::from_secs(60);
-    assert!(tokio::time::timeout(Duration::from_secs(1), limiter.acquire(Priority::High, far)).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_secs(2), limiter.acquire(Priority::High, far)).await.is_err());
     let after = limiter.rate().await;
-    assert!(close(after, 0.2), "one second of waiting doubled it: {after}");
+    assert!(close(after, 0.4), "two seconds of sending doubled it twice: {after}");
     tokio::time::advance(Duration::from_secs(60)).await;
     assert_eq!(limiter.rate().await, after, "the dropped wait no longer counts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_between_batches_climbs_for_a_second_after_its_last_slot_and_no_longer() {
+    // A send takes the slot in hand at once; nothing waits afterwards, as while a worker records
+    // its batch and receives the next.
+    let limiter = SendRateLimiter::starting_at(1.0, 10.0, 0.2, 1.0);
+    assert!(limiter.acquire(Priority::Normal, Instant::now()).await);
+    tokio::time::advance(Duration::from_millis(500)).await;
+    let half = limiter.rate().await;
+    assert!(close(half, 2f64.sqrt()), "half a second of doubling: {half}");
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let later = limiter.rate().await;
+    assert!(close(later, 2.0), "a second of doubling, then none: {later}");
 }
 
 #[tokio::test(start_paused = true)]
