@@ -209,7 +209,8 @@ const QUIET: Duration = Duration::from_secs(5);
 /// of 50 mails/s, each able to send about 13 a second, with 2 % of sends throttled at random,
 /// drained at 91 to 98 % of the quota in the simulation (`make soak`'s `peak`: 96.4 to 98.8 %,
 /// against 98.4 and 99.4 % before the climb in time); climbing a second past the last slot, 100.2
-/// to 100.9 %. An instance whose work has ended stops climbing a second later.
+/// to 100.9 % (`peak`: 99.6, 97.4 and 98.8 %, its dips the rig's throughput, BENCHMARKS.md). An
+/// instance whose work has ended stops climbing a second later.
 const BETWEEN_BATCHES: Duration = Duration::from_secs(1);
 /// The longest a waiting send sleeps before it looks at the bucket again.
 const RECHECK: Duration = Duration::from_millis(100);

@@ -116,17 +116,16 @@ pub async fn drain_with(
     let mut tasks = Vec::new();
     for (id, inst) in instances.iter().enumerate() {
         let limiter = Arc::new(SendRateLimiter::starting_at(share, quota, 0.2, noise.next()));
+        let sent = Sent { ses: ses.clone(), accepted: accepted.clone(), start, id, remaining: remaining.clone() };
         if let Some(batches) = inst.batches {
             let queues = (high_q.clone(), normal_q.clone());
-            let sent = Sent { ses: ses.clone(), accepted: accepted.clone(), start, id, remaining: remaining.clone() };
             let noise = Noise(seed.wrapping_mul(7919).wrapping_add(id as u64 * 64 + 1));
             tasks.push(tokio::spawn(run_batches(limiter, queues, high, batches, sent, noise)));
             continue;
         }
         let q = if inst.priority == Priority::High { high_q.clone() } else { normal_q.clone() };
         for lane in 0..inst.concurrency {
-            let (limiter, q, ses, accepted) = (limiter.clone(), q.clone(), ses.clone(), accepted.clone());
-            let remaining = remaining.clone();
+            let (limiter, q, sent) = (limiter.clone(), q.clone(), sent.clone());
             let mut noise = Noise(seed.wrapping_mul(7919).wrapping_add((id * 64 + lane) as u64 + 1));
             let priority = inst.priority;
             tasks.push(tokio::spawn(async move {
@@ -138,14 +137,7 @@ pub async fn drain_with(
                             tokio::time::sleep(Duration::from_secs(1)).await;
                             break;
                         }
-                        let latency = Duration::from_secs_f64(0.02 + 0.06 * noise.next());
-                        tokio::time::sleep(latency / 2).await;
-                        let ok = ses.lock().unwrap().take();
-                        tokio::time::sleep(latency / 2).await;
-                        limiter.feedback(priority, !ok).await;
-                        if ok {
-                            accepted.lock().unwrap().push((Instant::now() - start, id, order < high));
-                            *remaining.lock().unwrap() -= 1;
+                        if sent.attempt(&limiter, priority, noise.next()).await {
                             break;
                         }
                     }
@@ -183,6 +175,7 @@ pub fn workers(n: usize, overhead: Duration) -> Vec<Instance> {
 }
 
 /// Where a simulated send goes, and where its acceptance is counted.
+#[derive(Clone)]
 struct Sent {
     ses: Arc<Mutex<Quota>>,
     accepted: Arc<Mutex<Vec<(Duration, usize, bool)>>>,
@@ -192,10 +185,28 @@ struct Sent {
     remaining: Arc<Mutex<usize>>,
 }
 
+impl Sent {
+    /// One request that holds a slot: SES answers halfway through its 20 to 80 ms (`jitter` 0 to 1
+    /// picks where), and the answer goes back to `limiter`. True when SES accepted it.
+    async fn attempt(&self, limiter: &SendRateLimiter, priority: Priority, jitter: f64) -> bool {
+        let latency = Duration::from_secs_f64(0.02 + 0.06 * jitter);
+        tokio::time::sleep(latency / 2).await;
+        let ok = self.ses.lock().unwrap().take();
+        tokio::time::sleep(latency / 2).await;
+        limiter.feedback(priority, !ok).await;
+        if ok {
+            let at = Instant::now() - self.start;
+            self.accepted.lock().unwrap().push((at, self.id, priority == Priority::High));
+            *self.remaining.lock().unwrap() -= 1;
+        }
+        ok
+    }
+}
+
 type Queue = Arc<Mutex<VecDeque<usize>>>;
 
-/// One `consume` worker ([`Batches`]) until every order is accepted. An order ids below the high
-/// queue's length is high priority.
+/// One `consume` worker ([`Batches`]) until every order is accepted. Orders numbered below
+/// `high_count` are high priority.
 async fn run_batches(
     limiter: Arc<SendRateLimiter>,
     (high_q, normal_q): (Queue, Queue),
@@ -237,15 +248,7 @@ async fn run_batches(
                         q.lock().unwrap().push_back(order);
                         return;
                     }
-                    let latency = Duration::from_secs_f64(0.02 + 0.06 * jitter);
-                    tokio::time::sleep(latency / 2).await;
-                    let ok = sent.ses.lock().unwrap().take();
-                    tokio::time::sleep(latency / 2).await;
-                    limiter.feedback(priority, !ok).await;
-                    if ok {
-                        let at = Instant::now() - sent.start;
-                        sent.accepted.lock().unwrap().push((at, sent.id, priority == Priority::High));
-                        *sent.remaining.lock().unwrap() -= 1;
+                    if sent.attempt(limiter, priority, jitter).await {
                         return;
                     }
                 }
