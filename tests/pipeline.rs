@@ -732,6 +732,9 @@ async fn a_batch_whose_rate_grants_nothing_soon_still_keeps_one_order() {
     let kept = &report.records[0];
     assert!(matches!(kept.outcome, RecordOutcome::Deferred { handed_back: false, .. }), "{kept:?}");
     assert_eq!(status_of(b.ledger.as_ref(), "K1-1").await, Some(Status::Failed), "claimed, then released");
+    // The dashboard tells the two apart: three deferred, two of them handed back.
+    let counted = |metric| report.counters().values().map(|c| c.get(metric)).sum::<u64>();
+    assert_eq!((counted(Counter::Deferred), counted(Counter::HandedBack)), (3, 2));
 }
 
 /// A kept order whose slot does not come within the horizon (and a second), because the rate was

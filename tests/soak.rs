@@ -1302,9 +1302,10 @@ impl fmt::Display for SoakReport {
         )?;
         writeln!(
             f,
-            "service metrics  Sent {} Deferred {} TransientFailure {} InFlight {} AlreadySent {}",
+            "service metrics  Sent {} Deferred {} (HandedBack {}) TransientFailure {} InFlight {} AlreadySent {}",
             emf("Sent"),
             emf("Deferred"),
+            emf("HandedBack"),
             emf("TransientFailure"),
             emf("InFlight"),
             emf("AlreadySent")

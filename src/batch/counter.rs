@@ -49,6 +49,9 @@ counters! {
     LegacyPayloadFormat,
     UnrecordedSend,
     PossibleDuplicate,
+    /// Deferred records handed back unclaimed or unmailed because this invocation's rate could
+    /// not send them soon (counted under `Deferred` too): per priority.
+    HandedBack,
     // Per reconciliation or ledger call, without it.
     ReconcileResent,
     ReconcileAbandoned,

@@ -43,8 +43,8 @@ pub struct RecordReport {
 
 /// Counts for one priority (or for records whose priority is unknown), by metric name: each
 /// record counts once under `Received` and once under its outcome's metric, plus once per note
-/// and under `UnrecordedSend` / `PossibleDuplicate` when those apply. Every name is one of
-/// [`Counter`].
+/// and under `UnrecordedSend` / `PossibleDuplicate` / `HandedBack` when those apply. Every name
+/// is one of [`Counter`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counters(BTreeMap<Counter, u64>);
 
@@ -102,6 +102,9 @@ impl BatchReport {
             }
             if r.after_expired_lease && matches!(r.outcome, RecordOutcome::Sent { .. }) {
                 c.add(Counter::PossibleDuplicate);
+            }
+            if matches!(r.outcome, RecordOutcome::Deferred { handed_back: true, .. }) {
+                c.add(Counter::HandedBack);
             }
             for n in &r.notes {
                 c.add(Counter::of_note(n));
