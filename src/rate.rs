@@ -73,27 +73,26 @@ impl Bucket {
     /// past `ceiling`), and the tokens fill at the rate of that time.
     fn refill(&mut self, now: Instant, span: Span) {
         let before = self.rate;
-        let sending_until = match (self.waiting, self.granted_at) {
-            (1.., _) => now,
-            (0, Some(granted)) => now.min(granted + BETWEEN_BATCHES),
-            (0, None) => self.refilled_at,
+        // A climb over no time (nothing sent lately) leaves the rate as it is.
+        let sending_until = match self.granted_at {
+            _ if self.waiting > 0 => now,
+            Some(granted) => now.min(granted + BETWEEN_BATCHES),
+            None => self.refilled_at,
         };
-        if sending_until > self.refilled_at {
-            self.climb(self.refilled_at, sending_until, span);
-        }
+        self.climb(self.refilled_at, sending_until, span);
         let elapsed = secs_between(self.refilled_at, now);
         self.tokens = (self.tokens + elapsed * (before + self.rate) / 2.0).min(self.capacity());
         self.refilled_at = now;
     }
 
-    /// The rate's climb from `from` to `to` while a send waits: additive until the quiet spell
-    /// after a throttle, doubling after it (or from the start, before any throttle). The climb
-    /// goes on in the second after a throttle, while the throttled send waits for SES's next
-    /// second: SES throttles some sends that are not over the quota (the soak's 2 %), and with
-    /// the climb held for that second, four instances at 12.5 of 50 mails/s, each throttled every
-    /// 2 to 4 s, spent a third of their time held, sat at 42 to 45 mails/s together and drained
-    /// the soak's `peak` at 95.5 and 98.2 % of the quota (98.4 and 99.4 % before the climb in
-    /// time).
+    /// The rate's climb from `from` to `to` while the instance sends (none when `to` is not after
+    /// `from`): additive until the quiet spell after a throttle, doubling after it (or from the
+    /// start, before any throttle). The climb goes on in the second after a throttle, while the
+    /// throttled send waits for SES's next second: SES throttles some sends that are not over the
+    /// quota (the soak's 2 %), and with the climb held for that second, four instances at 12.5 of
+    /// 50 mails/s, each throttled every 2 to 4 s, spent a third of their time held, sat at 42 to
+    /// 45 mails/s together and drained the soak's `peak` at 95.5 and 98.2 % of the quota (98.4 and
+    /// 99.4 % before the climb in time).
     fn climb(&mut self, from: Instant, to: Instant, span: Span) {
         let quiet_begins = self.throttled_at.map_or(from, |at| at + QUIET);
         let additive = secs_between(from, to.min(quiet_begins));
@@ -269,7 +268,8 @@ impl SendGate for SendRateLimiter {
         loop {
             let wait = {
                 let mut b = self.bucket();
-                b.refill(Instant::now(), self.span);
+                let now = Instant::now();
+                b.refill(now, self.span);
                 // Normal orders leave the reserve in the bucket only while a high one waits.
                 let reserve = if !high && b.high_waiting > 0 {
                     (b.capacity() * self.high_reserve).min(b.capacity() - 1.0).max(0.0)
@@ -279,7 +279,7 @@ impl SendGate for SendRateLimiter {
                 let threshold = 1.0 + reserve;
                 if b.tokens >= threshold {
                     b.tokens -= 1.0;
-                    b.granted_at = Some(Instant::now());
+                    b.granted_at = Some(now);
                     return true;
                 }
                 // Every wait re-checks at least every 100 ms: the reserve a normal order waits
