@@ -51,23 +51,18 @@ impl Noise {
     }
 }
 
-/// One instance: polls its queue alone (as a mapping's instance does) with `concurrency` sends in
-/// flight; an order without a slot within the hand-back horizon goes back to the queue. With
-/// `batches`, it is a `consume` worker instead: see [`Batches`].
+/// One instance, polling as a mapping's instance or as a `consume` worker does.
 #[derive(Clone, Copy)]
-pub struct Instance {
-    pub priority: Priority,
-    pub concurrency: usize,
-    pub batches: Option<Batches>,
-}
-
-/// `consume`'s loop: a batch of what the rate grants within two seconds (at most ten), from the
-/// high queue if it has any, else the normal one; `overhead` (0.5 to 1.5 times it) of SQS and
-/// ledger calls around the sends; the next batch only once the whole batch is done. A worker
-/// whose calls take time is itself a limit on its sends, as the soak's debug-built workers are.
-#[derive(Clone, Copy)]
-pub struct Batches {
-    pub overhead: Duration,
+pub enum Instance {
+    /// Polls its priority's queue alone with `concurrency` sends in flight; an order without a
+    /// slot within the hand-back horizon goes back to the queue.
+    Lanes { priority: Priority, concurrency: usize },
+    /// `consume`'s loop: a batch of what the rate grants within two seconds (at most ten), from
+    /// the high queue if it has any, else the normal one; `overhead` (0.5 to 1.5 times it) of SQS
+    /// and ledger calls around the sends; the next batch only once the whole batch is done. A
+    /// worker whose calls take time is itself a limit on its sends, as the soak's debug-built
+    /// workers are.
+    Batches { overhead: Duration },
 }
 
 pub struct Drain {
@@ -108,26 +103,27 @@ pub async fn drain_with(
     let start = Instant::now();
     let noise = Noise(seed.wrapping_add(99));
     let ses = Arc::new(Mutex::new(Quota { per_sec: quota, tokens: quota, at: start, over: 0, random, noise }));
-    let queue = |ids: std::ops::Range<usize>| Arc::new(Mutex::new(ids.collect::<VecDeque<_>>()));
-    let (high_q, normal_q) = (queue(0..high), queue(high..high + normal));
-    let remaining = Arc::new(Mutex::new(high + normal));
+    let queue = |n: usize| Arc::new(Mutex::new((0..n).collect::<VecDeque<_>>()));
+    let (high_q, normal_q) = (queue(high), queue(normal));
     let accepted = Arc::new(Mutex::new(Vec::<(Duration, usize, bool)>::new()));
     let mut noise = Noise(seed.max(1));
     let mut tasks = Vec::new();
     for (id, inst) in instances.iter().enumerate() {
         let limiter = Arc::new(SendRateLimiter::starting_at(share, quota, 0.2, noise.next()));
-        let sent = Sent { ses: ses.clone(), accepted: accepted.clone(), start, id, remaining: remaining.clone() };
-        if let Some(batches) = inst.batches {
-            let queues = (high_q.clone(), normal_q.clone());
-            let noise = Noise(seed.wrapping_mul(7919).wrapping_add(id as u64 * 64 + 1));
-            tasks.push(tokio::spawn(run_batches(limiter, queues, high, batches, sent, noise)));
-            continue;
-        }
-        let q = if inst.priority == Priority::High { high_q.clone() } else { normal_q.clone() };
-        for lane in 0..inst.concurrency {
+        let sent = Sent { ses: ses.clone(), accepted: accepted.clone(), start, id, total: high + normal };
+        let (priority, concurrency) = match *inst {
+            Instance::Lanes { priority, concurrency } => (priority, concurrency),
+            Instance::Batches { overhead } => {
+                let queues = (high_q.clone(), normal_q.clone());
+                let noise = Noise(seed.wrapping_mul(7919).wrapping_add(id as u64 * 64 + 1));
+                tasks.push(tokio::spawn(run_batches(limiter, queues, overhead, sent, noise)));
+                continue;
+            }
+        };
+        let q = if priority == Priority::High { high_q.clone() } else { normal_q.clone() };
+        for lane in 0..concurrency {
             let (limiter, q, sent) = (limiter.clone(), q.clone(), sent.clone());
             let mut noise = Noise(seed.wrapping_mul(7919).wrapping_add((id * 64 + lane) as u64 + 1));
-            let priority = inst.priority;
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Some(order) = q.lock().unwrap().pop_front() else { return };
@@ -164,14 +160,14 @@ pub async fn drain_with(
 /// `high` instances on the high queue and `normal` on the normal one, sixteen sends in flight
 /// each (`SEND_CONCURRENCY`): Lambda's topology, the template's ten and four.
 pub fn fleet(high: usize, normal: usize) -> Vec<Instance> {
-    let mut v = vec![Instance { priority: Priority::High, concurrency: 16, batches: None }; high];
-    v.extend(vec![Instance { priority: Priority::Normal, concurrency: 16, batches: None }; normal]);
+    let mut v = vec![Instance::Lanes { priority: Priority::High, concurrency: 16 }; high];
+    v.extend(vec![Instance::Lanes { priority: Priority::Normal, concurrency: 16 }; normal]);
     v
 }
 
 /// `n` `consume` workers, each spending `overhead` per batch besides its sends.
 pub fn workers(n: usize, overhead: Duration) -> Vec<Instance> {
-    vec![Instance { priority: Priority::Normal, concurrency: 16, batches: Some(Batches { overhead }) }; n]
+    vec![Instance::Batches { overhead }; n]
 }
 
 /// Where a simulated send goes, and where its acceptance is counted.
@@ -181,8 +177,8 @@ struct Sent {
     accepted: Arc<Mutex<Vec<(Duration, usize, bool)>>>,
     start: Instant,
     id: usize,
-    /// Orders not yet accepted, by any instance.
-    remaining: Arc<Mutex<usize>>,
+    /// Orders in the backlog, high and normal.
+    total: usize,
 }
 
 impl Sent {
@@ -197,55 +193,45 @@ impl Sent {
         if ok {
             let at = Instant::now() - self.start;
             self.accepted.lock().unwrap().push((at, self.id, priority == Priority::High));
-            *self.remaining.lock().unwrap() -= 1;
         }
         ok
+    }
+
+    /// Every order of the backlog is accepted, by any instance.
+    fn all_accepted(&self) -> bool {
+        self.accepted.lock().unwrap().len() >= self.total
     }
 }
 
 type Queue = Arc<Mutex<VecDeque<usize>>>;
 
-/// One `consume` worker ([`Batches`]) until every order is accepted. Orders numbered below
-/// `high_count` are high priority.
+/// One `consume` worker ([`Instance::Batches`]) until every order is accepted.
 async fn run_batches(
     limiter: Arc<SendRateLimiter>,
     (high_q, normal_q): (Queue, Queue),
-    high_count: usize,
-    batches: Batches,
+    overhead: Duration,
     sent: Sent,
     mut noise: Noise,
 ) {
-    while *sent.remaining.lock().unwrap() > 0 {
+    while !sent.all_accepted() {
         let n = limiter.sendable_within(Duration::from_secs(2)).await.unwrap_or(10).min(10);
-        let mut batch = Vec::new();
-        for q in [&high_q, &normal_q] {
-            let mut q = q.lock().unwrap();
-            while batch.len() < n
-                && let Some(order) = q.pop_front()
-            {
-                batch.push(order);
-            }
-            if !batch.is_empty() {
-                break;
-            }
-        }
-        if batch.is_empty() {
+        let taken = [(&high_q, Priority::High), (&normal_q, Priority::Normal)].into_iter().find_map(|(q, priority)| {
+            let batch: Vec<usize> = (0..n).map_while(|_| q.lock().unwrap().pop_front()).collect();
+            (!batch.is_empty()).then_some((q, priority, batch))
+        });
+        let Some((queue, priority, batch)) = taken else {
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
-        }
-        let overhead = batches.overhead.mul_f64(0.5 + noise.next());
+        };
+        let overhead = overhead.mul_f64(0.5 + noise.next());
         tokio::time::sleep(overhead / 2).await;
         let deadline = Instant::now() + Duration::from_secs(10);
-        let latencies: Vec<f64> = batch.iter().map(|_| noise.next()).collect();
-        let sends = batch.iter().zip(latencies).map(|(&order, jitter)| {
-            let (limiter, sent) = (&limiter, &sent);
-            let priority = if order < high_count { Priority::High } else { Priority::Normal };
-            let (high_q, normal_q) = (&high_q, &normal_q);
+        let sends = batch.into_iter().map(|order| {
+            let (limiter, sent, jitter) = (&limiter, &sent, noise.next());
             async move {
                 loop {
                     if !limiter.acquire(priority, deadline).await {
-                        let q = if priority == Priority::High { high_q } else { normal_q };
-                        q.lock().unwrap().push_back(order);
+                        queue.lock().unwrap().push_back(order);
                         return;
                     }
                     if sent.attempt(limiter, priority, jitter).await {
